@@ -1,0 +1,51 @@
+//! The `#[repr(C)]` layouts of every BPF map Palisade's datapath reads.
+//!
+//! The agent writes these maps and the eBPF program reads them, so both sides compile this one
+//! definition. Rules for everything here:
+//!
+//! * `#[repr(C)]`, no implicit padding (explicit `_pad`/`reserved` fields instead), because the
+//!   kernel compares keys byte for byte and uninitialised padding would make equal keys differ.
+//! * No `bool`, `enum` or `Option`: the kernel can hand back any bit pattern, so flags and
+//!   verdicts are integers with named constants.
+//! * Addresses are 16 bytes; IPv4 uses the IPv4-mapped IPv6 form `::ffff:a.b.c.d`, so one map
+//!   serves both families and an IPv4 `/n` is the 16-byte prefix `/(96 + n)`.
+#![no_std]
+
+pub mod endpoint;
+pub mod identity;
+pub mod rule;
+
+/// Names of the maps in the eBPF object. They are also the file names of the pins under the
+/// agent's bpffs directory, so `bpftool map dump pinned <dir>/<NAME>` works.
+pub mod map_names {
+    pub const ENDPOINTS: &str = "PALISADE_ENDPOINTS";
+    pub const IDENTITIES: &str = "PALISADE_IDENTITIES";
+    pub const RULES: &str = "PALISADE_RULES";
+}
+
+/// Names of the programs in the eBPF object.
+pub mod program_names {
+    /// tc ingress of an endpoint's host-side interface: packets the endpoint sends.
+    pub const FROM_ENDPOINT: &str = "palisade_from_endpoint";
+    /// tc egress of an endpoint's host-side interface: packets delivered to the endpoint.
+    pub const TO_ENDPOINT: &str = "palisade_to_endpoint";
+}
+
+/// Maximum entries per map. Sized for a node with a few hundred endpoints and a cluster of
+/// tens of thousands of pods; the agent can raise them at load time.
+pub mod capacity {
+    pub const ENDPOINTS: u32 = 4096;
+    pub const IDENTITIES: u32 = 131_072;
+    pub const RULES: u32 = 262_144;
+}
+
+/// The 16-byte form of an IPv4 address (`::ffff:a.b.c.d`).
+#[inline(always)]
+pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
+}
+
+/// Bits that an IPv4 prefix length gains in the 16-byte mapped form.
+pub const IPV4_MAPPED_PREFIX_BITS: u32 = 96;

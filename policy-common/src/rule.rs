@@ -1,0 +1,69 @@
+//! `PALISADE_RULES`: the verdict for (policy, peer identity, protocol, destination port).
+//!
+//! One LPM trie holds every compiled policy. The key's prefix always covers `policy` and
+//! `peer_identity` completely (64 bits); beyond that it may stop
+//!
+//! * after 64 bits: any protocol, any port (a rule without `ports`);
+//! * after 80 bits (protocol and the pad byte): any port of that protocol;
+//! * after 80 + n bits: the ports sharing the top n bits of `port_be`, which is how a port
+//!   range (`endPort`) becomes at most 30 prefixes instead of one entry per port.
+//!
+//! The datapath looks up the exact peer identity first and then [`crate::identity::ANY`]; the
+//! longest matching prefix carries the verdict. Because the compiler flattens ordered rules
+//! (Calico tiers: Allow, Deny, Pass) so that the most specific prefix always holds the verdict
+//! of the first matching rule, the same two lookups serve ordered verdicts, not just additive
+//! allows. `policy` and `peer_identity` are always matched in full, so they are stored in host
+//! order (readable in `bpftool` dumps); only the port, which is matched bit by bit, must be
+//! big-endian.
+
+/// Bits of the key covered when a rule applies to every protocol.
+pub const PREFIX_ANY_PROTOCOL: u32 = 64;
+/// Bits of the key covered when a rule applies to every port of one protocol.
+pub const PREFIX_ANY_PORT: u32 = 80;
+/// Bits of a fully specified key.
+pub const PREFIX_FULL: u32 = 96;
+
+/// Verdict values.
+pub mod action {
+    pub const ALLOW: u32 = 1;
+    pub const DENY: u32 = 2;
+}
+
+/// IP protocol numbers the compiler emits.
+pub mod protocol {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const SCTP: u8 = 132;
+}
+
+/// Key data of the trie (the kernel prepends the prefix length).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleKey {
+    pub policy: u32,
+    pub peer_identity: u32,
+    /// IP protocol number (IPv6: the upper-layer protocol).
+    pub protocol: u8,
+    /// Always zero; covered by every prefix that covers `protocol`.
+    pub _pad: u8,
+    /// Destination port, big-endian. 0 for packets without ports (and non-first fragments,
+    /// which only rules for every port of the protocol, or every protocol, can match).
+    pub port_be: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RuleValue {
+    /// One of [`action`].
+    pub action: u32,
+    /// Index of the source rule in the agent's explanation table, so a verdict can be traced
+    /// back to the policy and rule that produced it. 0 when not recorded.
+    pub rule_ref: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C); u32, u32, u8, u8, u16: 12 bytes, no padding.
+unsafe impl aya::Pod for RuleKey {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two u32s.
+unsafe impl aya::Pod for RuleValue {}

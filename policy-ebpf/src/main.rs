@@ -1,0 +1,81 @@
+//! Palisade's datapath: two tc programs on each endpoint's host-side interface.
+//!
+//! * `palisade_from_endpoint` (tc ingress of the host-side veth) sees what the endpoint sends and
+//!   checks it against the endpoint's egress policy.
+//! * `palisade_to_endpoint` (tc egress of the host-side veth) sees what is delivered to the
+//!   endpoint and checks it against the endpoint's ingress policy.
+//!
+//! Pod-to-pod traffic on one node therefore passes both checks, as NetworkPolicy requires.
+//! Every error path drops: a packet we cannot parse is a packet we cannot prove allowed.
+#![no_std]
+#![no_main]
+
+mod packet;
+mod verdict;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    btf_maps::{HashMap, LpmTrie},
+    macros::{btf_map, classifier},
+    programs::TcContext,
+};
+use policy_common::{
+    capacity,
+    endpoint::{EndpointKey, EndpointPolicy},
+    identity::{IdentityKey, IdentityValue},
+    rule::{RuleKey, RuleValue},
+};
+
+use crate::{
+    packet::Parsed,
+    verdict::{Direction, Verdict},
+};
+
+#[btf_map]
+static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDPOINTS as usize }> =
+    HashMap::new();
+
+#[btf_map]
+static PALISADE_IDENTITIES: LpmTrie<
+    IdentityKey,
+    IdentityValue,
+    { capacity::IDENTITIES as usize },
+> = LpmTrie::new();
+
+#[btf_map]
+static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
+
+#[classifier]
+pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::FromEndpoint)
+}
+
+#[classifier]
+pub fn palisade_to_endpoint(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::ToEndpoint)
+}
+
+#[inline(always)]
+fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
+    let verdict = match packet::parse(ctx) {
+        Ok(Parsed::Infrastructure) => Verdict::Allow,
+        Ok(Parsed::Ip(flow)) => verdict::decide(&flow, direction),
+        // Truncated or malformed headers: fail closed.
+        Err(()) => Verdict::Deny,
+    };
+    match verdict {
+        // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
+        Verdict::Allow => TC_ACT_UNSPEC,
+        Verdict::Deny => TC_ACT_SHOT as i32,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
