@@ -1,0 +1,11 @@
+//! Palisade's node agent as a library: the datastore, the compiler from NetworkPolicy to BPF
+//! map contents, and the dataplane that loads, pins, attaches and syncs.
+//!
+//! Data flows datastore → model → compiler → dataplane; `agent` runs the loop.
+pub mod agent;
+pub mod compiler;
+pub mod dataplane;
+pub mod datastore;
+pub mod explain;
+pub mod model;
+pub mod status;

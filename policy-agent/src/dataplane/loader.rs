@@ -1,0 +1,112 @@
+//! Loading the embedded eBPF object and pinning its maps.
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, LpmTrie, MapData},
+    programs::{SchedClassifier, tc::SchedClassifierLinkId},
+};
+use policy_common::{
+    endpoint::{EndpointKey, EndpointPolicy},
+    identity::{IdentityKey, IdentityValue},
+    map_names, program_names,
+    rule::{RuleKey, RuleValue},
+};
+use tracing::info;
+
+use super::DataplaneError;
+
+/// The object `build.rs` produced with aya-build.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy-ebpf"));
+
+/// The loaded datapath: programs, maps, and where the programs are attached.
+pub struct Datapath {
+    /// Owns the programs; dropping it detaches them.
+    pub(super) ebpf: Ebpf,
+    pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
+    pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
+    pub(super) rules: LpmTrie<MapData, RuleKey, RuleValue>,
+    /// Interface name to (ifindex, links), so a re-created interface is attached again.
+    pub(super) attached: BTreeMap<String, (u32, Vec<SchedClassifierLinkId>)>,
+    pin_dir: PathBuf,
+}
+
+impl Datapath {
+    /// Loads the programs and creates fresh maps pinned under `pin_dir` (one directory per
+    /// agent instance; pins left there by an earlier run are replaced).
+    pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
+        for name in [program_names::FROM_ENDPOINT, program_names::TO_ENDPOINT] {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DataplaneError::Missing {
+                    kind: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
+
+        fs::create_dir_all(pin_dir).map_err(|source| DataplaneError::PinDir {
+            path: pin_dir.to_owned(),
+            source,
+        })?;
+        for name in [map_names::ENDPOINTS, map_names::IDENTITIES, map_names::RULES] {
+            let path = pin_dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "replaced a stale pin"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DataplaneError::PinDir { path, source }),
+            }
+            let map = ebpf.map(name).ok_or(DataplaneError::Missing { kind: "map", name })?;
+            map.pin(&path)
+                .map_err(|source| DataplaneError::Pin { name, path, source })?;
+        }
+
+        let endpoints = HashMap::try_from(take_map(&mut ebpf, map_names::ENDPOINTS)?)
+            .map_err(|source| DataplaneError::MapType {
+                name: map_names::ENDPOINTS,
+                source,
+            })?;
+        let identities = LpmTrie::try_from(take_map(&mut ebpf, map_names::IDENTITIES)?)
+            .map_err(|source| DataplaneError::MapType {
+                name: map_names::IDENTITIES,
+                source,
+            })?;
+        let rules = LpmTrie::try_from(take_map(&mut ebpf, map_names::RULES)?).map_err(
+            |source| DataplaneError::MapType {
+                name: map_names::RULES,
+                source,
+            },
+        )?;
+        info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
+        Ok(Self {
+            ebpf,
+            endpoints,
+            identities,
+            rules,
+            attached: BTreeMap::new(),
+            pin_dir: pin_dir.to_owned(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+    ebpf.take_map(name)
+        .ok_or(DataplaneError::Missing { kind: "map", name })
+}

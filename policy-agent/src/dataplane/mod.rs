@@ -1,0 +1,71 @@
+//! The kernel side: load the eBPF object, pin its maps, attach its programs to endpoint
+//! interfaces, and keep the maps equal to the compiler's output.
+
+mod attach;
+mod loader;
+mod sync;
+
+use std::{io, path::PathBuf};
+
+use thiserror::Error;
+
+pub use self::{loader::Datapath, sync::SyncStats};
+
+#[derive(Debug, Error)]
+pub enum DataplaneError {
+    #[error(
+        "this policy-agent was built with AYA_BUILD_SKIP and carries no eBPF object; rebuild it without that variable"
+    )]
+    NoObject,
+    #[error("loading the eBPF object")]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no {kind} named {name}")]
+    Missing { kind: &'static str, name: &'static str },
+    #[error("map {name} has an unexpected type")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("preparing the pin directory {path}")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pinning map {name} at {path}")]
+    Pin {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("listing network interfaces")]
+    Interfaces(#[source] nix::Error),
+    #[error("attaching {program} to {interface}")]
+    Attach {
+        program: &'static str,
+        interface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("adding the clsact qdisc to {interface}")]
+    Clsact {
+        interface: String,
+        #[source]
+        source: aya::programs::tc::TcError,
+    },
+    #[error("{operation} in map {map}")]
+    MapUpdate {
+        operation: &'static str,
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}

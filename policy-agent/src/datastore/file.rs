@@ -1,0 +1,252 @@
+//! The file datastore: a directory of ordinary Kubernetes manifests (Namespace, Pod,
+//! NetworkPolicy; several per file with `---`), for labs, bare-metal hosts and VMs.
+//!
+//! Invalid input is handled as an API server would: an object that fails validation is
+//! rejected, and the version accepted before (if any) stays in force, exactly as a failed
+//! `kubectl apply` leaves the old object in place. A file that is not even YAML keeps all the
+//! objects it held before. Either way the error names the file, the object and the field, and
+//! every other object keeps being enforced.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use serde::Deserialize;
+use tracing::warn;
+
+use super::{Snapshot, digest};
+use crate::{
+    model::{Cluster, Namespace, NetworkPolicy, Pod, convert},
+    status::ObjectError,
+};
+
+/// A validated object and the file it came from.
+#[derive(Debug, Clone)]
+enum Object {
+    Namespace(Namespace),
+    Pod(Pod),
+    NetworkPolicy(NetworkPolicy),
+}
+
+/// (kind, namespace, name): how objects are identified, as on an API server.
+type ObjectKey = (String, String, String);
+
+impl Object {
+    fn key(&self) -> ObjectKey {
+        match self {
+            Object::Namespace(ns) => ("Namespace".into(), String::new(), ns.name.clone()),
+            Object::Pod(p) => ("Pod".into(), p.namespace.clone(), p.name.clone()),
+            Object::NetworkPolicy(np) => {
+                ("NetworkPolicy".into(), np.namespace.clone(), np.name.clone())
+            }
+        }
+    }
+}
+
+fn describe(key: &ObjectKey) -> String {
+    let (kind, namespace, name) = key;
+    if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    }
+}
+
+pub struct FileDatastore {
+    dir: PathBuf,
+    /// Objects accepted from each file by the previous load, by file name.
+    accepted: BTreeMap<String, Vec<Object>>,
+}
+
+impl FileDatastore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            accepted: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads every manifest file and returns the cluster they describe.
+    pub fn load(&mut self) -> io::Result<Snapshot> {
+        let files = digest::read_manifest_files(&self.dir)?;
+        let digest = digest::digest_files(files.iter().map(|(n, c)| (n.as_str(), c.as_slice())));
+        let mut errors = Vec::new();
+        let mut accepted = BTreeMap::new();
+        for (name, contents) in &files {
+            let previous = self.accepted.remove(name).unwrap_or_default();
+            let objects = parse_file(name, contents, previous, &mut errors);
+            accepted.insert(name.clone(), objects);
+        }
+        self.accepted = accepted;
+
+        let mut cluster = Cluster::default();
+        let mut origin: BTreeMap<ObjectKey, &str> = BTreeMap::new();
+        for (file, objects) in &self.accepted {
+            for object in objects {
+                let key = object.key();
+                if let Some(first) = origin.get(&key) {
+                    errors.push(ObjectError {
+                        source: file.clone(),
+                        object: Some(describe(&key)),
+                        field: None,
+                        message: format!("duplicate of the object in {first}; that one is used"),
+                    });
+                    continue;
+                }
+                origin.insert(key, file);
+                match object {
+                    Object::Namespace(ns) => {
+                        cluster.namespaces.insert(ns.name.clone(), ns.clone());
+                    }
+                    Object::Pod(p) => {
+                        cluster
+                            .pods
+                            .insert((p.namespace.clone(), p.name.clone()), p.clone());
+                    }
+                    Object::NetworkPolicy(np) => {
+                        cluster
+                            .policies
+                            .insert((np.namespace.clone(), np.name.clone()), np.clone());
+                    }
+                }
+            }
+        }
+        for error in &errors {
+            warn!(%error, "rejected");
+        }
+        Ok(Snapshot {
+            cluster,
+            errors,
+            digest,
+        })
+    }
+}
+
+/// Parses one file; on errors, falls back to what `previous` held for the same objects.
+fn parse_file(
+    file: &str,
+    contents: &[u8],
+    previous: Vec<Object>,
+    errors: &mut Vec<ObjectError>,
+) -> Vec<Object> {
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_slice(contents) {
+        match serde_yaml::Value::deserialize(document) {
+            Ok(serde_yaml::Value::Null) => {}
+            Ok(value) => documents.push(value),
+            Err(e) => {
+                errors.push(ObjectError {
+                    source: file.to_owned(),
+                    object: None,
+                    field: None,
+                    message: format!("not valid YAML: {e}; keeping the objects it held before"),
+                });
+                return previous;
+            }
+        }
+    }
+
+    let mut previous: BTreeMap<ObjectKey, Object> =
+        previous.into_iter().map(|o| (o.key(), o)).collect();
+    let mut objects = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let key = document_key(&document);
+        match parse_object(document) {
+            Ok(object) => objects.push(object),
+            Err((field, message)) => {
+                let kept = key.as_ref().and_then(|k| previous.remove(k));
+                let suffix = if kept.is_some() {
+                    "; the previously accepted version stays in force"
+                } else {
+                    ""
+                };
+                errors.push(ObjectError {
+                    source: file.to_owned(),
+                    object: Some(
+                        key.as_ref()
+                            .map(describe)
+                            .unwrap_or_else(|| format!("document {index}")),
+                    ),
+                    field,
+                    message: format!("{message}{suffix}"),
+                });
+                objects.extend(kept);
+            }
+        }
+    }
+    objects
+}
+
+/// (kind, namespace, name) read leniently from an unvalidated document.
+fn document_key(document: &serde_yaml::Value) -> Option<ObjectKey> {
+    let kind = document.get("kind")?.as_str()?.to_owned();
+    let metadata = document.get("metadata")?;
+    let name = metadata.get("name")?.as_str()?.to_owned();
+    let namespace = if kind == "Namespace" {
+        String::new()
+    } else {
+        metadata
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_owned()
+    };
+    Some((kind, namespace, name))
+}
+
+/// Field path (if known) and message.
+type ParseError = (Option<String>, String);
+
+fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
+    let api_version = document
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let kind = document
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Namespace") => {
+            let ns: core::Namespace = typed(document)?;
+            convert::namespace(&ns).map(Object::Namespace).map_err(convert_error)
+        }
+        ("v1", "Pod") => {
+            let pod: core::Pod = typed(document)?;
+            convert::pod(&pod).map(Object::Pod).map_err(convert_error)
+        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            let np: networking::NetworkPolicy = typed(document)?;
+            convert::network_policy(&np)
+                .map(Object::NetworkPolicy)
+                .map_err(convert_error)
+        }
+        _ => Err((
+            Some("kind".to_owned()),
+            format!(
+                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod or networking.k8s.io/v1 NetworkPolicy"
+            ),
+        )),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(document: serde_yaml::Value) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        (Some(path), e.into_inner().to_string())
+    })
+}
+
+fn convert_error(e: convert::ConvertError) -> ParseError {
+    (Some(e.field), e.message)
+}

@@ -1,0 +1,147 @@
+//! The cluster as the compiler sees it: validated, datastore-independent types.
+//!
+//! Datastores (manifest files now, the Kubernetes API later) convert Kubernetes objects into
+//! these with [`convert`], which is also where invalid input is rejected with the path of the
+//! offending field. The compiler never sees an unvalidated object.
+
+pub mod convert;
+pub mod selector;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+pub use self::selector::{LabelSelector, Labels};
+
+/// Label every namespace carries, set by the API server (and by us for the file datastore).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Keyed by (namespace, name).
+    pub pods: BTreeMap<(String, String), Pod>,
+    /// Keyed by (namespace, name).
+    pub policies: BTreeMap<(String, String), NetworkPolicy>,
+}
+
+impl Cluster {
+    /// Labels of a namespace; a namespace that has no object (yet) still has its name label,
+    /// as every namespace on a real API server does.
+    pub fn namespace_labels(&self, name: &str) -> Labels {
+        match self.namespaces.get(name) {
+            Some(ns) => ns.labels.clone(),
+            None => Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned())]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// `status.podIPs` (or `status.podIP`), deduplicated.
+    pub ips: BTreeSet<IpAddr>,
+    pub container_ports: Vec<ContainerPort>,
+    pub node_name: Option<String>,
+    pub host_network: bool,
+    /// `Succeeded` and `Failed` pods no longer own their address.
+    pub terminated: bool,
+}
+
+impl Pod {
+    /// Whether the pod is a network endpoint at all: it has an address of its own and is
+    /// running. Other pods are nobody's peers and are not enforced on.
+    pub fn is_endpoint(&self) -> bool {
+        !self.host_network && !self.terminated && !self.ips.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        use policy_common::rule::protocol;
+        match self {
+            Protocol::Tcp => protocol::TCP,
+            Protocol::Udp => protocol::UDP,
+            Protocol::Sctp => protocol::SCTP,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    pub namespace: String,
+    pub name: String,
+    pub pod_selector: LabelSelector,
+    /// `None` when the policy does not apply in that direction (after `policyTypes`
+    /// defaulting); `Some(vec![])` isolates without allowing anything.
+    pub ingress: Option<Vec<Rule>>,
+    pub egress: Option<Vec<Rule>>,
+}
+
+/// One ingress or egress rule: it matches when one of its peers and one of its ports match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// `None`: the rule has no `from`/`to`, every peer matches.
+    pub peers: Option<Vec<Peer>>,
+    /// `None`: the rule has no `ports`, every port and protocol matches.
+    pub ports: Option<Vec<PortMatch>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    /// Pods selected by `pods` in the namespaces selected by `namespaces`.
+    Pods {
+        namespaces: NamespaceMatch,
+        pods: LabelSelector,
+    },
+    IpBlock {
+        cidr: IpNet,
+        except: Vec<IpNet>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NamespaceMatch {
+    /// A peer with only a `podSelector`: the policy's own namespace.
+    Exactly(String),
+    Selector(LabelSelector),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortMatch {
+    /// `protocol` with no `port`: every port of the protocol.
+    AllPorts(Protocol),
+    /// `port` (and `endPort`): an inclusive range.
+    Range {
+        protocol: Protocol,
+        first: u16,
+        last: u16,
+    },
+    /// A named port, resolved against the destination pod's container ports.
+    Named { protocol: Protocol, name: String },
+}

@@ -1,0 +1,112 @@
+//! The agent's status report: what it has programmed, and what it rejected.
+//!
+//! Written atomically (temporary file + rename) after every successful sync, so a reader never
+//! sees half a report. The lab waits on `digest` to know that a step's manifests are in the
+//! kernel; operators read `errors` to see which objects were rejected and why.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Digest of the datastore contents that are now programmed (see
+    /// [`crate::datastore::digest`]).
+    pub digest: String,
+    /// Number of syncs since the agent started.
+    pub generation: u64,
+    /// Entries in each map after the sync.
+    pub endpoints: usize,
+    pub identities: usize,
+    pub rules: usize,
+    /// Interfaces the programs are attached to.
+    pub interfaces: Vec<String>,
+    /// Objects rejected by the last load; every other object is enforced.
+    pub errors: Vec<ObjectError>,
+    /// Milliseconds the last sync (read, compile, map update) took.
+    pub sync_millis: u64,
+}
+
+/// One rejected object (or file), with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectError {
+    /// File the object came from.
+    pub source: String,
+    /// `Kind namespace/name` when known.
+    pub object: Option<String>,
+    /// Path of the offending field, e.g. `spec.ingress[0].ports[0].protocol`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(object) = &self.object {
+            write!(f, ": {object}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StatusError {
+    #[error("writing status file {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading status file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parsing status file {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Status {
+    pub fn write_atomic(&self, path: &Path) -> Result<(), StatusError> {
+        let write_err = |source| StatusError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let body = serde_json::to_vec_pretty(self).map_err(|e| write_err(io::Error::other(e)))?;
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, body).map_err(write_err)?;
+        fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Reads a status file; `Ok(None)` when it does not exist yet.
+    pub fn read(path: &Path) -> Result<Option<Self>, StatusError> {
+        let body = match fs::read(path) {
+            Ok(body) => body,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StatusError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|source| StatusError::Parse {
+                path: path.to_owned(),
+                source,
+            })
+    }
+}
