@@ -97,7 +97,10 @@ pub async fn run(config: Config) -> Result<()> {
             _ = terminate.recv() => break,
         }
     }
-    info!("shutting down; pinned maps stay in {}", datapath.pin_dir().display());
+    info!(
+        "shutting down; pinned maps stay in {}",
+        datapath.pin_dir().display()
+    );
     Ok(())
 }
 

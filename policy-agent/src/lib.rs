@@ -8,4 +8,5 @@ pub mod dataplane;
 pub mod datastore;
 pub mod explain;
 pub mod model;
+pub mod replay;
 pub mod status;

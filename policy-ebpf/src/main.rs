@@ -36,11 +36,8 @@ static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDP
     HashMap::new();
 
 #[btf_map]
-static PALISADE_IDENTITIES: LpmTrie<
-    IdentityKey,
-    IdentityValue,
-    { capacity::IDENTITIES as usize },
-> = LpmTrie::new();
+static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentityValue, { capacity::IDENTITIES as usize }> =
+    LpmTrie::new();
 
 #[btf_map]
 static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
@@ -66,7 +63,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     match verdict {
         // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
         Verdict::Allow => TC_ACT_UNSPEC,
-        Verdict::Deny => TC_ACT_SHOT as i32,
+        Verdict::Deny => TC_ACT_SHOT,
     }
 }
 

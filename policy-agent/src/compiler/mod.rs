@@ -13,6 +13,8 @@ mod identity;
 mod ports;
 mod rules;
 mod shape;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -25,7 +27,7 @@ use policy_common::{
 use self::{allocator::Allocator, identity::IdentityClass, shape::Shape};
 use crate::model::Cluster;
 
-pub use self::ports::port_prefixes;
+pub use self::{identity::addr16 as identity_addr, ports::port_prefixes};
 
 /// Which pods this agent enforces on, and what counts as its own node.
 #[derive(Debug, Clone, Default)]

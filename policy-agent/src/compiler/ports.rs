@@ -40,9 +40,20 @@ mod tests {
 
     #[test]
     fn ranges_cover_exactly_their_ports() {
-        for (first, last) in [(1, 65535), (80, 81), (1000, 2047), (32000, 32768), (0, 0), (65535, 65535)] {
+        for (first, last) in [
+            (1, 65535),
+            (80, 81),
+            (1000, 2047),
+            (32000, 32768),
+            (0, 0),
+            (65535, 65535),
+        ] {
             let blocks = port_prefixes(first, last);
-            assert!(blocks.len() <= 30, "{first}-{last}: {} blocks", blocks.len());
+            assert!(
+                blocks.len() <= 30,
+                "{first}-{last}: {} blocks",
+                blocks.len()
+            );
             assert_eq!(
                 expand(&blocks),
                 (u32::from(first)..=u32::from(last)).collect::<Vec<_>>(),

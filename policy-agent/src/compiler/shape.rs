@@ -49,7 +49,10 @@ pub enum ShapePort {
         last: u16,
     },
     /// An egress named port, resolved per peer identity when rules are expanded.
-    EgressNamed { protocol: Protocol, name: String },
+    EgressNamed {
+        protocol: Protocol,
+        name: String,
+    },
 }
 
 /// One (peer, port) pair of a rule: the unit of allowing.

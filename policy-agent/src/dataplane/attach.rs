@@ -12,7 +12,7 @@ use nix::net::if_::if_nameindex;
 use policy_common::program_names;
 use tracing::info;
 
-use super::{DataplaneError, Datapath};
+use super::{Datapath, DataplaneError};
 
 impl Datapath {
     /// Attaches to every interface named `prefix*` that is not attached yet, and forgets
@@ -24,7 +24,8 @@ impl Datapath {
             .iter()
             .filter_map(|i| {
                 let name = i.name().to_str().ok()?;
-                name.starts_with(prefix).then(|| (name.to_owned(), i.index()))
+                name.starts_with(prefix)
+                    .then(|| (name.to_owned(), i.index()))
             })
             .collect();
         self.attached
@@ -74,13 +75,13 @@ impl Datapath {
                     name: program,
                     source,
                 })?;
-            let link = classifier.attach(interface, attach_type).map_err(|source| {
-                DataplaneError::Attach {
+            let link = classifier
+                .attach(interface, attach_type)
+                .map_err(|source| DataplaneError::Attach {
                     program,
                     interface: interface.to_owned(),
                     source,
-                }
-            })?;
+                })?;
             links.push(link);
         }
         Ok(links)

@@ -62,34 +62,45 @@ impl Datapath {
             path: pin_dir.to_owned(),
             source,
         })?;
-        for name in [map_names::ENDPOINTS, map_names::IDENTITIES, map_names::RULES] {
+        for name in [
+            map_names::ENDPOINTS,
+            map_names::IDENTITIES,
+            map_names::RULES,
+        ] {
             let path = pin_dir.join(name);
             match fs::remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "replaced a stale pin"),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(DataplaneError::PinDir { path, source }),
             }
-            let map = ebpf.map(name).ok_or(DataplaneError::Missing { kind: "map", name })?;
+            let map = ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing { kind: "map", name })?;
             map.pin(&path)
                 .map_err(|source| DataplaneError::Pin { name, path, source })?;
         }
 
-        let endpoints = HashMap::try_from(take_map(&mut ebpf, map_names::ENDPOINTS)?)
-            .map_err(|source| DataplaneError::MapType {
-                name: map_names::ENDPOINTS,
-                source,
+        let endpoints =
+            HashMap::try_from(take_map(&mut ebpf, map_names::ENDPOINTS)?).map_err(|source| {
+                DataplaneError::MapType {
+                    name: map_names::ENDPOINTS,
+                    source,
+                }
             })?;
-        let identities = LpmTrie::try_from(take_map(&mut ebpf, map_names::IDENTITIES)?)
-            .map_err(|source| DataplaneError::MapType {
-                name: map_names::IDENTITIES,
-                source,
+        let identities =
+            LpmTrie::try_from(take_map(&mut ebpf, map_names::IDENTITIES)?).map_err(|source| {
+                DataplaneError::MapType {
+                    name: map_names::IDENTITIES,
+                    source,
+                }
             })?;
-        let rules = LpmTrie::try_from(take_map(&mut ebpf, map_names::RULES)?).map_err(
-            |source| DataplaneError::MapType {
-                name: map_names::RULES,
-                source,
-            },
-        )?;
+        let rules =
+            LpmTrie::try_from(take_map(&mut ebpf, map_names::RULES)?).map_err(|source| {
+                DataplaneError::MapType {
+                    name: map_names::RULES,
+                    source,
+                }
+            })?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
         Ok(Self {
             ebpf,

@@ -20,7 +20,10 @@ pub enum DataplaneError {
     #[error("loading the eBPF object")]
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no {kind} named {name}")]
-    Missing { kind: &'static str, name: &'static str },
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
     #[error("map {name} has an unexpected type")]
     MapType {
         name: &'static str,

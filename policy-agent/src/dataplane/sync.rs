@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use aya::maps::{MapError, lpm_trie::Key};
 use policy_common::map_names;
 
-use super::{DataplaneError, Datapath};
+use super::{Datapath, DataplaneError};
 use crate::compiler::{LpmKey, MapContents};
 
 /// How many entries a sync wrote and removed.
@@ -28,7 +28,13 @@ impl Datapath {
         desired: &MapContents,
     ) -> Result<SyncStats, DataplaneError> {
         let mut stats = SyncStats::default();
-        let map_err = |operation, map| move |source| DataplaneError::MapUpdate { operation, map, source };
+        let map_err = |operation, map| {
+            move |source| DataplaneError::MapUpdate {
+                operation,
+                map,
+                source,
+            }
+        };
 
         for (key, value) in changed(&previous.rules, &desired.rules) {
             self.rules

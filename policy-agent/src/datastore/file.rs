@@ -39,9 +39,11 @@ impl Object {
         match self {
             Object::Namespace(ns) => ("Namespace".into(), String::new(), ns.name.clone()),
             Object::Pod(p) => ("Pod".into(), p.namespace.clone(), p.name.clone()),
-            Object::NetworkPolicy(np) => {
-                ("NetworkPolicy".into(), np.namespace.clone(), np.name.clone())
-            }
+            Object::NetworkPolicy(np) => (
+                "NetworkPolicy".into(),
+                np.namespace.clone(),
+                np.name.clone(),
+            ),
         }
     }
 }
@@ -219,7 +221,9 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
     match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => {
             let ns: core::Namespace = typed(document)?;
-            convert::namespace(&ns).map(Object::Namespace).map_err(convert_error)
+            convert::namespace(&ns)
+                .map(Object::Namespace)
+                .map_err(convert_error)
         }
         ("v1", "Pod") => {
             let pod: core::Pod = typed(document)?;

@@ -17,8 +17,8 @@ use k8s_openapi::{
 use thiserror::Error;
 
 use super::{
-    ContainerPort, LabelSelector, NAMESPACE_NAME_LABEL, Namespace, NamespaceMatch,
-    NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule, selector::Requirement,
+    ContainerPort, LabelSelector, NAMESPACE_NAME_LABEL, Namespace, NamespaceMatch, NetworkPolicy,
+    Peer, Pod, PortMatch, Protocol, Rule, selector::Requirement,
 };
 
 /// An object that failed validation: which field, and why.
@@ -81,7 +81,12 @@ pub fn pod(pod: &core::Pod) -> Result<Pod, ConvertError> {
     }
 
     let mut container_ports = Vec::new();
-    for (c, container) in spec.map(|s| s.containers.as_slice()).unwrap_or_default().iter().enumerate() {
+    for (c, container) in spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         for (p, port) in container.ports.iter().flatten().enumerate() {
             let field = format!("spec.containers[{c}].ports[{p}]");
             container_ports.push(ContainerPort {
@@ -151,7 +156,9 @@ pub fn network_policy(np: &networking::NetworkPolicy) -> Result<NetworkPolicy, C
                     other => {
                         return Err(invalid(
                             format!("spec.policyTypes[{i}]"),
-                            format!("unsupported value {other:?}: expected \"Ingress\" or \"Egress\""),
+                            format!(
+                                "unsupported value {other:?}: expected \"Ingress\" or \"Egress\""
+                            ),
                         ));
                     }
                 }
@@ -344,8 +351,7 @@ fn port_number(value: i32, field: &str) -> Result<u16, ConvertError> {
 }
 
 fn parse_ip(value: &str, field: &str) -> Result<IpAddr, ConvertError> {
-    IpAddr::from_str(value)
-        .map_err(|_| invalid(field, format!("{value:?} is not an IP address")))
+    IpAddr::from_str(value).map_err(|_| invalid(field, format!("{value:?} is not an IP address")))
 }
 
 fn parse_cidr(value: &str, field: &str) -> Result<IpNet, ConvertError> {

@@ -13,10 +13,20 @@ pub struct LabelSelector {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Requirement {
-    In { key: String, values: BTreeSet<String> },
-    NotIn { key: String, values: BTreeSet<String> },
-    Exists { key: String },
-    DoesNotExist { key: String },
+    In {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    NotIn {
+        key: String,
+        values: BTreeSet<String>,
+    },
+    Exists {
+        key: String,
+    },
+    DoesNotExist {
+        key: String,
+    },
 }
 
 impl LabelSelector {

@@ -1,0 +1,340 @@
+//! Compiler unit tests on the seed's constructs, checked through the userspace replay of the
+//! datapath's lookups (`crate::replay`), so they test what the kernel would decide.
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use serde::Deserialize;
+
+use super::{Compiler, MapContents, Scope};
+use crate::{
+    model::{Cluster, convert},
+    replay::{Direction, Packet, allows, allows_between_endpoints},
+};
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: default, labels: {app: frontend}}
+spec: {containers: [{name: nginx, image: nginx:alpine, ports: [{containerPort: 80, name: http}]}]}
+status: {podIP: 10.42.0.10, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: backend, namespace: default, labels: {app: backend}}
+spec: {containers: [{name: python, image: python:3.9-slim}]}
+status: {podIP: 10.42.0.11, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: default}
+spec: {containers: [{name: c, image: busybox}]}
+status: {podIP: 10.42.0.12, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: backend-2, namespace: default, labels: {app: backend}}
+spec: {containers: [{name: python, image: python:3.9-slim}]}
+status: {podIP: 10.42.0.13, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: prod, labels: {app: frontend}}
+spec: {containers: [{name: c, image: busybox}]}
+status: {podIP: 10.42.0.14, phase: Running}
+"#;
+
+const DENY_ALL_INGRESS_TO_BACKEND: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-all-ingress-to-backend
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      app: backend
+  policyTypes:
+  - Ingress
+"#;
+
+const ALLOW_FRONTEND_TO_BACKEND: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-frontend-to-backend
+  namespace: default
+spec:
+  podSelector:
+    matchLabels:
+      app: backend
+  policyTypes:
+  - Ingress
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels:
+          app: frontend
+    ports:
+    - protocol: TCP
+      port: 8000
+"#;
+
+fn cluster(manifests: &[&str]) -> Cluster {
+    let mut cluster = Cluster::default();
+    for manifest in manifests {
+        for doc in serde_yaml::Deserializer::from_str(manifest) {
+            let value = serde_yaml::Value::deserialize(doc).expect("test manifest is YAML");
+            match value.get("kind").and_then(|k| k.as_str()) {
+                Some("Pod") => {
+                    let pod: core::Pod = serde_yaml::from_value(value).expect("pod");
+                    let pod = convert::pod(&pod).expect("valid pod");
+                    cluster
+                        .pods
+                        .insert((pod.namespace.clone(), pod.name.clone()), pod);
+                }
+                Some("NetworkPolicy") => {
+                    let np: networking::NetworkPolicy =
+                        serde_yaml::from_value(value).expect("policy");
+                    let np = convert::network_policy(&np).expect("valid policy");
+                    cluster
+                        .policies
+                        .insert((np.namespace.clone(), np.name.clone()), np);
+                }
+                Some("Namespace") => {
+                    let ns: core::Namespace = serde_yaml::from_value(value).expect("ns");
+                    let ns = convert::namespace(&ns).expect("valid namespace");
+                    cluster.namespaces.insert(ns.name.clone(), ns);
+                }
+                other => panic!("unexpected kind {other:?}"),
+            }
+        }
+    }
+    cluster
+}
+
+fn compile(manifests: &[&str]) -> MapContents {
+    Compiler::new()
+        .compile(&cluster(manifests), &Scope::default())
+        .maps
+}
+
+fn tcp(src: &str, dst: &str, dport: u16) -> Packet {
+    packet(src, dst, 6, dport)
+}
+
+fn packet(src: &str, dst: &str, protocol: u8, dport: u16) -> Packet {
+    Packet {
+        src: src.parse::<IpAddr>().expect("test address"),
+        dst: dst.parse::<IpAddr>().expect("test address"),
+        protocol,
+        dport,
+    }
+}
+
+const FRONTEND: &str = "10.42.0.10";
+const BACKEND: &str = "10.42.0.11";
+const OTHER: &str = "10.42.0.12";
+const BACKEND_2: &str = "10.42.0.13";
+const PROD_FRONTEND: &str = "10.42.0.14";
+
+#[test]
+fn without_policies_everything_is_allowed() {
+    let maps = compile(&[PODS]);
+    assert!(allows_between_endpoints(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 8000)
+    ));
+    assert!(allows_between_endpoints(&maps, &tcp(OTHER, BACKEND, 1)));
+    assert!(maps.rules.is_empty());
+    assert!(
+        maps.endpoints
+            .values()
+            .all(|e| e.ingress_policy == 0 && e.egress_policy == 0)
+    );
+}
+
+#[test]
+fn deny_all_ingress_isolates_only_the_selected_pods_and_only_for_ingress() {
+    let maps = compile(&[PODS, DENY_ALL_INGRESS_TO_BACKEND]);
+    for peer in [FRONTEND, OTHER, PROD_FRONTEND] {
+        assert!(!allows(
+            &maps,
+            &tcp(peer, BACKEND, 8000),
+            Direction::ToEndpoint
+        ));
+        assert!(!allows(
+            &maps,
+            &tcp(peer, BACKEND_2, 8000),
+            Direction::ToEndpoint
+        ));
+    }
+    // Backend's egress and everyone else's ingress are untouched.
+    assert!(allows(
+        &maps,
+        &tcp(BACKEND, FRONTEND, 80),
+        Direction::FromEndpoint
+    ));
+    assert!(allows_between_endpoints(&maps, &tcp(BACKEND, FRONTEND, 80)));
+    assert!(allows_between_endpoints(&maps, &tcp(OTHER, FRONTEND, 80)));
+    // Traffic from the node is always allowed.
+    let mut with_host = cluster(&[PODS, DENY_ALL_INGRESS_TO_BACKEND]);
+    with_host.namespaces.clear();
+    let maps = Compiler::new()
+        .compile(
+            &with_host,
+            &Scope {
+                node_name: None,
+                host_addrs: vec!["192.168.1.1".parse().expect("addr")],
+            },
+        )
+        .maps;
+    assert!(allows(
+        &maps,
+        &tcp("192.168.1.1", BACKEND, 8000),
+        Direction::ToEndpoint
+    ));
+}
+
+#[test]
+fn allow_rule_opens_exactly_its_peer_port_and_protocol() {
+    let maps = compile(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]);
+    assert!(allows_between_endpoints(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 8000)
+    ));
+    assert!(allows_between_endpoints(
+        &maps,
+        &tcp(FRONTEND, BACKEND_2, 8000)
+    ));
+    assert!(!allows_between_endpoints(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 8001)
+    ));
+    assert!(!allows_between_endpoints(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 80)
+    ));
+    assert!(!allows_between_endpoints(
+        &maps,
+        &packet(FRONTEND, BACKEND, 17, 8000)
+    ));
+    assert!(!allows_between_endpoints(&maps, &tcp(OTHER, BACKEND, 8000)));
+    // A podSelector peer means the policy's own namespace only.
+    assert!(!allows(
+        &maps,
+        &tcp(PROD_FRONTEND, BACKEND, 8000),
+        Direction::ToEndpoint
+    ));
+    // Addresses outside the cluster are not frontend.
+    assert!(!allows(
+        &maps,
+        &tcp("203.0.113.9", BACKEND, 8000),
+        Direction::ToEndpoint
+    ));
+}
+
+#[test]
+fn pods_selected_by_the_same_policies_share_entries() {
+    let maps = compile(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]);
+    let key = |ip: &str| policy_common::endpoint::EndpointKey {
+        addr: super::identity_addr(ip.parse().expect("addr")),
+    };
+    assert_eq!(
+        maps.endpoints[&key(BACKEND)],
+        maps.endpoints[&key(BACKEND_2)]
+    );
+    // One rule entry serves both backends: frontend's identity, TCP 8000.
+    assert_eq!(maps.rules.len(), 1);
+}
+
+#[test]
+fn empty_pod_selector_selects_every_pod_of_its_namespace_only() {
+    let deny_all = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: default}
+spec:
+  podSelector: {}
+"#;
+    let maps = compile(&[PODS, deny_all]);
+    for pod in [FRONTEND, BACKEND, OTHER, BACKEND_2] {
+        assert!(!allows(
+            &maps,
+            &tcp(PROD_FRONTEND, pod, 80),
+            Direction::ToEndpoint
+        ));
+        // policyTypes absent and no egress rules: egress stays open.
+        assert!(allows(
+            &maps,
+            &tcp(pod, PROD_FRONTEND, 80),
+            Direction::FromEndpoint
+        ));
+    }
+    assert!(allows(
+        &maps,
+        &tcp(FRONTEND, PROD_FRONTEND, 80),
+        Direction::ToEndpoint
+    ));
+}
+
+#[test]
+fn policy_union_is_additive() {
+    let allow_other = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-other, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  ingress:
+  - from: [{podSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}}]
+    ports: [{port: 9000, endPort: 9010}]
+"#;
+    let maps = compile(&[PODS, ALLOW_FRONTEND_TO_BACKEND, allow_other]);
+    assert!(allows(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 8000),
+        Direction::ToEndpoint
+    ));
+    assert!(allows(
+        &maps,
+        &tcp(OTHER, BACKEND, 9005),
+        Direction::ToEndpoint
+    ));
+    assert!(!allows(
+        &maps,
+        &tcp(OTHER, BACKEND, 9011),
+        Direction::ToEndpoint
+    ));
+    assert!(!allows(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 9005),
+        Direction::ToEndpoint
+    ));
+}
+
+#[test]
+fn a_label_change_rewrites_only_the_moved_address() {
+    let mut compiler = Compiler::new();
+    let mut cluster = cluster(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]);
+    let before = compiler.compile(&cluster, &Scope::default()).maps;
+    let other = cluster
+        .pods
+        .get_mut(&("default".to_owned(), "other".to_owned()))
+        .expect("other pod");
+    other.labels.insert("app".into(), "frontend".into());
+    let after = compiler.compile(&cluster, &Scope::default()).maps;
+    assert!(allows(
+        &after,
+        &tcp(OTHER, BACKEND, 8000),
+        Direction::ToEndpoint
+    ));
+    assert_eq!(before.rules, after.rules);
+    assert_eq!(before.endpoints, after.endpoints);
+    let changed: Vec<_> = after
+        .identities
+        .iter()
+        .filter(|(k, v)| before.identities.get(k) != Some(v))
+        .collect();
+    assert_eq!(changed.len(), 1, "only other's address moves: {changed:?}");
+}

@@ -1,0 +1,131 @@
+//! A userspace replay of the exact lookups `policy-ebpf` performs, on compiled map contents.
+//!
+//! Tests use it to check the compiler without a kernel (and, later, against an independent
+//! model of the policy semantics). It must mirror `policy-ebpf/src/verdict.rs` step by step:
+//! endpoint lookup, identity LPM lookup, rule LPM lookup with the exact identity, then with ANY.
+
+use std::net::IpAddr;
+
+use policy_common::{
+    endpoint::{EndpointKey, POLICY_NONE},
+    identity,
+    rule::{RuleKey, action},
+};
+
+use crate::compiler::{LpmKey, MapContents, identity_addr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The packet leaves the endpoint (its egress policy applies).
+    FromEndpoint,
+    /// The packet is delivered to the endpoint (its ingress policy applies).
+    ToEndpoint,
+}
+
+/// A packet as the datapath sees it after parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub dport: u16,
+}
+
+/// Whether the program attached for `direction` would let `packet` through.
+pub fn allows(maps: &MapContents, packet: &Packet, direction: Direction) -> bool {
+    let (endpoint, peer) = match direction {
+        Direction::FromEndpoint => (packet.src, packet.dst),
+        Direction::ToEndpoint => (packet.dst, packet.src),
+    };
+    let Some(policies) = maps.endpoints.get(&EndpointKey {
+        addr: identity_addr(endpoint),
+    }) else {
+        return false;
+    };
+    let policy = match direction {
+        Direction::FromEndpoint => policies.egress_policy,
+        Direction::ToEndpoint => policies.ingress_policy,
+    };
+    if policy == POLICY_NONE {
+        return true;
+    }
+    let peer_identity = longest_match(&maps.identities, &identity_addr(peer))
+        .map_or(identity::WORLD, |v| v.identity);
+    if peer_identity == identity::HOST {
+        return true;
+    }
+    let mut key = RuleKey {
+        policy,
+        peer_identity,
+        protocol: packet.protocol,
+        _pad: 0,
+        port_be: packet.dport.to_be(),
+    };
+    let rule = longest_match(&maps.rules, &rule_bytes(&key)).or_else(|| {
+        key.peer_identity = identity::ANY;
+        longest_match(&maps.rules, &rule_bytes(&key))
+    });
+    rule.is_some_and(|v| v.action == action::ALLOW)
+}
+
+/// Whether pod-to-pod traffic on one node passes both programs: the source's egress check on
+/// its interface and the destination's ingress check on its own.
+pub fn allows_between_endpoints(maps: &MapContents, packet: &Packet) -> bool {
+    allows(maps, packet, Direction::FromEndpoint) && allows(maps, packet, Direction::ToEndpoint)
+}
+
+/// The bytes of a key as the kernel's LPM trie compares them (in memory order).
+pub trait KeyBytes {
+    fn key_bytes(&self) -> Vec<u8>;
+}
+
+impl KeyBytes for policy_common::identity::IdentityKey {
+    fn key_bytes(&self) -> Vec<u8> {
+        self.addr.to_vec()
+    }
+}
+
+impl KeyBytes for RuleKey {
+    fn key_bytes(&self) -> Vec<u8> {
+        rule_bytes(self)
+    }
+}
+
+fn rule_bytes(key: &RuleKey) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(12);
+    bytes.extend(key.policy.to_ne_bytes());
+    bytes.extend(key.peer_identity.to_ne_bytes());
+    bytes.push(key.protocol);
+    bytes.push(key._pad);
+    bytes.extend(key.port_be.to_ne_bytes());
+    bytes
+}
+
+fn longest_match<'a, K: KeyBytes, V>(
+    map: &'a std::collections::BTreeMap<LpmKey<K>, V>,
+    lookup: &[u8],
+) -> Option<&'a V> {
+    map.iter()
+        .filter(|(k, _)| prefix_matches(&k.data.key_bytes(), lookup, k.prefix_len))
+        .max_by_key(|(k, _)| k.prefix_len)
+        .map(|(_, v)| v)
+}
+
+fn prefix_matches(entry: &[u8], lookup: &[u8], bits: u32) -> bool {
+    let full_bytes = (bits / 8) as usize;
+    let rest = bits % 8;
+    if entry.len() < full_bytes || lookup.len() < full_bytes {
+        return false;
+    }
+    if entry[..full_bytes] != lookup[..full_bytes] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    match (entry.get(full_bytes), lookup.get(full_bytes)) {
+        (Some(a), Some(b)) => a & mask == b & mask,
+        _ => false,
+    }
+}
