@@ -129,3 +129,73 @@ fn prefix_matches(entry: &[u8], lookup: &[u8], bits: u32) -> bool {
         _ => false,
     }
 }
+
+impl Packet {
+    /// An Ethernet frame carrying this packet, as it would cross a veth: IPv4 or IPv6 by the
+    /// address family, with a minimal TCP/UDP/SCTP header holding the ports (source port
+    /// 40000) and a 4-byte payload. Other protocols get 8 zero bytes of payload.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let l4 = match self.protocol {
+            // TCP: ports, seq, ack, data offset 5 words, SYN.
+            6 => {
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[2..4].copy_from_slice(&self.dport.to_be_bytes());
+                h[12] = 5 << 4;
+                h[13] = 0x02;
+                h
+            }
+            // UDP: ports, length, checksum.
+            17 => {
+                let mut h = vec![0u8; 8];
+                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[2..4].copy_from_slice(&self.dport.to_be_bytes());
+                h[4..6].copy_from_slice(&12u16.to_be_bytes());
+                h
+            }
+            // SCTP common header: ports, verification tag, checksum.
+            132 => {
+                let mut h = vec![0u8; 12];
+                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[2..4].copy_from_slice(&self.dport.to_be_bytes());
+                h
+            }
+            _ => vec![0u8; 8],
+        };
+        let mut payload = l4;
+        payload.extend_from_slice(b"ping");
+        let mut frame = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+        match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                frame.extend_from_slice(&0x0800u16.to_be_bytes());
+                let total = u16::try_from(20 + payload.len()).unwrap_or(u16::MAX);
+                let mut ip = vec![0x45, 0];
+                ip.extend_from_slice(&total.to_be_bytes());
+                ip.extend_from_slice(&[0, 0, 0x40, 0, 64, self.protocol, 0, 0]);
+                ip.extend_from_slice(&src.octets());
+                ip.extend_from_slice(&dst.octets());
+                frame.extend(ip);
+            }
+            (src, dst) => {
+                let (src, dst) = (v6(src), v6(dst));
+                frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+                let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+                let mut ip = vec![0x60, 0, 0, 0];
+                ip.extend_from_slice(&len.to_be_bytes());
+                ip.extend_from_slice(&[self.protocol, 64]);
+                ip.extend_from_slice(&src.octets());
+                ip.extend_from_slice(&dst.octets());
+                frame.extend(ip);
+            }
+        }
+        frame.extend(payload);
+        frame
+    }
+}
+
+fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}

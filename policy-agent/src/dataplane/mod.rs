@@ -4,12 +4,17 @@
 mod attach;
 mod loader;
 mod sync;
+mod test_run;
 
 use std::{io, path::PathBuf};
 
 use thiserror::Error;
 
-pub use self::{loader::Datapath, sync::SyncStats};
+pub use self::{
+    loader::Datapath,
+    sync::SyncStats,
+    test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},
+};
 
 #[derive(Debug, Error)]
 pub enum DataplaneError {

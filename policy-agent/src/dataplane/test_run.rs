@@ -1,0 +1,67 @@
+//! Running the loaded programs on a crafted frame with `BPF_PROG_TEST_RUN`: the kernel's
+//! verdict on exactly the maps the agent programmed, without any interface or traffic.
+//! Tests compare it with the userspace replay; benchmarks use the repeat count.
+
+use std::time::Duration;
+
+use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use policy_common::program_names;
+
+use super::{Datapath, DataplaneError};
+use crate::replay::Direction;
+
+/// tc return codes the programs use.
+pub const TC_ACT_UNSPEC: i32 = -1;
+pub const TC_ACT_SHOT: i32 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelVerdict {
+    /// `TC_ACT_UNSPEC` (continue: allowed) or `TC_ACT_SHOT` (dropped).
+    pub return_code: i32,
+    /// Mean time per run over `repeat` runs, as the kernel measured it.
+    pub per_run: Duration,
+}
+
+impl KernelVerdict {
+    pub fn allowed(&self) -> bool {
+        self.return_code == TC_ACT_UNSPEC
+    }
+}
+
+impl Datapath {
+    pub fn test_run(
+        &self,
+        direction: Direction,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<KernelVerdict, DataplaneError> {
+        let name = match direction {
+            Direction::FromEndpoint => program_names::FROM_ENDPOINT,
+            Direction::ToEndpoint => program_names::TO_ENDPOINT,
+        };
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(name)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name,
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat: repeat.max(1),
+                ..Default::default()
+            })
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        #[expect(
+            clippy::cast_possible_wrap,
+            reason = "the kernel returns the program's i32 verdict as u32"
+        )]
+        Ok(KernelVerdict {
+            return_code: result.return_value as i32,
+            per_run: result.duration,
+        })
+    }
+}
