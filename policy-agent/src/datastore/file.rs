@@ -254,3 +254,128 @@ fn typed<T: serde::de::DeserializeOwned>(document: serde_yaml::Value) -> Result<
 fn convert_error(e: convert::ConvertError) -> ParseError {
     (Some(e.field), e.message)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    const POLICY: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - ports: [{protocol: TCP, port: 80}]
+"#;
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("palisade-datastore-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn an_invalid_object_is_reported_with_file_object_and_field_and_the_rest_loads() {
+        let dir = scratch("invalid");
+        fs::write(dir.join("good.yaml"), POLICY).expect("write");
+        fs::write(
+            dir.join("bad.yaml"),
+            POLICY
+                .replace("name: web", "name: bad")
+                .replace("protocol: TCP", "protocol: ICMP"),
+        )
+        .expect("write");
+        let snapshot = FileDatastore::new(&dir).load().expect("load");
+        assert_eq!(snapshot.cluster.policies.len(), 1);
+        assert!(
+            snapshot
+                .cluster
+                .policies
+                .contains_key(&("default".into(), "web".into()))
+        );
+        assert_eq!(snapshot.errors.len(), 1);
+        let error = &snapshot.errors[0];
+        assert_eq!(error.source, "bad.yaml");
+        assert_eq!(error.object.as_deref(), Some("NetworkPolicy default/bad"));
+        assert_eq!(
+            error.field.as_deref(),
+            Some("spec.ingress[0].ports[0].protocol")
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let dir = scratch("types");
+        fs::write(
+            dir.join("bad.yaml"),
+            POLICY.replace("port: 80", "port: [80]"),
+        )
+        .expect("write");
+        let snapshot = FileDatastore::new(&dir).load().expect("load");
+        assert!(snapshot.cluster.policies.is_empty());
+        assert_eq!(
+            snapshot.errors[0].field.as_deref(),
+            Some("spec.ingress[0].ports[0].port")
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_previously_accepted_version() {
+        let dir = scratch("keep");
+        let mut store = FileDatastore::new(&dir);
+        fs::write(dir.join("web.yaml"), POLICY).expect("write");
+        let before = store.load().expect("load");
+        assert_eq!(before.cluster.policies.len(), 1);
+
+        // The object becomes invalid: the old version stays.
+        fs::write(
+            dir.join("web.yaml"),
+            POLICY.replace("port: 80", "port: 70000"),
+        )
+        .expect("write");
+        let invalid = store.load().expect("load");
+        assert_eq!(invalid.cluster.policies, before.cluster.policies);
+        assert!(invalid.errors[0].message.contains("previously accepted"));
+
+        // The file stops being YAML: everything it held stays.
+        fs::write(dir.join("web.yaml"), "spec: [").expect("write");
+        let garbage = store.load().expect("load");
+        assert_eq!(garbage.cluster.policies, before.cluster.policies);
+        assert!(garbage.errors[0].message.contains("not valid YAML"));
+
+        // Deleting the file deletes its objects.
+        fs::remove_file(dir.join("web.yaml")).expect("remove");
+        assert!(store.load().expect("load").cluster.policies.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn duplicates_and_unknown_kinds_are_reported() {
+        let dir = scratch("dupes");
+        fs::write(dir.join("a.yaml"), POLICY).expect("write");
+        fs::write(
+            dir.join("b.yaml"),
+            format!("{POLICY}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n"),
+        )
+        .expect("write");
+        fs::write(dir.join(".hidden.yaml"), "not: [even yaml").expect("write");
+        let snapshot = FileDatastore::new(&dir).load().expect("load");
+        assert_eq!(snapshot.cluster.policies.len(), 1);
+        let messages: Vec<String> = snapshot.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("b.yaml") && m.contains("duplicate"))
+        );
+        assert!(messages.iter().any(|m| m.contains("ConfigMap")));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
