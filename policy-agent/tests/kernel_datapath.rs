@@ -105,11 +105,13 @@ fn packets() -> Vec<Packet> {
     packets
 }
 
-/// Runs every packet in both directions; returns (allowed, denied) counts.
-fn check_against_replay(datapath: &Datapath, maps: &MapContents) -> (usize, usize) {
+/// Runs every packet in both directions, each as the first packet of its flow (the replay
+/// models policy, not connection state); returns (allowed, denied) counts.
+fn check_against_replay(datapath: &mut Datapath, maps: &MapContents) -> (usize, usize) {
     let (mut allowed, mut denied) = (0, 0);
     for packet in packets() {
         for direction in [Direction::FromEndpoint, Direction::ToEndpoint] {
+            datapath.clear_conntrack().expect("clearing conntrack");
             let kernel = datapath
                 .test_run(direction, &packet.to_frame(), 1)
                 .expect("BPF_PROG_TEST_RUN");
@@ -144,7 +146,7 @@ fn kernel_verdicts_match_the_replay_through_policy_changes() {
     datapath
         .apply(&MapContents::default(), &seed)
         .expect("programming the seed");
-    let (allowed, denied) = check_against_replay(&datapath, &seed);
+    let (allowed, denied) = check_against_replay(&mut datapath, &seed);
     assert!(
         allowed > 0 && denied > 0,
         "{allowed} allowed, {denied} denied"
@@ -170,7 +172,7 @@ fn kernel_verdicts_match_the_replay_through_policy_changes() {
         .apply(&seed, &with_allow)
         .expect("adding the allow policy");
     assert!(kernel(&datapath));
-    check_against_replay(&datapath, &with_allow);
+    check_against_replay(&mut datapath, &with_allow);
 
     scratch.remove("allow.yaml");
     let again = compile(&mut compiler, &scratch.manifests);
@@ -178,7 +180,7 @@ fn kernel_verdicts_match_the_replay_through_policy_changes() {
         .apply(&with_allow, &again)
         .expect("removing the allow policy");
     assert!(!kernel(&datapath));
-    check_against_replay(&datapath, &again);
+    check_against_replay(&mut datapath, &again);
 }
 
 #[test]
@@ -240,4 +242,66 @@ fn malformed_and_unusual_frames_fail_closed() {
     let mut fragment = good.clone();
     fragment[14 + 6..14 + 8].copy_from_slice(&0x0010u16.to_be_bytes());
     assert!(!run(&fragment, Direction::ToEndpoint));
+}
+
+#[test]
+fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does() {
+    if !require_root("replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does")
+    {
+        return;
+    }
+    let scratch = Scratch::new("conntrack");
+    scratch.write("seed.yaml", SEED);
+    let mut compiler = Compiler::new();
+    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
+    let maps = compile(&mut compiler, &scratch.manifests);
+    datapath
+        .apply(&MapContents::default(), &maps)
+        .expect("programming");
+
+    // backend (ingress isolated by deny-all) opens a connection to frontend:80 from port 40000.
+    let backend = "10.42.0.11".parse::<IpAddr>().expect("addr");
+    let frontend = "10.42.0.10".parse::<IpAddr>().expect("addr");
+    let request = Packet {
+        src: backend,
+        dst: frontend,
+        protocol: 6,
+        dport: 80,
+    }
+    .to_frame();
+    let mut reply = request.clone();
+    // Swap addresses and ports: frontend:80 -> backend:40000.
+    reply[26..30].copy_from_slice(&request[30..34]);
+    reply[30..34].copy_from_slice(&request[26..30]);
+    reply[34..36].copy_from_slice(&request[36..38]);
+    reply[36..38].copy_from_slice(&request[34..36]);
+    let run = |dp: &Datapath, frame: &[u8], direction| {
+        dp.test_run(direction, frame, 1)
+            .expect("test run")
+            .allowed()
+    };
+
+    // Before the request, the "reply" is just an unsolicited packet to isolated backend.
+    assert!(!run(&datapath, &reply, Direction::ToEndpoint));
+    assert!(run(&datapath, &request, Direction::FromEndpoint));
+    assert!(run(&datapath, &reply, Direction::ToEndpoint));
+    let entries = datapath.conntrack_entries().expect("conntrack");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries[0].1.flags,
+        policy_common::conntrack::ALLOWED_BY_EGRESS
+    );
+
+    // A new connection from frontend to backend is still denied: only replies pass.
+    let new_connection = Packet {
+        src: frontend,
+        dst: backend,
+        protocol: 6,
+        dport: 40000,
+    };
+    let mut other_port = new_connection.to_frame();
+    other_port[34..36].copy_from_slice(&81u16.to_be_bytes());
+    assert!(!run(&datapath, &other_port, Direction::ToEndpoint));
+    datapath.clear_conntrack().expect("clear");
+    assert!(!run(&datapath, &reply, Direction::ToEndpoint));
 }

@@ -11,6 +11,7 @@
 //!   serves both families and an IPv4 `/n` is the 16-byte prefix `/(96 + n)`.
 #![no_std]
 
+pub mod conntrack;
 pub mod endpoint;
 pub mod identity;
 pub mod rule;
@@ -21,6 +22,7 @@ pub mod map_names {
     pub const ENDPOINTS: &str = "PALISADE_ENDPOINTS";
     pub const IDENTITIES: &str = "PALISADE_IDENTITIES";
     pub const RULES: &str = "PALISADE_RULES";
+    pub const CONNTRACK: &str = "PALISADE_CONNTRACK";
 }
 
 /// Names of the programs in the eBPF object.
@@ -37,6 +39,7 @@ pub mod capacity {
     pub const ENDPOINTS: u32 = 4096;
     pub const IDENTITIES: u32 = 131_072;
     pub const RULES: u32 = 262_144;
+    pub const CONNTRACK: u32 = 65_536;
 }
 
 /// The 16-byte form of an IPv4 address (`::ffff:a.b.c.d`).

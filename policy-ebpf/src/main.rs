@@ -15,12 +15,13 @@ mod verdict;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    btf_maps::{HashMap, LpmTrie},
+    btf_maps::{HashMap, LpmTrie, LruHashMap},
     macros::{btf_map, classifier},
     programs::TcContext,
 };
 use policy_common::{
     capacity,
+    conntrack::{ConntrackKey, ConntrackValue},
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentityValue},
     rule::{RuleKey, RuleValue},
@@ -41,6 +42,13 @@ static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentityValue, { capacity::IDEN
 
 #[btf_map]
 static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
+
+#[btf_map]
+static PALISADE_CONNTRACK: LruHashMap<
+    ConntrackKey,
+    ConntrackValue,
+    { capacity::CONNTRACK as usize },
+> = LruHashMap::new();
 
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {

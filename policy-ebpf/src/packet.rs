@@ -27,8 +27,9 @@ pub struct Flow {
     pub dst: [u8; 16],
     /// IP protocol (IPv6: the next header after the fixed header).
     pub protocol: u8,
-    /// Destination port in host order; 0 when the packet carries none that we can read
-    /// (other protocols, non-first fragments).
+    /// Ports in host order; 0 when the packet carries none that we can read (other
+    /// protocols, non-first fragments).
+    pub sport: u16,
     pub dport: u16,
 }
 
@@ -66,16 +67,17 @@ fn parse_ipv4(ctx: &TcContext) -> Result<Parsed, ()> {
     let src: [u8; 4] = ctx.load(ETH_HDR_LEN + 12).map_err(|_| ())?;
     let dst: [u8; 4] = ctx.load(ETH_HDR_LEN + 16).map_err(|_| ())?;
     let first_fragment = flags_offset & IPV4_FRAG_OFFSET_MASK == 0;
-    let dport = if first_fragment {
-        destination_port(ctx, protocol, ETH_HDR_LEN + header_len)?
+    let (sport, dport) = if first_fragment {
+        ports(ctx, protocol, ETH_HDR_LEN + header_len)?
     } else {
         // A later fragment has no L4 header: only rules that do not name a port can match.
-        0
+        (0, 0)
     };
     Ok(Parsed::Ip(Flow {
         src: ipv4_mapped(src),
         dst: ipv4_mapped(dst),
         protocol,
+        sport,
         dport,
     }))
 }
@@ -99,23 +101,27 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
     }
     // Extension headers are not walked in this version: the packet is matched with its first
     // next-header value and no port, so only rules that allow every protocol can pass it.
-    let dport = destination_port(ctx, next_header, l4)?;
+    let (sport, dport) = ports(ctx, next_header, l4)?;
     Ok(Parsed::Ip(Flow {
         src,
         dst,
         protocol: next_header,
+        sport,
         dport,
     }))
 }
 
-/// TCP, UDP and SCTP all keep the destination port at offset 2 of their header.
+/// (source, destination) port: TCP, UDP and SCTP all start with them.
 #[inline(always)]
-fn destination_port(ctx: &TcContext, protocol: u8, l4_offset: usize) -> Result<u16, ()> {
+fn ports(ctx: &TcContext, protocol: u8, l4_offset: usize) -> Result<(u16, u16), ()> {
     match protocol {
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
-            let port_be: u16 = ctx.load(l4_offset + 2).map_err(|_| ())?;
-            Ok(u16::from_be(port_be))
+            let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| ())?;
+            Ok((
+                u16::from_be_bytes([ports[0], ports[1]]),
+                u16::from_be_bytes([ports[2], ports[3]]),
+            ))
         }
-        _ => Ok(0),
+        _ => Ok((0, 0)),
     }
 }

@@ -1,13 +1,16 @@
-//! The decision: endpoint lookup, peer identity, rule lookup.
+//! The decision: endpoint lookup, reply tracking, peer identity, rule lookup.
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use policy_common::{
+    conntrack::{ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue},
     endpoint::{EndpointKey, POLICY_NONE},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, action},
 };
 
-use crate::{PALISADE_ENDPOINTS, PALISADE_IDENTITIES, PALISADE_RULES, packet::Flow};
+use crate::{
+    PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_IDENTITIES, PALISADE_RULES, packet::Flow,
+};
 
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -24,9 +27,9 @@ pub enum Verdict {
 
 #[inline(always)]
 pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
-    let (endpoint_addr, peer_addr) = match direction {
-        Direction::FromEndpoint => (flow.src, flow.dst),
-        Direction::ToEndpoint => (flow.dst, flow.src),
+    let (endpoint_addr, peer_addr, this_check) = match direction {
+        Direction::FromEndpoint => (flow.src, flow.dst, ALLOWED_BY_EGRESS),
+        Direction::ToEndpoint => (flow.dst, flow.src, ALLOWED_BY_INGRESS),
     };
     // SAFETY: the value is copied out before any map update could reuse the slot.
     let Some(endpoint) = (unsafe {
@@ -39,21 +42,57 @@ pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
         // Not an address of a known endpoint (spoofed, or not programmed yet): drop.
         return Verdict::Deny;
     };
+
+    // A reply: this endpoint's side of the connection was allowed when it was opened
+    // (at our egress for a reply delivered to us, at our ingress for a reply we send).
+    let forward = ConntrackKey {
+        src: flow.src,
+        dst: flow.dst,
+        sport: flow.sport,
+        dport: flow.dport,
+        protocol: flow.protocol,
+        _pad: [0; 3],
+    };
+    let original = ConntrackKey {
+        src: flow.dst,
+        dst: flow.src,
+        sport: flow.dport,
+        dport: flow.sport,
+        protocol: flow.protocol,
+        _pad: [0; 3],
+    };
+    // SAFETY: only the flags are read, immediately.
+    let original_flags = unsafe { PALISADE_CONNTRACK.get(original).map(|v| v.flags) };
+    let reply_flag = match direction {
+        // We send the reply: the original came in through our ingress check.
+        Direction::FromEndpoint => ALLOWED_BY_INGRESS,
+        // The reply comes to us: the original left through our egress check.
+        Direction::ToEndpoint => ALLOWED_BY_EGRESS,
+    };
+    if original_flags.is_some_and(|f| f & reply_flag != 0) {
+        return Verdict::Allow;
+    }
+
     let policy = match direction {
         Direction::FromEndpoint => endpoint.egress_policy,
         Direction::ToEndpoint => endpoint.ingress_policy,
     };
-    if policy == POLICY_NONE {
-        return Verdict::Allow;
+    let allowed = policy == POLICY_NONE || policy_allows(flow, policy, peer_addr);
+    if !allowed {
+        return Verdict::Deny;
     }
+    remember(&forward, this_check);
+    Verdict::Allow
+}
 
+#[inline(always)]
+fn policy_allows(flow: &Flow, policy: u32, peer_addr: [u8; 16]) -> bool {
     let peer_identity = PALISADE_IDENTITIES
         .get(&Key::new(128, IdentityKey { addr: peer_addr }))
         .map_or(identity::WORLD, |value| value.identity);
     if peer_identity == identity::HOST {
-        return Verdict::Allow;
+        return true;
     }
-
     let mut key = RuleKey {
         policy,
         peer_identity,
@@ -65,9 +104,25 @@ pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
         key.peer_identity = identity::ANY;
         PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
     });
-    match rule {
-        Some(value) if value.action == action::ALLOW => Verdict::Allow,
-        // Explicit deny, an unknown action, or no matching rule in an isolated direction.
-        _ => Verdict::Deny,
+    // Explicit deny, an unknown action, or no matching rule in an isolated direction: drop.
+    rule.is_some_and(|value| value.action == action::ALLOW)
+}
+
+/// Records that `check` allowed the flow, so its replies pass. Writes only when the bit is
+/// new, keeping established flows off the map-update path.
+#[inline(always)]
+fn remember(flow: &ConntrackKey, check: u32) {
+    // SAFETY: only the flags are read, immediately.
+    let flags = unsafe { PALISADE_CONNTRACK.get(flow).map_or(0, |v| v.flags) };
+    if flags & check == 0 {
+        // A failed insert (map full of in-use entries) only means replies get checked
+        // against policy like any other packet: the safe side.
+        let _ = PALISADE_CONNTRACK.insert(
+            flow,
+            ConntrackValue {
+                flags: flags | check,
+            },
+            0,
+        );
     }
 }

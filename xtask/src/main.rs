@@ -29,6 +29,9 @@ enum Command {
         /// One JSON object per probe per line instead of tables.
         #[arg(long)]
         json: bool,
+        /// Keep the lab up after the last step until Enter, to inspect it with bpftool.
+        #[arg(long)]
+        hold: bool,
     },
     /// Run every test, privileged ones included.
     Test {
@@ -47,7 +50,11 @@ fn main() -> Result<()> {
     let root = workspace_root()?;
     match cli.command {
         Command::Setup => prereqs::ensure(prereqs::Needs::Everything),
-        Command::Run { scenario, json } => {
+        Command::Run {
+            scenario,
+            json,
+            hold,
+        } => {
             prereqs::ensure(prereqs::Needs::Everything)?;
             build_binaries(&root)?;
             let scenario = scenario.unwrap_or_else(|| root.join("examples/seed/scenario.yaml"));
@@ -58,6 +65,9 @@ fn main() -> Result<()> {
                 .arg(root.join("target/debug/policy-agent"));
             if json {
                 lab.arg("--json");
+            }
+            if hold {
+                lab.arg("--hold");
             }
             process::run_exit_status(lab)
         }

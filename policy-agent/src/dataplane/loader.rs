@@ -12,6 +12,7 @@ use aya::{
     programs::{SchedClassifier, tc::SchedClassifierLinkId},
 };
 use policy_common::{
+    conntrack::{ConntrackKey, ConntrackValue},
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentityValue},
     map_names, program_names,
@@ -31,6 +32,7 @@ pub struct Datapath {
     pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
     pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
     pub(super) rules: LpmTrie<MapData, RuleKey, RuleValue>,
+    pub(super) conntrack: HashMap<MapData, ConntrackKey, ConntrackValue>,
     /// Interface name to (ifindex, links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, Vec<SchedClassifierLinkId>)>,
     pin_dir: PathBuf,
@@ -66,6 +68,7 @@ impl Datapath {
             map_names::ENDPOINTS,
             map_names::IDENTITIES,
             map_names::RULES,
+            map_names::CONNTRACK,
         ] {
             let path = pin_dir.join(name);
             match fs::remove_file(&path) {
@@ -101,12 +104,20 @@ impl Datapath {
                     source,
                 }
             })?;
+        let conntrack =
+            HashMap::try_from(take_map(&mut ebpf, map_names::CONNTRACK)?).map_err(|source| {
+                DataplaneError::MapType {
+                    name: map_names::CONNTRACK,
+                    source,
+                }
+            })?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
         Ok(Self {
             ebpf,
             endpoints,
             identities,
             rules,
+            conntrack,
             attached: BTreeMap::new(),
             pin_dir: pin_dir.to_owned(),
         })
@@ -114,6 +125,45 @@ impl Datapath {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The tracked flows (original direction) and which checks allowed them.
+    pub fn conntrack_entries(&self) -> Result<Vec<(ConntrackKey, ConntrackValue)>, DataplaneError> {
+        self.conntrack
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: map_names::CONNTRACK,
+                source,
+            })
+    }
+
+    /// Forgets every tracked flow: replies are checked against policy again until their
+    /// connections are re-established.
+    pub fn clear_conntrack(&mut self) -> Result<(), DataplaneError> {
+        let keys: Vec<ConntrackKey> =
+            self.conntrack
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(|source| DataplaneError::MapUpdate {
+                    operation: "iterate",
+                    map: map_names::CONNTRACK,
+                    source,
+                })?;
+        for key in keys {
+            match self.conntrack.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(DataplaneError::MapUpdate {
+                        operation: "remove",
+                        map: map_names::CONNTRACK,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,148 @@
+//! `lab run [SCENARIO]`: runs a scenario against the real agent in throwaway network namespaces
+//! and prints what each probe observed.
+//!
+//! Exit status: 0 when every probe and error check matched, 1 when some did not, 2 when the lab
+//! could not run, 130 when interrupted.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use palisade_tests::lab::{Lab, LabOptions, Scenario, StepReport, run_scenario_with};
+use tracing_subscriber::EnvFilter;
+
+/// The default scenario, relative to the workspace root.
+const DEFAULT_SCENARIO: &str = "examples/seed/scenario.yaml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab",
+    about = "Palisade's local lab: pods in network namespaces, the real agent, real probes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario (needs root).
+    Run {
+        /// Scenario file [default: examples/seed/scenario.yaml in the workspace].
+        scenario: Option<PathBuf>,
+        /// One JSON object per probe and error check, one per line, instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// The policy-agent binary [default: $PALISADE_AGENT_BIN, else target/debug/policy-agent
+        /// next to this binary].
+        #[arg(long, value_name = "PATH", conflicts_with = "no_agent")]
+        agent: Option<PathBuf>,
+        /// Run without the agent: nothing is enforced (for developing the lab itself).
+        #[arg(long)]
+        no_agent: bool,
+        /// After the last step, keep the lab (namespaces, agent, pinned maps) up until Enter
+        /// or Ctrl-C, to look at it with bpftool or `ip netns exec`.
+        #[arg(long)]
+        hold: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // The lab's own logs go to stderr; RUST_LOG also reaches the agent.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            json,
+            agent,
+            no_agent,
+            hold,
+        } => match run(scenario, json, hold, LabOptions { agent, no_agent }) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("lab: error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run(
+    scenario: Option<PathBuf>,
+    json: bool,
+    hold: bool,
+    options: LabOptions,
+) -> anyhow::Result<bool> {
+    let path = scenario.unwrap_or_else(|| palisade_tests::workspace_root().join(DEFAULT_SCENARIO));
+    let scenario =
+        Scenario::from_file(&path).with_context(|| format!("loading {}", path.display()))?;
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("lab run needs root (network namespaces, bpffs, BPF)");
+    }
+    if options.no_agent && !json {
+        println!(
+            "lab: running without the agent: nothing is enforced, deny probes will mismatch\n"
+        );
+    }
+    let mut stdout = std::io::stdout();
+    let mut print_step = |step: &StepReport| {
+        let text = if json {
+            step.json_lines().join("\n") + "\n"
+        } else {
+            step.render_table() + "\n"
+        };
+        // A closed stdout (e.g. `| head`) must not abort the run before cleanup.
+        if let Err(e) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            tracing::debug!(error = %e, "writing the report");
+        }
+    };
+    let report = if hold {
+        let mut lab = Lab::start(&scenario, &options)?;
+        for (i, step) in scenario.steps.iter().enumerate() {
+            print_step(&lab.run_step(i + 1, step)?);
+        }
+        let pins = lab.pin_dir();
+        eprintln!(
+            "lab {} is held. Pinned maps: {}\n  bpftool map dump pinned {}/PALISADE_RULES\n  \
+             ip netns list | grep pal-{}\nPress Enter (or Ctrl-C) to clean up.",
+            lab.id(),
+            pins.display(),
+            pins.display(),
+            lab.id()
+        );
+        let mut line = String::new();
+        // EOF or an error both mean "done holding".
+        let _ = std::io::stdin().read_line(&mut line);
+        lab.finish()?
+    } else {
+        run_scenario_with(&scenario, &options, print_step)?
+    };
+    let ok = report.all_ok();
+    if !json {
+        let (passed, failed) = report.counts();
+        if !ok && !report.agent_log_tail.is_empty() {
+            println!("agent log (last {} lines):", report.agent_log_tail.len());
+            for line in &report.agent_log_tail {
+                println!("  | {line}");
+            }
+            println!();
+        }
+        println!("lab: {passed} passed, {failed} failed");
+    }
+    Ok(ok)
+}

@@ -1,0 +1,225 @@
+//! The manifest directory the agent reads: one file per object, written atomically, completed
+//! the way an API server would complete it (namespace labels, pod status).
+
+use std::{
+    fs, io,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use super::{
+    scenario::{DEFAULT_NAMESPACE, Object, ObjectKey, PodRef},
+    topology::PodPlan,
+};
+
+/// The label every namespace carries, as the API server adds it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[derive(Debug, Error)]
+pub enum DatastoreError {
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("serialising {key}")]
+    Serialise {
+        key: ObjectKey,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("digest of {path}")]
+    Digest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{pod} has no plan (not declared in resources)")]
+    UnplannedPod { pod: PodRef },
+}
+
+/// A datastore directory owned by one lab.
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    dir: PathBuf,
+}
+
+impl Datastore {
+    /// Uses `dir`, which must exist.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes (or replaces) an object, completed for the API server's view.
+    pub fn write_object(&self, object: &Object, pods: &[PodPlan]) -> Result<(), DatastoreError> {
+        let manifest = complete(object, pods)?;
+        let text =
+            serde_yaml::to_string(&manifest).map_err(|source| DatastoreError::Serialise {
+                key: object.key.clone(),
+                source,
+            })?;
+        self.write_file(&object.key.file_name(), text.as_bytes())
+    }
+
+    /// Removes an object's file.
+    pub fn remove_object(&self, key: &ObjectKey) -> Result<(), DatastoreError> {
+        self.remove_file(&key.file_name())
+    }
+
+    /// Writes a file atomically: `.<name>.tmp` (ignored by the agent), then rename.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<(), DatastoreError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let write_err = |source| DatastoreError::Write {
+            path: path.clone(),
+            source,
+        };
+        fs::write(&tmp, contents).map_err(write_err)?;
+        fs::rename(&tmp, &path).map_err(write_err)
+    }
+
+    /// Removes a file; one that is already gone is fine.
+    pub fn remove_file(&self, name: &str) -> Result<(), DatastoreError> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(DatastoreError::Remove { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The digest the agent reports once it has programmed exactly these files.
+    pub fn digest(&self) -> Result<String, DatastoreError> {
+        policy_agent::datastore::digest::dir_digest(&self.dir).map_err(|source| {
+            DatastoreError::Digest {
+                path: self.dir.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// The manifest for the `default` namespace, which exists without being declared.
+pub fn default_namespace() -> Object {
+    Object {
+        key: ObjectKey::new("Namespace", None, DEFAULT_NAMESPACE),
+        manifest: json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": DEFAULT_NAMESPACE},
+        }),
+    }
+}
+
+/// The object as the API server would store it: namespaced objects carry their namespace,
+/// namespaces their name label, pods their addresses and `phase: Running`.
+pub fn complete(object: &Object, pods: &[PodPlan]) -> Result<Value, DatastoreError> {
+    let mut manifest = object.manifest.clone();
+    let Some(root) = manifest.as_object_mut() else {
+        return Ok(manifest);
+    };
+    let key = &object.key;
+    with_map(root, "metadata", |metadata| {
+        if let Some(ns) = &key.namespace {
+            metadata.insert("namespace".to_owned(), Value::String(ns.clone()));
+        }
+        if key.kind == "Namespace" {
+            with_map(metadata, "labels", |labels| {
+                labels.insert(
+                    NAMESPACE_NAME_LABEL.to_owned(),
+                    Value::String(key.name.clone()),
+                );
+            });
+        }
+    });
+    if key.kind == "Pod" {
+        let pod = PodRef {
+            namespace: key.namespace.clone().unwrap_or_default(),
+            name: key.name.clone(),
+        };
+        let plan = pods
+            .iter()
+            .find(|p| p.pod == pod)
+            .ok_or(DatastoreError::UnplannedPod { pod })?;
+        let ips = plan.ips();
+        with_map(root, "status", |status| {
+            if let Some(first) = ips.first() {
+                status.insert("podIP".to_owned(), Value::String(first.to_string()));
+            }
+            status.insert(
+                "podIPs".to_owned(),
+                Value::Array(ips.iter().map(|ip: &IpAddr| json!({"ip": ip})).collect()),
+            );
+            status.insert("phase".to_owned(), Value::String("Running".to_owned()));
+        });
+    }
+    Ok(manifest)
+}
+
+/// Edits `map[key]` as a mapping; a missing, null or non-mapping value starts out empty.
+fn with_map(map: &mut Map<String, Value>, key: &str, edit: impl FnOnce(&mut Map<String, Value>)) {
+    let mut child = match map.remove(key) {
+        Some(Value::Object(child)) => child,
+        _ => Map::new(),
+    };
+    edit(&mut child);
+    map.insert(key.to_owned(), Value::Object(child));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn pods_get_status_and_namespace() -> anyhow::Result<()> {
+        let object = Object::from_manifest(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "labels": {"app": "a"}},
+            "spec": {"containers": []},
+        }))?;
+        let plan = PodPlan {
+            index: 0,
+            pod: PodRef {
+                namespace: "default".into(),
+                name: "a".into(),
+            },
+            ipv4: Some(Ipv4Addr::new(10, 42, 0, 10)),
+            ipv6: None,
+        };
+        let manifest = complete(&object, &[plan])?;
+        assert_eq!(manifest["metadata"]["namespace"], "default");
+        assert_eq!(manifest["metadata"]["labels"]["app"], "a");
+        assert_eq!(manifest["status"]["podIP"], "10.42.0.10");
+        assert_eq!(manifest["status"]["podIPs"][0]["ip"], "10.42.0.10");
+        assert_eq!(manifest["status"]["phase"], "Running");
+        Ok(())
+    }
+
+    #[test]
+    fn namespaces_get_their_name_label() -> anyhow::Result<()> {
+        let manifest = complete(&default_namespace(), &[])?;
+        assert_eq!(
+            manifest["metadata"]["labels"][NAMESPACE_NAME_LABEL],
+            "default"
+        );
+        assert!(manifest["metadata"].get("namespace").is_none());
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! The local lab: every pod is a network namespace wired to a "node" namespace where the real
+//! `policy-agent` runs; a scenario's steps change the manifests the agent reads, and probes make
+//! real connections between pods to check what is enforced.
+//!
+//! Nothing touches the machine's root namespace; everything the lab creates is removed on
+//! return, error, panic and SIGINT/SIGTERM.
+
+pub mod agent;
+pub mod cleanup;
+pub mod datastore;
+pub mod netns;
+pub mod probes;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod servers;
+pub mod topology;
+
+pub use agent::agent_binary;
+pub use report::{ErrorCheck, ProbeResult, Report, StepReport};
+pub use runner::{Lab, LabOptions, run_scenario, run_scenario_with};
+pub use scenario::{Probe, Scenario, ScenarioError, Step};

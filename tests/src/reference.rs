@@ -1,0 +1,288 @@
+//! The reference model: NetworkPolicy semantics as the Kubernetes API documents them,
+//! evaluated directly on the API objects (k8s-openapi types), one packet at a time.
+//!
+//! It shares no code with the agent's model or compiler: it reads the raw objects, applies the
+//! documented defaults itself, and answers by brute force. It is meant to be obviously right
+//! rather than fast; property tests check the compiler (and the kernel) against it.
+//!
+//! Sources: the networking.k8s.io/v1 API reference and the upstream e2e tests
+//! (test/e2e/network/netpol). Where they are specific:
+//! * policyTypes absent: Ingress always, Egress only if `egress` has at least one rule;
+//! * a pod is isolated in a direction when any policy selecting it applies to that direction;
+//! * pod-to-pod traffic needs the source's egress and the destination's ingress;
+//! * `ipBlock` matches pod addresses too; a named port resolves against the destination pod
+//!   and never matches a non-pod address;
+//! * pods without an address, terminated or host-network pods are nobody's peers;
+//! * traffic between a pod and its own node is always allowed.
+
+use std::{collections::BTreeMap, net::IpAddr, str::FromStr};
+
+use ipnet::IpNet;
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Pod},
+        networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort},
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+
+/// Everything the verdict depends on.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub namespaces: Vec<Namespace>,
+    pub pods: Vec<Pod>,
+    pub policies: Vec<NetworkPolicy>,
+    /// The node's own addresses.
+    pub node_addrs: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// "TCP", "UDP" or "SCTP".
+    pub protocol: &'static str,
+    pub port: u16,
+}
+
+impl World {
+    /// Whether `flow` is allowed (for a connection's first packet).
+    pub fn allows(&self, flow: &Flow) -> bool {
+        let src = self.live_pod(flow.src);
+        let dst = self.live_pod(flow.dst);
+        let egress_ok = match src {
+            Some(pod) => self.egress_allows(pod, flow, dst),
+            None => true,
+        };
+        let ingress_ok = match dst {
+            Some(pod) => self.ingress_allows(pod, flow, src),
+            None => true,
+        };
+        egress_ok && ingress_ok
+    }
+
+    /// The running, non-host-network pod that owns `ip`.
+    fn live_pod(&self, ip: IpAddr) -> Option<&Pod> {
+        self.pods.iter().find(|pod| {
+            let spec_host_network = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false);
+            let status = pod.status.as_ref();
+            let phase = status.and_then(|s| s.phase.as_deref());
+            let terminated = matches!(phase, Some("Succeeded" | "Failed"));
+            !spec_host_network && !terminated && pod_ips(pod).contains(&ip)
+        })
+    }
+
+    fn ingress_allows(&self, pod: &Pod, flow: &Flow, peer_pod: Option<&Pod>) -> bool {
+        if self.node_addrs.contains(&flow.src) {
+            return true;
+        }
+        let applying: Vec<&NetworkPolicy> = self
+            .selecting(pod)
+            .filter(|np| applies_to_ingress(np))
+            .collect();
+        if applying.is_empty() {
+            return true;
+        }
+        applying.iter().any(|np| {
+            let spec = np.spec.as_ref();
+            spec.and_then(|s| s.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|rule| {
+                    self.peers_match(rule.from.as_deref(), np, flow.src, peer_pod)
+                        && ports_match(rule.ports.as_deref(), flow, Some(pod))
+                })
+        })
+    }
+
+    fn egress_allows(&self, pod: &Pod, flow: &Flow, peer_pod: Option<&Pod>) -> bool {
+        if self.node_addrs.contains(&flow.dst) {
+            return true;
+        }
+        let applying: Vec<&NetworkPolicy> = self
+            .selecting(pod)
+            .filter(|np| applies_to_egress(np))
+            .collect();
+        if applying.is_empty() {
+            return true;
+        }
+        applying.iter().any(|np| {
+            let spec = np.spec.as_ref();
+            spec.and_then(|s| s.egress.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|rule| {
+                    self.peers_match(rule.to.as_deref(), np, flow.dst, peer_pod)
+                        && ports_match(rule.ports.as_deref(), flow, peer_pod)
+                })
+        })
+    }
+
+    /// Policies in the pod's namespace whose podSelector matches it.
+    fn selecting<'a>(&'a self, pod: &'a Pod) -> impl Iterator<Item = &'a NetworkPolicy> {
+        let ns = namespace_of(&pod.metadata);
+        self.policies.iter().filter(move |np| {
+            namespace_of(&np.metadata) == ns
+                && selector_matches(
+                    np.spec.as_ref().and_then(|s| s.pod_selector.as_ref()),
+                    pod.metadata.labels.as_ref(),
+                )
+        })
+    }
+
+    fn peers_match(
+        &self,
+        peers: Option<&[NetworkPolicyPeer]>,
+        np: &NetworkPolicy,
+        peer_addr: IpAddr,
+        peer_pod: Option<&Pod>,
+    ) -> bool {
+        let Some(peers) = peers.filter(|p| !p.is_empty()) else {
+            return true;
+        };
+        peers.iter().any(|peer| {
+            if let Some(block) = &peer.ip_block {
+                let Ok(cidr) = IpNet::from_str(&block.cidr) else {
+                    return false;
+                };
+                let excepted = block
+                    .except
+                    .iter()
+                    .flatten()
+                    .any(|e| IpNet::from_str(e).is_ok_and(|e| e.contains(&peer_addr)));
+                return cidr.contains(&peer_addr) && !excepted;
+            }
+            let Some(pod) = peer_pod else {
+                return false;
+            };
+            let pod_ns = namespace_of(&pod.metadata);
+            let ns_ok = match &peer.namespace_selector {
+                None => pod_ns == namespace_of(&np.metadata),
+                Some(sel) => selector_matches(Some(sel), Some(&self.namespace_labels(&pod_ns))),
+            };
+            ns_ok && selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
+        })
+    }
+
+    fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .iter()
+            .find(|ns| ns.metadata.name.as_deref() == Some(name))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default();
+        labels.insert("kubernetes.io/metadata.name".to_owned(), name.to_owned());
+        labels
+    }
+}
+
+fn applies_to_ingress(np: &NetworkPolicy) -> bool {
+    match np.spec.as_ref().and_then(|s| s.policy_types.as_ref()) {
+        None => true,
+        Some(types) => types.iter().any(|t| t == "Ingress"),
+    }
+}
+
+fn applies_to_egress(np: &NetworkPolicy) -> bool {
+    let spec = np.spec.as_ref();
+    match spec.and_then(|s| s.policy_types.as_ref()) {
+        None => spec
+            .and_then(|s| s.egress.as_ref())
+            .is_some_and(|e| !e.is_empty()),
+        Some(types) => types.iter().any(|t| t == "Egress"),
+    }
+}
+
+/// `destination` is the pod receiving the traffic (named ports resolve against it); `None`
+/// when the destination is not a pod.
+fn ports_match(
+    ports: Option<&[NetworkPolicyPort]>,
+    flow: &Flow,
+    destination: Option<&Pod>,
+) -> bool {
+    let Some(ports) = ports.filter(|p| !p.is_empty()) else {
+        return true;
+    };
+    ports.iter().any(|port| {
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        if protocol != flow.protocol {
+            return false;
+        }
+        match &port.port {
+            None => true,
+            Some(IntOrString::Int(first)) => {
+                let port_number = i32::from(flow.port);
+                match port.end_port {
+                    None => *first == port_number,
+                    Some(end) => (*first..=end).contains(&port_number),
+                }
+            }
+            Some(IntOrString::String(name)) => destination.is_some_and(|pod| {
+                pod.spec.iter().flat_map(|s| &s.containers).any(|c| {
+                    c.ports.iter().flatten().any(|cp| {
+                        cp.name.as_deref() == Some(name.as_str())
+                            && cp.protocol.as_deref().unwrap_or("TCP") == flow.protocol
+                            && cp.container_port == i32::from(flow.port)
+                    })
+                })
+            }),
+        }
+    })
+}
+
+fn selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let Some(selector) = selector else {
+        return true;
+    };
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    let status = pod.status.as_ref();
+    let listed: Vec<IpAddr> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if !listed.is_empty() {
+        return listed;
+    }
+    status
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .into_iter()
+        .collect()
+}

@@ -1,0 +1,112 @@
+//! The lab leaves nothing behind: no namespace, no pin directory, no temporary directory, after
+//! a normal run and after a panic; and two labs run side by side without touching each other.
+
+use std::{panic, path::Path, thread};
+
+use palisade_tests::{
+    lab::{Lab, LabOptions, Report, Scenario, netns, run_scenario},
+    require_root,
+};
+
+const TINY: &str = r#"
+resources:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {app: a}}, spec: {containers: [{name: c, image: x}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b, labels: {app: b}}, spec: {containers: [{name: c, image: x}]}}
+steps:
+  - name: a reaches b
+    probes:
+      - {from: a, to: b, port: 8080, expect: allow}
+      - {from: b, to: a, port: 53, protocol: UDP, expect: allow}
+"#;
+
+fn leftovers(id: &str) -> anyhow::Result<Vec<String>> {
+    let prefix = format!("pal-{id}-");
+    Ok(netns::list()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect())
+}
+
+fn assert_clean(report: &Report) -> anyhow::Result<()> {
+    assert_eq!(leftovers(&report.lab_id)?, Vec::<String>::new());
+    assert_eq!(
+        report.netns.len(),
+        3,
+        "node and two pods: {:?}",
+        report.netns
+    );
+    if let Some(pin_dir) = &report.pin_dir {
+        assert!(!pin_dir.exists(), "{} remains", pin_dir.display());
+    }
+    assert!(
+        !report.lab_dir.exists(),
+        "{} remains",
+        report.lab_dir.display()
+    );
+    Ok(())
+}
+
+#[test]
+fn nothing_remains_after_a_run_with_the_agent() -> anyhow::Result<()> {
+    if !require_root("nothing_remains_after_a_run_with_the_agent") {
+        return Ok(());
+    }
+    let report = run_scenario(&Scenario::from_yaml(TINY)?, &LabOptions::default())?;
+    assert!(report.pin_dir.is_some());
+    assert_clean(&report)?;
+    assert!(report.all_ok(), "{}", report.mismatches().join("\n"));
+    Ok(())
+}
+
+#[test]
+fn nothing_remains_after_a_panic() -> anyhow::Result<()> {
+    if !require_root("nothing_remains_after_a_panic") {
+        return Ok(());
+    }
+    let scenario = Scenario::from_yaml(TINY)?;
+    let options = LabOptions {
+        no_agent: true,
+        ..LabOptions::default()
+    };
+    let lab = Lab::start(&scenario, &options)?;
+    let id = lab.id().to_owned();
+    assert_eq!(leftovers(&id)?.len(), 3);
+    let outcome = panic::catch_unwind(panic::AssertUnwindSafe(move || {
+        let _lab = lab;
+        panic!("deliberate panic while the lab runs");
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(leftovers(&id)?, Vec::<String>::new());
+    let lab_dir = std::env::temp_dir().join(format!("palisade-lab-{id}"));
+    assert!(!Path::new(&lab_dir).exists());
+    Ok(())
+}
+
+#[test]
+fn two_labs_run_at_once() -> anyhow::Result<()> {
+    if !require_root("two_labs_run_at_once") {
+        return Ok(());
+    }
+    let scenario = Scenario::from_yaml(TINY)?;
+    let options = LabOptions {
+        no_agent: true,
+        ..LabOptions::default()
+    };
+    let reports = thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| run_scenario(&scenario, &options)))
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .map_err(|_| anyhow::anyhow!("a lab thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    assert_ne!(reports[0].lab_id, reports[1].lab_id);
+    for report in &reports {
+        assert!(report.all_ok(), "{}", report.mismatches().join("\n"));
+        assert_clean(report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The seed walkthrough (examples/seed/scenario.yaml) through the lab with the real agent:
+//! every probe must observe what the scenario expects.
+
+use std::path::Path;
+
+use palisade_tests::{
+    lab::{LabOptions, Scenario, run_scenario},
+    require_root,
+};
+
+#[test]
+fn seed_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("seed_scenario_is_enforced") {
+        return Ok(());
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed/scenario.yaml");
+    let scenario = Scenario::from_file(&path)?;
+    let report = run_scenario(&scenario, &LabOptions::default())?;
+    for step in &report.steps {
+        eprintln!("{}", step.render_table());
+    }
+    assert_eq!(report.steps.len(), scenario.steps.len());
+    assert!(
+        report.steps.iter().all(|s| s.programmed_ms.is_some()),
+        "every step must be programmed by the agent"
+    );
+    assert!(
+        report.all_ok(),
+        "mismatches:\n{}\nagent log:\n{}",
+        report.mismatches().join("\n"),
+        report.agent_log_tail.join("\n")
+    );
+    Ok(())
+}
