@@ -232,6 +232,16 @@ fn malformed_and_unusual_frames_fail_closed() {
     }
     .to_frame();
     assert!(!run(&spoofed, Direction::FromEndpoint));
+    // IPv6 packets claiming IPv4-mapped addresses would borrow an IPv4 identity: dropped.
+    let mapped = Packet {
+        src: "::ffff:10.42.0.10".parse().expect("addr"),
+        dst: "fd00::11".parse().expect("addr"),
+        protocol: 6,
+        dport: 8000,
+    }
+    .to_frame();
+    assert_eq!(u16::from_be_bytes([mapped[12], mapped[13]]), 0x86dd);
+    assert!(!run(&mapped, Direction::FromEndpoint));
     // ARP is plumbing and passes even to an isolated pod.
     let mut arp = vec![0xffu8; 6];
     arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);

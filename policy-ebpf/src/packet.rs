@@ -91,6 +91,11 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
     let next_header: u8 = ctx.load(ETH_HDR_LEN + 6).map_err(|_| ())?;
     let src: [u8; 16] = ctx.load(ETH_HDR_LEN + 8).map_err(|_| ())?;
     let dst: [u8; 16] = ctx.load(ETH_HDR_LEN + 24).map_err(|_| ())?;
+    // IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2); in our maps they
+    // stand for IPv4 peers, so an IPv6 packet claiming one could borrow an IPv4 identity.
+    if is_ipv4_mapped(&src) || is_ipv4_mapped(&dst) {
+        return Err(());
+    }
     let l4 = ETH_HDR_LEN + IPV6_HDR_LEN;
     if next_header == IPPROTO_ICMPV6 {
         let icmp_type: u8 = ctx.load(l4).map_err(|_| ())?;
@@ -109,6 +114,11 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
         sport,
         dport,
     }))
+}
+
+#[inline(always)]
+fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
 }
 
 /// (source, destination) port: TCP, UDP and SCTP all start with them.

@@ -84,10 +84,16 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
             Peer::Pods { .. } => None,
         })
         .collect();
-    let block_prefixes: BTreeSet<IpNet> = blocks
+    let mut block_prefixes: BTreeSet<IpNet> = blocks
         .iter()
         .flat_map(|(_, cidr, except)| std::iter::once(**cidr).chain(except.iter().copied()))
         .collect();
+    if !block_prefixes.is_empty() {
+        // IPv4 lives at ::ffff:0:0/96 of the 16-byte space, inside IPv6 prefixes such as ::/0.
+        // This entry makes every IPv4 address's longest match at least /96, so an IPv6 block
+        // never decides for IPv4 (and its class is computed with IPv4's own blocks).
+        block_prefixes.insert(IpNet::V4(ipnet::Ipv4Net::default()));
+    }
     for prefix in block_prefixes {
         let peers = blocks
             .iter()
