@@ -1,0 +1,136 @@
+//! Kernel vs reference model: the same generated clusters and flows as `compiler_vs_model`,
+//! but the verdict comes from the real eBPF programs, run by the kernel with
+//! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP frames, with maps filled by the real
+//! agent code (compiler + incremental sync from the previous case's state).
+//!
+//! Privileged. `PALISADE_KERNEL_CASES` sets the number of clusters (default 500).
+
+use std::{cell::RefCell, net::IpAddr, path::PathBuf};
+
+use palisade_tests::{
+    generate::{addresses, agent_cluster, flow_picks, protocol_number, world},
+    reference::Flow,
+    require_root,
+};
+use policy_agent::{
+    compiler::{Compiler, MapContents, Scope, identity_addr},
+    dataplane::Datapath,
+    replay::{Direction, Packet},
+};
+use policy_common::endpoint::EndpointKey;
+use proptest::{
+    prelude::*,
+    test_runner::{Config, TestError, TestRunner},
+};
+
+/// Removes the pin directory however the test ends.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct State {
+    datapath: Datapath,
+    compiler: Compiler,
+    programmed: MapContents,
+}
+
+#[test]
+fn kernel_verdicts_agree_with_the_reference_model() {
+    if !require_root("kernel_verdicts_agree_with_the_reference_model") {
+        return;
+    }
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-kernel-vs-model-{}",
+        std::process::id()
+    )));
+    let state = RefCell::new(State {
+        datapath: Datapath::load(&pins.0).expect("loading the datapath"),
+        compiler: Compiler::new(),
+        programmed: MapContents::default(),
+    });
+    let flows_checked = RefCell::new(0usize);
+
+    let mut runner = TestRunner::new(Config {
+        cases: std::env::var("PALISADE_KERNEL_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&(world(), flow_picks(24)), |(world, picks)| {
+        let mut state = state.borrow_mut();
+        let state = &mut *state;
+        let scope = Scope {
+            node_name: None,
+            host_addrs: world.node_addrs.clone(),
+        };
+        let maps = state.compiler.compile(&agent_cluster(&world), &scope).maps;
+        state
+            .datapath
+            .apply(&state.programmed, &maps)
+            .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
+        state.programmed = maps;
+
+        let addrs = addresses(&world);
+        for (src, dst, protocol, port) in picks {
+            let (src, dst): (IpAddr, IpAddr) = (*src.get(&addrs), *dst.get(&addrs));
+            if src == dst || src.is_ipv4() != dst.is_ipv4() {
+                continue;
+            }
+            let packet = Packet {
+                src,
+                dst,
+                protocol: protocol_number(protocol),
+                dport: port,
+            };
+            let frame = packet.to_frame();
+            let is_endpoint = |ip: IpAddr| {
+                state.programmed.endpoints.contains_key(&EndpointKey {
+                    addr: identity_addr(ip),
+                })
+            };
+            let mut kernel = true;
+            for (endpoint, direction) in
+                [(src, Direction::FromEndpoint), (dst, Direction::ToEndpoint)]
+            {
+                if !is_endpoint(endpoint) {
+                    continue;
+                }
+                // Each flow is a new connection: no state from earlier flows.
+                state
+                    .datapath
+                    .clear_conntrack()
+                    .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
+                let verdict = state
+                    .datapath
+                    .test_run(direction, &frame, 1)
+                    .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
+                kernel &= verdict.allowed();
+            }
+            let flow = Flow {
+                src,
+                dst,
+                protocol,
+                port,
+            };
+            prop_assert_eq!(kernel, world.allows(&flow), "flow {:?}", flow);
+            *flows_checked.borrow_mut() += 1;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, (world, picks))) => {
+            panic!("{reason}\nminimal failing case:\n{world:#?}\nflows: {picks:?}")
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let checked = *flows_checked.borrow();
+    assert!(checked > 1000, "only {checked} flows were checked");
+    eprintln!("kernel vs model: {checked} flows agreed");
+}
