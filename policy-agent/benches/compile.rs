@@ -275,7 +275,10 @@ fn cluster() -> Cluster {
                 labels: labels(&[
                     ("kubernetes.io/metadata.name", name.clone()),
                     ("team", format!("t{}", ns % 10)),
-                    ("env", if ns.is_multiple_of(3) { "prod" } else { "dev" }.to_owned()),
+                    (
+                        "env",
+                        if ns.is_multiple_of(3) { "prod" } else { "dev" }.to_owned(),
+                    ),
                 ]),
             },
         );
