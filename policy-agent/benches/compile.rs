@@ -20,6 +20,7 @@ use policy_agent::{
 const NAMESPACES: usize = 100;
 const PODS_PER_NAMESPACE: usize = 100;
 const POLICIES_PER_NAMESPACE: usize = 10;
+const NODES: usize = 100;
 
 fn labels(pairs: &[(&str, String)]) -> Labels {
     pairs
@@ -86,7 +87,8 @@ fn pod(ns: usize, j: usize) -> Pod {
                 protocol: Protocol::Udp,
             },
         ],
-        node_name: None,
+        // 100 nodes of 100 pods: a DaemonSet agent enforces only its node's pods.
+        node_name: Some(format!("node-{}", index % NODES)),
         host_network: false,
         terminated: false,
     }
@@ -311,9 +313,10 @@ fn touched(before: &MapContents, after: &MapContents) -> usize {
 fn relabel(cluster: &mut Cluster) {
     let pod = cluster
         .pods
-        .get_mut(&("ns-7".to_owned(), "pod-3".to_owned()))
+        .get_mut(&("ns-7".to_owned(), "pod-7".to_owned()))
         .expect("pod exists");
-    // app-8 is what np-1 of ns-7 selects: the pod changes both its identity and its shape.
+    // pod-7 of ns-7 runs on node-7; app-8 is what np-1 of ns-7 selects: the pod changes its
+    // shape.
     pod.labels.insert("app".into(), "app-8".into());
 }
 
@@ -325,86 +328,102 @@ fn add_policy(cluster: &mut Cluster) {
         .insert((np.namespace.clone(), np.name.clone()), np);
 }
 
+/// The two scopes worth knowing: one agent per node (what a DaemonSet runs: 100 local pods,
+/// every cluster pod still in IDENTITIES) and every pod local (a single-node worst case).
+fn scopes() -> [(&'static str, Scope); 2] {
+    [
+        (
+            "node-of-100",
+            Scope {
+                node_name: Some("node-7".into()),
+                host_addrs: Vec::new(),
+            },
+        ),
+        ("all-local", Scope::default()),
+    ]
+}
+
 fn report(base: &Cluster) {
-    let scope = Scope::default();
-    let mut compiler = Compiler::new();
-    let started = std::time::Instant::now();
-    let full = compiler.compile(base, &scope).maps;
-    let full_time = started.elapsed();
-    let bytes = |entries: usize, key: usize, value: usize| entries * (key + value);
-    use policy_common::{endpoint::*, identity::*, rule::*};
     use std::mem::size_of;
+
+    use policy_common::{endpoint::*, identity::*, rule::*};
+    let bytes = |entries: usize, key: usize, value: usize| entries * (key + value);
     eprintln!(
-        "cluster: {} namespaces, {} pods, {} policies",
+        "cluster: {} namespaces, {} pods, {} policies, {NODES} nodes",
         base.namespaces.len(),
         base.pods.len(),
         base.policies.len()
     );
-    eprintln!("full compile (one run): {full_time:?}");
-    eprintln!(
-        "  ENDPOINTS  {:>7} entries {:>9} bytes (key+value)",
-        full.endpoints.len(),
-        bytes(
-            full.endpoints.len(),
-            size_of::<EndpointKey>(),
-            size_of::<EndpointPolicy>()
-        )
-    );
-    eprintln!(
-        "  IDENTITIES {:>7} entries {:>9} bytes",
-        full.identities.len(),
-        bytes(
-            full.identities.len(),
-            4 + size_of::<IdentityKey>(),
-            size_of::<IdentityValue>()
-        )
-    );
-    eprintln!(
-        "  RULES      {:>7} entries {:>9} bytes",
-        full.rules.len(),
-        bytes(
-            full.rules.len(),
-            4 + size_of::<RuleKey>(),
-            size_of::<RuleValue>()
-        )
-    );
-    for (name, change) in [
-        ("pod label change", relabel as fn(&mut Cluster)),
-        ("one policy added", add_policy),
-    ] {
-        let mut changed = base.clone();
-        change(&mut changed);
-        let mut compiler = Compiler::new();
-        let before = compiler.compile(base, &scope).maps;
+    for (name, scope) in scopes() {
         let started = std::time::Instant::now();
-        let after = compiler.compile(&changed, &scope).maps;
+        let full = Compiler::new().compile(base, &scope).maps;
+        eprintln!("[{name}] full compile (one run): {:?}", started.elapsed());
         eprintln!(
-            "{name}: recompile {:?}, {} entries touched",
-            started.elapsed(),
-            touched(&before, &after)
+            "  ENDPOINTS  {:>8} entries {:>10} bytes (key+value)",
+            full.endpoints.len(),
+            bytes(
+                full.endpoints.len(),
+                size_of::<EndpointKey>(),
+                size_of::<EndpointPolicy>()
+            )
         );
+        eprintln!(
+            "  IDENTITIES {:>8} entries {:>10} bytes",
+            full.identities.len(),
+            bytes(
+                full.identities.len(),
+                4 + size_of::<IdentityKey>(),
+                size_of::<IdentityValue>()
+            )
+        );
+        eprintln!(
+            "  RULES      {:>8} entries {:>10} bytes",
+            full.rules.len(),
+            bytes(
+                full.rules.len(),
+                4 + size_of::<RuleKey>(),
+                size_of::<RuleValue>()
+            )
+        );
+        for (change, apply) in [
+            ("pod label change", relabel as fn(&mut Cluster)),
+            ("one policy added", add_policy),
+        ] {
+            let mut changed = base.clone();
+            apply(&mut changed);
+            let mut compiler = Compiler::new();
+            let before = compiler.compile(base, &scope).maps;
+            let started = std::time::Instant::now();
+            let after = compiler.compile(&changed, &scope).maps;
+            eprintln!(
+                "  {change}: recompile {:?}, {} entries touched",
+                started.elapsed(),
+                touched(&before, &after)
+            );
+        }
     }
 }
 
 fn benches(c: &mut Criterion) {
     let base = cluster();
     report(&base);
-    let scope = Scope::default();
-    let mut group = c.benchmark_group("compile");
-    group.sample_size(10);
-    group.bench_function("full/10k-pods-1k-policies", |b| {
-        b.iter(|| Compiler::new().compile(black_box(&base), &scope))
-    });
     let mut relabelled = base.clone();
     relabel(&mut relabelled);
-    let mut compiler = Compiler::new();
-    let mut flip = false;
-    group.bench_function("incremental/pod-label-change", |b| {
-        b.iter(|| {
-            flip = !flip;
-            compiler.compile(black_box(if flip { &relabelled } else { &base }), &scope)
-        })
-    });
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for (name, scope) in scopes() {
+        group.bench_function(format!("full/{name}"), |b| {
+            b.iter(|| Compiler::new().compile(black_box(&base), &scope))
+        });
+        let mut compiler = Compiler::new();
+        let mut flip = false;
+        group.bench_function(format!("pod-label-change/{name}"), |b| {
+            b.iter(|| {
+                flip = !flip;
+                compiler.compile(black_box(if flip { &relabelled } else { &base }), &scope)
+            })
+        });
+    }
     group.finish();
 }
 
