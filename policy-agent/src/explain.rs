@@ -45,9 +45,10 @@ pub fn render(compiled: &Compiled) -> String {
     for (key, value) in &maps.identities {
         let _ = writeln!(
             out,
-            "  {:<40} identity {}",
+            "  {:<40} pod identity {:<6} cidr identity {}",
             address(key.data.addr, Some(key.prefix_len)),
-            identity_name(value.identity)
+            identity_name(value.pod_identity),
+            identity_name(value.cidr_identity)
         );
     }
     let _ = writeln!(out, "rules ({}):", maps.rules.len());

@@ -2,7 +2,8 @@
 //!
 //! Tests use it to check the compiler without a kernel (and, later, against an independent
 //! model of the policy semantics). It must mirror `policy-ebpf/src/verdict.rs` step by step:
-//! endpoint lookup, identity LPM lookup, rule LPM lookup with the exact identity, then with ANY.
+//! endpoint lookup, identity LPM lookup, rule LPM lookups with the pod identity, the CIDR
+//! identity, then ANY.
 
 use std::net::IpAddr;
 
@@ -49,22 +50,25 @@ pub fn allows(maps: &MapContents, packet: &Packet, direction: Direction) -> bool
     if policy == POLICY_NONE {
         return true;
     }
-    let peer_identity = longest_match(&maps.identities, &identity_addr(peer))
-        .map_or(identity::WORLD, |v| v.identity);
-    if peer_identity == identity::HOST {
+    let (pod_identity, cidr_identity) = longest_match(&maps.identities, &identity_addr(peer))
+        .map_or((identity::WORLD, identity::WORLD), |v| {
+            (v.pod_identity, v.cidr_identity)
+        });
+    if pod_identity == identity::HOST {
         return true;
     }
-    let mut key = RuleKey {
-        policy,
-        peer_identity,
-        protocol: packet.protocol,
-        _pad: 0,
-        port_be: packet.dport.to_be(),
-    };
-    let rule = longest_match(&maps.rules, &rule_bytes(&key)).or_else(|| {
-        key.peer_identity = identity::ANY;
-        longest_match(&maps.rules, &rule_bytes(&key))
-    });
+    let rule = [pod_identity, cidr_identity, identity::ANY]
+        .into_iter()
+        .find_map(|peer_identity| {
+            let key = RuleKey {
+                policy,
+                peer_identity,
+                protocol: packet.protocol,
+                _pad: 0,
+                port_be: packet.dport.to_be(),
+            };
+            longest_match(&maps.rules, &rule_bytes(&key))
+        });
     rule.is_some_and(|v| v.action == action::ALLOW)
 }
 

@@ -1,10 +1,15 @@
 //! `PALISADE_IDENTITIES`: the peer identity of an address.
 //!
-//! LPM trie from address prefix to identity. An identity is a number standing for "every address
-//! that all the selectors of the compiled policies treat alike": pods whose labels (and namespace
-//! labels) match the same peer selectors share one identity, and so do the addresses an `ipBlock`
-//! covers. Rules are keyed by identity, so the rule map grows with distinct selector shapes,
-//! not with pods. An address with no entry is [`WORLD`].
+//! LPM trie from address prefix to two identities. An identity is a number standing for "every
+//! address that a kind of peer selector treats alike":
+//!
+//! * the **pod identity** of a pod's address: pods whose labels (and namespace labels) match
+//!   the same pod/namespace selectors share one, wherever their addresses are;
+//! * the **CIDR identity** of any address: addresses covered by the same `ipBlock`s share one.
+//!
+//! Rules whose peer is a selector are keyed by pod identity, rules whose peer is an `ipBlock`
+//! by CIDR identity, so neither kind multiplies the other: an `ipBlock` that covers every pod
+//! costs one rule entry, not one per pod class. An address with no entry is [`WORLD`] for both.
 
 /// Wildcard in rule keys: "any peer". Never stored for an address.
 pub const ANY: u32 = 0;
@@ -26,12 +31,16 @@ pub struct IdentityKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct IdentityValue {
-    pub identity: u32,
+    /// Class of the pod owning exactly this address; [`WORLD`] for no pod, [`HOST`] for the
+    /// node's own addresses.
+    pub pod_identity: u32,
+    /// Class of the `ipBlock`s covering the address; [`WORLD`] for none.
+    pub cidr_identity: u32,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), byte array, no padding.
 unsafe impl aya::Pod for IdentityKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), one u32.
+// SAFETY: repr(C), two u32s.
 unsafe impl aya::Pod for IdentityValue {}

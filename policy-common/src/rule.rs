@@ -8,8 +8,9 @@
 //! * after 80 + n bits: the ports sharing the top n bits of `port_be`, which is how a port
 //!   range (`endPort`) becomes at most 30 prefixes instead of one entry per port.
 //!
-//! The datapath looks up the exact peer identity first and then [`crate::identity::ANY`]; the
-//! longest matching prefix carries the verdict. Because the compiler flattens ordered rules
+//! The datapath looks up the peer's pod identity, then its CIDR identity, then
+//! [`crate::identity::ANY`]; the first lookup that matches gives the verdict, from its longest
+//! matching prefix. Because the compiler flattens ordered rules
 //! (Calico tiers: Allow, Deny, Pass) so that the most specific prefix always holds the verdict
 //! of the first matching rule, the same two lookups serve ordered verdicts, not just additive
 //! allows. `policy` and `peer_identity` are always matched in full, so they are stored in host

@@ -87,23 +87,33 @@ pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
 
 #[inline(always)]
 fn policy_allows(flow: &Flow, policy: u32, peer_addr: [u8; 16]) -> bool {
-    let peer_identity = PALISADE_IDENTITIES
+    let (pod_identity, cidr_identity) = PALISADE_IDENTITIES
         .get(&Key::new(128, IdentityKey { addr: peer_addr }))
-        .map_or(identity::WORLD, |value| value.identity);
-    if peer_identity == identity::HOST {
+        .map_or((identity::WORLD, identity::WORLD), |value| {
+            (value.pod_identity, value.cidr_identity)
+        });
+    if pod_identity == identity::HOST {
         return true;
     }
+    // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules without
+    // peers by ANY: the first that matches decides.
     let mut key = RuleKey {
         policy,
-        peer_identity,
+        peer_identity: pod_identity,
         protocol: flow.protocol,
         _pad: 0,
         port_be: flow.dport.to_be(),
     };
-    let rule = PALISADE_RULES.get(&Key::new(PREFIX_FULL, key)).or_else(|| {
-        key.peer_identity = identity::ANY;
-        PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
-    });
+    let rule = PALISADE_RULES
+        .get(&Key::new(PREFIX_FULL, key))
+        .or_else(|| {
+            key.peer_identity = cidr_identity;
+            PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
+        })
+        .or_else(|| {
+            key.peer_identity = identity::ANY;
+            PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
+        });
     // Explicit deny, an unknown action, or no matching rule in an isolated direction: drop.
     rule.is_some_and(|value| value.action == action::ALLOW)
 }

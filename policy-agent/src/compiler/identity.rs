@@ -1,11 +1,19 @@
-//! Peer identities: the classes of addresses that every peer selector treats alike.
+//! Peer identities: the classes of addresses that the policies' peers treat alike.
 //!
-//! The trie holds a prefix for each pod address and for each `ipBlock` cidr and except. For
-//! any address, the longest matching prefix decides which selectors match it (prefixes are
-//! either nested or disjoint, so membership in every other prefix follows from the longest
-//! one), and the class of a prefix is the set of peers matching it. Pods with the same labels
-//! in namespaces with the same labels land in one class, which is what keeps the rule map
-//! small: rules are keyed by class, not by pod.
+//! Two independent classifications, so that neither multiplies the other:
+//!
+//! * **Pod classes**, for each pod address: the pod/namespace-selector peers (of any policy)
+//!   that match the pod, and how it numbers the named ports egress rules use. Pods with the
+//!   same labels in namespaces with the same labels share a class wherever their addresses are.
+//! * **CIDR classes**, for each prefix in the trie (pod addresses, and every `ipBlock` cidr and
+//!   except): the `ipBlock` peers that cover it. For any address the longest matching prefix
+//!   decides (prefixes are nested or disjoint, so membership in every other prefix follows from
+//!   the longest one).
+//!
+//! Rules with selector peers are keyed by pod class, rules with `ipBlock` peers by CIDR class;
+//! an `ipBlock` covering every pod therefore costs one entry per port block, not one per pod
+//! class. The one exception: an `ipBlock` used with an egress named port needs the pod's port
+//! numbering too, so such blocks are also folded into pod classes.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -22,60 +30,99 @@ use policy_common::{
 use super::{LpmKey, Scope};
 use crate::model::{Cluster, NamespaceMatch, Peer, Pod, PortMatch, Protocol};
 
-/// Everything that decides how rules treat an address. Owned (not borrowed) because the
-/// allocator remembers classes across compiles.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct IdentityClass {
-    /// Peers (of any policy) that match the address, sorted.
-    pub peers: Vec<Peer>,
-    /// For pods: the number of each named port that some egress rule names, as
-    /// (protocol, name, port). Egress named ports resolve against the peer pod, so pods that
-    /// number a name differently must be told apart.
-    pub named_ports: Vec<(Protocol, String, u16)>,
+/// Everything that decides how rules treat an address, for one kind of peer. Owned (not
+/// borrowed) because the allocator remembers classes across compiles.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdentityClass {
+    Pod {
+        /// Selector peers (and named-port ipBlocks) matching the pod, sorted.
+        peers: Vec<Peer>,
+        /// (protocol, name, port) for each named port an egress rule uses that the pod
+        /// numbers: egress named ports resolve against the peer pod.
+        named_ports: Vec<(Protocol, String, u16)>,
+    },
+    Cidr {
+        /// `ipBlock` peers covering the prefix, sorted.
+        peers: Vec<Peer>,
+    },
 }
 
 impl IdentityClass {
-    /// An address no selector matches behaves exactly like an address outside every prefix.
+    /// A class no peer matches behaves exactly like an address outside every prefix.
     pub fn is_world(&self) -> bool {
-        self.peers.is_empty() && self.named_ports.is_empty()
+        match self {
+            IdentityClass::Pod { peers, named_ports } => peers.is_empty() && named_ports.is_empty(),
+            IdentityClass::Cidr { peers } => peers.is_empty(),
+        }
+    }
+
+    fn peers(&self) -> &[Peer] {
+        match self {
+            IdentityClass::Pod { peers, .. } | IdentityClass::Cidr { peers } => peers,
+        }
     }
 }
 
-/// All peers of all policies, and the named ports egress rules refer to.
+/// All peers of all policies, and what the classification needs to know about them.
 pub struct PeerIndex {
     pub peers: BTreeSet<Peer>,
     pub egress_named_ports: BTreeSet<(Protocol, String)>,
+    /// `ipBlock` peers of egress rules that use named ports: folded into pod classes.
+    pub named_port_blocks: BTreeSet<Peer>,
 }
 
 impl PeerIndex {
     pub fn new(cluster: &Cluster) -> Self {
         let mut peers = BTreeSet::new();
         let mut egress_named_ports = BTreeSet::new();
+        let mut named_port_blocks = BTreeSet::new();
         for policy in cluster.policies.values() {
             for rule in policy.ingress.iter().chain(&policy.egress).flatten() {
                 peers.extend(rule.peers.iter().flatten().cloned());
             }
             for rule in policy.egress.iter().flatten() {
+                let mut named = false;
                 for port in rule.ports.iter().flatten() {
                     if let PortMatch::Named { protocol, name } = port {
                         egress_named_ports.insert((*protocol, name.clone()));
+                        named = true;
                     }
+                }
+                if named {
+                    named_port_blocks.extend(
+                        rule.peers
+                            .iter()
+                            .flatten()
+                            .filter(|p| matches!(p, Peer::IpBlock { .. }))
+                            .cloned(),
+                    );
                 }
             }
         }
         Self {
             peers,
             egress_named_ports,
+            named_port_blocks,
         }
     }
 }
 
+/// The classes of one trie prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixClasses {
+    pub pod: IdentityClass,
+    pub cidr: IdentityClass,
+}
+
 pub struct Classes {
-    pub prefixes: BTreeMap<IpNet, IdentityClass>,
+    pub prefixes: BTreeMap<IpNet, PrefixClasses>,
+}
+
+fn block_covers(cidr: &IpNet, except: &[IpNet], prefix: &IpNet) -> bool {
+    cidr.contains(prefix) && !except.iter().any(|e| e.contains(prefix))
 }
 
 pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
-    let mut prefixes: BTreeMap<IpNet, IdentityClass> = BTreeMap::new();
     let blocks: Vec<(&Peer, &IpNet, &[IpNet])> = index
         .peers
         .iter()
@@ -84,6 +131,19 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
             Peer::Pods { .. } => None,
         })
         .collect();
+    let cidr_class = |prefix: &IpNet| IdentityClass::Cidr {
+        peers: blocks
+            .iter()
+            .filter(|(_, cidr, except)| block_covers(cidr, except, prefix))
+            .map(|(peer, _, _)| (*peer).clone())
+            .collect(),
+    };
+    let no_pod = IdentityClass::Pod {
+        peers: Vec::new(),
+        named_ports: Vec::new(),
+    };
+
+    let mut prefixes: BTreeMap<IpNet, PrefixClasses> = BTreeMap::new();
     let mut block_prefixes: BTreeSet<IpNet> = blocks
         .iter()
         .flat_map(|(_, cidr, except)| std::iter::once(**cidr).chain(except.iter().copied()))
@@ -95,24 +155,36 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
         block_prefixes.insert(IpNet::V4(ipnet::Ipv4Net::default()));
     }
     for prefix in block_prefixes {
-        let peers = blocks
-            .iter()
-            .filter(|(_, cidr, except)| {
-                cidr.contains(&prefix) && !except.iter().any(|e| e.contains(&prefix))
-            })
-            .map(|(peer, _, _)| (*peer).clone())
-            .collect();
         prefixes.insert(
             prefix,
-            IdentityClass {
-                peers,
-                named_ports: Vec::new(),
+            PrefixClasses {
+                pod: no_pod.clone(),
+                cidr: cidr_class(&prefix),
             },
         );
     }
 
+    let selector_peers: Vec<&Peer> = index
+        .peers
+        .iter()
+        .filter(|p| matches!(p, Peer::Pods { .. }))
+        .collect();
     for pod in cluster.pods.values().filter(|p| p.is_endpoint()) {
         let ns_labels = cluster.namespace_labels(&pod.namespace);
+        let selected_by: Vec<Peer> = selector_peers
+            .iter()
+            .filter(|peer| match peer {
+                Peer::Pods { namespaces, pods } => {
+                    let ns_ok = match namespaces {
+                        NamespaceMatch::Exactly(ns) => *ns == pod.namespace,
+                        NamespaceMatch::Selector(sel) => sel.matches(&ns_labels),
+                    };
+                    ns_ok && pods.matches(&pod.labels)
+                }
+                Peer::IpBlock { .. } => false,
+            })
+            .map(|peer| (*peer).clone())
+            .collect();
         let named_ports: Vec<(Protocol, String, u16)> = index
             .egress_named_ports
             .iter()
@@ -121,49 +193,56 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
             })
             .collect();
         for ip in &pod.ips {
-            let peers = index
-                .peers
-                .iter()
-                .filter(|peer| match peer {
-                    Peer::Pods { namespaces, pods } => {
-                        let ns_ok = match namespaces {
-                            NamespaceMatch::Exactly(ns) => *ns == pod.namespace,
-                            NamespaceMatch::Selector(sel) => sel.matches(&ns_labels),
-                        };
-                        ns_ok && pods.matches(&pod.labels)
-                    }
-                    Peer::IpBlock { cidr, except } => {
-                        cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
-                    }
-                })
-                .cloned()
-                .collect();
-            let class = IdentityClass {
-                peers,
-                named_ports: named_ports.clone(),
+            let prefix = IpNet::from(*ip);
+            let mut peers = selected_by.clone();
+            peers.extend(
+                index
+                    .named_port_blocks
+                    .iter()
+                    .filter(|peer| match peer {
+                        Peer::IpBlock { cidr, except } => block_covers(cidr, except, &prefix),
+                        Peer::Pods { .. } => false,
+                    })
+                    .cloned(),
+            );
+            peers.sort();
+            let classes = PrefixClasses {
+                pod: IdentityClass::Pod {
+                    peers,
+                    named_ports: named_ports.clone(),
+                },
+                cidr: cidr_class(&prefix),
             };
             // Two pods claiming one address (a stale object): keep what either is allowed,
             // deterministically, by merging the classes.
-            prefixes
-                .entry(IpNet::from(*ip))
-                .and_modify(|existing| {
-                    if existing.is_world() || existing != &class {
-                        merge(existing, &class);
-                    }
-                })
-                .or_insert(class);
+            match prefixes.get_mut(&prefix) {
+                Some(existing) if existing.pod != no_pod => merge(&mut existing.pod, &classes.pod),
+                Some(existing) => existing.pod = classes.pod,
+                None => {
+                    prefixes.insert(prefix, classes);
+                }
+            }
         }
     }
     Classes { prefixes }
 }
 
 fn merge(into: &mut IdentityClass, other: &IdentityClass) {
-    into.peers.extend(other.peers.iter().cloned());
-    into.peers.sort();
-    into.peers.dedup();
-    into.named_ports.extend(other.named_ports.iter().cloned());
-    into.named_ports.sort();
-    into.named_ports.dedup();
+    if let (
+        IdentityClass::Pod { peers, named_ports },
+        IdentityClass::Pod {
+            peers: other_peers,
+            named_ports: other_named,
+        },
+    ) = (into, other)
+    {
+        peers.extend(other_peers.iter().cloned());
+        peers.sort();
+        peers.dedup();
+        named_ports.extend(other_named.iter().cloned());
+        named_ports.sort();
+        named_ports.dedup();
+    }
 }
 
 /// The number of the pod's container port called `name` for `protocol`.
@@ -196,19 +275,28 @@ pub fn emit(
     scope: &Scope,
     out: &mut BTreeMap<LpmKey<IdentityKey>, IdentityValue>,
 ) {
-    for (net, class) in &classes.prefixes {
-        let identity = if class.is_world() {
+    let id = |class: &IdentityClass| {
+        if class.is_world() {
             reserved::WORLD
         } else {
             ids.get(class).copied().unwrap_or(reserved::WORLD)
-        };
-        out.insert(lpm_key(net), IdentityValue { identity });
+        }
+    };
+    for (net, classes) in &classes.prefixes {
+        out.insert(
+            lpm_key(net),
+            IdentityValue {
+                pod_identity: id(&classes.pod),
+                cidr_identity: id(&classes.cidr),
+            },
+        );
     }
     for ip in &scope.host_addrs {
         out.insert(
             lpm_key(&IpNet::from(*ip)),
             IdentityValue {
-                identity: reserved::HOST,
+                pod_identity: reserved::HOST,
+                cidr_identity: reserved::WORLD,
             },
         );
     }
@@ -225,7 +313,7 @@ fn lpm_key(net: &IpNet) -> LpmKey<IdentityKey> {
 
 /// Reverse lookups the rule expansion needs.
 pub struct IdentityTable {
-    /// Identity numbers whose class contains the peer.
+    /// Identity numbers (pod or CIDR) whose class contains the peer.
     pub by_peer: BTreeMap<Peer, Vec<u32>>,
     /// For each (protocol, name) an egress rule names: (identity, port number) of the classes
     /// that resolve it.
@@ -237,14 +325,16 @@ impl IdentityTable {
         let mut by_peer: BTreeMap<Peer, Vec<u32>> = BTreeMap::new();
         let mut by_named_port: BTreeMap<(Protocol, String), Vec<(u32, u16)>> = BTreeMap::new();
         for (class, id) in ids {
-            for peer in &class.peers {
+            for peer in class.peers() {
                 by_peer.entry(peer.clone()).or_default().push(*id);
             }
-            for (protocol, name, port) in &class.named_ports {
-                by_named_port
-                    .entry((*protocol, name.clone()))
-                    .or_default()
-                    .push((*id, *port));
+            if let IdentityClass::Pod { named_ports, .. } = class {
+                for (protocol, name, port) in named_ports {
+                    by_named_port
+                        .entry((*protocol, name.clone()))
+                        .or_default()
+                        .push((*id, *port));
+                }
             }
         }
         Self {

@@ -4,7 +4,8 @@
 //! before), so the same input always gives the same maps and a change gives the smallest diff
 //! it can. See docs/architecture.md for the map layouts and why they look like this.
 //!
-//! 1. [`identity`]: every address the policies can tell apart gets a peer identity.
+//! 1. [`identity`]: every address gets a pod identity and a CIDR identity (the classes of
+//!    selector peers and of `ipBlock` peers it belongs to).
 //! 2. [`shape`]: every local endpoint's rule set per direction, deduplicated into policy ids.
 //! 3. [`rules`]: each policy id's rules, expanded to (identity, protocol, port prefix) entries.
 
@@ -87,9 +88,14 @@ impl Compiler {
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
         let peers = identity::PeerIndex::new(cluster);
         let classes = identity::classify(cluster, &peers);
-        let identity_ids = self
-            .identities
-            .assign(classes.prefixes.values().filter(|c| !c.is_world()).cloned());
+        let identity_ids = self.identities.assign(
+            classes
+                .prefixes
+                .values()
+                .flat_map(|c| [&c.pod, &c.cidr])
+                .filter(|c| !c.is_world())
+                .cloned(),
+        );
 
         let mut maps = MapContents::default();
         identity::emit(&classes, &identity_ids, scope, &mut maps.identities);

@@ -338,3 +338,46 @@ fn a_label_change_rewrites_only_the_moved_address() {
         .collect();
     assert_eq!(changed.len(), 1, "only other's address moves: {changed:?}");
 }
+
+#[test]
+fn an_ip_block_covering_every_pod_costs_one_entry_per_port_block() {
+    let egress_to_cluster = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: to-cluster, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: frontend}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.42.0.0/16, except: [10.42.0.12/32]}}]
+    ports: [{port: 443}]
+"#;
+    let maps = compile(&[PODS, egress_to_cluster]);
+    // Selected pods' classes do not multiply the ipBlock: one CIDR class, one port.
+    assert_eq!(maps.rules.len(), 1, "{:?}", maps.rules);
+    assert!(allows(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 443),
+        Direction::FromEndpoint
+    ));
+    assert!(allows(
+        &maps,
+        &tcp(FRONTEND, "10.42.9.9", 443),
+        Direction::FromEndpoint
+    ));
+    assert!(!allows(
+        &maps,
+        &tcp(FRONTEND, OTHER, 443),
+        Direction::FromEndpoint
+    ));
+    assert!(!allows(
+        &maps,
+        &tcp(FRONTEND, BACKEND, 80),
+        Direction::FromEndpoint
+    ));
+    assert!(!allows(
+        &maps,
+        &tcp(FRONTEND, "192.0.2.1", 443),
+        Direction::FromEndpoint
+    ));
+}
