@@ -4,7 +4,8 @@
 //! Every scenario runs as `cargo xtask run <file> --json` runs it (`target/debug/lab run <file>
 //! --agent <policy-agent> --json`), a few at a time; the test fails listing every probe that
 //! did not observe what upstream expects, per scenario. A second test checks the committed
-//! scenarios are exactly what the Rust description generates.
+//! scenarios (these and the BPF-only ones in examples/conformance-sctp/, which
+//! `tests/conformance_bpf.rs` runs) are exactly what the Rust description generates.
 
 use std::{
     path::{Path, PathBuf},
@@ -37,10 +38,10 @@ fn scenario_dir() -> PathBuf {
 
 #[test]
 fn committed_scenarios_are_what_the_generator_writes() -> anyhow::Result<()> {
-    let differences = conformance::differences(&scenario_dir())?;
+    let differences = conformance::differences(&workspace_root())?;
     assert!(
         differences.is_empty(),
-        "examples/conformance/ is not what tests/src/conformance/ generates; run \
+        "examples/conformance*/ are not what tests/src/conformance/ generates; run \
          `cargo run -p palisade-tests --bin gen-conformance`:\n  {}",
         differences.join("\n  ")
     );

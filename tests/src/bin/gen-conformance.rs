@@ -1,25 +1,32 @@
-//! `gen-conformance [DIR]`: writes the upstream NetworkPolicy e2e cases described in
-//! `tests/src/conformance/` as lab scenarios into DIR (default: `examples/conformance/` in the
-//! workspace), removing `*.yaml` files there that no case generates.
+//! `gen-conformance [ROOT]`: writes the upstream NetworkPolicy e2e cases described in
+//! `tests/src/conformance/` as scenarios into `ROOT/examples/conformance/` (the lab runs them)
+//! and `ROOT/examples/conformance-sctp/` (BPF-only: they probe SCTP), ROOT being the workspace
+//! by default, and removes `*.yaml` files there that no case generates.
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
-use palisade_tests::conformance::{
-    self, LEFT_OUT, SCENARIO_DIR, UPSTREAM_COMMIT, UPSTREAM_DIR, UPSTREAM_FILE,
-};
+use palisade_tests::conformance::{self, LEFT_OUT, UPSTREAM_COMMIT, UPSTREAM_DIR, UPSTREAM_FILE};
 
 fn main() -> ExitCode {
-    let dir = std::env::args_os()
+    let root = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| palisade_tests::workspace_root().join(SCENARIO_DIR));
-    match conformance::write_all(&dir) {
-        Ok(count) => {
-            let mut text = format!(
-                "wrote {count} scenarios to {} from kubernetes/kubernetes \
-                 {UPSTREAM_DIR}/{UPSTREAM_FILE} at {UPSTREAM_COMMIT}\nleft out:\n",
-                dir.display()
-            );
+        .unwrap_or_else(palisade_tests::workspace_root);
+    match conformance::write_all(&root) {
+        Ok(written) => {
+            let mut text = String::new();
+            for (dir, count) in written {
+                text.push_str(&format!(
+                    "wrote {count} scenarios to {} from kubernetes/kubernetes \
+                     {UPSTREAM_DIR}/{UPSTREAM_FILE} at {UPSTREAM_COMMIT}\n",
+                    dir.display()
+                ));
+            }
+            if LEFT_OUT.is_empty() {
+                text.push_str("left out: none\n");
+            } else {
+                text.push_str("left out:\n");
+            }
             for case in LEFT_OUT {
                 text.push_str(&format!(
                     "  {} / It({:?}): {}\n",

@@ -9,10 +9,10 @@
 use super::model::{
     Case, Change, Context, Peer, Policy, Reachability, Set, create, egress_rule, empty_selector,
     gen_with_pod_match_label, gen_with_pod_selector, ingress_rule, ip_block_peer, match_expression,
-    match_labels, peer, pod, pod_ip, port_name, port_number, port_protocol, tcp, udp, update,
+    match_labels, peer, pod, pod_ip, port_name, port_number, port_protocol, sctp, tcp, udp, update,
 };
 use super::yaml::Yaml;
-use crate::lab::scenario::Protocol::{Tcp as TCP, Udp as UDP};
+use crate::lab::scenario::Protocol::{Sctp as SCTP, Tcp as TCP, Udp as UDP};
 
 const X: &str = "x";
 const Y: &str = "y";
@@ -48,10 +48,12 @@ fn cidr32(p: super::model::PodStr) -> String {
     format!("{}/32", pod_ip(p))
 }
 
-/// All ported cases, in upstream's order.
+/// All ported cases, in upstream's order. The SCTP-context ones are BPF-only
+/// ([`Case::bpf_only`](super::model::Case::bpf_only)).
 pub fn all() -> Vec<Case> {
     let mut cases = tcp_cases();
     cases.extend(udp_cases());
+    cases.extend(sctp_cases());
     cases
 }
 
@@ -1105,7 +1107,8 @@ fn tcp_cases() -> Vec<Case> {
     ]
 }
 
-/// `allow-ns-y-pod-a-via-namespace-pod-selector`: x/a admits y/a only (TCP and UDP cases).
+/// `allow-ns-y-pod-a-via-namespace-pod-selector`: x/a admits y/a only (TCP, UDP and SCTP
+/// cases).
 fn allow_ns_y_pod_a() -> Policy {
     ingress_to_pod(
         "allow-ns-y-pod-a-via-namespace-pod-selector",
@@ -1166,6 +1169,67 @@ fn udp_cases() -> Vec<Case> {
             "create x/allow-ns-y-pod-a-via-namespace-pod-selector",
             vec![create(X, allow_ns_y_pod_a())],
             vec![udp(
+                80,
+                all_true()
+                    .expect_all_ingress(xa, false)
+                    .expect(ya, xa, true),
+            )],
+        ),
+    ]
+}
+
+/// `SIGDescribe("Netpol", feature.SCTPConnectivity, "[LinuxOnly]")` /
+/// `Context("NetworkPolicy between server and client using SCTP")`: the pods serve SCTP only
+/// (`agnhost porter` with `SERVE_SCTP_PORT_<port>`), and every check probes SCTP.
+fn sctp_cases() -> Vec<Case> {
+    let xa = pod(X, "a");
+    let ya = pod(Y, "a");
+    vec![
+        Case::new("should support a 'default-deny-ingress' policy", &[SCTP], &[80])
+            .in_context(Context::Sctp)
+            .step(
+                "create x/deny-all",
+                vec![create(
+                    X,
+                    gen_with_pod_selector("deny-all", empty_selector(), vec![Set::Ingress(vec![])]),
+                )],
+                vec![sctp(
+                    80,
+                    all_true().expect_peer(Peer::any(), Peer::ns(X), false),
+                )],
+            ),
+        Case::new("should enforce policy based on Ports", &[SCTP], &[81])
+            .in_context(Context::Sctp)
+            .step(
+                "Creating a network allowPort81Policy which only allows allow listed namespaces (y) to connect on exactly one port (81)",
+                vec![create(
+                    X,
+                    ingress_to_pod(
+                        "allow-ingress-on-port-81-ns-x",
+                        "a",
+                        ingress_rule(
+                            vec![peer(None, Some(ns_named(Y)))],
+                            vec![port_number(Some("SCTP"), 81)],
+                        ),
+                    ),
+                )],
+                vec![sctp(
+                    81,
+                    all_true()
+                        .expect_peer(Peer::ns(X), Peer::pod(X, "a"), false)
+                        .expect_peer(Peer::ns(Z), Peer::pod(X, "a"), false),
+                )],
+            ),
+        Case::new(
+            "should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector",
+            &[SCTP],
+            &[80],
+        )
+        .in_context(Context::Sctp)
+        .step(
+            "create x/allow-ns-y-pod-a-via-namespace-pod-selector",
+            vec![create(X, allow_ns_y_pod_a())],
+            vec![sctp(
                 80,
                 all_true()
                     .expect_all_ingress(xa, false)

@@ -25,42 +25,53 @@ fn protocol_name(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
     }
 }
 
-/// Upstream's `Container.Spec()` for one port and protocol.
+/// Upstream's `Container.Spec()` for one port and protocol: `agnhost serve-hostname` for TCP
+/// and UDP, `agnhost porter` with `SERVE_SCTP_PORT_<port>` in its environment for SCTP.
 fn container(port: u16, protocol: Protocol) -> Yaml {
     let proto = protocol_name(protocol);
     let lower = proto.to_lowercase();
-    let serve = match protocol {
-        Protocol::Tcp => "--tcp",
-        Protocol::Udp => "--udp",
+    let serve_hostname = |flag: &str| -> Vec<String> {
+        vec![
+            "/agnhost".to_owned(),
+            "serve-hostname".to_owned(),
+            flag.to_owned(),
+            "--http=false".to_owned(),
+            "--port".to_owned(),
+            port.to_string(),
+        ]
     };
-    map([
+    let mut spec = map([
         ("name", format!("cont-{port}-{lower}").into()),
         ("image", AGNHOST.into()),
         ("imagePullPolicy", "IfNotPresent".into()),
-        (
-            "command",
-            vec![
-                "/agnhost".to_owned(),
-                "serve-hostname".to_owned(),
-                serve.to_owned(),
-                "--http=false".to_owned(),
-                "--port".to_owned(),
-                port.to_string(),
-            ]
-            .into(),
-        ),
-        (
-            "ports",
-            Yaml::Seq(vec![map([
-                ("containerPort", port.into()),
-                ("name", format!("serve-{port}-{lower}").into()),
-                ("protocol", proto.into()),
-            ])]),
-        ),
-    ])
+    ]);
+    match protocol {
+        Protocol::Tcp => spec.push("command", serve_hostname("--tcp")),
+        Protocol::Udp => spec.push("command", serve_hostname("--udp")),
+        Protocol::Sctp => {
+            spec.push("command", vec!["/agnhost", "porter"]);
+            spec.push(
+                "env",
+                Yaml::Seq(vec![map([
+                    ("name", format!("SERVE_SCTP_PORT_{port}").into()),
+                    ("value", "foo".into()),
+                ])]),
+            );
+        }
+    }
+    spec.push(
+        "ports",
+        Yaml::Seq(vec![map([
+            ("containerPort", port.into()),
+            ("name", format!("serve-{port}-{lower}").into()),
+            ("protocol", proto.into()),
+        ])]),
+    );
+    spec
 }
 
 /// Upstream's `Pod.KubePod(namespace)` with the labels the pod has now, and the address the
@@ -314,6 +325,15 @@ fn header(case: &Case) -> String {
          # connects to the pod address, which is what NetworkPolicy sees once the Service is\n\
          # translated. The first step is upstream's waitForHTTPServers (no policy yet).\n",
     );
+    if case.bpf_only() {
+        out.push_str(
+            "#\n\
+             # BPF-only: this kernel has no SCTP sockets, so the lab refuses SCTP probes. \
+             tests/tests/\n\
+             # conformance_bpf.rs runs every probe as crafted frames through the real programs\n\
+             # (BPF_PROG_TEST_RUN): the source's egress program, then the destination's ingress.\n",
+        );
+    }
     out
 }
 

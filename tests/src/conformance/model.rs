@@ -261,6 +261,15 @@ pub fn udp(port: u16, reachability: Reachability) -> Check {
     }
 }
 
+/// `ValidateOrFail` on SCTP (checked at the BPF level only: see [`Case::bpf_only`]).
+pub fn sctp(port: u16, reachability: Reachability) -> Check {
+    Check {
+        port,
+        protocol: Protocol::Sctp,
+        reachability,
+    }
+}
+
 /// A NetworkPolicy as upstream's builders leave it (`metav1.ObjectMeta.Name` and the spec).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -484,6 +493,9 @@ pub enum Context {
     /// `SIGDescribe("Netpol [LinuxOnly]")` /
     /// `Context("NetworkPolicy between server and client using UDP")`
     Udp,
+    /// `SIGDescribe("Netpol", feature.SCTPConnectivity, "[LinuxOnly]")` /
+    /// `Context("NetworkPolicy between server and client using SCTP")`
+    Sctp,
 }
 
 impl Context {
@@ -496,14 +508,20 @@ impl Context {
                 "SIGDescribe(\"Netpol [LinuxOnly]\") / Context(\"NetworkPolicy between server and \
                  client using UDP\")"
             }
+            Context::Sctp => {
+                "SIGDescribe(\"Netpol\", feature.SCTPConnectivity, \"[LinuxOnly]\") / \
+                 Context(\"NetworkPolicy between server and client using SCTP\")"
+            }
         }
     }
 
-    /// Prefix of the scenario file name (the UDP context reuses titles of the TCP one).
+    /// Prefix of the scenario file name (the UDP and SCTP contexts reuse titles of the TCP
+    /// one).
     pub fn file_prefix(self) -> &'static str {
         match self {
             Context::Tcp => "",
             Context::Udp => "udp-",
+            Context::Sctp => "sctp-",
         }
     }
 }
@@ -556,6 +574,28 @@ impl Case {
             checks,
         });
         self
+    }
+
+    /// Whether the scenario probes SCTP anywhere (its servers, `waitForHTTPServers`, probe
+    /// every protocol of [`Case::protocols`]): the lab cannot run it on a kernel without SCTP
+    /// sockets, so it is checked at the BPF level only and lives in [`Case::scenario_dir`].
+    pub fn bpf_only(&self) -> bool {
+        self.protocols.contains(&Protocol::Sctp)
+            || self
+                .steps
+                .iter()
+                .flat_map(|s| &s.checks)
+                .any(|c| c.protocol == Protocol::Sctp)
+    }
+
+    /// The directory (relative to the workspace root) the scenario is generated into:
+    /// [`super::SCENARIO_DIR`], or [`super::SCTP_SCENARIO_DIR`] for a [`Case::bpf_only`] one.
+    pub fn scenario_dir(&self) -> &'static str {
+        if self.bpf_only() {
+            super::SCTP_SCENARIO_DIR
+        } else {
+            super::SCENARIO_DIR
+        }
     }
 
     /// The scenario's file name: the title in lowercase, apostrophes dropped, every other run
@@ -624,9 +664,23 @@ mod tests {
             "should-support-a-default-deny-ingress-policy.yaml"
         );
         assert_eq!(
-            case.in_context(Context::Udp).file_name(),
+            case.clone().in_context(Context::Udp).file_name(),
             "udp-should-support-a-default-deny-ingress-policy.yaml"
         );
+        assert!(!case.bpf_only());
+        assert_eq!(case.scenario_dir(), "examples/conformance");
+        let sctp = Case::new(
+            "should support a 'default-deny-ingress' policy",
+            &[Protocol::Sctp],
+            &[80],
+        )
+        .in_context(Context::Sctp);
+        assert_eq!(
+            sctp.file_name(),
+            "sctp-should-support-a-default-deny-ingress-policy.yaml"
+        );
+        assert!(sctp.bpf_only());
+        assert_eq!(sctp.scenario_dir(), "examples/conformance-sctp");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use thiserror::Error;
 
 use super::{
-    scenario::{DEFAULT_NAMESPACE, Object, ObjectKey, PodRef},
+    scenario::{DEFAULT_NAMESPACE, Object, ObjectKey, PodRef, Scenario, Step},
     topology::PodPlan,
 };
 
@@ -73,6 +73,40 @@ impl Datastore {
                 source,
             })?;
         self.write_file(&object.key.file_name(), text.as_bytes())
+    }
+
+    /// Writes a scenario's initial resources, as the lab does before its agent starts: the
+    /// `default` namespace unless the scenario declares it, then every resource.
+    pub fn write_resources(
+        &self,
+        scenario: &Scenario,
+        pods: &[PodPlan],
+    ) -> Result<(), DatastoreError> {
+        if !scenario.namespaces().contains(DEFAULT_NAMESPACE) {
+            self.write_object(&default_namespace(), pods)?;
+        }
+        for object in &scenario.resources {
+            self.write_object(object, pods)?;
+        }
+        Ok(())
+    }
+
+    /// Makes a step's changes, in the lab's order: `apply`, `delete`, `writeFiles`,
+    /// `removeFiles`.
+    pub fn write_step(&self, step: &Step, pods: &[PodPlan]) -> Result<(), DatastoreError> {
+        for object in &step.apply {
+            self.write_object(object, pods)?;
+        }
+        for reference in &step.delete {
+            self.remove_object(&reference.key())?;
+        }
+        for file in &step.write_files {
+            self.write_file(&file.name, file.content.as_bytes())?;
+        }
+        for name in &step.remove_files {
+            self.remove_file(name)?;
+        }
+        Ok(())
     }
 
     /// Removes an object's file.

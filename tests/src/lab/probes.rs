@@ -47,6 +47,18 @@ enum PreparedSocket {
     Udp(UdpSocket),
 }
 
+/// Why the lab refuses an SCTP probe, and where SCTP is tested instead.
+pub fn sctp_unsupported(probe: &Probe) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} -> {}:{}/SCTP: the lab does not run SCTP probes (this kernel has no SCTP sockets); \
+         `cargo test -p palisade-tests --test conformance_bpf` checks SCTP scenarios at the BPF \
+         level",
+        probe.from,
+        probe.to,
+        probe.port
+    )
+}
+
 /// Creates the probe's socket inside `source`.
 pub fn prepare(
     source: &Netns,
@@ -56,6 +68,9 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let destination = SocketAddr::new(destination, probe.port);
     let protocol = probe.protocol;
+    if protocol == Protocol::Sctp {
+        return Err(sctp_unsupported(probe));
+    }
     let socket = source.run(move || -> io::Result<PreparedSocket> {
         let domain = Domain::for_address(destination);
         match protocol {
@@ -75,6 +90,8 @@ pub fn prepare(
                 socket.bind(&any.into())?;
                 Ok(PreparedSocket::Udp(socket.into()))
             }
+            // Refused above.
+            Protocol::Sctp => Err(io::ErrorKind::Unsupported.into()),
         }
     })??;
     Ok(Prepared {

@@ -14,11 +14,11 @@ use tokio::runtime::Runtime;
 use super::{
     agent::{self, AgentPaths},
     cleanup::{self, Resources},
-    datastore::{self, Datastore},
+    datastore::Datastore,
     netns::{self, Netns},
     probes::{self, Prepared},
     report::{ErrorCheck, ProbeResult, Report, StepReport},
-    scenario::{DEFAULT_NAMESPACE, Family, PodRef, Probe, Scenario, Step},
+    scenario::{Family, PodRef, Probe, Protocol, Scenario, Step},
     servers::Servers,
     topology::{self, PodPlan},
 };
@@ -87,6 +87,15 @@ impl Lab {
     /// Creates the namespaces, starts the servers, writes the initial resources, starts the
     /// agent and waits until it has programmed them and attached to every pod interface.
     pub fn start(scenario: &Scenario, options: &LabOptions) -> anyhow::Result<Self> {
+        // Refuse what cannot run before creating anything.
+        if let Some(probe) = scenario
+            .steps
+            .iter()
+            .flat_map(|step| &step.probes)
+            .find(|probe| probe.protocol == Protocol::Sctp)
+        {
+            return Err(probes::sctp_unsupported(probe));
+        }
         let pods = scenario.pods()?;
         let plans = topology::plan(&pods)?;
         // Resolve the agent before creating anything, so a missing binary costs nothing.
@@ -175,14 +184,7 @@ impl Lab {
     }
 
     fn write_initial(&self, scenario: &Scenario) -> anyhow::Result<()> {
-        if !scenario.namespaces().contains(DEFAULT_NAMESPACE) {
-            self.datastore
-                .write_object(&datastore::default_namespace(), &self.plans)?;
-        }
-        for object in &scenario.resources {
-            self.datastore.write_object(object, &self.plans)?;
-        }
-        Ok(())
+        Ok(self.datastore.write_resources(scenario, &self.plans)?)
     }
 
     fn start_agent(&mut self, binary: PathBuf) -> anyhow::Result<()> {
@@ -231,19 +233,7 @@ impl Lab {
     /// Applies a step's changes, waits until the agent programmed them, runs the probes and
     /// checks the expected errors.
     pub fn run_step(&mut self, number: usize, step: &Step) -> anyhow::Result<StepReport> {
-        for object in &step.apply {
-            self.datastore.write_object(object, &self.plans)?;
-        }
-        for reference in &step.delete {
-            self.datastore.remove_object(&reference.key())?;
-        }
-        for file in &step.write_files {
-            self.datastore
-                .write_file(&file.name, file.content.as_bytes())?;
-        }
-        for name in &step.remove_files {
-            self.datastore.remove_file(name)?;
-        }
+        self.datastore.write_step(step, &self.plans)?;
 
         let (programmed_ms, agent_errors) = match &self.agent {
             Some(paths) => {

@@ -263,6 +263,22 @@ pub enum Protocol {
     Tcp,
     #[serde(rename = "UDP", alias = "udp")]
     Udp,
+    /// Accepted in scenarios, but the lab cannot probe it (this kernel has no SCTP sockets):
+    /// it refuses to run such a probe. `tests/conformance_bpf.rs` checks SCTP probes at the
+    /// BPF level instead.
+    #[serde(rename = "SCTP", alias = "sctp")]
+    Sctp,
+}
+
+impl Protocol {
+    /// The IP protocol number (TCP 6, UDP 17, SCTP 132).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
 }
 
 impl fmt::Display for Protocol {
@@ -270,6 +286,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
         })
     }
 }
@@ -814,6 +831,7 @@ resources:
   - probes:
       - {from: a, to: default/b, port: 8000, expect: allow}
       - {from: b, to: a, port: 53, protocol: UDP, family: 4, expect: deny, timeoutMs: 300}
+      - {from: b, to: a, port: 80, protocol: SCTP, expect: allow}
 "#,
         ))?;
         let probes = &scenario.steps[0].probes;
@@ -824,6 +842,8 @@ resources:
         assert_eq!(probes[1].protocol, Protocol::Udp);
         assert_eq!(probes[1].expect, Verdict::Deny);
         assert_eq!(probes[1].timeout_ms(), 300);
+        assert_eq!(probes[2].protocol, Protocol::Sctp);
+        assert_eq!(probes[2].protocol.number(), 132);
         assert_eq!(scenario.steps[0].display_name(1), "step 1");
         Ok(())
     }
