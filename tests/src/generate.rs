@@ -214,42 +214,56 @@ pub fn pod(index: usize) -> impl Strategy<Value = Pod> {
         prop::collection::vec(container_port, 0..3),
         any::<bool>(),
         prop::sample::select(vec!["Running", "Running", "Running", "Succeeded"]),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(move |(ns, labels, ports, dual_stack, phase)| {
-            let mut ips = vec![format!("10.0.0.{}", 10 + index)];
-            if dual_stack {
-                ips.push(format!("fd00::{:x}", 0x10 + index));
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            let ports: Vec<ContainerPort> = ports
-                .into_iter()
-                // The API server refuses two ports with one name in a pod.
-                .filter(|(name, _, _)| seen.insert(*name))
-                .map(|(name, number, protocol)| ContainerPort {
-                    name: Some(name.to_owned()),
-                    container_port: number,
-                    protocol: Some(protocol.to_owned()),
-                    ..Default::default()
-                })
-                .collect();
-            Pod {
-                metadata: meta(format!("pod{index}"), Some(ns), labels),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: "c".to_owned(),
-                        ports: (!ports.is_empty()).then_some(ports),
+        .prop_map(
+            move |(ns, labels, ports, dual_stack, phase, host_network)| {
+                // A host-network pod has the node's addresses: it is no endpoint and no peer, its
+                // traffic is the node's.
+                let mut ips = if host_network {
+                    vec![NODE_V4.to_owned()]
+                } else {
+                    vec![format!("10.0.0.{}", 10 + index)]
+                };
+                if dual_stack {
+                    ips.push(if host_network {
+                        NODE_V6.to_owned()
+                    } else {
+                        format!("fd00::{:x}", 0x10 + index)
+                    });
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                let ports: Vec<ContainerPort> = ports
+                    .into_iter()
+                    // The API server refuses two ports with one name in a pod.
+                    .filter(|(name, _, _)| seen.insert(*name))
+                    .map(|(name, number, protocol)| ContainerPort {
+                        name: Some(name.to_owned()),
+                        container_port: number,
+                        protocol: Some(protocol.to_owned()),
                         ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                status: Some(PodStatus {
-                    phase: Some(phase.to_owned()),
-                    pod_ip: Some(ips[0].clone()),
-                    pod_ips: Some(ips.into_iter().map(|ip| PodIP { ip }).collect()),
-                    ..Default::default()
-                }),
-            }
-        })
+                    })
+                    .collect();
+                Pod {
+                    metadata: meta(format!("pod{index}"), Some(ns), labels),
+                    spec: Some(PodSpec {
+                        host_network: host_network.then_some(true),
+                        containers: vec![Container {
+                            name: "c".to_owned(),
+                            ports: (!ports.is_empty()).then_some(ports),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    status: Some(PodStatus {
+                        phase: Some(phase.to_owned()),
+                        pod_ip: Some(ips[0].clone()),
+                        pod_ips: Some(ips.into_iter().map(|ip| PodIP { ip }).collect()),
+                        ..Default::default()
+                    }),
+                }
+            },
+        )
 }
 
 pub fn world() -> impl Strategy<Value = World> {

@@ -1,5 +1,6 @@
-//! The seed walkthrough (examples/seed/scenario.yaml) through the lab with the real agent:
-//! every probe must observe what the scenario expects.
+//! The example scenarios through the lab with the real agent: the seed walkthrough
+//! (examples/seed/) and dual stack (examples/dual-stack/). Every probe must observe what the
+//! scenario expects.
 
 use std::path::Path;
 
@@ -13,7 +14,22 @@ fn seed_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("seed_scenario_is_enforced") {
         return Ok(());
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed/scenario.yaml");
+    run_example("seed")
+}
+
+#[test]
+fn dual_stack_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("dual_stack_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("dual-stack")
+}
+
+fn run_example(name: &str) -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .join("scenario.yaml");
     let scenario = Scenario::from_file(&path)?;
     let report = run_scenario(&scenario, &LabOptions::default())?;
     for step in &report.steps {
