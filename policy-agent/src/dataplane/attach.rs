@@ -5,14 +5,14 @@
 //! know which pod sits behind which interface.
 
 use aya::{
-    programs::{SchedClassifier, TcAttachType, tc},
+    programs::{TcAttachType, tc},
     util::KernelVersion,
 };
 use nix::net::if_::if_nameindex;
 use policy_common::program_names;
 use tracing::info;
 
-use super::{Datapath, DataplaneError};
+use super::{Datapath, DataplaneError, loader::classifier_mut};
 
 impl Datapath {
     /// Attaches to every interface named `prefix*` that is not attached yet, and forgets
@@ -63,19 +63,7 @@ impl Datapath {
             (program_names::FROM_ENDPOINT, TcAttachType::Ingress),
             (program_names::TO_ENDPOINT, TcAttachType::Egress),
         ] {
-            let classifier: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(DataplaneError::Missing {
-                    kind: "program",
-                    name: program,
-                })?
-                .try_into()
-                .map_err(|source| DataplaneError::Program {
-                    name: program,
-                    source,
-                })?;
-            let link = classifier
+            let link = classifier_mut(&mut self.ebpf, program)?
                 .attach(interface, attach_type)
                 .map_err(|source| DataplaneError::Attach {
                     program,

@@ -47,15 +47,7 @@ impl Datapath {
         }
         let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
         for name in [program_names::FROM_ENDPOINT, program_names::TO_ENDPOINT] {
-            let program: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(DataplaneError::Missing {
-                    kind: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(|source| DataplaneError::Program { name, source })?;
-            program
+            classifier_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
@@ -165,6 +157,33 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+/// One of our tc programs, by name.
+pub(super) fn classifier<'a>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<&'a SchedClassifier, DataplaneError> {
+    ebpf.program(name)
+        .ok_or(DataplaneError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
+}
+
+pub(super) fn classifier_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    ebpf.program_mut(name)
+        .ok_or(DataplaneError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {

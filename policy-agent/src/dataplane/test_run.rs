@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use aya::programs::{SchedClassifier, TestRun as _, TestRunOptions};
+use aya::programs::{TestRun as _, TestRunOptions};
 use policy_common::program_names;
 
-use super::{Datapath, DataplaneError};
+use super::{Datapath, DataplaneError, loader::classifier};
 use crate::replay::Direction;
 
 /// tc return codes the programs use.
@@ -39,16 +39,7 @@ impl Datapath {
             Direction::FromEndpoint => program_names::FROM_ENDPOINT,
             Direction::ToEndpoint => program_names::TO_ENDPOINT,
         };
-        let program: &SchedClassifier = self
-            .ebpf
-            .program(name)
-            .ok_or(DataplaneError::Missing {
-                kind: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|source| DataplaneError::Program { name, source })?;
-        let result = program
+        let result = classifier(&self.ebpf, name)?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 repeat: repeat.max(1),
