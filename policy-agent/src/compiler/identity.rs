@@ -27,7 +27,7 @@ use policy_common::{
     ipv4_mapped,
 };
 
-use super::{LpmKey, Scope};
+use super::{LpmKey, Scope, allocator::Allocator};
 use crate::model::{Cluster, NamespaceMatch, Peer, Pod, PortMatch, Protocol};
 
 /// Everything that decides how rules treat an address, for one kind of peer. Owned (not
@@ -35,15 +35,15 @@ use crate::model::{Cluster, NamespaceMatch, Peer, Pod, PortMatch, Protocol};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IdentityClass {
     Pod {
-        /// Selector peers (and named-port ipBlocks) matching the pod, sorted.
-        peers: Vec<Peer>,
+        /// Ids of the selector peers (and named-port ipBlocks) matching the pod, sorted.
+        peers: Vec<PeerId>,
         /// (protocol, name, port) for each named port an egress rule uses that the pod
         /// numbers: egress named ports resolve against the peer pod.
         named_ports: Vec<(Protocol, String, u16)>,
     },
     Cidr {
-        /// `ipBlock` peers covering the prefix, sorted.
-        peers: Vec<Peer>,
+        /// Ids of the `ipBlock` peers covering the prefix, sorted.
+        peers: Vec<PeerId>,
     },
 }
 
@@ -56,23 +56,27 @@ impl IdentityClass {
         }
     }
 
-    fn peers(&self) -> &[Peer] {
+    fn peers(&self) -> &[PeerId] {
         match self {
             IdentityClass::Pod { peers, .. } | IdentityClass::Cidr { peers } => peers,
         }
     }
 }
 
+/// A peer's number: classes hold these instead of copies of the selectors, which keeps them
+/// cheap to build, compare and remember. Stable across compiles (see `Compiler`).
+pub type PeerId = u32;
+
 /// All peers of all policies, and what the classification needs to know about them.
 pub struct PeerIndex {
-    pub peers: BTreeSet<Peer>,
+    pub peers: BTreeMap<Peer, PeerId>,
     pub egress_named_ports: BTreeSet<(Protocol, String)>,
     /// `ipBlock` peers of egress rules that use named ports: folded into pod classes.
-    pub named_port_blocks: BTreeSet<Peer>,
+    pub named_port_blocks: BTreeSet<PeerId>,
 }
 
 impl PeerIndex {
-    pub fn new(cluster: &Cluster) -> Self {
+    pub fn new(cluster: &Cluster, numbering: &mut Allocator<Peer>) -> Self {
         let mut peers = BTreeSet::new();
         let mut egress_named_ports = BTreeSet::new();
         let mut named_port_blocks = BTreeSet::new();
@@ -99,6 +103,11 @@ impl PeerIndex {
                 }
             }
         }
+        let peers = numbering.assign(peers);
+        let named_port_blocks = named_port_blocks
+            .iter()
+            .filter_map(|peer| peers.get(peer).copied())
+            .collect();
         Self {
             peers,
             egress_named_ports,
@@ -123,20 +132,25 @@ fn block_covers(cidr: &IpNet, except: &[IpNet], prefix: &IpNet) -> bool {
 }
 
 pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
-    let blocks: Vec<(&Peer, &IpNet, &[IpNet])> = index
+    let blocks: Vec<(PeerId, &IpNet, &[IpNet])> = index
         .peers
         .iter()
-        .filter_map(|peer| match peer {
-            Peer::IpBlock { cidr, except } => Some((peer, cidr, except.as_slice())),
+        .filter_map(|(peer, id)| match peer {
+            Peer::IpBlock { cidr, except } => Some((*id, cidr, except.as_slice())),
             Peer::Pods { .. } => None,
         })
         .collect();
-    let cidr_class = |prefix: &IpNet| IdentityClass::Cidr {
-        peers: blocks
+    let covering = |prefix: &IpNet| -> Vec<PeerId> {
+        let mut ids: Vec<PeerId> = blocks
             .iter()
             .filter(|(_, cidr, except)| block_covers(cidr, except, prefix))
-            .map(|(peer, _, _)| (*peer).clone())
-            .collect(),
+            .map(|(id, _, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let cidr_class = |prefix: &IpNet| IdentityClass::Cidr {
+        peers: covering(prefix),
     };
     let no_pod = IdentityClass::Pod {
         peers: Vec::new(),
@@ -164,26 +178,26 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
         );
     }
 
-    let selector_peers: Vec<&Peer> = index
+    let selector_peers: Vec<(PeerId, &NamespaceMatch, &crate::model::LabelSelector)> = index
         .peers
         .iter()
-        .filter(|p| matches!(p, Peer::Pods { .. }))
+        .filter_map(|(peer, id)| match peer {
+            Peer::Pods { namespaces, pods } => Some((*id, namespaces, pods)),
+            Peer::IpBlock { .. } => None,
+        })
         .collect();
     for pod in cluster.pods.values().filter(|p| p.is_endpoint()) {
         let ns_labels = cluster.namespace_labels(&pod.namespace);
-        let selected_by: Vec<Peer> = selector_peers
+        let selected_by: Vec<PeerId> = selector_peers
             .iter()
-            .filter(|peer| match peer {
-                Peer::Pods { namespaces, pods } => {
-                    let ns_ok = match namespaces {
-                        NamespaceMatch::Exactly(ns) => *ns == pod.namespace,
-                        NamespaceMatch::Selector(sel) => sel.matches(&ns_labels),
-                    };
-                    ns_ok && pods.matches(&pod.labels)
-                }
-                Peer::IpBlock { .. } => false,
+            .filter(|(_, namespaces, pods)| {
+                let ns_ok = match namespaces {
+                    NamespaceMatch::Exactly(ns) => *ns == pod.namespace,
+                    NamespaceMatch::Selector(sel) => sel.matches(&ns_labels),
+                };
+                ns_ok && pods.matches(&pod.labels)
             })
-            .map(|peer| (*peer).clone())
+            .map(|(id, _, _)| *id)
             .collect();
         let named_ports: Vec<(Protocol, String, u16)> = index
             .egress_named_ports
@@ -195,17 +209,14 @@ pub fn classify(cluster: &Cluster, index: &PeerIndex) -> Classes {
         for ip in &pod.ips {
             let prefix = IpNet::from(*ip);
             let mut peers = selected_by.clone();
-            peers.extend(
-                index
-                    .named_port_blocks
-                    .iter()
-                    .filter(|peer| match peer {
-                        Peer::IpBlock { cidr, except } => block_covers(cidr, except, &prefix),
-                        Peer::Pods { .. } => false,
-                    })
-                    .cloned(),
-            );
-            peers.sort();
+            if !index.named_port_blocks.is_empty() {
+                peers.extend(
+                    covering(&prefix)
+                        .into_iter()
+                        .filter(|id| index.named_port_blocks.contains(id)),
+                );
+            }
+            peers.sort_unstable();
             let classes = PrefixClasses {
                 pod: IdentityClass::Pod {
                     peers,
@@ -236,8 +247,8 @@ fn merge(into: &mut IdentityClass, other: &IdentityClass) {
         },
     ) = (into, other)
     {
-        peers.extend(other_peers.iter().cloned());
-        peers.sort();
+        peers.extend(other_peers.iter().copied());
+        peers.sort_unstable();
         peers.dedup();
         named_ports.extend(other_named.iter().cloned());
         named_ports.sort();
@@ -312,21 +323,22 @@ fn lpm_key(net: &IpNet) -> LpmKey<IdentityKey> {
 }
 
 /// Reverse lookups the rule expansion needs.
-pub struct IdentityTable {
+pub struct IdentityTable<'a> {
+    peers: &'a BTreeMap<Peer, PeerId>,
     /// Identity numbers (pod or CIDR) whose class contains the peer.
-    pub by_peer: BTreeMap<Peer, Vec<u32>>,
+    by_peer: BTreeMap<PeerId, Vec<u32>>,
     /// For each (protocol, name) an egress rule names: (identity, port number) of the classes
     /// that resolve it.
     pub by_named_port: BTreeMap<(Protocol, String), Vec<(u32, u16)>>,
 }
 
-impl IdentityTable {
-    pub fn new(ids: &BTreeMap<IdentityClass, u32>) -> Self {
-        let mut by_peer: BTreeMap<Peer, Vec<u32>> = BTreeMap::new();
+impl<'a> IdentityTable<'a> {
+    pub fn new(ids: &BTreeMap<IdentityClass, u32>, index: &'a PeerIndex) -> Self {
+        let mut by_peer: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
         let mut by_named_port: BTreeMap<(Protocol, String), Vec<(u32, u16)>> = BTreeMap::new();
         for (class, id) in ids {
             for peer in class.peers() {
-                by_peer.entry(peer.clone()).or_default().push(*id);
+                by_peer.entry(*peer).or_default().push(*id);
             }
             if let IdentityClass::Pod { named_ports, .. } = class {
                 for (protocol, name, port) in named_ports {
@@ -338,8 +350,18 @@ impl IdentityTable {
             }
         }
         Self {
+            peers: &index.peers,
             by_peer,
             by_named_port,
         }
+    }
+
+    /// Identity numbers (pod or CIDR) whose class contains `peer`.
+    pub fn identities_of(&self, peer: &Peer) -> &[u32] {
+        self.peers
+            .get(peer)
+            .and_then(|id| self.by_peer.get(id))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }

@@ -26,7 +26,7 @@ use policy_common::{
 };
 
 use self::{allocator::Allocator, identity::IdentityClass, shape::Shape};
-use crate::model::Cluster;
+use crate::model::{Cluster, Peer};
 
 pub use self::{identity::addr16 as identity_addr, ports::port_prefixes};
 
@@ -67,6 +67,7 @@ pub struct Compiled {
 /// policy shapes keep their numbers across compiles and a change touches only what changed.
 #[derive(Debug)]
 pub struct Compiler {
+    peers: Allocator<Peer>,
     identities: Allocator<IdentityClass>,
     policies: Allocator<Shape>,
 }
@@ -80,13 +81,14 @@ impl Default for Compiler {
 impl Compiler {
     pub fn new() -> Self {
         Self {
+            peers: Allocator::new(1),
             identities: Allocator::new(policy_common::identity::FIRST_ALLOCATED),
             policies: Allocator::new(1),
         }
     }
 
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
-        let peers = identity::PeerIndex::new(cluster);
+        let peers = identity::PeerIndex::new(cluster, &mut self.peers);
         let classes = identity::classify(cluster, &peers);
         let identity_ids = self.identities.assign(
             classes
@@ -130,7 +132,7 @@ impl Compiler {
 
         let mut explanations = vec![String::new()];
         let mut explanation_ids = BTreeMap::new();
-        let table = identity::IdentityTable::new(&identity_ids);
+        let table = identity::IdentityTable::new(&identity_ids, &peers);
         for (shape, policy_id) in &policy_ids {
             rules::emit(
                 *policy_id,

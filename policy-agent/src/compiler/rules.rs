@@ -25,7 +25,6 @@ pub fn emit(
     explain: &mut impl FnMut(&Origin) -> u32,
     out: &mut BTreeMap<LpmKey<RuleKey>, RuleValue>,
 ) {
-    let no_identities = Vec::new();
     for item in &shape.items {
         let value = RuleValue {
             action: action::ALLOW,
@@ -46,7 +45,7 @@ pub fn emit(
         };
         let identities: &[u32] = match &item.peer {
             None => &[reserved::ANY],
-            Some(peer) => table.by_peer.get(peer).unwrap_or(&no_identities),
+            Some(peer) => table.identities_of(peer),
         };
         match &item.port {
             ShapePort::Any => {
