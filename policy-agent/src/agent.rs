@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapContents, Scope},
-    dataplane::Datapath,
+    dataplane::{Datapath, routes},
     datastore::file::FileDatastore,
     status::Status,
 };
@@ -42,8 +42,10 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let mut state = State {
         compiler: Compiler::new(),
+        compiled: MapContents::default(),
         programmed: MapContents::default(),
         status: Status::default(),
+        iface_prefix: config.iface_prefix.clone(),
     };
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -84,13 +86,24 @@ pub async fn run(config: Config) -> Result<()> {
                 state.report(config.status_file.as_ref());
             }
             _ = scan.tick() => {
-                match datapath.attach_interfaces(&config.iface_prefix) {
-                    Ok(interfaces) if interfaces != state.status.interfaces => {
-                        state.status.interfaces = interfaces;
-                        state.report(config.status_file.as_ref());
+                // New pods bring new interfaces and routes: attach, and bind their addresses.
+                let attached = match datapath.attach_interfaces(&config.iface_prefix) {
+                    Ok(interfaces) => interfaces,
+                    Err(e) => {
+                        warn!(error = format!("{e:#}"), "attaching to interfaces");
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => warn!(error = format!("{e:#}"), "attaching to interfaces"),
+                };
+                let rebound = match state.rebind(&mut datapath) {
+                    Ok(changed) => changed,
+                    Err(e) => {
+                        warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
+                        false
+                    }
+                };
+                if rebound || attached != state.status.interfaces {
+                    state.status.interfaces = attached;
+                    state.report(config.status_file.as_ref());
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -106,9 +119,12 @@ pub async fn run(config: Config) -> Result<()> {
 
 struct State {
     compiler: Compiler,
-    /// What the maps hold now.
+    /// The compiler's last output (endpoints not yet bound to interfaces).
+    compiled: MapContents,
+    /// What the maps hold now: `compiled` with endpoints bound to their interfaces.
     programmed: MapContents,
     status: Status,
+    iface_prefix: String,
 }
 
 impl State {
@@ -122,9 +138,10 @@ impl State {
         let snapshot = datastore
             .load()
             .with_context(|| format!("reading {}", datastore.dir().display()))?;
-        let compiled = self.compiler.compile(&snapshot.cluster, scope);
-        let stats = datapath.apply(&self.programmed, &compiled.maps)?;
-        self.programmed = compiled.maps;
+        self.compiled = self.compiler.compile(&snapshot.cluster, scope).maps;
+        let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
+        let stats = datapath.apply(&self.programmed, &bound)?;
+        self.programmed = bound;
         self.status.digest = snapshot.digest;
         self.status.generation += 1;
         self.status.endpoints = self.programmed.endpoints.len();
@@ -144,6 +161,30 @@ impl State {
             "programmed"
         );
         Ok(())
+    }
+
+    /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
+    fn rebind(&mut self, datapath: &mut Datapath) -> Result<bool> {
+        let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
+        if bound == self.programmed {
+            return Ok(false);
+        }
+        let stats = datapath.apply(&self.programmed, &bound)?;
+        self.programmed = bound;
+        info!(
+            written = stats.written,
+            "endpoints bound to their interfaces"
+        );
+        Ok(true)
+    }
+
+    /// The node's host routes through endpoint interfaces; none (addresses stay unbound, as
+    /// before binding existed) if the route table cannot be read.
+    fn host_routes(&self) -> std::collections::BTreeMap<IpAddr, String> {
+        routes::host_routes(&self.iface_prefix).unwrap_or_else(|e| {
+            warn!(error = %e, "reading the route table; endpoints stay unbound");
+            Default::default()
+        })
     }
 
     fn report(&self, path: Option<&PathBuf>) {

@@ -315,3 +315,63 @@ fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does(
     datapath.clear_conntrack().expect("clear");
     assert!(!run(&datapath, &reply, Direction::ToEndpoint));
 }
+
+#[test]
+fn an_endpoint_address_is_only_accepted_on_its_own_interface() {
+    if !require_root("an_endpoint_address_is_only_accepted_on_its_own_interface") {
+        return;
+    }
+    let scratch = Scratch::new("binding");
+    scratch.write("seed.yaml", SEED);
+    let mut compiler = Compiler::new();
+    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
+    let unbound = compile(&mut compiler, &scratch.manifests);
+    datapath
+        .apply(&MapContents::default(), &unbound)
+        .expect("programming");
+
+    let frontend = policy_common::endpoint::EndpointKey {
+        addr: policy_agent::compiler::identity_addr("10.42.0.10".parse().expect("addr")),
+    };
+    let bind = |ifindex: u32| {
+        let mut maps = unbound.clone();
+        maps.endpoints
+            .get_mut(&frontend)
+            .expect("frontend is an endpoint")
+            .ifindex = ifindex;
+        maps
+    };
+    let from_frontend = Packet {
+        src: "10.42.0.10".parse().expect("addr"),
+        dst: "10.42.0.12".parse().expect("addr"),
+        protocol: 6,
+        dport: 80,
+    }
+    .to_frame();
+    let to_frontend = Packet {
+        src: "10.42.0.12".parse().expect("addr"),
+        dst: "10.42.0.10".parse().expect("addr"),
+        protocol: 6,
+        dport: 80,
+    }
+    .to_frame();
+    let run = |dp: &mut Datapath, frame: &[u8], direction| {
+        dp.clear_conntrack().expect("clear");
+        dp.test_run(direction, frame, 1)
+            .expect("test run")
+            .allowed()
+    };
+    assert!(run(&mut datapath, &from_frontend, Direction::FromEndpoint));
+
+    // Bound to another interface: the same packet, seen here, is someone else's spoof.
+    let elsewhere = bind(424_242);
+    datapath.apply(&unbound, &elsewhere).expect("binding");
+    assert!(!run(&mut datapath, &from_frontend, Direction::FromEndpoint));
+    assert!(!run(&mut datapath, &to_frontend, Direction::ToEndpoint));
+
+    // Bound to the interface the kernel runs the test on (the loopback device, ifindex 1).
+    let here = bind(1);
+    datapath.apply(&elsewhere, &here).expect("binding");
+    assert!(run(&mut datapath, &from_frontend, Direction::FromEndpoint));
+    assert!(run(&mut datapath, &to_frontend, Direction::ToEndpoint));
+}

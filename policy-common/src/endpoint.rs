@@ -16,6 +16,10 @@ pub struct EndpointKey {
     pub addr: [u8; 16],
 }
 
+/// `ifindex` value meaning "not bound to an interface yet": the address is accepted on any
+/// endpoint interface (the agent has not seen the route to it).
+pub const IFINDEX_UNBOUND: u32 = 0;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct EndpointPolicy {
@@ -23,11 +27,15 @@ pub struct EndpointPolicy {
     pub ingress_policy: u32,
     /// Policy id checked for packets the endpoint sends, or [`POLICY_NONE`].
     pub egress_policy: u32,
+    /// The endpoint's host-side interface: packets with this address as source are only
+    /// accepted from it (and as destination only delivered through it), so one pod cannot
+    /// send as another. [`IFINDEX_UNBOUND`] until the agent has seen the route.
+    pub ifindex: u32,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only byte arrays and u32s, no padding.
 unsafe impl aya::Pod for EndpointKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), two u32s, no padding.
+// SAFETY: repr(C), three u32s, no padding.
 unsafe impl aya::Pod for EndpointPolicy {}

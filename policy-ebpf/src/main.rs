@@ -64,7 +64,10 @@ pub fn palisade_to_endpoint(ctx: TcContext) -> i32 {
 fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     let verdict = match packet::parse(ctx) {
         Ok(Parsed::Infrastructure) => Verdict::Allow,
-        Ok(Parsed::Ip(flow)) => verdict::decide(&flow, direction),
+        // SAFETY: the context's skb pointer is valid for the whole program run.
+        Ok(Parsed::Ip(flow)) => {
+            verdict::decide(&flow, direction, unsafe { (*ctx.skb.skb).ifindex })
+        }
         // Truncated or malformed headers: fail closed.
         Err(()) => Verdict::Deny,
     };

@@ -3,7 +3,7 @@
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use policy_common::{
     conntrack::{ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue},
-    endpoint::{EndpointKey, POLICY_NONE},
+    endpoint::{EndpointKey, IFINDEX_UNBOUND, POLICY_NONE},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, action},
 };
@@ -26,7 +26,7 @@ pub enum Verdict {
 }
 
 #[inline(always)]
-pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
+pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
     let (endpoint_addr, peer_addr, this_check) = match direction {
         Direction::FromEndpoint => (flow.src, flow.dst, ALLOWED_BY_EGRESS),
         Direction::ToEndpoint => (flow.dst, flow.src, ALLOWED_BY_INGRESS),
@@ -42,6 +42,10 @@ pub fn decide(flow: &Flow, direction: Direction) -> Verdict {
         // Not an address of a known endpoint (spoofed, or not programmed yet): drop.
         return Verdict::Deny;
     };
+    if endpoint.ifindex != IFINDEX_UNBOUND && endpoint.ifindex != ifindex {
+        // Another endpoint's address on this interface: spoofed, drop.
+        return Verdict::Deny;
+    }
 
     // A reply: this endpoint's side of the connection was allowed when it was opened
     // (at our egress for a reply delivered to us, at our ingress for a reply we send).

@@ -116,9 +116,12 @@ impl Compiler {
                     .and_then(|s| policy_ids.get(s).copied())
                     .unwrap_or(policy_common::endpoint::POLICY_NONE)
             };
+            // Interfaces are the node's business, not the cluster's: the agent binds each
+            // address to its interface (`dataplane::routes`) before programming.
             let value = EndpointPolicy {
                 ingress_policy: id_of(&endpoint.ingress),
                 egress_policy: id_of(&endpoint.egress),
+                ifindex: policy_common::endpoint::IFINDEX_UNBOUND,
             };
             for ip in &endpoint.ips {
                 maps.endpoints.insert(

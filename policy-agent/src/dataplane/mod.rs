@@ -3,6 +3,7 @@
 
 mod attach;
 mod loader;
+pub mod routes;
 mod sync;
 mod test_run;
 

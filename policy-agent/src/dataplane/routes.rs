@@ -1,0 +1,113 @@
+//! Which host-side interface each endpoint address lives behind, read from the node's routes.
+//!
+//! A CNI routes every pod address to the pod's host-side interface with a host route (`/32`,
+//! `/128`). The datapath drops packets that carry an endpoint's address on any other endpoint
+//! interface, so a pod cannot send as its neighbour; this module supplies the bindings from
+//! `/proc/net/route` and `/proc/net/ipv6_route` of the agent's network namespace.
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use nix::net::if_::if_nametoindex;
+use policy_common::endpoint::{EndpointKey, IFINDEX_UNBOUND};
+
+use crate::compiler::{MapContents, identity_addr};
+
+/// Host routes through interfaces named `prefix*`: address → interface name.
+pub fn host_routes(prefix: &str) -> io::Result<BTreeMap<IpAddr, String>> {
+    let mut routes = parse_ipv4_routes(&fs::read_to_string("/proc/net/route")?, prefix);
+    // A kernel without IPv6 has no such file: no IPv6 routes.
+    match fs::read_to_string("/proc/net/ipv6_route") {
+        Ok(text) => routes.extend(parse_ipv6_routes(&text, prefix)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(routes)
+}
+
+/// `/proc/net/route`: `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`, addresses
+/// as host-order hex of the network-order bytes.
+fn parse_ipv4_routes(text: &str, prefix: &str) -> BTreeMap<IpAddr, String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (iface, destination, mask) = (fields.first()?, fields.get(1)?, fields.get(7)?);
+            if !iface.starts_with(prefix) || *mask != "FFFFFFFF" {
+                return None;
+            }
+            let raw = u32::from_str_radix(destination, 16).ok()?;
+            Some((
+                IpAddr::V4(Ipv4Addr::from(raw.to_le_bytes())),
+                (*iface).to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// `/proc/net/ipv6_route`: `dest dest_len src src_len next_hop metric refcnt use flags iface`,
+/// addresses as 32 hex digits, lengths as 2.
+fn parse_ipv6_routes(text: &str, prefix: &str) -> BTreeMap<IpAddr, String> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (destination, length, iface) = (fields.first()?, fields.get(1)?, fields.get(9)?);
+            if !iface.starts_with(prefix) || *length != "80" {
+                return None;
+            }
+            let raw = u128::from_str_radix(destination, 16).ok()?;
+            Some((IpAddr::V6(Ipv6Addr::from(raw)), (*iface).to_owned()))
+        })
+        .collect()
+}
+
+/// `maps` with each endpoint address bound to the interface its host route goes through;
+/// addresses without such a route stay unbound.
+pub fn bind_endpoints(maps: &MapContents, routes: &BTreeMap<IpAddr, String>) -> MapContents {
+    let mut ifindex_of = BTreeMap::new();
+    for (addr, iface) in routes {
+        if let Ok(index) = if_nametoindex(iface.as_str()) {
+            ifindex_of.insert(
+                EndpointKey {
+                    addr: identity_addr(*addr),
+                },
+                index,
+            );
+        }
+    }
+    let mut bound = maps.clone();
+    for (key, value) in &mut bound.endpoints {
+        value.ifindex = ifindex_of.get(key).copied().unwrap_or(IFINDEX_UNBOUND);
+    }
+    bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_host_routes_through_endpoint_interfaces_only() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  plh0\t0A002A0A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n\
+                  plh1\t00002A0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                  eth0\t0B002A0A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
+        let routes = parse_ipv4_routes(v4, "plh");
+        assert_eq!(
+            routes,
+            BTreeMap::from([("10.42.0.10".parse().expect("addr"), "plh0".to_owned())])
+        );
+        let v6 = "fd000042000000000000000000000020 80 00000000000000000000000000000000 00 \
+                  00000000000000000000000000000000 00000400 00000001 00000000 00000001     plh2\n\
+                  fd000042000000000000000000000000 40 00000000000000000000000000000000 00 \
+                  00000000000000000000000000000000 00000100 00000001 00000000 00000001     plh2\n";
+        let routes = parse_ipv6_routes(v6, "plh");
+        assert_eq!(
+            routes,
+            BTreeMap::from([("fd00:42::20".parse().expect("addr"), "plh2".to_owned())])
+        );
+    }
+}
