@@ -76,6 +76,31 @@ fn compile(compiler: &mut Compiler, dir: &Path) -> MapContents {
     compiler.compile(&snapshot.cluster, &Scope::default()).maps
 }
 
+/// A datapath programmed with the seed cluster, and what it needs to stay alive.
+struct Seeded {
+    scratch: Scratch,
+    compiler: Compiler,
+    datapath: Datapath,
+    maps: MapContents,
+}
+
+fn seeded(test: &str) -> Seeded {
+    let scratch = Scratch::new(test);
+    scratch.write("seed.yaml", SEED);
+    let mut compiler = Compiler::new();
+    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
+    let maps = compile(&mut compiler, &scratch.manifests);
+    datapath
+        .apply(&MapContents::default(), &maps)
+        .expect("programming the seed");
+    Seeded {
+        scratch,
+        compiler,
+        datapath,
+        maps,
+    }
+}
+
 const ADDRS: [&str; 4] = ["10.42.0.10", "10.42.0.11", "10.42.0.12", "203.0.113.9"];
 
 fn packets() -> Vec<Packet> {
@@ -137,15 +162,12 @@ fn kernel_verdicts_match_the_replay_through_policy_changes() {
     if !require_root("kernel_verdicts_match_the_replay_through_policy_changes") {
         return;
     }
-    let scratch = Scratch::new("replay");
-    scratch.write("seed.yaml", SEED);
-    let mut compiler = Compiler::new();
-    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
-
-    let seed = compile(&mut compiler, &scratch.manifests);
-    datapath
-        .apply(&MapContents::default(), &seed)
-        .expect("programming the seed");
+    let Seeded {
+        scratch,
+        mut compiler,
+        mut datapath,
+        maps: seed,
+    } = seeded("replay");
     let (allowed, denied) = check_against_replay(&mut datapath, &seed);
     assert!(
         allowed > 0 && denied > 0,
@@ -188,14 +210,11 @@ fn malformed_and_unusual_frames_fail_closed() {
     if !require_root("malformed_and_unusual_frames_fail_closed") {
         return;
     }
-    let scratch = Scratch::new("malformed");
-    scratch.write("seed.yaml", SEED);
-    let mut compiler = Compiler::new();
-    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
-    let maps = compile(&mut compiler, &scratch.manifests);
-    datapath
-        .apply(&MapContents::default(), &maps)
-        .expect("programming");
+    let Seeded {
+        scratch: _scratch,
+        datapath,
+        ..
+    } = seeded("malformed");
 
     // frontend (not isolated) sending to backend: a well-formed frame passes egress.
     let good = Packet {
@@ -260,14 +279,11 @@ fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does(
     {
         return;
     }
-    let scratch = Scratch::new("conntrack");
-    scratch.write("seed.yaml", SEED);
-    let mut compiler = Compiler::new();
-    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
-    let maps = compile(&mut compiler, &scratch.manifests);
-    datapath
-        .apply(&MapContents::default(), &maps)
-        .expect("programming");
+    let Seeded {
+        scratch: _scratch,
+        mut datapath,
+        ..
+    } = seeded("conntrack");
 
     // backend (ingress isolated by deny-all) opens a connection to frontend:80 from port 40000.
     let backend = "10.42.0.11".parse::<IpAddr>().expect("addr");
@@ -321,14 +337,12 @@ fn an_endpoint_address_is_only_accepted_on_its_own_interface() {
     if !require_root("an_endpoint_address_is_only_accepted_on_its_own_interface") {
         return;
     }
-    let scratch = Scratch::new("binding");
-    scratch.write("seed.yaml", SEED);
-    let mut compiler = Compiler::new();
-    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
-    let unbound = compile(&mut compiler, &scratch.manifests);
-    datapath
-        .apply(&MapContents::default(), &unbound)
-        .expect("programming");
+    let Seeded {
+        scratch: _scratch,
+        mut datapath,
+        maps: unbound,
+        ..
+    } = seeded("binding");
 
     let frontend = policy_common::endpoint::EndpointKey {
         addr: policy_agent::compiler::identity_addr("10.42.0.10".parse().expect("addr")),

@@ -75,34 +75,10 @@ impl Datapath {
                 .map_err(|source| DataplaneError::Pin { name, path, source })?;
         }
 
-        let endpoints =
-            HashMap::try_from(take_map(&mut ebpf, map_names::ENDPOINTS)?).map_err(|source| {
-                DataplaneError::MapType {
-                    name: map_names::ENDPOINTS,
-                    source,
-                }
-            })?;
-        let identities =
-            LpmTrie::try_from(take_map(&mut ebpf, map_names::IDENTITIES)?).map_err(|source| {
-                DataplaneError::MapType {
-                    name: map_names::IDENTITIES,
-                    source,
-                }
-            })?;
-        let rules =
-            LpmTrie::try_from(take_map(&mut ebpf, map_names::RULES)?).map_err(|source| {
-                DataplaneError::MapType {
-                    name: map_names::RULES,
-                    source,
-                }
-            })?;
-        let conntrack =
-            HashMap::try_from(take_map(&mut ebpf, map_names::CONNTRACK)?).map_err(|source| {
-                DataplaneError::MapType {
-                    name: map_names::CONNTRACK,
-                    source,
-                }
-            })?;
+        let endpoints = typed_map(&mut ebpf, map_names::ENDPOINTS)?;
+        let identities = typed_map(&mut ebpf, map_names::IDENTITIES)?;
+        let rules = typed_map(&mut ebpf, map_names::RULES)?;
+        let conntrack = typed_map(&mut ebpf, map_names::CONNTRACK)?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
         Ok(Self {
             ebpf,
@@ -186,7 +162,13 @@ pub(super) fn classifier_mut<'a>(
         .map_err(|source| DataplaneError::Program { name, source })
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
-    ebpf.take_map(name)
-        .ok_or(DataplaneError::Missing { kind: "map", name })
+/// Takes a map out of the object as the typed handle `T` (HashMap, LpmTrie, ...).
+fn typed_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::Missing { kind: "map", name })?;
+    T::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
 }
