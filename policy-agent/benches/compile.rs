@@ -321,8 +321,13 @@ fn relabel(cluster: &mut Cluster) {
 }
 
 fn add_policy(cluster: &mut Cluster) {
-    let mut np = policy(42, 1);
+    // np-1 of ns-6 selects app-7, which pod-7 of ns-6 (on node-7) has; the copy opens another
+    // port, so it is a new table for a local pod.
+    let mut np = policy(6, 1);
     np.name = "np-extra".into();
+    if let Some(rule) = np.ingress.as_mut().and_then(|rules| rules.first_mut()) {
+        rule.ports = Some(vec![range(Protocol::Tcp, 8081, 8081)]);
+    }
     cluster
         .policies
         .insert((np.namespace.clone(), np.name.clone()), np);
@@ -356,8 +361,14 @@ fn report(base: &Cluster) {
     );
     for (name, scope) in scopes() {
         let started = std::time::Instant::now();
-        let full = Compiler::new().compile(base, &scope).maps;
+        let mut compiler = Compiler::new();
+        let full = compiler.compile(base, &scope).maps;
         eprintln!("[{name}] full compile (one run): {:?}", started.elapsed());
+        let counts = compiler.counts();
+        eprintln!(
+            "  {} pod identities, {} CIDR classes, {} peers, {} rule tables",
+            counts.pod_identities, counts.cidr_classes, counts.peers, counts.tables
+        );
         eprintln!(
             "  ENDPOINTS  {:>8} entries {:>10} bytes (key+value)",
             full.endpoints.len(),
@@ -409,20 +420,29 @@ fn benches(c: &mut Criterion) {
     report(&base);
     let mut relabelled = base.clone();
     relabel(&mut relabelled);
+    let mut with_policy = base.clone();
+    add_policy(&mut with_policy);
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     for (name, scope) in scopes() {
         group.bench_function(format!("full/{name}"), |b| {
             b.iter(|| Compiler::new().compile(black_box(&base), &scope))
         });
-        let mut compiler = Compiler::new();
-        let mut flip = false;
-        group.bench_function(format!("pod-label-change/{name}"), |b| {
-            b.iter(|| {
-                flip = !flip;
-                compiler.compile(black_box(if flip { &relabelled } else { &base }), &scope)
-            })
-        });
+        // Each iteration is one change: to the changed cluster, then back.
+        for (change, changed) in [
+            ("pod-label-change", &relabelled),
+            ("policy-added", &with_policy),
+        ] {
+            let mut compiler = Compiler::new();
+            compiler.compile(&base, &scope);
+            let mut flip = false;
+            group.bench_function(format!("{change}/{name}"), |b| {
+                b.iter(|| {
+                    flip = !flip;
+                    compiler.compile(black_box(if flip { changed } else { &base }), &scope)
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -1,13 +1,18 @@
 //! Human-readable rendering of compiled map contents: what `policy-agent compile` prints.
 
-use std::{fmt::Write as _, net::Ipv6Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::Ipv6Addr,
+};
 
 use policy_common::{
+    endpoint::{MAX_TABLES, PolicyList, lookup},
     identity,
     rule::{PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, action},
 };
 
-use crate::compiler::Compiled;
+use crate::compiler::{Compiled, Direction};
 
 fn address(addr: [u8; 16], prefix_len: Option<u32>) -> String {
     let v6 = Ipv6Addr::from(addr);
@@ -28,19 +33,45 @@ fn identity_name(id: u32) -> String {
     }
 }
 
+fn lookups(bits: u32) -> String {
+    let names: Vec<&str> = [
+        (lookup::POD, "pod"),
+        (lookup::CIDR, "cidr"),
+        (lookup::ANY, "any"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    names.join("+")
+}
+
 pub fn render(compiled: &Compiled) -> String {
     let mut out = String::new();
     let maps = &compiled.maps;
+    // Which policies (and direction) each table stands for, from the endpoints using it.
+    let mut used_by: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+
     let _ = writeln!(out, "endpoints ({}):", maps.endpoints.len());
     for (key, value) in &maps.endpoints {
-        let _ = writeln!(
-            out,
-            "  {:<40} ingress policy {:<4} egress policy {}",
-            address(key.addr, None),
-            value.ingress_policy,
-            value.egress_policy
-        );
+        let _ = writeln!(out, "  {}", address(key.addr, None));
+        let explanation = compiled.explanations.get(key);
+        for (direction, list) in [
+            (Direction::Ingress, &value.ingress),
+            (Direction::Egress, &value.egress),
+        ] {
+            let names = explanation.map(|e| match direction {
+                Direction::Ingress => &e.ingress,
+                Direction::Egress => &e.egress,
+            });
+            let _ = writeln!(
+                out,
+                "    {direction:<7} {}",
+                describe_list(list, direction, names, &mut used_by)
+            );
+        }
     }
+
     let _ = writeln!(out, "identities ({}):", maps.identities.len());
     for (key, value) in &maps.identities {
         let _ = writeln!(
@@ -51,6 +82,13 @@ pub fn render(compiled: &Compiled) -> String {
             identity_name(value.cidr_identity)
         );
     }
+
+    let _ = writeln!(out, "tables ({}):", used_by.len());
+    for (table, policies) in &used_by {
+        let policies: Vec<&str> = policies.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "  table {table:<4} {}", policies.join("; "));
+    }
+
     let _ = writeln!(out, "rules ({}):", maps.rules.len());
     for (key, value) in &maps.rules {
         let k = key.data;
@@ -73,18 +111,53 @@ pub fn render(compiled: &Compiled) -> String {
             action::DENY => "deny",
             _ => "?",
         };
-        let why = compiled
-            .explanations
-            .get(value.rule_ref as usize)
-            .map(String::as_str)
-            .unwrap_or("");
+        let member = value.rule_ref >> 16;
+        let rule = value.rule_ref & 0xffff;
+        let why = if member == 0 {
+            format!("rule {rule}")
+        } else {
+            format!("rule {rule} of merged policy {member}")
+        };
         let _ = writeln!(
             out,
-            "  policy {:<4} peer {:<6} {:<28} {verdict:<5} {why}",
-            k.policy,
+            "  table {:<4} peer {:<6} {:<28} {verdict:<5} {why}",
+            k.table,
             identity_name(k.peer_identity),
             ports
         );
     }
     out
+}
+
+fn describe_list(
+    list: &PolicyList,
+    direction: Direction,
+    names: Option<&Vec<std::sync::Arc<Vec<crate::compiler::PolicyName>>>>,
+    used_by: &mut BTreeMap<u32, BTreeSet<String>>,
+) -> String {
+    if list.isolated == 0 {
+        return "not isolated (no policy selects it)".to_owned();
+    }
+    let count = (list.count as usize).min(MAX_TABLES);
+    if count == 0 {
+        return "isolated, nothing allowed".to_owned();
+    }
+    let mut parts = Vec::new();
+    for (slot, table) in list.tables[..count].iter().enumerate() {
+        let policies: Vec<String> = names
+            .and_then(|n| n.get(slot))
+            .map(|p| p.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        used_by
+            .entry(table.table)
+            .or_default()
+            .insert(format!("{} {direction}", policies.join(" + ")));
+        parts.push(format!(
+            "table {} [{}] ({})",
+            table.table,
+            lookups(table.lookups),
+            policies.join(" + ")
+        ));
+    }
+    format!("isolated: {}", parts.join(", "))
 }

@@ -1,14 +1,15 @@
 //! A userspace replay of the exact lookups `policy-ebpf` performs, on compiled map contents.
 //!
-//! Tests use it to check the compiler without a kernel (and, later, against an independent
-//! model of the policy semantics). It must mirror `policy-ebpf/src/verdict.rs` step by step:
-//! endpoint lookup, identity LPM lookup, rule LPM lookups with the pod identity, the CIDR
-//! identity, then ANY.
+//! Tests use it to check the compiler without a kernel (and against an independent model of
+//! the policy semantics); `policy-agent explain` uses it to say which rule decided. It must
+//! mirror `policy-ebpf/src/verdict.rs` step by step: endpoint lookup, identity LPM lookup, then
+//! for each of the endpoint's tables in order the rule LPM lookups with the pod identity, the
+//! CIDR identity and ANY (those the table's lookup bits ask for).
 
 use std::net::IpAddr;
 
 use policy_common::{
-    endpoint::{EndpointKey, POLICY_NONE},
+    endpoint::{EndpointKey, MAX_TABLES, lookup},
     identity,
     rule::{RuleKey, action},
 };
@@ -32,44 +33,89 @@ pub struct Packet {
     pub dport: u16,
 }
 
+/// Why the program decided as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The address is not a known endpoint's.
+    UnknownEndpoint,
+    /// No policy selects the endpoint in this direction.
+    NotIsolated,
+    /// The peer is the node itself.
+    Host,
+    /// A rule entry of the table in `slot` of the endpoint's list decided.
+    Rule { slot: usize, rule_ref: u32 },
+    /// Isolated, and no table had a verdict.
+    NoRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: Reason,
+}
+
 /// Whether the program attached for `direction` would let `packet` through.
 pub fn allows(maps: &MapContents, packet: &Packet, direction: Direction) -> bool {
+    decide(maps, packet, direction).allowed
+}
+
+/// The program's decision for `packet`, with the entry that made it.
+pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Decision {
+    let verdict = |allowed, reason| Decision { allowed, reason };
     let (endpoint, peer) = match direction {
         Direction::FromEndpoint => (packet.src, packet.dst),
         Direction::ToEndpoint => (packet.dst, packet.src),
     };
-    let Some(policies) = maps.endpoints.get(&EndpointKey {
+    let Some(value) = maps.endpoints.get(&EndpointKey {
         addr: identity_addr(endpoint),
     }) else {
-        return false;
+        return verdict(false, Reason::UnknownEndpoint);
     };
     let policy = match direction {
-        Direction::FromEndpoint => policies.egress_policy,
-        Direction::ToEndpoint => policies.ingress_policy,
+        Direction::FromEndpoint => &value.egress,
+        Direction::ToEndpoint => &value.ingress,
     };
-    if policy == POLICY_NONE {
-        return true;
+    if policy.isolated == 0 {
+        return verdict(true, Reason::NotIsolated);
     }
     let (pod_identity, cidr_identity) = longest_match(&maps.identities, &identity_addr(peer))
         .map_or((identity::WORLD, identity::WORLD), |v| {
             (v.pod_identity, v.cidr_identity)
         });
     if pod_identity == identity::HOST {
-        return true;
+        return verdict(true, Reason::Host);
     }
-    let rule = [pod_identity, cidr_identity, identity::ANY]
-        .into_iter()
-        .find_map(|peer_identity| {
-            let key = RuleKey {
-                policy,
-                peer_identity,
-                protocol: packet.protocol,
-                _pad: 0,
-                port_be: packet.dport.to_be(),
-            };
-            longest_match(&maps.rules, &rule_bytes(&key))
-        });
-    rule.is_some_and(|v| v.action == action::ALLOW)
+    let count = (policy.count as usize).min(MAX_TABLES);
+    for (slot, table) in policy.tables[..count].iter().enumerate() {
+        let lookups = [
+            (lookup::POD, pod_identity),
+            (lookup::CIDR, cidr_identity),
+            (lookup::ANY, identity::ANY),
+        ];
+        let hit = lookups
+            .into_iter()
+            .filter(|(bit, _)| table.lookups & bit != 0)
+            .find_map(|(_, peer_identity)| {
+                let key = RuleKey {
+                    table: table.table,
+                    peer_identity,
+                    protocol: packet.protocol,
+                    _pad: 0,
+                    port_be: packet.dport.to_be(),
+                };
+                longest_match(&maps.rules, &rule_bytes(&key))
+            });
+        if let Some(value) = hit {
+            return verdict(
+                value.action == action::ALLOW,
+                Reason::Rule {
+                    slot,
+                    rule_ref: value.rule_ref,
+                },
+            );
+        }
+    }
+    verdict(false, Reason::NoRule)
 }
 
 /// Whether pod-to-pod traffic on one node passes both programs: the source's egress check on
@@ -97,7 +143,7 @@ impl KeyBytes for RuleKey {
 
 fn rule_bytes(key: &RuleKey) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(12);
-    bytes.extend(key.policy.to_ne_bytes());
+    bytes.extend(key.table.to_ne_bytes());
     bytes.extend(key.peer_identity.to_ne_bytes());
     bytes.push(key.protocol);
     bytes.push(key._pad);

@@ -1,13 +1,31 @@
-//! `PALISADE_ENDPOINTS`: which policy applies to a local endpoint, per direction.
+//! `PALISADE_ENDPOINTS`: which rule tables apply to a local endpoint, per direction.
 //!
 //! Hash map keyed by the endpoint's address. The tc program on the endpoint's host-side
 //! interface looks up the source address of packets the endpoint sends and the destination
 //! address of packets delivered to it; a miss means the packet does not belong to a known
 //! endpoint and is dropped.
+//!
+//! Each direction carries an ordered list of rule tables (one per policy that selects the
+//! endpoint, in policy order). The program consults them in order and the first table that has
+//! a verdict for the packet decides; an isolated direction where no table decides drops. For
+//! Kubernetes policies every verdict is ALLOW, so the order does not matter and this is the
+//! API's additive union; Calico's ordered policies (Allow, Deny, Pass) need exactly the order.
 
-/// Policy id meaning "this direction is not isolated": no policy selects the endpoint for it,
-/// so every packet is allowed (Kubernetes' default).
-pub const POLICY_NONE: u32 = 0;
+/// How many tables one direction of one endpoint can list. An endpoint selected by more
+/// policies than this gets its last slot pointing at one table that merges the rest.
+pub const MAX_TABLES: usize = 16;
+
+/// Which lookups a table needs (bits of [`TableRef::lookups`]): a table without `ipBlock`
+/// peers never needs the CIDR lookup, and so on, so each table costs only the lookups its
+/// rules can match.
+pub mod lookup {
+    /// Keyed by the peer's pod identity (selector peers, egress named ports).
+    pub const POD: u32 = 1;
+    /// Keyed by the peer's CIDR identity (`ipBlock` peers).
+    pub const CIDR: u32 = 2;
+    /// Keyed by [`crate::identity::ANY`] (rules without peers).
+    pub const ANY: u32 = 4;
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,22 +38,44 @@ pub struct EndpointKey {
 /// endpoint interface (the agent has not seen the route to it).
 pub const IFINDEX_UNBOUND: u32 = 0;
 
+/// One rule table in an endpoint's list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct TableRef {
+    /// The `table` of the table's entries in `PALISADE_RULES`.
+    pub table: u32,
+    /// Bits of [`lookup`].
+    pub lookups: u32,
+}
+
+/// The policy of one direction of an endpoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PolicyList {
+    /// 0: no policy selects the endpoint for this direction, so it is not isolated and every
+    /// packet passes (Kubernetes' default). 1: isolated: only what a table allows passes.
+    pub isolated: u32,
+    /// How many of `tables` are in use (at most [`MAX_TABLES`]).
+    pub count: u32,
+    pub tables: [TableRef; MAX_TABLES],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct EndpointPolicy {
-    /// Policy id checked for packets delivered to the endpoint, or [`POLICY_NONE`].
-    pub ingress_policy: u32,
-    /// Policy id checked for packets the endpoint sends, or [`POLICY_NONE`].
-    pub egress_policy: u32,
     /// The endpoint's host-side interface: packets with this address as source are only
     /// accepted from it (and as destination only delivered through it), so one pod cannot
     /// send as another. [`IFINDEX_UNBOUND`] until the agent has seen the route.
     pub ifindex: u32,
+    /// Checked for packets delivered to the endpoint.
+    pub ingress: PolicyList,
+    /// Checked for packets the endpoint sends.
+    pub egress: PolicyList,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only byte arrays and u32s, no padding.
 unsafe impl aya::Pod for EndpointKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), three u32s, no padding.
+// SAFETY: repr(C), u32s and arrays of structs of u32s only, no padding.
 unsafe impl aya::Pod for EndpointPolicy {}

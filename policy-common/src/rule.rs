@@ -1,6 +1,8 @@
-//! `PALISADE_RULES`: the verdict for (policy, peer identity, protocol, destination port).
+//! `PALISADE_RULES`: the verdict for (table, peer identity, protocol, destination port).
 //!
-//! One LPM trie holds every compiled policy. The key's prefix always covers `policy` and
+//! One LPM trie holds every rule table. A table is the compiled rules of one policy (for one
+//! direction); policies with the same rules share one table, so entries grow with distinct
+//! rule sets, not with policies or pods. The key's prefix always covers `table` and
 //! `peer_identity` completely (64 bits); beyond that it may stop
 //!
 //! * after 64 bits: any protocol, any port (a rule without `ports`);
@@ -8,14 +10,14 @@
 //! * after 80 + n bits: the ports sharing the top n bits of `port_be`, which is how a port
 //!   range (`endPort`) becomes at most 30 prefixes instead of one entry per port.
 //!
-//! The datapath looks up the peer's pod identity, then its CIDR identity, then
-//! [`crate::identity::ANY`]; the first lookup that matches gives the verdict, from its longest
-//! matching prefix. Because the compiler flattens ordered rules
-//! (Calico tiers: Allow, Deny, Pass) so that the most specific prefix always holds the verdict
-//! of the first matching rule, the same two lookups serve ordered verdicts, not just additive
-//! allows. `policy` and `peer_identity` are always matched in full, so they are stored in host
-//! order (readable in `bpftool` dumps); only the port, which is matched bit by bit, must be
-//! big-endian.
+//! For each table of the endpoint (see [`crate::endpoint`]) the datapath looks up the peer's
+//! pod identity, then its CIDR identity, then [`crate::identity::ANY`] (each only if the table
+//! has such entries); the first lookup that matches gives the table's verdict, from its longest
+//! matching prefix. Because the compiler can flatten a policy's ordered rules (Calico: Allow,
+//! Deny, Pass) so that the most specific prefix holds the verdict of the first matching rule,
+//! the same lookups serve ordered verdicts, not just additive allows. `table` and
+//! `peer_identity` are always matched in full, so they are stored in host order (readable in
+//! `bpftool` dumps); only the port, which is matched bit by bit, must be big-endian.
 
 /// Bits of the key covered when a rule applies to every protocol.
 pub const PREFIX_ANY_PROTOCOL: u32 = 64;
@@ -41,7 +43,7 @@ pub mod protocol {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleKey {
-    pub policy: u32,
+    pub table: u32,
     pub peer_identity: u32,
     /// IP protocol number (IPv6: the upper-layer protocol).
     pub protocol: u8,
@@ -57,8 +59,10 @@ pub struct RuleKey {
 pub struct RuleValue {
     /// One of [`action`].
     pub action: u32,
-    /// Index of the source rule in the agent's explanation table, so a verdict can be traced
-    /// back to the policy and rule that produced it. 0 when not recorded.
+    /// The rule that produced the entry, so a verdict can be traced back to it: the index of
+    /// the rule in its policy's `ingress`/`egress` list in the low 16 bits, and in the high 16
+    /// bits which of a merged table's policies it belongs to (0 for a one-policy table). The
+    /// endpoint's table list says which policy that is (`policy-agent explain`).
     pub rule_ref: u32,
 }
 

@@ -3,7 +3,7 @@
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use policy_common::{
     conntrack::{ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue},
-    endpoint::{EndpointKey, IFINDEX_UNBOUND, POLICY_NONE},
+    endpoint::{EndpointKey, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, action},
 };
@@ -31,13 +31,12 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
         Direction::FromEndpoint => (flow.src, flow.dst, ALLOWED_BY_EGRESS),
         Direction::ToEndpoint => (flow.dst, flow.src, ALLOWED_BY_INGRESS),
     };
-    // SAFETY: the value is copied out before any map update could reuse the slot.
+    // SAFETY: the value is read in place (it is too large to copy onto the 512-byte stack);
+    // the agent replaces an endpoint's value with one map update, never field by field.
     let Some(endpoint) = (unsafe {
-        PALISADE_ENDPOINTS
-            .get(EndpointKey {
-                addr: endpoint_addr,
-            })
-            .copied()
+        PALISADE_ENDPOINTS.get(EndpointKey {
+            addr: endpoint_addr,
+        })
     }) else {
         // Not an address of a known endpoint (spoofed, or not programmed yet): drop.
         return Verdict::Deny;
@@ -78,10 +77,10 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
     }
 
     let policy = match direction {
-        Direction::FromEndpoint => endpoint.egress_policy,
-        Direction::ToEndpoint => endpoint.ingress_policy,
+        Direction::FromEndpoint => &endpoint.egress,
+        Direction::ToEndpoint => &endpoint.ingress,
     };
-    let allowed = policy == POLICY_NONE || policy_allows(flow, policy, peer_addr);
+    let allowed = policy.isolated == 0 || policy_allows(flow, policy, peer_addr);
     if !allowed {
         return Verdict::Deny;
     }
@@ -90,7 +89,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
 }
 
 #[inline(always)]
-fn policy_allows(flow: &Flow, policy: u32, peer_addr: [u8; 16]) -> bool {
+fn policy_allows(flow: &Flow, policy: &PolicyList, peer_addr: [u8; 16]) -> bool {
     let (pod_identity, cidr_identity) = PALISADE_IDENTITIES
         .get(&Key::new(128, IdentityKey { addr: peer_addr }))
         .map_or((identity::WORLD, identity::WORLD), |value| {
@@ -99,27 +98,49 @@ fn policy_allows(flow: &Flow, policy: u32, peer_addr: [u8; 16]) -> bool {
     if pod_identity == identity::HOST {
         return true;
     }
-    // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules without
-    // peers by ANY: the first that matches decides.
     let mut key = RuleKey {
-        policy,
-        peer_identity: pod_identity,
+        table: 0,
+        peer_identity: 0,
         protocol: flow.protocol,
         _pad: 0,
         port_be: flow.dport.to_be(),
     };
-    let rule = PALISADE_RULES
-        .get(&Key::new(PREFIX_FULL, key))
-        .or_else(|| {
+    // The endpoint's tables in order; the first with a verdict decides. A bounded loop the
+    // verifier can check: at most MAX_TABLES tables of at most three lookups each.
+    for slot in 0..MAX_TABLES {
+        if slot as u32 >= policy.count {
+            break;
+        }
+        let table = policy.tables[slot];
+        key.table = table.table;
+        // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules
+        // without peers by ANY: within a table, the first lookup that matches decides.
+        let mut verdict = None;
+        if table.lookups & lookup::POD != 0 {
+            key.peer_identity = pod_identity;
+            verdict = PALISADE_RULES
+                .get(&Key::new(PREFIX_FULL, key))
+                .map(|v| v.action);
+        }
+        if verdict.is_none() && table.lookups & lookup::CIDR != 0 {
             key.peer_identity = cidr_identity;
-            PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
-        })
-        .or_else(|| {
+            verdict = PALISADE_RULES
+                .get(&Key::new(PREFIX_FULL, key))
+                .map(|v| v.action);
+        }
+        if verdict.is_none() && table.lookups & lookup::ANY != 0 {
             key.peer_identity = identity::ANY;
-            PALISADE_RULES.get(&Key::new(PREFIX_FULL, key))
-        });
-    // Explicit deny, an unknown action, or no matching rule in an isolated direction: drop.
-    rule.is_some_and(|value| value.action == action::ALLOW)
+            verdict = PALISADE_RULES
+                .get(&Key::new(PREFIX_FULL, key))
+                .map(|v| v.action);
+        }
+        if let Some(action) = verdict {
+            // Explicit deny or an unknown action drops; only ALLOW passes.
+            return action == action::ALLOW;
+        }
+    }
+    // Isolated, and no table has a verdict: drop.
+    false
 }
 
 /// Records that `check` allowed the flow, so its replies pass. Writes only when the bit is

@@ -345,3 +345,65 @@ pub fn cases_from_env(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// One change to a cluster, as the agent sees changes arrive (through the file or the
+/// Kubernetes datastore): objects are relabelled, added and removed.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    RelabelPod(prop::sample::Index, BTreeMap<String, String>),
+    RelabelNamespace(prop::sample::Index, Option<&'static str>),
+    RemovePod(prop::sample::Index),
+    AddPod(Box<Pod>),
+    RemovePolicy(prop::sample::Index),
+    AddPolicy(Box<NetworkPolicy>),
+}
+
+/// Up to `max` edits; added objects get indices from 20 on, apart from the world's own.
+pub fn edits(max: usize) -> impl Strategy<Value = Vec<Edit>> {
+    (1..max).prop_flat_map(|n| {
+        (0..n)
+            .map(|k| {
+                prop_oneof![
+                    3 => (any::<prop::sample::Index>(), labels())
+                        .prop_map(|(i, l)| Edit::RelabelPod(i, l)),
+                    1 => (any::<prop::sample::Index>(), prop::option::of(select(vec!["a", "b"])))
+                        .prop_map(|(i, t)| Edit::RelabelNamespace(i, t)),
+                    1 => any::<prop::sample::Index>().prop_map(Edit::RemovePod),
+                    1 => pod(20 + k).prop_map(|p| Edit::AddPod(Box::new(p))),
+                    1 => any::<prop::sample::Index>().prop_map(Edit::RemovePolicy),
+                    2 => policy(20 + k).prop_map(|p| Edit::AddPolicy(Box::new(p))),
+                ]
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+impl Edit {
+    pub fn apply(&self, world: &mut World) {
+        match self {
+            Edit::RelabelPod(i, labels) if !world.pods.is_empty() => {
+                let index = i.index(world.pods.len());
+                let pod = &mut world.pods[index];
+                pod.metadata.labels = (!labels.is_empty()).then(|| labels.clone());
+            }
+            Edit::RelabelNamespace(i, team) => {
+                let index = i.index(world.namespaces.len());
+                let ns = &mut world.namespaces[index];
+                let labels = ns.metadata.labels.get_or_insert_with(BTreeMap::new);
+                match team {
+                    Some(team) => labels.insert("team".to_owned(), (*team).to_owned()),
+                    None => labels.remove("team"),
+                };
+            }
+            Edit::RemovePod(i) if !world.pods.is_empty() => {
+                world.pods.remove(i.index(world.pods.len()));
+            }
+            Edit::AddPod(pod) => world.pods.push((**pod).clone()),
+            Edit::RemovePolicy(i) if !world.policies.is_empty() => {
+                world.policies.remove(i.index(world.policies.len()));
+            }
+            Edit::AddPolicy(policy) => world.policies.push((**policy).clone()),
+            _ => {}
+        }
+    }
+}

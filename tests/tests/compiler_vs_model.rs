@@ -2,20 +2,75 @@
 //! flows. For each flow, the userspace replay of the datapath's lookups on the compiler's map
 //! contents must agree with the reference model evaluated on the raw API objects.
 //!
+//! The second property follows a cluster through random edits (relabelled pods and
+//! namespaces, pods and policies added and removed) with one compiler, so every step is an
+//! incremental update (or a rebuild where the edit changes what policies observe): after
+//! each step the maps must agree with the model and hold exactly as many entries as a fresh
+//! compile of the same cluster (nothing left behind).
+//!
 //! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000) for a longer run;
 //! failures shrink to a minimal cluster, printed as the API objects.
 
 use std::net::IpAddr;
 
 use palisade_tests::{
-    generate::{addresses, agent_cluster, cases_from_env, flow_picks, protocol_number, world},
-    reference::Flow,
+    generate::{
+        FlowPick, addresses, agent_cluster, cases_from_env, edits, flow_picks, protocol_number,
+        world,
+    },
+    reference::{Flow, World},
 };
 use policy_agent::{
-    compiler::{Compiler, Scope},
+    compiler::{Compiler, MapContents, Scope},
     replay::{self, Direction, Packet},
 };
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::TestCaseError};
+
+fn scope(world: &World) -> Scope {
+    Scope {
+        node_name: None,
+        host_addrs: world.node_addrs.clone(),
+    }
+}
+
+fn check_flows(world: &World, maps: &MapContents, picks: &[FlowPick]) -> Result<(), TestCaseError> {
+    let addrs = addresses(world);
+    for (src, dst, protocol, port) in picks {
+        let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
+        if src == dst || src.is_ipv4() != dst.is_ipv4() {
+            continue;
+        }
+        let flow = Flow {
+            src,
+            dst,
+            protocol,
+            port: *port,
+        };
+        let packet = Packet {
+            src,
+            dst,
+            protocol: protocol_number(protocol),
+            dport: *port,
+        };
+        let endpoint = |ip: IpAddr| {
+            maps.endpoints
+                .contains_key(&policy_common::endpoint::EndpointKey {
+                    addr: policy_agent::compiler::identity_addr(ip),
+                })
+        };
+        let egress = !endpoint(src) || replay::allows(maps, &packet, Direction::FromEndpoint);
+        let ingress = !endpoint(dst) || replay::allows(maps, &packet, Direction::ToEndpoint);
+        prop_assert_eq!(
+            egress && ingress,
+            world.allows(&flow),
+            "flow {:?} (egress {}, ingress {})",
+            flow,
+            egress,
+            ingress
+        );
+    }
+    Ok(())
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases_from_env(2000), ..ProptestConfig::default() })]
@@ -25,31 +80,29 @@ proptest! {
         world in world(),
         picks in flow_picks(24),
     ) {
-        let scope = Scope {
-            node_name: None,
-            host_addrs: world.node_addrs.clone(),
-        };
-        let maps = Compiler::new().compile(&agent_cluster(&world), &scope).maps;
-        let addrs = addresses(&world);
-        for (src, dst, protocol, port) in picks {
-            let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
-            if src == dst || src.is_ipv4() != dst.is_ipv4() {
-                continue;
-            }
-            let flow = Flow { src, dst, protocol, port };
-            let packet = Packet { src, dst, protocol: protocol_number(protocol), dport: port };
-            let endpoint = |ip: IpAddr| maps.endpoints.contains_key(&policy_common::endpoint::EndpointKey {
-                addr: policy_agent::compiler::identity_addr(ip),
-            });
-            let egress = !endpoint(src) || replay::allows(&maps, &packet, Direction::FromEndpoint);
-            let ingress = !endpoint(dst) || replay::allows(&maps, &packet, Direction::ToEndpoint);
+        let maps = Compiler::new().compile(&agent_cluster(&world), &scope(&world)).maps;
+        check_flows(&world, &maps, &picks)?;
+    }
+
+    #[test]
+    fn incremental_compiles_agree_with_the_model_and_leave_nothing_behind(
+        world in world(),
+        edits in edits(6),
+        picks in flow_picks(16),
+    ) {
+        let mut world = world;
+        let mut compiler = Compiler::new();
+        compiler.compile(&agent_cluster(&world), &scope(&world));
+        for edit in &edits {
+            edit.apply(&mut world);
+            let cluster = agent_cluster(&world);
+            let maps = compiler.compile(&cluster, &scope(&world)).maps;
+            check_flows(&world, &maps, &picks)?;
+            let fresh = Compiler::new().compile(&cluster, &scope(&world)).maps;
             prop_assert_eq!(
-                egress && ingress,
-                world.allows(&flow),
-                "flow {:?} (egress {}, ingress {})",
-                flow,
-                egress,
-                ingress
+                (maps.endpoints.len(), maps.identities.len(), maps.rules.len()),
+                (fresh.endpoints.len(), fresh.identities.len(), fresh.rules.len()),
+                "entries (endpoints, identities, rules) after {:?}", edit
             );
         }
     }

@@ -1,43 +1,63 @@
-//! From the cluster model to the exact contents of the three BPF maps.
+//! From the cluster model to the exact contents of the three policy maps, incrementally.
 //!
-//! The compiler is a pure function of the cluster plus a little memory (the ids it handed out
-//! before), so the same input always gives the same maps and a change gives the smallest diff
-//! it can. See docs/architecture.md for the map layouts and why they look like this.
+//! The compiler keeps the cluster it last compiled and its compiled state; each compile
+//! finds the objects that changed and updates only what they affect. See
+//! docs/architecture.md for the map layouts and why they look like this.
 //!
-//! 1. [`identity`]: every address gets a pod identity and a CIDR identity (the classes of
-//!    selector peers and of `ipBlock` peers it belongs to).
-//! 2. [`shape`]: every local endpoint's rule set per direction, deduplicated into policy ids.
-//! 3. [`rules`]: each policy id's rules, expanded to (identity, protocol, port prefix) entries.
+//! 1. [`relevance`]: what the policies can observe (label keys, named ports, `ipBlock`s).
+//! 2. [`views`]: each pod address reduced to that: equal views share a pod identity.
+//! 3. [`tables`]: each local endpoint's list of rule tables, one per selecting policy.
+//! 4. [`engine`]: identities, tables and their rule entries, reference counted, so a change
+//!    touches only the entries of what it created or retired ([`rules`] computes them).
 
-mod allocator;
-mod identity;
+mod diff;
+mod engine;
+mod interner;
 mod ports;
+mod relevance;
 mod rules;
-mod shape;
+mod tables;
 #[cfg(test)]
 mod tests;
+mod views;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
+use ipnet::IpNet;
 use policy_common::{
+    IPV4_MAPPED_PREFIX_BITS,
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentityValue},
+    ipv4_mapped,
     rule::{RuleKey, RuleValue},
 };
 
-use self::{allocator::Allocator, identity::IdentityClass, shape::Shape};
-use crate::model::{Cluster, Peer};
-
-pub use self::{identity::addr16 as identity_addr, ports::port_prefixes};
+use self::{diff::Changes, engine::Engine, relevance::Relevance};
+pub use self::{
+    engine::{Counts, EndpointExplanation},
+    ports::port_prefixes,
+    tables::{Direction, PolicyName},
+};
+use crate::model::{Cluster, Pod};
 
 /// Which pods this agent enforces on, and what counts as its own node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// Only pods scheduled to this node are local endpoints; `None` makes every pod local
     /// (a single-node lab, or a file datastore that describes only this host).
     pub node_name: Option<String>,
     /// The node's own addresses: traffic between an endpoint and its node is always allowed.
     pub host_addrs: Vec<IpAddr>,
+}
+
+impl Scope {
+    fn is_local(&self, pod: &Pod) -> bool {
+        match (&self.node_name, &pod.node_name) {
+            (None, _) => true,
+            (Some(node), Some(pod_node)) => node == pod_node,
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// An LPM trie key as the kernel stores it: prefix length, then data.
@@ -55,21 +75,43 @@ pub struct MapContents {
     pub rules: BTreeMap<LpmKey<RuleKey>, RuleValue>,
 }
 
-/// What a compile produced: the maps, plus the table that explains each rule entry.
+/// What a compile produced: the maps, plus what explains their entries.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
     pub maps: MapContents,
-    /// `RuleValue::rule_ref` indexes this: "namespace/name ingress[i]".
-    pub explanations: Vec<String>,
+    /// For each endpoint address, the policies behind each slot of its table lists; with a
+    /// rule entry's `rule_ref` this names the policy rule that allowed a packet.
+    pub explanations: Arc<BTreeMap<EndpointKey, EndpointExplanation>>,
 }
 
-/// The compiler with its memory of the ids it allocated, so that unchanged identities and
-/// policy shapes keep their numbers across compiles and a change touches only what changed.
-#[derive(Debug)]
+impl Compiled {
+    /// "NetworkPolicy ns/name ingress[i]" for a rule entry found in `slot` of the endpoint's
+    /// list for `direction`.
+    pub fn explain(
+        &self,
+        endpoint: IpAddr,
+        direction: Direction,
+        slot: usize,
+        rule_ref: u32,
+    ) -> Option<String> {
+        let slots = self.explanations.get(&EndpointKey {
+            addr: identity_addr(endpoint),
+        })?;
+        let slots = match direction {
+            Direction::Ingress => &slots.ingress,
+            Direction::Egress => &slots.egress,
+        };
+        let policy = slots.get(slot)?.get((rule_ref >> 16) as usize)?;
+        Some(format!("{policy} {direction}[{}]", rule_ref & 0xffff))
+    }
+}
+
+/// The compiler with the state it keeps between compiles.
 pub struct Compiler {
-    peers: Allocator<Peer>,
-    identities: Allocator<IdentityClass>,
-    policies: Allocator<Shape>,
+    input: Cluster,
+    scope: Option<Scope>,
+    engine: Engine,
+    contents: tables::ContentCache,
 }
 
 impl Default for Compiler {
@@ -81,75 +123,137 @@ impl Default for Compiler {
 impl Compiler {
     pub fn new() -> Self {
         Self {
-            peers: Allocator::new(1),
-            identities: Allocator::new(policy_common::identity::FIRST_ALLOCATED),
-            policies: Allocator::new(1),
+            input: Cluster::default(),
+            scope: None,
+            engine: Engine::new(Relevance::default(), &[], None),
+            contents: tables::ContentCache::default(),
         }
     }
 
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
-        let peers = identity::PeerIndex::new(cluster, &mut self.peers);
-        let classes = identity::classify(cluster, &peers);
-        let identity_ids = self.identities.assign(
-            classes
-                .prefixes
-                .values()
-                .flat_map(|c| [&c.pod, &c.cidr])
-                .filter(|c| !c.is_world())
-                .cloned(),
-        );
+        let changes = Changes::between(&self.input, cluster);
+        let relevance_changed =
+            !changes.policies.is_empty() && Relevance::of(cluster) != self.engine.relevance;
+        if self.scope.as_ref() != Some(scope) || relevance_changed {
+            self.rebuild(cluster, scope);
+            self.input = cluster.clone();
+        } else if !changes.is_empty() {
+            self.update(cluster, scope, &changes);
+            changes.apply_to(&mut self.input, cluster);
+        }
+        Compiled {
+            maps: self.engine.maps.clone(),
+            explanations: Arc::clone(&self.engine.explanations),
+        }
+    }
 
-        let mut maps = MapContents::default();
-        identity::emit(&classes, &identity_ids, scope, &mut maps.identities);
+    /// Sizes of the compiled state (identities, tables...).
+    pub fn counts(&self) -> Counts {
+        self.engine.counts()
+    }
 
-        let endpoint_shapes = shape::endpoint_shapes(cluster, scope);
-        let policy_ids = self.policies.assign(
-            endpoint_shapes
-                .iter()
-                .flat_map(|e| [e.ingress.clone(), e.egress.clone()])
-                .flatten(),
+    /// Everything from scratch: the first compile, or what the policies observe changed.
+    /// Numbers restart above the old ones (never reused), so the map diff is still safe.
+    fn rebuild(&mut self, cluster: &Cluster, scope: &Scope) {
+        let mut engine = Engine::new(
+            Relevance::of(cluster),
+            &scope.host_addrs,
+            Some(&self.engine),
         );
-        for endpoint in &endpoint_shapes {
-            let id_of = |shape: &Option<Shape>| {
-                shape
-                    .as_ref()
-                    .and_then(|s| policy_ids.get(s).copied())
-                    .unwrap_or(policy_common::endpoint::POLICY_NONE)
-            };
-            // Interfaces are the node's business, not the cluster's: the agent binds each
-            // address to its interface (`dataplane::routes`) before programming.
-            let value = EndpointPolicy {
-                ingress_policy: id_of(&endpoint.ingress),
-                egress_policy: id_of(&endpoint.egress),
-                ifindex: policy_common::endpoint::IFINDEX_UNBOUND,
-            };
-            for ip in &endpoint.ips {
-                maps.endpoints.insert(
-                    EndpointKey {
-                        addr: identity::addr16(*ip),
-                    },
-                    value,
+        for ((ns, name), pod) in &cluster.pods {
+            let views = views::pod_views(
+                pod,
+                &cluster.namespace_labels(&pod.namespace),
+                &engine.relevance,
+            );
+            engine.set_pod_views(&(ns.clone(), name.clone()), views);
+        }
+        self.contents = tables::ContentCache::default();
+        for ((ns, name), pod) in &cluster.pods {
+            if pod.is_endpoint() && scope.is_local(pod) {
+                engine.set_endpoint(
+                    &(ns.clone(), name.clone()),
+                    Some(tables::endpoint_spec(pod, cluster, &mut self.contents)),
                 );
             }
         }
+        self.engine = engine;
+        self.scope = Some(scope.clone());
+    }
 
-        let mut explanations = vec![String::new()];
-        let mut explanation_ids = BTreeMap::new();
-        let table = identity::IdentityTable::new(&identity_ids, &peers);
-        for (shape, policy_id) in &policy_ids {
-            rules::emit(
-                *policy_id,
-                shape,
-                &table,
-                &mut |origin: &shape::Origin| {
-                    *explanation_ids.entry(origin.clone()).or_insert_with(|| {
-                        explanations.push(origin.to_string());
-                        u32::try_from(explanations.len() - 1).unwrap_or(0)
-                    })
-                },
-                &mut maps.rules,
-            );
+    fn update(&mut self, cluster: &Cluster, scope: &Scope, changes: &Changes) {
+        let in_namespace = |ns: &String| -> Vec<(String, String)> {
+            cluster
+                .pods
+                .range((ns.clone(), String::new())..)
+                .take_while(|((pod_ns, _), _)| pod_ns == ns)
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        // Addresses: changed pods, and every pod of a relabelled namespace.
+        let mut viewed: Vec<(String, String)> = changes.pods.clone();
+        for ns in &changes.namespaces {
+            viewed.extend(in_namespace(ns));
         }
-        Compiled { maps, explanations }
+        viewed.sort();
+        viewed.dedup();
+        for key in &viewed {
+            let views = cluster
+                .pods
+                .get(key)
+                .map(|pod| {
+                    views::pod_views(
+                        pod,
+                        &cluster.namespace_labels(&pod.namespace),
+                        &self.engine.relevance,
+                    )
+                })
+                .unwrap_or_default();
+            self.engine.set_pod_views(key, views);
+        }
+        // Endpoints: changed pods, and every pod of a namespace whose policies changed.
+        for policy in &changes.policies {
+            self.contents.forget(policy);
+        }
+        let mut enforced: Vec<(String, String)> = changes.pods.clone();
+        for (ns, _) in &changes.policies {
+            enforced.extend(in_namespace(ns));
+        }
+        enforced.sort();
+        enforced.dedup();
+        for key in &enforced {
+            let spec = cluster
+                .pods
+                .get(key)
+                .filter(|pod| pod.is_endpoint() && scope.is_local(pod))
+                .map(|pod| tables::endpoint_spec(pod, cluster, &mut self.contents));
+            self.engine.set_endpoint(key, spec);
+        }
+    }
+}
+
+/// 16-byte map form of an address.
+pub fn identity_addr(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Prefix length of `net` in the 16-byte form.
+fn prefix16(net: &IpNet) -> u32 {
+    match net {
+        IpNet::V4(v4) => IPV4_MAPPED_PREFIX_BITS + u32::from(v4.prefix_len()),
+        IpNet::V6(v6) => u32::from(v6.prefix_len()),
+    }
+}
+
+/// The identity-trie key of a prefix.
+fn identity_key(net: &IpNet) -> LpmKey<IdentityKey> {
+    LpmKey {
+        prefix_len: prefix16(net),
+        data: IdentityKey {
+            addr: identity_addr(net.network()),
+        },
     }
 }

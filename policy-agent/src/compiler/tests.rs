@@ -150,7 +150,7 @@ fn without_policies_everything_is_allowed() {
     assert!(
         maps.endpoints
             .values()
-            .all(|e| e.ingress_policy == 0 && e.egress_policy == 0)
+            .all(|e| e.ingress.isolated == 0 && e.egress.isolated == 0)
     );
 }
 

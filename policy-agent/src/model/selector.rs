@@ -40,6 +40,16 @@ impl LabelSelector {
 }
 
 impl Requirement {
+    /// The label key the requirement reads.
+    pub fn key(&self) -> &str {
+        match self {
+            Requirement::In { key, .. }
+            | Requirement::NotIn { key, .. }
+            | Requirement::Exists { key }
+            | Requirement::DoesNotExist { key } => key,
+        }
+    }
+
     pub fn matches(&self, labels: &Labels) -> bool {
         match self {
             Requirement::In { key, values } => labels.get(key).is_some_and(|v| values.contains(v)),

@@ -1,0 +1,103 @@
+//! What changed between two versions of the cluster, object by object.
+
+use std::collections::BTreeMap;
+
+use crate::model::Cluster;
+
+/// Keys of the objects that were added, removed or changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub namespaces: Vec<String>,
+    pub pods: Vec<(String, String)>,
+    pub policies: Vec<(String, String)>,
+}
+
+impl Changes {
+    pub fn between(old: &Cluster, new: &Cluster) -> Self {
+        Self {
+            namespaces: changed_keys(&old.namespaces, &new.namespaces),
+            pods: changed_keys(&old.pods, &new.pods),
+            policies: changed_keys(&old.policies, &new.policies),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.pods.is_empty() && self.policies.is_empty()
+    }
+
+    /// Brings `copy` to `new` by cloning only the changed objects.
+    pub fn apply_to(&self, copy: &mut Cluster, new: &Cluster) {
+        sync(&mut copy.namespaces, &new.namespaces, &self.namespaces);
+        sync(&mut copy.pods, &new.pods, &self.pods);
+        sync(&mut copy.policies, &new.policies, &self.policies);
+    }
+}
+
+/// One pass over both (sorted) maps.
+fn changed_keys<K: Ord + Clone, V: PartialEq>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+) -> Vec<K> {
+    let mut changed = Vec::new();
+    let mut old_iter = old.iter().peekable();
+    let mut new_iter = new.iter().peekable();
+    loop {
+        match (old_iter.peek(), new_iter.peek()) {
+            (None, None) => break,
+            (Some((k, _)), None) => {
+                changed.push((*k).clone());
+                old_iter.next();
+            }
+            (None, Some((k, _))) => {
+                changed.push((*k).clone());
+                new_iter.next();
+            }
+            (Some((ko, vo)), Some((kn, vn))) => match ko.cmp(kn) {
+                std::cmp::Ordering::Less => {
+                    changed.push((*ko).clone());
+                    old_iter.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.push((*kn).clone());
+                    new_iter.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if vo != vn {
+                        changed.push((*ko).clone());
+                    }
+                    old_iter.next();
+                    new_iter.next();
+                }
+            },
+        }
+    }
+    changed
+}
+
+fn sync<K: Ord + Clone, V: Clone>(copy: &mut BTreeMap<K, V>, new: &BTreeMap<K, V>, keys: &[K]) {
+    for key in keys {
+        match new.get(key) {
+            Some(value) => {
+                copy.insert(key.clone(), value.clone());
+            }
+            None => {
+                copy.remove(key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_added_removed_and_changed_keys() {
+        let old = BTreeMap::from([(1, 'a'), (2, 'b'), (3, 'c')]);
+        let new = BTreeMap::from([(2, 'b'), (3, 'x'), (4, 'd')]);
+        assert_eq!(changed_keys(&old, &new), vec![1, 3, 4]);
+        let mut copy = old.clone();
+        sync(&mut copy, &new, &[1, 3, 4]);
+        assert_eq!(copy, new);
+    }
+}

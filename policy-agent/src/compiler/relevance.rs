@@ -1,0 +1,118 @@
+//! What the policies can observe of an address: the label keys their selectors read, the named
+//! ports their egress rules name, and the `ipBlock`s they use.
+//!
+//! A pod identity keeps only what is relevant (see [`super::views`]), so pods that no selector
+//! can tell apart share an identity, and a new policy that reads only keys already read (the
+//! common case: `app`, `tier`, `team`...) changes no identity: it only adds its own entries.
+//! A policy that reads a new key, a new named port or a new `ipBlock` changes what identities
+//! mean, and the compiler then rebuilds everything (the map diff stays minimal).
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+
+use crate::model::{Cluster, LabelSelector, NamespaceMatch, Peer, PortMatch, Protocol};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relevance {
+    /// Pod label keys read by the pod selectors of peers.
+    pub pod_keys: BTreeSet<String>,
+    /// Namespace label keys read by the namespace selectors of peers.
+    pub namespace_keys: BTreeSet<String>,
+    /// Named ports egress rules use: resolved against the peer pod, so part of its identity.
+    pub egress_named_ports: BTreeSet<(Protocol, String)>,
+    /// Every `ipBlock` (cidr, except) of every peer, sorted: an index into this is a block's
+    /// number in CIDR classes.
+    pub blocks: Vec<(IpNet, Vec<IpNet>)>,
+    /// Indices of the blocks that egress rules combine with named ports: those need the
+    /// peer pod's port numbering, so membership in them is part of the pod identity.
+    pub named_port_blocks: BTreeSet<usize>,
+}
+
+fn selector_keys<'a>(selector: &'a LabelSelector) -> impl Iterator<Item = String> + 'a {
+    selector.requirements.iter().map(|r| r.key().to_owned())
+}
+
+impl Relevance {
+    pub fn of(cluster: &Cluster) -> Self {
+        let mut relevance = Relevance::default();
+        let mut blocks = BTreeSet::new();
+        let mut named_port_blocks = BTreeSet::new();
+        for policy in cluster.policies.values() {
+            for rule in policy.ingress.iter().chain(&policy.egress).flatten() {
+                for peer in rule.peers.iter().flatten() {
+                    match peer {
+                        Peer::Pods { namespaces, pods } => {
+                            relevance.pod_keys.extend(selector_keys(pods));
+                            if let NamespaceMatch::Selector(selector) = namespaces {
+                                relevance.namespace_keys.extend(selector_keys(selector));
+                            }
+                        }
+                        Peer::IpBlock { cidr, except } => {
+                            blocks.insert((*cidr, except.clone()));
+                        }
+                    }
+                }
+            }
+            for rule in policy.egress.iter().flatten() {
+                let mut named = false;
+                for port in rule.ports.iter().flatten() {
+                    if let PortMatch::Named { protocol, name } = port {
+                        relevance
+                            .egress_named_ports
+                            .insert((*protocol, name.clone()));
+                        named = true;
+                    }
+                }
+                if named {
+                    for peer in rule.peers.iter().flatten() {
+                        if let Peer::IpBlock { cidr, except } = peer {
+                            named_port_blocks.insert((*cidr, except.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        relevance.blocks = blocks.into_iter().collect();
+        relevance.named_port_blocks = named_port_blocks
+            .iter()
+            .filter_map(|block| relevance.blocks.binary_search(block).ok())
+            .collect();
+        relevance
+    }
+
+    /// The number of an `ipBlock` peer.
+    pub fn block_index(&self, cidr: &IpNet, except: &[IpNet]) -> Option<usize> {
+        self.blocks
+            .binary_search_by(|(c, e)| (c, e.as_slice()).cmp(&(cidr, except)))
+            .ok()
+    }
+
+    /// The blocks covering `prefix` (sorted indices).
+    pub fn covering(&self, prefix: &IpNet) -> Vec<usize> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, (cidr, except))| {
+                cidr.contains(prefix) && !except.iter().any(|e| e.contains(prefix))
+            })
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// Every prefix the identity trie needs besides pod addresses: each block's cidr and
+    /// excepts, and (when there are blocks) `0.0.0.0/0`. IPv4 lives at `::ffff:0:0/96` of the
+    /// 16-byte space, inside IPv6 prefixes such as `::/0`; this entry makes every IPv4
+    /// address's longest match at least /96, so an IPv6 block never decides for IPv4.
+    pub fn block_prefixes(&self) -> BTreeSet<IpNet> {
+        let mut prefixes: BTreeSet<IpNet> = self
+            .blocks
+            .iter()
+            .flat_map(|(cidr, except)| std::iter::once(*cidr).chain(except.iter().copied()))
+            .collect();
+        if !prefixes.is_empty() {
+            prefixes.insert(IpNet::V4(ipnet::Ipv4Net::default()));
+        }
+        prefixes
+    }
+}

@@ -1,0 +1,305 @@
+//! Rule tables: what each policy allows, per direction, as the endpoints it selects see it.
+//!
+//! An endpoint's list for a direction has one table per policy that selects it and applies in
+//! that direction, in policy order. A table's content is the policy's rules with ingress named
+//! ports resolved against the endpoint's own container ports, so policies with the same rules
+//! (the same "DNS to kube-system" in every namespace) and every endpoint a policy selects share
+//! one table: rule entries grow with distinct rule sets, not with pods or policies.
+
+use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
+
+use policy_common::endpoint::MAX_TABLES;
+
+use super::views::named_port;
+use crate::model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortSpec {
+    /// The rule has no ports: every protocol and port.
+    Any,
+    AllPorts(Protocol),
+    Range {
+        protocol: Protocol,
+        first: u16,
+        last: u16,
+    },
+    /// An egress named port, resolved against each peer pod's identity.
+    EgressNamed {
+        protocol: Protocol,
+        name: String,
+    },
+}
+
+/// One (peer, port) pair of a rule: the unit of allowing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableItem {
+    /// `None`: every peer.
+    pub peer: Option<Peer>,
+    pub port: PortSpec,
+    /// See `policy_common::rule::RuleValue::rule_ref`.
+    pub rule_ref: u32,
+}
+
+/// Items in rule order; where two cover the same key the first keeps its `rule_ref` (the
+/// verdict is the same either way).
+///
+/// Tables are interned by content for every endpoint of every compile, so the content's hash
+/// is computed once, when it is built, and equality compares it first.
+#[derive(Debug, Clone)]
+pub struct TableContent {
+    pub items: Vec<TableItem>,
+    hash: u64,
+}
+
+impl TableContent {
+    pub fn new(items: Vec<TableItem>) -> Self {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&items);
+        Self { items, hash }
+    }
+}
+
+impl PartialEq for TableContent {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.items == other.items
+    }
+}
+
+impl Eq for TableContent {}
+
+impl std::hash::Hash for TableContent {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A policy by name, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NetworkPolicy {}/{}", self.namespace, self.name)
+    }
+}
+
+/// One entry of an endpoint's table list and the policies it stands for (one, or several for
+/// the merged last slot; `rule_ref >> 16` indexes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub content: Arc<TableContent>,
+    pub policies: Arc<Vec<PolicyName>>,
+}
+
+/// Table contents per policy and direction, kept between compiles: a policy's content is the
+/// same for every endpoint it selects (and built once) unless its ingress rules name ports,
+/// which resolve per endpoint.
+#[derive(Debug, Default)]
+pub struct ContentCache {
+    policies: HashMap<(String, String), CachedPolicy>,
+}
+
+#[derive(Debug)]
+struct CachedPolicy {
+    name: Arc<Vec<PolicyName>>,
+    /// `None`: resolved per endpoint.
+    ingress: Option<Arc<TableContent>>,
+    egress: Option<Arc<TableContent>>,
+}
+
+impl ContentCache {
+    /// Drops what was built from a policy that changed.
+    pub fn forget(&mut self, policy: &(String, String)) {
+        self.policies.remove(policy);
+    }
+
+    fn get(&mut self, pod: &Pod, policy: &NetworkPolicy) -> &CachedPolicy {
+        self.policies
+            .entry((policy.namespace.clone(), policy.name.clone()))
+            .or_insert_with(|| {
+                let named_ingress = policy.ingress.iter().flatten().any(|rule| {
+                    rule.ports
+                        .iter()
+                        .flatten()
+                        .any(|p| matches!(p, PortMatch::Named { .. }))
+                });
+                CachedPolicy {
+                    name: Arc::new(vec![PolicyName {
+                        namespace: policy.namespace.clone(),
+                        name: policy.name.clone(),
+                    }]),
+                    ingress: (!named_ingress)
+                        .then(|| Arc::new(content(pod, policy, Direction::Ingress))),
+                    egress: Some(Arc::new(content(pod, policy, Direction::Egress))),
+                }
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DirectionSpec {
+    /// Some policy selecting the endpoint applies in this direction.
+    pub isolated: bool,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub ips: Vec<IpAddr>,
+    pub ingress: DirectionSpec,
+    pub egress: DirectionSpec,
+}
+
+/// The tables of a local endpoint.
+pub fn endpoint_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> EndpointSpec {
+    // Policies are keyed by (namespace, name): only the pod's namespace can select it, and
+    // the map order is the policy order.
+    let selecting: Vec<&NetworkPolicy> = cluster
+        .policies
+        .range((pod.namespace.clone(), String::new())..)
+        .take_while(|((ns, _), _)| *ns == pod.namespace)
+        .map(|(_, policy)| policy)
+        .filter(|policy| policy.pod_selector.matches(&pod.labels))
+        .collect();
+    EndpointSpec {
+        ips: pod.ips.iter().copied().collect(),
+        ingress: direction_spec(pod, &selecting, Direction::Ingress, cache),
+        egress: direction_spec(pod, &selecting, Direction::Egress, cache),
+    }
+}
+
+/// The table of one policy in one direction for `pod`.
+fn content(pod: &Pod, policy: &NetworkPolicy, direction: Direction) -> TableContent {
+    let rules = match direction {
+        Direction::Ingress => policy.ingress.as_deref(),
+        Direction::Egress => policy.egress.as_deref(),
+    };
+    let mut items = Vec::new();
+    for (index, rule) in rules.unwrap_or_default().iter().enumerate() {
+        let rule_ref = u32::try_from(index).unwrap_or(u32::MAX).min(0xffff);
+        expand_rule(pod, rule, direction, rule_ref, &mut items);
+    }
+    TableContent::new(items)
+}
+
+fn direction_spec(
+    pod: &Pod,
+    selecting: &[&NetworkPolicy],
+    direction: Direction,
+    cache: &mut ContentCache,
+) -> DirectionSpec {
+    let mut spec = DirectionSpec::default();
+    for policy in selecting {
+        let applies = match direction {
+            Direction::Ingress => policy.ingress.is_some(),
+            Direction::Egress => policy.egress.is_some(),
+        };
+        if !applies {
+            continue;
+        }
+        spec.isolated = true;
+        let cached = cache.get(pod, policy);
+        let cached_content = match direction {
+            Direction::Ingress => cached.ingress.clone(),
+            Direction::Egress => cached.egress.clone(),
+        };
+        let policies = Arc::clone(&cached.name);
+        let content = cached_content.unwrap_or_else(|| Arc::new(content(pod, policy, direction)));
+        // A policy that allows nothing isolates without needing a table.
+        if !content.items.is_empty() {
+            spec.slots.push(Slot { content, policies });
+        }
+    }
+    if spec.slots.len() > MAX_TABLES {
+        // Kubernetes rules only allow, so merging the tail into one table keeps the verdict.
+        let tail = spec.slots.split_off(MAX_TABLES - 1);
+        let mut items = Vec::new();
+        let mut policies = Vec::new();
+        for (member, slot) in tail.into_iter().enumerate() {
+            let member = u32::try_from(member).unwrap_or(u32::MAX).min(0xffff);
+            items.extend(slot.content.items.iter().map(|item| TableItem {
+                rule_ref: item.rule_ref | (member << 16),
+                ..item.clone()
+            }));
+            policies.extend(slot.policies.iter().cloned());
+        }
+        spec.slots.push(Slot {
+            content: Arc::new(TableContent::new(items)),
+            policies: Arc::new(policies),
+        });
+    }
+    spec
+}
+
+fn expand_rule(
+    pod: &Pod,
+    rule: &Rule,
+    direction: Direction,
+    rule_ref: u32,
+    items: &mut Vec<TableItem>,
+) {
+    let ports: Vec<PortSpec> = match &rule.ports {
+        None => vec![PortSpec::Any],
+        Some(ports) => ports
+            .iter()
+            .filter_map(|port| match port {
+                PortMatch::AllPorts(protocol) => Some(PortSpec::AllPorts(*protocol)),
+                PortMatch::Range {
+                    protocol,
+                    first,
+                    last,
+                } => Some(PortSpec::Range {
+                    protocol: *protocol,
+                    first: *first,
+                    last: *last,
+                }),
+                // Ingress: the destination is this pod, so the name resolves here, or the
+                // port matches nothing.
+                PortMatch::Named { protocol, name } => match direction {
+                    Direction::Ingress => {
+                        named_port(pod, *protocol, name).map(|port| PortSpec::Range {
+                            protocol: *protocol,
+                            first: port,
+                            last: port,
+                        })
+                    }
+                    Direction::Egress => Some(PortSpec::EgressNamed {
+                        protocol: *protocol,
+                        name: name.clone(),
+                    }),
+                },
+            })
+            .collect(),
+    };
+    let peers: Vec<Option<Peer>> = match &rule.peers {
+        None => vec![None],
+        Some(peers) => peers.iter().cloned().map(Some).collect(),
+    };
+    for peer in &peers {
+        for port in &ports {
+            items.push(TableItem {
+                peer: peer.clone(),
+                port: port.clone(),
+                rule_ref,
+            });
+        }
+    }
+}
