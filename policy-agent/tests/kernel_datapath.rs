@@ -389,3 +389,63 @@ fn an_endpoint_address_is_only_accepted_on_its_own_interface() {
     assert!(run(&mut datapath, &from_frontend, Direction::FromEndpoint));
     assert!(run(&mut datapath, &to_frontend, Direction::ToEndpoint));
 }
+
+#[test]
+fn the_kernel_walks_every_table_of_a_full_list_with_every_lookup_kind() {
+    if !require_root("the_kernel_walks_every_table_of_a_full_list_with_every_lookup_kind") {
+        return;
+    }
+    let Seeded {
+        scratch,
+        mut compiler,
+        mut datapath,
+        maps: seed,
+    } = seeded("full-list");
+    // 20 policies on backend (more than the 16 slots: the last slot merges five), each
+    // opening one TCP port, with selector, ipBlock and peerless rules in turn so every table
+    // kind and lookup bit appears.
+    let mut policies = String::new();
+    for i in 0..20u16 {
+        let from = match i % 3 {
+            0 => "from: [{podSelector: {matchLabels: {app: frontend}}}]",
+            1 => "from: [{ipBlock: {cidr: 10.42.0.10/32}}]",
+            _ => "from: []",
+        };
+        policies.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {{name: p{i:02}, namespace: default}}\n\
+             spec:\n  podSelector: {{matchLabels: {{app: backend}}}}\n  ingress:\n  \
+             - {from}\n    ports: [{{port: {}}}]\n",
+            8100 + i
+        ));
+    }
+    scratch.write("many.yaml", &policies);
+    let maps = compile(&mut compiler, &scratch.manifests);
+    datapath
+        .apply(&seed, &maps)
+        .expect("programming 20 policies");
+    let mut allowed = 0;
+    for src in ["10.42.0.10", "10.42.0.12"] {
+        for dport in 8099..8121 {
+            let packet = Packet {
+                src: src.parse().expect("addr"),
+                dst: "10.42.0.11".parse().expect("addr"),
+                protocol: 6,
+                dport,
+            };
+            datapath.clear_conntrack().expect("clearing conntrack");
+            let kernel = datapath
+                .test_run(Direction::ToEndpoint, &packet.to_frame(), 1)
+                .expect("BPF_PROG_TEST_RUN")
+                .allowed();
+            assert_eq!(
+                kernel,
+                replay::allows(&maps, &packet, Direction::ToEndpoint),
+                "{packet:?}"
+            );
+            allowed += usize::from(kernel);
+        }
+    }
+    // frontend: all 20 ports; other: only the peerless rules' ports (i % 3 == 2: 6 of them).
+    assert_eq!(allowed, 20 + 6);
+}

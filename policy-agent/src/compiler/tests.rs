@@ -381,3 +381,197 @@ spec:
         Direction::FromEndpoint
     ));
 }
+
+/// `n` namespaces, each with one pod and the same "allow TCP 53 from app=dns" policy.
+fn same_policy_in_namespaces(n: usize) -> Cluster {
+    let mut manifests = Vec::new();
+    for i in 0..n {
+        manifests.push(format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: p, namespace: ns{i}, labels: {{app: dns}}}}
+spec: {{containers: [{{name: c, image: busybox}}]}}
+status: {{podIP: 10.42.1.{i}, phase: Running}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: dns, namespace: ns{i}}}
+spec:
+  podSelector: {{}}
+  ingress:
+  - from: [{{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: dns}}}}}}]
+    ports: [{{protocol: TCP, port: 53}}]
+"#
+        ));
+    }
+    let refs: Vec<&str> = manifests.iter().map(String::as_str).collect();
+    cluster(&refs)
+}
+
+#[test]
+fn policies_with_the_same_rules_share_one_table() {
+    let one = Compiler::new()
+        .compile(&same_policy_in_namespaces(1), &Scope::default())
+        .maps;
+    let ten = Compiler::new()
+        .compile(&same_policy_in_namespaces(10), &Scope::default())
+        .maps;
+    let tables = |maps: &MapContents| {
+        maps.endpoints
+            .values()
+            .map(|e| e.ingress.tables[0].table)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(tables(&ten).len(), 1, "ten policies, one table");
+    // One entry per pod identity the peer matches (one per namespace), not per policy.
+    assert_eq!(one.rules.len(), 1);
+    assert_eq!(ten.rules.len(), 10);
+    assert!(allows(
+        &ten,
+        &tcp("10.42.1.3", "10.42.1.7", 53),
+        Direction::ToEndpoint
+    ));
+    assert!(!allows(
+        &ten,
+        &tcp("10.42.1.3", "10.42.1.7", 54),
+        Direction::ToEndpoint
+    ));
+}
+
+#[test]
+fn an_endpoint_selected_by_more_policies_than_slots_merges_the_rest_exactly() {
+    let mut manifests = vec![PODS.to_owned()];
+    // 20 policies on backend, policy i opening TCP port 1000 + i to frontend.
+    for i in 0..20 {
+        manifests.push(format!(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p{i:02}, namespace: default}}
+spec:
+  podSelector: {{matchLabels: {{app: backend}}}}
+  ingress:
+  - from: [{{podSelector: {{matchLabels: {{app: frontend}}}}}}]
+    ports: [{{port: {}}}]
+"#,
+            1000 + i
+        ));
+    }
+    let refs: Vec<&str> = manifests.iter().map(String::as_str).collect();
+    let compiled = Compiler::new().compile(&cluster(&refs), &Scope::default());
+    let maps = &compiled.maps;
+    let backend = &maps.endpoints[&policy_common::endpoint::EndpointKey {
+        addr: super::identity_addr(BACKEND.parse().expect("addr")),
+    }];
+    assert_eq!(
+        backend.ingress.count as usize,
+        policy_common::endpoint::MAX_TABLES
+    );
+    for i in 0..20 {
+        assert!(
+            allows(
+                maps,
+                &tcp(FRONTEND, BACKEND, 1000 + i),
+                Direction::ToEndpoint
+            ),
+            "port {}",
+            1000 + i
+        );
+    }
+    assert!(!allows(
+        maps,
+        &tcp(FRONTEND, BACKEND, 1020),
+        Direction::ToEndpoint
+    ));
+    // The last port comes from p19, the fifth policy of the merged 16th table.
+    let decision =
+        crate::replay::decide(maps, &tcp(FRONTEND, BACKEND, 1019), Direction::ToEndpoint);
+    let crate::replay::Reason::Rule { slot, rule_ref } = decision.reason else {
+        panic!("decided by a rule: {decision:?}");
+    };
+    assert_eq!(
+        compiled.explain(
+            BACKEND.parse().expect("addr"),
+            super::Direction::Ingress,
+            slot,
+            rule_ref
+        ),
+        Some("NetworkPolicy default/p19 ingress[0]".to_owned())
+    );
+}
+
+#[test]
+fn a_verdict_is_explained_by_the_policy_rule_that_made_it() {
+    let compiled = Compiler::new().compile(
+        &cluster(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]),
+        &Scope::default(),
+    );
+    let decision = crate::replay::decide(
+        &compiled.maps,
+        &tcp(FRONTEND, BACKEND, 8000),
+        Direction::ToEndpoint,
+    );
+    assert!(decision.allowed);
+    let crate::replay::Reason::Rule { slot, rule_ref } = decision.reason else {
+        panic!("decided by a rule: {decision:?}");
+    };
+    assert_eq!(
+        compiled.explain(
+            BACKEND.parse().expect("addr"),
+            super::Direction::Ingress,
+            slot,
+            rule_ref
+        ),
+        Some("NetworkPolicy default/allow-frontend-to-backend ingress[0]".to_owned())
+    );
+    let denied = crate::replay::decide(
+        &compiled.maps,
+        &tcp(OTHER, BACKEND, 8000),
+        Direction::ToEndpoint,
+    );
+    assert_eq!(denied.reason, crate::replay::Reason::NoRule);
+}
+
+#[test]
+fn adding_a_policy_touches_only_its_own_entries_and_its_endpoints() {
+    let mut compiler = Compiler::new();
+    let mut cluster = cluster(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]);
+    let before = compiler.compile(&cluster, &Scope::default()).maps;
+    let mut added = cluster
+        .policies
+        .get(&("default".to_owned(), "allow-frontend-to-backend".to_owned()))
+        .expect("policy")
+        .clone();
+    added.name = "allow-frontend-to-backend-9000".into();
+    if let Some(rule) = added.ingress.as_mut().and_then(|r| r.first_mut()) {
+        rule.ports = Some(vec![crate::model::PortMatch::Range {
+            protocol: crate::model::Protocol::Tcp,
+            first: 9000,
+            last: 9000,
+        }]);
+    }
+    cluster
+        .policies
+        .insert((added.namespace.clone(), added.name.clone()), added);
+    let after = compiler.compile(&cluster, &Scope::default()).maps;
+    assert_eq!(before.identities, after.identities, "no identity moves");
+    let new_rules: Vec<_> = after
+        .rules
+        .keys()
+        .filter(|k| !before.rules.contains_key(k))
+        .collect();
+    assert_eq!(new_rules.len(), 1, "one new entry: frontend on 9000");
+    assert!(before.rules.keys().all(|k| after.rules.contains_key(k)));
+    let moved: Vec<_> = after
+        .endpoints
+        .iter()
+        .filter(|(k, v)| before.endpoints.get(k) != Some(v))
+        .collect();
+    assert_eq!(moved.len(), 2, "the two backends get the new table");
+    assert!(allows(
+        &after,
+        &tcp(FRONTEND, BACKEND, 9000),
+        Direction::ToEndpoint
+    ));
+}
