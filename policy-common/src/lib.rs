@@ -12,7 +12,9 @@
 #![no_std]
 
 pub mod conntrack;
+pub mod counters;
 pub mod endpoint;
+pub mod fragment;
 pub mod identity;
 pub mod rule;
 
@@ -23,6 +25,11 @@ pub mod map_names {
     pub const IDENTITIES: &str = "PALISADE_IDENTITIES";
     pub const RULES: &str = "PALISADE_RULES";
     pub const CONNTRACK: &str = "PALISADE_CONNTRACK";
+    pub const FRAGMENTS: &str = "PALISADE_FRAGMENTS";
+    pub const COUNTERS: &str = "PALISADE_COUNTERS";
+
+    /// Every map the agent pins.
+    pub const ALL: [&str; 6] = [ENDPOINTS, IDENTITIES, RULES, CONNTRACK, FRAGMENTS, COUNTERS];
 }
 
 /// Names of the programs in the eBPF object.
@@ -40,7 +47,17 @@ pub mod capacity {
     pub const IDENTITIES: u32 = 131_072;
     pub const RULES: u32 = 262_144;
     pub const CONNTRACK: u32 = 65_536;
+    /// Fragmented packets in flight.
+    pub const FRAGMENTS: u32 = 8192;
+    /// Endpoint interfaces counted.
+    pub const COUNTERS: u32 = 4096;
 }
+
+/// Protocol number the datapath matches a packet with when it cannot find the packet's
+/// transport header (an IPv6 extension-header chain longer than it walks, or one it cannot
+/// read past): reserved by IANA, so no rule names it, and only rules that allow every
+/// protocol match it.
+pub const PROTOCOL_UNKNOWN: u8 = 255;
 
 /// The 16-byte form of an IPv4 address (`::ffff:a.b.c.d`).
 #[inline(always)]

@@ -15,14 +15,16 @@ mod verdict;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    btf_maps::{HashMap, LpmTrie, LruHashMap},
+    btf_maps::{HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap},
     macros::{btf_map, classifier},
     programs::TcContext,
 };
 use policy_common::{
     capacity,
     conntrack::{ConntrackKey, ConntrackValue},
+    counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
+    fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentityValue},
     rule::{RuleKey, RuleValue},
 };
@@ -50,6 +52,17 @@ static PALISADE_CONNTRACK: LruHashMap<
     { capacity::CONNTRACK as usize },
 > = LruHashMap::new();
 
+#[btf_map]
+static PALISADE_FRAGMENTS: LruHashMap<
+    FragmentKey,
+    FragmentValue,
+    { capacity::FRAGMENTS as usize },
+> = LruHashMap::new();
+
+#[btf_map]
+static PALISADE_COUNTERS: LruPerCpuHashMap<u32, Counters, { capacity::COUNTERS as usize }> =
+    LruPerCpuHashMap::new();
+
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
     tc_verdict(&ctx, Direction::FromEndpoint)
@@ -62,19 +75,53 @@ pub fn palisade_to_endpoint(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
-    let verdict = match packet::parse(ctx) {
-        Ok(Parsed::Infrastructure) => Verdict::Allow,
-        // SAFETY: the context's skb pointer is valid for the whole program run.
-        Ok(Parsed::Ip(flow)) => {
-            verdict::decide(&flow, direction, unsafe { (*ctx.skb.skb).ifindex })
-        }
+    // SAFETY: the context's skb pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let (verdict, outcome) = match packet::parse(ctx) {
+        Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
+        Ok(Parsed::Ip(flow)) => match verdict::decide(&flow, direction, ifindex) {
+            Verdict::Allow => (Verdict::Allow, Outcome::Allowed),
+            Verdict::Deny => (Verdict::Deny, Outcome::Denied),
+        },
         // Truncated or malformed headers: fail closed.
-        Err(()) => Verdict::Deny,
+        Err(()) => (Verdict::Deny, Outcome::Malformed),
     };
+    count(ifindex, outcome);
     match verdict {
         // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
         Verdict::Allow => TC_ACT_UNSPEC,
         Verdict::Deny => TC_ACT_SHOT,
+    }
+}
+
+enum Outcome {
+    Allowed,
+    Denied,
+    Malformed,
+}
+
+/// Counts the packet for its interface on this CPU (no atomics needed: per-CPU slots).
+#[inline(always)]
+fn count(ifindex: u32, outcome: Outcome) {
+    let slot = match PALISADE_COUNTERS.get_ptr_mut(ifindex) {
+        Some(slot) => slot,
+        None => {
+            // First packet on this interface (or the entry was evicted): start it. A failed
+            // insert only loses this count.
+            let _ = PALISADE_COUNTERS.insert(ifindex, Counters::default(), 0);
+            match PALISADE_COUNTERS.get_ptr_mut(ifindex) {
+                Some(slot) => slot,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: a per-CPU slot of this CPU, valid for the program run; nothing else writes it
+    // concurrently.
+    let counters = unsafe { &mut *slot };
+    match outcome {
+        Outcome::Allowed => counters.allowed += 1,
+        Outcome::Denied => counters.denied += 1,
+        Outcome::Malformed => counters.malformed += 1,
     }
 }
 

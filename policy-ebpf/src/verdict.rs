@@ -3,13 +3,16 @@
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use policy_common::{
     conntrack::{ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue},
-    endpoint::{EndpointKey, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
+    endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
+    fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, action},
 };
 
 use crate::{
-    PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_IDENTITIES, PALISADE_RULES, packet::Flow,
+    PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES,
+    PALISADE_RULES,
+    packet::{Flow, Fragment},
 };
 
 #[derive(Clone, Copy)]
@@ -20,6 +23,7 @@ pub enum Direction {
     ToEndpoint,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
     Deny,
@@ -45,7 +49,51 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
         // Another endpoint's address on this interface: spoofed, drop.
         return Verdict::Deny;
     }
+    let fragment_key = |id| FragmentKey {
+        src: flow.src,
+        dst: flow.dst,
+        id,
+        protocol: flow.protocol,
+        hook: match direction {
+            Direction::FromEndpoint => 0,
+            Direction::ToEndpoint => 1,
+        },
+        _pad: [0; 2],
+    };
+    match flow.fragment {
+        // A later fragment follows its first fragment's verdict, or is dropped.
+        Fragment::Later(id) => {
+            // SAFETY: only the flag is read, immediately.
+            let first_passed =
+                unsafe { PALISADE_FRAGMENTS.get(fragment_key(id)).map(|v| v.allowed) };
+            if first_passed == Some(1) {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            }
+        }
+        Fragment::First(id) => {
+            let verdict = decide_flow(flow, direction, endpoint, peer_addr, this_check);
+            let value = FragmentValue {
+                allowed: u32::from(verdict == Verdict::Allow),
+            };
+            // A failed insert (map full) only means the later fragments are dropped.
+            let _ = PALISADE_FRAGMENTS.insert(fragment_key(id), value, 0);
+            verdict
+        }
+        Fragment::No => decide_flow(flow, direction, endpoint, peer_addr, this_check),
+    }
+}
 
+/// The verdict for a packet of a known endpoint: a reply of an allowed connection, or policy.
+#[inline(always)]
+fn decide_flow(
+    flow: &Flow,
+    direction: Direction,
+    endpoint: &EndpointPolicy,
+    peer_addr: [u8; 16],
+    this_check: u32,
+) -> Verdict {
     // A reply: this endpoint's side of the connection was allowed when it was opened
     // (at our egress for a reply delivered to us, at our ingress for a reply we send).
     let forward = ConntrackKey {

@@ -8,11 +8,12 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, LpmTrie, MapData},
+    maps::{HashMap, LpmTrie, MapData, PerCpuHashMap},
     programs::{SchedClassifier, tc::SchedClassifierLinkId},
 };
 use policy_common::{
     conntrack::{ConntrackKey, ConntrackValue},
+    counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentityValue},
     map_names, program_names,
@@ -33,6 +34,12 @@ pub struct Datapath {
     pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
     pub(super) rules: LpmTrie<MapData, RuleKey, RuleValue>,
     pub(super) conntrack: HashMap<MapData, ConntrackKey, ConntrackValue>,
+    pub(super) fragments: HashMap<
+        MapData,
+        policy_common::fragment::FragmentKey,
+        policy_common::fragment::FragmentValue,
+    >,
+    pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
     /// Interface name to (ifindex, links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, Vec<SchedClassifierLinkId>)>,
     pin_dir: PathBuf,
@@ -56,12 +63,7 @@ impl Datapath {
             path: pin_dir.to_owned(),
             source,
         })?;
-        for name in [
-            map_names::ENDPOINTS,
-            map_names::IDENTITIES,
-            map_names::RULES,
-            map_names::CONNTRACK,
-        ] {
+        for name in map_names::ALL {
             let path = pin_dir.join(name);
             match fs::remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "replaced a stale pin"),
@@ -79,6 +81,8 @@ impl Datapath {
         let identities = typed_map(&mut ebpf, map_names::IDENTITIES)?;
         let rules = typed_map(&mut ebpf, map_names::RULES)?;
         let conntrack = typed_map(&mut ebpf, map_names::CONNTRACK)?;
+        let fragments = typed_map(&mut ebpf, map_names::FRAGMENTS)?;
+        let counters = typed_map(&mut ebpf, map_names::COUNTERS)?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
         Ok(Self {
             ebpf,
@@ -86,6 +90,8 @@ impl Datapath {
             identities,
             rules,
             conntrack,
+            fragments,
+            counters,
             attached: BTreeMap::new(),
             pin_dir: pin_dir.to_owned(),
         })
@@ -105,6 +111,51 @@ impl Datapath {
                 map: map_names::CONNTRACK,
                 source,
             })
+    }
+
+    /// Packet counts per endpoint interface (ifindex), summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<u32, Counters>, DataplaneError> {
+        let mut totals = BTreeMap::new();
+        for entry in self.counters.iter() {
+            let (ifindex, per_cpu) = entry.map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: map_names::COUNTERS,
+                source,
+            })?;
+            let total: &mut Counters = totals.entry(ifindex).or_default();
+            for cpu in per_cpu.iter() {
+                total.allowed += cpu.allowed;
+                total.denied += cpu.denied;
+                total.malformed += cpu.malformed;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Forgets every recorded first-fragment verdict.
+    pub fn clear_fragments(&mut self) -> Result<(), DataplaneError> {
+        let keys: Vec<_> = self
+            .fragments
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: map_names::FRAGMENTS,
+                source,
+            })?;
+        for key in keys {
+            match self.fragments.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(DataplaneError::MapUpdate {
+                        operation: "remove",
+                        map: map_names::FRAGMENTS,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Forgets every tracked flow: replies are checked against policy again until their

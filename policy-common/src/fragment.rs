@@ -1,0 +1,36 @@
+//! `PALISADE_FRAGMENTS`: the verdict of each fragmented packet's first fragment.
+//!
+//! Only the first fragment of an IPv4 or IPv6 packet carries the transport header, so only it
+//! can be decided by port. The program decides the first fragment like any packet and records
+//! the verdict under the packet's (addresses, identification, protocol, hook); later fragments
+//! pass only if that record says their first fragment passed at the same hook. A later
+//! fragment that arrives before its first one, or whose record was evicted, is dropped: never
+//! decided as a packet without ports.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// IPv4 identification (16 bits) or IPv6 fragment identification (32 bits).
+    pub id: u32,
+    /// The upper-layer protocol.
+    pub protocol: u8,
+    /// 0: `palisade_from_endpoint`, 1: `palisade_to_endpoint`.
+    pub hook: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragmentValue {
+    /// 1 when the first fragment passed.
+    pub allowed: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C); 16 + 16 + 4 + 1 + 1 + 2 = 40 bytes, no padding.
+unsafe impl aya::Pod for FragmentKey {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), one u32.
+unsafe impl aya::Pod for FragmentValue {}
