@@ -1,4 +1,5 @@
-//! `PALISADE_CONNTRACK`: connections the policy allowed, so their replies pass.
+//! `PALISADE_CONNTRACK`: connections the policy allowed, their state, and when policy last
+//! confirmed them.
 //!
 //! NetworkPolicy allows connections, not packets: the reply to an allowed connection must pass
 //! even where its direction is isolated. Each check that allows a packet records the flow (as
@@ -7,22 +8,60 @@
 //! * the source endpoint's egress check sets [`ALLOWED_BY_EGRESS`];
 //! * the destination endpoint's ingress check sets [`ALLOWED_BY_INGRESS`].
 //!
-//! A packet whose reversed tuple is recorded is a reply: at the replying endpoint's egress it
-//! passes if the original was allowed by that endpoint's ingress, and at the original sender's
-//! ingress it passes if the original was allowed by that sender's egress. Packets in the
-//! original direction are checked against policy every time, so removing a policy stops them.
-//! LRU hash: under pressure the oldest flows are forgotten (their replies are then checked
-//! against policy like any packet). TCP state and timeouts come with the stateful issue.
+//! Later packets of the flow pass their check without a policy lookup; a packet whose reversed
+//! tuple is recorded is a reply: at the replying endpoint's egress it passes if the original
+//! was allowed by that endpoint's ingress, and at the original sender's ingress if the original
+//! was allowed by that sender's egress. ICMP errors quoting a tracked flow pass as related.
+//!
+//! Every entry carries, per check, the policy generation (`PALISADE_CONFIG`) at which policy
+//! last allowed it. The agent bumps the generation after each change it programs; the next
+//! packet of a flow whose stamp is older is checked against policy again, and a flow policy no
+//! longer allows is cut (its entry removed, the packet dropped). So revoking an allow cuts
+//! established connections at their next packet, where Calico and Cilium let them live on.
+//!
+//! Entries expire by protocol state ([`timeout`]); an expired or evicted (LRU) entry is simply
+//! absent, and a packet without an entry is decided by policy like any first packet: losing an
+//! entry can drop a reply, never pass one policy would not.
 
 pub const ALLOWED_BY_EGRESS: u32 = 1;
 pub const ALLOWED_BY_INGRESS: u32 = 1 << 1;
+
+/// Index of each check's generation stamp in [`ConntrackValue::generation`].
+pub const EGRESS_CHECK: usize = 0;
+pub const INGRESS_CHECK: usize = 1;
+
+/// Connection states ([`ConntrackValue::state`]).
+pub mod state {
+    /// Opened (a TCP SYN, or the first packet of another protocol); no reply seen yet.
+    pub const NEW: u32 = 0;
+    /// A reply was seen.
+    pub const ESTABLISHED: u32 = 1;
+    /// TCP: a FIN was seen; the connection is closing.
+    pub const CLOSING: u32 = 2;
+    /// TCP: a RST was seen.
+    pub const CLOSED: u32 = 3;
+}
+
+/// How long an entry lives after its last packet, by protocol and state, in nanoseconds.
+pub mod timeout {
+    const SECOND: u64 = 1_000_000_000;
+    /// TCP before the reply (a SYN nobody answers).
+    pub const TCP_NEW: u64 = 60 * SECOND;
+    pub const TCP_ESTABLISHED: u64 = 2 * 60 * 60 * SECOND;
+    pub const TCP_CLOSING: u64 = 30 * SECOND;
+    pub const TCP_CLOSED: u64 = 10 * SECOND;
+    /// UDP, ICMP echo and every other protocol.
+    pub const OTHER: u64 = 60 * SECOND;
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConntrackKey {
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    /// Host order; 0 for protocols without ports.
+    /// Host order; 0 for protocols without ports. ICMP echo: the request has the identifier
+    /// as `sport` and 0 as `dport`, the reply the other way round, so one is the other's
+    /// reversed tuple.
     pub sport: u16,
     pub dport: u16,
     pub protocol: u8,
@@ -34,11 +73,36 @@ pub struct ConntrackKey {
 pub struct ConntrackValue {
     /// [`ALLOWED_BY_EGRESS`] | [`ALLOWED_BY_INGRESS`].
     pub flags: u32,
+    /// One of [`state`].
+    pub state: u32,
+    /// `bpf_ktime_get_ns` of the last packet.
+    pub last_seen_ns: u64,
+    /// Policy generation at which each check ([`EGRESS_CHECK`], [`INGRESS_CHECK`]) last
+    /// allowed the flow.
+    pub generation: [u32; 2],
+}
+
+impl ConntrackValue {
+    /// Whether the entry has outlived its state's timeout at `now_ns`.
+    #[inline(always)]
+    pub fn expired(&self, protocol: u8, now_ns: u64) -> bool {
+        let ttl = if protocol == 6 {
+            match self.state {
+                state::ESTABLISHED => timeout::TCP_ESTABLISHED,
+                state::CLOSING => timeout::TCP_CLOSING,
+                state::CLOSED => timeout::TCP_CLOSED,
+                _ => timeout::TCP_NEW,
+            }
+        } else {
+            timeout::OTHER
+        };
+        now_ns.saturating_sub(self.last_seen_ns) > ttl
+    }
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C); 16 + 16 + 2 + 2 + 1 + 3 = 40 bytes, no padding.
 unsafe impl aya::Pod for ConntrackKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), one u32.
+// SAFETY: repr(C); u32, u32, u64, [u32; 2]: 24 bytes, no padding.
 unsafe impl aya::Pod for ConntrackValue {}

@@ -27,9 +27,21 @@ pub mod map_names {
     pub const CONNTRACK: &str = "PALISADE_CONNTRACK";
     pub const FRAGMENTS: &str = "PALISADE_FRAGMENTS";
     pub const COUNTERS: &str = "PALISADE_COUNTERS";
+    pub const CONFIG: &str = "PALISADE_CONFIG";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 6] = [ENDPOINTS, IDENTITIES, RULES, CONNTRACK, FRAGMENTS, COUNTERS];
+    pub const ALL: [&str; 7] = [
+        ENDPOINTS, IDENTITIES, RULES, CONNTRACK, FRAGMENTS, COUNTERS, CONFIG,
+    ];
+}
+
+/// `PALISADE_CONFIG`: an array of u32 settings the agent writes and the programs read.
+pub mod config {
+    /// The policy generation: bumped by the agent after every change it programs; tracked
+    /// connections stamped with an older one are checked against policy again.
+    pub const GENERATION: u32 = 0;
+    /// Number of slots.
+    pub const LEN: u32 = 1;
 }
 
 /// Names of the programs in the eBPF object.

@@ -15,12 +15,12 @@ mod verdict;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    btf_maps::{HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
     macros::{btf_map, classifier},
     programs::TcContext,
 };
 use policy_common::{
-    capacity,
+    capacity, config,
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
@@ -30,7 +30,7 @@ use policy_common::{
 };
 
 use crate::{
-    packet::Parsed,
+    packet::{Flow, Parsed},
     verdict::{Direction, Verdict},
 };
 
@@ -63,6 +63,16 @@ static PALISADE_FRAGMENTS: LruHashMap<
 static PALISADE_COUNTERS: LruPerCpuHashMap<u32, Counters, { capacity::COUNTERS as usize }> =
     LruPerCpuHashMap::new();
 
+/// Where the parser writes the packet's description. A map value rather than the stack: it
+/// keeps the stack small, and the verifier does not track the contents of map memory, so the
+/// parser's many exit paths (each with its own constants) converge before the decision instead
+/// of multiplying its paths.
+#[btf_map]
+static PALISADE_SCRATCH: PerCpuArray<Flow, 1> = PerCpuArray::new();
+
+#[btf_map]
+static PALISADE_CONFIG: Array<u32, { config::LEN as usize }> = Array::new();
+
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
     tc_verdict(&ctx, Direction::FromEndpoint)
@@ -77,9 +87,16 @@ pub fn palisade_to_endpoint(ctx: TcContext) -> i32 {
 fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     // SAFETY: the context's skb pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (verdict, outcome) = match packet::parse(ctx) {
+    let Some(flow) = PALISADE_SCRATCH.get_ptr_mut(0) else {
+        // Not reachable (index 0 of a one-slot array); fail closed all the same.
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: this CPU's slot, used by nothing else during the program run.
+    let flow = unsafe { &mut *flow };
+    *flow = Flow::EMPTY;
+    let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
-        Ok(Parsed::Ip(flow)) => match verdict::decide(&flow, direction, ifindex) {
+        Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex) {
             Verdict::Allow => (Verdict::Allow, Outcome::Allowed),
             Verdict::Deny => (Verdict::Deny, Outcome::Denied),
         },

@@ -11,6 +11,7 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
 
+const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
@@ -55,21 +56,88 @@ pub struct Flow {
     pub sport: u16,
     pub dport: u16,
     pub fragment: Fragment,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// ICMP and ICMPv6 errors: the flow of the packet they quote.
+    pub quoted: Quoted,
+}
+
+/// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
+/// with a flag rather than an `Option`: every byte is always initialised, which the verifier
+/// insists on when the value is copied around.
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    /// Whether the rest is a quoted tuple at all.
+    pub valid: bool,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub protocol: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// What the transport header says.
+struct Transport {
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    quoted: Quoted,
+}
+
+impl Quoted {
+    pub const NONE: Quoted = Quoted {
+        valid: false,
+        src: [0; 16],
+        dst: [0; 16],
+        protocol: 0,
+        sport: 0,
+        dport: 0,
+    };
+}
+
+const NO_TRANSPORT: Transport = Transport {
+    sport: 0,
+    dport: 0,
+    tcp_flags: 0,
+    quoted: Quoted::NONE,
+};
+
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
 }
 
 pub enum Parsed {
     /// Link-layer plumbing every endpoint needs to reach anything (ARP, IPv6 neighbour
     /// discovery and MLD). NetworkPolicy does not govern it; Calico and Cilium pass it too.
     Infrastructure,
-    Ip(Flow),
+    /// An IP packet, described in the `Flow` passed to [`parse`].
+    Ip,
 }
 
-#[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
+impl Flow {
+    pub const EMPTY: Flow = Flow {
+        src: [0; 16],
+        dst: [0; 16],
+        protocol: 0,
+        sport: 0,
+        dport: 0,
+        fragment: Fragment::No,
+        tcp_flags: 0,
+        quoted: Quoted::NONE,
+    };
+}
+
+/// Parses the frame into `flow`. Not inlined: a BPF subprogram has its own stack frame, which
+/// keeps the parser's temporaries off the decision's stack (512 bytes for the whole chain).
+#[inline(never)]
+pub fn parse(ctx: &TcContext, flow: &mut Flow) -> Result<Parsed, ()> {
     let ether_type = u16::from_be(ctx.load::<u16>(12).map_err(|_| ())?);
     match ether_type {
-        ETH_P_IP => parse_ipv4(ctx),
-        ETH_P_IPV6 => parse_ipv6(ctx),
+        ETH_P_IP => parse_ipv4(ctx, flow),
+        ETH_P_IPV6 => parse_ipv6(ctx, flow),
         ETH_P_ARP => Ok(Parsed::Infrastructure),
         // VLAN tags, MPLS and anything else have no business on a pod interface.
         _ => Err(()),
@@ -77,7 +145,7 @@ pub fn parse(ctx: &TcContext) -> Result<Parsed, ()> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &TcContext) -> Result<Parsed, ()> {
+fn parse_ipv4(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     let version_ihl: u8 = ctx.load(ETH_HDR_LEN).map_err(|_| ())?;
     if version_ihl >> 4 != 4 {
         return Err(());
@@ -106,24 +174,27 @@ fn parse_ipv4(ctx: &TcContext) -> Result<Parsed, ()> {
     } else {
         Fragment::No
     };
-    let (sport, dport) = match fragment {
+    let transport = match fragment {
         // A later fragment has no transport header.
-        Fragment::Later(_) => (0, 0),
+        Fragment::Later(_) => NO_TRANSPORT,
         // A first fragment too short to hold the ports cannot be decided: drop.
-        _ => ports(ctx, protocol, ETH_HDR_LEN + header_len)?,
+        _ => transport(ctx, protocol, ETH_HDR_LEN + header_len)?,
     };
-    Ok(Parsed::Ip(Flow {
+    *out = Flow {
         src: ipv4_mapped(src),
         dst: ipv4_mapped(dst),
         protocol,
-        sport,
-        dport,
+        sport: transport.sport,
+        dport: transport.dport,
         fragment,
-    }))
+        tcp_flags: transport.tcp_flags,
+        quoted: transport.quoted,
+    };
+    Ok(Parsed::Ip)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
+fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     let version: u8 = ctx.load(ETH_HDR_LEN).map_err(|_| ())?;
     if version >> 4 != 6 {
         return Err(());
@@ -168,14 +239,17 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
                 offset += 8;
                 if offset_flags >> 3 != 0 {
                     // A later fragment: what follows is payload, not headers.
-                    return Ok(Parsed::Ip(Flow {
+                    *out = Flow {
                         src,
                         dst,
                         protocol: next,
                         sport: 0,
                         dport: 0,
                         fragment: Fragment::Later(id),
-                    }));
+                        tcp_flags: 0,
+                        quoted: Quoted::NONE,
+                    };
+                    return Ok(Parsed::Ip);
                 }
                 if offset_flags & 1 != 0 {
                     fragment = Fragment::First(id);
@@ -189,14 +263,17 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
     }
     if !walked_to_the_end {
         // More extension headers than we walk: no transport header we could trust.
-        return Ok(Parsed::Ip(Flow {
+        *out = Flow {
             src,
             dst,
             protocol: PROTOCOL_UNKNOWN,
             sport: 0,
             dport: 0,
             fragment,
-        }));
+            tcp_flags: 0,
+            quoted: Quoted::NONE,
+        };
+        return Ok(Parsed::Ip);
     }
     if next == IPPROTO_ICMPV6 && matches!(fragment, Fragment::No) {
         let icmp_type: u8 = ctx.load(offset).map_err(|_| ())?;
@@ -206,15 +283,18 @@ fn parse_ipv6(ctx: &TcContext) -> Result<Parsed, ()> {
             return Ok(Parsed::Infrastructure);
         }
     }
-    let (sport, dport) = ports(ctx, next, offset)?;
-    Ok(Parsed::Ip(Flow {
+    let transport = transport(ctx, next, offset)?;
+    *out = Flow {
         src,
         dst,
         protocol: next,
-        sport,
-        dport,
+        sport: transport.sport,
+        dport: transport.dport,
         fragment,
-    }))
+        tcp_flags: transport.tcp_flags,
+        quoted: transport.quoted,
+    };
+    Ok(Parsed::Ip)
 }
 
 #[inline(always)]
@@ -224,15 +304,131 @@ fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
 
 /// (source, destination) port: TCP, UDP and SCTP all start with them.
 #[inline(always)]
-fn ports(ctx: &TcContext, protocol: u8, l4_offset: usize) -> Result<(u16, u16), ()> {
+fn ports(ctx: &TcContext, l4_offset: usize) -> Result<(u16, u16), ()> {
+    let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| ())?;
+    Ok((
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    ))
+}
+
+#[inline(always)]
+fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize) -> Result<Transport, ()> {
     match protocol {
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
-            let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| ())?;
-            Ok((
-                u16::from_be_bytes([ports[0], ports[1]]),
-                u16::from_be_bytes([ports[2], ports[3]]),
-            ))
+        IPPROTO_TCP => {
+            let (sport, dport) = ports(ctx, l4_offset)?;
+            let flags: u8 = ctx.load(l4_offset + 13).map_err(|_| ())?;
+            Ok(Transport {
+                sport,
+                dport,
+                tcp_flags: flags,
+                quoted: Quoted::NONE,
+            })
         }
+        IPPROTO_UDP | IPPROTO_SCTP => {
+            let (sport, dport) = ports(ctx, l4_offset)?;
+            Ok(Transport {
+                sport,
+                dport,
+                tcp_flags: 0,
+                quoted: Quoted::NONE,
+            })
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp(ctx, protocol, l4_offset),
+        _ => Ok(NO_TRANSPORT),
+    }
+}
+
+/// ICMP: echo requests and replies are tracked by identifier (as ports, so the reply is the
+/// request's reversed tuple); errors carry the packet they are about.
+#[inline(always)]
+fn icmp(ctx: &TcContext, protocol: u8, offset: usize) -> Result<Transport, ()> {
+    let header: [u8; 8] = ctx.load(offset).map_err(|_| ())?;
+    let id = u16::from_be_bytes([header[4], header[5]]);
+    let v6 = protocol == IPPROTO_ICMPV6;
+    let (request, reply) = if v6 { (128, 129) } else { (8, 0) };
+    let error = if v6 {
+        matches!(header[0], 1..=4)
+    } else {
+        matches!(header[0], 3 | 11 | 12)
+    };
+    let mut transport = NO_TRANSPORT;
+    if header[0] == request {
+        transport.sport = id;
+    } else if header[0] == reply {
+        transport.dport = id;
+    } else if error {
+        // A quote we cannot read makes the error unrelated, not malformed: policy decides.
+        transport.quoted = if v6 {
+            quoted_ipv6(ctx, offset + 8)
+        } else {
+            quoted_ipv4(ctx, offset + 8)
+        };
+    }
+    Ok(transport)
+}
+
+#[inline(always)]
+fn quoted_ports(ctx: &TcContext, protocol: u8, offset: usize) -> Result<(u16, u16), ()> {
+    match protocol {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => ports(ctx, offset),
         _ => Ok((0, 0)),
+    }
+}
+
+#[inline(always)]
+fn quoted_ipv4(ctx: &TcContext, offset: usize) -> Quoted {
+    let Ok(version_ihl) = ctx.load::<u8>(offset) else {
+        return Quoted::NONE;
+    };
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
+        return Quoted::NONE;
+    }
+    let (Ok(protocol), Ok(src), Ok(dst)) = (
+        ctx.load::<u8>(offset + 9),
+        ctx.load::<[u8; 4]>(offset + 12),
+        ctx.load::<[u8; 4]>(offset + 16),
+    ) else {
+        return Quoted::NONE;
+    };
+    let Ok((sport, dport)) = quoted_ports(ctx, protocol, offset + header_len) else {
+        return Quoted::NONE;
+    };
+    Quoted {
+        valid: true,
+        src: ipv4_mapped(src),
+        dst: ipv4_mapped(dst),
+        protocol,
+        sport,
+        dport,
+    }
+}
+
+#[inline(always)]
+fn quoted_ipv6(ctx: &TcContext, offset: usize) -> Quoted {
+    let Ok(version) = ctx.load::<u8>(offset) else {
+        return Quoted::NONE;
+    };
+    if version >> 4 != 6 {
+        return Quoted::NONE;
+    }
+    let (Ok(protocol), Ok(src), Ok(dst)) = (
+        ctx.load::<u8>(offset + 6),
+        ctx.load::<[u8; 16]>(offset + 8),
+        ctx.load::<[u8; 16]>(offset + 24),
+    ) else {
+        return Quoted::NONE;
+    };
+    let Ok((sport, dport)) = quoted_ports(ctx, protocol, offset + IPV6_HDR_LEN) else {
+        return Quoted::NONE;
+    };
+    Quoted {
+        valid: true,
+        src,
+        dst,
+        protocol,
+        sport,
+        dport,
     }
 }

@@ -1,8 +1,13 @@
 //! The decision: endpoint lookup, reply tracking, peer identity, rule lookup.
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
-    conntrack::{ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue},
+    config,
+    conntrack::{
+        ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
+        INGRESS_CHECK, state,
+    },
     endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
@@ -10,10 +15,12 @@ use policy_common::{
 };
 
 use crate::{
-    PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES,
-    PALISADE_RULES,
-    packet::{Flow, Fragment},
+    PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_FRAGMENTS,
+    PALISADE_IDENTITIES, PALISADE_RULES,
+    packet::{Flow, Fragment, tcp_flags},
 };
+
+const IPPROTO_TCP: u8 = 6;
 
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -29,11 +36,11 @@ pub enum Verdict {
     Deny,
 }
 
-#[inline(always)]
+#[inline(never)]
 pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
-    let (endpoint_addr, peer_addr, this_check) = match direction {
-        Direction::FromEndpoint => (flow.src, flow.dst, ALLOWED_BY_EGRESS),
-        Direction::ToEndpoint => (flow.dst, flow.src, ALLOWED_BY_INGRESS),
+    let (endpoint_addr, peer_addr) = match direction {
+        Direction::FromEndpoint => (flow.src, flow.dst),
+        Direction::ToEndpoint => (flow.dst, flow.src),
     };
     // SAFETY: the value is read in place (it is too large to copy onto the 512-byte stack);
     // the agent replaces an endpoint's value with one map update, never field by field.
@@ -73,7 +80,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
             }
         }
         Fragment::First(id) => {
-            let verdict = decide_flow(flow, direction, endpoint, peer_addr, this_check);
+            let verdict = decide_flow(flow, direction, endpoint, &peer_addr);
             let value = FragmentValue {
                 allowed: u32::from(verdict == Verdict::Allow),
             };
@@ -81,21 +88,39 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
             let _ = PALISADE_FRAGMENTS.insert(fragment_key(id), value, 0);
             verdict
         }
-        Fragment::No => decide_flow(flow, direction, endpoint, peer_addr, this_check),
+        Fragment::No => decide_flow(flow, direction, endpoint, &peer_addr),
     }
 }
 
-/// The verdict for a packet of a known endpoint: a reply of an allowed connection, or policy.
-#[inline(always)]
+/// The verdict for a packet of a known endpoint: a tracked connection, a related ICMP error,
+/// or policy. Not inlined, like the parser, for its own stack frame.
+#[inline(never)]
 fn decide_flow(
     flow: &Flow,
     direction: Direction,
     endpoint: &EndpointPolicy,
-    peer_addr: [u8; 16],
-    this_check: u32,
+    peer_addr: &[u8; 16],
 ) -> Verdict {
-    // A reply: this endpoint's side of the connection was allowed when it was opened
-    // (at our egress for a reply delivered to us, at our ingress for a reply we send).
+    let this_check = match direction {
+        Direction::FromEndpoint => ALLOWED_BY_EGRESS,
+        Direction::ToEndpoint => ALLOWED_BY_INGRESS,
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let generation = PALISADE_CONFIG
+        .get(config::GENERATION)
+        .copied()
+        .unwrap_or(0);
+    let (this_index, counterpart_check, counterpart_index) = match direction {
+        // We send: a reply we send answers what came in through our ingress check.
+        Direction::FromEndpoint => (EGRESS_CHECK, ALLOWED_BY_INGRESS, INGRESS_CHECK),
+        // We receive: a reply we receive answers what left through our egress check.
+        Direction::ToEndpoint => (INGRESS_CHECK, ALLOWED_BY_EGRESS, EGRESS_CHECK),
+    };
+    let (this_policy, counterpart_policy) = match direction {
+        Direction::FromEndpoint => (&endpoint.egress, &endpoint.ingress),
+        Direction::ToEndpoint => (&endpoint.ingress, &endpoint.egress),
+    };
     let forward = ConntrackKey {
         src: flow.src,
         dst: flow.dst,
@@ -112,34 +137,168 @@ fn decide_flow(
         protocol: flow.protocol,
         _pad: [0; 3],
     };
-    // SAFETY: only the flags are read, immediately.
-    let original_flags = unsafe { PALISADE_CONNTRACK.get(original).map(|v| v.flags) };
-    let reply_flag = match direction {
-        // We send the reply: the original came in through our ingress check.
-        Direction::FromEndpoint => ALLOWED_BY_INGRESS,
-        // The reply comes to us: the original left through our egress check.
-        Direction::ToEndpoint => ALLOWED_BY_EGRESS,
-    };
-    if original_flags.is_some_and(|f| f & reply_flag != 0) {
+
+    // The verifier walks every path through the rule loop once per call site, so the
+    // decision below needs policy at most once, from a single call: first find out what to
+    // ask it (and about which tracked entry), then ask.
+    let mut pending = Pending::New;
+    let mut tracked: *mut ConntrackValue = core::ptr::null_mut();
+
+    // A later packet of a flow this check allowed: no policy lookup, unless policy changed
+    // since (then it is checked again, and cut if no longer allowed).
+    if let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(forward) {
+        // SAFETY: the entry stays valid for the program run (RCU); concurrent updates of
+        // its fields by another CPU are benign races on plain integers.
+        let value = unsafe { &mut *entry };
+        if value.flags & this_check != 0 && !value.expired(flow.protocol, now) {
+            if value.generation[this_index] == generation {
+                track(value, flow, false, now);
+                return Verdict::Allow;
+            }
+            pending = Pending::Forward;
+            tracked = entry;
+        }
+    }
+
+    // A reply: this endpoint's side of the connection was allowed when it was opened. The
+    // original's destination port is our reply's source port.
+    if matches!(pending, Pending::New)
+        && let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(original)
+    {
+        // SAFETY: as above.
+        let value = unsafe { &mut *entry };
+        if value.flags & counterpart_check != 0 && !value.expired(flow.protocol, now) {
+            if value.generation[counterpart_index] == generation {
+                track(value, flow, true, now);
+                return Verdict::Allow;
+            }
+            pending = Pending::Reply;
+            tracked = entry;
+        }
+    }
+
+    // An ICMP error about a tracked flow, on its way back to that flow's sender: related.
+    if matches!(pending, Pending::New) && flow.quoted.valid && related(flow) {
         return Verdict::Allow;
     }
 
-    let policy = match direction {
-        Direction::FromEndpoint => &endpoint.egress,
-        Direction::ToEndpoint => &endpoint.ingress,
+    let (policy, port) = match pending {
+        Pending::Reply => (counterpart_policy, flow.sport),
+        _ => (this_policy, flow.dport),
     };
-    let allowed = policy.isolated == 0 || policy_allows(flow, policy, peer_addr);
-    if !allowed {
-        return Verdict::Deny;
+    let allowed = allows(flow.protocol, port, policy, peer_addr);
+    match pending {
+        Pending::New => {
+            if !allowed {
+                return Verdict::Deny;
+            }
+            remember(
+                &forward,
+                flow,
+                this_check | (this_index as u32) << 8,
+                generation,
+                now,
+            );
+        }
+        Pending::Forward | Pending::Reply => {
+            let (key, index, reply) = match pending {
+                Pending::Forward => (&forward, this_index, false),
+                _ => (&original, counterpart_index, true),
+            };
+            if !allowed {
+                // Policy no longer allows the connection: cut it.
+                let _ = PALISADE_CONNTRACK.remove(key);
+                return Verdict::Deny;
+            }
+            // SAFETY: set from a successful lookup above, valid for the program run.
+            let value = unsafe { &mut *tracked };
+            value.generation[index] = generation;
+            track(value, flow, reply, now);
+        }
     }
-    remember(&forward, this_check);
     Verdict::Allow
 }
 
+/// What the packet's decision waits on policy for.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// Nothing tracked: a first packet.
+    New,
+    /// A tracked flow of this check, stamped with an older policy generation.
+    Forward,
+    /// A reply to a tracked flow, stamped with an older policy generation.
+    Reply,
+}
+
+/// Whether an ICMP error quotes a tracked flow and travels back to that flow's sender.
+#[inline(never)]
+fn related(flow: &Flow) -> bool {
+    let quoted = &flow.quoted;
+    quoted.src == flow.dst
+        && (is_tracked(
+            &quoted.src,
+            &quoted.dst,
+            quoted.sport,
+            quoted.dport,
+            quoted.protocol,
+        ) || is_tracked(
+            &quoted.dst,
+            &quoted.src,
+            quoted.dport,
+            quoted.sport,
+            quoted.protocol,
+        ))
+}
+
+/// Whether a direction's policy allows a packet: not isolated, or a table allows it.
 #[inline(always)]
-fn policy_allows(flow: &Flow, policy: &PolicyList, peer_addr: [u8; 16]) -> bool {
+fn allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8; 16]) -> bool {
+    policy.isolated == 0 || policy_allows(protocol, dport, policy, peer_addr)
+}
+
+#[inline(always)]
+fn is_tracked(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, protocol: u8) -> bool {
+    let key = ConntrackKey {
+        src: *src,
+        dst: *dst,
+        sport,
+        dport,
+        protocol,
+        _pad: [0; 3],
+    };
+    // SAFETY: only presence is read.
+    unsafe { PALISADE_CONNTRACK.get(key).is_some() }
+}
+
+/// Follows a tracked connection's state with the packet just passed.
+#[inline(always)]
+fn track(entry: &mut ConntrackValue, flow: &Flow, reply: bool, now: u64) {
+    entry.last_seen_ns = now;
+    if flow.protocol == IPPROTO_TCP {
+        let flags = flow.tcp_flags;
+        if flags & tcp_flags::RST != 0 {
+            entry.state = state::CLOSED;
+        } else if flags & tcp_flags::FIN != 0 {
+            entry.state = state::CLOSING;
+        } else if !reply
+            && flags & tcp_flags::SYN != 0
+            && flags & tcp_flags::ACK == 0
+            && entry.state >= state::CLOSING
+        {
+            // The tuple is reused for a new connection.
+            entry.state = state::NEW;
+        } else if reply && entry.state == state::NEW {
+            entry.state = state::ESTABLISHED;
+        }
+    } else if reply {
+        entry.state = state::ESTABLISHED;
+    }
+}
+
+#[inline(never)]
+fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8; 16]) -> bool {
     let (pod_identity, cidr_identity) = PALISADE_IDENTITIES
-        .get(&Key::new(128, IdentityKey { addr: peer_addr }))
+        .get(&Key::new(128, IdentityKey { addr: *peer_addr }))
         .map_or((identity::WORLD, identity::WORLD), |value| {
             (value.pod_identity, value.cidr_identity)
         });
@@ -149,9 +308,9 @@ fn policy_allows(flow: &Flow, policy: &PolicyList, peer_addr: [u8; 16]) -> bool 
     let mut key = RuleKey {
         table: 0,
         peer_identity: 0,
-        protocol: flow.protocol,
+        protocol,
         _pad: 0,
-        port_be: flow.dport.to_be(),
+        port_be: dport.to_be(),
     };
     // The endpoint's tables in order; the first with a verdict decides. A bounded loop the
     // verifier can check: at most MAX_TABLES tables of at most three lookups each.
@@ -191,21 +350,33 @@ fn policy_allows(flow: &Flow, policy: &PolicyList, peer_addr: [u8; 16]) -> bool 
     false
 }
 
-/// Records that `check` allowed the flow, so its replies pass. Writes only when the bit is
-/// new, keeping established flows off the map-update path.
-#[inline(always)]
-fn remember(flow: &ConntrackKey, check: u32) {
-    // SAFETY: only the flags are read, immediately.
-    let flags = unsafe { PALISADE_CONNTRACK.get(flow).map_or(0, |v| v.flags) };
-    if flags & check == 0 {
-        // A failed insert (map full of in-use entries) only means replies get checked
-        // against policy like any other packet: the safe side.
-        let _ = PALISADE_CONNTRACK.insert(
-            flow,
-            ConntrackValue {
-                flags: flags | check,
-            },
-            0,
-        );
+/// Records that a check allowed the flow at `generation`, so its later packets and replies
+/// pass. `check_and_index`: the check's flag bit, and its stamp index in bits 8 and up (five
+/// arguments is what a BPF subprogram can take).
+#[inline(never)]
+fn remember(key: &ConntrackKey, flow: &Flow, check_and_index: u32, generation: u32, now: u64) {
+    let check = check_and_index & 0xff;
+    let index = if check_and_index >> 8 == 0 { 0 } else { 1 };
+    if let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: as in `decide_flow`.
+        let entry = unsafe { &mut *entry };
+        if !entry.expired(flow.protocol, now) {
+            // The other end's check (same-node traffic) recorded it first.
+            entry.flags |= check;
+            entry.generation[index] = generation;
+            track(entry, flow, false, now);
+            return;
+        }
     }
+    let mut value = ConntrackValue {
+        flags: check,
+        state: state::NEW,
+        last_seen_ns: now,
+        generation: [0; 2],
+    };
+    value.generation[index] = generation;
+    track(&mut value, flow, false, now);
+    // A failed insert (map full of in-use entries) only means later packets and replies are
+    // checked against policy like any other packet: the safe side.
+    let _ = PALISADE_CONNTRACK.insert(key, value, 0);
 }

@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, LpmTrie, MapData, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuHashMap},
     programs::{SchedClassifier, tc::SchedClassifierLinkId},
 };
 use policy_common::{
@@ -40,6 +40,9 @@ pub struct Datapath {
         policy_common::fragment::FragmentValue,
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
+    pub(super) config: Array<MapData, u32>,
+    /// The policy generation last written to `PALISADE_CONFIG`.
+    pub(super) generation: u32,
     /// Interface name to (ifindex, links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, Vec<SchedClassifierLinkId>)>,
     pin_dir: PathBuf,
@@ -83,6 +86,7 @@ impl Datapath {
         let conntrack = typed_map(&mut ebpf, map_names::CONNTRACK)?;
         let fragments = typed_map(&mut ebpf, map_names::FRAGMENTS)?;
         let counters = typed_map(&mut ebpf, map_names::COUNTERS)?;
+        let config = typed_map(&mut ebpf, map_names::CONFIG)?;
         info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
         Ok(Self {
             ebpf,
@@ -92,6 +96,8 @@ impl Datapath {
             conntrack,
             fragments,
             counters,
+            config,
+            generation: 0,
             attached: BTreeMap::new(),
             pin_dir: pin_dir.to_owned(),
         })

@@ -5,6 +5,8 @@
 //! points an endpoint at a new policy id), and only then the deletions in the reverse order.
 //! Policy and identity numbers are never reused (see `compiler::allocator`), so at every moment
 //! each endpoint's policy id refers to a complete rule set: a change is make-before-break.
+//! Last, the policy generation is bumped, so connections tracked under the old policy are
+//! checked against the new one at their next packet.
 
 use std::collections::BTreeMap;
 
@@ -70,7 +72,25 @@ impl Datapath {
                 .map_err(map_err("remove", map_names::RULES))?;
             stats.removed += 1;
         }
+        if stats.written + stats.removed > 0 {
+            self.bump_generation()?;
+        }
         Ok(stats)
+    }
+
+    /// Tells the programs that policy changed: tracked connections are checked against it
+    /// again at their next packet (see `policy_common::conntrack`).
+    pub fn bump_generation(&mut self) -> Result<(), DataplaneError> {
+        let next = self.generation.wrapping_add(1);
+        self.config
+            .set(policy_common::config::GENERATION, next, 0)
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "update",
+                map: map_names::CONFIG,
+                source,
+            })?;
+        self.generation = next;
+        Ok(())
     }
 }
 
