@@ -1,5 +1,7 @@
 //! The example scenarios through the lab with the real agent: the seed walkthrough
-//! (examples/seed/) and dual stack (examples/dual-stack/). Every probe must observe what the
+//! (examples/seed/), dual stack (examples/dual-stack/) and connection tracking on real traffic
+//! (examples/stateful/: replies through isolation both ways, ICMP echo, established
+//! connections kept across a change and cut when their allow is revoked). Every probe must observe what the
 //! scenario expects.
 
 use std::path::Path;
@@ -23,6 +25,14 @@ fn dual_stack_scenario_is_enforced() -> anyhow::Result<()> {
         return Ok(());
     }
     run_example("dual-stack")
+}
+
+#[test]
+fn stateful_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("stateful_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("stateful")
 }
 
 fn run_example(name: &str) -> anyhow::Result<()> {

@@ -26,6 +26,8 @@ fn protocol_name(protocol: Protocol) -> &'static str {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
         Protocol::Sctp => "SCTP",
+        // Upstream's cases probe no ICMP.
+        Protocol::Icmp => "ICMP",
     }
 }
 
@@ -52,6 +54,8 @@ fn container(port: u16, protocol: Protocol) -> Yaml {
     match protocol {
         Protocol::Tcp => spec.push("command", serve_hostname("--tcp")),
         Protocol::Udp => spec.push("command", serve_hostname("--udp")),
+        // The kernel answers echo requests; nothing to serve.
+        Protocol::Icmp => {}
         Protocol::Sctp => {
             spec.push("command", vec!["/agnhost", "porter"]);
             spec.push(

@@ -1,5 +1,6 @@
-//! Probes: a real TCP connection or UDP exchange from one pod to another, which counts as
-//! `allow` only when the payload comes back unchanged within the timeout.
+//! Probes: a real TCP connection, UDP exchange or ICMP echo from one pod to another, which
+//! counts as `allow` only when the payload comes back unchanged within the timeout. A TCP or
+//! UDP probe can keep its connection for a later step to exchange over again ([`Kept`]).
 //!
 //! The socket is created on a thread inside the source pod's namespace (so the traffic leaves
 //! from that pod) and then driven by tokio, so all probes of a step run concurrently.
@@ -7,6 +8,7 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
@@ -45,6 +47,14 @@ pub struct Prepared {
 enum PreparedSocket {
     Tcp(TcpStream),
     Udp(UdpSocket),
+    /// A raw ICMP (or ICMPv6) socket, driven as a datagram socket.
+    Icmp(UdpSocket),
+}
+
+/// A connection a probe kept open (`keep`), for a later probe to exchange over (`over`).
+pub enum Kept {
+    Tcp(tokio::net::TcpStream),
+    Udp(tokio::net::UdpSocket),
 }
 
 /// Why the lab refuses an SCTP probe, and where SCTP is tested instead.
@@ -90,6 +100,16 @@ pub fn prepare(
                 socket.bind(&any.into())?;
                 Ok(PreparedSocket::Udp(socket.into()))
             }
+            Protocol::Icmp => {
+                let protocol = if destination.is_ipv6() {
+                    SockProtocol::ICMPV6
+                } else {
+                    SockProtocol::ICMPV4
+                };
+                let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
+                socket.set_nonblocking(true)?;
+                Ok(PreparedSocket::Icmp(UdpSocket::from(socket)))
+            }
             // Refused above.
             Protocol::Sctp => Err(io::ErrorKind::Unsupported.into()),
         }
@@ -103,25 +123,153 @@ pub fn prepare(
 }
 
 impl Prepared {
-    /// Runs the probe (inside a tokio runtime).
-    pub async fn run(self) -> Observation {
+    /// Runs the probe (inside a tokio runtime); the connection, if it was a TCP or UDP one
+    /// that worked, for the caller to keep or drop.
+    pub async fn run(self) -> (Observation, Option<Kept>) {
         let start = Instant::now();
         let outcome = timeout(
             self.timeout,
             exchange(self.socket, self.destination, &self.payload),
         )
         .await;
-        let (verdict, detail) = match outcome {
-            Ok(Ok(())) => (Verdict::Allow, "echoed".to_owned()),
-            Ok(Err(e)) => (Verdict::Deny, describe(&e)),
-            Err(_) => (Verdict::Deny, "timeout".to_owned()),
+        let (verdict, detail, kept) = match outcome {
+            Ok(Ok(kept)) => (Verdict::Allow, "echoed".to_owned(), kept),
+            Ok(Err(e)) => (Verdict::Deny, describe(&e), None),
+            Err(_) => (Verdict::Deny, "timeout".to_owned(), None),
         };
-        Observation {
-            verdict,
-            detail,
-            elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        (observation(verdict, detail, start), kept)
+    }
+}
+
+fn observation(verdict: Verdict, detail: String, start: Instant) -> Observation {
+    Observation {
+        verdict,
+        detail,
+        elapsed_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Exchanges `payload` over a kept connection: whether the established connection still
+/// works. The connection comes back unless it failed.
+pub async fn run_over(
+    kept: Kept,
+    payload: Vec<u8>,
+    limit: Duration,
+) -> (Observation, Option<Kept>) {
+    let start = Instant::now();
+    let outcome = timeout(limit, exchange_kept(kept, &payload)).await;
+    match outcome {
+        Ok(Ok(kept)) => (
+            observation(Verdict::Allow, "echoed".to_owned(), start),
+            Some(kept),
+        ),
+        Ok(Err(e)) => (observation(Verdict::Deny, describe(&e), start), None),
+        Err(_) => (
+            observation(Verdict::Deny, "timeout".to_owned(), start),
+            None,
+        ),
+    }
+}
+
+async fn exchange_kept(kept: Kept, payload: &[u8]) -> io::Result<Kept> {
+    match kept {
+        Kept::Tcp(mut stream) => {
+            stream.write_all(payload).await?;
+            let mut echoed = vec![0u8; payload.len()];
+            stream.read_exact(&mut echoed).await?;
+            check(payload, &echoed)?;
+            Ok(Kept::Tcp(stream))
+        }
+        Kept::Udp(socket) => {
+            udp_exchange(&socket, payload).await?;
+            Ok(Kept::Udp(socket))
         }
     }
+}
+
+async fn udp_exchange(socket: &tokio::net::UdpSocket, payload: &[u8]) -> io::Result<()> {
+    let mut buf = vec![0u8; payload.len() + 1];
+    // Bounded by the caller's timeout; the count bound is a backstop.
+    for _ in 0..1000 {
+        socket.send(payload).await?;
+        match timeout(UDP_RESEND, socket.recv(&mut buf)).await {
+            Ok(Ok(n)) => return check(payload, &buf[..n]),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+}
+
+/// Identifiers of the lab's echo requests: a raw socket sees every ICMP message of its
+/// namespace, so each probe matches the replies to its own.
+static ECHO_ID: AtomicU16 = AtomicU16::new(0x5000);
+
+async fn icmp_exchange(
+    socket: UdpSocket,
+    destination: SocketAddr,
+    payload: &[u8],
+) -> io::Result<()> {
+    let v6 = destination.is_ipv6();
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    socket.connect(SocketAddr::new(destination.ip(), 0)).await?;
+    let id = ECHO_ID.fetch_add(1, Ordering::Relaxed);
+    let (request, reply) = if v6 { (128u8, 129u8) } else { (8, 0) };
+    let mut message = vec![request, 0, 0, 0];
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&1u16.to_be_bytes());
+    message.extend_from_slice(payload);
+    if !v6 {
+        // ICMPv6 checksums (over a pseudo-header) are filled in by the kernel; ICMP's are not.
+        let sum = checksum(&message);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..1000 {
+        socket.send(&message).await?;
+        let deadline = Instant::now() + UDP_RESEND;
+        // Other messages (other probes' replies) are skipped until this round's deadline.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(received) = timeout(left, socket.recv(&mut buf)).await else {
+                break;
+            };
+            let n = received?;
+            // A raw IPv4 socket hands over the IP header too; an ICMPv6 one does not.
+            let icmp = if v6 {
+                &buf[..n]
+            } else {
+                let header = usize::from(buf.first().copied().unwrap_or(0) & 0x0f) * 4;
+                buf.get(header..n).unwrap_or_default()
+            };
+            if icmp.len() >= 8
+                && icmp[0] == reply
+                && icmp[4..6] == id.to_be_bytes()
+                && &icmp[8..] == payload
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| {
+            u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]))
+        })
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "folded to 16 bits above")]
+    let folded = sum as u16;
+    !folded
 }
 
 fn describe(e: &io::Error) -> String {
@@ -139,7 +287,7 @@ async fn exchange(
     socket: PreparedSocket,
     destination: SocketAddr,
     payload: &[u8],
-) -> io::Result<()> {
+) -> io::Result<Option<Kept>> {
     match socket {
         PreparedSocket::Tcp(stream) => {
             let socket = tokio::net::TcpSocket::from_std_stream(stream);
@@ -147,22 +295,18 @@ async fn exchange(
             stream.write_all(payload).await?;
             let mut echoed = vec![0u8; payload.len()];
             stream.read_exact(&mut echoed).await?;
-            check(payload, &echoed)
+            check(payload, &echoed)?;
+            Ok(Some(Kept::Tcp(stream)))
         }
         PreparedSocket::Udp(socket) => {
             let socket = tokio::net::UdpSocket::from_std(socket)?;
             socket.connect(destination).await?;
-            let mut buf = vec![0u8; payload.len() + 1];
-            // Bounded by the caller's timeout; the count bound is a backstop.
-            for _ in 0..1000 {
-                socket.send(payload).await?;
-                match timeout(UDP_RESEND, socket.recv(&mut buf)).await {
-                    Ok(Ok(n)) => return check(payload, &buf[..n]),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {}
-                }
-            }
-            Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+            udp_exchange(&socket, payload).await?;
+            Ok(Some(Kept::Udp(socket)))
+        }
+        PreparedSocket::Icmp(socket) => {
+            icmp_exchange(socket, destination, payload).await?;
+            Ok(None)
         }
     }
 }

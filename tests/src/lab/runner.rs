@@ -49,6 +49,8 @@ pub struct Lab {
     steps: Vec<StepReport>,
     seen_errors: Vec<String>,
     resources: Resources,
+    /// Connections probes kept open (`keep`), by name.
+    kept: std::collections::HashMap<String, probes::Kept>,
 }
 
 /// Runs a whole scenario and returns what it observed. Errors mean the lab could not run
@@ -146,6 +148,7 @@ impl Lab {
             steps: Vec::new(),
             seen_errors: Vec::new(),
             resources,
+            kept: std::collections::HashMap::new(),
         };
         lab.start_servers(scenario)?;
         lab.write_initial(scenario)?;
@@ -288,26 +291,57 @@ impl Lab {
     }
 
     /// All probes of a step at once: sockets are made in the source namespaces first, then
-    /// driven concurrently.
-    fn run_probes(&self, number: usize, probes: &[Probe]) -> anyhow::Result<Vec<ProbeResult>> {
-        let mut prepared: Vec<Prepared> = Vec::with_capacity(probes.len());
+    /// driven concurrently. Probes `over` a kept connection use it instead of a new one.
+    fn run_probes(&mut self, number: usize, probes: &[Probe]) -> anyhow::Result<Vec<ProbeResult>> {
+        enum Task {
+            New(Prepared),
+            Over(probes::Kept),
+            /// The kept connection already failed in an earlier step.
+            Gone,
+        }
+        let mut tasks: Vec<Task> = Vec::with_capacity(probes.len());
+        let mut payloads = Vec::with_capacity(probes.len());
         for (i, probe) in probes.iter().enumerate() {
-            let source = &self.pod_netns[self.pod_index(&probe.from)?];
             let payload = format!(
                 "palisade-lab {} step {number} probe {i}: {} -> {}:{}/{}\n",
                 self.id, probe.from, probe.to, probe.port, probe.protocol
             );
-            prepared.push(probes::prepare(
-                source,
-                probe,
-                self.destination(probe)?,
-                payload.into_bytes(),
-            )?);
+            payloads.push(payload.clone().into_bytes());
+            let task = match &probe.over {
+                Some(name) => self.kept.remove(name).map_or(Task::Gone, Task::Over),
+                None => {
+                    let source = &self.pod_netns[self.pod_index(&probe.from)?];
+                    Task::New(probes::prepare(
+                        source,
+                        probe,
+                        self.destination(probe)?,
+                        payload.into_bytes(),
+                    )?)
+                }
+            };
+            tasks.push(task);
         }
         let runtime = self.runtime()?;
-        let handles: Vec<_> = prepared
+        let handles: Vec<_> = tasks
             .into_iter()
-            .map(|p| runtime.spawn(p.run()))
+            .zip(probes.iter().zip(payloads))
+            .map(|(task, (probe, payload))| {
+                let limit = std::time::Duration::from_millis(probe.timeout_ms());
+                runtime.spawn(async move {
+                    match task {
+                        Task::New(prepared) => prepared.run().await,
+                        Task::Over(kept) => probes::run_over(kept, payload, limit).await,
+                        Task::Gone => (
+                            probes::Observation {
+                                verdict: crate::lab::scenario::Verdict::Deny,
+                                detail: "connection already broken".to_owned(),
+                                elapsed_ms: 0,
+                            },
+                            None,
+                        ),
+                    }
+                })
+            })
             .collect();
         let observations = runtime.block_on(async {
             let mut out = Vec::with_capacity(handles.len());
@@ -316,25 +350,26 @@ impl Lab {
             }
             out
         });
-        probes
-            .iter()
-            .zip(observations)
-            .map(|(probe, observation)| {
-                let observation = observation.context("a probe task failed")?;
-                Ok(ProbeResult {
-                    from: probe.from.to_string(),
-                    to: probe.to.to_string(),
-                    port: probe.port,
-                    protocol: probe.protocol,
-                    family: probe.family,
-                    expect: probe.expect,
-                    ok: observation.verdict == probe.expect,
-                    observed: observation.verdict,
-                    detail: observation.detail,
-                    elapsed_ms: observation.elapsed_ms,
-                })
-            })
-            .collect()
+        let mut results = Vec::with_capacity(probes.len());
+        for (probe, observation) in probes.iter().zip(observations) {
+            let (observation, kept) = observation.context("a probe task failed")?;
+            if let (Some(kept), Some(name)) = (kept, probe.keep.as_ref().or(probe.over.as_ref())) {
+                self.kept.insert(name.clone(), kept);
+            }
+            results.push(ProbeResult {
+                from: probe.from.to_string(),
+                to: probe.to.to_string(),
+                port: probe.port,
+                protocol: probe.protocol,
+                family: probe.family,
+                expect: probe.expect,
+                ok: observation.verdict == probe.expect,
+                observed: observation.verdict,
+                detail: observation.detail,
+                elapsed_ms: observation.elapsed_ms,
+            });
+        }
+        Ok(results)
     }
 
     /// Checks the agent is still alive, stops everything, removes what the lab made and

@@ -268,15 +268,20 @@ pub enum Protocol {
     /// BPF level instead.
     #[serde(rename = "SCTP", alias = "sctp")]
     Sctp,
+    /// An ICMP (or ICMPv6) echo request, answered by the destination's kernel; no port.
+    #[serde(rename = "ICMP", alias = "icmp")]
+    Icmp,
 }
 
 impl Protocol {
-    /// The IP protocol number (TCP 6, UDP 17, SCTP 132).
+    /// The IP protocol number (TCP 6, UDP 17, SCTP 132; ICMP 1, whose IPv6 counterpart is
+    /// ICMPv6, 58).
     pub fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
             Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
         }
     }
 }
@@ -287,6 +292,7 @@ impl fmt::Display for Protocol {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
         })
     }
 }
@@ -349,6 +355,8 @@ impl fmt::Display for Verdict {
 pub struct Probe {
     pub from: PodRef,
     pub to: PodRef,
+    /// Required for TCP, UDP and SCTP; absent (0) for ICMP.
+    #[serde(default)]
     pub port: u16,
     #[serde(default)]
     pub protocol: Protocol,
@@ -357,6 +365,14 @@ pub struct Probe {
     pub expect: Verdict,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Keep this probe's connection (TCP stream, connected UDP socket) open under this name,
+    /// for probes of later steps to use with `over`.
+    #[serde(default)]
+    pub keep: Option<String>,
+    /// Exchange over the connection an earlier step kept under this name instead of opening a
+    /// new one: whether an established connection survives a change.
+    #[serde(default)]
+    pub over: Option<String>,
 }
 
 impl Probe {
@@ -437,6 +453,18 @@ pub enum ScenarioError {
     NoIpv4 { at: String, pod: PodRef },
     #[error("{at}: port 0 cannot be probed")]
     PortZero { at: String },
+    #[error("{at}: ICMP probes have no port")]
+    IcmpPort { at: String },
+    #[error(
+        "{at}: keep {name:?}: only an allowed TCP or UDP probe opening a new connection can keep \
+         it, under a name not kept before"
+    )]
+    BadKeep { at: String, name: String },
+    #[error(
+        "{at}: over {name:?}: no earlier step kept a connection by that name between these pods \
+         on this port and protocol"
+    )]
+    BadOver { at: String, name: String },
     #[error("{at}: timeoutMs must be between 1 and {max}")]
     BadTimeout { at: String, max: u64 },
     #[error("{at}: {key} does not exist at this step")]
@@ -512,7 +540,7 @@ impl Scenario {
             entry.extend(pod.ports.iter().map(|(port, _)| *port));
         }
         for step in &self.steps {
-            for probe in &step.probes {
+            for probe in step.probes.iter().filter(|p| p.protocol != Protocol::Icmp) {
                 ports
                     .entry(probe.to.clone())
                     .or_default()
@@ -568,6 +596,7 @@ impl Scenario {
         }
         let by_ref: BTreeMap<&PodRef, &PodInfo> = pods.iter().map(|p| (&p.pod, p)).collect();
         let mut files: BTreeSet<String> = BTreeSet::new();
+        let mut kept: BTreeMap<&str, &Probe> = BTreeMap::new();
         for (s, step) in self.steps.iter().enumerate() {
             let at = format!("steps[{s}]");
             for (i, object) in step.apply.iter().enumerate() {
@@ -623,6 +652,39 @@ impl Scenario {
             for (i, probe) in step.probes.iter().enumerate() {
                 let at = format!("{at}.probes[{i}]");
                 validate_probe(&at, probe, &by_ref)?;
+                if let Some(name) = &probe.over {
+                    // Kept by an earlier step, between the same pods on the same port.
+                    let same = |k: &&Probe| {
+                        (&k.from, &k.to, k.port, k.protocol, k.family)
+                            == (
+                                &probe.from,
+                                &probe.to,
+                                probe.port,
+                                probe.protocol,
+                                probe.family,
+                            )
+                    };
+                    if !kept.get(name.as_str()).is_some_and(same) {
+                        return Err(ScenarioError::BadOver {
+                            at,
+                            name: name.clone(),
+                        });
+                    }
+                }
+            }
+            for (i, probe) in step.probes.iter().enumerate() {
+                if let Some(name) = &probe.keep {
+                    let at = format!("{at}.probes[{i}]");
+                    let keepable = matches!(probe.protocol, Protocol::Tcp | Protocol::Udp)
+                        && probe.over.is_none()
+                        && probe.expect == Verdict::Allow;
+                    if !keepable || kept.insert(name, probe).is_some() {
+                        return Err(ScenarioError::BadKeep {
+                            at,
+                            name: name.clone(),
+                        });
+                    }
+                }
             }
             for (i, expected) in step.expect_errors.iter().enumerate() {
                 if expected.is_empty() {
@@ -641,8 +703,13 @@ fn validate_probe(
     probe: &Probe,
     pods: &BTreeMap<&PodRef, &PodInfo>,
 ) -> Result<(), ScenarioError> {
-    if probe.port == 0 {
-        return Err(ScenarioError::PortZero { at: at.to_owned() });
+    match probe.protocol {
+        Protocol::Icmp if probe.port != 0 => {
+            return Err(ScenarioError::IcmpPort { at: at.to_owned() });
+        }
+        Protocol::Icmp => {}
+        _ if probe.port == 0 => return Err(ScenarioError::PortZero { at: at.to_owned() }),
+        _ => {}
     }
     if probe
         .timeout_ms
