@@ -29,6 +29,23 @@ pub struct Status {
     pub errors: Vec<ObjectError>,
     /// Milliseconds the last sync (read, compile, map update) took.
     pub sync_millis: u64,
+    /// Connections tracked in `PALISADE_CONNTRACK` when the report was written (its capacity
+    /// is `policy_common::capacity::CONNTRACK`; beyond it the oldest are evicted, and their
+    /// later packets are checked against policy again).
+    #[serde(default)]
+    pub conntrack_entries: usize,
+    /// Packets seen per endpoint interface since the datapath was loaded.
+    #[serde(default)]
+    pub packets: std::collections::BTreeMap<String, PacketCounts>,
+}
+
+/// What the programs did with the packets of one interface (`PALISADE_COUNTERS`, summed over
+/// CPUs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCounts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub malformed: u64,
 }
 
 /// One rejected object (or file), with where and why.

@@ -119,6 +119,20 @@ impl Datapath {
             })
     }
 
+    /// How many connections are tracked (entries in `PALISADE_CONNTRACK`).
+    pub fn conntrack_occupancy(&self) -> Result<usize, DataplaneError> {
+        let mut entries = 0;
+        for key in self.conntrack.keys() {
+            key.map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: map_names::CONNTRACK,
+                source,
+            })?;
+            entries += 1;
+        }
+        Ok(entries)
+    }
+
     /// Packet counts per endpoint interface (ifindex), summed over CPUs.
     pub fn counters(&self) -> Result<BTreeMap<u32, Counters>, DataplaneError> {
         let mut totals = BTreeMap::new();
