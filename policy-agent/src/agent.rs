@@ -3,19 +3,26 @@
 
 use std::{
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use notify::{RecursiveMode, Watcher as _};
-use tokio::{signal::unix::SignalKind, sync::mpsc};
+use tokio::{
+    signal::unix::{Signal, SignalKind},
+    sync::mpsc,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapContents, Scope},
     dataplane::{Datapath, routes},
-    datastore::file::FileDatastore,
+    datastore::{
+        Datastore,
+        file::FileDatastore,
+        kubernetes::{self, KubernetesDatastore},
+    },
     status::Status,
 };
 
@@ -25,8 +32,21 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How often to look for new endpoint interfaces.
 const INTERFACE_SCAN: Duration = Duration::from_millis(500);
 
+/// Where the cluster comes from.
+#[derive(Debug, Clone)]
+pub enum DatastoreConfig {
+    /// A directory of manifests, watched with inotify.
+    Files(PathBuf),
+    /// The API server: the kubeconfig file given, else the usual inference (`KUBECONFIG`,
+    /// `~/.kube/config`, then the in-cluster service account).
+    Kubernetes { kubeconfig: Option<PathBuf> },
+}
+
+/// How often to say that the first full list from the API server is still awaited.
+const SYNC_WAIT_LOG: Duration = Duration::from_secs(10);
+
 pub struct Config {
-    pub datastore: PathBuf,
+    pub datastore: DatastoreConfig,
     pub bpffs: PathBuf,
     pub iface_prefix: String,
     pub status_file: Option<PathBuf>,
@@ -34,7 +54,26 @@ pub struct Config {
 }
 
 pub async fn run(config: Config) -> Result<()> {
-    let mut datastore = FileDatastore::new(&config.datastore);
+    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    // The file watcher stops when dropped: it lives as long as the loop.
+    let (mut datastore, _file_watcher): (Box<dyn Datastore>, _) = match &config.datastore {
+        DatastoreConfig::Files(dir) => (
+            Box::new(FileDatastore::new(dir)),
+            Some(watch_directory(dir, events_tx)?),
+        ),
+        DatastoreConfig::Kubernetes { kubeconfig } => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            let store =
+                KubernetesDatastore::start(client, kubernetes::Options::default(), events_tx);
+            // Programming a partial list would drop traffic the full one allows: attach
+            // nothing until every resource has been listed once.
+            if !wait_for_first_list(&store, &mut events, &mut terminate).await? {
+                return Ok(());
+            }
+            (Box::new(store), None)
+        }
+    };
     let mut datapath = Datapath::load(&config.bpffs).context("loading the datapath")?;
     let scope = Scope {
         node_name: config.node_name.clone(),
@@ -48,37 +87,23 @@ pub async fn run(config: Config) -> Result<()> {
         iface_prefix: config.iface_prefix.clone(),
     };
 
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // The receiver only needs to know that something changed; it rereads the directory.
-        // Access events (our own reads open and close the files) change nothing.
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ignored_if_shutting_down = events_tx.send(());
-        }
-    })
-    .context("creating the datastore watcher")?;
-    watcher
-        .watch(&config.datastore, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", config.datastore.display()))?;
-
     // Maps first, then attach: an attached program with empty maps would drop everything.
-    state.sync(&mut datastore, &mut datapath, &scope)?;
+    state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
     state.report(config.status_file.as_ref());
     info!(
-        datastore = %config.datastore.display(),
+        datastore = %datastore.describe(),
         pins = %datapath.pin_dir().display(),
         "enforcing"
     );
 
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
-    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
-                if let Err(e) = state.sync(&mut datastore, &mut datapath, &scope) {
+                if let Err(e) = state.sync(datastore.as_mut(), &mut datapath, &scope) {
                     // The maps keep the last programmed state; the next event retries.
                     error!(error = format!("{e:#}"), "sync failed");
                     continue;
@@ -130,14 +155,12 @@ struct State {
 impl State {
     fn sync(
         &mut self,
-        datastore: &mut FileDatastore,
+        datastore: &mut dyn Datastore,
         datapath: &mut Datapath,
         scope: &Scope,
     ) -> Result<()> {
         let started = Instant::now();
-        let snapshot = datastore
-            .load()
-            .with_context(|| format!("reading {}", datastore.dir().display()))?;
+        let snapshot = datastore.load()?;
         self.compiled = self.compiler.compile(&snapshot.cluster, scope).maps;
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
         let stats = datapath.apply(&self.programmed, &bound)?;
@@ -194,6 +217,70 @@ impl State {
             warn!(error = format!("{e:#}"), "writing status");
         }
     }
+}
+
+/// Watches a manifest directory; every change is a message on `events`.
+fn watch_directory(
+    dir: &Path,
+    events: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The receiver only needs to know that something changed; it rereads the directory.
+        // Access events (our own reads open and close the files) change nothing.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ignored_if_shutting_down = events.send(());
+        }
+    })
+    .context("creating the datastore watcher")?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
+}
+
+/// A client for the API server: from `kubeconfig` if given, else inferred (`KUBECONFIG`,
+/// `~/.kube/config`, then the in-cluster service account and `KUBERNETES_SERVICE_HOST`).
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding the API server (no kubeconfig, not in a cluster)")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Waits until every watcher has listed its resource once; `false` if the agent was told to
+/// stop first.
+async fn wait_for_first_list(
+    store: &KubernetesDatastore,
+    events: &mut mpsc::UnboundedReceiver<()>,
+    terminate: &mut Signal,
+) -> Result<bool> {
+    let started = Instant::now();
+    let mut log = tokio::time::interval(SYNC_WAIT_LOG);
+    log.tick().await;
+    while !store.is_synced() {
+        tokio::select! {
+            Some(()) = events.recv() => {}
+            _ = log.tick() => {
+                info!(waited_secs = started.elapsed().as_secs(), "waiting for the first full list from the API server");
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(false),
+            _ = terminate.recv() => return Ok(false),
+        }
+    }
+    info!(
+        millis = started.elapsed().as_millis(),
+        "listed every resource"
+    );
+    Ok(true)
 }
 
 /// Addresses of the network namespace the agent runs in: the node's own.
