@@ -2,8 +2,9 @@
 //! endpoint interfaces, report status.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,6 +24,7 @@ use crate::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
     },
+    health::{self, Health},
     status::Status,
 };
 
@@ -42,8 +44,9 @@ pub enum DatastoreConfig {
     Kubernetes { kubeconfig: Option<PathBuf> },
 }
 
-/// How often to say that the first full list from the API server is still awaited.
-const SYNC_WAIT_LOG: Duration = Duration::from_secs(10);
+/// How often to say that the first full list from the API server is still awaited (and to
+/// tell `/healthz` that the loop is alive meanwhile).
+const SYNC_WAIT_LOG: Duration = Duration::from_secs(5);
 
 pub struct Config {
     pub datastore: DatastoreConfig,
@@ -51,10 +54,21 @@ pub struct Config {
     pub iface_prefix: String,
     pub status_file: Option<PathBuf>,
     pub node_name: Option<String>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`; nowhere when `None`.
+    pub health_addr: Option<SocketAddr>,
 }
 
 pub async fn run(config: Config) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let health = Arc::new(Health::new());
+    health.beat();
+    if let Some(addr) = config.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the health and metrics endpoint {addr}"))?;
+        tokio::spawn(health::serve(listener, health.clone()));
+        info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
     let (events_tx, mut events) = mpsc::unbounded_channel();
     // The file watcher stops when dropped: it lives as long as the loop.
     let (mut datastore, _file_watcher): (Box<dyn Datastore>, _) = match &config.datastore {
@@ -66,9 +80,10 @@ pub async fn run(config: Config) -> Result<()> {
             let client = kube_client(kubeconfig.as_deref()).await?;
             let store =
                 KubernetesDatastore::start(client, kubernetes::Options::default(), events_tx);
+            health.watch_progress(store.progress());
             // Programming a partial list would drop traffic the full one allows: attach
             // nothing until every resource has been listed once.
-            if !wait_for_first_list(&store, &mut events, &mut terminate).await? {
+            if !wait_for_first_list(&store, &mut events, &mut terminate, &health).await? {
                 return Ok(());
             }
             (Box::new(store), None)
@@ -85,12 +100,15 @@ pub async fn run(config: Config) -> Result<()> {
         programmed: MapContents::default(),
         status: Status::default(),
         iface_prefix: config.iface_prefix.clone(),
+        health: health.clone(),
     };
 
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
+    health.attached(state.status.interfaces.len());
     state.report(config.status_file.as_ref());
+    health.set_ready();
     info!(
         datastore = %datastore.describe(),
         pins = %datapath.pin_dir().display(),
@@ -105,12 +123,14 @@ pub async fn run(config: Config) -> Result<()> {
                 while events.try_recv().is_ok() {}
                 if let Err(e) = state.sync(datastore.as_mut(), &mut datapath, &scope) {
                     // The maps keep the last programmed state; the next event retries.
+                    health.sync_failed();
                     error!(error = format!("{e:#}"), "sync failed");
                     continue;
                 }
                 state.report(config.status_file.as_ref());
             }
             _ = scan.tick() => {
+                health.beat();
                 // New pods bring new interfaces and routes: attach, and bind their addresses.
                 let attached = match datapath.attach_interfaces(&config.iface_prefix) {
                     Ok(interfaces) => interfaces,
@@ -127,6 +147,7 @@ pub async fn run(config: Config) -> Result<()> {
                     }
                 };
                 if rebound || attached != state.status.interfaces {
+                    health.attached(attached.len());
                     state.status.interfaces = attached;
                     state.report(config.status_file.as_ref());
                 }
@@ -150,6 +171,7 @@ struct State {
     programmed: MapContents,
     status: Status,
     iface_prefix: String,
+    health: Arc<Health>,
 }
 
 impl State {
@@ -172,6 +194,11 @@ impl State {
         self.status.rules = self.programmed.rules.len();
         self.status.errors = snapshot.errors;
         self.status.sync_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.health.synced(
+            &self.programmed,
+            self.status.errors.len(),
+            started.elapsed(),
+        );
         info!(
             generation = self.status.generation,
             written = stats.written,
@@ -262,6 +289,7 @@ async fn wait_for_first_list(
     store: &KubernetesDatastore,
     events: &mut mpsc::UnboundedReceiver<()>,
     terminate: &mut Signal,
+    health: &Health,
 ) -> Result<bool> {
     let started = Instant::now();
     let mut log = tokio::time::interval(SYNC_WAIT_LOG);
@@ -270,6 +298,7 @@ async fn wait_for_first_list(
         tokio::select! {
             Some(()) = events.recv() => {}
             _ = log.tick() => {
+                health.beat();
                 info!(waited_secs = started.elapsed().as_secs(), "waiting for the first full list from the API server");
             }
             _ = tokio::signal::ctrl_c() => return Ok(false),

@@ -1,6 +1,10 @@
 //! `policy-agent`: Palisade's node agent.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -91,6 +95,13 @@ enum Command {
         /// Write a JSON status report here after every change.
         #[arg(long)]
         status_file: Option<PathBuf>,
+        /// Serve /healthz, /readyz and Prometheus /metrics on this port (none when absent).
+        #[arg(long)]
+        metrics_port: Option<u16>,
+        /// Address for --metrics-port: loopback by default; the DaemonSet uses the node's
+        /// address (status.hostIP) so that Prometheus can scrape it.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        metrics_host: IpAddr,
     },
     /// Compile a datastore and print the map contents with explanations, without loading
     /// anything into the kernel.
@@ -117,12 +128,15 @@ fn main() -> Result<()> {
             bpffs,
             iface_prefix,
             status_file,
+            metrics_port,
+            metrics_host,
         } => runtime.block_on(agent::run(agent::Config {
             datastore: source.datastore(),
             node_name: source.node_name()?,
             bpffs,
             iface_prefix,
             status_file,
+            health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
         })),
         Command::Compile { source } => {
             let node_name = source.node_name()?;

@@ -14,6 +14,9 @@
 //! The test drives it: change objects, send bookmarks, drop watches, expire them (410), stop
 //! the server and start it again on the same port.
 
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::{
     collections::BTreeMap,
     convert::Infallible,
