@@ -18,7 +18,7 @@
 #![allow(dead_code)]
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
@@ -67,6 +67,15 @@ impl Kind {
         }
     }
 
+    /// (API group, resource) as RBAC names them.
+    pub fn rbac(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Namespace => ("", "namespaces"),
+            Kind::Pod => ("", "pods"),
+            Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
+        }
+    }
+
     fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -96,6 +105,9 @@ struct State {
     /// Requests served, per kind: lists, and the resource version each watch started from.
     lists: BTreeMap<Kind, u64>,
     watch_versions: BTreeMap<Kind, Vec<u64>>,
+    /// Every request as RBAC sees it: (API group, resource, verb); anything this server does
+    /// not serve is recorded as ("?", path, method).
+    requests: BTreeSet<(String, String, String)>,
 }
 
 /// A change made while no watch can see it (see [`ApiServer::expire_watches`]).
@@ -313,6 +325,11 @@ impl ApiServer {
             .unwrap_or_default()
     }
 
+    /// Every request so far as (API group, resource, verb).
+    pub fn requests(&self) -> BTreeSet<(String, String, String)> {
+        self.state().requests.clone()
+    }
+
     /// Open watch streams.
     pub fn open_watches(&self) -> usize {
         self.state().watches.len()
@@ -391,12 +408,31 @@ fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
         .into_iter()
         .find(|k| k.path() == request.uri().path())
     else {
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .insert((
+                "?".to_owned(),
+                request.uri().path().to_owned(),
+                request.method().to_string(),
+            ));
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({"kind": "Status", "code": 404}),
         );
     };
     if request.method() != Method::GET {
+        let (group, resource) = kind.rbac();
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .insert((
+                group.to_owned(),
+                resource.to_owned(),
+                request.method().as_str().to_lowercase(),
+            ));
         return json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"kind": "Status", "code": 405}),
@@ -417,7 +453,13 @@ fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
             &json!({"kind": "Status", "code": 503}),
         );
     }
-    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let (group, resource) = kind.rbac();
+    let verb = if watching { "watch" } else { "list" };
+    state
+        .requests
+        .insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+    if watching {
         watch(&mut state, kind, &query)
     } else {
         *state.lists.entry(kind).or_default() += 1;
