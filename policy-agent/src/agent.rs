@@ -25,14 +25,17 @@ use crate::{
         kubernetes::{self, KubernetesDatastore},
     },
     health::{self, Health},
+    link_events::LinkEvents,
     status::Status,
 };
 
 /// How long to wait after a file event for the rest of a burst (an editor's save, a lab
 /// writing a step's files) before recompiling.
 const DEBOUNCE: Duration = Duration::from_millis(20);
-/// How often to look for new endpoint interfaces.
+/// How often to look for new endpoint interfaces when link events are unavailable.
 const INTERFACE_SCAN: Duration = Duration::from_millis(500);
+/// With link events, a rescan this often anyway: a safety net, not the way changes are found.
+const INTERFACE_RESYNC: Duration = Duration::from_secs(10);
 
 /// Where the cluster comes from.
 #[derive(Debug, Clone)]
@@ -103,6 +106,14 @@ pub async fn run(config: Config) -> Result<()> {
         health: health.clone(),
     };
 
+    // Subscribed before the first scan, so no interface created after it goes unnoticed.
+    let mut links = match LinkEvents::subscribe() {
+        Ok(links) => Some(links),
+        Err(e) => {
+            warn!(error = %e, "no rtnetlink link events; polling for interfaces instead");
+            None
+        }
+    };
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
@@ -115,7 +126,11 @@ pub async fn run(config: Config) -> Result<()> {
         "enforcing"
     );
 
-    let mut scan = tokio::time::interval(INTERFACE_SCAN);
+    let mut scan = tokio::time::interval(if links.is_some() {
+        INTERFACE_RESYNC
+    } else {
+        INTERFACE_SCAN
+    });
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
@@ -129,28 +144,20 @@ pub async fn run(config: Config) -> Result<()> {
                 }
                 state.report(config.status_file.as_ref());
             }
+            changed = next_link_change(&mut links) => {
+                if let Err(e) = changed {
+                    warn!(error = %e, "rtnetlink link events failed; polling for interfaces instead");
+                    links = None;
+                    scan = tokio::time::interval(INTERFACE_SCAN);
+                    continue;
+                }
+                // A CNI creates an interface, then its address and route: take them together.
+                tokio::time::sleep(DEBOUNCE).await;
+                state.rescan(&mut datapath, config.status_file.as_ref());
+            }
             _ = scan.tick() => {
                 health.beat();
-                // New pods bring new interfaces and routes: attach, and bind their addresses.
-                let attached = match datapath.attach_interfaces(&config.iface_prefix) {
-                    Ok(interfaces) => interfaces,
-                    Err(e) => {
-                        warn!(error = format!("{e:#}"), "attaching to interfaces");
-                        continue;
-                    }
-                };
-                let rebound = match state.rebind(&mut datapath) {
-                    Ok(changed) => changed,
-                    Err(e) => {
-                        warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
-                        false
-                    }
-                };
-                if rebound || attached != state.status.interfaces {
-                    health.attached(attached.len());
-                    state.status.interfaces = attached;
-                    state.report(config.status_file.as_ref());
-                }
+                state.rescan(&mut datapath, config.status_file.as_ref());
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -213,6 +220,29 @@ impl State {
         Ok(())
     }
 
+    /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
+    fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
+        let attached = match datapath.attach_interfaces(&self.iface_prefix) {
+            Ok(interfaces) => interfaces,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "attaching to interfaces");
+                return;
+            }
+        };
+        let rebound = match self.rebind(datapath) {
+            Ok(changed) => changed,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
+                false
+            }
+        };
+        if rebound || attached != self.status.interfaces {
+            self.health.attached(attached.len());
+            self.status.interfaces = attached;
+            self.report(status_file);
+        }
+    }
+
     /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
     fn rebind(&mut self, datapath: &mut Datapath) -> Result<bool> {
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
@@ -243,6 +273,14 @@ impl State {
         {
             warn!(error = format!("{e:#}"), "writing status");
         }
+    }
+}
+
+/// The next link or route change; never, without a subscription.
+async fn next_link_change(links: &mut Option<LinkEvents>) -> std::io::Result<()> {
+    match links {
+        Some(links) => links.changed().await,
+        None => std::future::pending().await,
     }
 }
 

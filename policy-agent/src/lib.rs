@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod datastore;
 pub mod explain;
 pub mod health;
+pub mod link_events;
 pub mod model;
 pub mod replay;
 pub mod status;
