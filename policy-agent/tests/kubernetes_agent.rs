@@ -58,17 +58,7 @@ impl Agent {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("scratch directory");
         let kubeconfig = dir.join("kubeconfig");
-        fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\ncurrent-context: stand-in\n\
-                 clusters: [{{name: stand-in, cluster: {{server: \"{}\"}}}}]\n\
-                 users: [{{name: agent, user: {{}}}}]\n\
-                 contexts: [{{name: stand-in, context: {{cluster: stand-in, user: agent}}}}]\n",
-                server.url()
-            ),
-        )
-        .expect("kubeconfig");
+        fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
         // A free loopback port for the health endpoint.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -189,6 +189,17 @@ impl ApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// A kubeconfig file's contents naming this server (no credentials: it wants none).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: stand-in\n\
+             clusters: [{{name: stand-in, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: agent, user: {{}}}}]\n\
+             contexts: [{{name: stand-in, context: {{cluster: stand-in, user: agent}}}}]\n",
+            self.url()
+        )
+    }
+
     /// A kube client for this server, as the agent builds one from a kubeconfig.
     pub fn client(&self) -> kube::Client {
         let url = self.url().parse().expect("server URL");
