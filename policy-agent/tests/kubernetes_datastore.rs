@@ -495,7 +495,7 @@ async fn bookmarks_move_the_resume_point() {
     h.watching().await;
     h.server.bookmark();
     // The client reads the bookmark from a local socket; give it ample time.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let current = h
         .server
         .versions()
