@@ -164,7 +164,8 @@ impl State {
 
 pub struct ApiServer {
     state: Arc<Mutex<State>>,
-    addr: SocketAddr,
+    /// Where it listens; `None` until [`ApiServer::listen`] for an [`ApiServer::unbound`] one.
+    addr: Mutex<Option<SocketAddr>>,
     /// The accept loop and every connection; dropping it closes them all.
     serving: Mutex<Option<JoinSet<()>>>,
 }
@@ -175,18 +176,39 @@ impl ApiServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding the stand-in API server");
-        let addr = listener.local_addr().expect("local address");
-        let server = ApiServer {
-            state: Arc::default(),
-            addr,
-            serving: Mutex::new(None),
-        };
+        let server = ApiServer::unbound();
         server.serve(listener);
         server
     }
 
+    /// Holds objects, serves nobody until [`ApiServer::listen`].
+    pub fn unbound() -> ApiServer {
+        ApiServer {
+            state: Arc::default(),
+            addr: Mutex::new(None),
+            serving: Mutex::new(None),
+        }
+    }
+
+    /// Serves on `listener` (bound wherever the caller chose, e.g. in another network
+    /// namespace); must be called within a tokio runtime.
+    pub fn listen(&self, listener: std::net::TcpListener) {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("registering the listener");
+        self.serve(listener);
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("the stand-in API server is not listening yet")
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// A kubeconfig file's contents naming this server (no credentials: it wants none).
@@ -211,6 +233,8 @@ impl ApiServer {
     }
 
     fn serve(&self, listener: TcpListener) {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(listener.local_addr().expect("local address"));
         let mut tasks = JoinSet::new();
         let state = self.state.clone();
         tasks.spawn(async move {
@@ -253,7 +277,7 @@ impl ApiServer {
     pub async fn restart(&self) {
         // The client may be reconnecting at the same moment: retry the bind briefly.
         for _ in 0..50 {
-            match TcpListener::bind(self.addr).await {
+            match TcpListener::bind(self.addr()).await {
                 Ok(listener) => {
                     self.state().stopped = false;
                     self.serve(listener);
@@ -262,7 +286,7 @@ impl ApiServer {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        panic!("could not bind {} again", self.addr);
+        panic!("could not bind {} again", self.addr());
     }
 
     /// Creates or replaces an object (its `kind` and `metadata` decide which); returns its new
