@@ -2,39 +2,96 @@
 //! endpoint interfaces, report status.
 
 use std::{
-    net::IpAddr,
-    path::PathBuf,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use notify::{RecursiveMode, Watcher as _};
-use tokio::{signal::unix::SignalKind, sync::mpsc};
+use tokio::{
+    signal::unix::{Signal, SignalKind},
+    sync::mpsc,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapContents, Scope},
     dataplane::{Datapath, routes},
-    datastore::file::FileDatastore,
+    datastore::{
+        Datastore,
+        file::FileDatastore,
+        kubernetes::{self, KubernetesDatastore},
+    },
+    health::{self, Health},
+    link_events::LinkEvents,
     status::Status,
 };
 
 /// How long to wait after a file event for the rest of a burst (an editor's save, a lab
 /// writing a step's files) before recompiling.
 const DEBOUNCE: Duration = Duration::from_millis(20);
-/// How often to look for new endpoint interfaces.
+/// How often to look for new endpoint interfaces when link events are unavailable.
 const INTERFACE_SCAN: Duration = Duration::from_millis(500);
+/// With link events, a rescan this often anyway: a safety net, not the way changes are found.
+const INTERFACE_RESYNC: Duration = Duration::from_secs(10);
+
+/// Where the cluster comes from.
+#[derive(Debug, Clone)]
+pub enum DatastoreConfig {
+    /// A directory of manifests, watched with inotify.
+    Files(PathBuf),
+    /// The API server: the kubeconfig file given, else the usual inference (`KUBECONFIG`,
+    /// `~/.kube/config`, then the in-cluster service account).
+    Kubernetes { kubeconfig: Option<PathBuf> },
+}
+
+/// How often to say that the first full list from the API server is still awaited (and to
+/// tell `/healthz` that the loop is alive meanwhile).
+const SYNC_WAIT_LOG: Duration = Duration::from_secs(5);
 
 pub struct Config {
-    pub datastore: PathBuf,
+    pub datastore: DatastoreConfig,
     pub bpffs: PathBuf,
     pub iface_prefix: String,
     pub status_file: Option<PathBuf>,
     pub node_name: Option<String>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`; nowhere when `None`.
+    pub health_addr: Option<SocketAddr>,
 }
 
 pub async fn run(config: Config) -> Result<()> {
-    let mut datastore = FileDatastore::new(&config.datastore);
+    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let health = Arc::new(Health::new());
+    health.beat();
+    if let Some(addr) = config.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the health and metrics endpoint {addr}"))?;
+        tokio::spawn(health::serve(listener, health.clone()));
+        info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    // The file watcher stops when dropped: it lives as long as the loop.
+    let (mut datastore, _file_watcher): (Box<dyn Datastore>, _) = match &config.datastore {
+        DatastoreConfig::Files(dir) => (
+            Box::new(FileDatastore::new(dir)),
+            Some(watch_directory(dir, events_tx)?),
+        ),
+        DatastoreConfig::Kubernetes { kubeconfig } => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            let store =
+                KubernetesDatastore::start(client, kubernetes::Options::default(), events_tx);
+            health.watch_progress(store.progress());
+            // Programming a partial list would drop traffic the full one allows: attach
+            // nothing until every resource has been listed once.
+            if !wait_for_first_list(&store, &mut events, &mut terminate, &health).await? {
+                return Ok(());
+            }
+            (Box::new(store), None)
+        }
+    };
     let mut datapath = Datapath::load(&config.bpffs).context("loading the datapath")?;
     let scope = Scope {
         node_name: config.node_name.clone(),
@@ -46,65 +103,61 @@ pub async fn run(config: Config) -> Result<()> {
         programmed: MapContents::default(),
         status: Status::default(),
         iface_prefix: config.iface_prefix.clone(),
+        health: health.clone(),
     };
 
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // The receiver only needs to know that something changed; it rereads the directory.
-        // Access events (our own reads open and close the files) change nothing.
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ignored_if_shutting_down = events_tx.send(());
+    // Subscribed before the first scan, so no interface created after it goes unnoticed.
+    let mut links = match LinkEvents::subscribe() {
+        Ok(links) => Some(links),
+        Err(e) => {
+            warn!(error = %e, "no rtnetlink link events; polling for interfaces instead");
+            None
         }
-    })
-    .context("creating the datastore watcher")?;
-    watcher
-        .watch(&config.datastore, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", config.datastore.display()))?;
-
+    };
     // Maps first, then attach: an attached program with empty maps would drop everything.
-    state.sync(&mut datastore, &mut datapath, &scope)?;
+    state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
+    health.attached(state.status.interfaces.len());
     state.report(config.status_file.as_ref());
+    health.set_ready();
     info!(
-        datastore = %config.datastore.display(),
+        datastore = %datastore.describe(),
         pins = %datapath.pin_dir().display(),
         "enforcing"
     );
 
-    let mut scan = tokio::time::interval(INTERFACE_SCAN);
-    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut scan = tokio::time::interval(if links.is_some() {
+        INTERFACE_RESYNC
+    } else {
+        INTERFACE_SCAN
+    });
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
-                if let Err(e) = state.sync(&mut datastore, &mut datapath, &scope) {
+                if let Err(e) = state.sync(datastore.as_mut(), &mut datapath, &scope) {
                     // The maps keep the last programmed state; the next event retries.
+                    health.sync_failed();
                     error!(error = format!("{e:#}"), "sync failed");
                     continue;
                 }
                 state.report(config.status_file.as_ref());
             }
-            _ = scan.tick() => {
-                // New pods bring new interfaces and routes: attach, and bind their addresses.
-                let attached = match datapath.attach_interfaces(&config.iface_prefix) {
-                    Ok(interfaces) => interfaces,
-                    Err(e) => {
-                        warn!(error = format!("{e:#}"), "attaching to interfaces");
-                        continue;
-                    }
-                };
-                let rebound = match state.rebind(&mut datapath) {
-                    Ok(changed) => changed,
-                    Err(e) => {
-                        warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
-                        false
-                    }
-                };
-                if rebound || attached != state.status.interfaces {
-                    state.status.interfaces = attached;
-                    state.report(config.status_file.as_ref());
+            changed = next_link_change(&mut links) => {
+                if let Err(e) = changed {
+                    warn!(error = %e, "rtnetlink link events failed; polling for interfaces instead");
+                    links = None;
+                    scan = tokio::time::interval(INTERFACE_SCAN);
+                    continue;
                 }
+                // A CNI creates an interface, then its address and route: take them together.
+                tokio::time::sleep(DEBOUNCE).await;
+                state.rescan(&mut datapath, config.status_file.as_ref());
+            }
+            _ = scan.tick() => {
+                health.beat();
+                state.rescan(&mut datapath, config.status_file.as_ref());
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -125,19 +178,18 @@ struct State {
     programmed: MapContents,
     status: Status,
     iface_prefix: String,
+    health: Arc<Health>,
 }
 
 impl State {
     fn sync(
         &mut self,
-        datastore: &mut FileDatastore,
+        datastore: &mut dyn Datastore,
         datapath: &mut Datapath,
         scope: &Scope,
     ) -> Result<()> {
         let started = Instant::now();
-        let snapshot = datastore
-            .load()
-            .with_context(|| format!("reading {}", datastore.dir().display()))?;
+        let snapshot = datastore.load()?;
         self.compiled = self.compiler.compile(&snapshot.cluster, scope).maps;
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
         let stats = datapath.apply(&self.programmed, &bound)?;
@@ -149,6 +201,11 @@ impl State {
         self.status.rules = self.programmed.rules.len();
         self.status.errors = snapshot.errors;
         self.status.sync_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.health.synced(
+            &self.programmed,
+            self.status.errors.len(),
+            started.elapsed(),
+        );
         info!(
             generation = self.status.generation,
             written = stats.written,
@@ -161,6 +218,29 @@ impl State {
             "programmed"
         );
         Ok(())
+    }
+
+    /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
+    fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
+        let attached = match datapath.attach_interfaces(&self.iface_prefix) {
+            Ok(interfaces) => interfaces,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "attaching to interfaces");
+                return;
+            }
+        };
+        let rebound = match self.rebind(datapath) {
+            Ok(changed) => changed,
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
+                false
+            }
+        };
+        if rebound || attached != self.status.interfaces {
+            self.health.attached(attached.len());
+            self.status.interfaces = attached;
+            self.report(status_file);
+        }
     }
 
     /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
@@ -194,6 +274,80 @@ impl State {
             warn!(error = format!("{e:#}"), "writing status");
         }
     }
+}
+
+/// The next link or route change; never, without a subscription.
+async fn next_link_change(links: &mut Option<LinkEvents>) -> std::io::Result<()> {
+    match links {
+        Some(links) => links.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches a manifest directory; every change is a message on `events`.
+fn watch_directory(
+    dir: &Path,
+    events: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The receiver only needs to know that something changed; it rereads the directory.
+        // Access events (our own reads open and close the files) change nothing.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ignored_if_shutting_down = events.send(());
+        }
+    })
+    .context("creating the datastore watcher")?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
+}
+
+/// A client for the API server: from `kubeconfig` if given, else inferred (`KUBECONFIG`,
+/// `~/.kube/config`, then the in-cluster service account and `KUBERNETES_SERVICE_HOST`).
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding the API server (no kubeconfig, not in a cluster)")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Waits until every watcher has listed its resource once; `false` if the agent was told to
+/// stop first.
+async fn wait_for_first_list(
+    store: &KubernetesDatastore,
+    events: &mut mpsc::UnboundedReceiver<()>,
+    terminate: &mut Signal,
+    health: &Health,
+) -> Result<bool> {
+    let started = Instant::now();
+    let mut log = tokio::time::interval(SYNC_WAIT_LOG);
+    log.tick().await;
+    while !store.is_synced() {
+        tokio::select! {
+            Some(()) = events.recv() => {}
+            _ = log.tick() => {
+                health.beat();
+                info!(waited_secs = started.elapsed().as_secs(), "waiting for the first full list from the API server");
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(false),
+            _ = terminate.recv() => return Ok(false),
+        }
+    }
+    info!(
+        millis = started.elapsed().as_millis(),
+        "listed every resource"
+    );
+    Ok(true)
 }
 
 /// Addresses of the network namespace the agent runs in: the node's own.

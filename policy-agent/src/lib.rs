@@ -7,6 +7,8 @@ pub mod compiler;
 pub mod dataplane;
 pub mod datastore;
 pub mod explain;
+pub mod health;
+pub mod link_events;
 pub mod model;
 pub mod replay;
 pub mod status;

@@ -1,15 +1,29 @@
 //! `policy-agent`: Palisade's node agent.
 
-use std::path::PathBuf;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use policy_agent::{
-    agent,
+    agent::{self, DatastoreConfig},
     compiler::{Compiler, Scope},
-    datastore::file::FileDatastore,
+    datastore::{
+        file::FileDatastore,
+        kubernetes::{self, KubernetesDatastore},
+    },
 };
 use tracing_subscriber::EnvFilter;
+
+/// `--datastore kubernetes` selects the API server; anything else is a directory (write
+/// `./kubernetes` for a directory of that name).
+const KUBERNETES: &str = "kubernetes";
+
+/// How long `compile --datastore kubernetes` waits for the first full list.
+const COMPILE_LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(version, about = "Palisade: Kubernetes NetworkPolicy enforced by eBPF")]
@@ -18,13 +32,60 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct Source {
+    /// `kubernetes` for the API server, else a directory of Kubernetes manifests
+    /// (Namespaces, Pods, NetworkPolicies), watched.
+    #[arg(long)]
+    datastore: PathBuf,
+    /// Kubeconfig for `--datastore kubernetes`; without it: $KUBECONFIG, ~/.kube/config, then
+    /// the in-cluster service account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Enforce only on pods whose spec.nodeName is this (default: $NODE_NAME). Required with
+    /// `--datastore kubernetes`; with a directory, all pods are local when absent.
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+impl Source {
+    fn datastore(&self) -> DatastoreConfig {
+        if self.datastore.as_os_str() == KUBERNETES {
+            DatastoreConfig::Kubernetes {
+                kubeconfig: self.kubeconfig.clone(),
+            }
+        } else {
+            DatastoreConfig::Files(self.datastore.clone())
+        }
+    }
+
+    /// The node name; from the API server, every pod of the cluster would otherwise be local.
+    fn node_name(&self) -> Result<Option<String>> {
+        match self.datastore() {
+            DatastoreConfig::Files(_) => Ok(self.node_name.clone()),
+            DatastoreConfig::Kubernetes { .. } => {
+                let name = self
+                    .node_name
+                    .clone()
+                    .or_else(|| std::env::var("NODE_NAME").ok())
+                    .filter(|n| !n.is_empty());
+                match name {
+                    Some(name) => Ok(Some(name)),
+                    None => bail!(
+                        "--datastore kubernetes needs --node-name or $NODE_NAME (the downward API's spec.nodeName)"
+                    ),
+                }
+            }
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Enforce the policies of a datastore on this node's endpoint interfaces.
     Run {
-        /// Directory of Kubernetes manifests (Namespaces, Pods, NetworkPolicies); watched.
-        #[arg(long)]
-        datastore: PathBuf,
+        #[command(flatten)]
+        source: Source,
         /// Directory in bpffs for this agent's pinned maps.
         #[arg(long, default_value = "/sys/fs/bpf/palisade")]
         bpffs: PathBuf,
@@ -34,17 +95,19 @@ enum Command {
         /// Write a JSON status report here after every change.
         #[arg(long)]
         status_file: Option<PathBuf>,
-        /// Enforce only on pods whose spec.nodeName is this; all pods when absent.
+        /// Serve /healthz, /readyz and Prometheus /metrics on this port (none when absent).
         #[arg(long)]
-        node_name: Option<String>,
+        metrics_port: Option<u16>,
+        /// Address for --metrics-port: loopback by default; the DaemonSet uses the node's
+        /// address (status.hostIP) so that Prometheus can scrape it.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        metrics_host: IpAddr,
     },
     /// Compile a datastore and print the map contents with explanations, without loading
     /// anything into the kernel.
     Compile {
-        #[arg(long)]
-        datastore: PathBuf,
-        #[arg(long)]
-        node_name: Option<String>,
+        #[command(flatten)]
+        source: Source,
     },
 }
 
@@ -55,31 +118,36 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     match Cli::parse().command {
         Command::Run {
-            datastore,
+            source,
             bpffs,
             iface_prefix,
             status_file,
-            node_name,
-        } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?
-            .block_on(agent::run(agent::Config {
-                datastore,
-                bpffs,
-                iface_prefix,
-                status_file,
-                node_name,
-            })),
-        Command::Compile {
-            datastore,
-            node_name,
-        } => {
-            let snapshot = FileDatastore::new(&datastore)
-                .load()
-                .with_context(|| format!("reading {}", datastore.display()))?;
+            metrics_port,
+            metrics_host,
+        } => runtime.block_on(agent::run(agent::Config {
+            datastore: source.datastore(),
+            node_name: source.node_name()?,
+            bpffs,
+            iface_prefix,
+            status_file,
+            health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
+        })),
+        Command::Compile { source } => {
+            let node_name = source.node_name()?;
+            let snapshot = match source.datastore() {
+                DatastoreConfig::Files(dir) => FileDatastore::new(&dir)
+                    .load()
+                    .with_context(|| format!("reading {}", dir.display()))?,
+                DatastoreConfig::Kubernetes { kubeconfig } => {
+                    runtime.block_on(list_once(kubeconfig))?
+                }
+            };
             for error in &snapshot.errors {
                 eprintln!("rejected: {error}");
             }
@@ -94,4 +162,17 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// One full list of every resource from the API server.
+async fn list_once(kubeconfig: Option<PathBuf>) -> Result<policy_agent::datastore::Snapshot> {
+    let client = agent::kube_client(kubeconfig.as_deref()).await?;
+    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let mut store = KubernetesDatastore::start(client, kubernetes::Options::default(), changes);
+    tokio::time::timeout(COMPILE_LIST_TIMEOUT, async {
+        while !store.is_synced() && changed.recv().await.is_some() {}
+    })
+    .await
+    .context("listing Namespaces, Pods and NetworkPolicies from the API server")?;
+    Ok(store.snapshot())
 }

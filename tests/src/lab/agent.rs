@@ -120,6 +120,10 @@ pub struct AgentPaths {
 /// stdout and stderr in the log file. RUST_LOG is passed through (`info` when unset, so the log
 /// says something); NO_COLOR is set.
 pub fn spawn(paths: &AgentPaths, node: &File) -> anyhow::Result<Child> {
+    let datastore_args = match super::datastore::publisher() {
+        Some(publisher) => publisher.agent_args(node)?,
+        None => vec!["--datastore".into(), paths.datastore.clone().into()],
+    };
     let log = File::create(&paths.log_file)
         .with_context(|| format!("creating {}", paths.log_file.display()))?;
     let log_err = log.try_clone().context("duplicating the log file")?;
@@ -128,10 +132,8 @@ pub fn spawn(paths: &AgentPaths, node: &File) -> anyhow::Result<Child> {
         .context("duplicating the namespace fd")?
         .into();
     let mut command = Command::new(&paths.binary);
+    command.arg("run").args(datastore_args);
     command
-        .arg("run")
-        .arg("--datastore")
-        .arg(&paths.datastore)
         .arg("--bpffs")
         .arg(&paths.pin_dir)
         .arg("--iface-prefix")

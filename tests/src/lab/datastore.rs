@@ -2,9 +2,12 @@
 //! the way an API server would complete it (namespace labels, pod status).
 
 use std::{
-    fs, io,
+    ffi::OsString,
+    fs::{self, File},
+    io,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use serde_json::{Map, Value, json};
@@ -48,6 +51,32 @@ pub enum DatastoreError {
     UnplannedPod { pod: PodRef },
 }
 
+/// Where a lab's objects are published besides its directory, for an agent that reads them
+/// from there instead: policy-agent's `kubernetes_lab` test publishes through its stand-in
+/// Kubernetes API server. Set at most once per process, before the lab starts; without one the
+/// agent reads the directory. Raw files (`writeFiles`, `removeFiles`) are not published.
+pub trait Publisher: Send + Sync {
+    /// An object was created or replaced; `manifest` is as the API server would store it.
+    fn apply(&self, manifest: &Value);
+    fn delete(&self, key: &ObjectKey);
+    /// The digest the agent reports once it has programmed what was published.
+    fn digest(&self) -> String;
+    /// The agent's datastore arguments (instead of `--datastore DIR`) for an agent in the
+    /// network namespace `node`.
+    fn agent_args(&self, node: &File) -> anyhow::Result<Vec<OsString>>;
+}
+
+static PUBLISHER: OnceLock<Box<dyn Publisher>> = OnceLock::new();
+
+/// Publishes every lab of this process through `publisher`; fails if one is set already.
+pub fn publish_through(publisher: Box<dyn Publisher>) -> Result<(), Box<dyn Publisher>> {
+    PUBLISHER.set(publisher)
+}
+
+pub fn publisher() -> Option<&'static dyn Publisher> {
+    PUBLISHER.get().map(AsRef::as_ref)
+}
+
 /// A datastore directory owned by one lab.
 #[derive(Debug, Clone)]
 pub struct Datastore {
@@ -67,6 +96,9 @@ impl Datastore {
     /// Writes (or replaces) an object, completed for the API server's view.
     pub fn write_object(&self, object: &Object, pods: &[PodPlan]) -> Result<(), DatastoreError> {
         let manifest = complete(object, pods)?;
+        if let Some(publisher) = publisher() {
+            publisher.apply(&manifest);
+        }
         let text =
             serde_yaml::to_string(&manifest).map_err(|source| DatastoreError::Serialise {
                 key: object.key.clone(),
@@ -111,6 +143,9 @@ impl Datastore {
 
     /// Removes an object's file.
     pub fn remove_object(&self, key: &ObjectKey) -> Result<(), DatastoreError> {
+        if let Some(publisher) = publisher() {
+            publisher.delete(key);
+        }
         self.remove_file(&key.file_name())
     }
 
@@ -139,6 +174,9 @@ impl Datastore {
 
     /// The digest the agent reports once it has programmed exactly these files.
     pub fn digest(&self) -> Result<String, DatastoreError> {
+        if let Some(publisher) = publisher() {
+            return Ok(publisher.digest());
+        }
         policy_agent::datastore::digest::dir_digest(&self.dir).map_err(|source| {
             DatastoreError::Digest {
                 path: self.dir.clone(),

@@ -1,0 +1,382 @@
+//! `/healthz`, `/readyz` and Prometheus `/metrics` over plain HTTP/1.1.
+//!
+//! - `/healthz` answers 200 while the agent's loop is turning (it beats at least every few
+//!   seconds, also while it waits for the API server); 503 once it has been stuck for
+//!   [`LIVENESS_STALE`], so a kubelet restarts a wedged agent.
+//! - `/readyz` answers 200 once the first full state has been programmed into the maps and
+//!   the programs attached; it stays 200 while the API server is away, since enforcement of
+//!   the last known state goes on.
+//! - `/metrics` is the OpenMetrics text format. Labels come from closed sets (map names,
+//!   resource names), never from object names or error messages.
+//!
+//! Nothing here changes the agent's state, and the listener binds where the operator says
+//! (loopback by default).
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::{
+    compiler::MapContents,
+    datastore::kubernetes::{Resource, WatchProgress},
+};
+
+/// `/healthz` fails when the loop has not beaten for this long.
+pub const LIVENESS_STALE: Duration = Duration::from_secs(60);
+/// A client must send its request headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MapLabel {
+    map: &'static str,
+}
+
+/// The agent's health and its metrics, shared between its loop and the HTTP server.
+pub struct Health {
+    started: Instant,
+    ready: AtomicBool,
+    /// Milliseconds since `started` at the loop's last beat.
+    heartbeat: AtomicU64,
+    registry: Registry,
+    syncs: Counter,
+    sync_failures: Counter,
+    sync_seconds: Histogram,
+    map_entries: Family<MapLabel, Gauge>,
+    rejected: Gauge,
+    interfaces: Gauge,
+    ready_gauge: Gauge,
+    watch: Arc<WatchCollector>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let syncs = Counter::default();
+        registry.register(
+            "syncs",
+            "Datastore states programmed into the maps",
+            syncs.clone(),
+        );
+        let sync_failures = Counter::default();
+        registry.register(
+            "sync_failures",
+            "Syncs that failed; the maps kept the last programmed state",
+            sync_failures.clone(),
+        );
+        // 1 ms to about 8 s.
+        let sync_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "sync_duration_seconds",
+            "Time to read, compile and program one datastore state",
+            sync_seconds.clone(),
+        );
+        let map_entries = Family::<MapLabel, Gauge>::default();
+        registry.register(
+            "map_entries",
+            "Entries in each policy map",
+            map_entries.clone(),
+        );
+        let rejected = Gauge::default();
+        registry.register(
+            "rejected_objects",
+            "Objects rejected by the last load (see the status file for which and why)",
+            rejected.clone(),
+        );
+        let interfaces = Gauge::default();
+        registry.register(
+            "attached_interfaces",
+            "Endpoint interfaces the programs are attached to",
+            interfaces.clone(),
+        );
+        let ready_gauge = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once the first full state is programmed",
+            ready_gauge.clone(),
+        );
+        let watch = Arc::new(WatchCollector::default());
+        registry.register_collector(Box::new(watch.clone()));
+        Self {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            heartbeat: AtomicU64::new(0),
+            registry,
+            syncs,
+            sync_failures,
+            sync_seconds,
+            map_entries,
+            rejected,
+            interfaces,
+            ready_gauge,
+            watch,
+        }
+    }
+
+    /// The loop is alive.
+    pub fn beat(&self) {
+        self.heartbeat
+            .store(millis(self.started.elapsed()), Ordering::Relaxed);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.ready_gauge.set(1);
+        self.beat();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        let last = Duration::from_millis(self.heartbeat.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last) < LIVENESS_STALE
+    }
+
+    /// Exposes the Kubernetes watchers' lists and errors.
+    pub fn watch_progress(&self, progress: Arc<WatchProgress>) {
+        let _set_once = self.watch.progress.set(progress);
+    }
+
+    pub fn synced(&self, maps: &MapContents, rejected: usize, took: Duration) {
+        self.syncs.inc();
+        self.sync_seconds.observe(took.as_secs_f64());
+        for (map, entries) in [
+            ("endpoints", maps.endpoints.len()),
+            ("identities", maps.identities.len()),
+            ("rules", maps.rules.len()),
+        ] {
+            self.map_entries
+                .get_or_create(&MapLabel { map })
+                .set(gauge_value(entries));
+        }
+        self.rejected.set(gauge_value(rejected));
+        self.beat();
+    }
+
+    pub fn sync_failed(&self) {
+        self.sync_failures.inc();
+    }
+
+    pub fn attached(&self, interfaces: usize) {
+        self.interfaces.set(gauge_value(interfaces));
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            warn!(error = %e, "encoding metrics");
+        }
+        text
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Reads the watchers' counters at scrape time.
+#[derive(Debug, Default)]
+struct WatchCollector {
+    progress: OnceLock<Arc<WatchProgress>>,
+}
+
+impl Collector for WatchCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(progress) = self.progress.get() else {
+            return Ok(());
+        };
+        type Read = fn(&WatchProgress, Resource) -> u64;
+        let counters: [(&str, &str, Read); 2] = [
+            (
+                "datastore_lists",
+                "Full lists from the API server (first sync and relists)",
+                WatchProgress::lists,
+            ),
+            (
+                "datastore_watch_errors",
+                "Failed lists or watches (each retried with backoff)",
+                WatchProgress::errors,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let sample = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, sample.metric_type())?;
+            for resource in Resource::ALL {
+                let labels = [("resource", resource.plural())];
+                let metric = family.encode_family(&labels)?;
+                ConstCounter::new(read(progress, resource)).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves the endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                warn!(error = %e, "accepting a health/metrics connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let health = health.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&health, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "health/metrics connection");
+            }
+        });
+    }
+}
+
+fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned());
+    }
+    match request.uri().path() {
+        "/healthz" if health.is_alive() => text(StatusCode::OK, "ok\n".to_owned()),
+        "/healthz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent's loop is stuck\n".to_owned(),
+        ),
+        "/readyz" if health.is_ready() => text(StatusCode::OK, "ready\n".to_owned()),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first full state is not programmed yet\n".to_owned(),
+        ),
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, health.metrics());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(health: &Health, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(()).unwrap_or_default();
+        let response = respond(health, &request);
+        let status = response.status();
+        let body =
+            futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+        (status, body)
+    }
+
+    #[test]
+    fn ready_only_after_the_first_sync_and_metrics_follow_the_maps() {
+        let health = Health::new();
+        health.beat();
+        assert_eq!(get(&health, "/healthz").0, StatusCode::OK);
+        assert_eq!(get(&health, "/readyz").0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(get(&health, "/metrics").1.contains("palisade_ready 0"));
+
+        let mut maps = MapContents::default();
+        maps.endpoints.insert(
+            policy_common::endpoint::EndpointKey { addr: [1; 16] },
+            policy_common::endpoint::EndpointPolicy {
+                ingress_policy: 0,
+                egress_policy: 0,
+                ifindex: 0,
+            },
+        );
+        health.synced(&maps, 2, Duration::from_millis(3));
+        health.watch_progress(Arc::new(WatchProgress::default()));
+        health.set_ready();
+        assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
+        let (status, metrics) = get(&health, "/metrics");
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "palisade_ready 1",
+            "palisade_syncs_total 1",
+            "palisade_rejected_objects 2",
+            "palisade_map_entries{map=\"endpoints\"} 1",
+            "palisade_map_entries{map=\"rules\"} 0",
+            "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",
+            "palisade_datastore_watch_errors_total{resource=\"pods\"} 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        }
+        assert_eq!(get(&health, "/other").0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_stuck_loop_fails_liveness() {
+        let mut health = Health::new();
+        health.beat();
+        assert!(health.is_alive());
+        // As if the last beat were long ago.
+        let Some(earlier) = health
+            .started
+            .checked_sub(LIVENESS_STALE + Duration::from_secs(1))
+        else {
+            return;
+        };
+        health.started = earlier;
+        assert!(!health.is_alive());
+        assert_eq!(get(&health, "/healthz").0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,573 @@
+//! An in-process stand-in for the Kubernetes API server, for Namespaces, Pods and
+//! NetworkPolicies: enough of the real list/watch protocol for kube-rs's watcher to run
+//! against it unchanged.
+//!
+//! - `GET <collection>` lists every object with the current resource version in the list's
+//!   metadata (one page: the server may ignore `limit`, and does).
+//! - `GET <collection>?watch=true&resourceVersion=N` streams newline-separated JSON events
+//!   (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`): first every change after N from the
+//!   history, then live ones, until `timeoutSeconds` or until the test drops the stream. A
+//!   version older than the compaction point gets the API server's answer, an `ERROR` event
+//!   with a 410 `Expired` status, on an otherwise successful (200) response.
+//! - Resource versions are one global counter, like etcd's revision.
+//!
+//! The test drives it: change objects, send bookmarks, drop watches, expire them (410), stop
+//! the server and start it again on the same port.
+
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
+
+/// The three collections, as kube-rs requests them cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Namespace,
+    Pod,
+    NetworkPolicy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Namespace => "/api/v1/namespaces",
+            Kind::Pod => "/api/v1/pods",
+            Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::NetworkPolicy => "networking.k8s.io/v1",
+            _ => "v1",
+        }
+    }
+
+    /// (API group, resource) as RBAC names them.
+    pub fn rbac(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Namespace => ("", "namespaces"),
+            Kind::Pod => ("", "pods"),
+            Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// (kind, namespace, name); the namespace is empty for Namespaces.
+pub type Key = (Kind, String, String);
+
+struct Watch {
+    kind: Kind,
+    bookmarks: bool,
+    events: mpsc::UnboundedSender<Bytes>,
+}
+
+#[derive(Default)]
+struct State {
+    revision: u64,
+    /// Watches from a resource version below this get 410 Gone.
+    compacted: u64,
+    objects: BTreeMap<Key, Value>,
+    /// Every change: (revision, kind, event type, object).
+    history: Vec<(u64, Kind, &'static str, Value)>,
+    watches: Vec<Watch>,
+    /// Set by [`ApiServer::stop`]: the connections are being cut, and a request that reaches
+    /// one before it is gone must not be served.
+    stopped: bool,
+    /// Requests served, per kind: lists, and the resource version each watch started from.
+    lists: BTreeMap<Kind, u64>,
+    watch_versions: BTreeMap<Kind, Vec<u64>>,
+    /// Every request as RBAC sees it: (API group, resource, verb); anything this server does
+    /// not serve is recorded as ("?", path, method).
+    requests: BTreeSet<(String, String, String)>,
+}
+
+/// A change made while no watch can see it (see [`ApiServer::expire_watches`]).
+pub enum Change {
+    Apply(Value),
+    Delete(Kind, &'static str, &'static str),
+}
+
+impl State {
+    fn apply(&mut self, mut object: Value) -> u64 {
+        self.revision += 1;
+        let revision = self.revision;
+        let kind = object["kind"]
+            .as_str()
+            .and_then(Kind::from_name)
+            .expect("object kind");
+        object["apiVersion"] = json!(kind.api_version());
+        object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        let key = key_of(kind, &object);
+        let event = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key, object.clone());
+        self.record(kind, event, object);
+        revision
+    }
+
+    fn delete(&mut self, kind: Kind, namespace: &str, name: &str) {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        let mut object = self
+            .objects
+            .remove(&key)
+            .expect("deleting an existing object");
+        self.revision += 1;
+        object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        self.record(kind, "DELETED", object);
+    }
+
+    fn compact(&mut self) {
+        self.compacted = self.revision;
+        let compacted = self.compacted;
+        self.history.retain(|(revision, ..)| *revision > compacted);
+    }
+
+    fn record(&mut self, kind: Kind, event: &'static str, object: Value) {
+        let line = event_line(event, &object);
+        self.watches
+            .retain(|w| w.kind != kind || w.events.send(line.clone()).is_ok());
+        self.history.push((self.revision, kind, event, object));
+    }
+}
+
+pub struct ApiServer {
+    state: Arc<Mutex<State>>,
+    /// Where it listens; `None` until [`ApiServer::listen`] for an [`ApiServer::unbound`] one.
+    addr: Mutex<Option<SocketAddr>>,
+    /// The accept loop and every connection; dropping it closes them all.
+    serving: Mutex<Option<JoinSet<()>>>,
+}
+
+impl ApiServer {
+    /// Starts serving on a free loopback port.
+    pub async fn start() -> ApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the stand-in API server");
+        let server = ApiServer::unbound();
+        server.serve(listener);
+        server
+    }
+
+    /// Holds objects, serves nobody until [`ApiServer::listen`].
+    pub fn unbound() -> ApiServer {
+        ApiServer {
+            state: Arc::default(),
+            addr: Mutex::new(None),
+            serving: Mutex::new(None),
+        }
+    }
+
+    /// Serves on `listener` (bound wherever the caller chose, e.g. in another network
+    /// namespace); must be called within a tokio runtime.
+    pub fn listen(&self, listener: std::net::TcpListener) {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("registering the listener");
+        self.serve(listener);
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("the stand-in API server is not listening yet")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// A kubeconfig file's contents naming this server (no credentials: it wants none).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: stand-in\n\
+             clusters: [{{name: stand-in, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: agent, user: {{}}}}]\n\
+             contexts: [{{name: stand-in, context: {{cluster: stand-in, user: agent}}}}]\n",
+            self.url()
+        )
+    }
+
+    /// A kube client for this server, as the agent builds one from a kubeconfig.
+    pub fn client(&self) -> kube::Client {
+        let url = self.url().parse().expect("server URL");
+        kube::Client::try_from(kube::Config::new(url)).expect("kube client")
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(listener.local_addr().expect("local address"));
+        let mut tasks = JoinSet::new();
+        let state = self.state.clone();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            // Bounded by the test: the set is dropped (aborting every connection) on stop.
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = state.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(&state, &request)) }
+                    });
+                    let _closed = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(tasks);
+    }
+
+    /// The API server goes away: the port is closed and every connection (watches included)
+    /// is cut.
+    pub fn stop(&self) {
+        let tasks = self
+            .serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(tasks);
+        let mut state = self.state();
+        state.stopped = true;
+        state.watches.clear();
+    }
+
+    /// Comes back on the same port, with the same objects and history (etcd survived).
+    pub async fn restart(&self) {
+        // The client may be reconnecting at the same moment: retry the bind briefly.
+        for _ in 0..50 {
+            match TcpListener::bind(self.addr()).await {
+                Ok(listener) => {
+                    self.state().stopped = false;
+                    self.serve(listener);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        panic!("could not bind {} again", self.addr());
+    }
+
+    /// Creates or replaces an object (its `kind` and `metadata` decide which); returns its new
+    /// resource version.
+    pub fn apply(&self, object: Value) -> u64 {
+        self.state().apply(object)
+    }
+
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str) {
+        self.state().delete(kind, namespace, name);
+    }
+
+    /// Sends every watch that asked for bookmarks one carrying the current resource version.
+    pub fn bookmark(&self) {
+        let mut state = self.state();
+        let revision = state.revision.to_string();
+        state.watches.retain(|w| {
+            if !w.bookmarks {
+                return true;
+            }
+            let bookmark = json!({
+                "kind": w.kind.name(),
+                "apiVersion": w.kind.api_version(),
+                "metadata": {"resourceVersion": revision},
+            });
+            w.events.send(event_line("BOOKMARK", &bookmark)).is_ok()
+        });
+    }
+
+    /// Ends every watch stream cleanly, as a load balancer or an API server's timeout does.
+    pub fn drop_watches(&self) {
+        self.state().watches.clear();
+    }
+
+    /// Forgets the history up to now: a watch resumed from an older version gets 410 Gone.
+    pub fn compact(&self) {
+        self.state().compact();
+    }
+
+    /// Every open watch gets an `ERROR` 410 event and ends; `changes` are then made, in the
+    /// same critical section, without any watch seeing them, and the history is compacted past
+    /// them: only a relist can find them.
+    pub fn expire_watches(&self, changes: Vec<Change>) {
+        let mut state = self.state();
+        let gone = event_line("ERROR", &gone_status(state.revision));
+        for watch in state.watches.drain(..) {
+            let _closed_already = watch.events.send(gone.clone());
+        }
+        for change in changes {
+            match change {
+                Change::Apply(object) => {
+                    state.apply(object);
+                }
+                Change::Delete(kind, namespace, name) => state.delete(kind, namespace, name),
+            }
+        }
+        state.compact();
+    }
+
+    /// Full lists served for `kind` so far.
+    pub fn lists(&self, kind: Kind) -> u64 {
+        self.state().lists.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// The resource version each watch of `kind` started from, in order.
+    pub fn watch_versions(&self, kind: Kind) -> Vec<u64> {
+        self.state()
+            .watch_versions
+            .get(&kind)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every request so far as (API group, resource, verb).
+    pub fn requests(&self) -> BTreeSet<(String, String, String)> {
+        self.state().requests.clone()
+    }
+
+    /// Open watch streams.
+    pub fn open_watches(&self) -> usize {
+        self.state().watches.len()
+    }
+
+    /// Every object, as the agent's datastore digest sees them: (kind, namespace, name,
+    /// resource version).
+    pub fn versions(&self) -> Vec<(String, String, String, String)> {
+        self.state()
+            .objects
+            .iter()
+            .map(|((kind, namespace, name), object)| {
+                (
+                    kind.name().to_owned(),
+                    namespace.clone(),
+                    name.clone(),
+                    object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every object as one multi-document YAML manifest, for the file datastore.
+    pub fn manifests(&self) -> String {
+        self.state()
+            .objects
+            .values()
+            .map(|o| serde_yaml::to_string(o).expect("object as YAML"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn key_of(kind: Kind, object: &Value) -> Key {
+    let meta = &object["metadata"];
+    let name = meta["name"].as_str().expect("metadata.name").to_owned();
+    let namespace = match kind {
+        Kind::Namespace => String::new(),
+        _ => meta["namespace"].as_str().unwrap_or("default").to_owned(),
+    };
+    (kind, namespace, name)
+}
+
+fn event_line(event: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event, "object": object})).expect("event as JSON");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn gone_status(revision: u64) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("too old resource version: (compacted at {revision})"),
+        "reason": "Expired",
+        "code": 410,
+    })
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
+    let Some(kind) = Kind::ALL
+        .into_iter()
+        .find(|k| k.path() == request.uri().path())
+    else {
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .insert((
+                "?".to_owned(),
+                request.uri().path().to_owned(),
+                request.method().to_string(),
+            ));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "code": 404}),
+        );
+    };
+    if request.method() != Method::GET {
+        let (group, resource) = kind.rbac();
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .insert((
+                group.to_owned(),
+                resource.to_owned(),
+                request.method().as_str().to_lowercase(),
+            ));
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"kind": "Status", "code": 405}),
+        );
+    }
+    let query: BTreeMap<String, String> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if state.stopped {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"kind": "Status", "code": 503}),
+        );
+    }
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let (group, resource) = kind.rbac();
+    let verb = if watching { "watch" } else { "list" };
+    state
+        .requests
+        .insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
+    if watching {
+        watch(&mut state, kind, &query)
+    } else {
+        *state.lists.entry(kind).or_default() += 1;
+        let items: Vec<&Value> = state
+            .objects
+            .iter()
+            .filter(|((k, ..), _)| *k == kind)
+            .map(|(_, object)| object)
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": format!("{}List", kind.name()),
+                "apiVersion": kind.api_version(),
+                "metadata": {"resourceVersion": state.revision.to_string()},
+                "items": items,
+            }),
+        )
+    }
+}
+
+fn watch(state: &mut State, kind: Kind, query: &BTreeMap<String, String>) -> Response<Body> {
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    state.watch_versions.entry(kind).or_default().push(from);
+    let (events, receiver) = mpsc::unbounded_channel();
+    if from < state.compacted {
+        let _receiver_is_here = events.send(event_line("ERROR", &gone_status(state.compacted)));
+        drop(events);
+    } else {
+        for (_, _, event, object) in state
+            .history
+            .iter()
+            .filter(|(revision, k, ..)| *revision > from && *k == kind)
+        {
+            let _receiver_is_here = events.send(event_line(event, object));
+        }
+        state.watches.push(Watch {
+            kind,
+            bookmarks: query
+                .get("allowWatchBookmarks")
+                .is_some_and(|b| b == "true"),
+            events,
+        });
+    }
+    let timeout = Duration::from_secs(
+        query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1800),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = futures::stream::unfold(receiver, move |mut receiver| async move {
+        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            Ok(Some(line)) => Some((Ok::<_, Infallible>(Frame::data(line)), receiver)),
+            // Dropped by the test, or timed out: the stream ends, as the API server's does.
+            Ok(None) | Err(_) => None,
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(StreamBody::new(stream).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
