@@ -337,11 +337,7 @@ mod tests {
         let mut maps = MapContents::default();
         maps.endpoints.insert(
             policy_common::endpoint::EndpointKey { addr: [1; 16] },
-            policy_common::endpoint::EndpointPolicy {
-                ingress_policy: 0,
-                egress_policy: 0,
-                ifindex: 0,
-            },
+            policy_common::endpoint::EndpointPolicy::default(),
         );
         health.synced(&maps, 2, Duration::from_millis(3));
         health.watch_progress(Arc::new(WatchProgress::default()));
