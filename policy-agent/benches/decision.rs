@@ -1,0 +1,368 @@
+//! Kernel decision cost for `cargo xtask bench`: `palisade_to_endpoint` on a conntrack hit, a
+//! new allowed flow and new denied flows, at 10 to 100,000 policies, beside an empty tc program
+//! of the same type (the floor: what `BPF_PROG_TEST_RUN` itself costs per run).
+//!
+//! Run as root: `cargo bench -p policy-agent --bench decision [-- --quick]`. Prints one JSON
+//! object per measurement on stdout (what xtask reads) and a table on stderr. Without root it
+//! says so and measures nothing (exit status 0, no JSON: xtask treats that as a failure).
+//!
+//! The cluster (as in `datapath.rs`): one server pod on this node and N policies selecting it,
+//! policy i admitting pods labelled `client: c<i>` (one such pod each, elsewhere in the cluster)
+//! on one TCP port. The allowed packet matches the *last* policy.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use policy_agent::{
+    compiler::{Compiler, MapContents, Scope},
+    dataplane::Datapath,
+    model::{
+        Cluster, LabelSelector, NamespaceMatch, NetworkPolicy, Peer, Pod, PortMatch, Protocol,
+        Rule, selector::Requirement,
+    },
+    replay::{Direction, Packet},
+};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// `Packet::to_frame` always uses source port 40000: a reply to a flow whose two ports are
+/// 40000 is the same frame with the addresses swapped.
+const REPLY_PORT: u16 = 40_000;
+
+struct Settings {
+    sizes: &'static [usize],
+    repeat: u32,
+    runs: usize,
+}
+
+const FULL: Settings = Settings {
+    sizes: &[10, 100, 1_000, 10_000, 100_000],
+    repeat: 1_000_000,
+    runs: 7,
+};
+const QUICK: Settings = Settings {
+    sizes: &[10, 1_000],
+    repeat: 100_000,
+    runs: 3,
+};
+
+fn client_ip(i: usize) -> Ipv4Addr {
+    let i = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 201, 0, 0)).saturating_add(i))
+}
+
+/// Ports repeat past 50,000 policies; the (peer, port) pair stays unique.
+fn client_port(i: usize) -> u16 {
+    u16::try_from(10_000 + i % 50_000).unwrap_or(u16::MAX)
+}
+
+fn selector(key: &str, value: String) -> LabelSelector {
+    LabelSelector {
+        requirements: vec![Requirement::In {
+            key: key.to_owned(),
+            values: [value].into(),
+        }],
+    }
+}
+
+fn pod(name: String, labels: &[(&str, String)], ip: Ipv4Addr, node: &str) -> Pod {
+    Pod {
+        namespace: "default".into(),
+        name,
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        ips: BTreeSet::from([IpAddr::V4(ip)]),
+        container_ports: Vec::new(),
+        node_name: Some(node.to_owned()),
+        host_network: false,
+        terminated: false,
+    }
+}
+
+fn cluster(policies: usize) -> Cluster {
+    let mut cluster = Cluster::default();
+    let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
+    cluster
+        .pods
+        .insert(("default".into(), "server".into()), server);
+    for i in 0..policies {
+        let client = pod(
+            format!("client-{i}"),
+            &[("client", format!("c{i}"))],
+            client_ip(i),
+            "elsewhere",
+        );
+        cluster
+            .pods
+            .insert(("default".into(), client.name.clone()), client);
+        let port = client_port(i);
+        let np = NetworkPolicy {
+            namespace: "default".into(),
+            name: format!("allow-c{i}"),
+            pod_selector: selector("app", "server".into()),
+            ingress: Some(vec![Rule {
+                peers: Some(vec![Peer::Pods {
+                    namespaces: NamespaceMatch::Exactly("default".into()),
+                    pods: selector("client", format!("c{i}")),
+                }]),
+                ports: Some(vec![PortMatch::Range {
+                    protocol: Protocol::Tcp,
+                    first: port,
+                    last: port,
+                }]),
+            }]),
+            egress: None,
+        };
+        cluster
+            .policies
+            .insert(("default".into(), np.name.clone()), np);
+    }
+    cluster
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("decision bench: SKIPPED, needs root to load BPF programs");
+        return;
+    }
+    // `cargo bench` passes `--bench`; `--quick` is ours.
+    let settings = if std::env::args().any(|a| a == "--quick") {
+        QUICK
+    } else {
+        FULL
+    };
+    let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-decision-{}", std::process::id()));
+    let result = run(&pins, &settings);
+    if let Err(e) = std::fs::remove_dir_all(&pins)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("decision bench: could not remove {}: {e}", pins.display());
+    }
+    if let Err(e) = result {
+        eprintln!("decision bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// One measured case: the kernel's mean ns per run, for each of `runs` runs.
+fn emit(case: &str, size: usize, rules: usize, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    eprintln!(
+        "  {case:<14} {size:>7} policies {rules:>7} rules: median {median:>7.1} ns [{:.1}, {:.1}]",
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "kind": "decision",
+            "case": case,
+            "policies": size,
+            "rules": rules,
+            "samples_ns": samples,
+        })
+    );
+}
+
+fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
+    let empty = EmptyProgram::load().context("loading the empty tc program")?;
+    let mut datapath = Datapath::load(pins)?;
+    let mut programmed = MapContents::default();
+    let scope = Scope {
+        node_name: Some("here".into()),
+        host_addrs: Vec::new(),
+    };
+    for &size in settings.sizes {
+        let started = Instant::now();
+        let maps = Compiler::new().compile(&cluster(size), &scope).maps;
+        let compiled = started.elapsed();
+        datapath.apply(&programmed, &maps)?;
+        programmed = maps;
+        eprintln!(
+            "{size} policies: compiled in {} ms, programmed in {} ms",
+            compiled.as_millis(),
+            started.elapsed().saturating_sub(compiled).as_millis()
+        );
+        let rules = programmed.rules.len();
+        let last = size - 1;
+        let allowed = Packet {
+            src: IpAddr::V4(client_ip(last)),
+            dst: IpAddr::V4(SERVER),
+            protocol: 6,
+            dport: client_port(last),
+        };
+        let denied_port = Packet { dport: 9, ..allowed };
+        let denied_peer = Packet {
+            src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            ..allowed
+        };
+        // The server opened a connection to the last client (its egress is not isolated, so
+        // its own program records it); the client's answer is the conntrack hit.
+        let opened = Packet {
+            src: IpAddr::V4(SERVER),
+            dst: IpAddr::V4(client_ip(last)),
+            protocol: 6,
+            dport: REPLY_PORT,
+        };
+        let reply = Packet {
+            src: opened.dst,
+            dst: opened.src,
+            ..opened
+        };
+
+        let frame = allowed.to_frame();
+        let mut floor = Vec::new();
+        for _ in 0..settings.runs {
+            floor.push(ns(empty.test_run(&frame, settings.repeat)?));
+        }
+        emit("empty", size, rules, floor);
+
+        let cases = [
+            ("conntrack_hit", reply, true),
+            ("new_allowed", allowed, true),
+            ("new_denied_port", denied_port, false),
+            ("new_denied_peer", denied_peer, false),
+        ];
+        for (case, packet, expect_allowed) in cases {
+            let mut samples = Vec::new();
+            for _ in 0..settings.runs {
+                datapath.clear_conntrack()?;
+                if case == "conntrack_hit" {
+                    let out = datapath.test_run(Direction::FromEndpoint, &opened.to_frame(), 1)?;
+                    ensure!(out.allowed(), "the server's own connection was dropped");
+                }
+                let verdict = datapath.test_run(Direction::ToEndpoint, &packet.to_frame(), settings.repeat)?;
+                ensure!(
+                    verdict.allowed() == expect_allowed,
+                    "{case} at {size} policies: expected allowed={expect_allowed}"
+                );
+                samples.push(ns(verdict.per_run));
+            }
+            emit(case, size, rules, samples);
+        }
+    }
+    Ok(())
+}
+
+fn ns(d: Duration) -> f64 {
+    // Durations here are nanoseconds to microseconds: f64 is exact.
+    #[expect(clippy::cast_precision_loss, reason = "values far below 2^52 ns")]
+    let n = d.as_nanos() as f64;
+    n
+}
+
+/// A two-instruction `BPF_PROG_TYPE_SCHED_CLS` program (`r0 = TC_ACT_UNSPEC; exit`), loaded
+/// with the raw bpf() system call so that the floor shares nothing with our object or loader.
+struct EmptyProgram {
+    fd: OwnedFd,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+
+/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD; the kernel zero-extends the rest.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// `union bpf_attr`'s `test` member.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, correctly laid out bpf_attr prefix of the given size; every
+    // pointer in it refers to memory that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl EmptyProgram {
+    fn load() -> anyhow::Result<Self> {
+        // mov64 r0, -1 (imm sign-extended: TC_ACT_UNSPEC); exit.
+        let insns: [u64; 2] = [
+            u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        let license = c"GPL";
+        let mut name = [0u8; 16];
+        name[..11].copy_from_slice(b"bench_empty");
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_SCHED_CLS,
+            insn_cnt: 2,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            prog_name: name,
+            ..ProgLoadAttr::default()
+        };
+        let fd = bpf(BPF_PROG_LOAD, &mut attr).context("BPF_PROG_LOAD")?;
+        let fd = i32::try_from(fd).context("program fd out of range")?;
+        // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn test_run(&self, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let mut attr = TestRunAttr {
+            prog_fd: u32::try_from(self.fd.as_raw_fd()).context("negative fd")?,
+            data_size_in: u32::try_from(frame.len()).context("frame too long")?,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            ..TestRunAttr::default()
+        };
+        bpf(BPF_PROG_TEST_RUN, &mut attr).context("BPF_PROG_TEST_RUN on the empty program")?;
+        if attr.retval != u32::MAX {
+            bail!("the empty program returned {} instead of -1", attr.retval);
+        }
+        Ok(Duration::from_nanos(u64::from(attr.duration)))
+    }
+}
