@@ -138,7 +138,10 @@ fn main() {
     } else {
         FULL
     };
-    let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-decision-{}", std::process::id()));
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-decision-{}",
+        std::process::id()
+    ));
     let result = run(&pins, &settings);
     if let Err(e) = std::fs::remove_dir_all(&pins)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -199,7 +202,10 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             protocol: 6,
             dport: client_port(last),
         };
-        let denied_port = Packet { dport: 9, ..allowed };
+        let denied_port = Packet {
+            dport: 9,
+            ..allowed
+        };
         let denied_peer = Packet {
             src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             ..allowed
@@ -239,7 +245,11 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
                     let out = datapath.test_run(Direction::FromEndpoint, &opened.to_frame(), 1)?;
                     ensure!(out.allowed(), "the server's own connection was dropped");
                 }
-                let verdict = datapath.test_run(Direction::ToEndpoint, &packet.to_frame(), settings.repeat)?;
+                let verdict = datapath.test_run(
+                    Direction::ToEndpoint,
+                    &packet.to_frame(),
+                    settings.repeat,
+                )?;
                 ensure!(
                     verdict.allowed() == expect_allowed,
                     "{case} at {size} policies: expected allowed={expect_allowed}"

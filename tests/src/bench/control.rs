@@ -100,7 +100,11 @@ struct Prober {
 
 impl Prober {
     fn start(client: &Netns, to: SocketAddr, limit: Duration) -> anyhow::Result<Self> {
-        let fd: OwnedFd = client.file().try_clone().context("duplicating the namespace fd")?.into();
+        let fd: OwnedFd = client
+            .file()
+            .try_clone()
+            .context("duplicating the namespace fd")?
+            .into();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (log2, stop2) = (Arc::clone(&log), Arc::clone(&stop));
@@ -110,7 +114,9 @@ impl Prober {
                 setns(&fd, CloneFlags::CLONE_NEWNET).context("entering the client namespace")?;
                 let socket = UdpSocket::bind("0.0.0.0:0").context("binding the prober")?;
                 socket.connect(to).context("connecting the prober")?;
-                socket.set_nonblocking(true).context("non-blocking prober")?;
+                socket
+                    .set_nonblocking(true)
+                    .context("non-blocking prober")?;
                 let deadline = Instant::now() + limit;
                 let mut buf = [0u8; 64];
                 while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -119,12 +125,16 @@ impl Prober {
                         let seq = log.len() as u64;
                         // A send error (no route yet) is just a datagram that sees no echo.
                         let _ = socket.send(&seq.to_le_bytes());
-                        log.push(Sent { at: Instant::now(), echoed: false });
+                        log.push(Sent {
+                            at: Instant::now(),
+                            echoed: false,
+                        });
                         while let Ok(n) = socket.recv(&mut buf) {
                             if let Some(bytes) = buf.get(..8).filter(|_| n >= 8) {
                                 let mut b = [0u8; 8];
                                 b.copy_from_slice(bytes);
-                                let seq = usize::try_from(u64::from_le_bytes(b)).unwrap_or(usize::MAX);
+                                let seq =
+                                    usize::try_from(u64::from_le_bytes(b)).unwrap_or(usize::MAX);
                                 if let Some(s) = log.get_mut(seq) {
                                     s.echoed = true;
                                 }
@@ -136,7 +146,11 @@ impl Prober {
                 Ok(())
             })
             .context("starting the prober thread")?;
-        Ok(Self { log, stop, thread: Some(thread) })
+        Ok(Self {
+            log,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Waits until the datagrams sent after `since` show `allowed`; returns the latency.
@@ -163,7 +177,9 @@ impl Prober {
                 }
             }
             if now >= deadline {
-                bail!("the packets did not see the change (allowed={allowed}) within {CHANGE_DEADLINE:?}");
+                bail!(
+                    "the packets did not see the change (allowed={allowed}) within {CHANGE_DEADLINE:?}"
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -189,7 +205,9 @@ pub fn latency(budget: &Budget) -> anyhow::Result<()> {
     let mut bed = Testbed::start(vec![deny], true).context("starting the control-plane lab")?;
     let bulk = step(json!({"name": "bulk", "writeFiles": [
         {"name": "bulk.yaml", "content": bulk_manifests(1_000, 1_000)}]}))?;
-    bed.lab.run_step(1, &bulk).context("loading 1,000 pods and 200 policies")?;
+    bed.lab
+        .run_step(1, &bulk)
+        .context("loading 1,000 pods and 200 policies")?;
     let allow = step(json!({"name": "allow", "apply": [{
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "allow-client", "namespace": "default"},
@@ -212,7 +230,11 @@ pub fn latency(budget: &Budget) -> anyhow::Result<()> {
         ],
     )?;
     echo.next_line().context("waiting for the echo server")?;
-    let prober = Prober::start(&bed.client, SocketAddr::from((bed.server_ip, ECHO_PORT)), limit)?;
+    let prober = Prober::start(
+        &bed.client,
+        SocketAddr::from((bed.server_ip, ECHO_PORT)),
+        limit,
+    )?;
     for change in 0..budget.changes {
         let allowed = change % 2 == 0;
         let since = Instant::now();
@@ -220,9 +242,13 @@ pub fn latency(budget: &Budget) -> anyhow::Result<()> {
             .lab
             .run_step(change + 2, if allowed { &allow } else { &revoke })
             .with_context(|| format!("change {change}"))?;
-        let took = prober.wait_for(since, allowed).with_context(|| format!("change {change}"))?;
-        emit(&json!({"kind": "latency", "change": change, "to": if allowed {"allow"} else {"deny"},
-            "ms": took.as_secs_f64() * 1e3, "agent_programmed_ms": report.programmed_ms}));
+        let took = prober
+            .wait_for(since, allowed)
+            .with_context(|| format!("change {change}"))?;
+        emit(
+            &json!({"kind": "latency", "change": change, "to": if allowed {"allow"} else {"deny"},
+            "ms": took.as_secs_f64() * 1e3, "agent_programmed_ms": report.programmed_ms}),
+        );
     }
     drop(prober);
     drop(echo);
@@ -283,7 +309,11 @@ fn spawn_with_node_name(paths: &AgentPaths, node: &Netns) -> anyhow::Result<std:
     let log = std::fs::File::create(&paths.log_file)
         .with_context(|| format!("creating {}", paths.log_file.display()))?;
     let log_err = log.try_clone().context("duplicating the log file")?;
-    let fd: OwnedFd = node.file().try_clone().context("duplicating the namespace fd")?.into();
+    let fd: OwnedFd = node
+        .file()
+        .try_clone()
+        .context("duplicating the namespace fd")?
+        .into();
     let mut command = std::process::Command::new(&paths.binary);
     command
         .arg("run")

@@ -67,10 +67,17 @@ pub fn policies(entries: &[Entry]) -> Vec<Value> {
 /// the endpoint's rules one after another, ending in a drop. `to_if` is the server's
 /// host-side interface; the client's own (from-workload) chain is empty (not isolated).
 pub fn iptables(entries: &[Entry], to_if: &str, from_if: &str) -> String {
-    let mut s = String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    let mut s =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
     let tw = format!("cali-tw-{to_if}");
     let fw = format!("cali-fw-{from_if}");
-    for chain in ["cali-FORWARD", "cali-to-wl-dispatch", "cali-from-wl-dispatch", &tw, &fw] {
+    for chain in [
+        "cali-FORWARD",
+        "cali-to-wl-dispatch",
+        "cali-from-wl-dispatch",
+        &tw,
+        &fw,
+    ] {
         let _ = writeln!(s, ":{chain} - [0:0]");
     }
     s.push_str("-A FORWARD -j cali-FORWARD\n");
@@ -147,13 +154,19 @@ mod tests {
         let e = entries(3, client);
         assert_eq!(e.len(), 3);
         let ipt = iptables(&e, "plh1", "plh0");
-        let last_accept = ipt.lines().filter(|l| l.contains("ACCEPT") && l.contains("cali-tw")).last();
+        let last_accept = ipt
+            .lines()
+            .filter(|l| l.contains("ACCEPT") && l.contains("cali-tw"))
+            .last();
         assert_eq!(
             last_accept,
             Some("-A cali-tw-plh1 -p udp -s 10.42.0.10/32 -m udp --dport 8080 -j ACCEPT")
         );
         assert!(nftables(&e, "plh1").contains("10.42.0.10 . tcp . 8080"));
         let p = policies(&e);
-        assert_eq!(p[2]["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"], "10.42.0.10/32");
+        assert_eq!(
+            p[2]["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"],
+            "10.42.0.10/32"
+        );
     }
 }

@@ -86,7 +86,10 @@ impl Testbed {
     pub fn tcp_rate(&self, seconds: f64) -> anyhow::Result<f64> {
         let mut server = Loadgen::spawn(
             &self.server,
-            &args(&["tcp-server", "--port", &SERVER_PORT.to_string()], seconds + 10.0),
+            &args(
+                &["tcp-server", "--port", &SERVER_PORT.to_string()],
+                seconds + 10.0,
+            ),
         )?;
         server.next_line().context("waiting for the TCP server")?;
         let to = format!("{}:{SERVER_PORT}", self.server_ip);
@@ -103,7 +106,10 @@ impl Testbed {
     /// Small UDP datagrams per second received by the server over `seconds` of sending.
     pub fn udp_rate(&self, seconds: f64) -> anyhow::Result<f64> {
         let port = SERVER_PORT.to_string();
-        let sink = Loadgen::spawn(&self.server, &args(&["udp-sink", "--port", &port], seconds + 10.0))?;
+        let sink = Loadgen::spawn(
+            &self.server,
+            &args(&["udp-sink", "--port", &port], seconds + 10.0),
+        )?;
         let mut sink = sink;
         sink.next_line().context("waiting for the UDP sink")?;
         let to = format!("{}:{SERVER_PORT}", self.server_ip);
@@ -172,18 +178,30 @@ pub fn run(budget: &Budget) -> anyhow::Result<()> {
         let ipt = rules::iptables(&entries, &plain.server_if, &plain.client_if);
         let nft = rules::nftables(&entries, &plain.server_if);
         for rep in 0..budget.reps {
-            for enforcer in [Enforcer::None, Enforcer::Iptables, Enforcer::Nftables, Enforcer::Palisade] {
-                let bed = if enforcer == Enforcer::Palisade { &palisade } else { &plain };
+            for enforcer in [
+                Enforcer::None,
+                Enforcer::Iptables,
+                Enforcer::Nftables,
+                Enforcer::Palisade,
+            ] {
+                let bed = if enforcer == Enforcer::Palisade {
+                    &palisade
+                } else {
+                    &plain
+                };
                 if enforcer != Enforcer::Palisade {
                     plain.flush_rules()?;
                 }
-                let load = |tool: &str, program: &str, args: &[&str], text: &str| -> anyhow::Result<()> {
-                    let t = Instant::now();
-                    run_in(&plain.node, program, args, text)?;
-                    emit(&json!({"kind": "load", "tool": tool, "rules": size, "rep": rep,
-                        "ms": t.elapsed().as_secs_f64() * 1e3}));
-                    Ok(())
-                };
+                let load =
+                    |tool: &str, program: &str, args: &[&str], text: &str| -> anyhow::Result<()> {
+                        let t = Instant::now();
+                        run_in(&plain.node, program, args, text)?;
+                        emit(
+                            &json!({"kind": "load", "tool": tool, "rules": size, "rep": rep,
+                        "ms": t.elapsed().as_secs_f64() * 1e3}),
+                        );
+                        Ok(())
+                    };
                 match enforcer {
                     Enforcer::Iptables => load("iptables-restore", "iptables-restore", &[], &ipt)?,
                     Enforcer::Nftables => load("nft -f", "nft", &["-f", "-"], &nft)?,
@@ -200,8 +218,10 @@ pub fn run(budget: &Budget) -> anyhow::Result<()> {
                     enforcer.name()
                 );
                 for (metric, value) in [("tcp_conn_per_s", tcp), ("udp_pkt_per_s", udp)] {
-                    emit(&json!({"kind": "traffic", "enforcer": enforcer.name(), "rules": size,
-                        "rep": rep, "metric": metric, "value": value}));
+                    emit(
+                        &json!({"kind": "traffic", "enforcer": enforcer.name(), "rules": size,
+                        "rep": rep, "metric": metric, "value": value}),
+                    );
                 }
             }
         }

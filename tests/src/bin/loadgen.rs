@@ -81,9 +81,12 @@ fn main() -> Result<()> {
 }
 
 fn tcp_server(port: u16, limit: Duration, threads: usize) -> Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("binding TCP {port}"))?;
+    let listener =
+        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("binding TCP {port}"))?;
     // Non-blocking accept, so every thread sees the deadline.
-    listener.set_nonblocking(true).context("non-blocking listener")?;
+    listener
+        .set_nonblocking(true)
+        .context("non-blocking listener")?;
     let deadline = Instant::now() + limit;
     let served = AtomicU64::new(0);
     println!("{}", serde_json::json!({"ready": true}));
@@ -106,7 +109,10 @@ fn tcp_server(port: u16, limit: Duration, threads: usize) -> Result<()> {
             });
         }
     });
-    println!("{}", serde_json::json!({"mode": "tcp-server", "served": served.load(Ordering::Relaxed)}));
+    println!(
+        "{}",
+        serde_json::json!({"mode": "tcp-server", "served": served.load(Ordering::Relaxed)})
+    );
     Ok(())
 }
 
@@ -159,7 +165,8 @@ fn one_connection(to: SocketAddr) -> std::io::Result<()> {
 }
 
 fn udp_sink(port: u16, limit: Duration, idle: Duration) -> Result<()> {
-    let socket = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("binding UDP {port}"))?;
+    let socket =
+        UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("binding UDP {port}"))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .context("read timeout")?;
@@ -185,7 +192,11 @@ fn udp_sink(port: u16, limit: Duration, idle: Duration) -> Result<()> {
         }
     }
     let seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
-    let rate = if seconds > 0.0 { count_f64(count) / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        count_f64(count) / seconds
+    } else {
+        0.0
+    };
     println!(
         "{}",
         serde_json::json!({"mode": "udp-sink", "received": count, "seconds": seconds, "rate": rate})
@@ -194,7 +205,8 @@ fn udp_sink(port: u16, limit: Duration, idle: Duration) -> Result<()> {
 }
 
 fn udp_echo(port: u16, limit: Duration) -> Result<()> {
-    let socket = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("binding UDP {port}"))?;
+    let socket =
+        UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("binding UDP {port}"))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .context("read timeout")?;
@@ -209,7 +221,10 @@ fn udp_echo(port: u16, limit: Duration) -> Result<()> {
             echoed += 1;
         }
     }
-    println!("{}", serde_json::json!({"mode": "udp-echo", "echoed": echoed}));
+    println!(
+        "{}",
+        serde_json::json!({"mode": "udp-echo", "echoed": echoed})
+    );
     Ok(())
 }
 

@@ -39,7 +39,10 @@ pub fn json_lines(mut cmd: Command, what: &str, limit: Duration) -> Result<Vec<V
         .with_context(|| format!("starting {what}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let reader = thread::spawn(move || -> Vec<String> {
-        BufReader::new(stdout).lines().map_while(Result::ok).collect()
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
     });
     let started = Instant::now();
     let status = loop {
@@ -77,19 +80,28 @@ pub fn decision(root: &Path, quick: bool) -> Result<Vec<Value>> {
     if quick {
         cmd.arg("--quick");
     }
-    json_lines(cmd, "kernel decision cost", Duration::from_secs(if quick { 120 } else { 600 }))
+    json_lines(
+        cmd,
+        "kernel decision cost",
+        Duration::from_secs(if quick { 120 } else { 600 }),
+    )
 }
 
 /// `target/release/netbench PART`.
 pub fn netbench(root: &Path, part: &str, quick: bool) -> Result<Vec<Value>> {
     let mut cmd = Command::new(root.join("target/release/netbench"));
-    cmd.current_dir(root)
-        .arg(part)
-        .env("PALISADE_AGENT_BIN", root.join("target/release/policy-agent"));
+    cmd.current_dir(root).arg(part).env(
+        "PALISADE_AGENT_BIN",
+        root.join("target/release/policy-agent"),
+    );
     if quick {
         cmd.arg("--quick");
     }
-    json_lines(cmd, part, Duration::from_secs(if quick { 120 } else { 600 }))
+    json_lines(
+        cmd,
+        part,
+        Duration::from_secs(if quick { 120 } else { 600 }),
+    )
 }
 
 /// The compile bench's command line, as docs/benchmarks.md quotes it.

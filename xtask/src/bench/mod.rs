@@ -41,8 +41,12 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 
     let mut results = collect::Results::default();
     results.lines.extend(collect::decision(root, quick)?);
-    results.lines.extend(collect::netbench(root, "traffic", quick)?);
-    results.lines.extend(collect::netbench(root, "control", quick)?);
+    results
+        .lines
+        .extend(collect::netbench(root, "traffic", quick)?);
+    results
+        .lines
+        .extend(collect::netbench(root, "control", quick)?);
     if !quick {
         results.compile_report = Some(collect::compile_report(root)?);
     }

@@ -15,7 +15,8 @@ static FONT_LOADED: OnceLock<Result<(), String>> = OnceLock::new();
 fn load_font() -> Result<()> {
     FONT_LOADED
         .get_or_init(|| {
-            let bytes = std::fs::read(FONT).map_err(|e| format!("reading {FONT}: {e} (apt-get install fonts-dejavu-core)"))?;
+            let bytes = std::fs::read(FONT)
+                .map_err(|e| format!("reading {FONT}: {e} (apt-get install fonts-dejavu-core)"))?;
             // plotters keeps fonts for the whole process: leaking the one copy is the API.
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
@@ -40,12 +41,19 @@ const COLOURS: [RGBColor; 6] = [
 ];
 
 /// Draws `series` (x: rules, log scale; y from 0) into a PNG at `path`.
-pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
     load_font()?;
     let points = series.iter().flat_map(|s| s.points.iter());
-    let (x_min, x_max, y_max) = points.fold((f64::INFINITY, 0.0f64, 0.0f64), |(a, b, c), &(x, y)| {
-        (a.min(x), b.max(x), c.max(y))
-    });
+    let (x_min, x_max, y_max) = points
+        .fold((f64::INFINITY, 0.0f64, 0.0f64), |(a, b, c), &(x, y)| {
+            (a.min(x), b.max(x), c.max(y))
+        });
     if !x_min.is_finite() || x_max <= 0.0 {
         return Err(anyhow!("nothing to plot for {title}"));
     }
@@ -60,6 +68,9 @@ pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
             .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0.0..y_max * 1.15)?;
         chart
             .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
@@ -67,9 +78,14 @@ pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
         for (i, s) in series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), colour.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))?
                 .label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
         chart

@@ -34,7 +34,10 @@ pub fn plots(results: &Results, dir: &Path) -> Result<Vec<(String, String)>> {
         "ns per packet (median)",
         &series,
     )?;
-    made.push((name.to_owned(), "Kernel decision cost against the number of policies".to_owned()));
+    made.push((
+        name.to_owned(),
+        "Kernel decision cost against the number of policies".to_owned(),
+    ));
 
     let sizes = tables::sizes(results.of_kind("traffic"), "rules");
     for (metric, title) in METRICS {
@@ -54,12 +57,31 @@ pub fn plots(results: &Results, dir: &Path) -> Result<Vec<(String, String)>> {
             })
             .collect();
         let (file, y) = if metric == "tcp_conn_per_s" {
-            ("traffic-tcp-us.png", "µs per new connection (1 / median rate)")
+            (
+                "traffic-tcp-us.png",
+                "µs per new connection (1 / median rate)",
+            )
         } else {
             ("traffic-udp-us.png", "µs per UDP packet (1 / median rate)")
         };
-        plot::lines(&dir.join(file), &format!("Real traffic: {title}"), "rules (admitting rule last)", y, &series)?;
-        made.push((file.to_owned(), format!("Cost per {}, four enforcers", if metric == "tcp_conn_per_s" { "new TCP connection" } else { "UDP packet" })));
+        plot::lines(
+            &dir.join(file),
+            &format!("Real traffic: {title}"),
+            "rules (admitting rule last)",
+            y,
+            &series,
+        )?;
+        made.push((
+            file.to_owned(),
+            format!(
+                "Cost per {}, four enforcers",
+                if metric == "tcp_conn_per_s" {
+                    "new TCP connection"
+                } else {
+                    "UDP packet"
+                }
+            ),
+        ));
     }
     Ok(made)
 }
@@ -94,7 +116,13 @@ fn machine() -> String {
     )
 }
 
-pub fn markdown(root: &Path, results: &Results, quick: bool, plots: &[(String, String)], took: Duration) -> Result<String> {
+pub fn markdown(
+    root: &Path,
+    results: &Results,
+    quick: bool,
+    plots: &[(String, String)],
+    took: Duration,
+) -> Result<String> {
     let mut md = String::new();
     let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
     let rev = std::process::Command::new("git")
@@ -103,7 +131,11 @@ pub fn markdown(root: &Path, results: &Results, quick: bool, plots: &[(String, S
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let command = if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" };
+    let command = if quick {
+        "cargo xtask bench --quick"
+    } else {
+        "cargo xtask bench"
+    };
     let _ = write!(
         md,
         "# Benchmarks\n\n\
@@ -117,7 +149,9 @@ pub fn markdown(root: &Path, results: &Results, quick: bool, plots: &[(String, S
         machine(),
     );
     if quick {
-        md.push_str("**Quick (smoke) run: short and few repetitions; the figures are not meaningful.**\n\n");
+        md.push_str(
+            "**Quick (smoke) run: short and few repetitions; the figures are not meaningful.**\n\n",
+        );
     }
 
     md.push_str("## Kernel decision cost\n\n`cargo bench -p policy-agent --bench decision` (root; `policy-agent/benches/decision.rs`)\n\n");
@@ -176,7 +210,10 @@ pub fn markdown(root: &Path, results: &Results, quick: bool, plots: &[(String, S
     md.push_str("## Compiler at scale\n\n");
     match &results.compile_report {
         Some(lines) => {
-            let _ = writeln!(md, "`{COMPILE_BENCH}` (`policy-agent/benches/compile.rs`), its report verbatim:\n\n```text");
+            let _ = writeln!(
+                md,
+                "`{COMPILE_BENCH}` (`policy-agent/benches/compile.rs`), its report verbatim:\n\n```text"
+            );
             for line in lines {
                 md.push_str(line);
                 md.push('\n');

@@ -20,7 +20,7 @@ pub const DECISION_CASES: [&str; 5] = [
 pub const ENFORCERS: [&str; 4] = ["none", "iptables", "nftables", "palisade"];
 pub const METRICS: [(&str, &str); 2] = [
     ("tcp_conn_per_s", "new TCP connections/s"),
-    ("udp_pkt_per_s", "UDP packets/s (64 B payload 32 B)"),
+    ("udp_pkt_per_s", "small UDP packets/s (32-byte payload)"),
 ];
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -54,7 +54,9 @@ pub fn decision(results: &Results, case: &str, policies: usize) -> Option<Summar
 pub fn traffic(results: &Results, enforcer: &str, metric: &str, rules: usize) -> Option<Summary> {
     let samples: Vec<f64> = results
         .of_kind("traffic")
-        .filter(|v| v["enforcer"] == enforcer && v["metric"] == metric && size(v, "rules") == Some(rules))
+        .filter(|v| {
+            v["enforcer"] == enforcer && v["metric"] == metric && size(v, "rules") == Some(rules)
+        })
         .filter_map(|v| num(v, "value"))
         .collect();
     summarize(&samples)
@@ -63,7 +65,15 @@ pub fn traffic(results: &Results, enforcer: &str, metric: &str, rules: usize) ->
 fn cell(s: Option<Summary>, digits: usize) -> String {
     s.map_or_else(
         || "–".to_owned(),
-        |s| format!("{:.d$} [{:.d$}, {:.d$}]", s.median, s.min, s.max, d = digits),
+        |s| {
+            format!(
+                "{:.d$} [{:.d$}, {:.d$}]",
+                s.median,
+                s.min,
+                s.max,
+                d = digits
+            )
+        },
     )
 }
 
@@ -92,7 +102,10 @@ pub fn decision_section(results: &Results, out: &mut String) {
         let _ = writeln!(
             out,
             " {} |",
-            ratio(decision(results, "new_allowed", n), decision(results, "empty", n))
+            ratio(
+                decision(results, "new_allowed", n),
+                decision(results, "empty", n)
+            )
         );
     }
     out.push('\n');
@@ -103,7 +116,9 @@ pub fn decision_section(results: &Results, out: &mut String) {
             .collect();
         let (lo, hi) = medians
             .iter()
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| {
+                (lo.min(m), hi.max(m))
+            });
         if medians.is_empty() || lo <= 0.0 {
             continue;
         }
@@ -153,12 +168,17 @@ pub fn traffic_section(results: &Results, out: &mut String) {
 
 /// Part 3: latency percentiles, agent footprint, rule-set load times.
 pub fn control_section(results: &Results, out: &mut String) {
-    let latency: Vec<f64> = results.of_kind("latency").filter_map(|v| num(v, "ms")).collect();
+    let latency: Vec<f64> = results
+        .of_kind("latency")
+        .filter_map(|v| num(v, "ms"))
+        .collect();
     let programmed: Vec<f64> = results
         .of_kind("latency")
         .filter_map(|v| num(v, "agent_programmed_ms"))
         .collect();
-    let pct = |v: &[f64], p: f64| percentile(v, p).map_or_else(|| "–".to_owned(), |x| format!("{x:.0} ms"));
+    let pct = |v: &[f64], p: f64| {
+        percentile(v, p).map_or_else(|| "–".to_owned(), |x| format!("{x:.0} ms"))
+    };
     let _ = writeln!(
         out,
         "Manifest change → first packet with the new verdict, over {} changes (alternately \
@@ -173,11 +193,18 @@ pub fn control_section(results: &Results, out: &mut String) {
     out.push_str("| pods | policies | endpoints | IDENTITIES | RULES | full sync (agent's `sync_millis`) | start to programmed | RSS | peak RSS |\n");
     out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for v in results.of_kind("agent") {
-        let mib = |k: &str| num(v, k).map_or_else(|| "–".to_owned(), |kb| format!("{:.1} MiB", kb / 1024.0));
+        let mib = |k: &str| {
+            num(v, k).map_or_else(|| "–".to_owned(), |kb| format!("{:.1} MiB", kb / 1024.0))
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} ms | {:.0} ms | {} | {} |",
-            v["pods"], v["policies"], v["endpoints"], v["identities"], v["rules"], v["sync_ms"],
+            v["pods"],
+            v["policies"],
+            v["endpoints"],
+            v["identities"],
+            v["rules"],
+            v["sync_ms"],
             num(v, "ready_ms").unwrap_or(0.0),
             mib("rss_kb"),
             mib("hwm_kb"),
@@ -196,7 +223,12 @@ pub fn control_section(results: &Results, out: &mut String) {
                 .collect();
             summarize(&s).map_or_else(|| "–".to_owned(), |s| format!("{} ms", cell(Some(s), 1)))
         };
-        let _ = writeln!(out, "| {n} | {} | {} |", tool("iptables-restore"), tool("nft -f"));
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} |",
+            tool("iptables-restore"),
+            tool("nft -f")
+        );
     }
     out.push('\n');
 }
@@ -212,9 +244,9 @@ pub fn check_complete(results: &Results) -> anyhow::Result<()> {
     for enforcer in ENFORCERS {
         for (metric, _) in METRICS {
             anyhow::ensure!(
-                results
-                    .of_kind("traffic")
-                    .any(|v| v["enforcer"] == enforcer && v["metric"] == metric && num(v, "value").is_some_and(|x| x > 0.0)),
+                results.of_kind("traffic").any(|v| v["enforcer"] == enforcer
+                    && v["metric"] == metric
+                    && num(v, "value").is_some_and(|x| x > 0.0)),
                 "no {metric} figure for {enforcer}"
             );
         }
