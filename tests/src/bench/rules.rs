@@ -156,8 +156,7 @@ mod tests {
         let ipt = iptables(&e, "plh1", "plh0");
         let last_accept = ipt
             .lines()
-            .filter(|l| l.contains("ACCEPT") && l.contains("cali-tw"))
-            .last();
+            .rfind(|l| l.contains("ACCEPT") && l.contains("cali-tw"));
         assert_eq!(
             last_accept,
             Some("-A cali-tw-plh1 -p udp -s 10.42.0.10/32 -m udp --dport 8080 -j ACCEPT")
