@@ -6,9 +6,11 @@
 //! object per measurement on stdout (what xtask reads) and a table on stderr. Without root it
 //! says so and measures nothing (exit status 0, no JSON: xtask treats that as a failure).
 //!
-//! The cluster (as in `datapath.rs`): one server pod on this node and N policies selecting it,
-//! policy i admitting pods labelled `client: c<i>` (one such pod each, elsewhere in the cluster)
-//! on one TCP port. The allowed packet matches the *last* policy.
+//! The cluster: one server pod on this node and N policies selecting it, policy i admitting
+//! one peer on one TCP port. The peer is the /32 `ipBlock` of a client address (default, the
+//! same set the real-traffic bench enforces), or with `--shape selector` the pod labelled
+//! `client: c<i>` (one such pod each, elsewhere in the cluster, as in `datapath.rs`). The
+//! allowed packet matches the *last* policy. Maps are filled by the real compiler and sync.
 
 use std::{
     collections::BTreeSet,
@@ -35,21 +37,53 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 const REPLY_PORT: u16 = 40_000;
 
 struct Settings {
-    sizes: &'static [usize],
+    sizes: Vec<usize>,
     repeat: u32,
     runs: usize,
+    shape: Shape,
+    /// Sizes whose compile is estimated to take longer are skipped (`--compile-limit S`).
+    compile_limit_s: f64,
 }
 
-const FULL: Settings = Settings {
-    sizes: &[10, 100, 1_000, 10_000, 100_000],
-    repeat: 1_000_000,
-    runs: 7,
-};
-const QUICK: Settings = Settings {
-    sizes: &[10, 1_000],
-    repeat: 100_000,
-    runs: 3,
-};
+impl Settings {
+    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--sizes 10,100` and
+    /// `--compile-limit SECONDS` (for experiments).
+    fn from_args() -> anyhow::Result<Self> {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let quick = args.iter().any(|a| a == "--quick");
+        let shape = match value("--shape").as_deref() {
+            None | Some("ipblock") => Shape::IpBlock,
+            Some("selector") => Shape::Selector,
+            Some(other) => bail!("--shape {other}: expected selector or ipblock"),
+        };
+        let sizes = match value("--sizes") {
+            Some(list) => list
+                .split(',')
+                .map(|n| n.trim().parse::<usize>().context("--sizes takes numbers"))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None if quick => vec![10, 1_000],
+            None => vec![10, 100, 1_000, 10_000, 100_000],
+        };
+        ensure!(sizes.iter().all(|&n| n > 0), "--sizes must be positive");
+        let compile_limit_s = match value("--compile-limit") {
+            Some(v) => v.parse().context("--compile-limit takes seconds")?,
+            None => 90.0,
+        };
+        Ok(Self {
+            sizes,
+            repeat: if quick { 100_000 } else { 1_000_000 },
+            runs: if quick { 3 } else { 7 },
+            shape,
+            compile_limit_s,
+        })
+    }
+}
 
 fn client_ip(i: usize) -> Ipv4Addr {
     let i = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
@@ -86,32 +120,50 @@ fn pod(name: String, labels: &[(&str, String)], ip: Ipv4Addr, node: &str) -> Pod
     }
 }
 
-fn cluster(policies: usize) -> Cluster {
+/// How policy i names its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A pod selector matching one client pod (`client: c<i>`).
+    Selector,
+    /// An `ipBlock` of that client's /32 (no client pods).
+    IpBlock,
+}
+
+fn cluster(policies: usize, shape: Shape) -> Cluster {
     let mut cluster = Cluster::default();
     let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
     cluster
         .pods
         .insert(("default".into(), "server".into()), server);
     for i in 0..policies {
-        let client = pod(
-            format!("client-{i}"),
-            &[("client", format!("c{i}"))],
-            client_ip(i),
-            "elsewhere",
-        );
-        cluster
-            .pods
-            .insert(("default".into(), client.name.clone()), client);
+        let peer = match shape {
+            Shape::Selector => {
+                let client = pod(
+                    format!("client-{i}"),
+                    &[("client", format!("c{i}"))],
+                    client_ip(i),
+                    "elsewhere",
+                );
+                cluster
+                    .pods
+                    .insert(("default".into(), client.name.clone()), client);
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Exactly("default".into()),
+                    pods: selector("client", format!("c{i}")),
+                }
+            }
+            Shape::IpBlock => Peer::IpBlock {
+                cidr: ipnet::IpNet::from(IpAddr::V4(client_ip(i))),
+                except: Vec::new(),
+            },
+        };
         let port = client_port(i);
         let np = NetworkPolicy {
             namespace: "default".into(),
             name: format!("allow-c{i}"),
             pod_selector: selector("app", "server".into()),
             ingress: Some(vec![Rule {
-                peers: Some(vec![Peer::Pods {
-                    namespaces: NamespaceMatch::Exactly("default".into()),
-                    pods: selector("client", format!("c{i}")),
-                }]),
+                peers: Some(vec![peer]),
                 ports: Some(vec![PortMatch::Range {
                     protocol: Protocol::Tcp,
                     first: port,
@@ -132,16 +184,26 @@ fn main() {
         eprintln!("decision bench: SKIPPED, needs root to load BPF programs");
         return;
     }
-    // `cargo bench` passes `--bench`; `--quick` is ours.
-    let settings = if std::env::args().any(|a| a == "--quick") {
-        QUICK
-    } else {
-        FULL
+    // `cargo bench` passes `--bench`; the rest is ours.
+    let settings = match Settings::from_args() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("decision bench: {e:#}");
+            std::process::exit(2);
+        }
     };
     let pins = PathBuf::from(format!(
         "/sys/fs/bpf/palisade-decision-{}",
         std::process::id()
     ));
+    // Interrupted (Ctrl-C, or xtask's time limit): remove the pinned maps before leaving.
+    let on_signal = pins.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = std::fs::remove_dir_all(&on_signal);
+        std::process::exit(130);
+    }) {
+        eprintln!("decision bench: no Ctrl-C cleanup ({e})");
+    }
     let result = run(&pins, &settings);
     if let Err(e) = std::fs::remove_dir_all(&pins)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -155,7 +217,7 @@ fn main() {
 }
 
 /// One measured case: the kernel's mean ns per run, for each of `runs` runs.
-fn emit(case: &str, size: usize, rules: usize, mut samples: Vec<f64>) {
+fn emit(case: &str, shape: &str, size: usize, rules: usize, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let median = samples[samples.len() / 2];
     eprintln!(
@@ -168,6 +230,7 @@ fn emit(case: &str, size: usize, rules: usize, mut samples: Vec<f64>) {
         serde_json::json!({
             "kind": "decision",
             "case": case,
+            "shape": shape,
             "policies": size,
             "rules": rules,
             "samples_ns": samples,
@@ -183,10 +246,33 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         node_name: Some("here".into()),
         host_addrs: Vec::new(),
     };
-    for &size in settings.sizes {
+    eprintln!("peers named by {:?}", settings.shape);
+    // (policies, seconds) of the last compile: the compiler is superlinear in peers today, so
+    // a size whose compile would blow the suite's time budget is reported, not run.
+    let mut last_compile: Option<(usize, f64)> = None;
+    for &size in &settings.sizes {
+        if let Some((n, secs)) = last_compile {
+            #[expect(clippy::cast_precision_loss, reason = "policy counts are small")]
+            let estimate = secs * (size as f64 / n as f64).powi(2);
+            if estimate > settings.compile_limit_s {
+                eprintln!(
+                    "{size} policies: SKIPPED, compiling would take ~{estimate:.0} s (quadratic from {n}: {secs:.1} s; limit {} s)",
+                    settings.compile_limit_s
+                );
+                println!(
+                    "{}",
+                    serde_json::json!({"kind": "decision_skipped", "policies": size,
+                        "estimated_compile_s": estimate, "limit_s": settings.compile_limit_s})
+                );
+                continue;
+            }
+        }
         let started = Instant::now();
-        let maps = Compiler::new().compile(&cluster(size), &scope).maps;
+        let maps = Compiler::new()
+            .compile(&cluster(size, settings.shape), &scope)
+            .maps;
         let compiled = started.elapsed();
+        last_compile = Some((size, compiled.as_secs_f64()));
         datapath.apply(&programmed, &maps)?;
         programmed = maps;
         eprintln!(
@@ -229,7 +315,8 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         for _ in 0..settings.runs {
             floor.push(ns(empty.test_run(&frame, settings.repeat)?));
         }
-        emit("empty", size, rules, floor);
+        let shape = format!("{:?}", settings.shape).to_lowercase();
+        emit("empty", &shape, size, rules, floor);
 
         let cases = [
             ("conntrack_hit", reply, true),
@@ -256,7 +343,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
                 );
                 samples.push(ns(verdict.per_run));
             }
-            emit(case, size, rules, samples);
+            emit(case, &shape, size, rules, samples);
         }
     }
     Ok(())

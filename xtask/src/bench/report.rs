@@ -158,8 +158,9 @@ pub fn markdown(
     md.push_str(
         "The real `palisade_to_endpoint` program, run by the kernel with `BPF_PROG_TEST_RUN` (its own \
          per-run timer over 1,000,000 repetitions; 7 such runs), on maps filled by the compiler and sync. \
-         One server pod on the node; N policies select it, policy i admitting the pod labelled \
-         `client: c<i>` (elsewhere in the cluster) on one TCP port. *empty program*: a two-instruction \
+         One server pod on the node; N policies select it, policy i admitting one /32 `ipBlock` peer \
+         on one TCP port (the set the traffic runs enforce; `-- --shape selector` names the peers by \
+         pod selector instead). *empty program*: a two-instruction \
          `SCHED_CLS` program (`r0 = -1; exit`) loaded with the raw bpf() call, run on the same frame: \
          the floor that test-run itself costs. *conntrack hit*: a reply to a connection the server opened. \
          *new allowed*: a SYN admitted by the last policy (after the first repetition its conntrack \

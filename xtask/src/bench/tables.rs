@@ -109,6 +109,16 @@ pub fn decision_section(results: &Results, out: &mut String) {
         );
     }
     out.push('\n');
+    for v in results.of_kind("decision_skipped") {
+        let _ = writeln!(
+            out,
+            "- {} policies: **not measured**: compiling them would take ~{:.0} s (quadratic \
+             extrapolation from the previous size), over the suite's {} s limit for one compile.",
+            v["policies"],
+            num(v, "estimated_compile_s").unwrap_or(0.0),
+            v["limit_s"],
+        );
+    }
     for case in ["new_allowed", "new_denied_port", "new_denied_peer"] {
         let medians: Vec<f64> = sizes
             .iter()
