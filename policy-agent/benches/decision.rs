@@ -73,7 +73,7 @@ impl Settings {
         ensure!(sizes.iter().all(|&n| n > 0), "--sizes must be positive");
         let compile_limit_s = match value("--compile-limit") {
             Some(v) => v.parse().context("--compile-limit takes seconds")?,
-            None => 90.0,
+            None => 60.0,
         };
         Ok(Self {
             sizes,
@@ -247,16 +247,25 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         host_addrs: Vec::new(),
     };
     eprintln!("peers named by {:?}", settings.shape);
-    // (policies, seconds) of the last compile: the compiler is superlinear in peers today, so
-    // a size whose compile would blow the suite's time budget is reported, not run.
-    let mut last_compile: Option<(usize, f64)> = None;
+    // (policies, seconds) of the compiles so far: the compiler is superlinear in peers today,
+    // so a size whose compile would blow the suite's time budget is reported, not run. The
+    // growth exponent comes from the last two sizes, and is taken as at least 2.
+    let mut compiles: Vec<(usize, f64)> = Vec::new();
     for &size in &settings.sizes {
-        if let Some((n, secs)) = last_compile {
+        if let Some(&(n, secs)) = compiles.last() {
             #[expect(clippy::cast_precision_loss, reason = "policy counts are small")]
-            let estimate = secs * (size as f64 / n as f64).powi(2);
+            let exponent = match compiles.len() {
+                0 | 1 => 2.0,
+                len => {
+                    let (m, before) = compiles[len - 2];
+                    ((secs / before.max(1e-3)).ln() / (n as f64 / m as f64).ln()).max(2.0)
+                }
+            };
+            #[expect(clippy::cast_precision_loss, reason = "policy counts are small")]
+            let estimate = secs * (size as f64 / n as f64).powf(exponent);
             if estimate > settings.compile_limit_s {
                 eprintln!(
-                    "{size} policies: SKIPPED, compiling would take ~{estimate:.0} s (quadratic from {n}: {secs:.1} s; limit {} s)",
+                    "{size} policies: SKIPPED, compiling would take ~{estimate:.0} s (from {n}: {secs:.1} s, growth exponent {exponent:.1}; limit {} s)",
                     settings.compile_limit_s
                 );
                 println!(
@@ -272,7 +281,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             .compile(&cluster(size, settings.shape), &scope)
             .maps;
         let compiled = started.elapsed();
-        last_compile = Some((size, compiled.as_secs_f64()));
+        compiles.push((size, compiled.as_secs_f64()));
         datapath.apply(&programmed, &maps)?;
         programmed = maps;
         eprintln!(

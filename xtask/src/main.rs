@@ -51,6 +51,10 @@ enum Command {
         /// fails unless every part produced figures.
         #[arg(long)]
         quick: bool,
+        /// Re-render the report from a saved run (`docs/plots/results.jsonl`) instead of
+        /// measuring.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
 }
 
@@ -89,7 +93,7 @@ fn main() -> Result<()> {
                 .env("PALISADE_AGENT_BIN", root.join("target/debug/policy-agent"));
             process::run(test)
         }
-        Command::Bench { quick } => bench::run(&root, quick),
+        Command::Bench { quick, from } => bench::run(&root, quick, from.as_deref()),
         Command::Lint => {
             prereqs::ensure(prereqs::Needs::Build)?;
             lint(&root)

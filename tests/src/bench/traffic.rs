@@ -175,6 +175,17 @@ pub fn run(budget: &Budget) -> anyhow::Result<()> {
             "traffic: {size} rules: Palisade lab up in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        // The agent's own figure for reading, compiling and programming the set, beside the
+        // iptables-restore and nft load times below.
+        let status_file = std::env::temp_dir()
+            .join(format!("palisade-lab-{}", palisade.lab.id()))
+            .join("status.json");
+        if let Ok(Some(status)) = policy_agent::status::Status::read(&status_file) {
+            emit(
+                &json!({"kind": "load", "tool": "palisade agent (full sync)", "rules": size,
+                "rep": 0, "ms": status.sync_millis}),
+            );
+        }
         let ipt = rules::iptables(&entries, &plain.server_if, &plain.client_if);
         let nft = rules::nftables(&entries, &plain.server_if);
         for rep in 0..budget.reps {

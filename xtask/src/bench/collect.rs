@@ -14,15 +14,50 @@ use serde_json::Value;
 
 use crate::process::cargo;
 
-/// Every JSON line a part printed, in order.
+/// Every JSON line a part printed, in order, then the compile bench's report
+/// (`"kind": "compile_report"`) and the run's description (`"kind": "run"`).
 #[derive(Debug, Default)]
 pub struct Results {
     pub lines: Vec<Value>,
-    /// The compile bench's report, verbatim (None when it was not run).
-    pub compile_report: Option<Vec<String>>,
 }
 
 impl Results {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = String::new();
+        for line in &self.lines {
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let lines = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("{}: {l:?}", path.display())))
+            .collect::<Result<_>>()?;
+        Ok(Self { lines })
+    }
+
+    /// The compile bench's report: its stderr and stdout lines.
+    pub fn compile_report(&self) -> Option<(Vec<String>, Vec<String>)> {
+        let v = self.of_kind("compile_report").next()?;
+        let strings = |key: &str| -> Vec<String> {
+            v[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Some((strings("stderr"), strings("stdout")))
+    }
+
     pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.lines.iter().filter(move |v| v["kind"] == kind)
     }
@@ -50,6 +85,7 @@ pub fn json_lines(mut cmd: Command, what: &str, limit: Duration) -> Result<Vec<V
             break status;
         }
         if started.elapsed() > limit {
+            terminate_tree(child.id());
             let _ = child.kill();
             let _ = child.wait();
             bail!("{what} did not finish within {limit:?}");
@@ -73,10 +109,64 @@ pub fn json_lines(mut cmd: Command, what: &str, limit: Duration) -> Result<Vec<V
     Ok(values)
 }
 
-/// `cargo bench -p policy-agent --bench decision`.
+/// SIGTERM to `pid` and every descendant (cargo does not pass signals on to the bench it
+/// runs), so each cleans up what it made (labs, pins) through its own handler; SIGKILL to
+/// whatever is left after a grace period.
+fn terminate_tree(pid: u32) {
+    let mut tree = vec![pid];
+    // Breadth-first over /proc's parent links; bounded by the number of processes.
+    let mut i = 0;
+    while i < tree.len() && tree.len() < 10_000 {
+        let parent = tree[i];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(child) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // Field 4 (after the parenthesised command name) is the parent pid.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !tree.contains(&child) {
+                    tree.push(child);
+                }
+            }
+        }
+        i += 1;
+    }
+    let signal = |sig: &str| {
+        for pid in tree.iter().rev() {
+            let _ = Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    };
+    signal("-TERM");
+    thread::sleep(Duration::from_secs(5));
+    signal("-KILL");
+}
+
+/// `cargo bench -p policy-agent --bench decision`; for `--quick`, the same program built
+/// by `cargo test` (debug, as CI has already built the crate: a smoke run checks that it
+/// runs, not how fast).
 pub fn decision(root: &Path, quick: bool) -> Result<Vec<Value>> {
     let mut cmd = cargo(root);
-    cmd.args(["bench", "-p", "policy-agent", "--bench", "decision", "--"]);
+    let subcommand = if quick { "test" } else { "bench" };
+    cmd.args([
+        subcommand,
+        "-p",
+        "policy-agent",
+        "--bench",
+        "decision",
+        "--",
+    ]);
     if quick {
         cmd.arg("--quick");
     }
@@ -87,13 +177,23 @@ pub fn decision(root: &Path, quick: bool) -> Result<Vec<Value>> {
     )
 }
 
-/// `target/release/netbench PART`.
+/// Where the binaries are: release for measuring, debug (what `cargo xtask test` builds) for
+/// the smoke run.
+pub fn profile_dir(quick: bool) -> &'static str {
+    if quick {
+        "target/debug"
+    } else {
+        "target/release"
+    }
+}
+
+/// `target/{release,debug}/netbench PART`.
 pub fn netbench(root: &Path, part: &str, quick: bool) -> Result<Vec<Value>> {
-    let mut cmd = Command::new(root.join("target/release/netbench"));
-    cmd.current_dir(root).arg(part).env(
-        "PALISADE_AGENT_BIN",
-        root.join("target/release/policy-agent"),
-    );
+    let bin = root.join(profile_dir(quick));
+    let mut cmd = Command::new(bin.join("netbench"));
+    cmd.current_dir(root)
+        .arg(part)
+        .env("PALISADE_AGENT_BIN", bin.join("policy-agent"));
     if quick {
         cmd.arg("--quick");
     }
@@ -108,9 +208,15 @@ pub fn netbench(root: &Path, part: &str, quick: bool) -> Result<Vec<Value>> {
 pub const COMPILE_BENCH: &str =
     "cargo bench -p policy-agent --bench compile -- --warm-up-time 1 --measurement-time 3";
 
-/// Runs the compile bench (owned elsewhere) and keeps its report: the stderr lines it prints
-/// after cargo starts it, verbatim.
-pub fn compile_report(root: &Path) -> Result<Vec<String>> {
+fn criterion_progress(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("Benchmarking ") || line.starts_with("Warning: Unable to complete")
+}
+
+/// The compile bench's report (owned elsewhere), kept verbatim: its own lines on stderr (less
+/// criterion's progress lines, "Benchmarking …" and sample-count warnings) and criterion's
+/// estimates on stdout, as one `compile_report` line.
+pub fn compile_report(root: &Path) -> Result<Value> {
     eprintln!("==> compiler at scale: {COMPILE_BENCH}");
     let mut cmd = cargo(root);
     cmd.args([
@@ -134,10 +240,19 @@ pub fn compile_report(root: &Path) -> Result<Vec<String>> {
         .lines()
         .skip_while(|l| !(l.trim_start().starts_with("Running") && l.contains("compile")))
         .skip(1)
+        .filter(|l| !criterion_progress(l) && !l.trim().is_empty())
         .map(str::to_owned)
         .collect();
     if report.is_empty() {
         bail!("the compile bench printed no report on stderr");
     }
-    Ok(report)
+    let estimates: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(
+        serde_json::json!({"kind": "compile_report", "command": COMPILE_BENCH,
+        "stderr": report, "stdout": estimates}),
+    )
 }

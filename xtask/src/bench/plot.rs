@@ -40,21 +40,22 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(0x94, 0x67, 0xbd),
 ];
 
-/// Draws `series` (x: rules, log scale; y from 0) into a PNG at `path`.
+/// Draws `series` into a PNG at `path`, both axes on log scales (costs that differ by orders
+/// of magnitude stay readable side by side), the legend at `legend`.
 pub fn lines(
     path: &Path,
     title: &str,
-    x_label: &str,
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
+    legend: SeriesLabelPosition,
     series: &[Series],
 ) -> Result<()> {
     load_font()?;
     let points = series.iter().flat_map(|s| s.points.iter());
-    let (x_min, x_max, y_max) = points
-        .fold((f64::INFINITY, 0.0f64, 0.0f64), |(a, b, c), &(x, y)| {
-            (a.min(x), b.max(x), c.max(y))
-        });
-    if !x_min.is_finite() || x_max <= 0.0 {
+    let (x_min, x_max, y_min, y_max) = points.fold(
+        (f64::INFINITY, 0.0f64, f64::INFINITY, 0.0f64),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if !x_min.is_finite() || !y_min.is_finite() || x_min <= 0.0 || y_min <= 0.0 {
         return Err(anyhow!("nothing to plot for {title}"));
     }
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
@@ -65,12 +66,21 @@ pub fn lines(
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(72)
-            .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0.0..y_max * 1.15)?;
+            .build_cartesian_2d(
+                (x_min * 0.8..x_max * 1.25).log_scale(),
+                (y_min * 0.7..y_max * 1.5).log_scale(),
+            )?;
         chart
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_label_formatter(&|y| {
+                if *y >= 10.0 {
+                    format!("{y:.0}")
+                } else {
+                    format!("{y:.1}")
+                }
+            })
             .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
@@ -93,7 +103,7 @@ pub fn lines(
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .draw()?;
         root.present()?;
         Ok(())

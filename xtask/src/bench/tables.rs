@@ -112,8 +112,10 @@ pub fn decision_section(results: &Results, out: &mut String) {
     for v in results.of_kind("decision_skipped") {
         let _ = writeln!(
             out,
-            "- {} policies: **not measured**: compiling them would take ~{:.0} s (quadratic \
-             extrapolation from the previous size), over the suite's {} s limit for one compile.",
+            "- {} policies: **not measured**: compiling them would take ~{:.0} s (extrapolated \
+             from the sizes before), over the suite's {} s limit for one compile \
+             (`cargo bench -p policy-agent --bench decision -- --sizes 100000 --compile-limit 1000` \
+             measures it anyway).",
             v["policies"],
             num(v, "estimated_compile_s").unwrap_or(0.0),
             v["limit_s"],
@@ -223,7 +225,7 @@ pub fn control_section(results: &Results, out: &mut String) {
     out.push('\n');
     let sizes = sizes(results.of_kind("load"), "rules");
     out.push_str("Loading the equivalent rule sets (the traffic runs' sets, into the lab's node namespace; median [min, max]):\n\n");
-    out.push_str("| rules | `iptables-restore` | `nft -f` |\n|---:|---:|---:|\n");
+    out.push_str("| rules | `iptables-restore` | `nft -f` | Palisade agent (full sync: read, compile, program) |\n|---:|---:|---:|---:|\n");
     for &n in &sizes {
         let tool = |t: &str| {
             let s: Vec<f64> = results
