@@ -73,7 +73,7 @@ impl Settings {
         ensure!(sizes.iter().all(|&n| n > 0), "--sizes must be positive");
         let compile_limit_s = match value("--compile-limit") {
             Some(v) => v.parse().context("--compile-limit takes seconds")?,
-            None => 60.0,
+            None => 200.0,
         };
         Ok(Self {
             sizes,

@@ -237,9 +237,10 @@ pub fn control_section(results: &Results, out: &mut String) {
         };
         let _ = writeln!(
             out,
-            "| {n} | {} | {} |",
+            "| {n} | {} | {} | {} |",
             tool("iptables-restore"),
-            tool("nft -f")
+            tool("nft -f"),
+            tool("palisade agent (full sync)")
         );
     }
     out.push('\n');
