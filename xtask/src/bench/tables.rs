@@ -110,15 +110,19 @@ pub fn decision_section(results: &Results, out: &mut String) {
     }
     out.push('\n');
     for v in results.of_kind("decision_skipped") {
+        let why = match num(v, "compile_exceeded_s") {
+            Some(limit) => format!("the compile did not finish within {limit:.0} s"),
+            None => format!(
+                "compiling them would take ~{:.0} s (extrapolated from the sizes before)",
+                num(v, "estimated_compile_s").unwrap_or(0.0)
+            ),
+        };
         let _ = writeln!(
             out,
-            "- {} policies: **not measured**: compiling them would take ~{:.0} s (extrapolated \
-             from the sizes before), over the suite's {} s limit for one compile \
-             (`cargo bench -p policy-agent --bench decision -- --sizes 100000 --compile-limit 1000` \
+            "- {} policies: **not measured**: {why}, over the suite's {} s limit for one compile \
+             (`cargo bench -p policy-agent --bench decision -- --sizes {} --compile-limit 1000` \
              measures it anyway).",
-            v["policies"],
-            num(v, "estimated_compile_s").unwrap_or(0.0),
-            v["limit_s"],
+            v["policies"], v["limit_s"], v["policies"],
         );
     }
     for case in ["new_allowed", "new_denied_port", "new_denied_peer"] {
