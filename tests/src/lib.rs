@@ -2,6 +2,7 @@
 
 use nix::unistd::geteuid;
 
+pub mod bench;
 pub mod conformance;
 pub mod generate;
 pub mod lab;

@@ -1,8 +1,10 @@
-//! `cargo xtask`: the project's two front doors (`run`, `test`) and the chores behind them.
+//! `cargo xtask`: the project's two front doors (`run`, `test`), the benchmark suite (`bench`)
+//! and the chores behind them.
 //!
 //! Every command first makes sure the machine can build and load eBPF (see `prereqs`), so a
 //! fresh Debian/Ubuntu machine needs no set-up beyond Rust itself.
 
+mod bench;
 mod prereqs;
 mod process;
 
@@ -43,6 +45,17 @@ enum Command {
     Lint,
     /// Install what is missing (bpf-linker, rust-src, bpftool, bpffs) and stop.
     Setup,
+    /// The benchmark suite: prints its tables, writes docs/benchmarks.md and docs/plots/.
+    Bench {
+        /// CI smoke run (about a minute): few sizes, short runs, output in target/bench-quick/;
+        /// fails unless every part produced figures.
+        #[arg(long)]
+        quick: bool,
+        /// Re-render the report from a saved run (`docs/plots/results.jsonl`) instead of
+        /// measuring.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -80,6 +93,7 @@ fn main() -> Result<()> {
                 .env("PALISADE_AGENT_BIN", root.join("target/debug/policy-agent"));
             process::run(test)
         }
+        Command::Bench { quick, from } => bench::run(&root, quick, from.as_deref()),
         Command::Lint => {
             prereqs::ensure(prereqs::Needs::Build)?;
             lint(&root)

@@ -62,6 +62,35 @@ pub fn ensure(needs: Needs) -> Result<()> {
     Ok(())
 }
 
+/// What `cargo xtask bench` needs besides [`Needs::Everything`]: the two enforcers it compares
+/// Palisade with, and a font for the plots' text (plotters gets it as a file, no fontconfig).
+pub fn ensure_bench() -> Result<()> {
+    let packages: Vec<&str> = [
+        ("iptables", Path::new("/usr/sbin/iptables-restore")),
+        ("nftables", Path::new("/usr/sbin/nft")),
+        ("fonts-dejavu-core", Path::new(crate::bench::FONT)),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !path.exists())
+    .map(|(package, _)| package)
+    .collect();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !(is_root() && Path::new("/usr/bin/apt-get").exists()) {
+        bail!(
+            "missing for the benchmarks: {} (apt-get install -y {})",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    eprintln!("==> installing {} (benchmarks)", packages.join(", "));
+    apt_get(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend(&packages);
+    apt_get(&args)
+}
+
 fn find_missing(needs: Needs) -> Vec<Missing> {
     let mut missing = Vec::new();
     let nightly = succeeds("rustup", &["run", "nightly", "rustc", "--version"]);

@@ -1,0 +1,497 @@
+//! Kernel decision cost for `cargo xtask bench`: `palisade_to_endpoint` on a conntrack hit, a
+//! new allowed flow and new denied flows, at 10 to 100,000 policies, beside an empty tc program
+//! of the same type (the floor: what `BPF_PROG_TEST_RUN` itself costs per run).
+//!
+//! Run as root: `cargo bench -p policy-agent --bench decision [-- --quick]`. Prints one JSON
+//! object per measurement on stdout (what xtask reads) and a table on stderr. Without root it
+//! says so and measures nothing (exit status 0, no JSON: xtask treats that as a failure).
+//!
+//! The cluster: one server pod on this node and N policies selecting it, policy i admitting
+//! one peer on one TCP port. The peer is the /32 `ipBlock` of a client address (default, the
+//! same set the real-traffic bench enforces), or with `--shape selector` the pod labelled
+//! `client: c<i>` (one such pod each, elsewhere in the cluster, as in `datapath.rs`). The
+//! allowed packet matches the *last* policy. Maps are filled by the real compiler and sync.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use policy_agent::{
+    compiler::{Compiler, MapContents, Scope},
+    dataplane::Datapath,
+    model::{
+        Cluster, LabelSelector, NamespaceMatch, NetworkPolicy, Peer, Pod, PortMatch, Protocol,
+        Rule, selector::Requirement,
+    },
+    replay::{Direction, Packet},
+};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// `Packet::to_frame` always uses source port 40000: a reply to a flow whose two ports are
+/// 40000 is the same frame with the addresses swapped.
+const REPLY_PORT: u16 = 40_000;
+
+struct Settings {
+    sizes: Vec<usize>,
+    repeat: u32,
+    runs: usize,
+    shape: Shape,
+    /// Sizes whose compile takes, or is estimated to take, longer are not measured
+    /// (`--compile-limit S`).
+    compile_limit_s: f64,
+}
+
+impl Settings {
+    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--sizes 10,100` and
+    /// `--compile-limit SECONDS` (for experiments).
+    fn from_args() -> anyhow::Result<Self> {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let quick = args.iter().any(|a| a == "--quick");
+        let shape = match value("--shape").as_deref() {
+            None | Some("ipblock") => Shape::IpBlock,
+            Some("selector") => Shape::Selector,
+            Some(other) => bail!("--shape {other}: expected selector or ipblock"),
+        };
+        let sizes = match value("--sizes") {
+            Some(list) => list
+                .split(',')
+                .map(|n| n.trim().parse::<usize>().context("--sizes takes numbers"))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None if quick => vec![10, 1_000],
+            None => vec![10, 100, 1_000, 10_000, 100_000],
+        };
+        ensure!(sizes.iter().all(|&n| n > 0), "--sizes must be positive");
+        let compile_limit_s = match value("--compile-limit") {
+            Some(v) => v.parse().context("--compile-limit takes seconds")?,
+            None => 240.0,
+        };
+        Ok(Self {
+            sizes,
+            repeat: if quick { 100_000 } else { 1_000_000 },
+            runs: if quick { 3 } else { 7 },
+            shape,
+            compile_limit_s,
+        })
+    }
+}
+
+fn client_ip(i: usize) -> Ipv4Addr {
+    let i = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 201, 0, 0)).saturating_add(i))
+}
+
+/// Ports repeat past 50,000 policies; the (peer, port) pair stays unique.
+fn client_port(i: usize) -> u16 {
+    u16::try_from(10_000 + i % 50_000).unwrap_or(u16::MAX)
+}
+
+fn selector(key: &str, value: String) -> LabelSelector {
+    LabelSelector {
+        requirements: vec![Requirement::In {
+            key: key.to_owned(),
+            values: [value].into(),
+        }],
+    }
+}
+
+fn pod(name: String, labels: &[(&str, String)], ip: Ipv4Addr, node: &str) -> Pod {
+    Pod {
+        namespace: "default".into(),
+        name,
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        ips: BTreeSet::from([IpAddr::V4(ip)]),
+        container_ports: Vec::new(),
+        node_name: Some(node.to_owned()),
+        host_network: false,
+        terminated: false,
+    }
+}
+
+/// How policy i names its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A pod selector matching one client pod (`client: c<i>`).
+    Selector,
+    /// An `ipBlock` of that client's /32 (no client pods).
+    IpBlock,
+}
+
+fn cluster(policies: usize, shape: Shape) -> Cluster {
+    let mut cluster = Cluster::default();
+    let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
+    cluster
+        .pods
+        .insert(("default".into(), "server".into()), server);
+    for i in 0..policies {
+        let peer = match shape {
+            Shape::Selector => {
+                let client = pod(
+                    format!("client-{i}"),
+                    &[("client", format!("c{i}"))],
+                    client_ip(i),
+                    "elsewhere",
+                );
+                cluster
+                    .pods
+                    .insert(("default".into(), client.name.clone()), client);
+                Peer::Pods {
+                    namespaces: NamespaceMatch::Exactly("default".into()),
+                    pods: selector("client", format!("c{i}")),
+                }
+            }
+            Shape::IpBlock => Peer::IpBlock {
+                cidr: ipnet::IpNet::from(IpAddr::V4(client_ip(i))),
+                except: Vec::new(),
+            },
+        };
+        let port = client_port(i);
+        let np = NetworkPolicy {
+            namespace: "default".into(),
+            name: format!("allow-c{i}"),
+            pod_selector: selector("app", "server".into()),
+            ingress: Some(vec![Rule {
+                peers: Some(vec![peer]),
+                ports: Some(vec![PortMatch::Range {
+                    protocol: Protocol::Tcp,
+                    first: port,
+                    last: port,
+                }]),
+            }]),
+            egress: None,
+        };
+        cluster
+            .policies
+            .insert(("default".into(), np.name.clone()), np);
+    }
+    cluster
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("decision bench: SKIPPED, needs root to load BPF programs");
+        return;
+    }
+    // `cargo bench` passes `--bench`; the rest is ours.
+    let settings = match Settings::from_args() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("decision bench: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-decision-{}",
+        std::process::id()
+    ));
+    // Interrupted (Ctrl-C, or xtask's time limit): remove the pinned maps before leaving.
+    let on_signal = pins.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = std::fs::remove_dir_all(&on_signal);
+        std::process::exit(130);
+    }) {
+        eprintln!("decision bench: no Ctrl-C cleanup ({e})");
+    }
+    let result = run(&pins, &settings);
+    if let Err(e) = std::fs::remove_dir_all(&pins)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("decision bench: could not remove {}: {e}", pins.display());
+    }
+    if let Err(e) = result {
+        eprintln!("decision bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// One measured case: the kernel's mean ns per run, for each of `runs` runs.
+fn emit(case: &str, shape: &str, size: usize, rules: usize, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    eprintln!(
+        "  {case:<14} {size:>7} policies {rules:>7} rules: median {median:>7.1} ns [{:.1}, {:.1}]",
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "kind": "decision",
+            "case": case,
+            "shape": shape,
+            "policies": size,
+            "rules": rules,
+            "samples_ns": samples,
+        })
+    );
+}
+
+fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
+    let empty = EmptyProgram::load().context("loading the empty tc program")?;
+    let mut datapath = Datapath::load(pins)?;
+    let mut programmed = MapContents::default();
+    let scope = Scope {
+        node_name: Some("here".into()),
+        host_addrs: Vec::new(),
+    };
+    eprintln!("peers named by {:?}", settings.shape);
+    // (policies, seconds) of the compiles so far: the compiler is superlinear in peers today,
+    // so a size whose compile would blow the suite's time budget is reported, not run. The
+    // growth exponent comes from the last two sizes, and is taken as at least 2.
+    let mut compiles: Vec<(usize, f64)> = Vec::new();
+    for &size in &settings.sizes {
+        if let Some(&(n, secs)) = compiles.last() {
+            #[expect(clippy::cast_precision_loss, reason = "policy counts are small")]
+            let exponent = match compiles.len() {
+                0 | 1 => 2.0,
+                len => {
+                    let (m, before) = compiles[len - 2];
+                    ((secs / before.max(1e-3)).ln() / (n as f64 / m as f64).ln()).max(2.0)
+                }
+            };
+            #[expect(clippy::cast_precision_loss, reason = "policy counts are small")]
+            let estimate = secs * (size as f64 / n as f64).powf(exponent);
+            if estimate > settings.compile_limit_s {
+                eprintln!(
+                    "{size} policies: SKIPPED, compiling would take ~{estimate:.0} s (from {n}: {secs:.1} s, growth exponent {exponent:.1}; limit {} s)",
+                    settings.compile_limit_s
+                );
+                println!(
+                    "{}",
+                    serde_json::json!({"kind": "decision_skipped", "policies": size,
+                        "estimated_compile_s": estimate, "limit_s": settings.compile_limit_s})
+                );
+                continue;
+            }
+        }
+        let started = Instant::now();
+        // The compile runs on its own thread so that the suite stays bounded in time: past
+        // the limit the size is reported as not measured and the run ends (larger sizes would
+        // only take longer); the thread dies with the process.
+        let (done, compiled_maps) = std::sync::mpsc::channel();
+        let (shape, thread_scope) = (settings.shape, scope.clone());
+        std::thread::spawn(move || {
+            let maps = Compiler::new()
+                .compile(&cluster(size, shape), &thread_scope)
+                .maps;
+            let _ = done.send(maps);
+        });
+        let Ok(maps) =
+            compiled_maps.recv_timeout(Duration::from_secs_f64(settings.compile_limit_s))
+        else {
+            eprintln!(
+                "{size} policies: SKIPPED, the compile did not finish within {} s",
+                settings.compile_limit_s
+            );
+            println!(
+                "{}",
+                serde_json::json!({"kind": "decision_skipped", "policies": size,
+                    "compile_exceeded_s": settings.compile_limit_s, "limit_s": settings.compile_limit_s})
+            );
+            break;
+        };
+        let compiled = started.elapsed();
+        compiles.push((size, compiled.as_secs_f64()));
+        datapath.apply(&programmed, &maps)?;
+        programmed = maps;
+        eprintln!(
+            "{size} policies: compiled in {} ms, programmed in {} ms",
+            compiled.as_millis(),
+            started.elapsed().saturating_sub(compiled).as_millis()
+        );
+        let rules = programmed.rules.len();
+        let last = size - 1;
+        let allowed = Packet {
+            src: IpAddr::V4(client_ip(last)),
+            dst: IpAddr::V4(SERVER),
+            protocol: 6,
+            dport: client_port(last),
+        };
+        let denied_port = Packet {
+            dport: 9,
+            ..allowed
+        };
+        let denied_peer = Packet {
+            src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            ..allowed
+        };
+        // The server opened a connection to the last client (its egress is not isolated, so
+        // its own program records it); the client's answer is the conntrack hit.
+        let opened = Packet {
+            src: IpAddr::V4(SERVER),
+            dst: IpAddr::V4(client_ip(last)),
+            protocol: 6,
+            dport: REPLY_PORT,
+        };
+        let reply = Packet {
+            src: opened.dst,
+            dst: opened.src,
+            ..opened
+        };
+
+        let frame = allowed.to_frame();
+        let mut floor = Vec::new();
+        for _ in 0..settings.runs {
+            floor.push(ns(empty.test_run(&frame, settings.repeat)?));
+        }
+        let shape = format!("{:?}", settings.shape).to_lowercase();
+        emit("empty", &shape, size, rules, floor);
+
+        let cases = [
+            ("conntrack_hit", reply, true),
+            ("new_allowed", allowed, true),
+            ("new_denied_port", denied_port, false),
+            ("new_denied_peer", denied_peer, false),
+        ];
+        for (case, packet, expect_allowed) in cases {
+            let mut samples = Vec::new();
+            for _ in 0..settings.runs {
+                datapath.clear_conntrack()?;
+                if case == "conntrack_hit" {
+                    let out = datapath.test_run(Direction::FromEndpoint, &opened.to_frame(), 1)?;
+                    ensure!(out.allowed(), "the server's own connection was dropped");
+                }
+                let verdict = datapath.test_run(
+                    Direction::ToEndpoint,
+                    &packet.to_frame(),
+                    settings.repeat,
+                )?;
+                ensure!(
+                    verdict.allowed() == expect_allowed,
+                    "{case} at {size} policies: expected allowed={expect_allowed}"
+                );
+                samples.push(ns(verdict.per_run));
+            }
+            emit(case, &shape, size, rules, samples);
+        }
+    }
+    Ok(())
+}
+
+fn ns(d: Duration) -> f64 {
+    // Durations here are nanoseconds to microseconds: f64 is exact.
+    #[expect(clippy::cast_precision_loss, reason = "values far below 2^52 ns")]
+    let n = d.as_nanos() as f64;
+    n
+}
+
+/// A two-instruction `BPF_PROG_TYPE_SCHED_CLS` program (`r0 = TC_ACT_UNSPEC; exit`), loaded
+/// with the raw bpf() system call so that the floor shares nothing with our object or loader.
+struct EmptyProgram {
+    fd: OwnedFd,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+
+/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD; the kernel zero-extends the rest.
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// `union bpf_attr`'s `test` member.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, correctly laid out bpf_attr prefix of the given size; every
+    // pointer in it refers to memory that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl EmptyProgram {
+    fn load() -> anyhow::Result<Self> {
+        // mov64 r0, -1 (imm sign-extended: TC_ACT_UNSPEC); exit.
+        let insns: [u64; 2] = [
+            u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        let license = c"GPL";
+        let mut name = [0u8; 16];
+        name[..11].copy_from_slice(b"bench_empty");
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_SCHED_CLS,
+            insn_cnt: 2,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            prog_name: name,
+            ..ProgLoadAttr::default()
+        };
+        let fd = bpf(BPF_PROG_LOAD, &mut attr).context("BPF_PROG_LOAD")?;
+        let fd = i32::try_from(fd).context("program fd out of range")?;
+        // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn test_run(&self, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let mut attr = TestRunAttr {
+            prog_fd: u32::try_from(self.fd.as_raw_fd()).context("negative fd")?,
+            data_size_in: u32::try_from(frame.len()).context("frame too long")?,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            ..TestRunAttr::default()
+        };
+        bpf(BPF_PROG_TEST_RUN, &mut attr).context("BPF_PROG_TEST_RUN on the empty program")?;
+        if attr.retval != u32::MAX {
+            bail!("the empty program returned {} instead of -1", attr.retval);
+        }
+        Ok(Duration::from_nanos(u64::from(attr.duration)))
+    }
+}

@@ -1,0 +1,277 @@
+//! docs/benchmarks.md, the console summary and the plots, from one run's results.
+
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use anyhow::Result;
+
+use super::{
+    collect::{COMPILE_BENCH, Results},
+    plot::{self, Series},
+    tables::{self, DECISION_CASES, ENFORCERS, METRICS},
+};
+use crate::process::output;
+
+/// Draws the plots; returns (file name, caption) of each.
+pub fn plots(results: &Results, dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut made = Vec::new();
+    let sizes = tables::sizes(results.of_kind("decision"), "policies");
+    #[expect(clippy::cast_precision_loss, reason = "rule counts are small")]
+    let series: Vec<Series> = DECISION_CASES
+        .iter()
+        .map(|case| Series {
+            name: (*case).replace('_', " "),
+            points: sizes
+                .iter()
+                .filter_map(|&n| Some((n as f64, tables::decision(results, case, n)?.median)))
+                .collect(),
+        })
+        .collect();
+    let name = "decision-ns.png";
+    plot::lines(
+        &dir.join(name),
+        "Kernel decision cost (BPF_PROG_TEST_RUN, palisade_to_endpoint)",
+        (
+            "policies selecting the endpoint (one rule each)",
+            "ns per packet (median)",
+        ),
+        plotters::prelude::SeriesLabelPosition::MiddleRight,
+        &series,
+    )?;
+    made.push((
+        name.to_owned(),
+        "Kernel decision cost against the number of policies".to_owned(),
+    ));
+
+    let sizes = tables::sizes(results.of_kind("traffic"), "rules");
+    for (metric, title) in METRICS {
+        // Per-packet (per-connection) cost: the inverse of the measured rate.
+        #[expect(clippy::cast_precision_loss, reason = "rule counts are small")]
+        let series: Vec<Series> = ENFORCERS
+            .iter()
+            .map(|e| Series {
+                name: (*e).to_owned(),
+                points: sizes
+                    .iter()
+                    .filter_map(|&n| {
+                        let rate = tables::traffic(results, e, metric, n)?.median;
+                        (rate > 0.0).then(|| (n as f64, 1e6 / rate))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (file, y) = if metric == "tcp_conn_per_s" {
+            (
+                "traffic-tcp-us.png",
+                "µs per new connection (1 / median rate)",
+            )
+        } else {
+            ("traffic-udp-us.png", "µs per UDP packet (1 / median rate)")
+        };
+        plot::lines(
+            &dir.join(file),
+            &format!("Real traffic: {title}"),
+            ("rules (admitting rule last)", y),
+            plotters::prelude::SeriesLabelPosition::UpperLeft,
+            &series,
+        )?;
+        made.push((
+            file.to_owned(),
+            format!(
+                "Cost per {}, four enforcers",
+                if metric == "tcp_conn_per_s" {
+                    "new TCP connection"
+                } else {
+                    "UDP packet"
+                }
+            ),
+        ));
+    }
+    Ok(made)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+        .unwrap_or_default();
+    let ipt = output("iptables", &["--version"]).unwrap_or_default();
+    let nft = output("nft", &["--version"]).unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, kernel {}, {os}; {} / {}",
+        kernel.trim(),
+        ipt.trim(),
+        nft.trim()
+    )
+}
+
+/// Where, when and how long: recorded with the figures, so a re-render keeps them.
+pub fn run_line(root: &Path, quick: bool, took: Duration) -> serde_json::Value {
+    let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+    let rev = std::process::Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let dirty = std::process::Command::new("git")
+        .current_dir(root)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    let rev = if dirty {
+        format!("{rev} + uncommitted changes")
+    } else {
+        rev
+    };
+    serde_json::json!({"kind": "run", "date": date.trim(), "commit": rev, "quick": quick,
+        "seconds": took.as_secs_f64(), "machine": machine()})
+}
+
+pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> String {
+    let mut md = String::new();
+    let run = results.of_kind("run").next().cloned().unwrap_or_default();
+    let text = |key: &str| run[key].as_str().unwrap_or("unknown").to_owned();
+    let command = if quick {
+        "cargo xtask bench --quick"
+    } else {
+        "cargo xtask bench"
+    };
+    let _ = write!(
+        md,
+        "# Benchmarks\n\n\
+         Generated by `{command}` (as root; it installs iptables, nftables and a font for the plots \
+         if missing, builds in release mode and runs every part below). Do not edit by hand: rerun it.\n\n\
+         - Measured: {} at commit `{}`, in {:.0} s\n\
+         - Machine: {}\n\
+         - Medians over repeated runs, with [min, max]; every ratio compares figures taken in the same run.\n\
+         - Every sample: [`plots/results.jsonl`](plots/results.jsonl) (`cargo xtask bench --from FILE` re-renders it).\n\n",
+        text("date"),
+        text("commit"),
+        run["seconds"].as_f64().unwrap_or(0.0),
+        text("machine"),
+    );
+    if quick {
+        md.push_str(
+            "**Quick (smoke) run: short and few repetitions; the figures are not meaningful.**\n\n",
+        );
+    }
+
+    md.push_str("## Kernel decision cost\n\n`cargo bench -p policy-agent --bench decision` (root; `policy-agent/benches/decision.rs`)\n\n");
+    md.push_str(
+        "The real `palisade_to_endpoint` program, run by the kernel with `BPF_PROG_TEST_RUN` (its own \
+         per-run timer over 1,000,000 repetitions; 7 such runs), on maps filled by the compiler and sync. \
+         One server pod on the node; N policies select it, policy i admitting one /32 `ipBlock` peer \
+         on one TCP port (the set the traffic runs enforce; `-- --shape selector` names the peers by \
+         pod selector instead). *empty program*: a two-instruction \
+         `SCHED_CLS` program (`r0 = -1; exit`) loaded with the raw bpf() call, run on the same frame: \
+         the floor that test-run itself costs. *conntrack hit*: a reply to a connection the server opened. \
+         *new allowed*: a SYN admitted by the last policy (after the first repetition its conntrack \
+         entry exists, so the repetitions measure every policy lookup but not the LRU insert). \
+         *new denied*: an admitted peer on a port no policy opens, and an address no policy names. \
+         Nanoseconds per packet:\n\n",
+    );
+    tables::decision_section(results, &mut md);
+    md.push('\n');
+    md.push_str(
+        "What bounds these figures: on a new flow the program parses the headers, looks up \
+         ENDPOINTS (hash) and the reversed tuple in CONNTRACK (LRU hash), the peer in IDENTITIES \
+         (LPM trie, 128-bit key), then RULES (LPM trie) with the pod identity, the CIDR identity and \
+         ANY until one matches (an `ipBlock` peer is found by the second; a denial makes all three), \
+         and checks CONNTRACK again before recording the flow. A conntrack hit stops after the \
+         second lookup, which is why it stays level. An LPM lookup walks the trie one node per \
+         branching bit on the key's path, so it deepens as entries are added: that, not a walk over \
+         rules, is the growth from 10 to 100,000 policies. The empty program is the fixed cost of \
+         test-run itself, so \"≤ 3× empty\" leaves room for about two map lookups, not six.\n\n",
+    );
+    if let Some((file, caption)) = plots.first() {
+        let _ = writeln!(md, "![{caption}](plots/{file})\n");
+    }
+
+    md.push_str("## Same policy, four enforcers, real traffic\n\n`target/release/netbench traffic` (root; `tests/src/bench/traffic.rs`, load from `tests/src/bin/loadgen.rs`)\n\n");
+    md.push_str(
+        "Two lab pods (network namespaces) joined to a node namespace, client → server through it. \
+         The policy set is N entries (peer /32, port, TCP and UDP) admitting ingress to the server; the \
+         one naming the real client is *last*. Enforced by: **none**; **iptables** (`iptables-restore`, \
+         Debian's nf_tables backend) shaped like Calico's dataplane: INVALID drop and RELATED,ESTABLISHED \
+         accept first, dispatch by interface to a per-endpoint chain of 2N linear rules ending in DROP; \
+         **nftables** shaped like kube-network-policies: established first, an interface → chain \
+         verdict map, one `saddr . l4proto . dport` set lookup; **Palisade**: the release agent with the \
+         N entries as NetworkPolicies (`ipBlock` /32 peers). The first three share one lab, the agent \
+         runs in its own beside it, and the four are interleaved within every repetition. TCP: two \
+         threads opening connections, 32-byte request and echo, closed by reset (every connection a new \
+         flow, no TIME_WAIT). UDP: two threads sending 32-byte datagrams to a sink that counts what \
+         arrives over the time it received (one flow per thread; the sink never answers, so \
+         conntrack keeps each flow unreplied and iptables and nftables evaluate their rules on every \
+         packet, as Palisade checks policy on every packet in the original direction). Per-packet \
+         costs in the plots are 1 / median rate, so they include the whole path (veths, routing, \
+         sockets), not only the enforcer.\n\n",
+    );
+    tables::traffic_section(results, &mut md);
+    for (file, caption) in plots.iter().skip(1) {
+        let _ = writeln!(md, "![{caption}](plots/{file})\n");
+    }
+
+    md.push_str("## Control plane\n\n`target/release/netbench control` (root; `tests/src/bench/control.rs`)\n\n");
+    md.push_str(
+        "Latency: the lab with the agent, the server isolated by a default-deny policy, and a file of \
+         1,000 pods and 200 policies in the datastore (every pod an endpoint: the lab's agent has no \
+         node name). A prober in the client pod sends a numbered UDP datagram every 0.5 ms to an echo \
+         server in the server pod. Each change writes (or removes) one policy admitting the client, \
+         atomically, as the lab does; its latency runs from just before the write to the send time of \
+         the first datagram that saw the new verdict (for a revocation: the first of a run of ≥10 lost). \
+         Footprint: the release agent on its own with `--node-name`, given N pods (100 on its node) and \
+         the same 200 policies; RSS read from /proc once it reports the datastore programmed.\n\n",
+    );
+    tables::control_section(results, &mut md);
+
+    md.push_str("## Compiler at scale\n\n");
+    match results.compile_report() {
+        Some((stderr, stdout)) => {
+            let _ = writeln!(
+                md,
+                "`{COMPILE_BENCH}` (`policy-agent/benches/compile.rs`), its report on stderr verbatim \
+                 (criterion's progress lines left out):\n\n```text"
+            );
+            for line in &stderr {
+                md.push_str(line);
+                md.push('\n');
+            }
+            md.push_str("```\n\ncriterion's estimates (stdout), verbatim:\n\n```text\n");
+            for line in &stdout {
+                md.push_str(line);
+                md.push('\n');
+            }
+            md.push_str("```\n");
+        }
+        None => {
+            let _ = writeln!(md, "Not run in `--quick` mode (`{COMPILE_BENCH}`).");
+        }
+    }
+    md
+}
+
+/// What the console gets: the same tables without the prose.
+pub fn console(results: &Results) -> String {
+    let mut out = String::from("\nKernel decision cost (ns per packet)\n\n");
+    tables::decision_section(results, &mut out);
+    out.push_str("\nReal traffic\n\n");
+    tables::traffic_section(results, &mut out);
+    out.push_str("Control plane\n\n");
+    tables::control_section(results, &mut out);
+    out
+}

@@ -1,0 +1,275 @@
+//! The suite's figures as tables (Markdown; the console gets the same text) and the goal
+//! verdicts they support.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{
+    collect::Results,
+    stats::{Summary, percentile, summarize},
+};
+
+pub const DECISION_CASES: [&str; 5] = [
+    "empty",
+    "conntrack_hit",
+    "new_allowed",
+    "new_denied_port",
+    "new_denied_peer",
+];
+pub const ENFORCERS: [&str; 4] = ["none", "iptables", "nftables", "palisade"];
+pub const METRICS: [(&str, &str); 2] = [
+    ("tcp_conn_per_s", "new TCP connections/s"),
+    ("udp_pkt_per_s", "small UDP packets/s (32-byte payload)"),
+];
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v[key].as_f64()
+}
+
+fn size(v: &Value, key: &str) -> Option<usize> {
+    v[key].as_u64().and_then(|n| usize::try_from(n).ok())
+}
+
+/// Distinct values of an integer field, ascending.
+pub fn sizes<'a>(lines: impl Iterator<Item = &'a Value>, key: &str) -> Vec<usize> {
+    let mut out: Vec<usize> = lines.filter_map(|v| size(v, key)).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Kernel ns per run for one case at one policy count.
+pub fn decision(results: &Results, case: &str, policies: usize) -> Option<Summary> {
+    let samples: Vec<f64> = results
+        .of_kind("decision")
+        .filter(|v| v["case"] == case && size(v, "policies") == Some(policies))
+        .flat_map(|v| v["samples_ns"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s.as_f64())
+        .collect();
+    summarize(&samples)
+}
+
+/// Traffic rate for one enforcer, metric and rule count, over its repetitions.
+pub fn traffic(results: &Results, enforcer: &str, metric: &str, rules: usize) -> Option<Summary> {
+    let samples: Vec<f64> = results
+        .of_kind("traffic")
+        .filter(|v| {
+            v["enforcer"] == enforcer && v["metric"] == metric && size(v, "rules") == Some(rules)
+        })
+        .filter_map(|v| num(v, "value"))
+        .collect();
+    summarize(&samples)
+}
+
+fn cell(s: Option<Summary>, digits: usize) -> String {
+    s.map_or_else(
+        || "–".to_owned(),
+        |s| {
+            format!(
+                "{:.d$} [{:.d$}, {:.d$}]",
+                s.median,
+                s.min,
+                s.max,
+                d = digits
+            )
+        },
+    )
+}
+
+fn ratio(a: Option<Summary>, b: Option<Summary>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
+        _ => "–".to_owned(),
+    }
+}
+
+/// Part 1 table, plus the two goal verdicts.
+pub fn decision_section(results: &Results, out: &mut String) {
+    let sizes = sizes(results.of_kind("decision"), "policies");
+    out.push_str("| policies | RULES entries | empty program | conntrack hit | new allowed | new denied (port) | new denied (peer) | new allowed ÷ empty |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for &n in &sizes {
+        let rules = results
+            .of_kind("decision")
+            .find(|v| size(v, "policies") == Some(n))
+            .and_then(|v| size(v, "rules"))
+            .unwrap_or(0);
+        let _ = write!(out, "| {n} | {rules} |");
+        for case in DECISION_CASES {
+            let _ = write!(out, " {} |", cell(decision(results, case, n), 0));
+        }
+        let _ = writeln!(
+            out,
+            " {} |",
+            ratio(
+                decision(results, "new_allowed", n),
+                decision(results, "empty", n)
+            )
+        );
+    }
+    out.push('\n');
+    for v in results.of_kind("decision_skipped") {
+        let why = match num(v, "compile_exceeded_s") {
+            Some(limit) => format!("the compile did not finish within {limit:.0} s"),
+            None => format!(
+                "compiling them would take ~{:.0} s (extrapolated from the sizes before)",
+                num(v, "estimated_compile_s").unwrap_or(0.0)
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "- {} policies: **not measured**: {why}, over the suite's {} s limit for one compile \
+             (`cargo bench -p policy-agent --bench decision -- --sizes {} --compile-limit 1000` \
+             measures it anyway).",
+            v["policies"], v["limit_s"], v["policies"],
+        );
+    }
+    for case in ["new_allowed", "new_denied_port", "new_denied_peer"] {
+        let medians: Vec<f64> = sizes
+            .iter()
+            .filter_map(|&n| decision(results, case, n).map(|s| s.median))
+            .collect();
+        let (lo, hi) = medians
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| {
+                (lo.min(m), hi.max(m))
+            });
+        if medians.is_empty() || lo <= 0.0 {
+            continue;
+        }
+        let spread = (hi / lo - 1.0) * 100.0;
+        let worst_ratio = sizes
+            .iter()
+            .filter_map(|&n| {
+                Some(decision(results, case, n)?.median / decision(results, "empty", n)?.median)
+            })
+            .fold(0.0f64, f64::max);
+        let _ = writeln!(
+            out,
+            "- `{case}`: {lo:.0}–{hi:.0} ns across {} to {} policies, a spread of {spread:.0}% \
+             (goal ≤ 15%: **{}**); at most {worst_ratio:.1}× the empty program (goal ≤ 3×: **{}**).",
+            sizes.first().unwrap_or(&0),
+            sizes.last().unwrap_or(&0),
+            if spread <= 15.0 { "met" } else { "not met" },
+            if worst_ratio <= 3.0 { "met" } else { "not met" },
+        );
+    }
+}
+
+/// Part 2 tables: one per metric, enforcers side by side, with same-run ratios.
+pub fn traffic_section(results: &Results, out: &mut String) {
+    let sizes = sizes(results.of_kind("traffic"), "rules");
+    for (metric, title) in METRICS {
+        let _ = writeln!(out, "**{title}** (median [min, max] over repetitions)\n");
+        out.push_str("| rules | none | iptables | nftables | Palisade | Palisade ÷ iptables | Palisade ÷ nftables | Palisade ÷ none |\n");
+        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for &n in &sizes {
+            let s = |e: &str| traffic(results, e, metric, n);
+            let _ = writeln!(
+                out,
+                "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(s("none"), 0),
+                cell(s("iptables"), 0),
+                cell(s("nftables"), 0),
+                cell(s("palisade"), 0),
+                ratio(s("palisade"), s("iptables")),
+                ratio(s("palisade"), s("nftables")),
+                ratio(s("palisade"), s("none")),
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// Part 3: latency percentiles, agent footprint, rule-set load times.
+pub fn control_section(results: &Results, out: &mut String) {
+    let latency: Vec<f64> = results
+        .of_kind("latency")
+        .filter_map(|v| num(v, "ms"))
+        .collect();
+    let programmed: Vec<f64> = results
+        .of_kind("latency")
+        .filter_map(|v| num(v, "agent_programmed_ms"))
+        .collect();
+    let pct = |v: &[f64], p: f64| {
+        percentile(v, p).map_or_else(|| "–".to_owned(), |x| format!("{x:.0} ms"))
+    };
+    let _ = writeln!(
+        out,
+        "Manifest change → first packet with the new verdict, over {} changes (alternately \
+         allowing and revoking one flow) with 1,000 pods and 200 policies loaded: **p50 {}, p99 {}** \
+         (max {}). The lab saw the agent's status file report the change after p50 {}.\n",
+        latency.len(),
+        pct(&latency, 50.0),
+        pct(&latency, 99.0),
+        pct(&latency, 100.0),
+        pct(&programmed, 50.0),
+    );
+    out.push_str("| pods | policies | endpoints | IDENTITIES | RULES | full sync (agent's `sync_millis`) | start to programmed | RSS | peak RSS |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for v in results.of_kind("agent") {
+        let mib = |k: &str| {
+            num(v, k).map_or_else(|| "–".to_owned(), |kb| format!("{:.1} MiB", kb / 1024.0))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} ms | {:.0} ms | {} | {} |",
+            v["pods"],
+            v["policies"],
+            v["endpoints"],
+            v["identities"],
+            v["rules"],
+            v["sync_ms"],
+            num(v, "ready_ms").unwrap_or(0.0),
+            mib("rss_kb"),
+            mib("hwm_kb"),
+        );
+    }
+    out.push('\n');
+    let sizes = sizes(results.of_kind("load"), "rules");
+    out.push_str("Loading the equivalent rule sets (the traffic runs' sets, into the lab's node namespace; median [min, max]):\n\n");
+    out.push_str("| rules | `iptables-restore` | `nft -f` | Palisade agent (full sync: read, compile, program) |\n|---:|---:|---:|---:|\n");
+    for &n in &sizes {
+        let tool = |t: &str| {
+            let s: Vec<f64> = results
+                .of_kind("load")
+                .filter(|v| v["tool"] == t && size(v, "rules") == Some(n))
+                .filter_map(|v| num(v, "ms"))
+                .collect();
+            summarize(&s).map_or_else(|| "–".to_owned(), |s| format!("{} ms", cell(Some(s), 1)))
+        };
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} | {} |",
+            tool("iptables-restore"),
+            tool("nft -f"),
+            tool("palisade agent (full sync)")
+        );
+    }
+    out.push('\n');
+}
+
+/// What the smoke run must have produced: every part, every enforcer, every decision case.
+pub fn check_complete(results: &Results) -> anyhow::Result<()> {
+    for case in DECISION_CASES {
+        anyhow::ensure!(
+            results.of_kind("decision").any(|v| v["case"] == case),
+            "no kernel decision figure for {case}"
+        );
+    }
+    for enforcer in ENFORCERS {
+        for (metric, _) in METRICS {
+            anyhow::ensure!(
+                results.of_kind("traffic").any(|v| v["enforcer"] == enforcer
+                    && v["metric"] == metric
+                    && num(v, "value").is_some_and(|x| x > 0.0)),
+                "no {metric} figure for {enforcer}"
+            );
+        }
+    }
+    for kind in ["latency", "agent", "load"] {
+        anyhow::ensure!(results.of_kind(kind).next().is_some(), "no {kind} figure");
+    }
+    Ok(())
+}
