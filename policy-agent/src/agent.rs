@@ -118,6 +118,7 @@ pub async fn run(config: Config) -> Result<()> {
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
     health.attached(state.status.interfaces.len());
+    state.refresh_datapath_stats(&datapath);
     state.report(config.status_file.as_ref());
     health.set_ready();
     info!(
@@ -142,6 +143,7 @@ pub async fn run(config: Config) -> Result<()> {
                     error!(error = format!("{e:#}"), "sync failed");
                     continue;
                 }
+                state.refresh_datapath_stats(&datapath);
                 state.report(config.status_file.as_ref());
             }
             changed = next_link_change(&mut links) => {
@@ -239,8 +241,10 @@ impl State {
         if rebound || attached != self.status.interfaces {
             self.health.attached(attached.len());
             self.status.interfaces = attached;
-            self.report(status_file);
         }
+        // Also the periodic refresh of the datapath's figures (connections, packets).
+        self.refresh_datapath_stats(datapath);
+        self.report(status_file);
     }
 
     /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
@@ -265,6 +269,42 @@ impl State {
             warn!(error = %e, "reading the route table; endpoints stay unbound");
             Default::default()
         })
+    }
+
+    /// Reads the datapath's own figures (tracked connections, packet counts) into the status
+    /// and the metrics. Bounded work: one pass over the conntrack map's keys.
+    fn refresh_datapath_stats(&mut self, datapath: &Datapath) {
+        match datapath.conntrack_occupancy() {
+            Ok(entries) => self.status.conntrack_entries = entries,
+            Err(e) => warn!(error = format!("{e:#}"), "counting tracked connections"),
+        }
+        match datapath.packet_counts() {
+            Ok(counts) => {
+                self.status.packets = counts
+                    .into_iter()
+                    .map(|(name, c)| {
+                        let counts = crate::status::PacketCounts {
+                            allowed: c.allowed,
+                            denied: c.denied,
+                            malformed: c.malformed,
+                        };
+                        (name, counts)
+                    })
+                    .collect();
+            }
+            Err(e) => warn!(error = format!("{e:#}"), "reading packet counters"),
+        }
+        let total = self.status.packets.values().fold(
+            crate::status::PacketCounts::default(),
+            |mut total, c| {
+                total.allowed += c.allowed;
+                total.denied += c.denied;
+                total.malformed += c.malformed;
+                total
+            },
+        );
+        self.health
+            .datapath_stats(self.status.conntrack_entries, &total);
     }
 
     fn report(&self, path: Option<&PathBuf>) {

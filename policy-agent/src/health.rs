@@ -54,6 +54,11 @@ struct MapLabel {
     map: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 /// The agent's health and its metrics, shared between its loop and the HTTP server.
 pub struct Health {
     started: Instant,
@@ -68,6 +73,8 @@ pub struct Health {
     rejected: Gauge,
     interfaces: Gauge,
     ready_gauge: Gauge,
+    conntrack_entries: Gauge,
+    packets: Family<OutcomeLabel, Gauge>,
     watch: Arc<WatchCollector>,
 }
 
@@ -123,6 +130,20 @@ impl Health {
             "1 once the first full state is programmed",
             ready_gauge.clone(),
         );
+        let conntrack_entries = Gauge::default();
+        registry.register(
+            "conntrack_entries",
+            "Connections tracked by the datapath (the LRU evicts the oldest beyond its capacity)",
+            conntrack_entries.clone(),
+        );
+        // Totals over the node's endpoint interfaces (per interface: the status file, or
+        // bpftool on PALISADE_COUNTERS), so the label set stays fixed.
+        let packets = Family::<OutcomeLabel, Gauge>::default();
+        registry.register(
+            "packets",
+            "Packets the programs allowed, denied, or dropped as malformed, since they were loaded",
+            packets.clone(),
+        );
         let watch = Arc::new(WatchCollector::default());
         registry.register_collector(Box::new(watch.clone()));
         Self {
@@ -137,7 +158,23 @@ impl Health {
             rejected,
             interfaces,
             ready_gauge,
+            conntrack_entries,
+            packets,
             watch,
+        }
+    }
+
+    /// What the datapath reports of itself: tracked connections and packet totals.
+    pub fn datapath_stats(&self, conntrack_entries: usize, packets: &crate::status::PacketCounts) {
+        self.conntrack_entries.set(gauge_value(conntrack_entries));
+        for (outcome, count) in [
+            ("allowed", packets.allowed),
+            ("denied", packets.denied),
+            ("malformed", packets.malformed),
+        ] {
+            self.packets
+                .get_or_create(&OutcomeLabel { outcome })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 
@@ -340,6 +377,14 @@ mod tests {
             policy_common::endpoint::EndpointPolicy::default(),
         );
         health.synced(&maps, 2, Duration::from_millis(3));
+        health.datapath_stats(
+            7,
+            &crate::status::PacketCounts {
+                allowed: 10,
+                denied: 4,
+                malformed: 1,
+            },
+        );
         health.watch_progress(Arc::new(WatchProgress::default()));
         health.set_ready();
         assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
@@ -351,6 +396,9 @@ mod tests {
             "palisade_rejected_objects 2",
             "palisade_map_entries{map=\"endpoints\"} 1",
             "palisade_map_entries{map=\"rules\"} 0",
+            "palisade_conntrack_entries 7",
+            "palisade_packets{outcome=\"denied\"} 4",
+            "palisade_packets{outcome=\"malformed\"} 1",
             "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",
             "palisade_datastore_watch_errors_total{resource=\"pods\"} 0",
         ] {

@@ -152,6 +152,16 @@ impl Datapath {
         Ok(totals)
     }
 
+    /// Packet counts per attached interface, by name.
+    pub fn packet_counts(&self) -> Result<BTreeMap<String, Counters>, DataplaneError> {
+        let by_index = self.counters()?;
+        Ok(self
+            .attached
+            .iter()
+            .filter_map(|(name, (index, _))| by_index.get(index).map(|c| (name.clone(), *c)))
+            .collect())
+    }
+
     /// Forgets every recorded first-fragment verdict.
     pub fn clear_fragments(&mut self) -> Result<(), DataplaneError> {
         let keys: Vec<_> = self
