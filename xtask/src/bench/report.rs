@@ -180,8 +180,9 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
          pod selector instead). *empty program*: a two-instruction \
          `SCHED_CLS` program (`r0 = -1; exit`) loaded with the raw bpf() call, run on the same frame: \
          the floor that test-run itself costs. *conntrack hit*: a reply to a connection the server opened. \
-         *new allowed*: a SYN admitted by the last policy (after the first repetition its conntrack \
-         entry exists, so the repetitions measure every policy lookup but not the LRU insert). \
+         *new allowed*: a SYN admitted by the last policy, each sample the median of 2,001 single \
+         runs on an empty connection table (a repeated packet would be tracked after its first run \
+         and take the fast path; single runs include the kernel timer's own few tens of ns). \
          *new denied*: an admitted peer on a port no policy opens, and an address no policy names. \
          Nanoseconds per packet:\n\n",
     );
@@ -189,11 +190,11 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     md.push('\n');
     md.push_str(
         "What bounds these figures: on a new flow the program parses the headers, looks up \
-         ENDPOINTS (hash) and the reversed tuple in CONNTRACK (LRU hash), the peer in IDENTITIES \
-         (LPM trie, 128-bit key), then RULES (LPM trie) with the pod identity, the CIDR identity and \
-         ANY until one matches (an `ipBlock` peer is found by the second; a denial makes all three), \
-         and checks CONNTRACK again before recording the flow. A conntrack hit stops after the \
-         second lookup, which is why it stays level. An LPM lookup walks the trie one node per \
+         ENDPOINTS (hash), the tuple and the reversed tuple in CONNTRACK (LRU hash), the peer in \
+         IDENTITIES (LPM trie, 128-bit key), then, for each table of the endpoint, RULES (LPM trie) \
+         with the lookups the table needs (pod identity, CIDR identity, ANY), and records the flow \
+         in CONNTRACK. A tracked packet stops at the conntrack lookups, which is why the hit stays \
+         level. An LPM lookup walks the trie one node per \
          branching bit on the key's path, so it deepens as entries are added: that, not a walk over \
          rules, is the growth from 10 to 100,000 policies. The empty program is the fixed cost of \
          test-run itself, so \"≤ 3× empty\" leaves room for about two map lookups, not six.\n\n",
@@ -217,7 +218,7 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
          flow, no TIME_WAIT). UDP: two threads sending 32-byte datagrams to a sink that counts what \
          arrives over the time it received (one flow per thread; the sink never answers, so \
          conntrack keeps each flow unreplied and iptables and nftables evaluate their rules on every \
-         packet, as Palisade checks policy on every packet in the original direction). Per-packet \
+         packet, while Palisade's tracked flow skips policy after its first packet). Per-packet \
          costs in the plots are 1 / median rate, so they include the whole path (veths, routing, \
          sockets), not only the enforcer.\n\n",
     );
