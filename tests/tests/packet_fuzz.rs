@@ -1,6 +1,6 @@
 //! Packet fuzzer: generated clusters and flows, each flow's frame mutated (truncated, lying
 //! header and length fields, rewritten ports, unrelated fields flipped, fragment bits, IPv6
-//! extension-header chains of every length), run through the real programs with
+//! extension-header chains of every length, any TCP flags), run through the real programs with
 //! `BPF_PROG_TEST_RUN` on maps filled by the real agent code, against the reference model's
 //! verdict for the flow the frame claims to be.
 //!
@@ -62,6 +62,8 @@ enum Mutation {
     FirstFragment(u16),
     /// IPv6 only: this many destination-options headers before the transport header.
     ExtensionChain(u8),
+    /// TCP only: any combination of flags (SYN+FIN, none, all...): decided by its ports.
+    TcpFlags(u8),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -76,6 +78,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (1u16..0x1fff).prop_map(Mutation::LaterFragment),
         1 => any::<u16>().prop_map(Mutation::FirstFragment),
         2 => (0u8..13).prop_map(Mutation::ExtensionChain),
+        1 => any::<u8>().prop_map(Mutation::TcpFlags),
     ]
 }
 
@@ -163,7 +166,11 @@ fn mutate(packet: &Packet, flow: Flow, mutation: &Mutation) -> (Vec<u8>, Expect)
                 (frame, Expect::AnyProtocolOnly)
             }
         }
-        // Mutations of the other family's fields leave the frame as it is.
+        Mutation::TcpFlags(flags) if packet.protocol == 6 => {
+            frame[l4 + 13] = flags;
+            (frame, Expect::Model(flow))
+        }
+        // Mutations of the other family's (or protocol's) fields leave the frame as it is.
         _ => (frame, Expect::Model(flow)),
     }
 }
