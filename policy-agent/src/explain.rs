@@ -49,8 +49,9 @@ fn lookups(bits: u32) -> String {
 pub fn render(compiled: &Compiled) -> String {
     let mut out = String::new();
     let maps = &compiled.maps;
-    // Which policies (and direction) each table stands for, from the endpoints using it.
-    let mut used_by: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    // Which policies (and direction) each table stands for, from the endpoints using it: the
+    // policies of a slot in order (several for a merged slot), and the direction.
+    let mut used_by: BTreeMap<u32, BTreeSet<(Vec<String>, Direction)>> = BTreeMap::new();
 
     let _ = writeln!(out, "endpoints ({}):", maps.endpoints.len());
     for (key, value) in &maps.endpoints {
@@ -84,9 +85,12 @@ pub fn render(compiled: &Compiled) -> String {
     }
 
     let _ = writeln!(out, "tables ({}):", used_by.len());
-    for (table, policies) in &used_by {
-        let policies: Vec<&str> = policies.iter().map(String::as_str).collect();
-        let _ = writeln!(out, "  table {table:<4} {}", policies.join("; "));
+    for (table, users) in &used_by {
+        let users: Vec<String> = users
+            .iter()
+            .map(|(policies, direction)| format!("{} {direction}", policies.join(" + ")))
+            .collect();
+        let _ = writeln!(out, "  table {table:<4} {}", users.join("; "));
     }
 
     let _ = writeln!(out, "rules ({}):", maps.rules.len());
@@ -111,13 +115,20 @@ pub fn render(compiled: &Compiled) -> String {
             action::DENY => "deny",
             _ => "?",
         };
-        let member = value.rule_ref >> 16;
+        // The policy rule behind the entry, for every policy using the table.
+        let member = (value.rule_ref >> 16) as usize;
         let rule = value.rule_ref & 0xffff;
-        let why = if member == 0 {
-            format!("rule {rule}")
-        } else {
-            format!("rule {rule} of merged policy {member}")
-        };
+        let why: Vec<String> = used_by
+            .get(&k.table)
+            .into_iter()
+            .flatten()
+            .filter_map(|(policies, direction)| {
+                policies
+                    .get(member)
+                    .map(|policy| format!("{policy} {direction}[{rule}]"))
+            })
+            .collect();
+        let why = why.join("; ");
         let _ = writeln!(
             out,
             "  table {:<4} peer {:<6} {:<28} {verdict:<5} {why}",
@@ -133,7 +144,7 @@ fn describe_list(
     list: &PolicyList,
     direction: Direction,
     names: Option<&Vec<std::sync::Arc<Vec<crate::compiler::PolicyName>>>>,
-    used_by: &mut BTreeMap<u32, BTreeSet<String>>,
+    used_by: &mut BTreeMap<u32, BTreeSet<(Vec<String>, Direction)>>,
 ) -> String {
     if list.isolated == 0 {
         return "not isolated (no policy selects it)".to_owned();
@@ -151,7 +162,7 @@ fn describe_list(
         used_by
             .entry(table.table)
             .or_default()
-            .insert(format!("{} {direction}", policies.join(" + ")));
+            .insert((policies.clone(), direction));
         parts.push(format!(
             "table {} [{}] ({})",
             table.table,
