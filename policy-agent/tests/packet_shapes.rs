@@ -15,7 +15,7 @@ use policy_agent::{
     replay::Direction,
 };
 
-const CLUSTER: &str = include_str!("data/shapes-cluster.yaml");
+const CLUSTER: &str = include_str!("data/shapes/cluster.yaml");
 
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 10);
 const SERVER4: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 11);
