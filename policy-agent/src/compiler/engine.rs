@@ -475,8 +475,7 @@ impl Engine {
     }
 
     fn release_table(&mut self, id: u32) {
-        if let Some(content) = self.tables.release(id) {
-            let _ = content;
+        if self.tables.release(id).is_some() {
             self.table_retired(id);
         }
     }

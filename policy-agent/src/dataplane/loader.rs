@@ -164,56 +164,42 @@ impl Datapath {
 
     /// Forgets every recorded first-fragment verdict.
     pub fn clear_fragments(&mut self) -> Result<(), DataplaneError> {
-        let keys: Vec<_> = self
-            .fragments
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|source| DataplaneError::MapUpdate {
-                operation: "iterate",
-                map: map_names::FRAGMENTS,
-                source,
-            })?;
-        for key in keys {
-            match self.fragments.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => {
-                    return Err(DataplaneError::MapUpdate {
-                        operation: "remove",
-                        map: map_names::FRAGMENTS,
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+        clear(&mut self.fragments, map_names::FRAGMENTS)
     }
 
     /// Forgets every tracked flow: replies are checked against policy again until their
     /// connections are re-established.
     pub fn clear_conntrack(&mut self) -> Result<(), DataplaneError> {
-        let keys: Vec<ConntrackKey> =
-            self.conntrack
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(|source| DataplaneError::MapUpdate {
-                    operation: "iterate",
-                    map: map_names::CONNTRACK,
+        clear(&mut self.conntrack, map_names::CONNTRACK)
+    }
+}
+
+/// Removes every entry of a hash map (entries removed meanwhile by the kernel are fine).
+fn clear<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    name: &'static str,
+) -> Result<(), DataplaneError> {
+    let keys: Vec<K> =
+        map.keys()
+            .collect::<Result<_, _>>()
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: name,
+                source,
+            })?;
+    for key in keys {
+        match map.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => {
+                return Err(DataplaneError::MapUpdate {
+                    operation: "remove",
+                    map: name,
                     source,
-                })?;
-        for key in keys {
-            match self.conntrack.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => {
-                    return Err(DataplaneError::MapUpdate {
-                        operation: "remove",
-                        map: map_names::CONNTRACK,
-                        source,
-                    });
-                }
+                });
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// One of our tc programs, by name.
