@@ -41,14 +41,16 @@ struct Settings {
     repeat: u32,
     runs: usize,
     shape: Shape,
+    /// Only these cases (`--cases conntrack_hit,new_denied_port`), for profiling one path.
+    cases: Option<Vec<String>>,
     /// Sizes whose compile takes, or is estimated to take, longer are not measured
     /// (`--compile-limit S`).
     compile_limit_s: f64,
 }
 
 impl Settings {
-    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--sizes 10,100` and
-    /// `--compile-limit SECONDS` (for experiments).
+    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--sizes 10,100`,
+    /// `--compile-limit SECONDS` and `--cases a,b` (for experiments).
     fn from_args() -> anyhow::Result<Self> {
         let args: Vec<String> = std::env::args().collect();
         let value = |flag: &str| {
@@ -82,6 +84,7 @@ impl Settings {
             runs: if quick { 3 } else { 7 },
             shape,
             compile_limit_s,
+            cases: value("--cases").map(|list| list.split(',').map(str::to_owned).collect()),
         })
     }
 }
@@ -357,6 +360,13 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             ("new_denied_peer", denied_peer, false),
         ];
         for (case, packet, expect_allowed) in cases {
+            if settings
+                .cases
+                .as_ref()
+                .is_some_and(|only| !only.iter().any(|c| c == case))
+            {
+                continue;
+            }
             let mut samples = Vec::new();
             if case == "new_allowed" {
                 // An allowed flow is tracked after its first packet, and its later packets

@@ -93,7 +93,6 @@ fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let flow = unsafe { &mut *flow };
-    *flow = Flow::EMPTY;
     let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
         Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex) {

@@ -1,10 +1,16 @@
 //! Header parsing: from an skb to the few fields a verdict needs.
 //!
-//! Every read goes through `bpf_skb_load_bytes` (`TcContext::load`), which fails on a short
-//! packet instead of reading past it; a failed read is an `Err`, and the caller drops.
+//! Every read goes through [`read`]: straight from the packet's linear data when the bytes are
+//! there (no helper call, which is most of a small program's cost), else through
+//! `bpf_skb_load_bytes`, which also reaches paged data. Either way a read past the end of the
+//! packet fails instead of reading past it; a failed read is an `Err`, and the caller drops.
+//!
+//! The parser writes its result field by field into the caller's [`Flow`] and never builds a
+//! whole zeroed value: the BPF backend turns zeroed arrays into calls of a byte-at-a-time
+//! `memset`, which cost more than the rest of the parse.
 
 use aya_ebpf::programs::TcContext;
-use policy_common::{PROTOCOL_UNKNOWN, ipv4_mapped};
+use policy_common::PROTOCOL_UNKNOWN;
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -45,7 +51,9 @@ pub enum Fragment {
     Later(u32),
 }
 
-/// What the program needs to know about an IP packet.
+/// What the program needs to know about an IP packet. It lives in a per-CPU map slot
+/// (`PALISADE_SCRATCH`) that [`parse`] overwrites; on [`Parsed::Ip`] every field is set,
+/// except that `quoted`'s tuple is only meaningful when `quoted.valid`.
 pub struct Flow {
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -63,8 +71,7 @@ pub struct Flow {
 }
 
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
-/// with a flag rather than an `Option`: every byte is always initialised, which the verifier
-/// insists on when the value is copied around.
+/// with a flag rather than an `Option`, so the parser can write it in place.
 #[derive(Clone, Copy)]
 pub struct Quoted {
     /// Whether the rest is a quoted tuple at all.
@@ -75,32 +82,6 @@ pub struct Quoted {
     pub sport: u16,
     pub dport: u16,
 }
-
-/// What the transport header says.
-struct Transport {
-    sport: u16,
-    dport: u16,
-    tcp_flags: u8,
-    quoted: Quoted,
-}
-
-impl Quoted {
-    pub const NONE: Quoted = Quoted {
-        valid: false,
-        src: [0; 16],
-        dst: [0; 16],
-        protocol: 0,
-        sport: 0,
-        dport: 0,
-    };
-}
-
-const NO_TRANSPORT: Transport = Transport {
-    sport: 0,
-    dport: 0,
-    tcp_flags: 0,
-    quoted: Quoted::NONE,
-};
 
 pub mod tcp_flags {
     pub const FIN: u8 = 0x01;
@@ -117,24 +98,36 @@ pub enum Parsed {
     Ip,
 }
 
-impl Flow {
-    pub const EMPTY: Flow = Flow {
-        src: [0; 16],
-        dst: [0; 16],
-        protocol: 0,
-        sport: 0,
-        dport: 0,
-        fragment: Fragment::No,
-        tcp_flags: 0,
-        quoted: Quoted::NONE,
-    };
+/// `T` read from the packet at `offset` (see the module documentation).
+#[inline(always)]
+fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Result<T, ()> {
+    let start = ctx.data();
+    if start + offset + core::mem::size_of::<T>() <= ctx.data_end() {
+        // SAFETY: the bytes lie inside the linear data, as checked just above (and by the
+        // verifier); packet data has no alignment, hence the unaligned read.
+        return Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) });
+    }
+    ctx.load::<T>(offset).map_err(|_| ())
+}
+
+/// Writes an IPv4 address in its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`), as two word
+/// stores and the address rather than a zeroed array (see the module documentation).
+#[inline(always)]
+fn set_ipv4_mapped(out: &mut [u8; 16], v4: [u8; 4]) {
+    let p = out.as_mut_ptr();
+    // SAFETY: 8 + 4 + 4 bytes, all inside the 16-byte array; unaligned stores.
+    unsafe {
+        core::ptr::write_unaligned(p.cast::<u64>(), 0);
+        core::ptr::write_unaligned(p.add(8).cast::<[u8; 4]>(), [0, 0, 0xff, 0xff]);
+        core::ptr::write_unaligned(p.add(12).cast::<[u8; 4]>(), v4);
+    }
 }
 
 /// Parses the frame into `flow`. Not inlined: a BPF subprogram has its own stack frame, which
 /// keeps the parser's temporaries off the decision's stack (512 bytes for the whole chain).
 #[inline(never)]
 pub fn parse(ctx: &TcContext, flow: &mut Flow) -> Result<Parsed, ()> {
-    let ether_type = u16::from_be(ctx.load::<u16>(12).map_err(|_| ())?);
+    let ether_type = u16::from_be(read::<u16>(ctx, 12)?);
     match ether_type {
         ETH_P_IP => parse_ipv4(ctx, flow),
         ETH_P_IPV6 => parse_ipv6(ctx, flow),
@@ -144,115 +137,123 @@ pub fn parse(ctx: &TcContext, flow: &mut Flow) -> Result<Parsed, ()> {
     }
 }
 
+/// The fixed part of the IPv4 header, read in one go.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Ipv4Header {
+    version_ihl: u8,
+    tos: u8,
+    total_len: [u8; 2],
+    id: [u8; 2],
+    flags_offset: [u8; 2],
+    ttl: u8,
+    protocol: u8,
+    checksum: [u8; 2],
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+
 #[inline(always)]
 fn parse_ipv4(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
-    let version_ihl: u8 = ctx.load(ETH_HDR_LEN).map_err(|_| ())?;
-    if version_ihl >> 4 != 4 {
+    let header: Ipv4Header = read(ctx, ETH_HDR_LEN)?;
+    if header.version_ihl >> 4 != 4 {
         return Err(());
     }
-    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    let header_len = usize::from(header.version_ihl & 0x0f) * 4;
     if header_len < IPV4_MIN_HDR_LEN {
         return Err(());
     }
-    let total_len = usize::from(u16::from_be(
-        ctx.load::<u16>(ETH_HDR_LEN + 2).map_err(|_| ())?,
-    ));
+    let total_len = usize::from(u16::from_be_bytes(header.total_len));
     // A total length shorter than the header (or than the frame holds) is a lie about where
     // the payload is.
     if total_len < header_len || ETH_HDR_LEN + total_len > ctx.len() as usize {
         return Err(());
     }
-    let id = u16::from_be(ctx.load::<u16>(ETH_HDR_LEN + 4).map_err(|_| ())?);
-    let flags_offset = u16::from_be(ctx.load::<u16>(ETH_HDR_LEN + 6).map_err(|_| ())?);
-    let protocol: u8 = ctx.load(ETH_HDR_LEN + 9).map_err(|_| ())?;
-    let src: [u8; 4] = ctx.load(ETH_HDR_LEN + 12).map_err(|_| ())?;
-    let dst: [u8; 4] = ctx.load(ETH_HDR_LEN + 16).map_err(|_| ())?;
+    let id = u32::from(u16::from_be_bytes(header.id));
+    let flags_offset = u16::from_be_bytes(header.flags_offset);
     let fragment = if flags_offset & IPV4_FRAG_OFFSET_MASK != 0 {
-        Fragment::Later(u32::from(id))
+        Fragment::Later(id)
     } else if flags_offset & IPV4_MORE_FRAGMENTS != 0 {
-        Fragment::First(u32::from(id))
+        Fragment::First(id)
     } else {
         Fragment::No
     };
-    let transport = match fragment {
+    set_ipv4_mapped(&mut out.src, header.src);
+    set_ipv4_mapped(&mut out.dst, header.dst);
+    out.protocol = header.protocol;
+    out.fragment = fragment;
+    no_transport(out);
+    match fragment {
         // A later fragment has no transport header.
-        Fragment::Later(_) => NO_TRANSPORT,
+        Fragment::Later(_) => {}
         // A first fragment too short to hold the ports cannot be decided: drop.
-        _ => transport(ctx, protocol, ETH_HDR_LEN + header_len)?,
-    };
-    *out = Flow {
-        src: ipv4_mapped(src),
-        dst: ipv4_mapped(dst),
-        protocol,
-        sport: transport.sport,
-        dport: transport.dport,
-        fragment,
-        tcp_flags: transport.tcp_flags,
-        quoted: transport.quoted,
-    };
+        _ => transport(ctx, header.protocol, ETH_HDR_LEN + header_len, out)?,
+    }
     Ok(Parsed::Ip)
+}
+
+/// The fixed IPv6 header, read in one go.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Ipv6Header {
+    version_class_flow: [u8; 4],
+    payload_len: [u8; 2],
+    next_header: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
 }
 
 #[inline(always)]
 fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
-    let version: u8 = ctx.load(ETH_HDR_LEN).map_err(|_| ())?;
-    if version >> 4 != 6 {
+    let header: Ipv6Header = read(ctx, ETH_HDR_LEN)?;
+    if header.version_class_flow[0] >> 4 != 6 {
         return Err(());
     }
-    let payload_len = usize::from(u16::from_be(
-        ctx.load::<u16>(ETH_HDR_LEN + 4).map_err(|_| ())?,
-    ));
+    let payload_len = usize::from(u16::from_be_bytes(header.payload_len));
     if ETH_HDR_LEN + IPV6_HDR_LEN + payload_len > ctx.len() as usize {
         return Err(());
     }
-    let first_header: u8 = ctx.load(ETH_HDR_LEN + 6).map_err(|_| ())?;
-    let src: [u8; 16] = ctx.load(ETH_HDR_LEN + 8).map_err(|_| ())?;
-    let dst: [u8; 16] = ctx.load(ETH_HDR_LEN + 24).map_err(|_| ())?;
     // IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2); in our maps they
     // stand for IPv4 peers, so an IPv6 packet claiming one could borrow an IPv4 identity.
-    if is_ipv4_mapped(&src) || is_ipv4_mapped(&dst) {
+    if is_ipv4_mapped(&header.src) || is_ipv4_mapped(&header.dst) {
         return Err(());
     }
+    out.src = header.src;
+    out.dst = header.dst;
+    out.fragment = Fragment::No;
+    no_transport(out);
 
     // Walk the extension headers (bounded) to the upper-layer header.
-    let mut next = first_header;
+    let mut next = header.next_header;
     let mut offset = ETH_HDR_LEN + IPV6_HDR_LEN;
-    let mut fragment = Fragment::No;
     let mut walked_to_the_end = false;
     for _ in 0..IPV6_MAX_EXT_HEADERS {
         match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                let header: [u8; 2] = ctx.load(offset).map_err(|_| ())?;
+                let header: [u8; 2] = read(ctx, offset)?;
                 next = header[0];
                 offset += (usize::from(header[1]) + 1) * 8;
             }
             IPV6_AUTH => {
-                let header: [u8; 2] = ctx.load(offset).map_err(|_| ())?;
+                let header: [u8; 2] = read(ctx, offset)?;
                 next = header[0];
                 offset += (usize::from(header[1]) + 2) * 4;
             }
             IPV6_FRAGMENT => {
-                let header: [u8; 8] = ctx.load(offset).map_err(|_| ())?;
+                let header: [u8; 8] = read(ctx, offset)?;
                 next = header[0];
                 let offset_flags = u16::from_be_bytes([header[2], header[3]]);
                 let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 offset += 8;
                 if offset_flags >> 3 != 0 {
                     // A later fragment: what follows is payload, not headers.
-                    *out = Flow {
-                        src,
-                        dst,
-                        protocol: next,
-                        sport: 0,
-                        dport: 0,
-                        fragment: Fragment::Later(id),
-                        tcp_flags: 0,
-                        quoted: Quoted::NONE,
-                    };
+                    out.protocol = next;
+                    out.fragment = Fragment::Later(id);
                     return Ok(Parsed::Ip);
                 }
                 if offset_flags & 1 != 0 {
-                    fragment = Fragment::First(id);
+                    out.fragment = Fragment::First(id);
                 }
             }
             _ => {
@@ -263,37 +264,19 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     }
     if !walked_to_the_end {
         // More extension headers than we walk: no transport header we could trust.
-        *out = Flow {
-            src,
-            dst,
-            protocol: PROTOCOL_UNKNOWN,
-            sport: 0,
-            dport: 0,
-            fragment,
-            tcp_flags: 0,
-            quoted: Quoted::NONE,
-        };
+        out.protocol = PROTOCOL_UNKNOWN;
         return Ok(Parsed::Ip);
     }
-    if next == IPPROTO_ICMPV6 && matches!(fragment, Fragment::No) {
-        let icmp_type: u8 = ctx.load(offset).map_err(|_| ())?;
+    out.protocol = next;
+    if next == IPPROTO_ICMPV6 && matches!(out.fragment, Fragment::No) {
+        let icmp_type: u8 = read(ctx, offset)?;
         // 130-132, 143: MLD (sent with a hop-by-hop router alert); 133-137: router and
         // neighbour solicitation and advertisement, redirect.
         if matches!(icmp_type, 130..=137 | 143) {
             return Ok(Parsed::Infrastructure);
         }
     }
-    let transport = transport(ctx, next, offset)?;
-    *out = Flow {
-        src,
-        dst,
-        protocol: next,
-        sport: transport.sport,
-        dport: transport.dport,
-        fragment,
-        tcp_flags: transport.tcp_flags,
-        quoted: transport.quoted,
-    };
+    transport(ctx, next, offset, out)?;
     Ok(Parsed::Ip)
 }
 
@@ -302,48 +285,48 @@ fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
     addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
 }
 
+/// The transport fields of a packet without (readable) ports, flags or quote.
+#[inline(always)]
+fn no_transport(out: &mut Flow) {
+    out.sport = 0;
+    out.dport = 0;
+    out.tcp_flags = 0;
+    out.quoted.valid = false;
+}
+
 /// (source, destination) port: TCP, UDP and SCTP all start with them.
 #[inline(always)]
 fn ports(ctx: &TcContext, l4_offset: usize) -> Result<(u16, u16), ()> {
-    let ports: [u8; 4] = ctx.load(l4_offset).map_err(|_| ())?;
+    let ports: [u8; 4] = read(ctx, l4_offset)?;
     Ok((
         u16::from_be_bytes([ports[0], ports[1]]),
         u16::from_be_bytes([ports[2], ports[3]]),
     ))
 }
 
+/// Fills in what the transport header says (`out`'s transport fields start cleared).
 #[inline(always)]
-fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize) -> Result<Transport, ()> {
+fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) -> Result<(), ()> {
     match protocol {
         IPPROTO_TCP => {
-            let (sport, dport) = ports(ctx, l4_offset)?;
-            let flags: u8 = ctx.load(l4_offset + 13).map_err(|_| ())?;
-            Ok(Transport {
-                sport,
-                dport,
-                tcp_flags: flags,
-                quoted: Quoted::NONE,
-            })
+            // Ports and flags in one read: bytes 0-3 and 13 of the header.
+            let header: [u8; 14] = read(ctx, l4_offset)?;
+            out.sport = u16::from_be_bytes([header[0], header[1]]);
+            out.dport = u16::from_be_bytes([header[2], header[3]]);
+            out.tcp_flags = header[13];
         }
-        IPPROTO_UDP | IPPROTO_SCTP => {
-            let (sport, dport) = ports(ctx, l4_offset)?;
-            Ok(Transport {
-                sport,
-                dport,
-                tcp_flags: 0,
-                quoted: Quoted::NONE,
-            })
-        }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp(ctx, protocol, l4_offset),
-        _ => Ok(NO_TRANSPORT),
+        IPPROTO_UDP | IPPROTO_SCTP => (out.sport, out.dport) = ports(ctx, l4_offset)?,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp(ctx, protocol, l4_offset, out)?,
+        _ => {}
     }
+    Ok(())
 }
 
 /// ICMP: echo requests and replies are tracked by identifier (as ports, so the reply is the
 /// request's reversed tuple); errors carry the packet they are about.
 #[inline(always)]
-fn icmp(ctx: &TcContext, protocol: u8, offset: usize) -> Result<Transport, ()> {
-    let header: [u8; 8] = ctx.load(offset).map_err(|_| ())?;
+fn icmp(ctx: &TcContext, protocol: u8, offset: usize, out: &mut Flow) -> Result<(), ()> {
+    let header: [u8; 8] = read(ctx, offset)?;
     let id = u16::from_be_bytes([header[4], header[5]]);
     let v6 = protocol == IPPROTO_ICMPV6;
     let (request, reply) = if v6 { (128, 129) } else { (8, 0) };
@@ -352,20 +335,19 @@ fn icmp(ctx: &TcContext, protocol: u8, offset: usize) -> Result<Transport, ()> {
     } else {
         matches!(header[0], 3 | 11 | 12)
     };
-    let mut transport = NO_TRANSPORT;
     if header[0] == request {
-        transport.sport = id;
+        out.sport = id;
     } else if header[0] == reply {
-        transport.dport = id;
+        out.dport = id;
     } else if error {
         // A quote we cannot read makes the error unrelated, not malformed: policy decides.
-        transport.quoted = if v6 {
-            quoted_ipv6(ctx, offset + 8)
+        out.quoted.valid = if v6 {
+            quoted_ipv6(ctx, offset + 8, &mut out.quoted)
         } else {
-            quoted_ipv4(ctx, offset + 8)
+            quoted_ipv4(ctx, offset + 8, &mut out.quoted)
         };
     }
-    Ok(transport)
+    Ok(())
 }
 
 #[inline(always)]
@@ -376,59 +358,43 @@ fn quoted_ports(ctx: &TcContext, protocol: u8, offset: usize) -> Result<(u16, u1
     }
 }
 
+/// Reads the IPv4 packet an ICMP error quotes into `out`; whether it could.
 #[inline(always)]
-fn quoted_ipv4(ctx: &TcContext, offset: usize) -> Quoted {
-    let Ok(version_ihl) = ctx.load::<u8>(offset) else {
-        return Quoted::NONE;
+fn quoted_ipv4(ctx: &TcContext, offset: usize, out: &mut Quoted) -> bool {
+    let Ok(header) = read::<Ipv4Header>(ctx, offset) else {
+        return false;
     };
-    let header_len = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
-        return Quoted::NONE;
+    let header_len = usize::from(header.version_ihl & 0x0f) * 4;
+    if header.version_ihl >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
+        return false;
     }
-    let (Ok(protocol), Ok(src), Ok(dst)) = (
-        ctx.load::<u8>(offset + 9),
-        ctx.load::<[u8; 4]>(offset + 12),
-        ctx.load::<[u8; 4]>(offset + 16),
-    ) else {
-        return Quoted::NONE;
+    let Ok((sport, dport)) = quoted_ports(ctx, header.protocol, offset + header_len) else {
+        return false;
     };
-    let Ok((sport, dport)) = quoted_ports(ctx, protocol, offset + header_len) else {
-        return Quoted::NONE;
-    };
-    Quoted {
-        valid: true,
-        src: ipv4_mapped(src),
-        dst: ipv4_mapped(dst),
-        protocol,
-        sport,
-        dport,
-    }
+    set_ipv4_mapped(&mut out.src, header.src);
+    set_ipv4_mapped(&mut out.dst, header.dst);
+    out.protocol = header.protocol;
+    out.sport = sport;
+    out.dport = dport;
+    true
 }
 
+/// Reads the IPv6 packet an ICMPv6 error quotes into `out`; whether it could.
 #[inline(always)]
-fn quoted_ipv6(ctx: &TcContext, offset: usize) -> Quoted {
-    let Ok(version) = ctx.load::<u8>(offset) else {
-        return Quoted::NONE;
+fn quoted_ipv6(ctx: &TcContext, offset: usize, out: &mut Quoted) -> bool {
+    let Ok(header) = read::<Ipv6Header>(ctx, offset) else {
+        return false;
     };
-    if version >> 4 != 6 {
-        return Quoted::NONE;
+    if header.version_class_flow[0] >> 4 != 6 {
+        return false;
     }
-    let (Ok(protocol), Ok(src), Ok(dst)) = (
-        ctx.load::<u8>(offset + 6),
-        ctx.load::<[u8; 16]>(offset + 8),
-        ctx.load::<[u8; 16]>(offset + 24),
-    ) else {
-        return Quoted::NONE;
+    let Ok((sport, dport)) = quoted_ports(ctx, header.next_header, offset + IPV6_HDR_LEN) else {
+        return false;
     };
-    let Ok((sport, dport)) = quoted_ports(ctx, protocol, offset + IPV6_HDR_LEN) else {
-        return Quoted::NONE;
-    };
-    Quoted {
-        valid: true,
-        src,
-        dst,
-        protocol,
-        sport,
-        dport,
-    }
+    out.src = header.src;
+    out.dst = header.dst;
+    out.protocol = header.next_header;
+    out.sport = sport;
+    out.dport = dport;
+    true
 }
