@@ -5,14 +5,15 @@
 //! address of packets delivered to it; a miss means the packet does not belong to a known
 //! endpoint and is dropped.
 //!
-//! Each direction carries an ordered list of rule tables (one per policy that selects the
-//! endpoint, in policy order). The program consults them in order and the first table that has
-//! a verdict for the packet decides; an isolated direction where no table decides drops. For
-//! Kubernetes policies every verdict is ALLOW, so the order does not matter and this is the
-//! API's additive union; Calico's ordered policies (Allow, Deny, Pass) need exactly the order.
+//! Each direction carries an ordered list of rule tables (for Kubernetes policies one table,
+//! the union of the policies selecting the endpoint; see the compiler's `tables.rs`). The
+//! program consults them in order and the first table that has a verdict for the packet
+//! decides; an isolated direction where no table decides drops. For Kubernetes policies every
+//! verdict is ALLOW, so the order does not matter and this is the API's additive union;
+//! Calico's ordered policies (Allow, Deny, Pass) need exactly the order.
 
-/// How many tables one direction of one endpoint can list. An endpoint selected by more
-/// policies than this gets its last slot pointing at one table that merges the rest.
+/// How many tables one direction of one endpoint can list. The compiler merges what does not
+/// fit (or more, to keep the datapath's lookups few) into the last slot.
 pub const MAX_TABLES: usize = 16;
 
 /// Which lookups a table needs (bits of [`TableRef::lookups`]): a table without `ipBlock`

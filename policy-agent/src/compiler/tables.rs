@@ -1,14 +1,23 @@
 //! Rule tables: what each policy allows, per direction, as the endpoints it selects see it.
 //!
-//! An endpoint's list for a direction has one table per policy that selects it and applies in
-//! that direction, in policy order. A table's content is the policy's rules with ingress named
-//! ports resolved against the endpoint's own container ports, so policies with the same rules
-//! (the same "DNS to kube-system" in every namespace) and every endpoint a policy selects share
-//! one table: rule entries grow with distinct rule sets, not with pods or policies.
+//! Each policy that selects an endpoint and applies in a direction gives a table content: the
+//! policy's rules with ingress named ports resolved against the endpoint's own container
+//! ports (built once per policy otherwise). The endpoint's list keeps [`SEPARATE_TABLES`] of
+//! them apart and merges the rest into its last slot. Contents are interned by the engine, so
+//! endpoints with the same tables share their entries: rule entries grow with distinct sets of
+//! selecting policies, not with pods.
 
 use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
 use policy_common::endpoint::MAX_TABLES;
+
+/// How many tables an endpoint's direction lists before the rest are merged into its last
+/// one. Every table costs the datapath up to three lookups on a new flow, so fewer is
+/// faster; separate tables are shared by more endpoints (a policy's table serves every
+/// endpoint it selects, a merged one only endpoints selected by the same policies), so more
+/// is smaller and cheaper to update. Kubernetes policies only allow, so any split is exact.
+pub(super) const SEPARATE_TABLES: usize = 1;
+const _: () = assert!(SEPARATE_TABLES >= 1 && SEPARATE_TABLES <= MAX_TABLES);
 
 use super::views::named_port;
 use crate::model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule};
@@ -228,9 +237,9 @@ fn direction_spec(
             spec.slots.push(Slot { content, policies });
         }
     }
-    if spec.slots.len() > MAX_TABLES {
+    if spec.slots.len() > SEPARATE_TABLES {
         // Kubernetes rules only allow, so merging the tail into one table keeps the verdict.
-        let tail = spec.slots.split_off(MAX_TABLES - 1);
+        let tail = spec.slots.split_off(SEPARATE_TABLES - 1);
         let mut items = Vec::new();
         let mut policies = Vec::new();
         for (member, slot) in tail.into_iter().enumerate() {

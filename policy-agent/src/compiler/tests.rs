@@ -440,7 +440,7 @@ fn policies_with_the_same_rules_share_one_table() {
 }
 
 #[test]
-fn an_endpoint_selected_by_more_policies_than_slots_merges_the_rest_exactly() {
+fn an_endpoint_selected_by_more_policies_than_separate_tables_merges_the_rest_exactly() {
     let mut manifests = vec![PODS.to_owned()];
     // 20 policies on backend, policy i opening TCP port 1000 + i to frontend.
     for i in 0..20 {
@@ -466,7 +466,7 @@ spec:
     }];
     assert_eq!(
         backend.ingress.count as usize,
-        policy_common::endpoint::MAX_TABLES
+        super::tables::SEPARATE_TABLES
     );
     for i in 0..20 {
         assert!(
@@ -484,7 +484,7 @@ spec:
         &tcp(FRONTEND, BACKEND, 1020),
         Direction::ToEndpoint
     ));
-    // The last port comes from p19, the fifth policy of the merged 16th table.
+    // The last port comes from p19, a member of the merged last table.
     let decision =
         crate::replay::decide(maps, &tcp(FRONTEND, BACKEND, 1019), Direction::ToEndpoint);
     let crate::replay::Reason::Rule { slot, rule_ref } = decision.reason else {
@@ -561,8 +561,15 @@ fn adding_a_policy_touches_only_its_own_entries_and_its_endpoints() {
         .keys()
         .filter(|k| !before.rules.contains_key(k))
         .collect();
-    assert_eq!(new_rules.len(), 1, "one new entry: frontend on 9000");
-    assert!(before.rules.keys().all(|k| after.rules.contains_key(k)));
+    // The backends' two policies share one merged table (see `SEPARATE_TABLES`): it is new,
+    // with both ports, and the old table with port 8000 alone goes.
+    assert_eq!(new_rules.len(), 2, "the new merged table: 8000 and 9000");
+    let removed = before
+        .rules
+        .keys()
+        .filter(|k| !after.rules.contains_key(k))
+        .count();
+    assert_eq!(removed, 1, "the old table, now unused");
     let moved: Vec<_> = after
         .endpoints
         .iter()
