@@ -35,6 +35,35 @@ fn stateful_scenario_is_enforced() -> anyhow::Result<()> {
     run_example("stateful")
 }
 
+/// Stop, start and restart the agent between steps: the pinned programs enforce without it,
+/// a new agent replaces their links (one program per hook, checked by the lab) and keeps the
+/// connection table.
+#[test]
+fn restart_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("restart_scenario_is_enforced") {
+        return Ok(());
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/restart/scenario.yaml");
+    let scenario = Scenario::from_file(&path)?;
+    let report = run_scenario(&scenario, &LabOptions::default())?;
+    for step in &report.steps {
+        eprintln!("{}", step.render_table());
+    }
+    assert_eq!(report.steps.len(), scenario.steps.len());
+    // Steps with the agent stopped are not programmed by anyone: that is the point.
+    for (step, report) in scenario.steps.iter().zip(&report.steps) {
+        let stopped = step.agent == Some(palisade_tests::lab::scenario::AgentAction::Stop);
+        assert_eq!(report.programmed_ms.is_none(), stopped, "{}", report.name);
+    }
+    assert!(
+        report.all_ok(),
+        "mismatches:\n{}\nagent log:\n{}",
+        report.mismatches().join("\n"),
+        report.agent_log_tail.join("\n")
+    );
+    Ok(())
+}
+
 fn run_example(name: &str) -> anyhow::Result<()> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")

@@ -1,23 +1,43 @@
-//! Attaching the programs to endpoint interfaces.
+//! Attaching the programs to endpoint interfaces, with links that outlive the agent.
 //!
 //! Endpoints are found by interface name prefix, the way Calico (`cali`) and Cilium (`lxc`)
 //! find their host-side veths. The programs decide by address, so the agent does not need to
 //! know which pod sits behind which interface.
+//!
+//! Every link is pinned at `<pin dir>/links/<ifindex>-<hook>`, so the programs keep enforcing
+//! when the agent exits (an upgrade, a crash, SIGTERM). A restarted agent attaches its own
+//! programs first, pins each new link in the staging directory and renames it over the old
+//! pin: the old link loses its last reference and detaches only once the new one runs (TCX
+//! runs both in between, and both decide the same way). Removing the pin directory detaches
+//! everything.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    programs::{TcAttachType, tc},
+    programs::{TcAttachType, links::FdLink, tc},
     util::KernelVersion,
 };
 use nix::net::if_::if_nameindex;
 use policy_common::program_names;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{Datapath, DataplaneError, loader::classifier_mut};
+use super::{
+    Datapath, DataplaneError,
+    loader::{AttachedLink, STAGING_DIR, classifier_mut, remove_pin},
+};
+
+/// Where the links are pinned, under the pin directory.
+pub(super) const LINKS_DIR: &str = "links";
 
 impl Datapath {
     /// Attaches to every interface named `prefix*` that is not attached yet, and forgets
-    /// interfaces that are gone (the kernel detached their programs with them). Returns the
-    /// names of the attached interfaces.
+    /// interfaces that are gone (the kernel detached their programs with them). Pins of links
+    /// on interfaces this agent does not attach (gone, or no longer matching the prefix) are
+    /// removed, which detaches what a previous agent left there. Returns the names of the
+    /// attached interfaces.
     pub fn attach_interfaces(&mut self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
         let present: Vec<(String, u32)> = if_nameindex()
             .map_err(DataplaneError::Interfaces)?
@@ -28,23 +48,38 @@ impl Datapath {
                     .then(|| (name.to_owned(), i.index()))
             })
             .collect();
-        self.attached
-            .retain(|name, (index, _)| present.iter().any(|(n, i)| n == name && i == index));
-        for (name, index) in present {
-            if self.attached.contains_key(&name) {
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(name, (index, _))| !present.iter().any(|(n, i)| n == *name && i == index))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some((_, links)) = self.attached.remove(&name) {
+                for link in links {
+                    remove_pin(&link.path)?;
+                }
+            }
+        }
+        for (name, index) in &present {
+            if self.attached.contains_key(name) {
                 continue;
             }
-            let links = self.attach_one(&name)?;
+            let links = self.attach_one(name, *index)?;
             info!(interface = %name, "attached");
-            self.attached.insert(name, (index, links));
+            self.attached.insert(name.clone(), (*index, links));
         }
+        self.remove_stale_link_pins()?;
+        // Every interface runs this agent's programs now: the previous agent's maps can go.
+        self.publish_policy_maps()?;
         Ok(self.attached.keys().cloned().collect())
     }
 
     fn attach_one(
         &mut self,
         interface: &str,
-    ) -> Result<Vec<tc::SchedClassifierLinkId>, DataplaneError> {
+        ifindex: u32,
+    ) -> Result<Vec<AttachedLink>, DataplaneError> {
         // TCX (kernel 6.6+) lets our programs sit beside a CNI's own; older kernels need the
         // clsact qdisc for netlink attachment.
         if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
@@ -59,19 +94,71 @@ impl Datapath {
             }
         }
         let mut links = Vec::new();
-        for (program, attach_type) in [
-            (program_names::FROM_ENDPOINT, TcAttachType::Ingress),
-            (program_names::TO_ENDPOINT, TcAttachType::Egress),
+        for (program, attach_type, hook) in [
+            (
+                program_names::FROM_ENDPOINT,
+                TcAttachType::Ingress,
+                "ingress",
+            ),
+            (program_names::TO_ENDPOINT, TcAttachType::Egress, "egress"),
         ] {
-            let link = classifier_mut(&mut self.ebpf, program)?
+            let attach_error = |source| DataplaneError::Attach {
+                program,
+                interface: interface.to_owned(),
+                source,
+            };
+            let classifier = classifier_mut(&mut self.ebpf, program)?;
+            let id = classifier
                 .attach(interface, attach_type)
-                .map_err(|source| DataplaneError::Attach {
-                    program,
+                .map_err(attach_error)?;
+            let link = classifier.take_link(id).map_err(attach_error)?;
+            let fd_link = FdLink::try_from(link).map_err(|source| DataplaneError::PinLink {
+                interface: interface.to_owned(),
+                reason: source.to_string(),
+            })?;
+            let file = format!("{ifindex}-{hook}");
+            let staged = self.pin_dir.join(STAGING_DIR).join(&file);
+            let path = self.pin_dir.join(LINKS_DIR).join(&file);
+            remove_pin(&staged)?;
+            let pinned = fd_link
+                .pin(&staged)
+                .map_err(|source| DataplaneError::PinLink {
                     interface: interface.to_owned(),
-                    source,
+                    reason: source.to_string(),
                 })?;
-            links.push(link);
+            // Atomically replaces (and so detaches) a previous agent's link on this hook.
+            fs::rename(&staged, &path).map_err(|source| DataplaneError::PinDir {
+                path: path.clone(),
+                source,
+            })?;
+            links.push(AttachedLink {
+                _link: pinned,
+                path,
+            });
         }
         Ok(links)
+    }
+
+    /// Removes link pins that no attached interface owns.
+    fn remove_stale_link_pins(&self) -> Result<(), DataplaneError> {
+        let dir = self.pin_dir.join(LINKS_DIR);
+        let owned: Vec<&Path> = self
+            .attached
+            .values()
+            .flat_map(|(_, links)| links.iter().map(|l| l.path.as_path()))
+            .collect();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(DataplaneError::PinDir { path: dir, source }),
+        };
+        for entry in entries.flatten() {
+            let path: PathBuf = entry.path();
+            if !owned.contains(&path.as_path()) {
+                warn!(pin = %path.display(), "removing a link pin no attached interface owns");
+                remove_pin(&path)?;
+            }
+        }
+        Ok(())
     }
 }

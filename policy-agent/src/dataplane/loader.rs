@@ -7,11 +7,12 @@ use std::{
 };
 
 use aya::{
-    Ebpf,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuHashMap},
-    programs::{SchedClassifier, tc::SchedClassifierLinkId},
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, MapData, MapInfo, PerCpuHashMap},
+    programs::{SchedClassifier, links::PinnedLink},
 };
 use policy_common::{
+    capacity,
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
@@ -19,16 +20,17 @@ use policy_common::{
     map_names, program_names,
     rule::{RuleKey, RuleValue},
 };
-use tracing::info;
+use tracing::{info, warn};
 
-use super::DataplaneError;
+use super::{DataplaneError, attach::LINKS_DIR};
 
 /// The object `build.rs` produced with aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy-ebpf"));
 
 /// The loaded datapath: programs, maps, and where the programs are attached.
 pub struct Datapath {
-    /// Owns the programs; dropping it detaches them.
+    /// Owns the programs (their links are taken out and pinned, so dropping it detaches
+    /// nothing).
     pub(super) ebpf: Ebpf,
     pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
     pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
@@ -43,36 +45,89 @@ pub struct Datapath {
     pub(super) config: Array<MapData, u32>,
     /// The policy generation last written to `PALISADE_CONFIG`.
     pub(super) generation: u32,
-    /// Interface name to (ifindex, links), so a re-created interface is attached again.
-    pub(super) attached: BTreeMap<String, (u32, Vec<SchedClassifierLinkId>)>,
-    pin_dir: PathBuf,
+    /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
+    pub(super) attached: BTreeMap<String, (u32, Vec<AttachedLink>)>,
+    /// The policy maps wait in the staging directory until the first attach has replaced the
+    /// previous agent's programs (see [`Datapath::load`]).
+    pub(super) policy_maps_staged: bool,
+    pub(super) pin_dir: PathBuf,
 }
 
+/// One of our programs attached to one hook of an interface, pinned at `path`.
+pub(super) struct AttachedLink {
+    /// Holds the link's fd; the pin keeps it attached after the agent exits.
+    pub(super) _link: PinnedLink,
+    pub(super) path: PathBuf,
+}
+
+/// Maps a restarted agent takes over from the previous one as they are: tracked connections
+/// (and fragments, and counts) outlive a restart, so established connections keep working.
+/// They hold addresses and ports, none of the compiler's numbers.
+const KEPT_MAPS: [&str; 3] = [
+    map_names::CONNTRACK,
+    map_names::FRAGMENTS,
+    map_names::COUNTERS,
+];
+
+/// Maps every agent builds afresh: its compiler numbers tables and identities from scratch,
+/// so writing them into the previous agent's maps would briefly mix two numberings.
+const POLICY_MAPS: [&str; 4] = [
+    map_names::ENDPOINTS,
+    map_names::IDENTITIES,
+    map_names::RULES,
+    map_names::CONFIG,
+];
+
+/// Where new policy maps and links are pinned before they replace the old ones by rename.
+/// (bpffs refuses names with a dot.)
+pub(super) const STAGING_DIR: &str = "staging";
+
 impl Datapath {
-    /// Loads the programs and creates fresh maps pinned under `pin_dir` (one directory per
-    /// agent instance; pins left there by an earlier run are replaced).
+    /// Loads the programs and their maps, pinned under `pin_dir` (one directory per agent
+    /// instance).
+    ///
+    /// A restart is make-before-break. The kept maps (connections, fragments, counters) are
+    /// reused when the pins of a previous agent have the same layout, and recreated when not
+    /// (an upgrade that changed them). The policy maps are new: pinned under
+    /// `pin_dir/staging` until [`Datapath::attach_interfaces`] has replaced every previous
+    /// link, then renamed over the old pins, which frees the old maps. The generation
+    /// continues past the previous agent's, so every connection it tracked is checked again
+    /// against the new policy at its next packet.
     pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
+        let staging = pin_dir.join(STAGING_DIR);
+        for dir in [pin_dir, staging.as_path(), &pin_dir.join(LINKS_DIR)] {
+            fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut loader = EbpfLoader::new();
+        for name in KEPT_MAPS {
+            let path = pin_dir.join(name);
+            discard_if_incompatible(&path, name)?;
+            loader.map_pin_path(name, path);
+        }
+        let previous_generation = previous_generation(&pin_dir.join(map_names::CONFIG));
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
         for name in [program_names::FROM_ENDPOINT, program_names::TO_ENDPOINT] {
             classifier_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
 
-        fs::create_dir_all(pin_dir).map_err(|source| DataplaneError::PinDir {
-            path: pin_dir.to_owned(),
-            source,
-        })?;
-        for name in map_names::ALL {
-            let path = pin_dir.join(name);
-            match fs::remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "replaced a stale pin"),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(DataplaneError::PinDir { path, source }),
-            }
+        // With no previous agent's policy maps there is nothing to replace: pin in place.
+        let policy_maps_staged = POLICY_MAPS.iter().any(|name| pin_dir.join(name).exists());
+        let pin_to = if policy_maps_staged {
+            staging.as_path()
+        } else {
+            pin_dir
+        };
+        for name in POLICY_MAPS {
+            let path = pin_to.join(name);
+            remove_pin(&path)?;
             let map = ebpf
                 .map(name)
                 .ok_or(DataplaneError::Missing { kind: "map", name })?;
@@ -80,27 +135,45 @@ impl Datapath {
                 .map_err(|source| DataplaneError::Pin { name, path, source })?;
         }
 
-        let endpoints = typed_map(&mut ebpf, map_names::ENDPOINTS)?;
-        let identities = typed_map(&mut ebpf, map_names::IDENTITIES)?;
-        let rules = typed_map(&mut ebpf, map_names::RULES)?;
-        let conntrack = typed_map(&mut ebpf, map_names::CONNTRACK)?;
-        let fragments = typed_map(&mut ebpf, map_names::FRAGMENTS)?;
-        let counters = typed_map(&mut ebpf, map_names::COUNTERS)?;
-        let config = typed_map(&mut ebpf, map_names::CONFIG)?;
-        info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
-        Ok(Self {
+        let mut datapath = Self {
+            endpoints: typed_map(&mut ebpf, map_names::ENDPOINTS)?,
+            identities: typed_map(&mut ebpf, map_names::IDENTITIES)?,
+            rules: typed_map(&mut ebpf, map_names::RULES)?,
+            conntrack: typed_map(&mut ebpf, map_names::CONNTRACK)?,
+            fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
+            counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
+            config: typed_map(&mut ebpf, map_names::CONFIG)?,
             ebpf,
-            endpoints,
-            identities,
-            rules,
-            conntrack,
-            fragments,
-            counters,
-            config,
-            generation: 0,
+            generation: previous_generation.unwrap_or(0),
             attached: BTreeMap::new(),
+            policy_maps_staged,
             pin_dir: pin_dir.to_owned(),
-        })
+        };
+        if let Some(generation) = previous_generation {
+            datapath.bump_generation()?;
+            info!(
+                previous_generation = generation,
+                "taking over from a previous agent: tracked connections kept, rechecked"
+            );
+        }
+        info!(pin_dir = %pin_dir.display(), "datapath loaded, maps pinned");
+        Ok(datapath)
+    }
+
+    /// Renames the staged policy maps over the previous agent's pins (once every interface
+    /// runs the new programs): the old maps are freed with their last reference.
+    pub(super) fn publish_policy_maps(&mut self) -> Result<(), DataplaneError> {
+        if !self.policy_maps_staged {
+            return Ok(());
+        }
+        for name in POLICY_MAPS {
+            let from = self.pin_dir.join(STAGING_DIR).join(name);
+            let to = self.pin_dir.join(name);
+            fs::rename(&from, &to).map_err(|source| DataplaneError::PinDir { path: to, source })?;
+        }
+        self.policy_maps_staged = false;
+        info!("policy maps published; the previous agent's are released");
+        Ok(())
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -200,6 +273,58 @@ fn clear<K: aya::Pod, V: aya::Pod>(
         }
     }
     Ok(())
+}
+
+/// Removes a pin if there is one.
+pub(super) fn remove_pin(path: &Path) -> Result<(), DataplaneError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataplaneError::PinDir {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes a kept map's pin when its layout is not the one this build expects (an upgrade
+/// changed the key, the value or the size): the map is recreated empty rather than misread.
+fn discard_if_incompatible(path: &Path, name: &'static str) -> Result<(), DataplaneError> {
+    let Ok(info) = MapInfo::from_pin(path) else {
+        // No pin (first start), or not a map: the loader creates and pins a new one.
+        return Ok(());
+    };
+    let (key, value, entries) = match name {
+        map_names::CONNTRACK => (
+            size_of::<ConntrackKey>(),
+            size_of::<ConntrackValue>(),
+            capacity::CONNTRACK,
+        ),
+        map_names::FRAGMENTS => (
+            size_of::<policy_common::fragment::FragmentKey>(),
+            size_of::<policy_common::fragment::FragmentValue>(),
+            capacity::FRAGMENTS,
+        ),
+        _ => (size_of::<u32>(), size_of::<Counters>(), capacity::COUNTERS),
+    };
+    let same = usize::try_from(info.key_size()).ok() == Some(key)
+        && usize::try_from(info.value_size()).ok() == Some(value)
+        && info.max_entries() == entries;
+    if !same {
+        warn!(
+            map = name,
+            "the pinned map has another layout (an upgrade): starting it empty"
+        );
+        remove_pin(path)?;
+    }
+    Ok(())
+}
+
+/// The generation a previous agent left in its pinned `PALISADE_CONFIG`, if there is one.
+fn previous_generation(path: &Path) -> Option<u32> {
+    let data = MapData::from_pin(path).ok()?;
+    let config: Array<MapData, u32> = Array::try_from(aya::maps::Map::Array(data)).ok()?;
+    config.get(&policy_common::config::GENERATION, 0).ok()
 }
 
 /// One of our tc programs, by name.

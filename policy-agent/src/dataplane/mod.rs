@@ -64,6 +64,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("pinning the link on {interface}: {reason}")]
+    PinLink { interface: String, reason: String },
     #[error("adding the clsact qdisc to {interface}")]
     Clsact {
         interface: String,

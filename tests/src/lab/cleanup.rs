@@ -135,6 +135,14 @@ impl Resources {
         Ok(pid)
     }
 
+    /// Stops the agent (SIGTERM, then SIGKILL after a grace period), if one runs.
+    pub fn stop_agent(&self) {
+        let child = lock(&self.0).agent.take();
+        if let Some(child) = child {
+            agent::stop(child);
+        }
+    }
+
     /// The agent's exit status if it has exited (`None` while it runs or when there is none).
     pub fn agent_exit(&self) -> io::Result<Option<std::process::ExitStatus>> {
         match lock(&self.0).agent.as_mut() {

@@ -18,7 +18,7 @@ use super::{
     netns::{self, Netns},
     probes::{self, Prepared},
     report::{ErrorCheck, ProbeResult, Report, StepReport},
-    scenario::{Family, PodRef, Probe, Protocol, Scenario, Step},
+    scenario::{AgentAction, Family, PodRef, Probe, Protocol, Scenario, Step},
     servers::Servers,
     topology::{self, PodPlan},
 };
@@ -44,6 +44,8 @@ pub struct Lab {
     datastore: Datastore,
     lab_dir: PathBuf,
     agent: Option<AgentPaths>,
+    /// The agent's paths while a step has it stopped.
+    stopped_agent: Option<AgentPaths>,
     servers: Servers,
     runtime: Option<Runtime>,
     steps: Vec<StepReport>,
@@ -143,6 +145,7 @@ impl Lab {
             datastore: Datastore::new(store_dir),
             lab_dir,
             agent: None,
+            stopped_agent: None,
             servers: Servers::default(),
             runtime: Some(runtime),
             steps: Vec::new(),
@@ -206,19 +209,102 @@ impl Lab {
             status_file: self.lab_dir.join("status.json"),
             log_file: self.lab_dir.join("agent.log"),
         };
+        self.spawn_agent(paths)
+    }
+
+    /// Starts the agent and waits until it has programmed the datastore as it is.
+    fn spawn_agent(&mut self, paths: AgentPaths) -> anyhow::Result<()> {
+        // A previous run's status would already name this datastore's digest.
+        match std::fs::remove_file(&paths.status_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(
+                    anyhow::anyhow!(e).context(format!("removing {}", paths.status_file.display()))
+                );
+            }
+        }
         let node = Netns::open(&topology::node_netns(&self.id))?;
         let pid = self.resources.agent(|| agent::spawn(&paths, node.file()))?;
         tracing::info!(pid, binary = %paths.binary.display(), "agent started");
         let digest = self.datastore.digest()?;
         let (status, took) =
             agent::wait_programmed(&paths, &self.resources, &digest, &self.interfaces())
-                .context("waiting for the agent to program the initial resources")?;
+                .context("waiting for the agent to program the resources")?;
         tracing::info!(
             ms = took.as_millis(),
             generation = status.generation,
-            "initial resources programmed"
+            "resources programmed"
         );
         self.agent = Some(paths);
+        Ok(())
+    }
+
+    /// Stops or (re)starts the agent for a step.
+    fn agent_action(&mut self, action: AgentAction) -> anyhow::Result<()> {
+        if matches!(action, AgentAction::Stop | AgentAction::Restart) {
+            let paths = self
+                .agent
+                .take()
+                .context("the step stops the agent, but no agent runs")?;
+            self.resources.stop_agent();
+            tracing::info!("agent stopped");
+            self.stopped_agent = Some(paths);
+        }
+        if matches!(action, AgentAction::Start | AgentAction::Restart) {
+            let paths = self
+                .stopped_agent
+                .take()
+                .context("the step starts the agent, but it was not stopped")?;
+            self.spawn_agent(paths)?;
+            self.check_one_program_per_hook()?;
+        }
+        Ok(())
+    }
+
+    /// After a restart, every pod interface must carry exactly one Palisade program per
+    /// direction: the new agent's links replaced the old ones instead of adding to them.
+    fn check_one_program_per_hook(&self) -> anyhow::Result<()> {
+        let node = Netns::open(&topology::node_netns(&self.id))?;
+        let interfaces = self.interfaces();
+        let counts = std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> anyhow::Result<Vec<(String, &str, usize)>> {
+                    nix::sched::setns(node.file(), nix::sched::CloneFlags::CLONE_NEWNET)
+                        .context("entering the node namespace")?;
+                    let mut counts = Vec::new();
+                    for interface in &interfaces {
+                        for (hook, attach_type) in [
+                            ("ingress", aya::programs::TcAttachType::Ingress),
+                            ("egress", aya::programs::TcAttachType::Egress),
+                        ] {
+                            let (_, programs) =
+                                aya::programs::SchedClassifier::query_tcx(interface, attach_type)
+                                    .with_context(|| format!("querying {interface} {hook}"))?;
+                            let ours = programs
+                                .iter()
+                                .filter(|p| {
+                                    p.name_as_str().is_some_and(|n| n.starts_with("palisade"))
+                                })
+                                .count();
+                            counts.push((interface.clone(), hook, ours));
+                        }
+                    }
+                    Ok(counts)
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the tcx query thread panicked"))?
+        })?;
+        let wrong: Vec<String> = counts
+            .iter()
+            .filter(|(_, _, n)| *n != 1)
+            .map(|(interface, hook, n)| format!("{interface} {hook}: {n}"))
+            .collect();
+        anyhow::ensure!(
+            wrong.is_empty(),
+            "after the agent started again, Palisade programs per hook (want 1): {}",
+            wrong.join(", ")
+        );
         Ok(())
     }
 
@@ -236,6 +322,9 @@ impl Lab {
     /// Applies a step's changes, waits until the agent programmed them, runs the probes and
     /// checks the expected errors.
     pub fn run_step(&mut self, number: usize, step: &Step) -> anyhow::Result<StepReport> {
+        if let Some(action) = step.agent {
+            self.agent_action(action)?;
+        }
         self.datastore.write_step(step, &self.plans)?;
 
         let (programmed_ms, agent_errors) = match &self.agent {

@@ -47,6 +47,11 @@ pub struct Scenario {
 pub struct Step {
     #[serde(default)]
     pub name: String,
+    /// What happens to the agent first: `stop` (its pinned programs and maps go on enforcing
+    /// without it), `start` (after a stop) or `restart` (both at once, the way an upgrade
+    /// rolls a DaemonSet pod).
+    #[serde(default)]
+    pub agent: Option<AgentAction>,
     /// Objects created or replaced, keyed by (kind, namespace, name).
     #[serde(default)]
     pub apply: Vec<Object>,
@@ -63,6 +68,15 @@ pub struct Step {
     /// Substrings that must each occur in at least one of the agent's reported errors.
     #[serde(default)]
     pub expect_errors: Vec<String>,
+}
+
+/// See [`Step::agent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AgentAction {
+    Stop,
+    Start,
+    Restart,
 }
 
 impl Step {
