@@ -21,6 +21,7 @@ mod tests;
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
 pub use self::parser::ParseError;
+pub(crate) use self::parser::check_label_key;
 use crate::model::Labels;
 
 /// A parsed selector expression.
