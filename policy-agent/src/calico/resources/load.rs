@@ -43,7 +43,10 @@ pub fn parse_documents(text: &str) -> Vec<Result<CalicoResource, ResourceError>>
                 continue;
             }
         };
-        let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match value.get("items") {
             Some(Value::Sequence(items)) if kind.ends_with("List") => {
                 for (i, item) in items.iter().enumerate() {
@@ -69,10 +72,8 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end();
-        let separator = bare == "---"
-            || bare == "..."
-            || bare.starts_with("--- ")
-            || bare.starts_with("---\t");
+        let separator =
+            bare == "---" || bare == "..." || bare.starts_with("--- ") || bare.starts_with("---\t");
         if separator {
             documents.push((start_line, text.get(start..offset).unwrap_or_default()));
             start = offset + line.len();
@@ -115,6 +116,10 @@ fn field_error(field: &str, message: String) -> FieldError {
     }
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "built once per resource and stored as is in the returned list, never propagated"
+)]
 fn resource(value: Value, at: Location) -> Result<CalicoResource, ResourceError> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let metadata = value.get("metadata");
@@ -132,7 +137,10 @@ fn resource(value: Value, at: Location) -> Result<CalicoResource, ResourceError>
             resource,
             field_error(
                 "kind",
-                format!("unsupported kind '{kind_name}' (expected one of {})", known.join(", ")),
+                format!(
+                    "unsupported kind '{kind_name}' (expected one of {})",
+                    known.join(", ")
+                ),
             ),
         ));
     };

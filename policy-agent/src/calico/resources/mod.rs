@@ -275,7 +275,10 @@ pub struct EntityRule {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortMatch {
     /// `first..=last`; a single port has `first == last`.
-    Range { first: u16, last: u16 },
+    Range {
+        first: u16,
+        last: u16,
+    },
     Named(String),
 }
 

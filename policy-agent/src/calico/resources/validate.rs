@@ -11,9 +11,9 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    Action, DEFAULT_TIER, EndpointPort, EntityRule, FieldError, HostEndpoint, IcmpMatch,
-    IpVersion, Kind, NetworkSet, Policy, PolicyTypes, PortMatch, Protocol, Rule,
-    ServiceAccountMatch, Tier, TierAction, raw,
+    Action, DEFAULT_TIER, EndpointPort, EntityRule, FieldError, HostEndpoint, IcmpMatch, IpVersion,
+    Kind, NetworkSet, Policy, PolicyTypes, PortMatch, Protocol, Rule, ServiceAccountMatch, Tier,
+    TierAction, raw,
 };
 use crate::{
     calico::selector::{Selector, check_label_key},
@@ -112,8 +112,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 
 const SUBDOMAIN_RULE: &str =
     "must consist of lower-case alphanumeric characters, '-' or '.', alphanumeric at both ends";
-const LABEL_RULE: &str =
-    "must consist of lower-case alphanumeric characters or '-', alphanumeric at both ends, at \
+const LABEL_RULE: &str = "must consist of lower-case alphanumeric characters or '-', alphanumeric at both ends, at \
      most 63";
 
 fn required_name(c: &mut Checker, meta: &ObjectMeta) -> String {
@@ -170,12 +169,17 @@ fn policy_name(c: &mut Checker, meta: &ObjectMeta, tier: &str, kind: Kind) -> St
             _ => base,
         }
     } else {
-        match name.strip_prefix(tier).and_then(|rest| rest.strip_prefix('.')) {
+        match name
+            .strip_prefix(tier)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
             Some(base) => base,
             None => {
                 c.error(
                     "metadata.name",
-                    format!("a policy in tier '{tier}' must be named '{tier}.<name>', not '{name}'"),
+                    format!(
+                        "a policy in tier '{tier}' must be named '{tier}.<name>', not '{name}'"
+                    ),
                 );
                 return name;
             }
@@ -194,7 +198,10 @@ fn labels(c: &mut Checker, meta: &ObjectMeta) -> Labels {
     let labels: Labels = meta.labels.clone().unwrap_or_default();
     for (key, value) in &labels {
         if let Err(why) = check_label_key(key) {
-            c.error(format!("metadata.labels['{key}']"), format!("invalid label key: {why}"));
+            c.error(
+                format!("metadata.labels['{key}']"),
+                format!("invalid label key: {why}"),
+            );
         }
         if key == "projectcalico.org/namespace" {
             c.error(
@@ -221,8 +228,7 @@ fn is_label_value(v: &str) -> bool {
         || (b.len() <= 63
             && b.first().is_some_and(u8::is_ascii_alphanumeric)
             && b.last().is_some_and(u8::is_ascii_alphanumeric)
-            && b
-                .iter()
+            && b.iter()
                 .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
 }
 
@@ -240,7 +246,11 @@ fn order(c: &mut Checker, order: Option<f64>) -> Option<f64> {
 pub(super) fn global_network_policy(
     object: raw::Object<raw::GlobalNetworkPolicySpec>,
 ) -> Result<Policy, Vec<FieldError>> {
-    policy(object.metadata, object.spec.unwrap_or_default(), Kind::GlobalNetworkPolicy)
+    policy(
+        object.metadata,
+        object.spec.unwrap_or_default(),
+        Kind::GlobalNetworkPolicy,
+    )
 }
 
 pub(super) fn network_policy(
@@ -269,7 +279,11 @@ fn policy(
     let namespace = namespace(&mut c, &meta, kind);
     let order = order(&mut c, spec.order);
     let selector = c
-        .selector("spec.selector", spec.selector.as_deref(), GlobalUse::Forbidden)
+        .selector(
+            "spec.selector",
+            spec.selector.as_deref(),
+            GlobalUse::Forbidden,
+        )
         .unwrap_or_default();
     let namespace_selector = c.selector(
         "spec.namespaceSelector",
@@ -303,7 +317,12 @@ fn policy(
     if pre_dnat && !raw_egress.is_empty() {
         c.error("spec.egress", "a preDNAT policy cannot have egress rules");
     }
-    if pre_dnat && spec.types.as_ref().is_some_and(|t| t.iter().any(|t| t == "Egress")) {
+    if pre_dnat
+        && spec
+            .types
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|t| t == "Egress"))
+    {
         c.error("spec.types", "a preDNAT policy cannot have the Egress type");
     }
     if (do_not_track || pre_dnat) && !apply_on_forward {
@@ -347,7 +366,10 @@ fn policy_types(c: &mut Checker, types: &[String]) -> PolicyTypes {
             }
         };
         if *slot {
-            c.error(format!("spec.types[{i}]"), format!("'{t}' is listed more than once"));
+            c.error(
+                format!("spec.types[{i}]"),
+                format!("'{t}' is listed more than once"),
+            );
         }
         *slot = true;
     }
@@ -376,7 +398,10 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
             None
         }
         None => {
-            c.error(format!("{field}.action"), "required (Allow, Deny, Log or Pass)");
+            c.error(
+                format!("{field}.action"),
+                "required (Allow, Deny, Log or Pass)",
+            );
             None
         }
     };
@@ -385,7 +410,10 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
         Some(4) => Some(IpVersion::V4),
         Some(6) => Some(IpVersion::V6),
         Some(other) => {
-            c.error(format!("{field}.ipVersion"), format!("{other} is not 4 or 6"));
+            c.error(
+                format!("{field}.ipVersion"),
+                format!("{other} is not 4 or 6"),
+            );
             None
         }
     };
@@ -412,11 +440,18 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
         );
     }
     for (p, want, name) in [
-        (Protocol::ICMP, IpVersion::V4, "protocol ICMP needs ipVersion 4"),
-        (Protocol::ICMPV6, IpVersion::V6, "protocol ICMPv6 needs ipVersion 6"),
+        (
+            Protocol::ICMP,
+            IpVersion::V4,
+            "protocol ICMP needs ipVersion 4",
+        ),
+        (
+            Protocol::ICMPV6,
+            IpVersion::V6,
+            "protocol ICMPv6 needs ipVersion 6",
+        ),
     ] {
-        if (protocol == Some(p) || not_protocol == Some(p))
-            && ip_version.is_some_and(|v| v != want)
+        if (protocol == Some(p) || not_protocol == Some(p)) && ip_version.is_some_and(|v| v != want)
         {
             c.error(format!("{field}.ipVersion"), name);
         }
@@ -428,7 +463,11 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
         );
     }
 
-    let source = entity_rule(c, &format!("{field}.source"), raw.source.unwrap_or_default());
+    let source = entity_rule(
+        c,
+        &format!("{field}.source"),
+        raw.source.unwrap_or_default(),
+    );
     let destination = entity_rule(
         c,
         &format!("{field}.destination"),
@@ -474,10 +513,8 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
         }
     }
 
-    let annotations: BTreeMap<String, String> = raw
-        .metadata
-        .and_then(|m| m.annotations)
-        .unwrap_or_default();
+    let annotations: BTreeMap<String, String> =
+        raw.metadata.and_then(|m| m.annotations).unwrap_or_default();
     if c.errors.len() > before {
         return None;
     }
@@ -515,14 +552,20 @@ fn icmp_fields(c: &mut Checker, field: &str, raw: &raw::IcmpFields) -> IcmpMatch
     let icmp_type = raw.icmp_type.and_then(|t| match u8::try_from(t) {
         Ok(t) if t <= 254 => Some(t),
         _ => {
-            c.error(format!("{field}.type"), format!("{t} is not an ICMP type (0-254)"));
+            c.error(
+                format!("{field}.type"),
+                format!("{t} is not an ICMP type (0-254)"),
+            );
             None
         }
     });
     let code = raw.code.and_then(|code| match u8::try_from(code) {
         Ok(code) => Some(code),
         Err(_) => {
-            c.error(format!("{field}.code"), format!("{code} is not an ICMP code (0-255)"));
+            c.error(
+                format!("{field}.code"),
+                format!("{code} is not an ICMP code (0-255)"),
+            );
             None
         }
     });
@@ -534,7 +577,11 @@ fn icmp_fields(c: &mut Checker, field: &str, raw: &raw::IcmpFields) -> IcmpMatch
 
 fn entity_rule(c: &mut Checker, field: &str, raw: raw::EntityRule) -> EntityRule {
     let nets = rule_nets(c, &format!("{field}.nets"), raw.nets.unwrap_or_default());
-    let not_nets = rule_nets(c, &format!("{field}.notNets"), raw.not_nets.unwrap_or_default());
+    let not_nets = rule_nets(
+        c,
+        &format!("{field}.notNets"),
+        raw.not_nets.unwrap_or_default(),
+    );
     let selector = c.selector(
         &format!("{field}.selector"),
         raw.selector.as_deref(),
@@ -551,7 +598,11 @@ fn entity_rule(c: &mut Checker, field: &str, raw: raw::EntityRule) -> EntityRule
         GlobalUse::Alone,
     );
     let ports = parse_ports(c, &format!("{field}.ports"), raw.ports.unwrap_or_default());
-    let not_ports = parse_ports(c, &format!("{field}.notPorts"), raw.not_ports.unwrap_or_default());
+    let not_ports = parse_ports(
+        c,
+        &format!("{field}.notPorts"),
+        raw.not_ports.unwrap_or_default(),
+    );
     let service_accounts = raw.service_accounts.map(|sa| ServiceAccountMatch {
         names: sa.names.unwrap_or_default(),
         selector: c.selector(
@@ -622,9 +673,8 @@ fn parse_ports(c: &mut Checker, field: &str, raw: Vec<raw::IntOrString>) -> Vec<
 
 /// Calico's `numorstring.Port`: a number, `"min:max"`, a number in a string, or a port name.
 fn port_match(raw: &raw::IntOrString) -> Result<PortMatch, String> {
-    let number = |n: i64| {
-        u16::try_from(n).map_err(|_| format!("{n} is not a port number (0-65535)"))
-    };
+    let number =
+        |n: i64| u16::try_from(n).map_err(|_| format!("{n} is not a port number (0-65535)"));
     match raw {
         raw::IntOrString::Int(n) => {
             let n = number(*n)?;
@@ -830,8 +880,20 @@ mod tests {
 
     #[test]
     fn ports_numbers_ranges_and_names() {
-        assert_eq!(port("80"), Ok(PortMatch::Range { first: 80, last: 80 }));
-        assert_eq!(port("80:90"), Ok(PortMatch::Range { first: 80, last: 90 }));
+        assert_eq!(
+            port("80"),
+            Ok(PortMatch::Range {
+                first: 80,
+                last: 80
+            })
+        );
+        assert_eq!(
+            port("80:90"),
+            Ok(PortMatch::Range {
+                first: 80,
+                last: 90
+            })
+        );
         assert_eq!(port("http"), Ok(PortMatch::Named("http".to_owned())));
         assert_eq!(
             port("90:80"),
@@ -843,7 +905,10 @@ mod tests {
         assert!(port("a--b").is_err());
         assert_eq!(
             port_match(&raw::IntOrString::Int(443)),
-            Ok(PortMatch::Range { first: 443, last: 443 })
+            Ok(PortMatch::Range {
+                first: 443,
+                last: 443
+            })
         );
         assert!(port_match(&raw::IntOrString::Int(-1)).is_err());
     }
