@@ -298,6 +298,13 @@ pub struct Tier {
     pub default_action: TierAction,
 }
 
+impl Tier {
+    /// Calico's order of tiers: by `order` (omitted last), then by name.
+    pub fn cmp_order(&self, other: &Tier) -> Ordering {
+        cmp_optional_order(self.order, other.order).then_with(|| self.name.cmp(&other.name))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum TierAction {
     #[default]
