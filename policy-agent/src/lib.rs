@@ -3,6 +3,7 @@
 //!
 //! Data flows datastore → model → compiler → dataplane; `agent` runs the loop.
 pub mod agent;
+pub mod calico;
 pub mod compiler;
 pub mod dataplane;
 pub mod datastore;
