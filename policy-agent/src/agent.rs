@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapContents, Scope},
-    dataplane::{Datapath, routes},
+    dataplane::{DataplaneError, Datapath, routes},
     datastore::{
         Datastore,
         file::FileDatastore,
@@ -51,10 +51,32 @@ pub enum DatastoreConfig {
 /// tell `/healthz` that the loop is alive meanwhile).
 const SYNC_WAIT_LOG: Duration = Duration::from_secs(5);
 
+/// Which interfaces carry the programs.
+#[derive(Debug, Clone)]
+pub enum InterfaceSelection {
+    /// The interfaces the node routes its endpoints' addresses through: the host route a
+    /// routed CNI installs for each pod (Calico's `cali*`, kindnet's and other ptp CNIs'
+    /// `veth*`). The default: nothing to configure per CNI.
+    Routed,
+    /// Every interface whose name matches (`--interface-pattern`). Bridge CNIs such as flannel
+    /// route pods through the bridge (`cni0`), so their per-pod `veth*` ports must be named.
+    Pattern(glob::Pattern),
+}
+
+impl InterfaceSelection {
+    /// Whether host routes through `interface` bind endpoint addresses to it.
+    fn routes_through(&self, interface: &str) -> bool {
+        match self {
+            InterfaceSelection::Routed => true,
+            InterfaceSelection::Pattern(pattern) => pattern.matches(interface),
+        }
+    }
+}
+
 pub struct Config {
     pub datastore: DatastoreConfig,
     pub bpffs: PathBuf,
-    pub iface_prefix: String,
+    pub interfaces: InterfaceSelection,
     pub status_file: Option<PathBuf>,
     pub node_name: Option<String>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics`; nowhere when `None`.
@@ -102,7 +124,7 @@ pub async fn run(config: Config) -> Result<()> {
         compiled: MapContents::default(),
         programmed: MapContents::default(),
         status: Status::default(),
-        iface_prefix: config.iface_prefix.clone(),
+        interfaces: config.interfaces.clone(),
         health: health.clone(),
     };
 
@@ -116,7 +138,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
-    state.status.interfaces = datapath.attach_interfaces(&config.iface_prefix)?;
+    state.status.interfaces = state.attach(&mut datapath)?;
     health.attached(state.status.interfaces.len());
     state.refresh_datapath_stats(&datapath);
     state.report(config.status_file.as_ref());
@@ -179,7 +201,7 @@ struct State {
     /// What the maps hold now: `compiled` with endpoints bound to their interfaces.
     programmed: MapContents,
     status: Status,
-    iface_prefix: String,
+    interfaces: InterfaceSelection,
     health: Arc<Health>,
 }
 
@@ -224,7 +246,7 @@ impl State {
 
     /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
     fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
-        let attached = match datapath.attach_interfaces(&self.iface_prefix) {
+        let attached = match self.attach(datapath) {
             Ok(interfaces) => interfaces,
             Err(e) => {
                 warn!(error = format!("{e:#}"), "attaching to interfaces");
@@ -247,6 +269,25 @@ impl State {
         self.report(status_file);
     }
 
+    /// Attaches to the selected interfaces. An interface once attached stays attached while
+    /// it exists, even when the routes no longer name it: a pod whose object is gone but whose
+    /// interface lingers must be dropped by the program (its address is no endpoint's), not
+    /// left unenforced.
+    fn attach(&self, datapath: &mut Datapath) -> Result<Vec<String>, DataplaneError> {
+        match &self.interfaces {
+            InterfaceSelection::Routed => {
+                let routed = routes::endpoint_interfaces(&self.compiled, &self.host_routes());
+                let kept: Vec<String> = self.status.interfaces.clone();
+                datapath.attach_interfaces(&|name| {
+                    routed.contains(name) || kept.iter().any(|k| k == name)
+                })
+            }
+            InterfaceSelection::Pattern(pattern) => {
+                datapath.attach_interfaces(&|name| pattern.matches(name))
+            }
+        }
+    }
+
     /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
     fn rebind(&mut self, datapath: &mut Datapath) -> Result<bool> {
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
@@ -265,7 +306,7 @@ impl State {
     /// The node's host routes through endpoint interfaces; none (addresses stay unbound, as
     /// before binding existed) if the route table cannot be read.
     fn host_routes(&self) -> std::collections::BTreeMap<IpAddr, String> {
-        routes::host_routes(&self.iface_prefix).unwrap_or_else(|e| {
+        routes::host_routes(&|interface| self.interfaces.routes_through(interface)).unwrap_or_else(|e| {
             warn!(error = %e, "reading the route table; endpoints stay unbound");
             Default::default()
         })

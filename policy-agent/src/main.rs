@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use policy_agent::{
-    agent::{self, DatastoreConfig},
+    agent::{self, DatastoreConfig, InterfaceSelection},
     compiler::{Compiler, Scope},
     datastore::{
         file::FileDatastore,
@@ -89,9 +89,11 @@ enum Command {
         /// Directory in bpffs for this agent's pinned maps.
         #[arg(long, default_value = "/sys/fs/bpf/palisade")]
         bpffs: PathBuf,
-        /// Host-side endpoint interfaces start with this (Calico: cali, Cilium: lxc).
-        #[arg(long, default_value = "cali")]
-        iface_prefix: String,
+        /// Attach to every interface whose name matches this glob (for example 'veth*' on
+        /// flannel's bridge) instead of the interfaces the node routes its pods' addresses
+        /// through.
+        #[arg(long)]
+        interface_pattern: Option<String>,
         /// Write a JSON status report here after every change.
         #[arg(long)]
         status_file: Option<PathBuf>,
@@ -126,15 +128,21 @@ fn main() -> Result<()> {
         Command::Run {
             source,
             bpffs,
-            iface_prefix,
+            interface_pattern,
             status_file,
             metrics_port,
             metrics_host,
         } => runtime.block_on(agent::run(agent::Config {
+            interfaces: match interface_pattern {
+                None => InterfaceSelection::Routed,
+                Some(pattern) => InterfaceSelection::Pattern(
+                    glob::Pattern::new(&pattern)
+                        .with_context(|| format!("--interface-pattern {pattern:?}"))?,
+                ),
+            },
             datastore: source.datastore(),
             node_name: source.node_name()?,
             bpffs,
-            iface_prefix,
             status_file,
             health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
         })),

@@ -71,7 +71,7 @@ impl Agent {
             .arg(&kubeconfig)
             .arg("--bpffs")
             .arg(&pins)
-            .args(["--iface-prefix", "palisade-test-no-such-interface"])
+            .args(["--interface-pattern", "palisade-test-no-such-interface"])
             .arg("--status-file")
             .arg(dir.join("status.json"))
             .args(["--metrics-port", &port.to_string()])

@@ -1,8 +1,8 @@
 //! Attaching the programs to endpoint interfaces, with links that outlive the agent.
 //!
-//! Endpoints are found by interface name prefix, the way Calico (`cali`) and Cilium (`lxc`)
-//! find their host-side veths. The programs decide by address, so the agent does not need to
-//! know which pod sits behind which interface.
+//! The agent chooses the interfaces (those its endpoints are routed through, or those matching
+//! `--interface-pattern`); the programs decide by address, so attaching does not need to know
+//! which pod sits behind which interface.
 //!
 //! Every link is pinned at `<pin dir>/links/<ifindex>-<hook>`, so the programs keep enforcing
 //! when the agent exits (an upgrade, a crash, SIGTERM). A restarted agent attaches its own
@@ -33,19 +33,21 @@ use super::{
 pub(super) const LINKS_DIR: &str = "links";
 
 impl Datapath {
-    /// Attaches to every interface named `prefix*` that is not attached yet, and forgets
-    /// interfaces that are gone (the kernel detached their programs with them). Pins of links
-    /// on interfaces this agent does not attach (gone, or no longer matching the prefix) are
-    /// removed, which detaches what a previous agent left there. Returns the names of the
-    /// attached interfaces.
-    pub fn attach_interfaces(&mut self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
+    /// Attaches to every interface `wanted` accepts that is not attached yet, and forgets
+    /// interfaces that are gone or no longer wanted (removing their pins detaches the
+    /// programs). Pins of links on interfaces this agent does not attach are removed too,
+    /// which detaches what a previous agent left there. Returns the names of the attached
+    /// interfaces.
+    pub fn attach_interfaces(
+        &mut self,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, DataplaneError> {
         let present: Vec<(String, u32)> = if_nameindex()
             .map_err(DataplaneError::Interfaces)?
             .iter()
             .filter_map(|i| {
                 let name = i.name().to_str().ok()?;
-                name.starts_with(prefix)
-                    .then(|| (name.to_owned(), i.index()))
+                wanted(name).then(|| (name.to_owned(), i.index()))
             })
             .collect();
         let gone: Vec<String> = self
@@ -73,6 +75,11 @@ impl Datapath {
         // Every interface runs this agent's programs now: the previous agent's maps can go.
         self.publish_policy_maps()?;
         Ok(self.attached.keys().cloned().collect())
+    }
+
+    /// Whether an interface carries our programs now.
+    pub fn is_attached(&self, interface: &str) -> bool {
+        self.attached.contains_key(interface)
     }
 
     fn attach_one(

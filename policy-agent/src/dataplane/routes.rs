@@ -3,10 +3,12 @@
 //! A CNI routes every pod address to the pod's host-side interface with a host route (`/32`,
 //! `/128`). The datapath drops packets that carry an endpoint's address on any other endpoint
 //! interface, so a pod cannot send as its neighbour; this module supplies the bindings from
-//! `/proc/net/route` and `/proc/net/ipv6_route` of the agent's network namespace.
+//! `/proc/net/route` and `/proc/net/ipv6_route` of the agent's network namespace (the kernel's
+//! main routing table). The same routes tell the agent, by default, which interfaces to attach
+//! to: the ones its endpoints' addresses are routed through ([`endpoint_interfaces`]).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
@@ -16,12 +18,13 @@ use policy_common::endpoint::{EndpointKey, IFINDEX_UNBOUND};
 
 use crate::compiler::{MapContents, identity_addr};
 
-/// Host routes through interfaces named `prefix*`: address → interface name.
-pub fn host_routes(prefix: &str) -> io::Result<BTreeMap<IpAddr, String>> {
-    let mut routes = parse_ipv4_routes(&fs::read_to_string("/proc/net/route")?, prefix);
+/// Host routes (`/32`, `/128`) through the interfaces `wanted` accepts: address → interface
+/// name.
+pub fn host_routes(wanted: &dyn Fn(&str) -> bool) -> io::Result<BTreeMap<IpAddr, String>> {
+    let mut routes = parse_ipv4_routes(&fs::read_to_string("/proc/net/route")?, wanted);
     // A kernel without IPv6 has no such file: no IPv6 routes.
     match fs::read_to_string("/proc/net/ipv6_route") {
-        Ok(text) => routes.extend(parse_ipv6_routes(&text, prefix)),
+        Ok(text) => routes.extend(parse_ipv6_routes(&text, wanted)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -30,13 +33,13 @@ pub fn host_routes(prefix: &str) -> io::Result<BTreeMap<IpAddr, String>> {
 
 /// `/proc/net/route`: `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`, addresses
 /// as host-order hex of the network-order bytes.
-fn parse_ipv4_routes(text: &str, prefix: &str) -> BTreeMap<IpAddr, String> {
+fn parse_ipv4_routes(text: &str, wanted: &dyn Fn(&str) -> bool) -> BTreeMap<IpAddr, String> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (iface, destination, mask) = (fields.first()?, fields.get(1)?, fields.get(7)?);
-            if !iface.starts_with(prefix) || *mask != "FFFFFFFF" {
+            if !wanted(iface) || *mask != "FFFFFFFF" {
                 return None;
             }
             let raw = u32::from_str_radix(destination, 16).ok()?;
@@ -50,17 +53,34 @@ fn parse_ipv4_routes(text: &str, prefix: &str) -> BTreeMap<IpAddr, String> {
 
 /// `/proc/net/ipv6_route`: `dest dest_len src src_len next_hop metric refcnt use flags iface`,
 /// addresses as 32 hex digits, lengths as 2.
-fn parse_ipv6_routes(text: &str, prefix: &str) -> BTreeMap<IpAddr, String> {
+fn parse_ipv6_routes(text: &str, wanted: &dyn Fn(&str) -> bool) -> BTreeMap<IpAddr, String> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (destination, length, iface) = (fields.first()?, fields.get(1)?, fields.get(9)?);
-            if !iface.starts_with(prefix) || *length != "80" {
+            if !wanted(iface) || *length != "80" {
                 return None;
             }
             let raw = u128::from_str_radix(destination, 16).ok()?;
             Some((IpAddr::V6(Ipv6Addr::from(raw)), (*iface).to_owned()))
         })
+        .collect()
+}
+
+/// The interfaces that carry a host route to an endpoint's address: the pods' host-side
+/// interfaces on a routed CNI.
+pub fn endpoint_interfaces(
+    maps: &MapContents,
+    routes: &BTreeMap<IpAddr, String>,
+) -> BTreeSet<String> {
+    routes
+        .iter()
+        .filter(|(addr, _)| {
+            maps.endpoints.contains_key(&EndpointKey {
+                addr: identity_addr(**addr),
+            })
+        })
+        .map(|(_, iface)| iface.clone())
         .collect()
 }
 
@@ -95,7 +115,8 @@ mod tests {
                   plh0\t0A002A0A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n\
                   plh1\t00002A0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                   eth0\t0B002A0A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
-        let routes = parse_ipv4_routes(v4, "plh");
+        let plh = |iface: &str| iface.starts_with("plh");
+        let routes = parse_ipv4_routes(v4, &plh);
         assert_eq!(
             routes,
             BTreeMap::from([("10.42.0.10".parse().expect("addr"), "plh0".to_owned())])
@@ -104,7 +125,7 @@ mod tests {
                   00000000000000000000000000000000 00000400 00000001 00000000 00000001     plh2\n\
                   fd000042000000000000000000000000 40 00000000000000000000000000000000 00 \
                   00000000000000000000000000000000 00000100 00000001 00000000 00000001     plh2\n";
-        let routes = parse_ipv6_routes(v6, "plh");
+        let routes = parse_ipv6_routes(v6, &plh);
         assert_eq!(
             routes,
             BTreeMap::from([("fd00:42::20".parse().expect("addr"), "plh2".to_owned())])

@@ -34,7 +34,8 @@ use super::cleanup::Resources;
 pub const AGENT_BIN_ENV: &str = "PALISADE_AGENT_BIN";
 /// Where bpffs lives.
 pub const BPFFS: &str = "/sys/fs/bpf";
-/// Interface prefix of the pods' host-side veths, which the agent attaches to.
+/// Name prefix of the pods' host-side veths. The agent finds them by their host routes, as on
+/// a routed CNI (no `--interface-pattern`).
 pub const IFACE_PREFIX: &str = "plh";
 /// Lines of the agent log shown when something goes wrong.
 pub const LOG_TAIL_LINES: usize = 40;
@@ -136,8 +137,6 @@ pub fn spawn(paths: &AgentPaths, node: &File) -> anyhow::Result<Child> {
     command
         .arg("--bpffs")
         .arg(&paths.pin_dir)
-        .arg("--iface-prefix")
-        .arg(IFACE_PREFIX)
         .arg("--status-file")
         .arg(&paths.status_file)
         .stdin(Stdio::null())
