@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapContents, Scope},
-    dataplane::{DataplaneError, Datapath, routes},
+    dataplane::{Datapath, DataplaneError, routes},
     datastore::{
         Datastore,
         file::FileDatastore,
@@ -306,10 +306,12 @@ impl State {
     /// The node's host routes through endpoint interfaces; none (addresses stay unbound, as
     /// before binding existed) if the route table cannot be read.
     fn host_routes(&self) -> std::collections::BTreeMap<IpAddr, String> {
-        routes::host_routes(&|interface| self.interfaces.routes_through(interface)).unwrap_or_else(|e| {
-            warn!(error = %e, "reading the route table; endpoints stay unbound");
-            Default::default()
-        })
+        routes::host_routes(&|interface| self.interfaces.routes_through(interface)).unwrap_or_else(
+            |e| {
+                warn!(error = %e, "reading the route table; endpoints stay unbound");
+                Default::default()
+            },
+        )
     }
 
     /// Reads the datapath's own figures (tracked connections, packet counts) into the status
