@@ -1,6 +1,11 @@
-//! `PALISADE_IDENTITIES`: the peer identity of an address.
+//! `PALISADE_IDENTITIES` and `PALISADE_ADDRESSES`: the peer identity of an address.
 //!
-//! LPM trie from address prefix to two identities. An identity is a number standing for "every
+//! The compiler produces one LPM table from address prefix to two identities; the agent stores
+//! its whole-address entries (`/128`: every pod address, and `/32`/`/128` blocks) in the hash
+//! map `PALISADE_ADDRESSES` and the shorter prefixes in the trie `PALISADE_IDENTITIES`. The
+//! datapath looks up the hash first and the trie only on a miss. A whole address is the
+//! longest prefix there is, so this is the same answer as one trie, at the cost of one hash
+//! lookup for every pod peer instead of a trie walk whose depth grows with the entries. An identity is a number standing for "every
 //! address that a kind of peer selector treats alike":
 //!
 //! * the **pod identity** of a pod's address: pods whose labels (and namespace labels) match

@@ -23,15 +23,25 @@ pub mod rule;
 pub mod map_names {
     pub const ENDPOINTS: &str = "PALISADE_ENDPOINTS";
     pub const IDENTITIES: &str = "PALISADE_IDENTITIES";
+    pub const ADDRESSES: &str = "PALISADE_ADDRESSES";
     pub const RULES: &str = "PALISADE_RULES";
+    pub const RULES_EXACT: &str = "PALISADE_RULES_EXACT";
     pub const CONNTRACK: &str = "PALISADE_CONNTRACK";
     pub const FRAGMENTS: &str = "PALISADE_FRAGMENTS";
     pub const COUNTERS: &str = "PALISADE_COUNTERS";
     pub const CONFIG: &str = "PALISADE_CONFIG";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 7] = [
-        ENDPOINTS, IDENTITIES, RULES, CONNTRACK, FRAGMENTS, COUNTERS, CONFIG,
+    pub const ALL: [&str; 9] = [
+        ENDPOINTS,
+        IDENTITIES,
+        ADDRESSES,
+        RULES,
+        RULES_EXACT,
+        CONNTRACK,
+        FRAGMENTS,
+        COUNTERS,
+        CONFIG,
     ];
 }
 
@@ -57,7 +67,11 @@ pub mod program_names {
 pub mod capacity {
     pub const ENDPOINTS: u32 = 4096;
     pub const IDENTITIES: u32 = 131_072;
+    /// Whole addresses (pods, `/32` and `/128` blocks): the same budget as IDENTITIES.
+    pub const ADDRESSES: u32 = 131_072;
     pub const RULES: u32 = 262_144;
+    /// Rule entries for one port (or a protocol without ports): the same budget as RULES.
+    pub const RULES_EXACT: u32 = 262_144;
     pub const CONNTRACK: u32 = 65_536;
     /// Fragmented packets in flight.
     pub const FRAGMENTS: u32 = 8192;

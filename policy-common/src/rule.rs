@@ -1,8 +1,16 @@
-//! `PALISADE_RULES`: the verdict for (table, peer identity, protocol, destination port).
+//! `PALISADE_RULES` and `PALISADE_RULES_EXACT`: the verdict for (table, peer identity,
+//! protocol, destination port).
 //!
-//! One LPM trie holds every rule table. A table is the compiled rules of one policy (for one
-//! direction); policies with the same rules share one table, so entries grow with distinct
-//! rule sets, not with policies or pods. The key's prefix always covers `table` and
+//! The compiler produces one LPM table holding every rule table. The agent stores its fully
+//! specified entries (one port, [`PREFIX_FULL`]) in the hash map `PALISADE_RULES_EXACT` and the
+//! shorter prefixes (any protocol, any port, port ranges) in the trie `PALISADE_RULES`; the
+//! datapath looks up the hash first and the trie only on a miss, which gives the trie's own
+//! answer (a full key is the longest prefix) with a lookup whose cost does not grow with the
+//! number of rules.
+//!
+//! A table is the compiled rules of the policies selecting an endpoint in one direction (see
+//! [`crate::endpoint`]); endpoints with the same table share its entries, so entries grow with
+//! distinct rule sets, not with pods. The key's prefix always covers `table` and
 //! `peer_identity` completely (64 bits); beyond that it may stop
 //!
 //! * after 64 bits: any protocol, any port (a rule without `ports`);

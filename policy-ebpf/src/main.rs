@@ -42,8 +42,18 @@ static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDP
 static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentityValue, { capacity::IDENTITIES as usize }> =
     LpmTrie::new();
 
+/// The whole-address entries of the identity table (see `policy_common::identity`).
+#[btf_map]
+static PALISADE_ADDRESSES: HashMap<IdentityKey, IdentityValue, { capacity::ADDRESSES as usize }> =
+    HashMap::new();
+
 #[btf_map]
 static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
+
+/// The fully specified entries of the rule table (see `policy_common::rule`).
+#[btf_map]
+static PALISADE_RULES_EXACT: HashMap<RuleKey, RuleValue, { capacity::RULES_EXACT as usize }> =
+    HashMap::new();
 
 #[btf_map]
 static PALISADE_CONNTRACK: LruHashMap<

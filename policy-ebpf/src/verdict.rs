@@ -15,8 +15,8 @@ use policy_common::{
 };
 
 use crate::{
-    PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_FRAGMENTS,
-    PALISADE_IDENTITIES, PALISADE_RULES,
+    PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
+    PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES, PALISADE_RULES_EXACT,
     packet::{Flow, Fragment, tcp_flags},
 };
 
@@ -297,8 +297,12 @@ fn track(entry: &mut ConntrackValue, flow: &Flow, reply: bool, now: u64) {
 
 #[inline(never)]
 fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8; 16]) -> bool {
-    let (pod_identity, cidr_identity) = PALISADE_IDENTITIES
-        .get(&Key::new(128, IdentityKey { addr: *peer_addr }))
+    let peer = IdentityKey { addr: *peer_addr };
+    // A whole address (a pod's) in the hash; shorter prefixes in the trie, only on a miss.
+    // SAFETY: the value is copied out at once.
+    let exact = unsafe { PALISADE_ADDRESSES.get(&peer) }.copied();
+    let (pod_identity, cidr_identity) = exact
+        .or_else(|| PALISADE_IDENTITIES.get(&Key::new(128, peer)).copied())
         .map_or((identity::WORLD, identity::WORLD), |value| {
             (value.pod_identity, value.cidr_identity)
         });
@@ -325,21 +329,15 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
         let mut verdict = None;
         if table.lookups & lookup::POD != 0 {
             key.peer_identity = pod_identity;
-            verdict = PALISADE_RULES
-                .get(&Key::new(PREFIX_FULL, key))
-                .map(|v| v.action);
+            verdict = rule_action(&key);
         }
         if verdict.is_none() && table.lookups & lookup::CIDR != 0 {
             key.peer_identity = cidr_identity;
-            verdict = PALISADE_RULES
-                .get(&Key::new(PREFIX_FULL, key))
-                .map(|v| v.action);
+            verdict = rule_action(&key);
         }
         if verdict.is_none() && table.lookups & lookup::ANY != 0 {
             key.peer_identity = identity::ANY;
-            verdict = PALISADE_RULES
-                .get(&Key::new(PREFIX_FULL, key))
-                .map(|v| v.action);
+            verdict = rule_action(&key);
         }
         if let Some(action) = verdict {
             // Explicit deny or an unknown action drops; only ALLOW passes.
@@ -348,6 +346,19 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
     }
     // Isolated, and no table has a verdict: drop.
     false
+}
+
+/// The action of the longest rule entry matching `key`: the exact entry in the hash, else the
+/// trie's longest prefix (see `policy_common::rule`).
+#[inline(always)]
+fn rule_action(key: &RuleKey) -> Option<u32> {
+    // SAFETY: the value is read at once.
+    match unsafe { PALISADE_RULES_EXACT.get(key) } {
+        Some(value) => Some(value.action),
+        None => PALISADE_RULES
+            .get(&Key::new(PREFIX_FULL, *key))
+            .map(|v| v.action),
+    }
 }
 
 /// Records that a check allowed the flow at `generation`, so its later packets and replies

@@ -34,7 +34,11 @@ pub struct Datapath {
     pub(super) ebpf: Ebpf,
     pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
     pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
+    /// The whole-address identity entries (see `policy_common::identity`).
+    pub(super) addresses: HashMap<MapData, IdentityKey, IdentityValue>,
     pub(super) rules: LpmTrie<MapData, RuleKey, RuleValue>,
+    /// The fully specified rule entries (see `policy_common::rule`).
+    pub(super) rules_exact: HashMap<MapData, RuleKey, RuleValue>,
     pub(super) conntrack: HashMap<MapData, ConntrackKey, ConntrackValue>,
     pub(super) fragments: HashMap<
         MapData,
@@ -71,10 +75,12 @@ const KEPT_MAPS: [&str; 3] = [
 
 /// Maps every agent builds afresh: its compiler numbers tables and identities from scratch,
 /// so writing them into the previous agent's maps would briefly mix two numberings.
-const POLICY_MAPS: [&str; 4] = [
+const POLICY_MAPS: [&str; 6] = [
     map_names::ENDPOINTS,
     map_names::IDENTITIES,
+    map_names::ADDRESSES,
     map_names::RULES,
+    map_names::RULES_EXACT,
     map_names::CONFIG,
 ];
 
@@ -138,7 +144,9 @@ impl Datapath {
         let mut datapath = Self {
             endpoints: typed_map(&mut ebpf, map_names::ENDPOINTS)?,
             identities: typed_map(&mut ebpf, map_names::IDENTITIES)?,
+            addresses: typed_map(&mut ebpf, map_names::ADDRESSES)?,
             rules: typed_map(&mut ebpf, map_names::RULES)?,
+            rules_exact: typed_map(&mut ebpf, map_names::RULES_EXACT)?,
             conntrack: typed_map(&mut ebpf, map_names::CONNTRACK)?,
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
