@@ -3,15 +3,18 @@
 //! verdicts and deciding rules; and, on random worlds with only Kubernetes NetworkPolicies,
 //! against the Kubernetes reference model.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use palisade_tests::{
-    calico_reference::{CalicoWorld, DecidedBy, Packet, Side},
+    calico_reference::{CalicoWorld, DecidedBy, Packet, Side, selector_matches},
     generate::{FlowPick, addresses, cases_from_env, flow_picks, protocol_number, world},
     reference::{Flow, World},
 };
-use policy_agent::calico::resources::Protocol;
-use proptest::{prelude::*, test_runner::TestCaseError};
+use policy_agent::calico::{
+    resources::Protocol,
+    selector::{Scope, Selector},
+};
+use proptest::{prelude::*, sample::select, test_runner::TestCaseError};
 
 const SCENARIO: &str = include_str!("../data/calico_reference/scenario.yaml");
 
@@ -68,19 +71,103 @@ fn cases() -> Vec<Case> {
         ingress,
     };
     vec![
-        case(INTERNET, FRONTEND, Tcp(8080), true, "-", "default:knp.default.frontend-in[0]"),
-        case(THREAT, FRONTEND, Tcp(8080), false, "-", "security:security.block-threats[1]"),
-        case(FRONTEND, BACKEND, Tcp(9090), true, "profile", "default:knp.default.backend-in[0]"),
-        case(MONITOR, BACKEND, Tcp(9090), true, "profile", "platform:platform.monitoring[0]"),
-        case(MONITOR, FRONTEND, Tcp(8080), true, "profile", "platform:platform.monitoring[0]"),
-        case(MONITOR, BACKEND, Tcp(22), false, "profile", "default:default-deny"),
-        case(BACKEND, DNS, Udp(53), true, "default:backend-egress[0]", "-"),
-        case(BACKEND, DNS, Tcp(443), false, "default:backend-egress[1]", "-"),
-        case(BACKEND, THREAT, Udp(53), false, "security:security.block-threats[0]", "-"),
-        case(FRONTEND, BACKEND, Tcp(80), false, "profile", "default:default-deny"),
+        case(
+            INTERNET,
+            FRONTEND,
+            Tcp(8080),
+            true,
+            "-",
+            "default:knp.default.frontend-in[0]",
+        ),
+        case(
+            THREAT,
+            FRONTEND,
+            Tcp(8080),
+            false,
+            "-",
+            "security:security.block-threats[1]",
+        ),
+        case(
+            FRONTEND,
+            BACKEND,
+            Tcp(9090),
+            true,
+            "profile",
+            "default:knp.default.backend-in[0]",
+        ),
+        case(
+            MONITOR,
+            BACKEND,
+            Tcp(9090),
+            true,
+            "profile",
+            "platform:platform.monitoring[0]",
+        ),
+        case(
+            MONITOR,
+            FRONTEND,
+            Tcp(8080),
+            true,
+            "profile",
+            "platform:platform.monitoring[0]",
+        ),
+        case(
+            MONITOR,
+            BACKEND,
+            Tcp(22),
+            false,
+            "profile",
+            "default:default-deny",
+        ),
+        case(
+            BACKEND,
+            DNS,
+            Udp(53),
+            true,
+            "default:backend-egress[0]",
+            "-",
+        ),
+        case(
+            BACKEND,
+            DNS,
+            Tcp(443),
+            false,
+            "default:backend-egress[1]",
+            "-",
+        ),
+        case(
+            BACKEND,
+            THREAT,
+            Udp(53),
+            false,
+            "security:security.block-threats[0]",
+            "-",
+        ),
+        case(
+            FRONTEND,
+            BACKEND,
+            Tcp(80),
+            false,
+            "profile",
+            "default:default-deny",
+        ),
         case(NODE, BACKEND, Tcp(80), true, "-", "node"),
-        case(MONITOR, FRONTEND, Icmp(8, 0), true, "profile", "platform:platform.monitoring[1]"),
-        case(FRONTEND, BACKEND, Icmp(8, 0), false, "profile", "default:default-deny"),
+        case(
+            MONITOR,
+            FRONTEND,
+            Icmp(8, 0),
+            true,
+            "profile",
+            "platform:platform.monitoring[1]",
+        ),
+        case(
+            FRONTEND,
+            BACKEND,
+            Icmp(8, 0),
+            false,
+            "profile",
+            "default:default-deny",
+        ),
         case(MONITOR, INTERNET, Tcp(443), true, "profile", "-"),
     ]
 }
@@ -109,11 +196,13 @@ fn scenario_flows() {
             describe(&decision.egress),
             describe(&decision.ingress),
         );
-        let want = (case.allowed, case.egress.to_owned(), case.ingress.to_owned());
+        let want = (
+            case.allowed,
+            case.egress.to_owned(),
+            case.ingress.to_owned(),
+        );
         if got != want {
-            failures.push(format!(
-                "{packet}: want {want:?}, got {got:?}\n{decision}"
-            ));
+            failures.push(format!("{packet}: want {want:?}, got {got:?}\n{decision}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -168,13 +257,7 @@ fn check_flows(world: &World, picks: &[FlowPick]) -> Result<(), TestCaseError> {
             protocol,
             port: *port,
         };
-        let packet = Packet::new(
-            src,
-            dst,
-            Protocol(protocol_number(protocol)),
-            40_000,
-            *port,
-        );
+        let packet = Packet::new(src, dst, Protocol(protocol_number(protocol)), 40_000, *port);
         let decision = calico.verdict(&packet);
         prop_assert_eq!(
             decision.allowed,
@@ -188,7 +271,7 @@ fn check_flows(world: &World, picks: &[FlowPick]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases_from_env(500), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases_from_env(2000), ..ProptestConfig::default() })]
 
     /// With only Kubernetes NetworkPolicies, Calico's semantics (the policies in the default
     /// tier at order 1000, default-deny when one applies, the profile's allow otherwise) are
@@ -199,5 +282,60 @@ proptest! {
         picks in flow_picks(24),
     ) {
         check_flows(&world, &picks)?;
+    }
+}
+
+/// Selector ASTs over a small vocabulary, so that they match and miss.
+fn selector_ast() -> impl Strategy<Value = Selector> {
+    let key = || select(vec!["app", "tier", "team"]).prop_map(str::to_owned);
+    let value = || select(vec!["a", "b", "ab", ""]).prop_map(str::to_owned);
+    let values = || prop::collection::btree_set(value(), 0..3);
+    let leaf = prop_oneof![
+        Just(Selector::All),
+        Just(Selector::Global),
+        (key(), value()).prop_map(|(key, value)| Selector::Equal { key, value }),
+        (key(), value()).prop_map(|(key, value)| Selector::NotEqual { key, value }),
+        key().prop_map(|key| Selector::Has { key }),
+        (key(), values()).prop_map(|(key, values)| Selector::In { key, values }),
+        (key(), values()).prop_map(|(key, values)| Selector::NotIn { key, values }),
+        (key(), value()).prop_map(|(key, value)| Selector::Contains { key, value }),
+        (key(), value()).prop_map(|(key, value)| Selector::StartsWith { key, value }),
+        (key(), value()).prop_map(|(key, value)| Selector::EndsWith { key, value }),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|s| Selector::Not(Box::new(s))),
+            prop::collection::vec(inner.clone(), 2..4).prop_map(Selector::And),
+            prop::collection::vec(inner, 2..4).prop_map(Selector::Or),
+        ]
+    })
+}
+
+fn label_map() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(
+        select(vec!["app", "tier", "team"]).prop_map(str::to_owned),
+        select(vec!["a", "b", "ab", "ba", ""]).prop_map(str::to_owned),
+        0..3,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases_from_env(2000), ..ProptestConfig::default() })]
+
+    /// The model's own selector evaluator and the agent's `Selector::evaluate` agree: a bug in
+    /// either shows up here rather than as a puzzling verdict.
+    #[test]
+    fn selector_evaluators_agree(
+        selector in selector_ast(),
+        labels in label_map(),
+        namespaced in any::<bool>(),
+    ) {
+        let scope = if namespaced { Scope::NAMESPACED } else { Scope::GLOBAL };
+        prop_assert_eq!(
+            selector_matches(&selector, &labels, namespaced),
+            selector.evaluate(&labels, scope),
+            "{}",
+            selector
+        );
     }
 }

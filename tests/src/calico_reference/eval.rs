@@ -350,7 +350,11 @@ impl<'a> Ctx<'a> {
                     .iter()
                     .enumerate()
                     .map(|(i, rule)| {
-                        (i, rule.action, self.rule_mismatch(rule, p.namespace.as_deref()))
+                        (
+                            i,
+                            rule.action,
+                            self.rule_mismatch(rule, p.namespace.as_deref()),
+                        )
                     })
                     .collect()
             }
@@ -441,19 +445,14 @@ impl<'a> Ctx<'a> {
         {
             return Some(fields.not_selector);
         }
-        if !entity.ports.is_empty()
-            && !(self.packet.has_ports()
-                && entity.ports.iter().any(|m| self.port_matches(m, addr, port)))
-        {
+        let any_port = |list: &[PortMatch]| list.iter().any(|m| self.port_matches(m, addr, port));
+        // Neither `ports` nor `notPorts` matches a packet without ports.
+        let ports_ok = self.packet.has_ports() && any_port(&entity.ports);
+        if !entity.ports.is_empty() && !ports_ok {
             return Some(fields.ports);
         }
-        if !entity.not_ports.is_empty()
-            && (!self.packet.has_ports()
-                || entity
-                    .not_ports
-                    .iter()
-                    .any(|m| self.port_matches(m, addr, port)))
-        {
+        let not_ports_ok = self.packet.has_ports() && !any_port(&entity.not_ports);
+        if !entity.not_ports.is_empty() && !not_ports_ok {
             return Some(fields.not_ports);
         }
         None
@@ -559,18 +558,14 @@ impl<'a> Ctx<'a> {
                     .flatten()
                     .enumerate()
                     .map(|(i, rule)| {
-                        let mismatch = if !self.knp_peers_match(
-                            rule.from.as_deref(),
-                            np,
-                            p.src,
-                            src_pod,
-                        ) {
-                            Some("from")
-                        } else if !knp_ports_match(rule.ports.as_deref(), p, dst_pod) {
-                            Some("ports")
-                        } else {
-                            None
-                        };
+                        let mismatch =
+                            if !self.knp_peers_match(rule.from.as_deref(), np, p.src, src_pod) {
+                                Some("from")
+                            } else if !knp_ports_match(rule.ports.as_deref(), p, dst_pod) {
+                                Some("ports")
+                            } else {
+                                None
+                            };
                         (i, Action::Allow, mismatch)
                     })
                     .collect()
@@ -627,7 +622,8 @@ impl<'a> Ctx<'a> {
                     label_selector_matches(Some(sel), Some(&self.k8s_namespace_labels(&pod_ns)))
                 }
             };
-            ns_ok && label_selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
+            ns_ok
+                && label_selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
         })
     }
 

@@ -164,8 +164,14 @@ fn no_policy_allows_through_the_profile() {
     let world = base();
     let decision = world.verdict(&tcp(CLIENT, WEB, 80));
     assert!(decision.allowed);
-    assert_eq!(decision.decided_by(Direction::Egress), Some(&DecidedBy::Profile));
-    assert_eq!(decision.decided_by(Direction::Ingress), Some(&DecidedBy::Profile));
+    assert_eq!(
+        decision.decided_by(Direction::Egress),
+        Some(&DecidedBy::Profile)
+    );
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
     assert!(tier_names(&decision, Direction::Ingress).is_empty());
 }
 
@@ -244,9 +250,15 @@ spec:
     let world = with(&format!("{TIERS}{policies}"));
     let decision = world.verdict(&tcp(CLIENT, WEB, 80));
     assert!(!decision.allowed);
-    assert_eq!(tier_names(&decision, Direction::Ingress), ["first", "second"]);
+    assert_eq!(
+        tier_names(&decision, Direction::Ingress),
+        ["first", "second"]
+    );
     let trace = decision.ingress.trace().expect("evaluated");
-    assert!(matches!(&trace.tiers[0].end, TierEnd::Passed { rule: 0, .. }));
+    assert!(matches!(
+        &trace.tiers[0].end,
+        TierEnd::Passed { rule: 0, .. }
+    ));
     assert_eq!(
         decider(&decision, Direction::Ingress),
         Some(("second".to_owned(), "second.deny-web".to_owned(), 0))
@@ -285,7 +297,10 @@ spec:
     world.tiers[0].default_action = TierAction::Pass;
     let decision = world.verdict(&tcp(CLIENT, WEB, 80));
     assert!(decision.allowed);
-    assert_eq!(decision.decided_by(Direction::Ingress), Some(&DecidedBy::Profile));
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
     let trace = decision.ingress.trace().expect("evaluated");
     assert_eq!(trace.tiers[0].end, TierEnd::Default(TierAction::Pass));
 }
@@ -402,8 +417,7 @@ spec:
   ingress: [{action: Allow, protocol: TCP, destination: {ports: [82]}}]
 ",
     );
-    world.k8s_policies.push(knp(
-        "
+    world.k8s_policies.push(knp("
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: allow-web, namespace: prod}
@@ -411,12 +425,14 @@ spec:
   podSelector: {matchLabels: {app: web}}
   ingress:
   - ports: [{port: 80}, {port: 81}]
-",
-    ));
+"));
     let at = |port| world.verdict(&tcp(CLIENT, WEB, port));
 
     let d80 = at(80);
-    assert!(!d80.allowed, "the order-500 Deny comes before the Kubernetes Allow");
+    assert!(
+        !d80.allowed,
+        "the order-500 Deny comes before the Kubernetes Allow"
+    );
     assert_eq!(
         decider(&d80, Direction::Ingress),
         Some(("default".to_owned(), "deny-80".to_owned(), 0))
@@ -453,7 +469,10 @@ spec:
         })
     );
     let text = d81.to_string();
-    assert!(text.contains("Kubernetes NetworkPolicy prod/knp.default.allow-web"), "{text}");
+    assert!(
+        text.contains("Kubernetes NetworkPolicy prod/knp.default.allow-web"),
+        "{text}"
+    );
 }
 
 const SETS: &str = "
@@ -520,7 +539,10 @@ fn namespace_selector_global_and_namespace_scoping() {
         "  - {action: Allow, source: {namespaceSelector: global(), selector: kind == 'ext'}}",
     ));
     assert!(allowed(&world, tcp("192.0.2.5", WEB, 80)));
-    assert!(!allowed(&world, tcp("203.0.113.1", WEB, 80)), "namespaced set");
+    assert!(
+        !allowed(&world, tcp("203.0.113.1", WEB, 80)),
+        "namespaced set"
+    );
     assert!(!allowed(&world, tcp(CLIENT, WEB, 80)), "pod");
 
     // A global policy's selector without namespaceSelector: namespaced and global owners.
@@ -577,7 +599,10 @@ fn not_nets_not_ports_not_selector() {
     ));
     assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
     assert!(allowed(&world, tcp(DB, WEB, 80)));
-    assert!(!allowed(&world, Packet::udp(ip(DB), ip(WEB), 80)), "protocol");
+    assert!(
+        !allowed(&world, Packet::udp(ip(DB), ip(WEB), 80)),
+        "protocol"
+    );
 
     let world = with(&web_ingress(
         "  - {action: Allow, protocol: TCP, destination: {notPorts: [22, '8000:9000']}}",
@@ -694,7 +719,10 @@ spec:
     ));
     let decision = world.verdict(&tcp(CLIENT, WEB, 80));
     assert!(decision.allowed);
-    assert_eq!(decision.decided_by(Direction::Ingress), Some(&DecidedBy::Profile));
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
     assert_eq!(tier_names(&decision, Direction::Ingress), ["second"]);
 }
 
@@ -794,7 +822,10 @@ fn ip_version_and_nets() {
     assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
     let decision = world.verdict(&tcp(CLIENT, WEB, 80));
     let trace = decision.ingress.trace().expect("evaluated");
-    assert_eq!(trace.tiers[0].policies[0].rules[0].mismatch, Some("source.nets"));
+    assert_eq!(
+        trace.tiers[0].policies[0].rules[0].mismatch,
+        Some("source.nets")
+    );
 }
 
 #[test]

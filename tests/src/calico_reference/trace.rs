@@ -165,7 +165,9 @@ pub enum Side {
     /// The address belongs to no live pod: nothing to check on this side.
     NotAnEndpoint,
     /// Traffic between the pod and a node address: always allowed.
-    NodeTraffic { endpoint: EndpointId },
+    NodeTraffic {
+        endpoint: EndpointId,
+    },
     Evaluated(EndpointTrace),
 }
 
