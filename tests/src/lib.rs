@@ -3,6 +3,7 @@
 use nix::unistd::geteuid;
 
 pub mod bench;
+pub mod calico_reference;
 pub mod conformance;
 pub mod generate;
 pub mod lab;

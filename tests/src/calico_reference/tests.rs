@@ -1,0 +1,891 @@
+use std::{collections::BTreeMap, net::IpAddr};
+
+use k8s_openapi::api::{
+    core::v1::{Container, ContainerPort, Namespace, Pod, PodIP, PodSpec, PodStatus},
+    networking::v1::NetworkPolicy,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use policy_agent::calico::{
+    resources::{Action, TierAction, parse_documents},
+    selector::Selector,
+};
+
+use super::*;
+
+const WEB: &str = "10.1.0.1";
+const DB: &str = "10.1.0.2";
+const CLIENT: &str = "10.2.0.1";
+const NODE: &str = "10.0.0.1";
+const EXTERNAL: &str = "192.0.2.1";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+    (!pairs.is_empty()).then(|| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    })
+}
+
+fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: labels(pairs),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn pod(ns: &str, name: &str, addr: &str, pairs: &[(&str, &str)]) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(ns.to_owned()),
+            labels: labels(pairs),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "c".to_owned(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".to_owned()),
+            pod_ip: Some(addr.to_owned()),
+            pod_ips: Some(vec![PodIP {
+                ip: addr.to_owned(),
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// prod (team=a): web (app=web, named port http = 8080/TCP), db (app=db);
+/// dev (team=b): client (app=client, service account `builder`). One node address.
+fn base() -> CalicoWorld {
+    let mut web = pod("prod", "web", WEB, &[("app", "web")]);
+    if let Some(spec) = web.spec.as_mut() {
+        spec.containers[0].ports = Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: 8080,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]);
+    }
+    let mut client = pod("dev", "client", CLIENT, &[("app", "client")]);
+    if let Some(spec) = client.spec.as_mut() {
+        spec.service_account_name = Some("builder".to_owned());
+    }
+    CalicoWorld {
+        namespaces: vec![
+            namespace("prod", &[("team", "a")]),
+            namespace("dev", &[("team", "b")]),
+        ],
+        pods: vec![web, pod("prod", "db", DB, &[("app", "db")]), client],
+        node_addrs: vec![ip(NODE)],
+        ..CalicoWorld::default()
+    }
+}
+
+fn with(yaml: &str) -> CalicoWorld {
+    let mut world = base();
+    load(&mut world, yaml);
+    world
+}
+
+fn load(world: &mut CalicoWorld, yaml: &str) {
+    for resource in parse_documents(yaml) {
+        let resource = resource.unwrap_or_else(|e| panic!("test resource rejected: {e}"));
+        assert!(world.add(resource));
+    }
+}
+
+fn tcp(src: &str, dst: &str, port: u16) -> Packet {
+    Packet::tcp(ip(src), ip(dst), port)
+}
+
+fn allowed(world: &CalicoWorld, packet: Packet) -> bool {
+    world.verdict(&packet).allowed
+}
+
+/// `(tier, policy name, rule)` of the rule that decided `direction`.
+fn decider(decision: &Decision, direction: Direction) -> Option<(String, String, usize)> {
+    match decision.decided_by(direction)? {
+        DecidedBy::Rule {
+            tier, policy, rule, ..
+        } => Some((tier.clone(), policy.name.clone(), *rule)),
+        _ => None,
+    }
+}
+
+fn tier_names(decision: &Decision, direction: Direction) -> Vec<String> {
+    decision
+        .side(direction)
+        .trace()
+        .map(|t| t.tiers.iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+const TIERS: &str = "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: first}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: second}
+spec: {order: 200}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: unused}
+spec: {order: 50}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: unused.other}
+spec:
+  tier: unused
+  selector: app == 'nothing'
+  ingress: [{action: Deny}]
+";
+
+#[test]
+fn no_policy_allows_through_the_profile() {
+    let world = base();
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(decision.allowed);
+    assert_eq!(
+        decision.decided_by(Direction::Egress),
+        Some(&DecidedBy::Profile)
+    );
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
+    assert!(tier_names(&decision, Direction::Ingress).is_empty());
+}
+
+#[test]
+fn tiers_in_order_and_tiers_without_a_policy_skipped() {
+    let policies = "
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: first.allow-web}
+spec:
+  tier: first
+  selector: app == 'web'
+  ingress: [{action: Allow}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: second.deny-web}
+spec:
+  tier: second
+  selector: app == 'web'
+  ingress: [{action: Deny}]
+";
+    let world = with(&format!("{TIERS}{policies}"));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(decision.allowed);
+    // `unused` (order 50) selects nothing here and is skipped; `second` is never reached.
+    assert_eq!(tier_names(&decision, Direction::Ingress), ["first"]);
+    assert_eq!(
+        decider(&decision, Direction::Ingress),
+        Some(("first".to_owned(), "first.allow-web".to_owned(), 0))
+    );
+
+    // Put `second` before `first`: its Deny wins.
+    let mut world = world;
+    for tier in &mut world.tiers {
+        if tier.name == "second" {
+            tier.order = Some(10.0);
+        }
+    }
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(!decision.allowed);
+    assert_eq!(tier_names(&decision, Direction::Ingress), ["second"]);
+
+    // A tier without an order comes after every ordered tier.
+    for tier in &mut world.tiers {
+        if tier.name == "second" {
+            tier.order = None;
+        }
+    }
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+}
+
+#[test]
+fn pass_goes_to_the_next_tier() {
+    let policies = "
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: first.pass-web}
+spec:
+  tier: first
+  selector: app == 'web'
+  ingress:
+  - {action: Pass, protocol: TCP, destination: {ports: [80]}}
+  - {action: Allow}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: second.deny-web}
+spec:
+  tier: second
+  selector: app == 'web'
+  ingress: [{action: Deny}]
+";
+    let world = with(&format!("{TIERS}{policies}"));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(!decision.allowed);
+    assert_eq!(
+        tier_names(&decision, Direction::Ingress),
+        ["first", "second"]
+    );
+    let trace = decision.ingress.trace().expect("evaluated");
+    assert!(matches!(
+        &trace.tiers[0].end,
+        TierEnd::Passed { rule: 0, .. }
+    ));
+    assert_eq!(
+        decider(&decision, Direction::Ingress),
+        Some(("second".to_owned(), "second.deny-web".to_owned(), 0))
+    );
+    // Port 81 is not passed: the first tier's Allow decides.
+    assert!(allowed(&world, tcp(CLIENT, WEB, 81)));
+}
+
+#[test]
+fn tier_default_action_deny_or_pass() {
+    let yaml = "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: strict}
+spec: {order: 10}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: strict.only-db}
+spec:
+  tier: strict
+  selector: app == 'web'
+  ingress: [{action: Allow, source: {selector: app == 'db'}}]
+";
+    let mut world = with(yaml);
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(!decision.allowed);
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::TierDefault {
+            tier: "strict".to_owned()
+        })
+    );
+
+    world.tiers[0].default_action = TierAction::Pass;
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(decision.allowed);
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
+    let trace = decision.ingress.trace().expect("evaluated");
+    assert_eq!(trace.tiers[0].end, TierEnd::Default(TierAction::Pass));
+}
+
+#[test]
+fn log_is_recorded_and_evaluation_continues() {
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: log-then-deny}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Log}, {action: Deny}]
+",
+    );
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(!decision.allowed);
+    let trace = decision.ingress.trace().expect("evaluated");
+    let rules = &trace.tiers[0].policies[0].rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].action, Action::Log);
+    assert!(rules[0].matched());
+    assert_eq!(
+        decider(&decision, Direction::Ingress),
+        Some(("default".to_owned(), "log-then-deny".to_owned(), 1))
+    );
+}
+
+#[test]
+fn deny_beats_a_later_allow() {
+    let yaml = |allow_order: u32| {
+        format!(
+            "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: deny-web}}
+spec:
+  order: 10
+  selector: app == 'web'
+  ingress: [{{action: Deny}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: allow-web}}
+spec:
+  order: {allow_order}
+  selector: app == 'web'
+  ingress: [{{action: Allow}}]
+"
+        )
+    };
+    assert!(!allowed(&with(&yaml(20)), tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&with(&yaml(5)), tcp(CLIENT, WEB, 80)));
+}
+
+#[test]
+fn order_ties_are_broken_by_name() {
+    let yaml = |deny: &str, allow: &str, order: &str| {
+        format!(
+            "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: {deny}}}
+spec:
+  {order}
+  selector: app == 'web'
+  ingress: [{{action: Deny}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: {allow}}}
+spec:
+  {order}
+  selector: app == 'web'
+  ingress: [{{action: Allow}}]
+"
+        )
+    };
+    for order in ["order: 100", "types: [Ingress]"] {
+        assert!(!allowed(
+            &with(&yaml("a-deny", "b-allow", order)),
+            tcp(CLIENT, WEB, 80)
+        ));
+        assert!(allowed(
+            &with(&yaml("b-deny", "a-allow", order)),
+            tcp(CLIENT, WEB, 80)
+        ));
+    }
+}
+
+fn knp(yaml: &str) -> NetworkPolicy {
+    serde_yaml::from_str(yaml).expect("test NetworkPolicy")
+}
+
+#[test]
+fn kubernetes_policy_sits_in_the_default_tier_at_order_1000() {
+    let mut world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-80, namespace: prod}
+spec:
+  order: 500
+  selector: app == 'web'
+  ingress: [{action: Deny, protocol: TCP, destination: {ports: [80]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: allow-82, namespace: prod}
+spec:
+  order: 1500
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [82]}}]
+",
+    );
+    world.k8s_policies.push(knp("
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-web, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - ports: [{port: 80}, {port: 81}]
+"));
+    let at = |port| world.verdict(&tcp(CLIENT, WEB, port));
+
+    let d80 = at(80);
+    assert!(
+        !d80.allowed,
+        "the order-500 Deny comes before the Kubernetes Allow"
+    );
+    assert_eq!(
+        decider(&d80, Direction::Ingress),
+        Some(("default".to_owned(), "deny-80".to_owned(), 0))
+    );
+    let d81 = at(81);
+    assert!(d81.allowed);
+    assert_eq!(
+        decider(&d81, Direction::Ingress),
+        Some(("default".to_owned(), "knp.default.allow-web".to_owned(), 0))
+    );
+    let d82 = at(82);
+    assert!(d82.allowed, "the order-1500 Allow is reached");
+    let trace = d82.ingress.trace().expect("evaluated");
+    let consulted: Vec<(&str, Option<f64>)> = trace.tiers[0]
+        .policies
+        .iter()
+        .map(|p| (p.policy.name.as_str(), p.order))
+        .collect();
+    assert_eq!(
+        consulted,
+        [
+            ("deny-80", Some(500.0)),
+            ("knp.default.allow-web", Some(1000.0)),
+            ("allow-82", Some(1500.0)),
+        ]
+    );
+    assert_eq!(trace.tiers[0].order, Some(DEFAULT_TIER_ORDER));
+    let d83 = at(83);
+    assert!(!d83.allowed);
+    assert_eq!(
+        d83.decided_by(Direction::Ingress),
+        Some(&DecidedBy::TierDefault {
+            tier: "default".to_owned()
+        })
+    );
+    let text = d81.to_string();
+    assert!(
+        text.contains("Kubernetes NetworkPolicy prod/knp.default.allow-web"),
+        "{text}"
+    );
+}
+
+const SETS: &str = "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: wide, labels: {role: wide, kind: ext}}
+spec: {nets: [192.0.2.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: narrow, labels: {role: narrow, kind: ext}}
+spec: {nets: [192.0.2.0/28]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: partners, namespace: prod, labels: {kind: ext}}
+spec: {nets: [203.0.113.0/24]}
+";
+
+fn web_ingress(rules: &str) -> String {
+    format!(
+        "{SETS}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: web-in}}
+spec:
+  selector: app == 'web'
+  ingress:
+{rules}
+  - action: Deny
+"
+    )
+}
+
+#[test]
+fn network_set_membership_and_an_address_in_two_sets() {
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {selector: role == 'narrow'}}",
+    ));
+    // 192.0.2.5 is in both sets: the narrow one matches.
+    assert!(allowed(&world, tcp("192.0.2.5", WEB, 80)));
+    // 192.0.2.100 is only in the wide set.
+    assert!(!allowed(&world, tcp("192.0.2.100", WEB, 80)));
+    assert!(!allowed(&world, tcp("198.51.100.1", WEB, 80)));
+
+    // notSelector: an address in the wide set fails even when it is also in the narrow one.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {notSelector: role == 'wide'}}",
+    ));
+    assert!(!allowed(&world, tcp("192.0.2.5", WEB, 80)));
+    assert!(allowed(&world, tcp("198.51.100.1", WEB, 80)));
+    // The destination side of the same packet: selector on the destination address.
+    let world = with(&web_ingress(
+        "  - {action: Allow, destination: {selector: app == 'web'}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+}
+
+#[test]
+fn namespace_selector_global_and_namespace_scoping() {
+    // global(): only non-namespaced owners.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {namespaceSelector: global(), selector: kind == 'ext'}}",
+    ));
+    assert!(allowed(&world, tcp("192.0.2.5", WEB, 80)));
+    assert!(
+        !allowed(&world, tcp("203.0.113.1", WEB, 80)),
+        "namespaced set"
+    );
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)), "pod");
+
+    // A global policy's selector without namespaceSelector: namespaced and global owners.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {selector: kind == 'ext'}}",
+    ));
+    assert!(allowed(&world, tcp("192.0.2.5", WEB, 80)));
+    assert!(allowed(&world, tcp("203.0.113.1", WEB, 80)));
+
+    // namespaceSelector on namespace labels, with a pod selector.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {namespaceSelector: team == 'b', selector: app == 'client'}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(!allowed(&world, tcp(DB, WEB, 80)));
+    // all(): every namespaced owner, not the global sets.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {namespaceSelector: all()}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp("203.0.113.1", WEB, 80)));
+    assert!(!allowed(&world, tcp("192.0.2.5", WEB, 80)));
+    // projectcalico.org/name on namespaces.
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {namespaceSelector: projectcalico.org/name == 'dev'}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(!allowed(&world, tcp(DB, WEB, 80)));
+
+    // A namespaced policy's selector: only owners in its namespace.
+    let world = with(&format!(
+        "{SETS}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: web-in, namespace: prod}}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {{action: Allow, source: {{selector: kind == 'ext' || has(app)}}}}
+  - action: Deny
+"
+    ));
+    assert!(allowed(&world, tcp("203.0.113.1", WEB, 80)), "set in prod");
+    assert!(!allowed(&world, tcp("192.0.2.5", WEB, 80)), "global set");
+    assert!(allowed(&world, tcp(DB, WEB, 80)), "pod in prod");
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)), "pod in dev");
+}
+
+#[test]
+fn not_nets_not_ports_not_selector() {
+    let world = with(&web_ingress(
+        "  - {action: Allow, protocol: TCP, source: {notNets: [10.2.0.0/16]}}",
+    ));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+    assert!(
+        !allowed(&world, Packet::udp(ip(DB), ip(WEB), 80)),
+        "protocol"
+    );
+
+    let world = with(&web_ingress(
+        "  - {action: Allow, protocol: TCP, destination: {notPorts: [22, '8000:9000']}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 8080)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 22)));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 22));
+    let trace = decision.ingress.trace().expect("evaluated");
+    assert_eq!(
+        trace.tiers[0].policies[0].rules[0].mismatch,
+        Some("destination.notPorts")
+    );
+
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {notSelector: app == 'client'}}",
+    ));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+    // A global policy's notSelector-only rule matches non-endpoints too.
+    assert!(allowed(&world, tcp(EXTERNAL, WEB, 80)));
+
+    // In a namespaced policy, notSelector alone restricts to the policy's namespace.
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: prod}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, source: {notSelector: app == 'client'}}
+  - action: Deny
+",
+    );
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+    assert!(!allowed(&world, tcp(EXTERNAL, WEB, 80)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+}
+
+#[test]
+fn icmp_type_and_code() {
+    let world = with(&web_ingress(
+        "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}",
+    ));
+    let icmp = |t, c| Packet::icmp(ip(CLIENT), ip(WEB), t, c);
+    assert!(allowed(&world, icmp(8, 0)));
+    assert!(!allowed(&world, icmp(8, 1)));
+    assert!(!allowed(&world, icmp(0, 0)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+
+    let world = with(&web_ingress(
+        "  - {action: Allow, protocol: ICMP, notICMP: {type: 8}}",
+    ));
+    assert!(allowed(&world, icmp(0, 0)));
+    assert!(!allowed(&world, icmp(8, 0)));
+    assert!(!allowed(&world, icmp(8, 3)));
+
+    let world = with(&web_ingress(
+        "  - {action: Allow, protocol: ICMP, icmp: {type: 3}}",
+    ));
+    assert!(allowed(&world, icmp(3, 4)));
+    assert!(!allowed(&world, icmp(4, 3)));
+}
+
+#[test]
+fn named_ports_resolve_against_the_owning_pod() {
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: in}
+spec:
+  selector: app in {'web', 'db'}
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [http]}}
+  - action: Deny
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: out}
+spec:
+  selector: app == 'client'
+  types: [Egress]
+  egress:
+  - {action: Allow, protocol: TCP, destination: {ports: [http]}}
+  - action: Deny
+",
+    );
+    assert!(allowed(&world, tcp(CLIENT, WEB, 8080)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(!allowed(&world, Packet::udp(ip(CLIENT), ip(WEB), 8080)));
+    // db has no port named http.
+    assert!(!allowed(&world, tcp(CLIENT, DB, 8080)));
+    // A named port never matches a non-pod address.
+    let decision = world.verdict(&tcp(CLIENT, EXTERNAL, 8080));
+    assert!(!decision.allowed);
+    assert_eq!(decision.ingress, Side::NotAnEndpoint);
+}
+
+#[test]
+fn a_pass_in_the_last_tier_falls_through_to_the_profile() {
+    let world = with(&format!(
+        "{TIERS}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: second.pass-all}}
+spec:
+  tier: second
+  selector: all()
+  ingress: [{{action: Pass}}]
+"
+    ));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    assert!(decision.allowed);
+    assert_eq!(
+        decision.decided_by(Direction::Ingress),
+        Some(&DecidedBy::Profile)
+    );
+    assert_eq!(tier_names(&decision, Direction::Ingress), ["second"]);
+}
+
+#[test]
+fn node_traffic_and_non_endpoints() {
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-all}
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+  ingress: [{action: Deny}]
+  egress: [{action: Deny}]
+",
+    );
+    let from_node = world.verdict(&tcp(NODE, WEB, 80));
+    assert!(from_node.allowed);
+    assert!(matches!(from_node.ingress, Side::NodeTraffic { .. }));
+    assert_eq!(from_node.egress, Side::NotAnEndpoint);
+    assert!(allowed(&world, tcp(WEB, NODE, 80)));
+    assert!(!allowed(&world, tcp(EXTERNAL, WEB, 80)));
+    assert!(!allowed(&world, tcp(WEB, EXTERNAL, 80)));
+    assert!(allowed(&world, tcp(EXTERNAL, "192.0.2.2", 80)));
+    // A terminated pod is not an endpoint.
+    let mut world = world;
+    if let Some(status) = world.pods[0].status.as_mut() {
+        status.phase = Some("Succeeded".to_owned());
+    }
+    assert!(allowed(&world, tcp(EXTERNAL, WEB, 80)));
+}
+
+#[test]
+fn service_accounts_in_rules_and_policies() {
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {serviceAccounts: {names: [builder]}}}",
+    ));
+    assert!(allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(!allowed(&world, tcp(DB, WEB, 80)));
+    let world = with(&web_ingress(
+        "  - {action: Allow, source: {serviceAccounts: {selector: projectcalico.org/name == 'default'}}}",
+    ));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: builders-out}
+spec:
+  serviceAccountSelector: projectcalico.org/name == 'builder'
+  types: [Egress]
+  egress: [{action: Deny}]
+",
+    );
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+}
+
+#[test]
+fn global_policy_namespace_selector_and_calico_labels() {
+    let world = with(
+        "
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: lock-team-b}
+spec:
+  namespaceSelector: team == 'b'
+  selector: projectcalico.org/orchestrator == 'k8s'
+  types: [Egress]
+  egress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: web-by-namespace-label}
+spec:
+  selector: projectcalico.org/namespace == 'prod' && app == 'web'
+  ingress:
+  - {action: Deny, source: {selector: projectcalico.org/serviceaccount == 'default'}}
+  - action: Allow
+",
+    );
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    assert!(allowed(&world, tcp(DB, EXTERNAL, 80)));
+    assert!(!allowed(&world, tcp(DB, WEB, 80)));
+    assert!(allowed(&world, tcp(EXTERNAL, WEB, 80)));
+}
+
+#[test]
+fn ip_version_and_nets() {
+    let world = with(&web_ingress(
+        "  - {action: Allow, ipVersion: 4, source: {nets: [10.1.0.0/16]}}",
+    ));
+    assert!(allowed(&world, tcp(DB, WEB, 80)));
+    assert!(!allowed(&world, tcp(CLIENT, WEB, 80)));
+    let decision = world.verdict(&tcp(CLIENT, WEB, 80));
+    let trace = decision.ingress.trace().expect("evaluated");
+    assert_eq!(
+        trace.tiers[0].policies[0].rules[0].mismatch,
+        Some("source.nets")
+    );
+}
+
+#[test]
+fn the_trace_prints() {
+    let world = with(&format!(
+        "{TIERS}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: first.pass-web}}
+spec:
+  tier: first
+  selector: app == 'web'
+  ingress: [{{action: Log}}, {{action: Pass}}]
+"
+    ));
+    let text = world.verdict(&tcp(CLIENT, WEB, 80)).to_string();
+    for needle in [
+        "ALLOW TCP 10.2.0.1:40000 -> 10.1.0.1:80",
+        "source egress: egress of dev/client: ALLOW",
+        "tier first (order 100, defaultAction Deny)",
+        "GlobalNetworkPolicy first.pass-web (order omitted)",
+        "ingress[0] Log: match",
+        "=> Pass by GlobalNetworkPolicy first.pass-web ingress[1]: next tier",
+        "decided: Allow by the endpoint's profile",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn selector_evaluator() {
+    let labels: BTreeMap<String, String> = [("app", "web"), ("tier", "front-end")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let cases = [
+        ("", true),
+        ("all()", true),
+        ("global()", false),
+        ("app == 'web'", true),
+        ("app != 'web'", false),
+        ("missing != 'x'", true),
+        ("has(app)", true),
+        ("!has(app)", false),
+        ("app in {'db', 'web'}", true),
+        ("missing in {'x'}", false),
+        ("missing not in {'x'}", true),
+        ("app not in {'web'}", false),
+        ("tier contains 'nt-'", true),
+        ("tier starts with 'front'", true),
+        ("tier ends with 'front'", false),
+        ("app == 'db' || tier == 'front-end'", true),
+        ("app == 'web' && !(tier == 'front-end')", false),
+        ("app == 'web' && (has(x) || has(tier))", true),
+    ];
+    for (text, want) in cases {
+        let selector = Selector::parse(text).expect("test selector");
+        assert_eq!(selector_matches(&selector, &labels, true), want, "{text}");
+    }
+    let global = Selector::parse("global()").expect("test selector");
+    assert!(selector_matches(&global, &labels, false));
+}

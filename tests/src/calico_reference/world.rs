@@ -1,0 +1,229 @@
+//! The world the model evaluates over, the packet it judges, and loading both from YAML.
+
+use std::{fmt, net::IpAddr};
+
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod},
+    networking::v1::NetworkPolicy,
+};
+use policy_agent::calico::resources::{
+    CalicoResource, NetworkSet, Policy, Protocol, Tier, parse_documents,
+};
+use serde_yaml::Value;
+
+use crate::reference::World;
+
+/// The order of the `default` tier when no Tier resource declares it (libcalico-go's
+/// `DefaultTierOrder`).
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+
+/// Everything a Calico verdict depends on.
+#[derive(Debug, Clone, Default)]
+pub struct CalicoWorld {
+    pub namespaces: Vec<Namespace>,
+    pub pods: Vec<Pod>,
+    /// Kubernetes NetworkPolicies (networking.k8s.io/v1).
+    pub k8s_policies: Vec<NetworkPolicy>,
+    /// GlobalNetworkPolicies (`namespace` None) and namespaced Calico NetworkPolicies.
+    pub policies: Vec<Policy>,
+    pub tiers: Vec<Tier>,
+    /// GlobalNetworkSets (`namespace` None) and namespaced NetworkSets.
+    pub network_sets: Vec<NetworkSet>,
+    /// The nodes' own addresses.
+    pub node_addrs: Vec<IpAddr>,
+}
+
+impl From<&World> for CalicoWorld {
+    /// The same cluster, with its Kubernetes NetworkPolicies and no Calico resources.
+    fn from(world: &World) -> Self {
+        CalicoWorld {
+            namespaces: world.namespaces.clone(),
+            pods: world.pods.clone(),
+            k8s_policies: world.policies.clone(),
+            node_addrs: world.node_addrs.clone(),
+            ..CalicoWorld::default()
+        }
+    }
+}
+
+impl CalicoWorld {
+    /// Adds one checked Calico resource. Host endpoints are outside the model and ignored:
+    /// returns whether the resource was taken.
+    pub fn add(&mut self, resource: CalicoResource) -> bool {
+        match resource {
+            CalicoResource::GlobalNetworkPolicy(p) | CalicoResource::NetworkPolicy(p) => {
+                self.policies.push(p);
+            }
+            CalicoResource::Tier(t) => self.tiers.push(t),
+            CalicoResource::GlobalNetworkSet(s) | CalicoResource::NetworkSet(s) => {
+                self.network_sets.push(s);
+            }
+            CalicoResource::HostEndpoint(_) => return false,
+        }
+        true
+    }
+
+    /// Reads a multi-document YAML file holding Calico v3 resources (through
+    /// [`parse_documents`]) and Kubernetes `Namespace`, `Pod` and `NetworkPolicy` objects.
+    /// Node addresses are not part of the file: set [`CalicoWorld::node_addrs`].
+    pub fn from_yaml(text: &str) -> Result<CalicoWorld, String> {
+        let mut world = CalicoWorld::default();
+        for (index, document) in split_documents(text).into_iter().enumerate() {
+            let value: Value = serde_yaml::from_str(document)
+                .map_err(|e| format!("document {}: invalid YAML: {e}", index + 1))?;
+            if value.is_null() {
+                continue;
+            }
+            let field = |name: &str| {
+                value
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (api_version, kind) = (field("apiVersion"), field("kind"));
+            let context = |e: &dyn fmt::Display| format!("document {} ({kind}): {e}", index + 1);
+            if api_version.starts_with("projectcalico.org/") {
+                for resource in parse_documents(document) {
+                    world.add(resource.map_err(|e| context(&e))?);
+                }
+                continue;
+            }
+            match kind.as_str() {
+                "Namespace" => world
+                    .namespaces
+                    .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
+                "Pod" => world
+                    .pods
+                    .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
+                "NetworkPolicy" => world
+                    .k8s_policies
+                    .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
+                _ => {
+                    return Err(context(
+                        &"only Calico resources and Namespace, Pod, NetworkPolicy are read",
+                    ));
+                }
+            }
+        }
+        Ok(world)
+    }
+
+    /// The verdict on `packet`; see [`crate::calico_reference`] for the semantics.
+    pub fn verdict(&self, packet: &Packet) -> super::Decision {
+        super::verdict(self, packet)
+    }
+}
+
+/// Documents of a multi-document file, split at `---` lines.
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare == "---" || bare.starts_with("--- ") {
+            documents.push(text.get(start..offset).unwrap_or_default());
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    documents.push(text.get(start..).unwrap_or_default());
+    documents
+        .into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// An ICMP type and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IcmpHeader {
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+/// The first packet of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP, 136 UDPLite, ...).
+    pub protocol: u8,
+    /// Ports are only meaningful for TCP, UDP, SCTP and UDPLite.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Type and code of an ICMP/ICMPv6 packet.
+    pub icmp: Option<IcmpHeader>,
+}
+
+impl Packet {
+    pub fn new(src: IpAddr, dst: IpAddr, protocol: Protocol, src_port: u16, dst_port: u16) -> Self {
+        Packet {
+            src,
+            dst,
+            protocol: protocol.0,
+            src_port,
+            dst_port,
+            icmp: None,
+        }
+    }
+
+    pub fn tcp(src: IpAddr, dst: IpAddr, dst_port: u16) -> Self {
+        Packet::new(src, dst, Protocol::TCP, 40_000, dst_port)
+    }
+
+    pub fn udp(src: IpAddr, dst: IpAddr, dst_port: u16) -> Self {
+        Packet::new(src, dst, Protocol::UDP, 40_000, dst_port)
+    }
+
+    /// ICMP for IPv4 addresses, ICMPv6 for IPv6 ones.
+    pub fn icmp(src: IpAddr, dst: IpAddr, icmp_type: u8, code: u8) -> Self {
+        let protocol = if src.is_ipv4() {
+            Protocol::ICMP
+        } else {
+            Protocol::ICMPV6
+        };
+        Packet {
+            icmp: Some(IcmpHeader { icmp_type, code }),
+            ..Packet::new(src, dst, protocol, 0, 0)
+        }
+    }
+
+    /// The packet's own ICMP protocol: ICMP for IPv4, ICMPv6 for IPv6.
+    pub fn is_icmp(&self) -> bool {
+        let own = if self.src.is_ipv4() {
+            Protocol::ICMP
+        } else {
+            Protocol::ICMPV6
+        };
+        self.protocol == own.0
+    }
+
+    pub fn has_ports(&self) -> bool {
+        Protocol(self.protocol).has_ports()
+    }
+}
+
+impl fmt::Display for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = Protocol(self.protocol);
+        let addr = |f: &mut fmt::Formatter<'_>, ip: IpAddr, port: u16| -> fmt::Result {
+            match (ip, self.has_ports()) {
+                (IpAddr::V4(ip), true) => write!(f, "{ip}:{port}"),
+                (IpAddr::V6(ip), true) => write!(f, "[{ip}]:{port}"),
+                (ip, false) => write!(f, "{ip}"),
+            }
+        };
+        write!(f, "{protocol} ")?;
+        addr(f, self.src, self.src_port)?;
+        f.write_str(" -> ")?;
+        addr(f, self.dst, self.dst_port)?;
+        if let Some(icmp) = self.icmp {
+            write!(f, " type {} code {}", icmp.icmp_type, icmp.code)?;
+        }
+        Ok(())
+    }
+}
