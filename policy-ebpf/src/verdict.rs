@@ -300,7 +300,7 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
     let peer = IdentityKey { addr: *peer_addr };
     // A whole address (a pod's) in the hash; shorter prefixes in the trie, only on a miss.
     // SAFETY: the value is copied out at once.
-    let exact = unsafe { PALISADE_ADDRESSES.get(&peer) }.copied();
+    let exact = unsafe { PALISADE_ADDRESSES.get(peer) }.copied();
     let (pod_identity, cidr_identity) = exact
         .or_else(|| PALISADE_IDENTITIES.get(&Key::new(128, peer)).copied())
         .map_or((identity::WORLD, identity::WORLD), |value| {
