@@ -191,13 +191,17 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     md.push_str(
         "What bounds these figures: on a new flow the program parses the headers, looks up \
          ENDPOINTS (hash), the tuple and the reversed tuple in CONNTRACK (LRU hash), the peer in \
-         IDENTITIES (LPM trie, 128-bit key), then, for each table of the endpoint, RULES (LPM trie) \
-         with the lookups the table needs (pod identity, CIDR identity, ANY), and records the flow \
-         in CONNTRACK. A tracked packet stops at the conntrack lookups, which is why the hit stays \
-         level. An LPM lookup walks the trie one node per \
-         branching bit on the key's path, so it deepens as entries are added: that, not a walk over \
-         rules, is the growth from 10 to 100,000 policies. The empty program is the fixed cost of \
-         test-run itself, so \"≤ 3× empty\" leaves room for about two map lookups, not six.\n\n",
+         ADDRESSES (hash; the IDENTITIES trie only on a miss), then, in the endpoint's table, the \
+         rule for the peer's identities (RULES_EXACT hash; the RULES trie only on a miss, for port \
+         ranges and any-port rules), and records an allowed flow in CONNTRACK. Every lookup on the \
+         way of these cases is a hash lookup, whose cost does not grow with the entries (the \
+         unknown peer's miss goes on to a trie that holds only prefixes shorter than an address, \
+         none in this set), hence the level rows; a trie walk deepens one node per branching bit as entries are added, which is \
+         why whole keys are kept out of the tries. A tracked packet stops at the conntrack \
+         lookups. The empty program is the fixed cost of test-run itself, so \"≤ 3× empty\" leaves \
+         room for about two map lookups, not the six a new flow needs; and *new allowed*, timed as \
+         single runs, also carries the kernel timer's own overhead, which the repeated empty \
+         program does not.\n\n",
     );
     if let Some((file, caption)) = plots.first() {
         let _ = writeln!(md, "![{caption}](plots/{file})\n");
