@@ -2,6 +2,7 @@
 //! endpoint interfaces, report status.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
@@ -138,7 +139,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
-    state.status.interfaces = state.attach(&mut datapath)?;
+    state.status.interfaces = state.attach(&mut datapath, &state.host_routes())?;
     health.attached(state.status.interfaces.len());
     state.refresh_datapath_stats(&datapath);
     state.report(config.status_file.as_ref());
@@ -246,14 +247,16 @@ impl State {
 
     /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
     fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
-        let attached = match self.attach(datapath) {
+        // One read of the route table serves both.
+        let routes = self.host_routes();
+        let attached = match self.attach(datapath, &routes) {
             Ok(interfaces) => interfaces,
             Err(e) => {
                 warn!(error = format!("{e:#}"), "attaching to interfaces");
                 return;
             }
         };
-        let rebound = match self.rebind(datapath) {
+        let rebound = match self.rebind(datapath, &routes) {
             Ok(changed) => changed,
             Err(e) => {
                 warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
@@ -269,18 +272,16 @@ impl State {
         self.report(status_file);
     }
 
-    /// Attaches to the selected interfaces. An interface once attached stays attached while
-    /// it exists, even when the routes no longer name it: a pod whose object is gone but whose
-    /// interface lingers must be dropped by the program (its address is no endpoint's), not
-    /// left unenforced.
-    fn attach(&self, datapath: &mut Datapath) -> Result<Vec<String>, DataplaneError> {
+    /// Attaches to the selected interfaces (`routes`: the host routes, for the routed mode).
+    fn attach(
+        &self,
+        datapath: &mut Datapath,
+        routes: &BTreeMap<IpAddr, String>,
+    ) -> Result<Vec<String>, DataplaneError> {
         match &self.interfaces {
             InterfaceSelection::Routed => {
-                let routed = routes::endpoint_interfaces(&self.compiled, &self.host_routes());
-                let kept: Vec<String> = self.status.interfaces.clone();
-                datapath.attach_interfaces(&|name| {
-                    routed.contains(name) || kept.iter().any(|k| k == name)
-                })
+                let routed = routes::endpoint_interfaces(&self.compiled, routes);
+                datapath.attach_interfaces(&|name| routed.contains(name))
             }
             InterfaceSelection::Pattern(pattern) => {
                 datapath.attach_interfaces(&|name| pattern.matches(name))
@@ -289,8 +290,12 @@ impl State {
     }
 
     /// Re-binds endpoints to interfaces after routes changed; whether anything was written.
-    fn rebind(&mut self, datapath: &mut Datapath) -> Result<bool> {
-        let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
+    fn rebind(
+        &mut self,
+        datapath: &mut Datapath,
+        routes: &BTreeMap<IpAddr, String>,
+    ) -> Result<bool> {
+        let bound = routes::bind_endpoints(&self.compiled, routes);
         if bound == self.programmed {
             return Ok(false);
         }
@@ -305,7 +310,7 @@ impl State {
 
     /// The node's host routes through endpoint interfaces; none (addresses stay unbound, as
     /// before binding existed) if the route table cannot be read.
-    fn host_routes(&self) -> std::collections::BTreeMap<IpAddr, String> {
+    fn host_routes(&self) -> BTreeMap<IpAddr, String> {
         routes::host_routes(&|interface| self.interfaces.routes_through(interface)).unwrap_or_else(
             |e| {
                 warn!(error = %e, "reading the route table; endpoints stay unbound");

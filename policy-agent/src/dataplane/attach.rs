@@ -34,10 +34,12 @@ pub(super) const LINKS_DIR: &str = "links";
 
 impl Datapath {
     /// Attaches to every interface `wanted` accepts that is not attached yet, and forgets
-    /// interfaces that are gone or no longer wanted (removing their pins detaches the
-    /// programs). Pins of links on interfaces this agent does not attach are removed too,
-    /// which detaches what a previous agent left there. Returns the names of the attached
-    /// interfaces.
+    /// interfaces that are gone (the kernel detached their programs with them; their pins are
+    /// removed). An attached interface stays attached while it exists, even once `wanted` no
+    /// longer names it: a pod whose object is gone but whose interface lingers must be dropped
+    /// by the program (its address is no endpoint's), not left unenforced. Pins of links on
+    /// interfaces this agent does not attach are removed, which detaches what a previous agent
+    /// left there. Returns the names of the attached interfaces.
     pub fn attach_interfaces(
         &mut self,
         wanted: &dyn Fn(&str) -> bool,
@@ -47,7 +49,8 @@ impl Datapath {
             .iter()
             .filter_map(|i| {
                 let name = i.name().to_str().ok()?;
-                wanted(name).then(|| (name.to_owned(), i.index()))
+                let keep = wanted(name) || self.attached.contains_key(name);
+                keep.then(|| (name.to_owned(), i.index()))
             })
             .collect();
         let gone: Vec<String> = self
@@ -75,11 +78,6 @@ impl Datapath {
         // Every interface runs this agent's programs now: the previous agent's maps can go.
         self.publish_policy_maps()?;
         Ok(self.attached.keys().cloned().collect())
-    }
-
-    /// Whether an interface carries our programs now.
-    pub fn is_attached(&self, interface: &str) -> bool {
-        self.attached.contains_key(interface)
     }
 
     fn attach_one(
