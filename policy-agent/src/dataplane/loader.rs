@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, MapInfo, PerCpuHashMap},
+    maps::{Array, HashMap, MapData, MapInfo, PerCpuHashMap},
     programs::{SchedClassifier, links::PinnedLink},
 };
 use policy_common::{
@@ -18,11 +18,14 @@ use policy_common::{
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentityValue},
     map_names, program_names,
-    rule::{RuleKey, RuleValue},
+    rule::{PREFIX_FULL, RuleKey, RuleValue},
 };
+
+/// The prefix length of a whole identity key: an IPv6 (or IPv4-mapped) address.
+const IDENTITY_KEY_BITS: u32 = 128;
 use tracing::{info, warn};
 
-use super::{DataplaneError, attach::LINKS_DIR};
+use super::{DataplaneError, attach::LINKS_DIR, split_table::SplitTable};
 
 /// The object `build.rs` produced with aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy-ebpf"));
@@ -33,12 +36,10 @@ pub struct Datapath {
     /// nothing).
     pub(super) ebpf: Ebpf,
     pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
-    pub(super) identities: LpmTrie<MapData, IdentityKey, IdentityValue>,
-    /// The whole-address identity entries (see `policy_common::identity`).
-    pub(super) addresses: HashMap<MapData, IdentityKey, IdentityValue>,
-    pub(super) rules: LpmTrie<MapData, RuleKey, RuleValue>,
-    /// The fully specified rule entries (see `policy_common::rule`).
-    pub(super) rules_exact: HashMap<MapData, RuleKey, RuleValue>,
+    /// `PALISADE_ADDRESSES` and `PALISADE_IDENTITIES`.
+    pub(super) identities: SplitTable<IdentityKey, IdentityValue>,
+    /// `PALISADE_RULES_EXACT` and `PALISADE_RULES`.
+    pub(super) rules: SplitTable<RuleKey, RuleValue>,
     pub(super) conntrack: HashMap<MapData, ConntrackKey, ConntrackValue>,
     pub(super) fragments: HashMap<
         MapData,
@@ -66,12 +67,35 @@ pub(super) struct AttachedLink {
 
 /// Maps a restarted agent takes over from the previous one as they are: tracked connections
 /// (and fragments, and counts) outlive a restart, so established connections keep working.
-/// They hold addresses and ports, none of the compiler's numbers.
-const KEPT_MAPS: [&str; 3] = [
-    map_names::CONNTRACK,
-    map_names::FRAGMENTS,
-    map_names::COUNTERS,
+/// They hold addresses and ports, none of the compiler's numbers. Each with the layout this
+/// build gives it, which a previous agent's pin must have to be reused.
+const KEPT_MAPS: [KeptMap; 3] = [
+    KeptMap {
+        name: map_names::CONNTRACK,
+        key_size: size_of::<ConntrackKey>(),
+        value_size: size_of::<ConntrackValue>(),
+        max_entries: capacity::CONNTRACK,
+    },
+    KeptMap {
+        name: map_names::FRAGMENTS,
+        key_size: size_of::<policy_common::fragment::FragmentKey>(),
+        value_size: size_of::<policy_common::fragment::FragmentValue>(),
+        max_entries: capacity::FRAGMENTS,
+    },
+    KeptMap {
+        name: map_names::COUNTERS,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<Counters>(),
+        max_entries: capacity::COUNTERS,
+    },
 ];
+
+struct KeptMap {
+    name: &'static str,
+    key_size: usize,
+    value_size: usize,
+    max_entries: u32,
+}
 
 /// Maps every agent builds afresh: its compiler numbers tables and identities from scratch,
 /// so writing them into the previous agent's maps would briefly mix two numberings.
@@ -111,10 +135,10 @@ impl Datapath {
             })?;
         }
         let mut loader = EbpfLoader::new();
-        for name in KEPT_MAPS {
-            let path = pin_dir.join(name);
-            discard_if_incompatible(&path, name)?;
-            loader.map_pin_path(name, path);
+        for map in &KEPT_MAPS {
+            let path = pin_dir.join(map.name);
+            discard_if_incompatible(&path, map)?;
+            loader.map_pin_path(map.name, path);
         }
         let previous_generation = previous_generation(&pin_dir.join(map_names::CONFIG));
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
@@ -143,10 +167,25 @@ impl Datapath {
 
         let mut datapath = Self {
             endpoints: typed_map(&mut ebpf, map_names::ENDPOINTS)?,
-            identities: typed_map(&mut ebpf, map_names::IDENTITIES)?,
-            addresses: typed_map(&mut ebpf, map_names::ADDRESSES)?,
-            rules: typed_map(&mut ebpf, map_names::RULES)?,
-            rules_exact: typed_map(&mut ebpf, map_names::RULES_EXACT)?,
+            identities: SplitTable::new(
+                (
+                    typed_map(&mut ebpf, map_names::ADDRESSES)?,
+                    map_names::ADDRESSES,
+                ),
+                (
+                    typed_map(&mut ebpf, map_names::IDENTITIES)?,
+                    map_names::IDENTITIES,
+                ),
+                IDENTITY_KEY_BITS,
+            ),
+            rules: SplitTable::new(
+                (
+                    typed_map(&mut ebpf, map_names::RULES_EXACT)?,
+                    map_names::RULES_EXACT,
+                ),
+                (typed_map(&mut ebpf, map_names::RULES)?, map_names::RULES),
+                PREFIX_FULL,
+            ),
             conntrack: typed_map(&mut ebpf, map_names::CONNTRACK)?,
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
@@ -297,30 +336,17 @@ pub(super) fn remove_pin(path: &Path) -> Result<(), DataplaneError> {
 
 /// Removes a kept map's pin when its layout is not the one this build expects (an upgrade
 /// changed the key, the value or the size): the map is recreated empty rather than misread.
-fn discard_if_incompatible(path: &Path, name: &'static str) -> Result<(), DataplaneError> {
+fn discard_if_incompatible(path: &Path, map: &KeptMap) -> Result<(), DataplaneError> {
     let Ok(info) = MapInfo::from_pin(path) else {
         // No pin (first start), or not a map: the loader creates and pins a new one.
         return Ok(());
     };
-    let (key, value, entries) = match name {
-        map_names::CONNTRACK => (
-            size_of::<ConntrackKey>(),
-            size_of::<ConntrackValue>(),
-            capacity::CONNTRACK,
-        ),
-        map_names::FRAGMENTS => (
-            size_of::<policy_common::fragment::FragmentKey>(),
-            size_of::<policy_common::fragment::FragmentValue>(),
-            capacity::FRAGMENTS,
-        ),
-        _ => (size_of::<u32>(), size_of::<Counters>(), capacity::COUNTERS),
-    };
-    let same = usize::try_from(info.key_size()).ok() == Some(key)
-        && usize::try_from(info.value_size()).ok() == Some(value)
-        && info.max_entries() == entries;
+    let same = usize::try_from(info.key_size()).ok() == Some(map.key_size)
+        && usize::try_from(info.value_size()).ok() == Some(map.value_size)
+        && info.max_entries() == map.max_entries;
     if !same {
         warn!(
-            map = name,
+            map = map.name,
             "the pinned map has another layout (an upgrade): starting it empty"
         );
         remove_pin(path)?;

@@ -4,6 +4,7 @@
 mod attach;
 mod loader;
 pub mod routes;
+mod split_table;
 mod sync;
 mod test_run;
 

@@ -10,11 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{MapError, lpm_trie::Key};
-use policy_common::{identity::IdentityKey, map_names, rule::PREFIX_FULL};
+use aya::maps::MapError;
+use policy_common::map_names;
 
 use super::{Datapath, DataplaneError};
-use crate::compiler::{LpmKey, MapContents};
+use crate::compiler::MapContents;
 
 /// How many entries a sync wrote and removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,31 +38,12 @@ impl Datapath {
             }
         };
 
-        // Fully specified rule keys go to the hash, shorter prefixes to the trie.
         for (key, value) in changed(&previous.rules, &desired.rules) {
-            if key.prefix_len == PREFIX_FULL {
-                self.rules_exact
-                    .insert(key.data, value, 0)
-                    .map_err(map_err("insert", map_names::RULES_EXACT))?;
-            } else {
-                self.rules
-                    .insert(&lpm(key), value, 0)
-                    .map_err(map_err("insert", map_names::RULES))?;
-            }
+            self.rules.insert(key, value)?;
             stats.written += 1;
         }
-        // Whole addresses go to the hash, shorter prefixes to the trie (a key never moves
-        // between the two: its prefix length decides).
         for (key, value) in changed(&previous.identities, &desired.identities) {
-            if is_whole_address(key) {
-                self.addresses
-                    .insert(key.data, value, 0)
-                    .map_err(map_err("insert", map_names::ADDRESSES))?;
-            } else {
-                self.identities
-                    .insert(&lpm(key), value, 0)
-                    .map_err(map_err("insert", map_names::IDENTITIES))?;
-            }
+            self.identities.insert(key, value)?;
             stats.written += 1;
         }
         for (key, value) in changed(&previous.endpoints, &desired.endpoints) {
@@ -78,23 +59,11 @@ impl Datapath {
             stats.removed += 1;
         }
         for key in removed(&previous.identities, &desired.identities) {
-            if is_whole_address(key) {
-                ignore_missing(self.addresses.remove(&key.data))
-                    .map_err(map_err("remove", map_names::ADDRESSES))?;
-            } else {
-                ignore_missing(self.identities.remove(&lpm(key)))
-                    .map_err(map_err("remove", map_names::IDENTITIES))?;
-            }
+            self.identities.remove(key)?;
             stats.removed += 1;
         }
         for key in removed(&previous.rules, &desired.rules) {
-            if key.prefix_len == PREFIX_FULL {
-                ignore_missing(self.rules_exact.remove(&key.data))
-                    .map_err(map_err("remove", map_names::RULES_EXACT))?;
-            } else {
-                ignore_missing(self.rules.remove(&lpm(key)))
-                    .map_err(map_err("remove", map_names::RULES))?;
-            }
+            self.rules.remove(key)?;
             stats.removed += 1;
         }
         if stats.written + stats.removed > 0 {
@@ -117,18 +86,6 @@ impl Datapath {
         self.generation = next;
         Ok(())
     }
-}
-
-/// Whether an identity entry covers one whole address (`PALISADE_ADDRESSES`).
-fn is_whole_address(key: &LpmKey<IdentityKey>) -> bool {
-    key.prefix_len == IDENTITY_KEY_BITS
-}
-
-/// Bits of an identity key: an IPv6 (or IPv4-mapped) address.
-const IDENTITY_KEY_BITS: u32 = 128;
-
-fn lpm<K: Copy + aya::Pod>(key: &LpmKey<K>) -> Key<K> {
-    Key::new(key.prefix_len, key.data)
 }
 
 /// Entries of `desired` that `previous` lacks or holds with another value.
