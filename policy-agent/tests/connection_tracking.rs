@@ -4,6 +4,7 @@
 //! echo is tracked by identifier and ICMP errors pass only for a tracked flow.
 //! Privileged: needs root (a failure under CI=true).
 
+use palisade_tests::require_root;
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::maps::{HashMap, Map, MapData};
@@ -30,19 +31,6 @@ const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const FIN: u8 = 0x01;
 const RST: u8 = 0x04;
-
-fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: privileged test needs root, and CI=true makes a skip a failure");
-    }
-    eprintln!(
-        "\n!!! SKIPPED (not root): {test} loads BPF programs; run `cargo xtask test` as root\n"
-    );
-    false
-}
 
 /// The datapath with the test's policies; the manifests directory and pins go on drop.
 struct Node {

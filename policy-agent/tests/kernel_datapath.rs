@@ -2,6 +2,7 @@
 //! maps filled by the real agent code (file datastore → compiler → sync), checked against
 //! the userspace replay of the same lookups. Privileged: needs root (a failure under CI=true).
 
+use palisade_tests::require_root;
 use std::{
     fs,
     net::IpAddr,
@@ -18,19 +19,6 @@ use policy_agent::{
 
 const SEED: &str = include_str!("data/seed-cluster.yaml");
 const ALLOW: &str = include_str!("data/allow-frontend-to-backend.yaml");
-
-fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: privileged test needs root, and CI=true makes a skip a failure");
-    }
-    eprintln!(
-        "\n!!! SKIPPED (not root): {test} loads BPF programs; run `cargo xtask test` as root\n"
-    );
-    false
-}
 
 /// A scratch directory (manifests) and a bpffs pin directory, removed on drop.
 struct Scratch {

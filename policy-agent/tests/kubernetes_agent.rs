@@ -10,6 +10,7 @@
 
 mod kubernetes_apiserver;
 
+use palisade_tests::require_root;
 use std::{
     collections::BTreeSet,
     fs,
@@ -28,19 +29,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Every wait ends by this, loudly.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: privileged test needs root, and CI=true makes a skip a failure");
-    }
-    eprintln!(
-        "\n!!! SKIPPED (not root): {test} loads BPF programs; run `cargo xtask test` as root\n"
-    );
-    false
-}
 
 /// The agent process and its files; killed and removed on drop (also on a failed assertion).
 struct Agent {

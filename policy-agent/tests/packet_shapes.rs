@@ -3,6 +3,7 @@
 //! the transport header (or matched as an unknown protocol), lying length fields fail closed,
 //! and every outcome is counted. Privileged: needs root (a failure under CI=true).
 
+use palisade_tests::require_root;
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
     path::PathBuf,
@@ -28,19 +29,6 @@ const HOP_BY_HOP: u8 = 0;
 const DEST_OPTS: u8 = 60;
 const FRAGMENT: u8 = 44;
 const ICMPV6: u8 = 58;
-
-fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: privileged test needs root, and CI=true makes a skip a failure");
-    }
-    eprintln!(
-        "\n!!! SKIPPED (not root): {test} loads BPF programs; run `cargo xtask test` as root\n"
-    );
-    false
-}
 
 /// The datapath programmed with the shapes cluster; pins and manifests removed on drop.
 struct Lab {
