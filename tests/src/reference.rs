@@ -48,8 +48,8 @@ pub struct Flow {
 impl World {
     /// Whether `flow` is allowed (for a connection's first packet).
     pub fn allows(&self, flow: &Flow) -> bool {
-        let src = self.live_pod(flow.src);
-        let dst = self.live_pod(flow.dst);
+        let src = live_pod(&self.pods, flow.src);
+        let dst = live_pod(&self.pods, flow.dst);
         let egress_ok = match src {
             Some(pod) => self.egress_allows(pod, flow, dst),
             None => true,
@@ -59,21 +59,6 @@ impl World {
             None => true,
         };
         egress_ok && ingress_ok
-    }
-
-    /// The running, non-host-network pod that owns `ip`.
-    fn live_pod(&self, ip: IpAddr) -> Option<&Pod> {
-        self.pods.iter().find(|pod| {
-            let spec_host_network = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.host_network)
-                .unwrap_or(false);
-            let status = pod.status.as_ref();
-            let phase = status.and_then(|s| s.phase.as_deref());
-            let terminated = matches!(phase, Some("Succeeded" | "Failed"));
-            !spec_host_network && !terminated && pod_ips(pod).contains(&ip)
-        })
     }
 
     fn ingress_allows(&self, pod: &Pod, flow: &Flow, peer_pod: Option<&Pod>) -> bool {
@@ -93,8 +78,13 @@ impl World {
                 .into_iter()
                 .flatten()
                 .any(|rule| {
-                    self.peers_match(rule.from.as_deref(), np, flow.src, peer_pod)
-                        && ports_match(rule.ports.as_deref(), flow, Some(pod))
+                    peers_match(
+                        &self.namespaces,
+                        rule.from.as_deref(),
+                        np,
+                        flow.src,
+                        peer_pod,
+                    ) && ports_match(rule.ports.as_deref(), flow, Some(pod))
                 })
         })
     }
@@ -116,7 +106,7 @@ impl World {
                 .into_iter()
                 .flatten()
                 .any(|rule| {
-                    self.peers_match(rule.to.as_deref(), np, flow.dst, peer_pod)
+                    peers_match(&self.namespaces, rule.to.as_deref(), np, flow.dst, peer_pod)
                         && ports_match(rule.ports.as_deref(), flow, peer_pod)
                 })
         })
@@ -133,61 +123,79 @@ impl World {
                 )
         })
     }
-
-    fn peers_match(
-        &self,
-        peers: Option<&[NetworkPolicyPeer]>,
-        np: &NetworkPolicy,
-        peer_addr: IpAddr,
-        peer_pod: Option<&Pod>,
-    ) -> bool {
-        let Some(peers) = peers.filter(|p| !p.is_empty()) else {
-            return true;
-        };
-        peers.iter().any(|peer| {
-            if let Some(block) = &peer.ip_block {
-                let Ok(cidr) = IpNet::from_str(&block.cidr) else {
-                    return false;
-                };
-                let excepted = block
-                    .except
-                    .iter()
-                    .flatten()
-                    .any(|e| IpNet::from_str(e).is_ok_and(|e| e.contains(&peer_addr)));
-                return cidr.contains(&peer_addr) && !excepted;
-            }
-            let Some(pod) = peer_pod else {
-                return false;
-            };
-            let pod_ns = namespace_of(&pod.metadata);
-            let ns_ok = match &peer.namespace_selector {
-                None => pod_ns == namespace_of(&np.metadata),
-                Some(sel) => selector_matches(Some(sel), Some(&self.namespace_labels(&pod_ns))),
-            };
-            ns_ok && selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
-        })
-    }
-
-    fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .namespaces
-            .iter()
-            .find(|ns| ns.metadata.name.as_deref() == Some(name))
-            .and_then(|ns| ns.metadata.labels.clone())
-            .unwrap_or_default();
-        labels.insert("kubernetes.io/metadata.name".to_owned(), name.to_owned());
-        labels
-    }
 }
 
-fn applies_to_ingress(np: &NetworkPolicy) -> bool {
+/// The running, non-host-network pod of `pods` that owns `ip`.
+pub(crate) fn live_pod(pods: &[Pod], ip: IpAddr) -> Option<&Pod> {
+    pods.iter().find(|pod| {
+        let spec_host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref());
+        let terminated = matches!(phase, Some("Succeeded" | "Failed"));
+        !spec_host_network && !terminated && pod_ips(pod).contains(&ip)
+    })
+}
+
+/// Whether one of a rule's peers (`from` or `to` of `np`) matches the peer at `peer_addr`,
+/// owned by `peer_pod` if a live pod owns it. No peers match everyone.
+pub(crate) fn peers_match(
+    namespaces: &[Namespace],
+    peers: Option<&[NetworkPolicyPeer]>,
+    np: &NetworkPolicy,
+    peer_addr: IpAddr,
+    peer_pod: Option<&Pod>,
+) -> bool {
+    let Some(peers) = peers.filter(|p| !p.is_empty()) else {
+        return true;
+    };
+    peers.iter().any(|peer| {
+        if let Some(block) = &peer.ip_block {
+            let Ok(cidr) = IpNet::from_str(&block.cidr) else {
+                return false;
+            };
+            let excepted = block
+                .except
+                .iter()
+                .flatten()
+                .any(|e| IpNet::from_str(e).is_ok_and(|e| e.contains(&peer_addr)));
+            return cidr.contains(&peer_addr) && !excepted;
+        }
+        let Some(pod) = peer_pod else {
+            return false;
+        };
+        let pod_ns = namespace_of(&pod.metadata);
+        let ns_ok = match &peer.namespace_selector {
+            None => pod_ns == namespace_of(&np.metadata),
+            Some(sel) => selector_matches(Some(sel), Some(&namespace_labels(namespaces, &pod_ns))),
+        };
+        ns_ok && selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
+    })
+}
+
+/// A namespace's labels as selectors see them: its own, plus the name label every namespace
+/// on a real API server has (also for a namespace without an object).
+pub(crate) fn namespace_labels(namespaces: &[Namespace], name: &str) -> BTreeMap<String, String> {
+    let mut labels = namespaces
+        .iter()
+        .find(|ns| ns.metadata.name.as_deref() == Some(name))
+        .and_then(|ns| ns.metadata.labels.clone())
+        .unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".to_owned(), name.to_owned());
+    labels
+}
+
+pub(crate) fn applies_to_ingress(np: &NetworkPolicy) -> bool {
     match np.spec.as_ref().and_then(|s| s.policy_types.as_ref()) {
         None => true,
         Some(types) => types.iter().any(|t| t == "Ingress"),
     }
 }
 
-fn applies_to_egress(np: &NetworkPolicy) -> bool {
+pub(crate) fn applies_to_egress(np: &NetworkPolicy) -> bool {
     let spec = np.spec.as_ref();
     match spec.and_then(|s| s.policy_types.as_ref()) {
         None => spec
@@ -199,7 +207,7 @@ fn applies_to_egress(np: &NetworkPolicy) -> bool {
 
 /// `destination` is the pod receiving the traffic (named ports resolve against it); `None`
 /// when the destination is not a pod.
-fn ports_match(
+pub(crate) fn ports_match(
     ports: Option<&[NetworkPolicyPort]>,
     flow: &Flow,
     destination: Option<&Pod>,
@@ -234,7 +242,7 @@ fn ports_match(
     })
 }
 
-fn selector_matches(
+pub(crate) fn selector_matches(
     selector: Option<&LabelSelector>,
     labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
@@ -262,14 +270,16 @@ fn selector_matches(
     labels_ok && expressions_ok
 }
 
-fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+pub(crate) fn namespace_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
     meta.namespace
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_owned())
 }
 
-fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+pub(crate) fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     let status = pod.status.as_ref();
     let listed: Vec<IpAddr> = status
         .and_then(|s| s.pod_ips.as_ref())

@@ -1,18 +1,8 @@
 //! The evaluation itself: which policies apply, tier by tier, rule by rule.
 
-use std::{cmp::Ordering, collections::BTreeMap, net::IpAddr, str::FromStr};
+use std::{cmp::Ordering, collections::BTreeMap, net::IpAddr};
 
-use ipnet::IpNet;
-use k8s_openapi::{
-    api::{
-        core::v1::Pod,
-        networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort},
-    },
-    apimachinery::pkg::{
-        apis::meta::v1::{LabelSelector, ObjectMeta},
-        util::intstr::IntOrString,
-    },
-};
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
 use policy_agent::calico::{
     resources::{
         Action, EntityRule, IcmpMatch, IpVersion, NetworkSet, Policy, PortMatch, Rule, TierAction,
@@ -21,6 +11,7 @@ use policy_agent::calico::{
 };
 
 use super::{
+    super::reference,
     trace::{
         DecidedBy, Decision, Direction, EndpointId, EndpointTrace, PolicyId, PolicyKind,
         PolicyTrace, RuleTrace, Side, TierEnd, TierTrace,
@@ -130,7 +121,7 @@ impl<'a> Ctx<'a> {
             return Side::NotAnEndpoint;
         };
         let endpoint = EndpointId {
-            namespace: namespace_of(&pod.metadata),
+            namespace: reference::namespace_of(&pod.metadata),
             name: pod.metadata.name.clone().unwrap_or_default(),
         };
         if self.world.node_addrs.contains(&peer) {
@@ -261,7 +252,7 @@ impl<'a> Ctx<'a> {
 
     /// Every policy applying to `pod` in `direction`.
     fn applying(&self, pod: &'a Pod, direction: Direction) -> Vec<Applying<'a>> {
-        let ns = namespace_of(&pod.metadata);
+        let ns = reference::namespace_of(&pod.metadata);
         let labels = endpoint_labels(pod);
         let sa_labels = service_account_labels(&service_account(pod));
         let ns_labels = self.namespace_labels(&ns);
@@ -307,11 +298,11 @@ impl<'a> Ctx<'a> {
         for np in &self.world.k8s_policies {
             let spec = np.spec.as_ref();
             let types_ok = match direction {
-                Direction::Ingress => knp_applies_to_ingress(np),
-                Direction::Egress => knp_applies_to_egress(np),
+                Direction::Ingress => reference::applies_to_ingress(np),
+                Direction::Egress => reference::applies_to_egress(np),
             };
-            let selected = namespace_of(&np.metadata) == ns
-                && label_selector_matches(
+            let selected = reference::namespace_of(&np.metadata) == ns
+                && reference::selector_matches(
                     spec.and_then(|s| s.pod_selector.as_ref()),
                     pod.metadata.labels.as_ref(),
                 );
@@ -319,7 +310,7 @@ impl<'a> Ctx<'a> {
                 out.push(Applying {
                     id: PolicyId {
                         kind: PolicyKind::KubernetesNetworkPolicy,
-                        namespace: Some(namespace_of(&np.metadata)),
+                        namespace: Some(reference::namespace_of(&np.metadata)),
                         name: format!(
                             "knp.default.{}",
                             np.metadata.name.as_deref().unwrap_or_default()
@@ -540,7 +531,7 @@ impl<'a> Ctx<'a> {
         owners
     }
 
-    // ---- Kubernetes NetworkPolicy rules (mirroring crate::reference) ----
+    // ---- Kubernetes NetworkPolicy rules: matched by crate::reference itself ----
 
     fn knp_rules(
         &self,
@@ -558,14 +549,23 @@ impl<'a> Ctx<'a> {
                     .flatten()
                     .enumerate()
                     .map(|(i, rule)| {
-                        let mismatch =
-                            if !self.knp_peers_match(rule.from.as_deref(), np, p.src, src_pod) {
-                                Some("from")
-                            } else if !knp_ports_match(rule.ports.as_deref(), p, dst_pod) {
-                                Some("ports")
-                            } else {
-                                None
-                            };
+                        let mismatch = if !reference::peers_match(
+                            &self.world.namespaces,
+                            rule.from.as_deref(),
+                            np,
+                            p.src,
+                            src_pod,
+                        ) {
+                            Some("from")
+                        } else if !reference::ports_match(
+                            rule.ports.as_deref(),
+                            &k8s_flow(p),
+                            dst_pod,
+                        ) {
+                            Some("ports")
+                        } else {
+                            None
+                        };
                         (i, Action::Allow, mismatch)
                     })
                     .collect()
@@ -576,10 +576,16 @@ impl<'a> Ctx<'a> {
                 .flatten()
                 .enumerate()
                 .map(|(i, rule)| {
-                    let mismatch = if !self.knp_peers_match(rule.to.as_deref(), np, p.dst, dst_pod)
-                    {
+                    let mismatch = if !reference::peers_match(
+                        &self.world.namespaces,
+                        rule.to.as_deref(),
+                        np,
+                        p.dst,
+                        dst_pod,
+                    ) {
                         Some("to")
-                    } else if !knp_ports_match(rule.ports.as_deref(), p, dst_pod) {
+                    } else if !reference::ports_match(rule.ports.as_deref(), &k8s_flow(p), dst_pod)
+                    {
                         Some("ports")
                     } else {
                         None
@@ -590,70 +596,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn knp_peers_match(
-        &self,
-        peers: Option<&[NetworkPolicyPeer]>,
-        np: &NetworkPolicy,
-        peer_addr: IpAddr,
-        peer_pod: Option<&Pod>,
-    ) -> bool {
-        let Some(peers) = peers.filter(|p| !p.is_empty()) else {
-            return true;
-        };
-        peers.iter().any(|peer| {
-            if let Some(block) = &peer.ip_block {
-                let Ok(cidr) = IpNet::from_str(&block.cidr) else {
-                    return false;
-                };
-                let excepted = block
-                    .except
-                    .iter()
-                    .flatten()
-                    .any(|e| IpNet::from_str(e).is_ok_and(|e| e.contains(&peer_addr)));
-                return cidr.contains(&peer_addr) && !excepted;
-            }
-            let Some(pod) = peer_pod else {
-                return false;
-            };
-            let pod_ns = namespace_of(&pod.metadata);
-            let ns_ok = match &peer.namespace_selector {
-                None => pod_ns == namespace_of(&np.metadata),
-                Some(sel) => {
-                    label_selector_matches(Some(sel), Some(&self.k8s_namespace_labels(&pod_ns)))
-                }
-            };
-            ns_ok
-                && label_selector_matches(peer.pod_selector.as_ref(), pod.metadata.labels.as_ref())
-        })
-    }
-
-    // ---- the world ----
-
-    /// The running, non-host-network pod that owns `ip`.
     fn live_pod(&self, ip: IpAddr) -> Option<&'a Pod> {
-        self.world.pods.iter().find(|pod| {
-            let host_network = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.host_network)
-                .unwrap_or(false);
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            let terminated = matches!(phase, Some("Succeeded" | "Failed"));
-            !host_network && !terminated && pod_ips(pod).contains(&ip)
-        })
+        reference::live_pod(&self.world.pods, ip)
     }
 
     /// A namespace's labels as Kubernetes selectors see them.
     fn k8s_namespace_labels(&self, name: &str) -> Labels {
-        let mut labels = self
-            .world
-            .namespaces
-            .iter()
-            .find(|ns| ns.metadata.name.as_deref() == Some(name))
-            .and_then(|ns| ns.metadata.labels.clone())
-            .unwrap_or_default();
-        labels.insert("kubernetes.io/metadata.name".to_owned(), name.to_owned());
-        labels
+        reference::namespace_labels(&self.world.namespaces, name)
     }
 
     /// A namespace's labels as Calico `namespaceSelector`s see them.
@@ -698,7 +647,7 @@ fn icmp_is_empty(icmp: &IcmpMatch) -> bool {
 
 fn owner_namespace(owner: Owner<'_>) -> Option<String> {
     match owner {
-        Owner::Pod(pod) => Some(namespace_of(&pod.metadata)),
+        Owner::Pod(pod) => Some(reference::namespace_of(&pod.metadata)),
         Owner::Set(set) => set.namespace.clone(),
     }
 }
@@ -720,7 +669,10 @@ fn owner_labels(owner: Owner<'_>) -> (Labels, bool) {
 /// A pod endpoint's labels: its own plus Calico's.
 fn endpoint_labels(pod: &Pod) -> Labels {
     let mut labels = pod.metadata.labels.clone().unwrap_or_default();
-    labels.insert(LABEL_NAMESPACE.to_owned(), namespace_of(&pod.metadata));
+    labels.insert(
+        LABEL_NAMESPACE.to_owned(),
+        reference::namespace_of(&pod.metadata),
+    );
     labels.insert(LABEL_ORCHESTRATOR.to_owned(), "k8s".to_owned());
     labels.insert(LABEL_SERVICE_ACCOUNT.to_owned(), service_account(pod));
     labels
@@ -748,6 +700,17 @@ fn protocol_name(protocol: u8) -> Option<&'static str> {
     }
 }
 
+/// The packet as the Kubernetes model sees it (a protocol without ports has no name there,
+/// so no `ports` entry matches it).
+fn k8s_flow(packet: &Packet) -> reference::Flow {
+    reference::Flow {
+        src: packet.src,
+        dst: packet.dst,
+        protocol: protocol_name(packet.protocol).unwrap_or(""),
+        port: packet.dst_port,
+    }
+}
+
 /// Whether `pod` has a container port named `name` with this protocol and number.
 fn named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
     let Some(protocol) = protocol_name(protocol) else {
@@ -760,102 +723,4 @@ fn named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
                 && cp.container_port == i32::from(port)
         })
     })
-}
-
-fn knp_applies_to_ingress(np: &NetworkPolicy) -> bool {
-    match np.spec.as_ref().and_then(|s| s.policy_types.as_ref()) {
-        None => true,
-        Some(types) => types.iter().any(|t| t == "Ingress"),
-    }
-}
-
-fn knp_applies_to_egress(np: &NetworkPolicy) -> bool {
-    let spec = np.spec.as_ref();
-    match spec.and_then(|s| s.policy_types.as_ref()) {
-        None => spec
-            .and_then(|s| s.egress.as_ref())
-            .is_some_and(|e| !e.is_empty()),
-        Some(types) => types.iter().any(|t| t == "Egress"),
-    }
-}
-
-/// Kubernetes port matching; named ports resolve against the destination pod.
-fn knp_ports_match(
-    ports: Option<&[NetworkPolicyPort]>,
-    packet: &Packet,
-    destination: Option<&Pod>,
-) -> bool {
-    let Some(ports) = ports.filter(|p| !p.is_empty()) else {
-        return true;
-    };
-    let Some(packet_protocol) = protocol_name(packet.protocol) else {
-        return false;
-    };
-    ports.iter().any(|port| {
-        if port.protocol.as_deref().unwrap_or("TCP") != packet_protocol {
-            return false;
-        }
-        match &port.port {
-            None => true,
-            Some(IntOrString::Int(first)) => {
-                let number = i32::from(packet.dst_port);
-                match port.end_port {
-                    None => *first == number,
-                    Some(end) => (*first..=end).contains(&number),
-                }
-            }
-            Some(IntOrString::String(name)) => destination
-                .is_some_and(|pod| named_port(pod, name, packet.protocol, packet.dst_port)),
-        }
-    })
-}
-
-fn label_selector_matches(selector: Option<&LabelSelector>, labels: Option<&Labels>) -> bool {
-    let empty = Labels::new();
-    let labels = labels.unwrap_or(&empty);
-    let Some(selector) = selector else {
-        return true;
-    };
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
-}
-
-fn namespace_of(meta: &ObjectMeta) -> String {
-    meta.namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".to_owned())
-}
-
-fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
-    let status = pod.status.as_ref();
-    let listed: Vec<IpAddr> = status
-        .and_then(|s| s.pod_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.ip.parse().ok())
-        .collect();
-    if !listed.is_empty() {
-        return listed;
-    }
-    status
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|ip| ip.parse().ok())
-        .into_iter()
-        .collect()
 }

@@ -7,9 +7,11 @@
 //! with its own small recursive evaluator over the
 //! [`Selector`](policy_agent::calico::selector::Selector) AST (never
 //! `Selector::evaluate`), so that a bug in either shows up as a disagreement. Kubernetes
-//! NetworkPolicies are matched by a mirror of [`crate::reference`]'s rules (that module keeps
-//! its matching private); a property test holds the two models to the same verdicts on worlds
-//! with only Kubernetes policies.
+//! NetworkPolicies (which pods a policy selects, which types it has, whether a rule's peers and
+//! ports match) are matched by [`crate::reference`]'s own functions, so the two oracles cannot
+//! drift apart on Kubernetes semantics; a property test holds the two models to the same
+//! verdicts on worlds with only Kubernetes policies, which checks the tier placement around
+//! them.
 //!
 //! # Semantics, and where each choice comes from
 //!
@@ -60,8 +62,8 @@
 //! * A Kubernetes NetworkPolicy is placed as Calico places it: tier `default`, order 1000,
 //!   name `knp.default.<name>`, in its namespace; it applies to pods of its namespace whose
 //!   labels match `podSelector`; its types default as upstream (Ingress always, Egress when it
-//!   has egress rules); its rules are Allow rules matched with Kubernetes semantics (mirroring
-//!   [`crate::reference`]); its rule `i` is reported as `ingress[i]`/`egress[i]`.
+//!   has egress rules); its rules are Allow rules matched with Kubernetes semantics (by
+//!   [`crate::reference`]'s functions); its rule `i` is reported as `ingress[i]`/`egress[i]`.
 //! * Tiers are sorted by `order` ascending, an omitted order after every number, ties by name.
 //!   The `default` tier exists even when not declared; undeclared it has order 1 000 000 and
 //!   defaultAction Deny (libcalico-go creates it with `DefaultTierOrder = 1_000_000` and Deny;
