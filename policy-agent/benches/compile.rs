@@ -87,6 +87,7 @@ fn pod(ns: usize, j: usize) -> Pod {
                 protocol: Protocol::Udp,
             },
         ],
+        service_account: "default".into(),
         // 100 nodes of 100 pods: a DaemonSet agent enforces only its node's pods.
         node_name: Some(format!("node-{}", index % NODES)),
         host_network: false,

@@ -118,6 +118,7 @@ fn pod(name: String, labels: &[(&str, String)], ip: Ipv4Addr, node: &str) -> Pod
             .collect(),
         ips: BTreeSet::from([IpAddr::V4(ip)]),
         container_ports: Vec::new(),
+        service_account: "default".into(),
         node_name: Some(node.to_owned()),
         host_network: false,
         terminated: false,

@@ -1,5 +1,7 @@
 //! The file datastore: a directory of ordinary Kubernetes manifests (Namespace, Pod,
-//! NetworkPolicy; several per file with `---`), for labs, bare-metal hosts and VMs.
+//! NetworkPolicy) and Calico v3 resources as calicoctl users keep them (GlobalNetworkPolicy,
+//! NetworkPolicy, Tier, GlobalNetworkSet, NetworkSet, HostEndpoint), several per file with
+//! `---`, for labs, bare-metal hosts and VMs.
 //!
 //! Invalid input is handled as an API server would: an object that fails validation is
 //! rejected, and the version accepted before (if any) stays in force, exactly as a failed
@@ -19,6 +21,7 @@ use tracing::warn;
 
 use super::{Snapshot, digest};
 use crate::{
+    calico::resources::{self as calico, CalicoResource},
     model::{Cluster, Namespace, NetworkPolicy, Pod, convert},
     status::ObjectError,
 };
@@ -29,6 +32,7 @@ enum Object {
     Namespace(Namespace),
     Pod(Pod),
     NetworkPolicy(NetworkPolicy),
+    Calico(CalicoResource),
 }
 
 /// (kind, namespace, name): how objects are identified, as on an API server.
@@ -44,8 +48,19 @@ impl Object {
                 np.namespace.clone(),
                 np.name.clone(),
             ),
+            Object::Calico(resource) => (
+                calico_kind(resource.kind().as_str()),
+                resource.namespace().unwrap_or_default().to_owned(),
+                resource.name().to_owned(),
+            ),
         }
     }
+}
+
+/// How a Calico kind is named in keys and errors: Calico's `NetworkPolicy` is not the
+/// Kubernetes one of the same namespace and name.
+fn calico_kind(kind: &str) -> String {
+    format!("{kind} ({})", calico::API_VERSION)
 }
 
 fn describe(key: &ObjectKey) -> String {
@@ -117,6 +132,7 @@ impl FileDatastore {
                             .policies
                             .insert((np.namespace.clone(), np.name.clone()), np.clone());
                     }
+                    Object::Calico(resource) => cluster.calico.insert(resource.clone()),
                 }
             }
         }
@@ -188,10 +204,17 @@ fn parse_file(
 
 /// (kind, namespace, name) read leniently from an unvalidated document.
 fn document_key(document: &serde_yaml::Value) -> Option<ObjectKey> {
-    let kind = document.get("kind")?.as_str()?.to_owned();
+    let mut kind = document.get("kind")?.as_str()?.to_owned();
     let metadata = document.get("metadata")?;
     let name = metadata.get("name")?.as_str()?.to_owned();
-    let namespace = if kind == "Namespace" {
+    let api_version = document.get("apiVersion").and_then(|v| v.as_str());
+    let calico_kind = (api_version == Some(calico::API_VERSION))
+        .then(|| calico::Kind::from_name(&kind))
+        .flatten();
+    if calico_kind.is_some() {
+        kind = self::calico_kind(&kind);
+    }
+    let namespace = if kind == "Namespace" || calico_kind.is_some_and(|k| !k.is_namespaced()) {
         String::new()
     } else {
         metadata
@@ -235,10 +258,28 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
                 .map(Object::NetworkPolicy)
                 .map_err(convert_error)
         }
+        (calico::API_VERSION, _) => {
+            calico::parse_value(document)
+                .map(Object::Calico)
+                .map_err(|e| {
+                    let field = e.errors.first().map(|f| f.field.clone());
+                    let message = e
+                        .errors
+                        .iter()
+                        .map(|f| match f.position {
+                            Some(at) => format!("{} (at {at})", f.message),
+                            None => f.message.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    (field.filter(|f| !f.is_empty()), message)
+                })
+        }
         _ => Err((
             Some("kind".to_owned()),
             format!(
-                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod or networking.k8s.io/v1 NetworkPolicy"
+                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod, networking.k8s.io/v1 NetworkPolicy or a {} resource",
+                calico::API_VERSION
             ),
         )),
     }

@@ -104,6 +104,12 @@ pub fn pod(pod: &core::Pod) -> Result<Pod, ConvertError> {
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         ips,
         container_ports,
+        service_account: spec
+            .and_then(|s| s.service_account_name.as_deref())
+            .or_else(|| spec.and_then(|s| s.service_account.as_deref()))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_owned(),
         node_name: spec.and_then(|s| s.node_name.clone()),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         terminated: matches!(phase, Some("Succeeded" | "Failed")),

@@ -4,6 +4,7 @@
 //! these with [`convert`], which is also where invalid input is rejected with the path of the
 //! offending field. The compiler never sees an unvalidated object.
 
+pub mod calico;
 pub mod convert;
 pub mod selector;
 
@@ -14,7 +15,10 @@ use std::{
 
 use ipnet::IpNet;
 
-pub use self::selector::{LabelSelector, Labels};
+pub use self::{
+    calico::CalicoObjects,
+    selector::{LabelSelector, Labels},
+};
 
 /// Label every namespace carries, set by the API server (and by us for the file datastore).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -26,6 +30,8 @@ pub struct Cluster {
     pub pods: BTreeMap<(String, String), Pod>,
     /// Keyed by (namespace, name).
     pub policies: BTreeMap<(String, String), NetworkPolicy>,
+    /// Calico's own resources (`projectcalico.org/v3`); empty on clusters without them.
+    pub calico: CalicoObjects,
 }
 
 impl Cluster {
@@ -53,6 +59,9 @@ pub struct Pod {
     /// `status.podIPs` (or `status.podIP`), deduplicated.
     pub ips: BTreeSet<IpAddr>,
     pub container_ports: Vec<ContainerPort>,
+    /// `spec.serviceAccountName` (or the deprecated `spec.serviceAccount`), `default` when
+    /// unset as the API server's admission fills it in; Calico rules can select on it.
+    pub service_account: String,
     pub node_name: Option<String>,
     pub host_network: bool,
     /// `Succeeded` and `Failed` pods no longer own their address.

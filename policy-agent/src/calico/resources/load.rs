@@ -63,6 +63,32 @@ pub fn parse_documents(text: &str) -> Vec<Result<CalicoResource, ResourceError>>
     results
 }
 
+/// Reads one resource from an already parsed YAML document (not a `List`) for Palisade's
+/// datastores: validated as Calico does, then checked for what Palisade can enforce
+/// ([`super::unsupported`]). Errors carry no document position.
+#[expect(
+    clippy::result_large_err,
+    reason = "the caller reports the error at once; it is never propagated further"
+)]
+pub fn parse_value(value: Value) -> Result<CalicoResource, ResourceError> {
+    let at = Location {
+        document: 1,
+        line: 1,
+        item: None,
+    };
+    let checked = resource(value, at)?;
+    let errors = super::unsupported(&checked);
+    if errors.is_empty() {
+        return Ok(checked);
+    }
+    let resource = ResourceRef {
+        kind: Some(checked.kind().as_str().to_owned()),
+        namespace: checked.namespace().map(str::to_owned),
+        name: Some(checked.name().to_owned()),
+    };
+    Err(at.errors(resource, errors))
+}
+
 /// `(first line, text)` of each document; separator lines are `---` (with an optional comment
 /// or tag after it) and the end marker `...`.
 fn split_documents(text: &str) -> Vec<(usize, &str)> {

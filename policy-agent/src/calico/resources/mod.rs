@@ -15,6 +15,7 @@
 
 mod load;
 pub mod raw;
+mod support;
 mod validate;
 
 use std::{cmp::Ordering, collections::BTreeMap, fmt, net::IpAddr};
@@ -22,7 +23,10 @@ use std::{cmp::Ordering, collections::BTreeMap, fmt, net::IpAddr};
 use ipnet::IpNet;
 use thiserror::Error;
 
-pub use self::load::parse_documents;
+pub use self::{
+    load::{parse_documents, parse_value},
+    support::unsupported,
+};
 use super::selector::Selector;
 use crate::model::Labels;
 
