@@ -3,8 +3,9 @@
 //! Tests use it to check the compiler without a kernel (and against an independent model of
 //! the policy semantics); `policy-agent explain` uses it to say which rule decided. It must
 //! mirror `policy-ebpf/src/verdict.rs` step by step: endpoint lookup, identity LPM lookup, then
-//! for each of the endpoint's tables in order the rule LPM lookups with the pod identity, the
-//! CIDR identity and ANY (those the table's lookup bits ask for).
+//! for each of the endpoint's tables in order the rule LPM lookups with the ordered identity
+//! (pod identity for pods, CIDR identity otherwise), the pod identity, the CIDR identity and
+//! ANY (those the table's lookup bits ask for).
 
 use std::net::IpAddr;
 
@@ -87,7 +88,13 @@ pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Deci
     }
     let count = (policy.count as usize).min(MAX_TABLES);
     for (slot, table) in policy.tables[..count].iter().enumerate() {
+        let ordered_identity = if pod_identity != identity::WORLD {
+            pod_identity
+        } else {
+            cidr_identity
+        };
         let lookups = [
+            (lookup::ORDERED, ordered_identity),
             (lookup::POD, pod_identity),
             (lookup::CIDR, cidr_identity),
             (lookup::ANY, identity::ANY),

@@ -26,6 +26,12 @@ pub mod lookup {
     pub const CIDR: u32 = 2;
     /// Keyed by [`crate::identity::ANY`] (rules without peers).
     pub const ANY: u32 = 4;
+    /// Ordered tables (Calico tiers, Deny, Pass): one lookup keyed by the pod identity for a
+    /// pod's address and by the CIDR identity otherwise, so that an earlier rule matching by
+    /// `nets` is never beaten by a later one matching by selector. The compiler resolves the
+    /// order into complete cells per identity (see `policy-agent/src/compiler/ordered/`).
+    /// Tried before the other lookups.
+    pub const ORDERED: u32 = 8;
 }
 
 #[repr(C)]

@@ -317,7 +317,7 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
         port_be: dport.to_be(),
     };
     // The endpoint's tables in order; the first with a verdict decides. A bounded loop the
-    // verifier can check: at most MAX_TABLES tables of at most three lookups each.
+    // verifier can check: at most MAX_TABLES tables of at most four lookups each.
     for slot in 0..MAX_TABLES {
         if slot as u32 >= policy.count {
             break;
@@ -327,7 +327,15 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
         // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules
         // without peers by ANY: within a table, the first lookup that matches decides.
         let mut verdict = None;
-        if table.lookups & lookup::POD != 0 {
+        if table.lookups & lookup::ORDERED != 0 {
+            key.peer_identity = if pod_identity != identity::WORLD {
+                pod_identity
+            } else {
+                cidr_identity
+            };
+            verdict = rule_action(&key);
+        }
+        if verdict.is_none() && table.lookups & lookup::POD != 0 {
             key.peer_identity = pod_identity;
             verdict = rule_action(&key);
         }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod calico_reference;
 pub mod conformance;
 pub mod generate;
+pub mod generate_calico;
 pub mod lab;
 pub mod reference;
 

@@ -30,6 +30,10 @@ use policy_common::{
 use super::{
     LpmKey, MapContents, identity_key,
     interner::{Acquired, Interner},
+    ordered::{
+        CalicoContext,
+        cells::{self, Cell, Peer as OrderedPeer},
+    },
     relevance::Relevance,
     rules::{self, Entries, ItemPeer, PeerId},
     tables::{DirectionSpec, EndpointSpec, PolicyName, PortSpec, TableContent},
@@ -92,6 +96,11 @@ pub struct Engine {
     block_tables: BTreeSet<u32>,
     /// Tables with egress named ports for every peer: they need entries for every identity.
     unpeered_named: BTreeSet<u32>,
+    /// Ordered tables (Calico) and the verdicts of their `ANY` entries: they need entries for
+    /// every pod identity and every CIDR class whose verdicts differ from those.
+    ordered_tables: BTreeMap<u32, Cell>,
+    /// Network sets and the like, for ordered tables; `None` without Calico resources.
+    pub calico: Option<Arc<CalicoContext>>,
     /// The rule keys each (table, identity) pair owns.
     owners: BTreeMap<(u32, u32), Vec<LpmKey<RuleKey>>>,
     block_prefixes: BTreeMap<IpNet, u32>,
@@ -107,7 +116,12 @@ pub struct Engine {
 impl Engine {
     /// An empty state. Its numbers start after `previous`'s (if any), so that none of the
     /// numbers the maps still hold changes meaning while they are replaced.
-    pub fn new(relevance: Relevance, host_addrs: &[IpAddr], previous: Option<&Engine>) -> Self {
+    pub fn new(
+        relevance: Relevance,
+        calico: Option<Arc<CalicoContext>>,
+        host_addrs: &[IpAddr],
+        previous: Option<&Engine>,
+    ) -> Self {
         let mut engine = Self {
             relevance,
             next_identity: previous.map_or(reserved::FIRST_ALLOCATED, |p| p.next_identity),
@@ -124,6 +138,8 @@ impl Engine {
             table_info: HashMap::new(),
             block_tables: BTreeSet::new(),
             unpeered_named: BTreeSet::new(),
+            ordered_tables: BTreeMap::new(),
+            calico,
             owners: BTreeMap::new(),
             block_prefixes: BTreeMap::new(),
             host: host_addrs.iter().copied().collect(),
@@ -263,6 +279,9 @@ impl Engine {
         for table in tables {
             self.refresh_pod_entries(table, id);
         }
+        for table in self.ordered_tables.keys().copied().collect::<Vec<_>>() {
+            self.refresh_ordered_pod_entries(table, id);
+        }
     }
 
     fn identity_retired(&mut self, id: u32, key: &IdentityKey) {
@@ -292,6 +311,9 @@ impl Engine {
         for table in self.tables_of(&members) {
             self.set_entries(table, id, Entries::new());
         }
+        for table in self.ordered_tables.keys().copied().collect::<Vec<_>>() {
+            self.set_entries(table, id, Entries::new());
+        }
     }
 
     /// Tables that can have entries for an identity with these members.
@@ -318,6 +340,9 @@ impl Engine {
                 for table in self.block_tables.clone() {
                     self.refresh_cidr_entries(table, id, blocks);
                 }
+                for table in self.ordered_tables.keys().copied().collect::<Vec<_>>() {
+                    self.refresh_ordered_cidr_entries(table, id);
+                }
                 id
             }
         }
@@ -328,7 +353,13 @@ impl Engine {
             return;
         }
         if self.cidr_classes.release(id).is_some() {
-            for table in self.block_tables.clone() {
+            let tables: Vec<u32> = self
+                .block_tables
+                .iter()
+                .chain(self.ordered_tables.keys())
+                .copied()
+                .collect();
+            for table in tables {
                 self.set_entries(table, id, Entries::new());
             }
         }
@@ -481,6 +512,10 @@ impl Engine {
     }
 
     fn table_created(&mut self, id: u32, content: &TableContent) {
+        if content.ordered.is_some() {
+            self.ordered_table_created(id, content);
+            return;
+        }
         let mut peers = Vec::with_capacity(content.items.len());
         let mut lookups = 0;
         let mut unpeered_named = false;
@@ -568,6 +603,7 @@ impl Engine {
         }
         self.unpeered_named.remove(&id);
         self.block_tables.remove(&id);
+        self.ordered_tables.remove(&id);
         let Some(info) = self.table_info.remove(&id) else {
             return;
         };
@@ -668,6 +704,108 @@ impl Engine {
             Some(ids) => ids.into_iter().collect(),
             None => self.members.keys().copied().collect(),
         }
+    }
+
+    // ---- ordered tables ----
+
+    /// An ordered table: its `ANY` entries are the verdicts for the typical peer (an IPv4
+    /// address outside every pod and set); every pod identity and CIDR class that is judged
+    /// differently gets complete entries of its own.
+    fn ordered_table_created(&mut self, id: u32, content: &TableContent) {
+        let (Some(ordered), Some(context)) = (&content.ordered, &self.calico) else {
+            return;
+        };
+        let world: Vec<usize> = context.v4_world_block.into_iter().collect();
+        let default = cells::cell(
+            ordered,
+            context,
+            &OrderedPeer {
+                view: None,
+                blocks: &world,
+                v6: Some(false),
+            },
+        );
+        self.set_entries(
+            id,
+            reserved::ANY,
+            cells::entries(id, reserved::ANY, &default),
+        );
+        self.table_info.insert(
+            id,
+            TableInfo {
+                peers: Vec::new(),
+                lookups: lookup::ORDERED | lookup::ANY,
+            },
+        );
+        self.ordered_tables.insert(id, default);
+        let identities: Vec<u32> = self.members.keys().copied().collect();
+        for identity in identities {
+            self.refresh_ordered_pod_entries(id, identity);
+        }
+        let classes: Vec<u32> = self.cidr_classes.iter().map(|(class, _)| class).collect();
+        for class in classes {
+            self.refresh_ordered_cidr_entries(id, class);
+        }
+    }
+
+    fn refresh_ordered_pod_entries(&mut self, table: u32, identity: u32) {
+        let Some(view) = self
+            .identities
+            .get(identity)
+            .and_then(|views| views.first())
+            .cloned()
+        else {
+            return;
+        };
+        let peer = OrderedPeer {
+            view: Some(&view),
+            blocks: &view.blocks,
+            v6: view.v6,
+        };
+        self.refresh_ordered(table, identity, &peer);
+    }
+
+    fn refresh_ordered_cidr_entries(&mut self, table: u32, class: u32) {
+        let Some(blocks) = self.cidr_classes.get(class).cloned() else {
+            return;
+        };
+        let v6_block = self
+            .relevance
+            .block_index(&IpNet::V6(ipnet::Ipv6Net::default()), &[]);
+        let v4_block = self
+            .relevance
+            .block_index(&IpNet::V4(ipnet::Ipv4Net::default()), &[]);
+        let family = |block: Option<usize>| block.is_some_and(|b| blocks.contains(&b));
+        let v6 = if family(v6_block) {
+            Some(true)
+        } else if family(v4_block) {
+            Some(false)
+        } else {
+            None
+        };
+        let peer = OrderedPeer {
+            view: None,
+            blocks: &blocks,
+            v6,
+        };
+        self.refresh_ordered(table, class, &peer);
+    }
+
+    fn refresh_ordered(&mut self, table: u32, identity: u32, peer: &OrderedPeer<'_>) {
+        let (Some(content), Some(context), Some(default)) = (
+            self.tables.get(table).and_then(|c| c.ordered.clone()),
+            self.calico.clone(),
+            self.ordered_tables.get(&table),
+        ) else {
+            return;
+        };
+        let cell = cells::cell(&content, &context, peer);
+        let entries = if cell.same_as(default) {
+            Entries::new()
+        } else {
+            cells::entries(table, identity, &cell)
+        };
+        self.set_entries(table, identity, entries);
     }
 
     // ---- rule entries ----

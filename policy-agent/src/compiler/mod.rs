@@ -13,6 +13,7 @@
 mod diff;
 mod engine;
 mod interner;
+mod ordered;
 mod ports;
 mod relevance;
 mod rules;
@@ -36,7 +37,7 @@ use self::{diff::Changes, engine::Engine, relevance::Relevance};
 pub use self::{
     engine::{Counts, EndpointExplanation},
     ports::port_prefixes,
-    tables::{Direction, PolicyName},
+    tables::{Direction, PolicyKind, PolicyName},
 };
 use crate::model::{Cluster, Pod};
 
@@ -125,7 +126,7 @@ impl Compiler {
         Self {
             input: Cluster::default(),
             scope: None,
-            engine: Engine::new(Relevance::default(), &[], None),
+            engine: Engine::new(Relevance::default(), None, &[], None),
             contents: tables::ContentCache::default(),
         }
     }
@@ -134,7 +135,11 @@ impl Compiler {
         let changes = Changes::between(&self.input, cluster);
         let relevance_changed =
             !changes.policies.is_empty() && Relevance::of(cluster) != self.engine.relevance;
-        if self.scope.as_ref() != Some(scope) || relevance_changed {
+        // Calico resources feed every ordered table (and which endpoints have one), and with
+        // them, namespace labels decide which global policies apply: either rebuilds.
+        let calico_changed = cluster.calico != self.input.calico
+            || (self.engine.relevance.calico && !changes.namespaces.is_empty());
+        if self.scope.as_ref() != Some(scope) || relevance_changed || calico_changed {
             self.rebuild(cluster, scope);
             self.input = cluster.clone();
         } else if !changes.is_empty() {
@@ -155,11 +160,11 @@ impl Compiler {
     /// Everything from scratch: the first compile, or what the policies observe changed.
     /// Numbers restart above the old ones (never reused), so the map diff is still safe.
     fn rebuild(&mut self, cluster: &Cluster, scope: &Scope) {
-        let mut engine = Engine::new(
-            Relevance::of(cluster),
-            &scope.host_addrs,
-            Some(&self.engine),
-        );
+        let relevance = Relevance::of(cluster);
+        let calico = relevance
+            .calico
+            .then(|| Arc::new(ordered::CalicoContext::of(cluster, &relevance)));
+        let mut engine = Engine::new(relevance, calico, &scope.host_addrs, Some(&self.engine));
         for ((ns, name), pod) in &cluster.pods {
             let views = views::pod_views(
                 pod,
@@ -171,10 +176,13 @@ impl Compiler {
         self.contents = tables::ContentCache::default();
         for ((ns, name), pod) in &cluster.pods {
             if pod.is_endpoint() && scope.is_local(pod) {
-                engine.set_endpoint(
-                    &(ns.clone(), name.clone()),
-                    Some(tables::endpoint_spec(pod, cluster, &mut self.contents)),
+                let spec = tables::endpoint_spec(
+                    pod,
+                    cluster,
+                    &mut self.contents,
+                    ordered_inputs(&engine),
                 );
+                engine.set_endpoint(&(ns.clone(), name.clone()), Some(spec));
             }
         }
         self.engine = engine;
@@ -226,10 +234,28 @@ impl Compiler {
                 .pods
                 .get(key)
                 .filter(|pod| pod.is_endpoint() && scope.is_local(pod))
-                .map(|pod| tables::endpoint_spec(pod, cluster, &mut self.contents));
+                .map(|pod| {
+                    tables::endpoint_spec(
+                        pod,
+                        cluster,
+                        &mut self.contents,
+                        ordered_inputs(&self.engine),
+                    )
+                });
             self.engine.set_endpoint(key, spec);
         }
     }
+}
+
+/// What ordered tables are built from, when there are Calico resources.
+fn ordered_inputs(engine: &Engine) -> Option<tables::OrderedInputs<'_>> {
+    engine
+        .calico
+        .as_deref()
+        .map(|context| tables::OrderedInputs {
+            relevance: &engine.relevance,
+            context,
+        })
 }
 
 /// 16-byte map form of an address.

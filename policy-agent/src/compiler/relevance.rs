@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 
-use crate::model::{Cluster, LabelSelector, NamespaceMatch, Peer, PortMatch, Protocol};
+use crate::{
+    calico::resources::{self as calico, EntityRule, Rule as CalicoRule},
+    model::{Cluster, LabelSelector, NamespaceMatch, Peer, PortMatch, Protocol},
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Relevance {
@@ -27,6 +30,11 @@ pub struct Relevance {
     /// Indices of the blocks that egress rules combine with named ports: those need the
     /// peer pod's port numbering, so membership in them is part of the pod identity.
     pub named_port_blocks: BTreeSet<usize>,
+    /// Calico resources exist, so some endpoints may have ordered tables, which look a pod
+    /// peer up by its pod identity alone: a pod identity then also carries its address family,
+    /// its service account and its membership in every block (`nets`, network sets, and the
+    /// two whole-family blocks that give every address a CIDR class that knows its family).
+    pub calico: bool,
 }
 
 fn selector_keys<'a>(selector: &'a LabelSelector) -> impl Iterator<Item = String> + 'a {
@@ -73,12 +81,21 @@ impl Relevance {
                 }
             }
         }
+        if !cluster.calico.is_empty() {
+            relevance.calico = true;
+            calico_relevance(cluster, &mut relevance, &mut blocks);
+        }
         relevance.blocks = blocks.into_iter().collect();
         relevance.named_port_blocks = named_port_blocks
             .iter()
             .filter_map(|block| relevance.blocks.binary_search(block).ok())
             .collect();
         relevance
+    }
+
+    /// Whether a pod identity carries membership in this block.
+    pub fn in_pod_identity(&self, block: usize) -> bool {
+        self.calico || self.named_port_blocks.contains(&block)
     }
 
     /// The number of an `ipBlock` peer.
@@ -114,5 +131,87 @@ impl Relevance {
             prefixes.insert(IpNet::V4(ipnet::Ipv4Net::default()));
         }
         prefixes
+    }
+}
+
+/// What Calico's rules and network sets add: the keys their peer-side selectors read, the
+/// named ports their egress destinations name, and every CIDR they can match by.
+fn calico_relevance(
+    cluster: &Cluster,
+    relevance: &mut Relevance,
+    blocks: &mut BTreeSet<(IpNet, Vec<IpNet>)>,
+) {
+    let mut block = |net: &IpNet| {
+        blocks.insert((net.trunc(), Vec::new()));
+    };
+    // Every address gets a CIDR class that knows its family (`ipVersion` rules).
+    block(&IpNet::V4(ipnet::Ipv4Net::default()));
+    block(&IpNet::V6(ipnet::Ipv6Net::default()));
+    for set in cluster.calico.network_sets.values() {
+        set.nets.iter().for_each(&mut block);
+    }
+    for policy in cluster.calico.policies.values() {
+        // The peer is the source of ingress traffic and the destination of egress traffic;
+        // the other side is the endpoint itself, matched when its table is built.
+        let peers = policy
+            .ingress
+            .iter()
+            .map(|rule| (rule, &rule.source, false))
+            .chain(
+                policy
+                    .egress
+                    .iter()
+                    .map(|rule| (rule, &rule.destination, true)),
+            );
+        for (rule, entity, egress) in peers {
+            entity
+                .nets
+                .iter()
+                .chain(&entity.not_nets)
+                .for_each(&mut block);
+            peer_keys(entity, relevance);
+            if egress {
+                egress_named_ports(rule, entity, relevance);
+            }
+        }
+    }
+}
+
+fn peer_keys(entity: &EntityRule, relevance: &mut Relevance) {
+    for selector in entity.selector.iter().chain(&entity.not_selector) {
+        relevance
+            .pod_keys
+            .extend(selector.keys().into_iter().map(str::to_owned));
+    }
+    if let Some(selector) = &entity.namespace_selector {
+        relevance
+            .namespace_keys
+            .extend(selector.keys().into_iter().map(str::to_owned));
+    }
+}
+
+fn egress_named_ports(rule: &CalicoRule, entity: &EntityRule, relevance: &mut Relevance) {
+    let protocols: Vec<Protocol> = match rule.protocol {
+        Some(p) => model_protocol(p).into_iter().collect(),
+        None => vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp],
+    };
+    for port in entity.ports.iter().chain(&entity.not_ports) {
+        if let calico::PortMatch::Named(name) = port {
+            for protocol in &protocols {
+                relevance
+                    .egress_named_ports
+                    .insert((*protocol, name.clone()));
+            }
+        }
+    }
+}
+
+/// The container-port protocol of a Calico protocol (containers only declare these three).
+pub fn model_protocol(protocol: calico::Protocol) -> Option<Protocol> {
+    match protocol {
+        calico::Protocol::TCP => Some(Protocol::Tcp),
+        calico::Protocol::UDP => Some(Protocol::Udp),
+        calico::Protocol::SCTP => Some(Protocol::Sctp),
+        _ => None,
     }
 }

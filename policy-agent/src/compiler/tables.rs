@@ -19,7 +19,11 @@ use policy_common::endpoint::MAX_TABLES;
 pub(super) const SEPARATE_TABLES: usize = 1;
 const _: () = assert!(SEPARATE_TABLES >= 1 && SEPARATE_TABLES <= MAX_TABLES);
 
-use super::views::named_port;
+use super::{
+    ordered::{self, CalicoContext, OrderedContent},
+    relevance::Relevance,
+    views::named_port,
+};
 use crate::model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,6 +76,8 @@ pub struct TableItem {
 #[derive(Debug, Clone)]
 pub struct TableContent {
     pub items: Vec<TableItem>,
+    /// An ordered table (Calico): `items` is empty, and this says everything.
+    pub ordered: Option<Arc<OrderedContent>>,
     hash: u64,
 }
 
@@ -79,13 +85,27 @@ impl TableContent {
     pub fn new(items: Vec<TableItem>) -> Self {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&items);
-        Self { items, hash }
+        Self {
+            items,
+            ordered: None,
+            hash,
+        }
+    }
+
+    pub fn ordered(content: OrderedContent) -> Self {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&content);
+        Self {
+            items: Vec::new(),
+            ordered: Some(Arc::new(content)),
+            hash,
+        }
     }
 }
 
 impl PartialEq for TableContent {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.items == other.items
+        self.hash == other.hash && self.items == other.items && self.ordered == other.ordered
     }
 }
 
@@ -97,16 +117,35 @@ impl std::hash::Hash for TableContent {
     }
 }
 
-/// A policy by name, for explanations.
+/// A policy by kind and name, for explanations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyName {
+    pub kind: PolicyKind,
+    /// Empty for a GlobalNetworkPolicy.
     pub namespace: String,
     pub name: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyKind {
+    /// networking.k8s.io/v1 NetworkPolicy.
+    Kubernetes,
+    /// projectcalico.org/v3 NetworkPolicy.
+    CalicoNetworkPolicy,
+    GlobalNetworkPolicy,
+}
+
 impl fmt::Display for PolicyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NetworkPolicy {}/{}", self.namespace, self.name)
+        match self.kind {
+            PolicyKind::Kubernetes => write!(f, "NetworkPolicy {}/{}", self.namespace, self.name),
+            PolicyKind::CalicoNetworkPolicy => write!(
+                f,
+                "NetworkPolicy {}/{} (projectcalico.org/v3)",
+                self.namespace, self.name
+            ),
+            PolicyKind::GlobalNetworkPolicy => write!(f, "GlobalNetworkPolicy {}", self.name),
+        }
     }
 }
 
@@ -152,6 +191,7 @@ impl ContentCache {
                 });
                 CachedPolicy {
                     name: Arc::new(vec![PolicyName {
+                        kind: PolicyKind::Kubernetes,
                         namespace: policy.namespace.clone(),
                         name: policy.name.clone(),
                     }]),
@@ -177,8 +217,46 @@ pub struct EndpointSpec {
     pub egress: DirectionSpec,
 }
 
+/// With Calico resources: what ordered tables are built from.
+#[derive(Clone, Copy)]
+pub struct OrderedInputs<'a> {
+    pub relevance: &'a Relevance,
+    pub context: &'a CalicoContext,
+}
+
 /// The tables of a local endpoint.
-pub fn endpoint_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> EndpointSpec {
+pub fn endpoint_spec(
+    pod: &Pod,
+    cluster: &Cluster,
+    cache: &mut ContentCache,
+    ordered_inputs: Option<OrderedInputs<'_>>,
+) -> EndpointSpec {
+    let mut spec = kubernetes_spec(pod, cluster, cache);
+    let Some(inputs) = ordered_inputs else {
+        return spec;
+    };
+    for (direction, slot) in [
+        (Direction::Ingress, &mut spec.ingress),
+        (Direction::Egress, &mut spec.egress),
+    ] {
+        if let Some(content) =
+            ordered::build(pod, cluster, inputs.relevance, inputs.context, direction)
+        {
+            let policies = Arc::new(content.policy_names());
+            *slot = DirectionSpec {
+                isolated: true,
+                slots: vec![Slot {
+                    content: Arc::new(TableContent::ordered(content)),
+                    policies,
+                }],
+            };
+        }
+    }
+    spec
+}
+
+/// The allow-only tables of Kubernetes policies alone.
+fn kubernetes_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> EndpointSpec {
     // Policies are keyed by (namespace, name): only the pod's namespace can select it, and
     // the map order is the policy order.
     let selecting: Vec<&NetworkPolicy> = cluster

@@ -20,8 +20,13 @@ pub struct PodView {
     pub labels: Labels,
     /// (protocol, name, number) of each named port an egress rule uses that the pod numbers.
     pub named_ports: Vec<(Protocol, String, u16)>,
-    /// Named-port blocks (see [`Relevance::named_port_blocks`]) covering this address.
+    /// Blocks that are part of pod identities ([`Relevance::in_pod_identity`]) covering this
+    /// address.
     pub blocks: Vec<usize>,
+    /// With Calico resources only ([`Relevance::calico`]): the address family (`ipVersion`
+    /// rules) and the service account (`serviceAccounts` matches).
+    pub v6: Option<bool>,
+    pub service_account: Option<String>,
 }
 
 /// The identity key of an address: normally one view; several when pods claim one address (a
@@ -59,16 +64,17 @@ pub fn pod_views(
     pod.ips
         .iter()
         .map(|ip| {
-            let blocks = if relevance.named_port_blocks.is_empty() {
+            let blocks = if relevance.named_port_blocks.is_empty() && !relevance.calico {
                 Vec::new()
             } else {
                 relevance
                     .covering(&IpNet::from(*ip))
                     .into_iter()
-                    .filter(|index| relevance.named_port_blocks.contains(index))
+                    .filter(|index| relevance.in_pod_identity(*index))
                     .collect()
             };
-            if let Some(view) = shared.as_ref().filter(|v| v.blocks == blocks) {
+            let v6 = relevance.calico.then_some(ip.is_ipv6());
+            if let Some(view) = shared.as_ref().filter(|v| v.blocks == blocks && v.v6 == v6) {
                 return (*ip, Arc::clone(view));
             }
             let view = Arc::new(PodView {
@@ -77,6 +83,8 @@ pub fn pod_views(
                 labels: labels.clone(),
                 named_ports: named_ports.clone(),
                 blocks,
+                v6,
+                service_account: relevance.calico.then(|| pod.service_account.clone()),
             });
             shared = Some(Arc::clone(&view));
             (*ip, view)
@@ -85,7 +93,7 @@ pub fn pod_views(
 }
 
 /// Whether a peer of a policy matches an address with this view: selector peers by labels,
-/// `ipBlock` peers only where a named port made them part of the view.
+/// `ipBlock` peers only where they are part of the view (named ports, or Calico).
 pub fn peer_matches(peer: &Peer, block: Option<usize>, view: &PodView) -> bool {
     match peer {
         Peer::Pods { namespaces, pods } => {

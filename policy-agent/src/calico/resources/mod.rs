@@ -287,7 +287,7 @@ pub enum PortMatch {
 }
 
 /// `serviceAccounts`: by name (any of `names`) and/or by the account's labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServiceAccountMatch {
     pub names: Vec<String>,
     pub selector: Option<Selector>,

@@ -1,0 +1,453 @@
+//! The ordered content of one endpoint direction: which tiers and policies apply, in which
+//! order, and each rule with the endpoint's own side already decided.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+
+use super::{
+    CalicoContext, CalicoMatch, KubernetesMatch, KubernetesPeer, KubernetesPort, Matcher,
+    OrderedContent, OrderedPolicy, OrderedRule, OrderedTier, PeerEntity, PortRule, ServiceAccounts,
+    owners::{self, Owner},
+};
+use crate::{
+    calico::{
+        resources::{
+            self as calico, Action, DEFAULT_TIER, EntityRule, IpVersion, Policy, TierAction,
+            cmp_optional_order,
+        },
+        selector::Scope,
+    },
+    compiler::{
+        relevance::{Relevance, model_protocol},
+        tables::{Direction, PolicyKind, PolicyName},
+        views::named_port,
+    },
+    model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Rule},
+};
+
+/// The order of the `default` tier when no Tier resource declares it (libcalico-go's
+/// `DefaultTierOrder`).
+const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// Where Calico places Kubernetes NetworkPolicies in the `default` tier.
+const KUBERNETES_POLICY_ORDER: f64 = 1000.0;
+
+/// A policy that applies to the endpoint, before ordering.
+struct Applying<'a> {
+    tier: &'a str,
+    order: Option<f64>,
+    /// Felix's tie-breaker: `<namespace>/<name>` for namespaced policies, `<name>` for global
+    /// ones (Kubernetes policies are `knp.default.<name>`).
+    key: String,
+    source: Source<'a>,
+}
+
+enum Source<'a> {
+    Calico(&'a Policy),
+    Kubernetes(&'a NetworkPolicy),
+}
+
+/// Whether the direction needs an ordered table: some Calico policy applies to it, or the
+/// `default` tier passes (then even Kubernetes policies alone are not Kubernetes' union).
+fn needs_ordered(pod: &Pod, cluster: &Cluster, direction: Direction) -> bool {
+    if cluster.calico.policies.is_empty()
+        && cluster
+            .calico
+            .tiers
+            .get(DEFAULT_TIER)
+            .is_none_or(|t| t.default_action == TierAction::Deny)
+    {
+        return false;
+    }
+    let applying = applying(pod, cluster, direction);
+    applying
+        .iter()
+        .any(|a| matches!(a.source, Source::Calico(_)))
+        || (!applying.is_empty() && tier_default_action(cluster, DEFAULT_TIER) == TierAction::Pass)
+}
+
+/// The ordered content of `pod`'s `direction`, when it needs one.
+pub fn build(
+    pod: &Pod,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    context: &CalicoContext,
+    direction: Direction,
+) -> Option<OrderedContent> {
+    if !needs_ordered(pod, cluster, direction) {
+        return None;
+    }
+    let mut applying = applying(pod, cluster, direction);
+    applying.sort_by(|a, b| cmp_optional_order(a.order, b.order).then_with(|| a.key.cmp(&b.key)));
+    let mut by_tier: BTreeMap<&str, Vec<Applying<'_>>> = BTreeMap::new();
+    for policy in applying {
+        by_tier.entry(policy.tier).or_default().push(policy);
+    }
+    let mut tiers: Vec<(&str, Vec<Applying<'_>>)> = by_tier.into_iter().collect();
+    tiers.sort_by(|(a, _), (b, _)| {
+        cmp_optional_order(tier_order(cluster, a), tier_order(cluster, b)).then_with(|| a.cmp(b))
+    });
+    let local = Local::new(pod, cluster, context);
+    let tiers = tiers
+        .into_iter()
+        .map(|(name, policies)| OrderedTier {
+            name: name.to_owned(),
+            default_action: tier_default_action(cluster, name),
+            policies: policies
+                .iter()
+                .map(|policy| ordered_policy(policy, pod, relevance, &local, direction))
+                .collect(),
+        })
+        .collect();
+    Some(OrderedContent { tiers })
+}
+
+fn tier_order(cluster: &Cluster, name: &str) -> Option<f64> {
+    match cluster.calico.tiers.get(name) {
+        Some(tier) => tier.order,
+        None => (name == DEFAULT_TIER).then_some(DEFAULT_TIER_ORDER),
+    }
+}
+
+fn tier_default_action(cluster: &Cluster, name: &str) -> TierAction {
+    cluster
+        .calico
+        .tiers
+        .get(name)
+        .map_or(TierAction::Deny, |t| t.default_action)
+}
+
+/// Every policy applying to `pod` in `direction`.
+fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: Direction) -> Vec<Applying<'a>> {
+    let labels = owners::pod_labels(&pod.labels, &pod.namespace, &pod.service_account);
+    let namespace_labels =
+        owners::namespace_labels(cluster.namespace_labels(&pod.namespace), &pod.namespace);
+    let account_labels = owners::service_account_labels(&pod.service_account);
+    let mut out = Vec::new();
+    for policy in cluster.calico.policies.values() {
+        let types_ok = match direction {
+            Direction::Ingress => policy.types.ingress,
+            Direction::Egress => policy.types.egress,
+        };
+        let scope_ok = match &policy.namespace {
+            Some(ns) => *ns == pod.namespace,
+            // preDNAT and doNotTrack policies apply only to host endpoints.
+            None => {
+                !policy.pre_dnat
+                    && !policy.do_not_track
+                    && policy
+                        .namespace_selector
+                        .as_ref()
+                        .is_none_or(|s| s.evaluate(&namespace_labels, Scope::NAMESPACED))
+            }
+        };
+        let selected = policy.selector.evaluate(&labels, Scope::NAMESPACED)
+            && policy
+                .service_account_selector
+                .as_ref()
+                .is_none_or(|s| s.evaluate(&account_labels, Scope::NAMESPACED));
+        if types_ok && scope_ok && selected {
+            out.push(Applying {
+                tier: &policy.tier,
+                order: policy.order,
+                key: match &policy.namespace {
+                    Some(ns) => format!("{ns}/{}", policy.name),
+                    None => policy.name.clone(),
+                },
+                source: Source::Calico(policy),
+            });
+        }
+    }
+    let in_namespace = cluster
+        .policies
+        .range((pod.namespace.clone(), String::new())..)
+        .take_while(|((ns, _), _)| *ns == pod.namespace)
+        .map(|(_, policy)| policy);
+    for policy in in_namespace {
+        let applies = match direction {
+            Direction::Ingress => policy.ingress.is_some(),
+            Direction::Egress => policy.egress.is_some(),
+        };
+        if applies && policy.pod_selector.matches(&pod.labels) {
+            out.push(Applying {
+                tier: DEFAULT_TIER,
+                order: Some(KUBERNETES_POLICY_ORDER),
+                key: format!("{}/knp.default.{}", policy.namespace, policy.name),
+                source: Source::Kubernetes(policy),
+            });
+        }
+    }
+    out
+}
+
+/// The endpoint as its own side of a rule sees it.
+struct Local<'a> {
+    pod: &'a Pod,
+    labels: crate::model::Labels,
+    namespace_labels: crate::model::Labels,
+    context: &'a CalicoContext,
+    /// The endpoint's IPv4 and IPv6 address.
+    addrs: [Option<IpAddr>; 2],
+}
+
+impl<'a> Local<'a> {
+    fn new(pod: &'a Pod, cluster: &Cluster, context: &'a CalicoContext) -> Self {
+        let family = |v6: bool| pod.ips.iter().copied().find(|ip| ip.is_ipv6() == v6);
+        Local {
+            pod,
+            labels: owners::pod_labels(&pod.labels, &pod.namespace, &pod.service_account),
+            namespace_labels: owners::namespace_labels(
+                cluster.namespace_labels(&pod.namespace),
+                &pod.namespace,
+            ),
+            context,
+            addrs: [family(false), family(true)],
+        }
+    }
+
+    /// Whether the endpoint side of a rule holds for the endpoint's address of each family.
+    fn holds(&self, entity: &PeerEntity, ip_version: Option<IpVersion>) -> [bool; 2] {
+        [false, true].map(|v6| {
+            let version_ok = match ip_version {
+                None => true,
+                Some(IpVersion::V4) => !v6,
+                Some(IpVersion::V6) => v6,
+            };
+            let Some(addr) = self.addrs[usize::from(v6)] else {
+                return false;
+            };
+            let mut owners = vec![Owner::Pod {
+                labels: &self.labels,
+                namespace: &self.pod.namespace,
+                namespace_labels: &self.namespace_labels,
+                service_account: &self.pod.service_account,
+            }];
+            owners.extend(owners::set_owners_by_address(self.context, addr));
+            version_ok && owners::entity_holds(entity, |(net, _)| net.contains(&addr), &owners)
+        })
+    }
+}
+
+fn ordered_policy(
+    policy: &Applying<'_>,
+    pod: &Pod,
+    relevance: &Relevance,
+    local: &Local<'_>,
+    direction: Direction,
+) -> OrderedPolicy {
+    match policy.source {
+        Source::Calico(calico_policy) => {
+            let rules = match direction {
+                Direction::Ingress => &calico_policy.ingress,
+                Direction::Egress => &calico_policy.egress,
+            };
+            OrderedPolicy {
+                name: PolicyName {
+                    kind: if calico_policy.namespace.is_some() {
+                        PolicyKind::CalicoNetworkPolicy
+                    } else {
+                        PolicyKind::GlobalNetworkPolicy
+                    },
+                    namespace: calico_policy.namespace.clone().unwrap_or_default(),
+                    name: calico_policy.name.clone(),
+                },
+                rules: rules
+                    .iter()
+                    .enumerate()
+                    .map(|(index, rule)| OrderedRule {
+                        action: rule.action,
+                        index: rule_index(index),
+                        matcher: Matcher::Calico(Box::new(calico_match(
+                            rule,
+                            calico_policy.namespace.as_deref(),
+                            pod,
+                            relevance,
+                            local,
+                            direction,
+                        ))),
+                    })
+                    .collect(),
+            }
+        }
+        Source::Kubernetes(np) => {
+            let rules = match direction {
+                Direction::Ingress => np.ingress.as_deref(),
+                Direction::Egress => np.egress.as_deref(),
+            };
+            OrderedPolicy {
+                name: PolicyName {
+                    kind: PolicyKind::Kubernetes,
+                    namespace: np.namespace.clone(),
+                    name: np.name.clone(),
+                },
+                rules: rules
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, rule)| OrderedRule {
+                        action: Action::Allow,
+                        index: rule_index(index),
+                        matcher: Matcher::Kubernetes(kubernetes_match(
+                            rule, pod, relevance, direction,
+                        )),
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+fn rule_index(index: usize) -> u16 {
+    u16::try_from(index).unwrap_or(u16::MAX).min(0xfffe)
+}
+
+fn calico_match(
+    rule: &calico::Rule,
+    policy_namespace: Option<&str>,
+    pod: &Pod,
+    relevance: &Relevance,
+    local: &Local<'_>,
+    direction: Direction,
+) -> CalicoMatch {
+    let (local_side, peer_side) = match direction {
+        Direction::Ingress => (&rule.destination, &rule.source),
+        Direction::Egress => (&rule.source, &rule.destination),
+    };
+    let entity = |side: &EntityRule| PeerEntity {
+        nets: blocks(&side.nets, relevance),
+        not_nets: blocks(&side.not_nets, relevance),
+        selector: side.selector.clone(),
+        not_selector: side.not_selector.clone(),
+        namespace_selector: side.namespace_selector.clone(),
+        service_accounts: side
+            .service_accounts
+            .as_ref()
+            .filter(|m| !m.names.is_empty() || m.selector.is_some())
+            .map(|m| ServiceAccounts {
+                names: m.names.clone(),
+                selector: m.selector.clone(),
+            }),
+        policy_namespace: policy_namespace.map(str::to_owned),
+    };
+    let protocol = rule.protocol.map(|p| p.0);
+    // Destination ports: the endpoint's own for ingress (named ports resolve on it), the
+    // peer's for egress (named ports resolve per pod identity).
+    let ports = |list: &[calico::PortMatch]| -> Option<Vec<PortRule>> {
+        if list.is_empty() {
+            return None;
+        }
+        Some(
+            list.iter()
+                .flat_map(|entry| -> Vec<PortRule> {
+                    match entry {
+                        calico::PortMatch::Range { first, last } => vec![PortRule::Range {
+                            first: *first,
+                            last: *last,
+                        }],
+                        calico::PortMatch::Named(name) => match direction {
+                            Direction::Egress => vec![PortRule::PeerNamed(name.clone())],
+                            Direction::Ingress => local_named(pod, rule.protocol, name),
+                        },
+                    }
+                })
+                .collect(),
+        )
+    };
+    CalicoMatch {
+        local_ok: local.holds(&entity(local_side), rule.ip_version),
+        protocol,
+        not_protocol: rule.not_protocol.map(|p| p.0),
+        peer: entity(peer_side),
+        ports: ports(&rule.destination.ports),
+        not_ports: ports(&rule.destination.not_ports),
+    }
+}
+
+/// A named port on the endpoint itself, for each protocol the rule can match.
+fn local_named(pod: &Pod, protocol: Option<calico::Protocol>, name: &str) -> Vec<PortRule> {
+    let protocols = match protocol {
+        Some(p) => model_protocol(p).into_iter().collect(),
+        None => vec![
+            crate::model::Protocol::Tcp,
+            crate::model::Protocol::Udp,
+            crate::model::Protocol::Sctp,
+        ],
+    };
+    protocols
+        .into_iter()
+        .filter_map(|p| {
+            named_port(pod, p, name).map(|port| PortRule::Exact {
+                protocol: p.number(),
+                port,
+            })
+        })
+        .collect()
+}
+
+fn blocks(nets: &[IpNet], relevance: &Relevance) -> Vec<(IpNet, usize)> {
+    nets.iter()
+        .map(|net| {
+            let net = net.trunc();
+            // Every peer-side net is a block (see `Relevance::of`); an endpoint-side net that
+            // is not is only ever matched by address.
+            (net, relevance.block_index(&net, &[]).unwrap_or(usize::MAX))
+        })
+        .collect()
+}
+
+fn kubernetes_match(
+    rule: &Rule,
+    pod: &Pod,
+    relevance: &Relevance,
+    direction: Direction,
+) -> KubernetesMatch {
+    let peers = rule.peers.as_ref().map(|peers| {
+        peers
+            .iter()
+            .map(|peer| match peer {
+                Peer::Pods { namespaces, pods } => KubernetesPeer::Pods {
+                    namespaces: namespaces.clone(),
+                    pods: pods.clone(),
+                },
+                Peer::IpBlock { cidr, except } => {
+                    KubernetesPeer::Block(relevance.block_index(cidr, except).unwrap_or(usize::MAX))
+                }
+            })
+            .collect()
+    });
+    let ports = rule.ports.as_ref().map(|ports| {
+        ports
+            .iter()
+            .filter_map(|port| match port {
+                PortMatch::AllPorts(protocol) => Some(KubernetesPort::Range {
+                    protocol: protocol.number(),
+                    first: 0,
+                    last: u16::MAX,
+                }),
+                PortMatch::Range {
+                    protocol,
+                    first,
+                    last,
+                } => Some(KubernetesPort::Range {
+                    protocol: protocol.number(),
+                    first: *first,
+                    last: *last,
+                }),
+                PortMatch::Named { protocol, name } => match direction {
+                    Direction::Ingress => {
+                        named_port(pod, *protocol, name).map(|port| KubernetesPort::Range {
+                            protocol: protocol.number(),
+                            first: port,
+                            last: port,
+                        })
+                    }
+                    Direction::Egress => Some(KubernetesPort::PeerNamed {
+                        protocol: protocol.number(),
+                        name: name.clone(),
+                    }),
+                },
+            })
+            .collect()
+    });
+    KubernetesMatch { peers, ports }
+}

@@ -1,0 +1,463 @@
+//! The verdicts of an ordered table for one peer, over every (protocol, port), and the rule
+//! entries that store them.
+//!
+//! For a peer, each rule is first matched on everything but protocol and port (once). The
+//! protocols and port boundaries those rules name cut the (protocol, port) space into cells
+//! whose verdict is constant; each cell is decided by walking the tiers once. The entries
+//! are then an `ANY`-protocol entry (prefix 64) with the verdict of protocols no rule names, a
+//! protocol entry (prefix 80) where a named protocol's most common verdict differs from it,
+//! and aligned port prefixes where a range differs from its protocol's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use policy_common::rule::{
+    PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
+};
+
+use super::{
+    CalicoContext, CalicoMatch, KubernetesMatch, KubernetesPeer, KubernetesPort, Matcher,
+    OrderedContent, PROFILE_RULE_REF, PortRule, TIER_DEFAULT_RULE, Verdict,
+    owners::{self, Owner},
+};
+use crate::{
+    calico::resources::{Action, Protocol as CalicoProtocol, TierAction},
+    compiler::{LpmKey, ports::port_prefixes, rules::Entries, views::PodView},
+    model::NamespaceMatch,
+};
+
+/// What an ordered table can observe of a peer: a pod identity's view, or a CIDR class.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    /// The pod owning the address, as its identity sees it.
+    pub view: Option<&'a PodView>,
+    /// Sorted numbers of the blocks covering the address.
+    pub blocks: &'a [usize],
+    /// The address family, when known.
+    pub v6: Option<bool>,
+}
+
+/// Verdicts over the whole (protocol, port) space, piecewise constant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// Protocols no rule names.
+    pub other: Verdict,
+    /// For each named protocol: (first port, verdict) intervals from port 0 on, adjacent
+    /// intervals with the same verdict merged.
+    pub protocols: BTreeMap<u8, Vec<(u32, Verdict)>>,
+}
+
+impl Cell {
+    pub fn at(&self, protocol: u8, port: u16) -> Verdict {
+        match self.protocols.get(&protocol) {
+            None => self.other,
+            Some(intervals) => {
+                let index = intervals.partition_point(|(start, _)| *start <= u32::from(port));
+                intervals
+                    .get(index.saturating_sub(1))
+                    .map_or(self.other, |(_, v)| *v)
+            }
+        }
+    }
+
+    /// Whether two cells give the same verdict everywhere.
+    pub fn same_as(&self, other: &Cell) -> bool {
+        if self.other != other.other {
+            return false;
+        }
+        let protocols: BTreeSet<u8> = self
+            .protocols
+            .keys()
+            .chain(other.protocols.keys())
+            .copied()
+            .collect();
+        protocols.into_iter().all(|protocol| {
+            let starts: BTreeSet<u32> = [&self, &other]
+                .into_iter()
+                .filter_map(|cell| cell.protocols.get(&protocol))
+                .flatten()
+                .map(|(start, _)| *start)
+                .chain([0])
+                .collect();
+            starts.into_iter().all(|start| {
+                let port = u16::try_from(start).unwrap_or(u16::MAX);
+                self.at(protocol, port) == other.at(protocol, port)
+            })
+        })
+    }
+}
+
+/// The verdicts of `content` for `peer`.
+pub fn cell(content: &OrderedContent, context: &CalicoContext, peer: &Peer<'_>) -> Cell {
+    let matching = Matching::new(content, context, peer);
+    let mut protocols: BTreeSet<u8> = BTreeSet::new();
+    let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
+    for rule in matching.rules() {
+        rule_grid(rule, peer, &mut protocols, &mut cuts);
+    }
+    let other = (0..=u8::MAX)
+        .rev()
+        .find(|p| !protocols.contains(p) && !CalicoProtocol(*p).has_ports())
+        .unwrap_or(u8::MAX);
+    let mut cell = Cell {
+        other: matching.decide(other, 0),
+        protocols: BTreeMap::new(),
+    };
+    for protocol in protocols {
+        let starts: BTreeSet<u32> = if CalicoProtocol(protocol).has_ports() {
+            cuts.remove(&protocol)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|cut| *cut <= u32::from(u16::MAX))
+                .chain([0])
+                .collect()
+        } else {
+            BTreeSet::from([0])
+        };
+        let mut intervals: Vec<(u32, Verdict)> = Vec::new();
+        for start in starts {
+            let port = u16::try_from(start).unwrap_or(u16::MAX);
+            let verdict = matching.decide(protocol, port);
+            if intervals.last().is_none_or(|(_, last)| *last != verdict) {
+                intervals.push((start, verdict));
+            }
+        }
+        cell.protocols.insert(protocol, intervals);
+    }
+    cell
+}
+
+/// Protocols and port boundaries one matching rule names.
+fn rule_grid(
+    matcher: &Matcher,
+    peer: &Peer<'_>,
+    protocols: &mut BTreeSet<u8>,
+    cuts: &mut BTreeMap<u8, BTreeSet<u32>>,
+) {
+    let mut cut = |protocol: u8, first: u16, last: u16| {
+        let entry = cuts.entry(protocol).or_default();
+        entry.insert(u32::from(first));
+        entry.insert(u32::from(last) + 1);
+    };
+    match matcher {
+        Matcher::Calico(rule) => {
+            protocols.extend(rule.protocol);
+            protocols.extend(rule.not_protocol);
+            let lists = rule.ports.iter().chain(&rule.not_ports);
+            let port_protocols = [
+                CalicoProtocol::TCP,
+                CalicoProtocol::UDP,
+                CalicoProtocol::SCTP,
+                CalicoProtocol::UDPLITE,
+            ];
+            if rule.ports.is_some() || rule.not_ports.is_some() {
+                protocols.extend(port_protocols.iter().map(|p| p.0));
+            }
+            for port in lists.flatten() {
+                match port {
+                    PortRule::Range { first, last } => {
+                        for p in port_protocols {
+                            cut(p.0, *first, *last);
+                        }
+                    }
+                    PortRule::Exact { protocol, port } => cut(*protocol, *port, *port),
+                    PortRule::PeerNamed(name) => {
+                        for (protocol, n, number) in peer_named(peer) {
+                            if n == name {
+                                cut(protocol, number, number);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Matcher::Kubernetes(rule) => {
+            for port in rule.ports.iter().flatten() {
+                match port {
+                    KubernetesPort::Range {
+                        protocol,
+                        first,
+                        last,
+                    } => {
+                        protocols.insert(*protocol);
+                        cut(*protocol, *first, *last);
+                    }
+                    KubernetesPort::PeerNamed { protocol, name } => {
+                        protocols.insert(*protocol);
+                        for (p, n, number) in peer_named(peer) {
+                            if p == *protocol && n == name {
+                                cut(p, number, number);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn peer_named<'a>(peer: &Peer<'a>) -> impl Iterator<Item = (u8, &'a String, u16)> {
+    peer.view
+        .into_iter()
+        .flat_map(|view| &view.named_ports)
+        .map(|(protocol, name, number)| (protocol.number(), name, *number))
+}
+
+/// The content's rules with their match on everything but protocol and port, for one peer.
+struct Matching<'a> {
+    content: &'a OrderedContent,
+    peer: Peer<'a>,
+    /// Per policy (in evaluation order), per rule: matches apart from protocol and port.
+    matches: Vec<Vec<bool>>,
+}
+
+impl<'a> Matching<'a> {
+    fn new(content: &'a OrderedContent, context: &'a CalicoContext, peer: &Peer<'a>) -> Self {
+        let pod_labels;
+        let namespace_labels;
+        let mut owners: Vec<Owner<'_>> = Vec::new();
+        if let Some(view) = peer.view {
+            let account = view.service_account.as_deref().unwrap_or("default");
+            pod_labels = owners::pod_labels(&view.labels, &view.namespace, account);
+            namespace_labels =
+                owners::namespace_labels(view.namespace_labels.clone(), &view.namespace);
+            owners.push(Owner::Pod {
+                labels: &pod_labels,
+                namespace: &view.namespace,
+                namespace_labels: &namespace_labels,
+                service_account: account,
+            });
+        }
+        owners.extend(owners::set_owners_by_blocks(context, peer.blocks));
+        let family = peer.v6.map(usize::from);
+        let in_net = |(_, block): &(ipnet::IpNet, usize)| peer.blocks.binary_search(block).is_ok();
+        let matches = content
+            .tiers
+            .iter()
+            .flat_map(|tier| &tier.policies)
+            .map(|policy| {
+                policy
+                    .rules
+                    .iter()
+                    .map(|rule| match &rule.matcher {
+                        Matcher::Calico(calico) => {
+                            family.is_some_and(|f| calico.local_ok[f])
+                                && owners::entity_holds(&calico.peer, in_net, &owners)
+                        }
+                        Matcher::Kubernetes(k8s) => kubernetes_peer_matches(k8s, peer),
+                    })
+                    .collect()
+            })
+            .collect();
+        Matching {
+            content,
+            peer: *peer,
+            matches,
+        }
+    }
+
+    /// Every rule that matches the peer.
+    fn rules(&self) -> impl Iterator<Item = &'a Matcher> + '_ {
+        self.content
+            .tiers
+            .iter()
+            .flat_map(|tier| &tier.policies)
+            .zip(&self.matches)
+            .flat_map(|(policy, matches)| {
+                policy
+                    .rules
+                    .iter()
+                    .zip(matches)
+                    .filter(|(_, m)| **m)
+                    .map(|(rule, _)| &rule.matcher)
+            })
+    }
+
+    /// Calico's walk: tiers in order, policies in order, rules in order.
+    fn decide(&self, protocol: u8, port: u16) -> Verdict {
+        let mut index = 0usize;
+        for tier in &self.content.tiers {
+            let first = index;
+            let mut passed = false;
+            'policies: for (offset, policy) in tier.policies.iter().enumerate() {
+                let slot = first + offset;
+                for (rule, matched) in policy.rules.iter().zip(&self.matches[slot]) {
+                    if !matched || !self.protocol_port_match(&rule.matcher, protocol, port) {
+                        continue;
+                    }
+                    let rule_ref = (ref_index(slot) << 16) | u32::from(rule.index);
+                    match rule.action {
+                        Action::Allow => {
+                            return Verdict {
+                                allow: true,
+                                rule_ref,
+                            };
+                        }
+                        Action::Deny => {
+                            return Verdict {
+                                allow: false,
+                                rule_ref,
+                            };
+                        }
+                        Action::Pass => {
+                            passed = true;
+                            break 'policies;
+                        }
+                        Action::Log => {}
+                    }
+                }
+            }
+            index = first + tier.policies.len();
+            if !passed && tier.default_action == TierAction::Deny {
+                return Verdict {
+                    allow: false,
+                    rule_ref: (ref_index(first) << 16) | TIER_DEFAULT_RULE,
+                };
+            }
+        }
+        Verdict {
+            allow: true,
+            rule_ref: PROFILE_RULE_REF,
+        }
+    }
+
+    fn protocol_port_match(&self, matcher: &Matcher, protocol: u8, port: u16) -> bool {
+        match matcher {
+            Matcher::Calico(rule) => calico_protocol_port(rule, &self.peer, protocol, port),
+            Matcher::Kubernetes(rule) => kubernetes_ports(rule, &self.peer, protocol, port),
+        }
+    }
+}
+
+fn ref_index(slot: usize) -> u32 {
+    u32::try_from(slot).unwrap_or(u32::MAX).min(0xfffe)
+}
+
+fn calico_protocol_port(rule: &CalicoMatch, peer: &Peer<'_>, protocol: u8, port: u16) -> bool {
+    if rule.protocol.is_some_and(|p| p != protocol) || rule.not_protocol == Some(protocol) {
+        return false;
+    }
+    let has_ports = CalicoProtocol(protocol).has_ports();
+    let any = |list: &[PortRule]| {
+        list.iter().any(|entry| match entry {
+            PortRule::Range { first, last } => (*first..=*last).contains(&port),
+            PortRule::Exact {
+                protocol: p,
+                port: n,
+            } => *p == protocol && *n == port,
+            PortRule::PeerNamed(name) => {
+                peer_named(peer).any(|(p, n, number)| p == protocol && n == name && number == port)
+            }
+        })
+    };
+    if let Some(ports) = &rule.ports
+        && !(has_ports && any(ports))
+    {
+        return false;
+    }
+    if let Some(not_ports) = &rule.not_ports
+        && (!has_ports || any(not_ports))
+    {
+        return false;
+    }
+    true
+}
+
+fn kubernetes_peer_matches(rule: &KubernetesMatch, peer: &Peer<'_>) -> bool {
+    let Some(peers) = &rule.peers else {
+        return true;
+    };
+    peers.iter().any(|p| match p {
+        KubernetesPeer::Pods { namespaces, pods } => peer.view.is_some_and(|view| {
+            let namespace_ok = match namespaces {
+                NamespaceMatch::Exactly(ns) => *ns == view.namespace,
+                NamespaceMatch::Selector(selector) => selector.matches(&view.namespace_labels),
+            };
+            namespace_ok && pods.matches(&view.labels)
+        }),
+        KubernetesPeer::Block(block) => peer.blocks.binary_search(block).is_ok(),
+    })
+}
+
+fn kubernetes_ports(rule: &KubernetesMatch, peer: &Peer<'_>, protocol: u8, port: u16) -> bool {
+    let Some(ports) = &rule.ports else {
+        return true;
+    };
+    ports.iter().any(|entry| match entry {
+        KubernetesPort::Range {
+            protocol: p,
+            first,
+            last,
+        } => *p == protocol && (*first..=*last).contains(&port),
+        KubernetesPort::PeerNamed { protocol: p, name } => {
+            *p == protocol
+                && peer_named(peer)
+                    .any(|(q, n, number)| q == protocol && n == name && number == port)
+        }
+    })
+}
+
+/// The rule entries storing `cell` for `(table, identity)`.
+pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
+    let mut out = Entries::new();
+    let mut insert = |prefix_len: u32, protocol: u8, port: u16, verdict: Verdict| {
+        let key = LpmKey {
+            prefix_len,
+            data: RuleKey {
+                table,
+                peer_identity: identity,
+                protocol,
+                _pad: 0,
+                port_be: port.to_be(),
+            },
+        };
+        let action = if verdict.allow {
+            verdict_action::ALLOW
+        } else {
+            verdict_action::DENY
+        };
+        out.insert(
+            key,
+            RuleValue {
+                action,
+                rule_ref: verdict.rule_ref,
+            },
+        );
+    };
+    insert(PREFIX_ANY_PROTOCOL, 0, 0, cell.other);
+    for (protocol, intervals) in &cell.protocols {
+        // The protocol's entry carries its most common verdict; ranges differing from it get
+        // port prefixes.
+        let span = |i: usize| {
+            let start = intervals[i].0;
+            let end = intervals.get(i + 1).map_or(1 << 16, |(next, _)| *next);
+            end - start
+        };
+        let mut coverage: Vec<(Verdict, u32)> = Vec::new();
+        for (i, (_, verdict)) in intervals.iter().enumerate() {
+            match coverage.iter_mut().find(|(v, _)| v == verdict) {
+                Some((_, total)) => *total += span(i),
+                None => coverage.push((*verdict, span(i))),
+            }
+        }
+        let Some(&(common, _)) = coverage.iter().max_by_key(|(_, total)| *total) else {
+            continue;
+        };
+        if common != cell.other {
+            insert(PREFIX_ANY_PORT, *protocol, 0, common);
+        }
+        for (i, (start, verdict)) in intervals.iter().enumerate() {
+            if *verdict == common {
+                continue;
+            }
+            let last = start + span(i) - 1;
+            let (first, last) = (
+                u16::try_from(*start).unwrap_or(u16::MAX),
+                u16::try_from(last).unwrap_or(u16::MAX),
+            );
+            for (prefix_start, bits) in port_prefixes(first, last) {
+                insert(PREFIX_ANY_PORT + bits, *protocol, prefix_start, *verdict);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,354 @@
+//! Random Calico resources on top of [`crate::generate`]'s clusters, for the property tests of
+//! ordered tables: tiers with either default action, GlobalNetworkPolicies and namespaced
+//! Calico NetworkPolicies at random orders in those tiers, rules with every action and the
+//! entity fields Palisade enforces (nets, notNets, selector, notSelector, namespaceSelector
+//! including `global()`, destination ports and notPorts with ranges and named ports,
+//! serviceAccounts, protocol, notProtocol, ipVersion), and network sets that rule selectors
+//! match by label.
+//!
+//! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
+//! resources reach the tests; fields the datastore refuses (source ports, ICMP types) are
+//! never generated.
+
+use proptest::{prelude::*, sample::select};
+use serde_json::{Value, json};
+
+use crate::{
+    calico_reference::CalicoWorld,
+    generate::{NAMESPACES, agent_cluster, world},
+};
+use policy_agent::{
+    calico::resources::{CalicoResource, parse_documents},
+    model::Cluster,
+};
+
+/// A Kubernetes world with Calico resources, and their YAML (what a failure prints).
+#[derive(Debug, Clone)]
+pub struct CalicoCase {
+    pub world: CalicoWorld,
+    pub yaml: String,
+    pub resources: Vec<CalicoResource>,
+}
+
+impl CalicoCase {
+    /// The cluster as the agent sees it.
+    pub fn agent_cluster(&self) -> Cluster {
+        let kubernetes = crate::reference::World {
+            namespaces: self.world.namespaces.clone(),
+            pods: self.world.pods.clone(),
+            policies: self.world.k8s_policies.clone(),
+            node_addrs: self.world.node_addrs.clone(),
+        };
+        let mut cluster = agent_cluster(&kubernetes);
+        for resource in &self.resources {
+            cluster.calico.insert(resource.clone());
+        }
+        cluster
+    }
+}
+
+const TIERS: [&str; 3] = ["default", "security", "platform"];
+
+fn tier() -> impl Strategy<Value = Option<Value>> {
+    (
+        select(TIERS.to_vec()),
+        select(vec![Value::Null, json!(100), json!(200), json!(2_000_000)]),
+        select(vec!["Deny", "Pass"]),
+        prop::bool::weighted(0.6),
+    )
+        .prop_map(|(name, order, action, declared)| {
+            declared.then(|| {
+                let mut spec = json!({ "defaultAction": action });
+                if !order.is_null() {
+                    spec["order"] = order;
+                }
+                json!({
+                    "apiVersion": "projectcalico.org/v3",
+                    "kind": "Tier",
+                    "metadata": { "name": name },
+                    "spec": spec,
+                })
+            })
+        })
+}
+
+fn selector() -> impl Strategy<Value = &'static str> {
+    select(vec![
+        "all()",
+        "app == 'a'",
+        "app != 'b'",
+        "has(tier)",
+        "!has(app)",
+        "app in {'a', 'c'}",
+        "tier not in {'1'}",
+        "app == 'a' || tier == '2'",
+        "has(app) && !(tier == '1')",
+        "projectcalico.org/namespace == 'y'",
+        "app starts with 'b'",
+        "role == 'blocked'",
+        "has(role)",
+        "role == 'dns' || app == 'c'",
+    ])
+}
+
+fn namespace_selector() -> impl Strategy<Value = &'static str> {
+    select(vec![
+        "all()",
+        "team == 'a'",
+        "has(team)",
+        "!has(team)",
+        "projectcalico.org/name == 'x'",
+        "kubernetes.io/metadata.name in {'y', 'z'}",
+        "global()",
+    ])
+}
+
+fn nets(v6: bool) -> impl Strategy<Value = Vec<&'static str>> {
+    let pool = if v6 {
+        vec!["fd00::/64", "fd00::10/126", "::/0", "2001:db8::/32"]
+    } else {
+        vec![
+            "10.0.0.0/24",
+            "10.0.0.8/29",
+            "10.0.0.12/32",
+            "0.0.0.0/0",
+            "192.0.2.0/24",
+            "10.0.0.200/32",
+        ]
+    };
+    prop::collection::vec(select(pool), 1..3)
+}
+
+/// One side of a rule; `ports` only where the rule has a port protocol (and only for the
+/// destination).
+fn entity(with_ports: bool, v6: bool) -> impl Strategy<Value = Value> {
+    let port = select(vec![
+        json!(80),
+        json!(81),
+        json!(53),
+        json!("80:90"),
+        json!("1000:9000"),
+        json!("http"),
+        json!("dns"),
+        json!("web"),
+    ]);
+    (
+        prop::option::weighted(0.3, nets(v6)),
+        prop::option::weighted(0.15, nets(v6)),
+        prop::option::weighted(0.4, selector()),
+        prop::option::weighted(0.15, selector()),
+        prop::option::weighted(0.25, namespace_selector()),
+        prop::option::weighted(0.4, prop::collection::vec(port.clone(), 1..3)),
+        prop::option::weighted(0.15, prop::collection::vec(port, 1..2)),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(
+            move |(nets, not_nets, selector, not_selector, ns, ports, not_ports, accounts)| {
+                let mut out = json!({});
+                if let Some(nets) = nets {
+                    out["nets"] = json!(nets);
+                }
+                if let Some(nets) = not_nets {
+                    out["notNets"] = json!(nets);
+                }
+                if let Some(s) = selector {
+                    out["selector"] = json!(s);
+                }
+                if let Some(s) = not_selector {
+                    out["notSelector"] = json!(s);
+                }
+                if let Some(s) = ns {
+                    out["namespaceSelector"] = json!(s);
+                }
+                if with_ports {
+                    if let Some(p) = ports {
+                        out["ports"] = json!(p);
+                    }
+                    if let Some(p) = not_ports {
+                        out["notPorts"] = json!(p);
+                    }
+                }
+                if accounts {
+                    out["serviceAccounts"] = json!({ "names": ["default"] });
+                }
+                out
+            },
+        )
+}
+
+fn rule() -> impl Strategy<Value = Value> {
+    (
+        select(vec!["Allow", "Allow", "Deny", "Pass", "Log"]),
+        select(vec![
+            None,
+            Some("TCP"),
+            Some("UDP"),
+            Some("SCTP"),
+            Some("ICMP"),
+        ]),
+        prop::option::weighted(0.1, select(vec!["UDP", "TCP"])),
+        prop::option::weighted(0.15, select(vec![4, 6])),
+        any::<bool>(),
+    )
+        .prop_flat_map(|(action, protocol, not_protocol, ip_version, v6_nets)| {
+            // ICMP is IPv4's (ICMPv6 is another protocol).
+            let ip_version = if protocol == Some("ICMP") {
+                ip_version.map(|_| 4)
+            } else {
+                ip_version
+            };
+            let v6_nets = v6_nets && protocol != Some("ICMP");
+            let v6 = match ip_version {
+                Some(version) => version == 6,
+                None => v6_nets,
+            };
+            let with_ports = matches!(protocol, Some("TCP" | "UDP" | "SCTP"));
+            (entity(false, v6), entity(with_ports, v6)).prop_map(move |(source, destination)| {
+                let mut rule = json!({ "action": action });
+                if let Some(p) = protocol {
+                    rule["protocol"] = json!(p);
+                }
+                if let Some(p) = not_protocol.filter(|p| Some(*p) != protocol) {
+                    rule["notProtocol"] = json!(p);
+                }
+                if let Some(v) = ip_version {
+                    rule["ipVersion"] = json!(v);
+                }
+                if source != json!({}) {
+                    rule["source"] = source;
+                }
+                if destination != json!({}) {
+                    rule["destination"] = destination;
+                }
+                rule
+            })
+        })
+}
+
+fn policy(index: usize) -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(select(NAMESPACES.to_vec())),
+        select(TIERS.to_vec()),
+        select(vec![
+            Value::Null,
+            json!(10),
+            json!(100),
+            json!(1000),
+            json!(1000.5),
+        ]),
+        selector(),
+        prop::option::weighted(0.2, namespace_selector()),
+        prop::option::weighted(
+            0.3,
+            select(vec![
+                vec!["Ingress"],
+                vec!["Egress"],
+                vec!["Ingress", "Egress"],
+            ]),
+        ),
+        prop::collection::vec(rule(), 0..4),
+        prop::collection::vec(rule(), 0..4),
+    )
+        .prop_map(
+            move |(namespace, tier, order, selector, ns_selector, types, ingress, egress)| {
+                let name = if tier == "default" {
+                    format!("p{index}")
+                } else {
+                    format!("{tier}.p{index}")
+                };
+                let mut spec =
+                    json!({ "selector": selector, "ingress": ingress, "egress": egress });
+                if tier != "default" {
+                    spec["tier"] = json!(tier);
+                }
+                if !order.is_null() {
+                    spec["order"] = order;
+                }
+                if let Some(types) = types {
+                    spec["types"] = json!(types);
+                }
+                let mut metadata = json!({ "name": name });
+                let kind = match namespace {
+                    Some(ns) => {
+                        metadata["namespace"] = json!(ns);
+                        "NetworkPolicy"
+                    }
+                    None => {
+                        if let Some(s) = ns_selector.filter(|s| *s != "global()") {
+                            spec["namespaceSelector"] = json!(s);
+                        }
+                        "GlobalNetworkPolicy"
+                    }
+                };
+                json!({
+                    "apiVersion": "projectcalico.org/v3",
+                    "kind": kind,
+                    "metadata": metadata,
+                    "spec": spec,
+                })
+            },
+        )
+}
+
+fn network_set(index: usize) -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(select(NAMESPACES.to_vec())),
+        select(vec!["blocked", "dns"]),
+        any::<bool>(),
+    )
+        .prop_flat_map(move |(namespace, role, v6)| {
+            nets(v6).prop_map(move |nets| {
+                let mut metadata =
+                    json!({ "name": format!("set{index}"), "labels": { "role": role } });
+                let kind = match namespace {
+                    Some(ns) => {
+                        metadata["namespace"] = json!(ns);
+                        "NetworkSet"
+                    }
+                    None => "GlobalNetworkSet",
+                };
+                json!({
+                    "apiVersion": "projectcalico.org/v3",
+                    "kind": kind,
+                    "metadata": metadata,
+                    "spec": { "nets": nets },
+                })
+            })
+        })
+}
+
+/// A random world with Calico resources (and Kubernetes NetworkPolicies among them).
+pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
+    let tiers = prop::collection::vec(tier(), 0..3);
+    let policies = (1usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
+    let sets = (0usize..3).prop_flat_map(|n| (0..n).map(network_set).collect::<Vec<_>>());
+    (world(), tiers, policies, sets).prop_map(|(kubernetes, tiers, policies, sets)| {
+        let mut seen = std::collections::BTreeSet::new();
+        let documents: Vec<Value> = tiers
+            .into_iter()
+            .flatten()
+            // One declaration per tier name.
+            .filter(|t| seen.insert(t["metadata"]["name"].to_string()))
+            .chain(policies)
+            .chain(sets)
+            .collect();
+        let yaml = documents
+            .iter()
+            .map(|d| serde_yaml::to_string(d).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("---\n");
+        let resources: Vec<CalicoResource> = parse_documents(&yaml)
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("generated an invalid resource: {e}\n{yaml}")))
+            .collect();
+        let mut world = CalicoWorld::from(&kubernetes);
+        for resource in &resources {
+            world.add(resource.clone());
+        }
+        CalicoCase {
+            world,
+            yaml,
+            resources,
+        }
+    })
+}

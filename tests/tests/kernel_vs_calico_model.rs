@@ -1,0 +1,162 @@
+//! Kernel vs the Calico reference model: the generated worlds of `compiler_vs_calico_model`
+//! (tiers, ordered Calico policies with Allow/Deny/Pass/Log, Kubernetes policies, network
+//! sets), with the verdict from the real eBPF programs run by the kernel with
+//! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP frames, and the maps filled by the
+//! real agent code (compiler + incremental sync from the previous case's state).
+//!
+//! Privileged. `PALISADE_KERNEL_CASES` sets the number of worlds (default 300).
+
+use std::{cell::RefCell, net::IpAddr, path::PathBuf};
+
+use palisade_tests::{
+    calico_reference::Packet as ModelPacket,
+    generate::{addresses, flow_picks, protocol_number},
+    generate_calico::calico_case,
+    reference::World,
+    require_root,
+};
+use policy_agent::{
+    calico::resources::Protocol,
+    compiler::{Compiler, MapContents, Scope, identity_addr},
+    dataplane::Datapath,
+    replay::{Direction, Packet},
+};
+use policy_common::endpoint::EndpointKey;
+use proptest::{
+    prelude::*,
+    test_runner::{Config, TestError, TestRunner},
+};
+
+/// Removes the pin directory however the test ends.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct State {
+    datapath: Datapath,
+    compiler: Compiler,
+    programmed: MapContents,
+}
+
+#[test]
+fn kernel_verdicts_agree_with_the_calico_model() {
+    if !require_root("kernel_verdicts_agree_with_the_calico_model") {
+        return;
+    }
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-kernel-vs-calico-{}",
+        std::process::id()
+    )));
+    let state = RefCell::new(State {
+        datapath: Datapath::load(&pins.0).expect("loading the datapath"),
+        compiler: Compiler::new(),
+        programmed: MapContents::default(),
+    });
+    let (flows_checked, denied) = (RefCell::new(0usize), RefCell::new(0usize));
+
+    let mut runner = TestRunner::new(Config {
+        cases: std::env::var("PALISADE_KERNEL_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&(calico_case(), flow_picks(24)), |(case, picks)| {
+        let mut state = state.borrow_mut();
+        let state = &mut *state;
+        let scope = Scope {
+            node_name: None,
+            host_addrs: case.world.node_addrs.clone(),
+        };
+        let maps = state.compiler.compile(&case.agent_cluster(), &scope).maps;
+        state
+            .datapath
+            .apply(&state.programmed, &maps)
+            .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
+        state.programmed = maps;
+
+        let kubernetes = World {
+            namespaces: case.world.namespaces.clone(),
+            pods: case.world.pods.clone(),
+            policies: case.world.k8s_policies.clone(),
+            node_addrs: case.world.node_addrs.clone(),
+        };
+        let addrs = addresses(&kubernetes);
+        for (src, dst, protocol, port) in picks {
+            let (src, dst): (IpAddr, IpAddr) = (*src.get(&addrs), *dst.get(&addrs));
+            if src == dst || src.is_ipv4() != dst.is_ipv4() {
+                continue;
+            }
+            let number = protocol_number(protocol);
+            let packet = Packet {
+                src,
+                dst,
+                protocol: number,
+                dport: port,
+            };
+            let frame = packet.to_frame();
+            let is_endpoint = |ip: IpAddr| {
+                state.programmed.endpoints.contains_key(&EndpointKey {
+                    addr: identity_addr(ip),
+                })
+            };
+            let mut kernel = true;
+            for (endpoint, direction) in
+                [(src, Direction::FromEndpoint), (dst, Direction::ToEndpoint)]
+            {
+                if !is_endpoint(endpoint) {
+                    continue;
+                }
+                // Each flow is a new connection: no state from earlier flows.
+                state
+                    .datapath
+                    .clear_conntrack()
+                    .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
+                let verdict = state
+                    .datapath
+                    .test_run(direction, &frame, 1)
+                    .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
+                kernel &= verdict.allowed();
+            }
+            let model =
+                case.world
+                    .verdict(&ModelPacket::new(src, dst, Protocol(number), 40_000, port));
+            prop_assert_eq!(
+                kernel,
+                model.allowed,
+                "{} {} -> {}:{}\nmodel:\n{}",
+                protocol,
+                src,
+                dst,
+                port,
+                model
+            );
+            *flows_checked.borrow_mut() += 1;
+            *denied.borrow_mut() += usize::from(!kernel);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, (case, picks))) => {
+            panic!(
+                "{reason}\nminimal failing case:\n{}\nflows: {picks:?}",
+                case.yaml
+            )
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let (checked, denied) = (*flows_checked.borrow(), *denied.borrow());
+    assert!(checked > 1000, "only {checked} flows were checked");
+    // Both verdicts must be well represented, or the agreement says little.
+    assert!(
+        denied * 10 > checked && denied * 10 < checked * 9,
+        "{denied} of {checked} flows denied"
+    );
+    eprintln!("kernel vs Calico model: {checked} flows agreed ({denied} denied)");
+}
