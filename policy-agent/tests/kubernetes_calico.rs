@@ -137,7 +137,7 @@ impl Harness {
     }
 
     /// The file datastore's cluster from the server's objects (Calico's as v3 documents).
-    fn from_files(&self) -> Snapshot {
+    fn file_snapshot(&self) -> Snapshot {
         fs::write(self.dir.join("cluster.yaml"), self.server.manifests()).expect("manifests");
         FileDatastore::new(&self.dir)
             .load()
@@ -175,7 +175,7 @@ async fn calico_resources_created_through_the_api_server_are_in_the_snapshot() {
             .contains_key(&("default".into(), "deny-web".into()))
     );
     // The file datastore reading the v3 documents these CRDs stand for agrees.
-    let files = h.from_files();
+    let files = h.file_snapshot();
     assert!(files.errors.is_empty(), "{:?}", files.errors);
     assert_eq!(snapshot.cluster, files.cluster);
 
@@ -204,7 +204,7 @@ async fn calico_resources_created_through_the_api_server_are_in_the_snapshot() {
             .network_sets
             .contains_key(&("default".into(), "partners".into()))
     );
-    assert_eq!(snapshot.cluster, h.from_files().cluster);
+    assert_eq!(snapshot.cluster, h.file_snapshot().cluster);
     for resource in Resource::ALL {
         assert_eq!(h.store.progress().lists(resource), 1, "{resource:?}");
     }
