@@ -115,7 +115,7 @@ pub(super) fn spawn(
 async fn served(client: &Client) -> Result<BTreeSet<String>, kube::Error> {
     match client.list_api_group_resources(API_VERSION).await {
         Ok(list) => Ok(list.resources.into_iter().map(|r| r.name).collect()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(BTreeSet::new()),
+        Err(kube::Error::Api(status)) if is_404(&status) => Ok(BTreeSet::new()),
         Err(e) => Err(e),
     }
 }
@@ -277,9 +277,16 @@ fn not_served(error: &watcher::Error) -> bool {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))
         | watcher::Error::WatchFailed(kube::Error::Api(status))
-        | watcher::Error::WatchError(status) => status.is_not_found(),
+        | watcher::Error::WatchError(status) => is_404(status),
         _ => false,
     }
+}
+
+/// By the HTTP code, not `Status::is_not_found`, which wants the `NotFound` reason: a proxy in
+/// front of the API server may answer a path it does not know with a plain-text 404, which
+/// kube-client turns into a status without that reason.
+fn is_404(status: &kube::core::Status) -> bool {
+    status.code == 404
 }
 
 /// Drops what the agent never reads before the object is stored: everything but the name,
@@ -351,6 +358,22 @@ mod tests {
         .unwrap_or_else(|e| panic!("expected: {e}"));
         assert_eq!(document, expected);
         assert!(calico::parse_value(document).is_ok());
+    }
+
+    #[test]
+    fn a_404_means_not_served_whatever_its_body() {
+        let plain = kube::core::Status::failure("404 page not found", "Failed to parse error data")
+            .with_code(404);
+        let api = kube::core::Status::failure("not found", "NotFound").with_code(404);
+        let forbidden = kube::core::Status::failure("forbidden", "Forbidden").with_code(403);
+        let list_failed = |s: &kube::core::Status| {
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(s.clone())))
+        };
+        assert!(not_served(&list_failed(&plain)));
+        assert!(not_served(&list_failed(&api)));
+        assert!(not_served(&watcher::Error::WatchError(Box::new(api))));
+        // Anything else is retried: RBAC not granted yet must not pass for "no Calico".
+        assert!(!not_served(&list_failed(&forbidden)));
     }
 
     #[test]
