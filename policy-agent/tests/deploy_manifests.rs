@@ -3,7 +3,9 @@
 //! silently dropped), kustomize lists every file, the ClusterRole grants exactly the requests
 //! the real watchers make (recorded by the stand-in API server), the binding names the
 //! DaemonSet's service account, and the DaemonSet has its mounts, capabilities, downward-API
-//! node name, and probes on the port the agent is told to serve.
+//! node name, and probes on the port the agent is told to serve. The optional Calico CRDs
+//! (`calico-crds.yaml`, not in the kustomization) define exactly the resources the watchers
+//! request from `crd.projectcalico.org`.
 
 mod kubernetes_apiserver;
 
@@ -20,18 +22,23 @@ use k8s_openapi::{
         core::v1::{Container, Namespace, ServiceAccount},
         rbac::v1::{ClusterRole, ClusterRoleBinding},
     },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kubernetes_apiserver::{ApiServer, Kind};
 use policy_agent::datastore::kubernetes::{self, KubernetesDatastore};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize as _, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-/// Every YAML file in deploy/ as JSON values, by file name.
+/// Optional, for clusters without Calico: not applied by the kustomization (it would replace a
+/// Calico install's own CRDs); several documents.
+const CALICO_CRDS: &str = "calico-crds.yaml";
+
+/// Every YAML file in deploy/ but [`CALICO_CRDS`] as JSON values, by file name.
 fn manifests() -> BTreeMap<String, Value> {
     let mut files = BTreeMap::new();
     for entry in fs::read_dir(deploy_dir()).expect("deploy/") {
@@ -41,7 +48,7 @@ fn manifests() -> BTreeMap<String, Value> {
             .and_then(|n| n.to_str())
             .expect("file name")
             .to_owned();
-        if !name.ends_with(".yaml") {
+        if !name.ends_with(".yaml") || name == CALICO_CRDS {
             continue;
         }
         let text = fs::read_to_string(&path).expect("manifest");
@@ -174,6 +181,62 @@ async fn the_cluster_role_grants_exactly_what_the_watchers_request() {
         d.namespace.metadata.name.as_ref(),
         Some(&d.kustomize_namespace)
     );
+}
+
+#[test]
+fn the_optional_calico_crds_define_what_the_watchers_read_and_are_not_kustomized() {
+    let text = fs::read_to_string(deploy_dir().join(CALICO_CRDS)).expect(CALICO_CRDS);
+    let mut defined = BTreeSet::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value = Value::deserialize(document).expect("a YAML document");
+        let crd: CustomResourceDefinition = typed(CALICO_CRDS, &value);
+        let spec = &crd.spec;
+        assert_eq!(spec.group, "crd.projectcalico.org");
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some(format!("{}.{}", spec.names.plural, spec.group).as_str())
+        );
+        assert_eq!(spec.versions.len(), 1);
+        let version = &spec.versions[0];
+        assert_eq!(version.name, "v1");
+        assert!(version.served && version.storage);
+        let schema = version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("a schema");
+        let spec_schema = schema
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("spec"))
+            .expect("a spec schema");
+        assert_eq!(spec_schema.x_kubernetes_preserve_unknown_fields, Some(true));
+        defined.insert((
+            spec.names.kind.clone(),
+            spec.names.plural.clone(),
+            spec.scope == "Namespaced",
+        ));
+    }
+    let watched: BTreeSet<_> = Kind::CALICO
+        .into_iter()
+        .map(|k| {
+            (
+                k.name().to_owned(),
+                k.rbac().1.to_owned(),
+                k.is_namespaced(),
+            )
+        })
+        .collect();
+    assert_eq!(defined, watched);
+
+    let kustomization = &manifests()["kustomization.yaml"];
+    let listed: Vec<&str> = kustomization["resources"]
+        .as_array()
+        .expect("kustomization resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!listed.contains(&CALICO_CRDS));
 }
 
 fn agent_container(d: &Deploy) -> Container {

@@ -153,6 +153,7 @@ impl Harness {
         let options = kubernetes::Options {
             retry_initial: Duration::from_millis(20),
             retry_max: Duration::from_millis(200),
+            rediscover: Duration::from_millis(200),
         };
         let store = KubernetesDatastore::start(server.client(), options, tx);
         Harness {

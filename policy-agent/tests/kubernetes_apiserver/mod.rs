@@ -1,7 +1,11 @@
 //! An in-process stand-in for the Kubernetes API server, for Namespaces, Pods and
-//! NetworkPolicies: enough of the real list/watch protocol for kube-rs's watcher to run
-//! against it unchanged.
+//! NetworkPolicies, and Calico's custom resources (`crd.projectcalico.org/v1`): enough of the
+//! real list/watch protocol for kube-rs's watcher to run against it unchanged.
 //!
+//! - `GET /apis/crd.projectcalico.org/v1` is the group version's discovery document (an
+//!   `APIResourceList`). [`ApiServer::serve_calico`]`(false)` makes the server one without
+//!   Calico's CRDs: discovery and Calico's collections are 404s, as a real API server's are
+//!   for a group it does not serve.
 //! - `GET <collection>` lists every object with the current resource version in the list's
 //!   metadata (one page: the server may ignore `limit`, and does).
 //! - `GET <collection>?watch=true&resourceVersion=N` streams newline-separated JSON events
@@ -33,37 +37,91 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 
-/// The three collections, as kube-rs requests them cluster-wide.
+/// The collections, as kube-rs requests them cluster-wide: the Kubernetes ones and Calico's
+/// custom resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    GlobalNetworkPolicy,
+    /// Calico's namespaced NetworkPolicy (`crd.projectcalico.org/v1`).
+    CalicoNetworkPolicy,
+    Tier,
+    GlobalNetworkSet,
+    NetworkSet,
+    HostEndpoint,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+/// Calico's custom resources' API version.
+pub const CALICO_API_VERSION: &str = "crd.projectcalico.org/v1";
 
-    fn path(self) -> &'static str {
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::GlobalNetworkPolicy,
+        Kind::CalicoNetworkPolicy,
+        Kind::Tier,
+        Kind::GlobalNetworkSet,
+        Kind::NetworkSet,
+        Kind::HostEndpoint,
+    ];
+
+    pub const KUBERNETES: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+
+    pub const CALICO: [Kind; 6] = [
+        Kind::GlobalNetworkPolicy,
+        Kind::CalicoNetworkPolicy,
+        Kind::Tier,
+        Kind::GlobalNetworkSet,
+        Kind::NetworkSet,
+        Kind::HostEndpoint,
+    ];
+
+    pub fn is_calico(self) -> bool {
+        Kind::CALICO.contains(&self)
+    }
+
+    fn path(self) -> String {
         match self {
-            Kind::Namespace => "/api/v1/namespaces",
-            Kind::Pod => "/api/v1/pods",
-            Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies",
+            Kind::Namespace => "/api/v1/namespaces".to_owned(),
+            Kind::Pod => "/api/v1/pods".to_owned(),
+            Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies".to_owned(),
+            _ => format!("/apis/{CALICO_API_VERSION}/{}", self.rbac().1),
         }
     }
 
+    /// The object's `kind` field.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
-            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::NetworkPolicy | Kind::CalicoNetworkPolicy => "NetworkPolicy",
+            Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Kind::Tier => "Tier",
+            Kind::GlobalNetworkSet => "GlobalNetworkSet",
+            Kind::NetworkSet => "NetworkSet",
+            Kind::HostEndpoint => "HostEndpoint",
+        }
+    }
+
+    /// The kind as the agent's datastore names it in errors and digests: Calico's carry their
+    /// API version.
+    pub fn qualified_name(self) -> String {
+        if self.is_calico() {
+            format!("{} ({CALICO_API_VERSION})", self.name())
+        } else {
+            self.name().to_owned()
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
+            Kind::Namespace | Kind::Pod => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
-            _ => "v1",
+            _ => CALICO_API_VERSION,
         }
     }
 
@@ -73,11 +131,30 @@ impl Kind {
             Kind::Namespace => ("", "namespaces"),
             Kind::Pod => ("", "pods"),
             Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
+            Kind::GlobalNetworkPolicy => ("crd.projectcalico.org", "globalnetworkpolicies"),
+            Kind::CalicoNetworkPolicy => ("crd.projectcalico.org", "networkpolicies"),
+            Kind::Tier => ("crd.projectcalico.org", "tiers"),
+            Kind::GlobalNetworkSet => ("crd.projectcalico.org", "globalnetworksets"),
+            Kind::NetworkSet => ("crd.projectcalico.org", "networksets"),
+            Kind::HostEndpoint => ("crd.projectcalico.org", "hostendpoints"),
         }
     }
 
-    fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+    pub fn is_namespaced(self) -> bool {
+        matches!(
+            self,
+            Kind::Pod | Kind::NetworkPolicy | Kind::CalicoNetworkPolicy | Kind::NetworkSet
+        )
+    }
+
+    /// The kind of an object: Calico's when its `apiVersion` says so, else the Kubernetes one
+    /// of that name.
+    fn of(object: &Value) -> Option<Kind> {
+        let name = object["kind"].as_str()?;
+        let calico = object["apiVersion"].as_str() == Some(CALICO_API_VERSION);
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.is_calico() == calico && k.name() == name)
     }
 }
 
@@ -106,8 +183,13 @@ struct State {
     lists: BTreeMap<Kind, u64>,
     watch_versions: BTreeMap<Kind, Vec<u64>>,
     /// Every request as RBAC sees it: (API group, resource, verb); anything this server does
-    /// not serve is recorded as ("?", path, method).
+    /// not serve is recorded as ("?", path, method). Discovery is not: it is a non-resource
+    /// URL every authenticated user may read (`system:discovery`).
     requests: BTreeSet<(String, String, String)>,
+    /// Whether Calico's CRDs are "installed" (see [`ApiServer::serve_calico`]).
+    calico_absent: bool,
+    /// Discovery requests for Calico's group version.
+    discoveries: u64,
 }
 
 /// A change made while no watch can see it (see [`ApiServer::expire_watches`]).
@@ -120,10 +202,7 @@ impl State {
     fn apply(&mut self, mut object: Value) -> u64 {
         self.revision += 1;
         let revision = self.revision;
-        let kind = object["kind"]
-            .as_str()
-            .and_then(Kind::from_name)
-            .expect("object kind");
+        let kind = Kind::of(&object).expect("object kind");
         object["apiVersion"] = json!(kind.api_version());
         object["metadata"]["resourceVersion"] = json!(revision.to_string());
         let key = key_of(kind, &object);
@@ -346,6 +425,22 @@ impl ApiServer {
         state.compact();
     }
 
+    /// Whether Calico's CRDs are served (the default) or not (a cluster without Calico: 404s).
+    /// Objects of them the test applies are kept either way.
+    pub fn serve_calico(&self, served: bool) {
+        let mut state = self.state();
+        state.calico_absent = !served;
+        if !served {
+            // Open watches end, as the API server ends them when a CRD is deleted.
+            state.watches.retain(|w| !w.kind.is_calico());
+        }
+    }
+
+    /// Discovery requests for Calico's group version so far.
+    pub fn discoveries(&self) -> u64 {
+        self.state().discoveries
+    }
+
     /// Full lists served for `kind` so far.
     pub fn lists(&self, kind: Kind) -> u64 {
         self.state().lists.get(&kind).copied().unwrap_or(0)
@@ -378,7 +473,7 @@ impl ApiServer {
             .iter()
             .map(|((kind, namespace, name), object)| {
                 (
-                    kind.name().to_owned(),
+                    kind.qualified_name(),
                     namespace.clone(),
                     name.clone(),
                     object["metadata"]["resourceVersion"]
@@ -390,12 +485,19 @@ impl ApiServer {
             .collect()
     }
 
-    /// Every object as one multi-document YAML manifest, for the file datastore.
+    /// Every object as one multi-document YAML manifest, for the file datastore: Calico's as
+    /// the `projectcalico.org/v3` documents they stand for.
     pub fn manifests(&self) -> String {
         self.state()
             .objects
-            .values()
-            .map(|o| serde_yaml::to_string(o).expect("object as YAML"))
+            .iter()
+            .map(|((kind, ..), object)| {
+                let mut object = object.clone();
+                if kind.is_calico() {
+                    object["apiVersion"] = json!("projectcalico.org/v3");
+                }
+                serde_yaml::to_string(&object).expect("object as YAML")
+            })
             .collect::<Vec<_>>()
             .join("---\n")
     }
@@ -410,9 +512,10 @@ impl Drop for ApiServer {
 fn key_of(kind: Kind, object: &Value) -> Key {
     let meta = &object["metadata"];
     let name = meta["name"].as_str().expect("metadata.name").to_owned();
-    let namespace = match kind {
-        Kind::Namespace => String::new(),
-        _ => meta["namespace"].as_str().unwrap_or("default").to_owned(),
+    let namespace = if kind.is_namespaced() {
+        meta["namespace"].as_str().unwrap_or("default").to_owned()
+    } else {
+        String::new()
     };
     (kind, namespace, name)
 }
@@ -438,9 +541,65 @@ fn gone_status(revision: u64) -> Value {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+fn not_found() -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "the server could not find the requested resource",
+            "reason": "NotFound",
+            "code": 404,
+        }),
+    )
+}
+
+/// `crd.projectcalico.org/v1`'s discovery document.
+fn calico_discovery() -> Value {
+    let resources: Vec<Value> = Kind::CALICO
+        .into_iter()
+        .map(|k| {
+            json!({
+                "name": k.rbac().1,
+                "singularName": k.name().to_lowercase(),
+                "namespaced": k.is_namespaced(),
+                "kind": k.name(),
+                "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": CALICO_API_VERSION,
+        "resources": resources,
+    })
+}
+
 fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
+    if request.uri().path() == format!("/apis/{CALICO_API_VERSION}") {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.discoveries += 1;
+        if state.stopped {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"kind": "Status", "code": 503}),
+            );
+        }
+        if state.calico_absent {
+            return not_found();
+        }
+        return json_response(StatusCode::OK, &calico_discovery());
+    }
+    let calico_absent = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .calico_absent;
     let Some(kind) = Kind::ALL
         .into_iter()
+        .filter(|k| !(calico_absent && k.is_calico()))
         .find(|k| k.path() == request.uri().path())
     else {
         state
@@ -452,10 +611,7 @@ fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
                 request.uri().path().to_owned(),
                 request.method().to_string(),
             ));
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"kind": "Status", "code": 404}),
-        );
+        return not_found();
     };
     if request.method() != Method::GET {
         let (group, resource) = kind.rbac();

@@ -1,5 +1,6 @@
 //! The Kubernetes datastore: Pods (of every node: remote pods are peers), Namespaces and
-//! NetworkPolicies from the API server, through kube-rs watchers feeding reflector stores.
+//! NetworkPolicies from the API server, through kube-rs watchers feeding reflector stores, and
+//! Calico's custom resources where the API server serves them ([`calico`](self::calico)).
 //!
 //! Resilience comes from the watcher's protocol handling and from the stores: a dropped watch
 //! is resumed from the last resource version; an expired one (410 Gone) is relisted, and the
@@ -8,9 +9,11 @@
 //! enforcing it: nothing is ever emptied because the API server went away.
 //!
 //! [`KubernetesDatastore::load`] converts the stores' objects with the same `model::convert`
-//! functions the file datastore uses, so the two produce the same [`Snapshot`] for the same
+//! functions the file datastore uses (and Calico's resources with the same
+//! `calico::resources::parse_value`), so the two produce the same [`Snapshot`] for the same
 //! objects.
 
+pub mod calico;
 mod objects;
 mod watch;
 
@@ -35,6 +38,9 @@ pub struct Options {
     /// First wait after an error; doubles up to `retry_max` (with jitter) while errors last.
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// How often the API server is asked again whether it serves Calico's CRDs, while some are
+    /// not served (see [`calico`](self::calico)).
+    pub rediscover: Duration,
 }
 
 impl Default for Options {
@@ -44,6 +50,7 @@ impl Default for Options {
         Self {
             retry_initial: Duration::from_millis(800),
             retry_max: Duration::from_secs(30),
+            rediscover: Duration::from_secs(60),
         }
     }
 }
@@ -52,13 +59,14 @@ pub struct KubernetesDatastore {
     namespaces: reflector::Store<core::Namespace>,
     pods: reflector::Store<core::Pod>,
     policies: reflector::Store<networking::NetworkPolicy>,
+    calico: Vec<(crate::calico::resources::Kind, calico::Store)>,
     converted: objects::Converted,
     progress: Arc<WatchProgress>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl KubernetesDatastore {
-    /// Starts the three watchers on the current tokio runtime. `changes` receives a message
+    /// Starts the watchers (and Calico's discovery) on the current tokio runtime. `changes` receives a message
     /// whenever a store changed (a completed list, an added, modified or deleted object).
     pub fn start(client: Client, options: Options, changes: mpsc::UnboundedSender<()>) -> Self {
         let progress = Arc::new(WatchProgress::default());
@@ -70,20 +78,27 @@ impl KubernetesDatastore {
         );
         let (pods, pod_task) =
             watch::spawn::<core::Pod>(client.clone(), &options, progress.clone(), changes.clone());
-        let (policies, np_task) =
-            watch::spawn::<networking::NetworkPolicy>(client, &options, progress.clone(), changes);
+        let (policies, np_task) = watch::spawn::<networking::NetworkPolicy>(
+            client.clone(),
+            &options,
+            progress.clone(),
+            changes.clone(),
+        );
+        let (calico, calico_task) = calico::spawn(client, &options, progress.clone(), changes);
         Self {
             namespaces,
             pods,
             policies,
+            calico,
             converted: objects::Converted::default(),
             progress,
-            tasks: vec![ns_task, pod_task, np_task],
+            tasks: vec![ns_task, pod_task, np_task, calico_task],
         }
     }
 
     /// Whether every watcher has completed its first full list: only then is a snapshot the
-    /// cluster's state rather than a part of it.
+    /// cluster's state rather than a part of it. A Calico resource the API server does not
+    /// serve counts as listed (and empty) once discovery has said so.
     pub fn is_synced(&self) -> bool {
         self.progress.all_synced()
     }
@@ -95,10 +110,16 @@ impl KubernetesDatastore {
 
     /// The stores' current contents as a snapshot.
     pub fn snapshot(&mut self) -> Snapshot {
+        let calico: Vec<_> = self
+            .calico
+            .iter()
+            .map(|(kind, store)| (*kind, store.state()))
+            .collect();
         self.converted.snapshot(
             &self.namespaces.state(),
             &self.pods.state(),
             &self.policies.state(),
+            &calico,
         )
     }
 }

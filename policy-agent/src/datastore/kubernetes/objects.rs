@@ -3,17 +3,20 @@
 //! Objects are converted with `model::convert`, as the file datastore does, and cached by
 //! resource version: an unchanged object is not converted again, and an object whose new
 //! version is rejected keeps its last accepted version in force (as a failed update leaves the
-//! file datastore's old object in place). A deleted object is forgotten.
+//! file datastore's old object in place). A deleted object is forgotten. Calico's custom
+//! resources go through [`calico::parse_value`] as the v3 documents they stand for, as the
+//! file datastore's v3 documents do.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
-use kube::ResourceExt as _;
+use kube::{ResourceExt as _, api::DynamicObject};
 use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
-use super::SOURCE;
+use super::{SOURCE, calico::to_v3};
 use crate::{
+    calico::resources::{self as calico, CalicoResource, ResourceError},
     datastore::Snapshot,
     model::{self, Cluster, convert},
     status::ObjectError,
@@ -24,15 +27,39 @@ enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    Calico(calico::Kind),
 }
 
 impl Kind {
+    /// As objects are named in errors and in the digest. Calico's kinds carry their API
+    /// version: its NetworkPolicy is not the Kubernetes one of the same namespace and name.
     fn name(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Calico(kind) => calico_kind_name(kind),
         }
+    }
+
+    fn is_namespaced(self) -> bool {
+        match self {
+            Kind::Namespace => false,
+            Kind::Pod | Kind::NetworkPolicy => true,
+            Kind::Calico(kind) => kind.is_namespaced(),
+        }
+    }
+}
+
+/// How a Calico custom resource's kind is named in errors and in the snapshot digest.
+fn calico_kind_name(kind: calico::Kind) -> &'static str {
+    match kind {
+        calico::Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy (crd.projectcalico.org/v1)",
+        calico::Kind::NetworkPolicy => "NetworkPolicy (crd.projectcalico.org/v1)",
+        calico::Kind::Tier => "Tier (crd.projectcalico.org/v1)",
+        calico::Kind::GlobalNetworkSet => "GlobalNetworkSet (crd.projectcalico.org/v1)",
+        calico::Kind::NetworkSet => "NetworkSet (crd.projectcalico.org/v1)",
+        calico::Kind::HostEndpoint => "HostEndpoint (crd.projectcalico.org/v1)",
     }
 }
 
@@ -44,7 +71,47 @@ enum Object {
     Namespace(model::Namespace),
     Pod(model::Pod),
     NetworkPolicy(model::NetworkPolicy),
+    Calico(CalicoResource),
 }
+
+/// Why an object was rejected.
+struct Rejection {
+    field: Option<String>,
+    message: String,
+}
+
+impl From<convert::ConvertError> for Rejection {
+    fn from(e: convert::ConvertError) -> Self {
+        Rejection {
+            field: Some(e.field),
+            message: e.message,
+        }
+    }
+}
+
+impl From<ResourceError> for Rejection {
+    /// The first problem's field, and every problem's message (as the file datastore reports
+    /// them).
+    fn from(e: ResourceError) -> Self {
+        let field = e.errors.first().map(|f| f.field.clone());
+        let message = e
+            .errors
+            .iter()
+            .map(|f| match f.position {
+                Some(at) => format!("{} (at {at})", f.message),
+                None => f.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Rejection {
+            field: field.filter(|f| !f.is_empty()),
+            message,
+        }
+    }
+}
+
+/// Calico's stores' objects, by kind.
+pub(super) type CalicoObjects = [(calico::Kind, Vec<Arc<DynamicObject>>)];
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -67,22 +134,38 @@ impl Converted {
         namespaces: &[Arc<core::Namespace>],
         pods: &[Arc<core::Pod>],
         policies: &[Arc<networking::NetworkPolicy>],
+        calico: &CalicoObjects,
     ) -> Snapshot {
         let mut previous = std::mem::take(&mut self.entries);
         for ns in namespaces {
             self.update(&mut previous, Kind::Namespace, ns.as_ref(), |o| {
-                convert::namespace(o).map(Object::Namespace)
+                convert::namespace(o)
+                    .map(Object::Namespace)
+                    .map_err(Rejection::from)
             });
         }
         for pod in pods {
             self.update(&mut previous, Kind::Pod, pod.as_ref(), |o| {
-                convert::pod(o).map(Object::Pod)
+                convert::pod(o).map(Object::Pod).map_err(Rejection::from)
             });
         }
         for np in policies {
             self.update(&mut previous, Kind::NetworkPolicy, np.as_ref(), |o| {
-                convert::network_policy(o).map(Object::NetworkPolicy)
+                convert::network_policy(o)
+                    .map(Object::NetworkPolicy)
+                    .map_err(Rejection::from)
             });
+        }
+        for (kind, objects) in calico {
+            for object in objects {
+                self.update(&mut previous, Kind::Calico(*kind), object.as_ref(), |o| {
+                    let document = to_v3(*kind, o).map_err(|e| Rejection {
+                        field: None,
+                        message: format!("converting to {}: {e}", calico::API_VERSION),
+                    })?;
+                    Ok(Object::Calico(calico::parse_value(document)?))
+                });
+            }
         }
 
         let mut cluster = Cluster::default();
@@ -102,6 +185,7 @@ impl Converted {
                         .policies
                         .insert((np.namespace.clone(), np.name.clone()), np.clone());
                 }
+                Some(Object::Calico(resource)) => cluster.calico.insert(resource.clone()),
                 None => {}
             }
             errors.extend(entry.error.clone());
@@ -129,11 +213,12 @@ impl Converted {
         previous: &mut BTreeMap<Key, Entry>,
         kind: Kind,
         object: &K,
-        convert: impl FnOnce(&K) -> Result<Object, convert::ConvertError>,
+        convert: impl FnOnce(&K) -> Result<Object, Rejection>,
     ) {
-        let namespace = match kind {
-            Kind::Namespace => String::new(),
-            _ => convert::object_namespace(object.meta()),
+        let namespace = if kind.is_namespaced() {
+            convert::object_namespace(object.meta())
+        } else {
+            String::new()
         };
         let key = (kind, namespace, object.name_any());
         let resource_version = object.resource_version().unwrap_or_default();
@@ -162,7 +247,7 @@ impl Converted {
                 let error = ObjectError {
                     source: SOURCE.to_owned(),
                     object: Some(describe(&key)),
-                    field: Some(e.field),
+                    field: e.field,
                     message: format!("{}{suffix}", e.message),
                 };
                 Entry {
@@ -237,7 +322,7 @@ mod tests {
     #[test]
     fn a_rejected_update_keeps_the_accepted_version_and_names_object_and_field() {
         let mut converted = Converted::default();
-        let first = converted.snapshot(&[], &[], &[policy("web", "1", "TCP")]);
+        let first = converted.snapshot(&[], &[], &[policy("web", "1", "TCP")], &[]);
         assert!(first.errors.is_empty());
         let accepted = first.cluster.policies.clone();
         assert_eq!(accepted.len(), 1);
@@ -246,6 +331,7 @@ mod tests {
             &[],
             &[],
             &[policy("web", "2", "ICMP"), policy("new", "3", "ICMP")],
+            &[],
         );
         assert_eq!(
             second.cluster.policies, accepted,
@@ -273,7 +359,7 @@ mod tests {
         assert_ne!(first.digest, second.digest);
 
         // Deleted: forgotten, with its error.
-        let third = converted.snapshot(&[], &[], &[]);
+        let third = converted.snapshot(&[], &[], &[], &[]);
         assert!(third.cluster.policies.is_empty());
         assert!(third.errors.is_empty());
     }

@@ -24,6 +24,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use super::Options;
+use crate::calico::resources as calico;
 
 /// The watched resources: a closed set, so metric labels stay bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,21 +32,66 @@ pub enum Resource {
     Namespaces,
     Pods,
     NetworkPolicies,
+    /// Calico's custom resources (`crd.projectcalico.org/v1`); optional: a cluster without
+    /// Calico does not serve them (see [`super::calico`]).
+    CalicoGlobalNetworkPolicies,
+    CalicoNetworkPolicies,
+    CalicoTiers,
+    CalicoGlobalNetworkSets,
+    CalicoNetworkSets,
+    CalicoHostEndpoints,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 3] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::NetworkPolicies,
+        Resource::CalicoGlobalNetworkPolicies,
+        Resource::CalicoNetworkPolicies,
+        Resource::CalicoTiers,
+        Resource::CalicoGlobalNetworkSets,
+        Resource::CalicoNetworkSets,
+        Resource::CalicoHostEndpoints,
     ];
 
-    /// The API's plural name, as RBAC and URLs spell it.
+    /// Calico's resources, in [`calico::Kind::ALL`]'s order.
+    pub const CALICO: [Resource; 6] = [
+        Resource::CalicoGlobalNetworkPolicies,
+        Resource::CalicoNetworkPolicies,
+        Resource::CalicoTiers,
+        Resource::CalicoGlobalNetworkSets,
+        Resource::CalicoNetworkSets,
+        Resource::CalicoHostEndpoints,
+    ];
+
+    /// The API's plural name, as RBAC and URLs spell it; Calico's are qualified with their
+    /// group (as `kubectl get` names them), so that its `networkpolicies` and Kubernetes' stay
+    /// distinct metric labels.
     pub fn plural(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
             Resource::Pods => "pods",
             Resource::NetworkPolicies => "networkpolicies",
+            Resource::CalicoGlobalNetworkPolicies => "globalnetworkpolicies.crd.projectcalico.org",
+            Resource::CalicoNetworkPolicies => "networkpolicies.crd.projectcalico.org",
+            Resource::CalicoTiers => "tiers.crd.projectcalico.org",
+            Resource::CalicoGlobalNetworkSets => "globalnetworksets.crd.projectcalico.org",
+            Resource::CalicoNetworkSets => "networksets.crd.projectcalico.org",
+            Resource::CalicoHostEndpoints => "hostendpoints.crd.projectcalico.org",
+        }
+    }
+
+    /// The Calico kind this resource holds, for Calico's resources.
+    pub fn calico_kind(self) -> Option<calico::Kind> {
+        match self {
+            Resource::Namespaces | Resource::Pods | Resource::NetworkPolicies => None,
+            Resource::CalicoGlobalNetworkPolicies => Some(calico::Kind::GlobalNetworkPolicy),
+            Resource::CalicoNetworkPolicies => Some(calico::Kind::NetworkPolicy),
+            Resource::CalicoTiers => Some(calico::Kind::Tier),
+            Resource::CalicoGlobalNetworkSets => Some(calico::Kind::GlobalNetworkSet),
+            Resource::CalicoNetworkSets => Some(calico::Kind::NetworkSet),
+            Resource::CalicoHostEndpoints => Some(calico::Kind::HostEndpoint),
         }
     }
 
@@ -54,12 +100,14 @@ impl Resource {
     }
 }
 
+const COUNT: usize = Resource::ALL.len();
+
 /// What the watchers have been through, per resource.
 #[derive(Debug, Default)]
 pub struct WatchProgress {
-    synced: [AtomicBool; 3],
-    lists: [AtomicU64; 3],
-    errors: [AtomicU64; 3],
+    synced: [AtomicBool; COUNT],
+    lists: [AtomicU64; COUNT],
+    errors: [AtomicU64; COUNT],
 }
 
 impl WatchProgress {
@@ -81,6 +129,17 @@ impl WatchProgress {
     /// Failed list or watch attempts (each is retried).
     pub fn errors(&self, resource: Resource) -> u64 {
         self.errors[resource.index()].load(Ordering::Relaxed)
+    }
+
+    /// A full list of `resource` is in its store (for a Calico resource the API server does
+    /// not serve: its store was emptied, which is the complete list).
+    pub(super) fn listed(&self, resource: Resource) {
+        self.lists[resource.index()].fetch_add(1, Ordering::Relaxed);
+        self.synced[resource.index()].store(true, Ordering::Release);
+    }
+
+    pub(super) fn failed(&self, resource: Resource) {
+        self.errors[resource.index()].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -144,7 +203,23 @@ pub(super) fn spawn<K: Watched>(
     changes: mpsc::UnboundedSender<()>,
 ) -> (reflector::Store<K>, JoinHandle<()>) {
     let (store, writer) = reflector::store::<K>();
-    let backoff = ResetTimerBackoff::new(
+    let stream = watcher::watcher(Api::<K>::all(client), watcher::Config::default())
+        .modify(K::strip)
+        .backoff(backoff(options))
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        // The watcher stream never ends on its own; the task is aborted with the datastore.
+        while let Some(event) = stream.next().await {
+            observe(K::RESOURCE, &progress, &changes, &event);
+        }
+    });
+    (store, task)
+}
+
+/// kube-runtime's retry policy with the datastore's bounds.
+pub(super) fn backoff(options: &Options) -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(
         ExponentialBackoff::from(
             backon::ExponentialBuilder::default()
                 .with_min_delay(options.retry_initial)
@@ -155,42 +230,38 @@ pub(super) fn spawn<K: Watched>(
         ),
         // A watcher that has been healthy this long starts over from the shortest wait.
         Duration::from_secs(120),
-    );
-    let stream = watcher::watcher(Api::<K>::all(client), watcher::Config::default())
-        .modify(K::strip)
-        .backoff(backoff)
-        .reflect(writer);
-    let task = tokio::spawn(async move {
-        let resource = K::RESOURCE;
-        let index = resource.index();
-        let mut stream = std::pin::pin!(stream);
-        // The watcher stream never ends on its own; the task is aborted with the datastore.
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Init) => {
-                    debug!(resource = resource.plural(), "listing");
-                }
-                // Buffered by the store until the list is complete.
-                Ok(watcher::Event::InitApply(_)) => {}
-                Ok(watcher::Event::InitDone) => {
-                    progress.lists[index].fetch_add(1, Ordering::Relaxed);
-                    progress.synced[index].store(true, Ordering::Release);
-                    info!(resource = resource.plural(), "listed");
-                    let _ignored_if_shutting_down = changes.send(());
-                }
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
-                    let _ignored_if_shutting_down = changes.send(());
-                }
-                Err(e) => {
-                    progress.errors[index].fetch_add(1, Ordering::Relaxed);
-                    warn!(
-                        resource = resource.plural(),
-                        error = %e,
-                        "watch failed; retrying, the last state stays in force"
-                    );
-                }
-            }
+    )
+}
+
+/// Counts and logs one event of `resource`'s watcher (already applied to its store), and
+/// tells the agent when the store changed.
+pub(super) fn observe<K>(
+    resource: Resource,
+    progress: &WatchProgress,
+    changes: &mpsc::UnboundedSender<()>,
+    event: &Result<watcher::Event<K>, watcher::Error>,
+) {
+    match event {
+        Ok(watcher::Event::Init) => {
+            debug!(resource = resource.plural(), "listing");
         }
-    });
-    (store, task)
+        // Buffered by the store until the list is complete.
+        Ok(watcher::Event::InitApply(_)) => {}
+        Ok(watcher::Event::InitDone) => {
+            progress.listed(resource);
+            info!(resource = resource.plural(), "listed");
+            let _ignored_if_shutting_down = changes.send(());
+        }
+        Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+            let _ignored_if_shutting_down = changes.send(());
+        }
+        Err(e) => {
+            progress.failed(resource);
+            warn!(
+                resource = resource.plural(),
+                error = %e,
+                "watch failed; retrying, the last state stays in force"
+            );
+        }
+    }
 }
