@@ -3,13 +3,19 @@
 //! sets. For each flow, the userspace replay of the datapath's lookups on the compiler's maps
 //! must agree with `palisade_tests::calico_reference`, evaluated on the resources themselves.
 //!
-//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000).
+//! The second property follows such a world through random edits of its Kubernetes objects
+//! (pods relabelled, added and removed, namespaces relabelled, NetworkPolicies added and
+//! removed) with one compiler: pod edits update ordered tables incrementally (new identities
+//! get their cells in every ordered table), and after each step the maps must agree with the
+//! model and hold exactly as many entries as a fresh compile.
+//!
+//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000, 500 for the edits).
 
 use std::net::IpAddr;
 
 use palisade_tests::{
     calico_reference::Packet as ModelPacket,
-    generate::{FlowPick, addresses, cases_from_env, flow_picks, protocol_number},
+    generate::{FlowPick, addresses, cases_from_env, edits, flow_picks, protocol_number},
     generate_calico::{CalicoCase, calico_case},
     reference::World,
 };
@@ -89,5 +95,41 @@ proptest! {
     ) {
         let maps = Compiler::new().compile(&case.agent_cluster(), &scope(&case)).maps;
         check_flows(&case, &maps, &picks)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases_from_env(2000) / 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_ordered_compiles_agree_with_the_model_and_leave_nothing_behind(
+        case in calico_case(),
+        edits in edits(6),
+        picks in flow_picks(16),
+    ) {
+        let mut case = case;
+        let mut compiler = Compiler::new();
+        compiler.compile(&case.agent_cluster(), &scope(&case));
+        for edit in &edits {
+            let mut kubernetes = World {
+                namespaces: case.world.namespaces.clone(),
+                pods: case.world.pods.clone(),
+                policies: case.world.k8s_policies.clone(),
+                node_addrs: case.world.node_addrs.clone(),
+            };
+            edit.apply(&mut kubernetes);
+            case.world.namespaces = kubernetes.namespaces;
+            case.world.pods = kubernetes.pods;
+            case.world.k8s_policies = kubernetes.policies;
+            let cluster = case.agent_cluster();
+            let maps = compiler.compile(&cluster, &scope(&case)).maps;
+            check_flows(&case, &maps, &picks)?;
+            let fresh = Compiler::new().compile(&cluster, &scope(&case)).maps;
+            prop_assert_eq!(
+                (maps.endpoints.len(), maps.identities.len(), maps.rules.len()),
+                (fresh.endpoints.len(), fresh.identities.len(), fresh.rules.len()),
+                "entries (endpoints, identities, rules) after {:?}", edit
+            );
+        }
     }
 }
