@@ -12,7 +12,7 @@ use policy_common::{
     rule::{PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, action},
 };
 
-use crate::compiler::{Compiled, Direction};
+use crate::compiler::{Compiled, Direction, PROFILE_RULE_REF, TIER_DEFAULT_RULE};
 
 fn address(addr: [u8; 16], prefix_len: Option<u32>) -> String {
     let v6 = Ipv6Addr::from(addr);
@@ -35,6 +35,7 @@ fn identity_name(id: u32) -> String {
 
 fn lookups(bits: u32) -> String {
     let names: Vec<&str> = [
+        (lookup::ORDERED, "ordered"),
         (lookup::POD, "pod"),
         (lookup::CIDR, "cidr"),
         (lookup::ANY, "any"),
@@ -123,9 +124,17 @@ pub fn render(compiled: &Compiled) -> String {
             .into_iter()
             .flatten()
             .filter_map(|(policies, direction)| {
-                policies
-                    .get(member)
-                    .map(|policy| format!("{policy} {direction}[{rule}]"))
+                // Ordered tables: the profile's allow, and a tier's default action.
+                if value.rule_ref == PROFILE_RULE_REF {
+                    return Some("profile (no tier decided)".to_owned());
+                }
+                policies.get(member).map(|policy| {
+                    if rule == TIER_DEFAULT_RULE {
+                        format!("default action of the tier of {policy} ({direction})")
+                    } else {
+                        format!("{policy} {direction}[{rule}]")
+                    }
+                })
             })
             .collect();
         let why = why.join("; ");

@@ -2,7 +2,8 @@
 //! (examples/seed/), dual stack (examples/dual-stack/) and connection tracking on real traffic
 //! (examples/stateful/: replies through isolation both ways, ICMP echo, established
 //! connections kept across a change and cut when their allow is revoked) and restarts
-//! (examples/restart/). Every probe must observe what the scenario expects.
+//! (examples/restart/), and Calico's tiers, global policies and network sets (examples/calico/).
+//! Every probe must observe what the scenario expects.
 
 use std::path::Path;
 
@@ -44,6 +45,17 @@ fn restart_scenario_is_enforced() -> anyhow::Result<()> {
         return Ok(());
     }
     run_example("restart")
+}
+
+/// Calico's resources from files: a cluster-wide default deny with DNS allowed, Kubernetes
+/// policies in the default tier before it, a security tier with a network-set block list that
+/// Passes the rest.
+#[test]
+fn calico_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("calico_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("calico")
 }
 
 fn run_example(name: &str) -> anyhow::Result<()> {

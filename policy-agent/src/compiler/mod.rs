@@ -36,6 +36,7 @@ use policy_common::{
 use self::{diff::Changes, engine::Engine, relevance::Relevance};
 pub use self::{
     engine::{Counts, EndpointExplanation},
+    ordered::{PROFILE_RULE_REF, TIER_DEFAULT_RULE},
     ports::port_prefixes,
     tables::{Direction, PolicyKind, PolicyName},
 };

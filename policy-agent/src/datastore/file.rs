@@ -419,4 +419,69 @@ spec:
         assert!(messages.iter().any(|m| m.contains("ConfigMap")));
         let _ = fs::remove_dir_all(&dir);
     }
+
+    const CALICO: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: default-deny}
+spec:
+  selector: all()
+  types: [Ingress]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: broken}
+spec:
+  selector: "app =="
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: default}
+spec:
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {ports: [1024]}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+"#;
+
+    #[test]
+    fn calico_resources_load_beside_kubernetes_ones_and_errors_name_the_field() {
+        let dir = scratch("calico");
+        fs::write(dir.join("k8s.yaml"), POLICY).expect("write");
+        fs::write(dir.join("calico.yaml"), CALICO).expect("write");
+        let snapshot = FileDatastore::new(&dir).load().expect("load");
+        // The Kubernetes NetworkPolicy default/web and nothing of Calico's by that key.
+        assert_eq!(snapshot.cluster.policies.len(), 1);
+        let calico = &snapshot.cluster.calico;
+        assert_eq!(
+            calico.policies.keys().collect::<Vec<_>>(),
+            vec![&(String::new(), "default-deny".to_owned())]
+        );
+        assert!(calico.tiers.contains_key("security"));
+        let messages: Vec<String> = snapshot.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        let broken = &snapshot.errors[0];
+        assert_eq!(
+            broken.object.as_deref(),
+            Some("GlobalNetworkPolicy (projectcalico.org/v3) broken")
+        );
+        assert_eq!(broken.field.as_deref(), Some("spec.selector"));
+        assert!(broken.message.contains("(at "), "{}", broken.message);
+        let unsupported = &snapshot.errors[1];
+        assert_eq!(
+            unsupported.object.as_deref(),
+            Some("NetworkPolicy (projectcalico.org/v3) default/web")
+        );
+        assert_eq!(
+            unsupported.field.as_deref(),
+            Some("spec.ingress[0].source.ports")
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

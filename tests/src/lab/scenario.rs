@@ -158,9 +158,13 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// Kinds without a namespace among those a scenario may plausibly hold.
+/// Kinds without a namespace among those a scenario may plausibly hold (Calico's global
+/// resources among them).
 pub fn is_cluster_scoped(kind: &str) -> bool {
-    matches!(kind, "Namespace" | "Node")
+    matches!(
+        kind,
+        "Namespace" | "Node" | "GlobalNetworkPolicy" | "Tier" | "GlobalNetworkSet" | "HostEndpoint"
+    )
 }
 
 /// A manifest with its key, kept as JSON so that fields the lab does not know are written out
