@@ -10,11 +10,13 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use policy_agent::{
     agent::{self, DatastoreConfig, InterfaceSelection},
+    calico::resources::Protocol,
     compiler::{Compiler, Scope},
     datastore::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
     },
+    explain::verdict,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -111,6 +113,30 @@ enum Command {
         #[command(flatten)]
         source: Source,
     },
+    /// Explain the verdict on one packet: every tier, policy and rule consulted for the
+    /// source's egress and the destination's ingress, which one decided, and the verdict.
+    Explain {
+        #[command(flatten)]
+        source: Source,
+        /// The sender: `namespace/name` of a pod, or an address.
+        #[arg(long)]
+        from: String,
+        /// The receiver: `namespace/name` of a pod, or an address.
+        #[arg(long)]
+        to: String,
+        /// Destination port.
+        #[arg(long)]
+        port: u16,
+        /// TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite, or a protocol number.
+        #[arg(long, default_value = "TCP")]
+        protocol: String,
+        /// Address family for pods given by name: 4 or 6.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=6))]
+        family: u8,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -147,29 +173,62 @@ fn main() -> Result<()> {
             health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
         })),
         Command::Compile { source } => {
-            let node_name = source.node_name()?;
-            let snapshot = match source.datastore() {
-                DatastoreConfig::Files(dir) => FileDatastore::new(&dir)
-                    .load()
-                    .with_context(|| format!("reading {}", dir.display()))?,
-                DatastoreConfig::Kubernetes { kubeconfig } => {
-                    runtime.block_on(list_once(kubeconfig))?
-                }
-            };
-            for error in &snapshot.errors {
-                eprintln!("rejected: {error}");
-            }
-            let compiled = Compiler::new().compile(
-                &snapshot.cluster,
-                &Scope {
-                    node_name,
-                    host_addrs: Vec::new(),
-                },
-            );
+            let (snapshot, scope) = load(&runtime, &source)?;
+            let compiled = Compiler::new().compile(&snapshot.cluster, &scope);
             print!("{}", policy_agent::explain::render(&compiled));
             Ok(())
         }
+        Command::Explain {
+            source,
+            from,
+            to,
+            port,
+            protocol,
+            family,
+            json,
+        } => {
+            if family == 5 {
+                bail!("--family must be 4 or 6");
+            }
+            let (snapshot, scope) = load(&runtime, &source)?;
+            let cluster = &snapshot.cluster;
+            let protocol = Protocol::from_name(&protocol)
+                .map(|p| p.0)
+                .or_else(|| protocol.parse::<u8>().ok())
+                .with_context(|| format!("--protocol {protocol}: not a protocol name or number"))?;
+            let from = verdict::resolve(cluster, &from, family).context("--from")?;
+            let to = verdict::resolve(cluster, &to, family).context("--to")?;
+            let trace = verdict::explain(cluster, &scope, from, to, protocol, port)?;
+            if json {
+                println!("{}", verdict::render_json(&trace));
+            } else {
+                print!("{}", verdict::render_text(&trace));
+            }
+            Ok(())
+        }
     }
+}
+
+/// The datastore's current state, once, and this node's scope.
+fn load(
+    runtime: &tokio::runtime::Runtime,
+    source: &Source,
+) -> Result<(policy_agent::datastore::Snapshot, Scope)> {
+    let node_name = source.node_name()?;
+    let snapshot = match source.datastore() {
+        DatastoreConfig::Files(dir) => FileDatastore::new(&dir)
+            .load()
+            .with_context(|| format!("reading {}", dir.display()))?,
+        DatastoreConfig::Kubernetes { kubeconfig } => runtime.block_on(list_once(kubeconfig))?,
+    };
+    for error in &snapshot.errors {
+        eprintln!("rejected: {error}");
+    }
+    let scope = Scope {
+        node_name,
+        host_addrs: Vec::new(),
+    };
+    Ok((snapshot, scope))
 }
 
 /// One full list of every resource from the API server.

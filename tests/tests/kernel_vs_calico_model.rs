@@ -2,7 +2,8 @@
 //! (tiers, ordered Calico policies with Allow/Deny/Pass/Log, Kubernetes policies, network
 //! sets), with the verdict from the real eBPF programs run by the kernel with
 //! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP frames, and the maps filled by the
-//! real agent code (compiler + incremental sync from the previous case's state).
+//! real agent code (compiler + incremental sync from the previous case's state). For every
+//! flow, `policy-agent explain`'s walk must give the kernel's verdict too.
 //!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of worlds (default 300).
 
@@ -17,7 +18,10 @@ use palisade_tests::{
 };
 use policy_agent::{
     calico::resources::Protocol,
-    compiler::{Compiler, MapContents, Scope, identity_addr},
+    compiler::{
+        Compiler, MapContents, Scope, identity_addr,
+        trace::{TracePacket, trace},
+    },
     dataplane::Datapath,
     replay::{Direction, Packet},
 };
@@ -73,7 +77,8 @@ fn kernel_verdicts_agree_with_the_calico_model() {
             node_name: None,
             host_addrs: case.world.node_addrs.clone(),
         };
-        let maps = state.compiler.compile(&case.agent_cluster(), &scope).maps;
+        let cluster = case.agent_cluster();
+        let maps = state.compiler.compile(&cluster, &scope).maps;
         state
             .datapath
             .apply(&state.programmed, &maps)
@@ -126,6 +131,26 @@ fn kernel_verdicts_agree_with_the_calico_model() {
             let model =
                 case.world
                     .verdict(&ModelPacket::new(src, dst, Protocol(number), 40_000, port));
+            let explained = trace(
+                &cluster,
+                &scope,
+                &TracePacket {
+                    src,
+                    dst,
+                    protocol: number,
+                    dport: port,
+                },
+            );
+            prop_assert_eq!(
+                explained.allowed(),
+                kernel,
+                "explain disagrees with the kernel on {} {} -> {}:{}: {:?}",
+                protocol,
+                src,
+                dst,
+                port,
+                explained
+            );
             prop_assert_eq!(
                 kernel,
                 model.allowed,

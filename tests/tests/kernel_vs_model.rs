@@ -2,6 +2,7 @@
 //! but the verdict comes from the real eBPF programs, run by the kernel with
 //! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP frames, with maps filled by the real
 //! agent code (compiler + incremental sync from the previous case's state).
+//! `policy-agent explain`'s walk must give the kernel's verdict on every flow too.
 //!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of clusters (default 500).
 
@@ -13,7 +14,10 @@ use palisade_tests::{
     require_root,
 };
 use policy_agent::{
-    compiler::{Compiler, MapContents, Scope, identity_addr},
+    compiler::{
+        Compiler, MapContents, Scope, identity_addr,
+        trace::{TracePacket, trace},
+    },
     dataplane::Datapath,
     replay::{Direction, Packet},
 };
@@ -69,7 +73,8 @@ fn kernel_verdicts_agree_with_the_reference_model() {
             node_name: None,
             host_addrs: world.node_addrs.clone(),
         };
-        let maps = state.compiler.compile(&agent_cluster(&world), &scope).maps;
+        let cluster = agent_cluster(&world);
+        let maps = state.compiler.compile(&cluster, &scope).maps;
         state
             .datapath
             .apply(&state.programmed, &maps)
@@ -118,6 +123,24 @@ fn kernel_verdicts_agree_with_the_reference_model() {
                 protocol,
                 port,
             };
+            // `policy-agent explain` walks Kubernetes policies as the default tier.
+            let explained = trace(
+                &cluster,
+                &scope,
+                &TracePacket {
+                    src,
+                    dst,
+                    protocol: protocol_number(protocol),
+                    dport: port,
+                },
+            );
+            prop_assert_eq!(
+                explained.allowed(),
+                kernel,
+                "explain disagrees with the kernel on {:?}: {:?}",
+                flow,
+                explained
+            );
             prop_assert_eq!(kernel, world.allows(&flow), "flow {:?}", flow);
             *flows_checked.borrow_mut() += 1;
         }

@@ -20,6 +20,7 @@ mod rules;
 mod tables;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod views;
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
@@ -36,7 +37,10 @@ use policy_common::{
 use self::{diff::Changes, engine::Engine, relevance::Relevance};
 pub use self::{
     engine::{Counts, EndpointExplanation},
-    ordered::{PROFILE_RULE_REF, TIER_DEFAULT_RULE},
+    ordered::{
+        PROFILE_RULE_REF, TIER_DEFAULT_RULE, Verdict,
+        cells::{PolicyTrace, RuleTrace, TierEnd, TierTrace},
+    },
     ports::port_prefixes,
     tables::{Direction, PolicyKind, PolicyName},
 };
@@ -53,7 +57,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn is_local(&self, pod: &Pod) -> bool {
+    pub fn is_local(&self, pod: &Pod) -> bool {
         match (&self.node_name, &pod.node_name) {
             (None, _) => true,
             (Some(node), Some(pod_node)) => node == pod_node,

@@ -43,6 +43,11 @@ fn selector_keys<'a>(selector: &'a LabelSelector) -> impl Iterator<Item = String
 
 impl Relevance {
     pub fn of(cluster: &Cluster) -> Self {
+        Self::with_ordered(cluster, !cluster.calico.is_empty())
+    }
+
+    /// What the policies observe when ordered tables are (`ordered`) or are not in use.
+    pub fn with_ordered(cluster: &Cluster, ordered: bool) -> Self {
         let mut relevance = Relevance::default();
         let mut blocks = BTreeSet::new();
         let mut named_port_blocks = BTreeSet::new();
@@ -81,7 +86,7 @@ impl Relevance {
                 }
             }
         }
-        if !cluster.calico.is_empty() {
+        if ordered {
             relevance.calico = true;
             calico_relevance(cluster, &mut relevance, &mut blocks);
         }

@@ -77,6 +77,19 @@ pub fn build(
     if !needs_ordered(pod, cluster, direction) {
         return None;
     }
+    Some(build_always(pod, cluster, relevance, context, direction))
+}
+
+/// The ordered content of `pod`'s `direction` even where Kubernetes policies alone apply
+/// (`explain` walks every endpoint this way; for Kubernetes policies alone the walk gives
+/// their union: the first allow in tier `default`, else its default Deny).
+pub fn build_always(
+    pod: &Pod,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    context: &CalicoContext,
+    direction: Direction,
+) -> OrderedContent {
     let mut applying = applying(pod, cluster, direction);
     applying.sort_by(|a, b| cmp_optional_order(a.order, b.order).then_with(|| a.key.cmp(&b.key)));
     let mut by_tier: BTreeMap<&str, Vec<Applying<'_>>> = BTreeMap::new();
@@ -99,7 +112,7 @@ pub fn build(
                 .collect(),
         })
         .collect();
-    Some(OrderedContent { tiers })
+    OrderedContent { tiers }
 }
 
 fn tier_order(cluster: &Cluster, name: &str) -> Option<f64> {

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     calico::resources::{Action, Protocol as CalicoProtocol, TierAction},
-    compiler::{LpmKey, ports::port_prefixes, rules::Entries, views::PodView},
+    compiler::{LpmKey, ports::port_prefixes, rules::Entries, tables::PolicyName, views::PodView},
     model::NamespaceMatch,
 };
 
@@ -84,6 +84,52 @@ impl Cell {
             })
         })
     }
+}
+
+/// One tier as the walk saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierTrace {
+    pub tier: String,
+    pub policies: Vec<PolicyTrace>,
+    pub end: TierEnd,
+}
+
+/// How a tier the walk entered ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierEnd {
+    /// A rule allowed or denied.
+    Decided,
+    /// A rule passed to the next tier.
+    Passed,
+    /// No rule decided: the tier's default action (Deny ends the walk, Pass goes on).
+    DefaultAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyTrace {
+    pub policy: PolicyName,
+    pub rules: Vec<RuleTrace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTrace {
+    pub index: u16,
+    pub action: Action,
+    /// `None`: the rule matched; else which part did not.
+    pub mismatch: Option<&'static str>,
+}
+
+/// The verdict for one packet, with every tier, policy and rule consulted.
+pub fn trace(
+    content: &OrderedContent,
+    context: &CalicoContext,
+    peer: &Peer<'_>,
+    protocol: u8,
+    port: u16,
+) -> (Verdict, Vec<TierTrace>) {
+    let mut tiers = Vec::new();
+    let verdict = Matching::new(content, context, peer).walk(protocol, port, Some(&mut tiers));
+    (verdict, tiers)
 }
 
 /// The verdicts of `content` for `peer`.
@@ -274,49 +320,110 @@ impl<'a> Matching<'a> {
 
     /// Calico's walk: tiers in order, policies in order, rules in order.
     fn decide(&self, protocol: u8, port: u16) -> Verdict {
+        self.walk(protocol, port, None)
+    }
+
+    /// The walk, recording every tier, policy and rule consulted when `trace` is given.
+    fn walk(&self, protocol: u8, port: u16, mut trace: Option<&mut Vec<TierTrace>>) -> Verdict {
         let mut index = 0usize;
         for tier in &self.content.tiers {
             let first = index;
-            let mut passed = false;
+            index = first + tier.policies.len();
+            let mut tier_trace = trace.as_ref().map(|_| TierTrace {
+                tier: tier.name.clone(),
+                policies: Vec::new(),
+                end: TierEnd::DefaultAction,
+            });
+            let mut outcome = None;
             'policies: for (offset, policy) in tier.policies.iter().enumerate() {
                 let slot = first + offset;
+                if let Some(t) = tier_trace.as_mut() {
+                    t.policies.push(PolicyTrace {
+                        policy: policy.name.clone(),
+                        rules: Vec::new(),
+                    });
+                }
                 for (rule, matched) in policy.rules.iter().zip(&self.matches[slot]) {
-                    if !matched || !self.protocol_port_match(&rule.matcher, protocol, port) {
+                    let mismatch = if !matched {
+                        Some(self.peer_mismatch(&rule.matcher))
+                    } else if !self.protocol_port_match(&rule.matcher, protocol, port) {
+                        Some("protocol or port")
+                    } else {
+                        None
+                    };
+                    if let Some(policy_trace) =
+                        tier_trace.as_mut().and_then(|t| t.policies.last_mut())
+                    {
+                        policy_trace.rules.push(RuleTrace {
+                            index: rule.index,
+                            action: rule.action,
+                            mismatch,
+                        });
+                    }
+                    if mismatch.is_some() {
                         continue;
                     }
                     let rule_ref = (ref_index(slot) << 16) | u32::from(rule.index);
                     match rule.action {
-                        Action::Allow => {
-                            return Verdict {
-                                allow: true,
+                        Action::Allow | Action::Deny => {
+                            outcome = Some(Some(Verdict {
+                                allow: rule.action == Action::Allow,
                                 rule_ref,
-                            };
-                        }
-                        Action::Deny => {
-                            return Verdict {
-                                allow: false,
-                                rule_ref,
-                            };
+                            }));
+                            break 'policies;
                         }
                         Action::Pass => {
-                            passed = true;
+                            outcome = Some(None);
                             break 'policies;
                         }
                         Action::Log => {}
                     }
                 }
             }
-            index = first + tier.policies.len();
-            if !passed && tier.default_action == TierAction::Deny {
-                return Verdict {
+            let verdict = match outcome {
+                Some(Some(verdict)) => {
+                    if let Some(t) = tier_trace.as_mut() {
+                        t.end = TierEnd::Decided;
+                    }
+                    Some(verdict)
+                }
+                Some(None) => {
+                    if let Some(t) = tier_trace.as_mut() {
+                        t.end = TierEnd::Passed;
+                    }
+                    None
+                }
+                None => (tier.default_action == TierAction::Deny).then_some(Verdict {
                     allow: false,
                     rule_ref: (ref_index(first) << 16) | TIER_DEFAULT_RULE,
-                };
+                }),
+            };
+            if let (Some(trace), Some(t)) = (trace.as_mut(), tier_trace) {
+                trace.push(t);
+            }
+            if let Some(verdict) = verdict {
+                return verdict;
             }
         }
         Verdict {
             allow: true,
             rule_ref: PROFILE_RULE_REF,
+        }
+    }
+
+    /// Why a rule's match on everything but protocol and port failed.
+    fn peer_mismatch(&self, matcher: &Matcher) -> &'static str {
+        match matcher {
+            Matcher::Calico(rule)
+                if !self
+                    .peer
+                    .v6
+                    .is_some_and(|v6| rule.local_ok[usize::from(v6)]) =>
+            {
+                "ipVersion or the endpoint's side"
+            }
+            Matcher::Calico(_) => "the peer's side",
+            Matcher::Kubernetes(_) => "peers",
         }
     }
 

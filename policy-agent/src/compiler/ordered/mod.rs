@@ -24,7 +24,10 @@ mod build;
 pub mod cells;
 mod owners;
 
-pub use self::{build::build, owners::CalicoContext};
+pub use self::{
+    build::{build, build_always},
+    owners::CalicoContext,
+};
 
 use std::fmt;
 

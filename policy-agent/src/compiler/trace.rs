@@ -1,0 +1,122 @@
+//! `explain`'s walk: for one packet, every tier, policy and rule consulted for the source's
+//! egress and the destination's ingress, and which one decided.
+//!
+//! It walks the same ordered content the compiler resolves into ordered tables
+//! ([`super::ordered`]), built for the endpoint whatever policies select it (for Kubernetes
+//! policies alone that walk is their union), against the peer as the compiler's identities
+//! see it. Tests hold it to the kernel's verdict on generated worlds.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{
+    Scope,
+    ordered::{
+        self, CalicoContext,
+        cells::{self, Peer, TierTrace},
+    },
+    relevance::Relevance,
+    tables::Direction,
+    views,
+};
+use crate::model::{Cluster, Pod};
+
+/// A packet to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracePacket {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub dport: u16,
+}
+
+/// One side of the packet's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SideTrace {
+    /// The address is not a local endpoint's: this agent does not check that side.
+    NotLocal,
+    /// The peer is the node itself: always allowed.
+    NodeTraffic { endpoint: (String, String) },
+    /// Walked: the endpoint, the tiers consulted and the verdict.
+    Walked {
+        endpoint: (String, String),
+        tiers: Vec<TierTrace>,
+        verdict: ordered::Verdict,
+    },
+}
+
+impl SideTrace {
+    pub fn allowed(&self) -> bool {
+        match self {
+            SideTrace::NotLocal | SideTrace::NodeTraffic { .. } => true,
+            SideTrace::Walked { verdict, .. } => verdict.allow,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketTrace {
+    pub packet: TracePacket,
+    pub egress: SideTrace,
+    pub ingress: SideTrace,
+}
+
+impl PacketTrace {
+    pub fn allowed(&self) -> bool {
+        self.egress.allowed() && self.ingress.allowed()
+    }
+}
+
+/// Explains `packet` in `cluster` as an agent with `scope` enforces it.
+pub fn trace(cluster: &Cluster, scope: &Scope, packet: &TracePacket) -> PacketTrace {
+    let relevance = Relevance::with_ordered(cluster, true);
+    let context = CalicoContext::of(cluster, &relevance);
+    let side = |own: IpAddr, peer: IpAddr, direction: Direction| -> SideTrace {
+        let Some(pod) = owner(cluster, own).filter(|pod| scope.is_local(pod)) else {
+            return SideTrace::NotLocal;
+        };
+        let endpoint = (pod.namespace.clone(), pod.name.clone());
+        if scope.host_addrs.contains(&peer) {
+            return SideTrace::NodeTraffic { endpoint };
+        }
+        let content = ordered::build_always(pod, cluster, &relevance, &context, direction);
+        let peer_view = owner(cluster, peer).and_then(|peer_pod| {
+            let labels = cluster.namespace_labels(&peer_pod.namespace);
+            views::pod_views(peer_pod, &labels, &relevance)
+                .into_iter()
+                .find(|(ip, _)| *ip == peer)
+                .map(|(_, view)| view)
+        });
+        let blocks = match &peer_view {
+            Some(view) => view.blocks.clone(),
+            None => relevance.covering(&IpNet::from(peer)),
+        };
+        let facts = Peer {
+            view: peer_view.as_deref(),
+            blocks: &blocks,
+            v6: Some(peer.is_ipv6()),
+        };
+        let (verdict, tiers) =
+            cells::trace(&content, &context, &facts, packet.protocol, packet.dport);
+        SideTrace::Walked {
+            endpoint,
+            tiers,
+            verdict,
+        }
+    };
+    PacketTrace {
+        packet: *packet,
+        egress: side(packet.src, packet.dst, Direction::Egress),
+        ingress: side(packet.dst, packet.src, Direction::Ingress),
+    }
+}
+
+/// The pod owning an address: the first (by namespace and name) endpoint pod holding it, as
+/// the compiler decides a shared address.
+pub fn owner(cluster: &Cluster, ip: IpAddr) -> Option<&Pod> {
+    cluster
+        .pods
+        .values()
+        .find(|pod| pod.is_endpoint() && pod.ips.contains(&ip))
+}
