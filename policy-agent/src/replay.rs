@@ -31,6 +31,7 @@ pub struct Packet {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: u8,
+    /// Destination port; for ICMP and ICMPv6, type << 8 | code (as the datapath keys them).
     pub dport: u16,
 }
 
@@ -216,6 +217,11 @@ impl Packet {
                 h[0..2].copy_from_slice(&40000u16.to_be_bytes());
                 h[2..4].copy_from_slice(&self.dport.to_be_bytes());
                 h
+            }
+            // ICMP and ICMPv6: `dport` carries type and code; identifier 1, sequence 1.
+            1 | 58 => {
+                let [kind, code] = self.dport.to_be_bytes();
+                vec![kind, code, 0, 0, 0, 1, 0, 1]
             }
             _ => vec![0u8; 8],
         };

@@ -57,8 +57,10 @@ pub struct RuleKey {
     pub protocol: u8,
     /// Always zero; covered by every prefix that covers `protocol`.
     pub _pad: u8,
-    /// Destination port, big-endian. 0 for packets without ports (and non-first fragments,
-    /// which only rules for every port of the protocol, or every protocol, can match).
+    /// Destination port, big-endian. For ICMP and ICMPv6 the type (high byte) and code (low
+    /// byte) instead, so that Calico's `icmp` matches are prefixes too. 0 for packets without
+    /// ports (and non-first fragments, which only rules for every port of the protocol, or
+    /// every protocol, can match).
     pub port_be: u16,
 }
 

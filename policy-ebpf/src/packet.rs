@@ -68,6 +68,9 @@ pub struct Flow {
     pub tcp_flags: u8,
     /// ICMP and ICMPv6 errors: the flow of the packet they quote.
     pub quoted: Quoted,
+    /// ICMP and ICMPv6: type in the high byte, code in the low byte (what rule entries key
+    /// ICMP on instead of a port); 0 for other protocols.
+    pub icmp_type_code: u16,
 }
 
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
@@ -292,6 +295,7 @@ fn no_transport(out: &mut Flow) {
     out.dport = 0;
     out.tcp_flags = 0;
     out.quoted.valid = false;
+    out.icmp_type_code = 0;
 }
 
 /// (source, destination) port: TCP, UDP and SCTP all start with them.
@@ -328,6 +332,7 @@ fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) ->
 fn icmp(ctx: &TcContext, protocol: u8, offset: usize, out: &mut Flow) -> Result<(), ()> {
     let header: [u8; 8] = read(ctx, offset)?;
     let id = u16::from_be_bytes([header[4], header[5]]);
+    out.icmp_type_code = u16::from_be_bytes([header[0], header[1]]);
     let v6 = protocol == IPPROTO_ICMPV6;
     let (request, reply) = if v6 { (128, 129) } else { (8, 0) };
     let error = if v6 {

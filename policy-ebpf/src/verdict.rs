@@ -21,6 +21,18 @@ use crate::{
 };
 
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// The type and code (as rule entries key them) of an echo request of `protocol`.
+#[inline(always)]
+fn echo_request(protocol: u8) -> u16 {
+    if protocol == IPPROTO_ICMPV6 {
+        128 << 8
+    } else {
+        8 << 8
+    }
+}
 
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -182,8 +194,14 @@ fn decide_flow(
         return Verdict::Allow;
     }
 
+    // Rule entries key ICMP on type and code where other protocols have the destination port.
+    // A reply re-checked against a newer policy is checked as the packet it answers: for
+    // ICMP that is an echo request (only echoes are tracked as connections).
+    let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let (policy, port) = match pending {
+        Pending::Reply if icmp => (counterpart_policy, echo_request(flow.protocol)),
         Pending::Reply => (counterpart_policy, flow.sport),
+        _ if icmp => (this_policy, flow.icmp_type_code),
         _ => (this_policy, flow.dport),
     };
     let allowed = allows(flow.protocol, port, policy, peer_addr);

@@ -3,12 +3,12 @@
 //! Calico NetworkPolicies at random orders in those tiers, rules with every action and the
 //! entity fields Palisade enforces (nets, notNets, selector, notSelector, namespaceSelector
 //! including `global()`, destination ports and notPorts with ranges and named ports,
-//! serviceAccounts, protocol, notProtocol, ipVersion), and network sets that rule selectors
-//! match by label.
+//! serviceAccounts, protocol, notProtocol, ipVersion, icmp and notICMP types and codes), and
+//! network sets that rule selectors match by label.
 //!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
-//! resources reach the tests; fields the datastore refuses (source ports, ICMP types) are
-//! never generated.
+//! resources reach the tests; fields the datastore refuses (source ports) are never
+//! generated.
 
 use proptest::{prelude::*, sample::select};
 use serde_json::{Value, json};
@@ -33,13 +33,7 @@ pub struct CalicoCase {
 impl CalicoCase {
     /// The cluster as the agent sees it.
     pub fn agent_cluster(&self) -> Cluster {
-        let kubernetes = crate::reference::World {
-            namespaces: self.world.namespaces.clone(),
-            pods: self.world.pods.clone(),
-            policies: self.world.k8s_policies.clone(),
-            node_addrs: self.world.node_addrs.clone(),
-        };
-        let mut cluster = agent_cluster(&kubernetes);
+        let mut cluster = agent_cluster(&self.kubernetes_world());
         for resource in &self.resources {
             cluster.calico.insert(resource.clone());
         }
@@ -176,6 +170,34 @@ fn entity(with_ports: bool, v6: bool) -> impl Strategy<Value = Value> {
         )
 }
 
+/// An `icmp`/`notICMP` match over the types the flows use.
+fn icmp_match() -> impl Strategy<Value = Value> {
+    (
+        select(vec![0u8, 3, 8, 11, 128, 129]),
+        prop::option::of(select(vec![0u8, 1])),
+    )
+        .prop_map(|(kind, code)| match code {
+            Some(code) => json!({ "type": kind, "code": code }),
+            None => json!({ "type": kind }),
+        })
+}
+
+/// ICMP flows to check: indices into the addresses, type and code (the protocol follows the
+/// family).
+pub type IcmpPick = (prop::sample::Index, prop::sample::Index, u8, u8);
+
+pub fn icmp_picks(max: usize) -> impl Strategy<Value = Vec<IcmpPick>> {
+    prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            select(vec![0u8, 3, 8, 11, 128, 129]),
+            select(vec![0u8, 1]),
+        ),
+        1..max,
+    )
+}
+
 fn rule() -> impl Strategy<Value = Value> {
     (
         select(vec!["Allow", "Allow", "Deny", "Pass", "Log"]),
@@ -185,44 +207,67 @@ fn rule() -> impl Strategy<Value = Value> {
             Some("UDP"),
             Some("SCTP"),
             Some("ICMP"),
+            Some("ICMPv6"),
         ]),
         prop::option::weighted(0.1, select(vec!["UDP", "TCP"])),
         prop::option::weighted(0.15, select(vec![4, 6])),
         any::<bool>(),
+        prop::option::weighted(0.5, icmp_match()),
+        prop::option::weighted(0.2, icmp_match()),
     )
-        .prop_flat_map(|(action, protocol, not_protocol, ip_version, v6_nets)| {
-            // ICMP is IPv4's (ICMPv6 is another protocol).
-            let ip_version = if protocol == Some("ICMP") {
-                ip_version.map(|_| 4)
-            } else {
-                ip_version
-            };
-            let v6_nets = v6_nets && protocol != Some("ICMP");
-            let v6 = match ip_version {
-                Some(version) => version == 6,
-                None => v6_nets,
-            };
-            let with_ports = matches!(protocol, Some("TCP" | "UDP" | "SCTP"));
-            (entity(false, v6), entity(with_ports, v6)).prop_map(move |(source, destination)| {
-                let mut rule = json!({ "action": action });
-                if let Some(p) = protocol {
-                    rule["protocol"] = json!(p);
-                }
-                if let Some(p) = not_protocol.filter(|p| Some(*p) != protocol) {
-                    rule["notProtocol"] = json!(p);
-                }
-                if let Some(v) = ip_version {
-                    rule["ipVersion"] = json!(v);
-                }
-                if source != json!({}) {
-                    rule["source"] = source;
-                }
-                if destination != json!({}) {
-                    rule["destination"] = destination;
-                }
-                rule
-            })
-        })
+        .prop_flat_map(
+            |(action, protocol, not_protocol, ip_version, v6_nets, icmp, not_icmp)| {
+                // ICMP is IPv4's and ICMPv6 IPv6's.
+                let icmp_family = match protocol {
+                    Some("ICMP") => Some(false),
+                    Some("ICMPv6") => Some(true),
+                    _ => None,
+                };
+                let ip_version = match icmp_family {
+                    Some(v6) => ip_version.map(|_| if v6 { 6 } else { 4 }),
+                    None => ip_version,
+                };
+                let v6_nets = icmp_family.unwrap_or(v6_nets);
+                // `icmp` and `notICMP` need an ICMP protocol.
+                let (icmp, not_icmp) = if icmp_family.is_some() {
+                    (icmp, not_icmp)
+                } else {
+                    (None, None)
+                };
+                let v6 = match ip_version {
+                    Some(version) => version == 6,
+                    None => v6_nets,
+                };
+                let with_ports = matches!(protocol, Some("TCP" | "UDP" | "SCTP"));
+                (entity(false, v6), entity(with_ports, v6)).prop_map(
+                    move |(source, destination)| {
+                        let mut rule = json!({ "action": action });
+                        if let Some(p) = protocol {
+                            rule["protocol"] = json!(p);
+                        }
+                        if let Some(p) = not_protocol.filter(|p| Some(*p) != protocol) {
+                            rule["notProtocol"] = json!(p);
+                        }
+                        if let Some(v) = ip_version {
+                            rule["ipVersion"] = json!(v);
+                        }
+                        if let Some(m) = &icmp {
+                            rule["icmp"] = m.clone();
+                        }
+                        if let Some(m) = &not_icmp {
+                            rule["notICMP"] = m.clone();
+                        }
+                        if source != json!({}) {
+                            rule["source"] = source;
+                        }
+                        if destination != json!({}) {
+                            rule["destination"] = destination;
+                        }
+                        rule
+                    },
+                )
+            },
+        )
 }
 
 fn policy(index: usize) -> impl Strategy<Value = Value> {
@@ -351,4 +396,65 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
             resources,
         }
     })
+}
+
+/// A flow of the Calico tests: the datapath's view (protocol, and the destination port or
+/// ICMP type << 8 | code) and the model's packet.
+#[derive(Debug, Clone, Copy)]
+pub struct CalicoFlow {
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub protocol: u8,
+    pub key_port: u16,
+    pub model: crate::calico_reference::Packet,
+}
+
+impl CalicoCase {
+    /// The Kubernetes part of the world, for the Kubernetes-side helpers.
+    pub fn kubernetes_world(&self) -> crate::reference::World {
+        crate::reference::World {
+            namespaces: self.world.namespaces.clone(),
+            pods: self.world.pods.clone(),
+            policies: self.world.k8s_policies.clone(),
+            node_addrs: self.world.node_addrs.clone(),
+        }
+    }
+
+    /// The picked flows between this world's addresses (same family, not to itself).
+    pub fn flows(&self, picks: &[crate::generate::FlowPick], icmp: &[IcmpPick]) -> Vec<CalicoFlow> {
+        use crate::{calico_reference::Packet, generate::protocol_number};
+        use policy_agent::calico::resources::Protocol;
+        let addrs = crate::generate::addresses(&self.kubernetes_world());
+        let usable = |src: std::net::IpAddr, dst: std::net::IpAddr| {
+            src != dst && src.is_ipv4() == dst.is_ipv4()
+        };
+        let mut flows = Vec::new();
+        for (src, dst, protocol, port) in picks {
+            let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
+            if usable(src, dst) {
+                let number = protocol_number(protocol);
+                flows.push(CalicoFlow {
+                    src,
+                    dst,
+                    protocol: number,
+                    key_port: *port,
+                    model: Packet::new(src, dst, Protocol(number), 40_000, *port),
+                });
+            }
+        }
+        for (src, dst, kind, code) in icmp {
+            let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
+            if usable(src, dst) {
+                let model = Packet::icmp(src, dst, *kind, *code);
+                flows.push(CalicoFlow {
+                    src,
+                    dst,
+                    protocol: model.protocol,
+                    key_port: u16::from(*kind) << 8 | u16::from(*code),
+                    model,
+                });
+            }
+        }
+        flows
+    }
 }

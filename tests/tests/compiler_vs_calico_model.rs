@@ -1,7 +1,9 @@
 //! Compiler vs the Calico reference model: random clusters with random tiers, Calico
 //! policies (global and namespaced, every action), Kubernetes NetworkPolicies and network
-//! sets. For each flow, the userspace replay of the datapath's lookups on the compiler's maps
-//! must agree with `palisade_tests::calico_reference`, evaluated on the resources themselves.
+//! sets. For each flow (TCP, UDP, SCTP, and ICMP/ICMPv6 by type and code), the userspace
+//! replay of the datapath's lookups on the compiler's maps must agree with
+//! `palisade_tests::calico_reference`, evaluated on the resources themselves, and so must
+//! `policy-agent explain`'s walk.
 //!
 //! The second property follows such a world through random edits of its Kubernetes objects
 //! (pods relabelled, added and removed, namespaces relabelled, NetworkPolicies added and
@@ -14,14 +16,15 @@
 use std::net::IpAddr;
 
 use palisade_tests::{
-    calico_reference::Packet as ModelPacket,
-    generate::{FlowPick, addresses, cases_from_env, edits, flow_picks, protocol_number},
-    generate_calico::{CalicoCase, calico_case},
-    reference::World,
+    generate::{FlowPick, cases_from_env, edits, flow_picks},
+    generate_calico::{CalicoCase, IcmpPick, calico_case, icmp_picks},
 };
 use policy_agent::{
-    calico::resources::Protocol,
-    compiler::{Compiler, MapContents, Scope},
+    compiler::{
+        Compiler, MapContents, Scope,
+        trace::{TracePacket, trace},
+    },
+    model::Cluster,
     replay::{self, Direction, Packet},
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
@@ -35,30 +38,18 @@ fn scope(case: &CalicoCase) -> Scope {
 
 fn check_flows(
     case: &CalicoCase,
+    cluster: &Cluster,
     maps: &MapContents,
     picks: &[FlowPick],
+    icmp: &[IcmpPick],
 ) -> Result<(), TestCaseError> {
-    let kubernetes = World {
-        namespaces: case.world.namespaces.clone(),
-        pods: case.world.pods.clone(),
-        policies: case.world.k8s_policies.clone(),
-        node_addrs: case.world.node_addrs.clone(),
-    };
-    let addrs = addresses(&kubernetes);
-    for (src, dst, protocol, port) in picks {
-        let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
-        if src == dst || src.is_ipv4() != dst.is_ipv4() {
-            continue;
-        }
-        let number = protocol_number(protocol);
-        let model =
-            case.world
-                .verdict(&ModelPacket::new(src, dst, Protocol(number), 40_000, *port));
+    for flow in case.flows(picks, icmp) {
+        let model = case.world.verdict(&flow.model);
         let packet = Packet {
-            src,
-            dst,
-            protocol: number,
-            dport: *port,
+            src: flow.src,
+            dst: flow.dst,
+            protocol: flow.protocol,
+            dport: flow.key_port,
         };
         let endpoint = |ip: IpAddr| {
             maps.endpoints
@@ -66,19 +57,34 @@ fn check_flows(
                     addr: policy_agent::compiler::identity_addr(ip),
                 })
         };
-        let egress = !endpoint(src) || replay::allows(maps, &packet, Direction::FromEndpoint);
-        let ingress = !endpoint(dst) || replay::allows(maps, &packet, Direction::ToEndpoint);
+        let egress = !endpoint(flow.src) || replay::allows(maps, &packet, Direction::FromEndpoint);
+        let ingress = !endpoint(flow.dst) || replay::allows(maps, &packet, Direction::ToEndpoint);
         prop_assert_eq!(
             egress && ingress,
             model.allowed,
-            "{} {}:{} -> {}: compiled egress {} ingress {}\nmodel:\n{}\nresources:\n{}",
-            protocol,
-            src,
-            40_000,
-            dst,
+            "{}: compiled egress {} ingress {}\nmodel:\n{}\nresources:\n{}",
+            flow.model,
             egress,
             ingress,
             model,
+            case.yaml
+        );
+        let explained = trace(
+            cluster,
+            &scope(case),
+            &TracePacket {
+                src: flow.src,
+                dst: flow.dst,
+                protocol: flow.protocol,
+                dport: flow.key_port,
+            },
+        );
+        prop_assert_eq!(
+            explained.allowed(),
+            model.allowed,
+            "explain on {}: {:?}\nresources:\n{}",
+            flow.model,
+            explained,
             case.yaml
         );
     }
@@ -92,9 +98,11 @@ proptest! {
     fn compiled_ordered_tables_agree_with_the_calico_model(
         case in calico_case(),
         picks in flow_picks(24),
+        icmp in icmp_picks(8),
     ) {
-        let maps = Compiler::new().compile(&case.agent_cluster(), &scope(&case)).maps;
-        check_flows(&case, &maps, &picks)?;
+        let cluster = case.agent_cluster();
+        let maps = Compiler::new().compile(&cluster, &scope(&case)).maps;
+        check_flows(&case, &cluster, &maps, &picks, &icmp)?;
     }
 }
 
@@ -106,24 +114,20 @@ proptest! {
         case in calico_case(),
         edits in edits(6),
         picks in flow_picks(16),
+        icmp in icmp_picks(4),
     ) {
         let mut case = case;
         let mut compiler = Compiler::new();
         compiler.compile(&case.agent_cluster(), &scope(&case));
         for edit in &edits {
-            let mut kubernetes = World {
-                namespaces: case.world.namespaces.clone(),
-                pods: case.world.pods.clone(),
-                policies: case.world.k8s_policies.clone(),
-                node_addrs: case.world.node_addrs.clone(),
-            };
+            let mut kubernetes = case.kubernetes_world();
             edit.apply(&mut kubernetes);
             case.world.namespaces = kubernetes.namespaces;
             case.world.pods = kubernetes.pods;
             case.world.k8s_policies = kubernetes.policies;
             let cluster = case.agent_cluster();
             let maps = compiler.compile(&cluster, &scope(&case)).maps;
-            check_flows(&case, &maps, &picks)?;
+            check_flows(&case, &cluster, &maps, &picks, &icmp)?;
             let fresh = Compiler::new().compile(&cluster, &scope(&case)).maps;
             prop_assert_eq!(
                 (maps.endpoints.len(), maps.identities.len(), maps.rules.len()),

@@ -1,7 +1,7 @@
 //! Kernel vs the Calico reference model: the generated worlds of `compiler_vs_calico_model`
 //! (tiers, ordered Calico policies with Allow/Deny/Pass/Log, Kubernetes policies, network
 //! sets), with the verdict from the real eBPF programs run by the kernel with
-//! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP frames, and the maps filled by the
+//! `BPF_PROG_TEST_RUN` on crafted IPv4/IPv6 TCP/UDP/SCTP/ICMP/ICMPv6 frames, and the maps filled by the
 //! real agent code (compiler + incremental sync from the previous case's state). For every
 //! flow, `policy-agent explain`'s walk must give the kernel's verdict too.
 //!
@@ -10,14 +10,11 @@
 use std::{cell::RefCell, net::IpAddr, path::PathBuf};
 
 use palisade_tests::{
-    calico_reference::Packet as ModelPacket,
-    generate::{addresses, flow_picks, protocol_number},
-    generate_calico::calico_case,
-    reference::World,
+    generate::flow_picks,
+    generate_calico::{calico_case, icmp_picks},
     require_root,
 };
 use policy_agent::{
-    calico::resources::Protocol,
     compiler::{
         Compiler, MapContents, Scope, identity_addr,
         trace::{TracePacket, trace},
@@ -70,107 +67,85 @@ fn kernel_verdicts_agree_with_the_calico_model() {
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&(calico_case(), flow_picks(24)), |(case, picks)| {
-        let mut state = state.borrow_mut();
-        let state = &mut *state;
-        let scope = Scope {
-            node_name: None,
-            host_addrs: case.world.node_addrs.clone(),
-        };
-        let cluster = case.agent_cluster();
-        let maps = state.compiler.compile(&cluster, &scope).maps;
-        state
-            .datapath
-            .apply(&state.programmed, &maps)
-            .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
-        state.programmed = maps;
+    let result = runner.run(
+        &(calico_case(), flow_picks(24), icmp_picks(8)),
+        |(case, picks, icmp)| {
+            let mut state = state.borrow_mut();
+            let state = &mut *state;
+            let scope = Scope {
+                node_name: None,
+                host_addrs: case.world.node_addrs.clone(),
+            };
+            let cluster = case.agent_cluster();
+            let maps = state.compiler.compile(&cluster, &scope).maps;
+            state
+                .datapath
+                .apply(&state.programmed, &maps)
+                .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
+            state.programmed = maps;
 
-        let kubernetes = World {
-            namespaces: case.world.namespaces.clone(),
-            pods: case.world.pods.clone(),
-            policies: case.world.k8s_policies.clone(),
-            node_addrs: case.world.node_addrs.clone(),
-        };
-        let addrs = addresses(&kubernetes);
-        for (src, dst, protocol, port) in picks {
-            let (src, dst): (IpAddr, IpAddr) = (*src.get(&addrs), *dst.get(&addrs));
-            if src == dst || src.is_ipv4() != dst.is_ipv4() {
-                continue;
-            }
-            let number = protocol_number(protocol);
-            let packet = Packet {
-                src,
-                dst,
-                protocol: number,
-                dport: port,
-            };
-            let frame = packet.to_frame();
-            let is_endpoint = |ip: IpAddr| {
-                state.programmed.endpoints.contains_key(&EndpointKey {
-                    addr: identity_addr(ip),
-                })
-            };
-            let mut kernel = true;
-            for (endpoint, direction) in
-                [(src, Direction::FromEndpoint), (dst, Direction::ToEndpoint)]
-            {
-                if !is_endpoint(endpoint) {
-                    continue;
+            for flow in case.flows(&picks, &icmp) {
+                let packet = Packet {
+                    src: flow.src,
+                    dst: flow.dst,
+                    protocol: flow.protocol,
+                    dport: flow.key_port,
+                };
+                let frame = packet.to_frame();
+                let is_endpoint = |ip: IpAddr| {
+                    state.programmed.endpoints.contains_key(&EndpointKey {
+                        addr: identity_addr(ip),
+                    })
+                };
+                let mut kernel = true;
+                for (endpoint, direction) in [
+                    (flow.src, Direction::FromEndpoint),
+                    (flow.dst, Direction::ToEndpoint),
+                ] {
+                    if !is_endpoint(endpoint) {
+                        continue;
+                    }
+                    // Each flow is a new connection: no state from earlier flows.
+                    state
+                        .datapath
+                        .clear_conntrack()
+                        .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
+                    let verdict = state
+                        .datapath
+                        .test_run(direction, &frame, 1)
+                        .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
+                    kernel &= verdict.allowed();
                 }
-                // Each flow is a new connection: no state from earlier flows.
-                state
-                    .datapath
-                    .clear_conntrack()
-                    .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
-                let verdict = state
-                    .datapath
-                    .test_run(direction, &frame, 1)
-                    .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
-                kernel &= verdict.allowed();
+                let model = case.world.verdict(&flow.model);
+                let explained = trace(
+                    &cluster,
+                    &scope,
+                    &TracePacket {
+                        src: flow.src,
+                        dst: flow.dst,
+                        protocol: flow.protocol,
+                        dport: flow.key_port,
+                    },
+                );
+                prop_assert_eq!(
+                    explained.allowed(),
+                    kernel,
+                    "explain disagrees with the kernel on {}: {:?}",
+                    flow.model,
+                    explained
+                );
+                prop_assert_eq!(kernel, model.allowed, "{}\nmodel:\n{}", flow.model, model);
+                *flows_checked.borrow_mut() += 1;
+                *denied.borrow_mut() += usize::from(!kernel);
             }
-            let model =
-                case.world
-                    .verdict(&ModelPacket::new(src, dst, Protocol(number), 40_000, port));
-            let explained = trace(
-                &cluster,
-                &scope,
-                &TracePacket {
-                    src,
-                    dst,
-                    protocol: number,
-                    dport: port,
-                },
-            );
-            prop_assert_eq!(
-                explained.allowed(),
-                kernel,
-                "explain disagrees with the kernel on {} {} -> {}:{}: {:?}",
-                protocol,
-                src,
-                dst,
-                port,
-                explained
-            );
-            prop_assert_eq!(
-                kernel,
-                model.allowed,
-                "{} {} -> {}:{}\nmodel:\n{}",
-                protocol,
-                src,
-                dst,
-                port,
-                model
-            );
-            *flows_checked.borrow_mut() += 1;
-            *denied.borrow_mut() += usize::from(!kernel);
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     match result {
         Ok(()) => {}
-        Err(TestError::Fail(reason, (case, picks))) => {
+        Err(TestError::Fail(reason, (case, picks, icmp))) => {
             panic!(
-                "{reason}\nminimal failing case:\n{}\nflows: {picks:?}",
+                "{reason}\nminimal failing case:\n{}\nflows: {picks:?} {icmp:?}",
                 case.yaml
             )
         }

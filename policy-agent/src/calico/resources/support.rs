@@ -45,12 +45,4 @@ fn rule_fields(path: &str, rule: &Rule, errors: &mut Vec<FieldError>) {
     if !rule.source.not_ports.is_empty() {
         reject("source.notPorts", SOURCE_PORTS);
     }
-    const ICMP_TYPE: &str =
-        "not supported by Palisade yet: ICMP rules match every type and code (use protocol alone)";
-    if rule.icmp.is_some_and(|m| m.icmp_type.is_some()) {
-        reject("icmp", ICMP_TYPE);
-    }
-    if rule.not_icmp.is_some_and(|m| m.icmp_type.is_some()) {
-        reject("notICMP", ICMP_TYPE);
-    }
 }

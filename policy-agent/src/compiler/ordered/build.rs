@@ -370,6 +370,8 @@ fn calico_match(
         local_ok: local.holds(&entity(local_side), rule.ip_version),
         protocol,
         not_protocol: rule.not_protocol.map(|p| p.0),
+        icmp: rule.icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
+        not_icmp: rule.not_icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
         peer: entity(peer_side),
         ports: ports(&rule.destination.ports),
         not_ports: ports(&rule.destination.not_ports),

@@ -149,7 +149,7 @@ pub fn cell(content: &OrderedContent, context: &CalicoContext, peer: &Peer<'_>) 
         protocols: BTreeMap::new(),
     };
     for protocol in protocols {
-        let starts: BTreeSet<u32> = if CalicoProtocol(protocol).has_ports() {
+        let starts: BTreeSet<u32> = if keyed_by_port(protocol) {
             cuts.remove(&protocol)
                 .unwrap_or_default()
                 .into_iter()
@@ -188,6 +188,13 @@ fn rule_grid(
         Matcher::Calico(rule) => {
             protocols.extend(rule.protocol);
             protocols.extend(rule.not_protocol);
+            for (kind, code) in rule.icmp.iter().chain(&rule.not_icmp) {
+                let (first, last) = icmp_range(*kind, *code);
+                for protocol in [CalicoProtocol::ICMP.0, CalicoProtocol::ICMPV6.0] {
+                    protocols.insert(protocol);
+                    cut(protocol, first, last);
+                }
+            }
             let lists = rule.ports.iter().chain(&rule.not_ports);
             let port_protocols = [
                 CalicoProtocol::TCP,
@@ -439,8 +446,49 @@ fn ref_index(slot: usize) -> u32 {
     u32::try_from(slot).unwrap_or(u32::MAX).min(0xfffe)
 }
 
+/// Whether rule entries tell this protocol's packets apart by the key's port field: ports,
+/// or ICMP type and code.
+fn keyed_by_port(protocol: u8) -> bool {
+    CalicoProtocol(protocol).has_ports()
+        || protocol == CalicoProtocol::ICMP.0
+        || protocol == CalicoProtocol::ICMPV6.0
+}
+
+/// The key values (type << 8 | code) an `icmp` match covers.
+fn icmp_range(kind: u8, code: Option<u8>) -> (u16, u16) {
+    let base = u16::from(kind) << 8;
+    match code {
+        Some(code) => (base | u16::from(code), base | u16::from(code)),
+        None => (base, base | 0xff),
+    }
+}
+
+/// Whether a packet of `protocol` with key value `port` from/to a peer of this family is an
+/// ICMP packet of the given type (and code).
+fn icmp_matches(icmp: (u8, Option<u8>), peer: &Peer<'_>, protocol: u8, port: u16) -> bool {
+    let own = match peer.v6 {
+        Some(true) => CalicoProtocol::ICMPV6.0,
+        Some(false) => CalicoProtocol::ICMP.0,
+        None => return false,
+    };
+    let (first, last) = icmp_range(icmp.0, icmp.1);
+    protocol == own && (first..=last).contains(&port)
+}
+
 fn calico_protocol_port(rule: &CalicoMatch, peer: &Peer<'_>, protocol: u8, port: u16) -> bool {
     if rule.protocol.is_some_and(|p| p != protocol) || rule.not_protocol == Some(protocol) {
+        return false;
+    }
+    if rule
+        .icmp
+        .is_some_and(|icmp| !icmp_matches(icmp, peer, protocol, port))
+    {
+        return false;
+    }
+    if rule
+        .not_icmp
+        .is_some_and(|icmp| icmp_matches(icmp, peer, protocol, port))
+    {
         return false;
     }
     let has_ports = CalicoProtocol(protocol).has_ports();

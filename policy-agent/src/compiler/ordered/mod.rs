@@ -99,6 +99,9 @@ pub struct CalicoMatch {
     pub local_ok: [bool; 2],
     pub protocol: Option<u8>,
     pub not_protocol: Option<u8>,
+    /// `icmp` and `notICMP` with a type: (type, code).
+    pub icmp: Option<(u8, Option<u8>)>,
+    pub not_icmp: Option<(u8, Option<u8>)>,
     /// The peer side: `source` of an ingress rule, `destination` of an egress rule.
     pub peer: PeerEntity,
     /// Destination ports: `None` when the rule sets none; `Some(vec![])` matches nothing (a
