@@ -82,6 +82,9 @@ pub struct Config {
     pub node_name: Option<String>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics`; nowhere when `None`.
     pub health_addr: Option<SocketAddr>,
+    /// Write a flow event for every denied packet policy decides, not only for Calico `Log`
+    /// rules.
+    pub log_denies: bool,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -116,6 +119,9 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
     let mut datapath = Datapath::load(&config.bpffs).context("loading the datapath")?;
+    datapath
+        .set_log_denies(config.log_denies)
+        .context("configuring flow events")?;
     let scope = Scope {
         node_name: config.node_name.clone(),
         host_addrs: host_addresses().context("listing the node's addresses")?,
@@ -215,7 +221,9 @@ impl State {
     ) -> Result<()> {
         let started = Instant::now();
         let snapshot = datastore.load()?;
-        self.compiled = self.compiler.compile(&snapshot.cluster, scope).maps;
+        let compiled = self.compiler.compile(&snapshot.cluster, scope);
+        self.status.tables = crate::flows::table_names(&compiled);
+        self.compiled = compiled.maps;
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
         let stats = datapath.apply(&self.programmed, &bound)?;
         self.programmed = bound;

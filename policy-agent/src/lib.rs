@@ -8,6 +8,7 @@ pub mod compiler;
 pub mod dataplane;
 pub mod datastore;
 pub mod explain;
+pub mod flows;
 pub mod health;
 pub mod link_events;
 pub mod model;

@@ -106,6 +106,29 @@ enum Command {
         /// address (status.hostIP) so that Prometheus can scrape it.
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
         metrics_host: IpAddr,
+        /// Write a flow event (see `flows`) for every packet policy denies, not only for
+        /// Calico `Log` rules.
+        #[arg(long)]
+        log_denies: bool,
+    },
+    /// Print the datapath's flow events live: Calico `Log` rules, and denies with
+    /// `run --log-denies`.
+    Flows {
+        /// The running agent's --bpffs directory.
+        #[arg(long, default_value = "/sys/fs/bpf/palisade")]
+        bpffs: PathBuf,
+        /// The running agent's --status-file, to name the policy rule behind each event.
+        #[arg(long)]
+        status_file: Option<PathBuf>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
     },
     /// Compile a datastore and print the map contents with explanations, without loading
     /// anything into the kernel.
@@ -158,6 +181,7 @@ fn main() -> Result<()> {
             status_file,
             metrics_port,
             metrics_host,
+            log_denies,
         } => runtime.block_on(agent::run(agent::Config {
             interfaces: match interface_pattern {
                 None => InterfaceSelection::Routed,
@@ -171,7 +195,15 @@ fn main() -> Result<()> {
             bpffs,
             status_file,
             health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
+            log_denies,
         })),
+        Command::Flows {
+            bpffs,
+            status_file,
+            json,
+            count,
+            seconds,
+        } => follow_flows(&bpffs, status_file.as_deref(), json, count, seconds),
         Command::Compile { source } => {
             let (snapshot, scope) = load(&runtime, &source)?;
             let compiled = Compiler::new().compile(&snapshot.cluster, &scope);
@@ -206,6 +238,55 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Prints flow events as they come, until `count` events or `seconds` (else until killed).
+fn follow_flows(
+    bpffs: &std::path::Path,
+    status_file: Option<&std::path::Path>,
+    json: bool,
+    count: Option<u64>,
+    seconds: Option<u64>,
+) -> Result<()> {
+    use policy_agent::flows::{self, FlowReader};
+    use std::io::Write as _;
+    let mut reader = FlowReader::open(bpffs)?;
+    let deadline = seconds.map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    let mut tables = Default::default();
+    let mut tables_read: Option<std::time::Instant> = None;
+    let mut printed = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        if count.is_some_and(|c| printed >= c)
+            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Ok(());
+        }
+        let Some(event) = reader.next_event() else {
+            // A ring buffer has no blocking read here: poll it (events are rare by design).
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        // The table names change with policy: reread them at most once a second.
+        if let Some(path) = status_file
+            && tables_read.is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+        {
+            tables = policy_agent::status::Status::read(path)
+                .ok()
+                .flatten()
+                .map(|status| status.tables)
+                .unwrap_or_default();
+            tables_read = Some(std::time::Instant::now());
+        }
+        let line = if json {
+            flows::render_json(&event, &tables).to_string()
+        } else {
+            flows::render_text(&event, &tables)
+        };
+        writeln!(out, "{line}").context("writing to stdout")?;
+        out.flush().context("writing to stdout")?;
+        printed += 1;
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Status {
     /// Packets seen per endpoint interface since the datapath was loaded.
     #[serde(default)]
     pub packets: std::collections::BTreeMap<String, PacketCounts>,
+    /// The policies each rule table stands for, so that `policy-agent flows` can name what
+    /// decided a flow event (the tables' numbers are this agent's own).
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<u32, crate::flows::TableNames>,
 }
 
 /// What the programs did with the packets of one interface (`PALISADE_COUNTERS`, summed over

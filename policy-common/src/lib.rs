@@ -14,6 +14,7 @@
 pub mod conntrack;
 pub mod counters;
 pub mod endpoint;
+pub mod flow;
 pub mod fragment;
 pub mod identity;
 pub mod rule;
@@ -30,9 +31,11 @@ pub mod map_names {
     pub const FRAGMENTS: &str = "PALISADE_FRAGMENTS";
     pub const COUNTERS: &str = "PALISADE_COUNTERS";
     pub const CONFIG: &str = "PALISADE_CONFIG";
+    pub const FLOWS: &str = "PALISADE_FLOWS";
+    pub const FLOW_BUDGET: &str = "PALISADE_FLOW_BUDGET";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         ENDPOINTS,
         IDENTITIES,
         ADDRESSES,
@@ -42,6 +45,8 @@ pub mod map_names {
         FRAGMENTS,
         COUNTERS,
         CONFIG,
+        FLOWS,
+        FLOW_BUDGET,
     ];
 }
 
@@ -50,8 +55,11 @@ pub mod config {
     /// The policy generation: bumped by the agent after every change it programs; tracked
     /// connections stamped with an older one are checked against policy again.
     pub const GENERATION: u32 = 0;
+    /// Non-zero: every denied packet policy decides is written to `PALISADE_FLOWS`, not only
+    /// those of `Log` rules (`policy-agent run --log-denies`).
+    pub const LOG_DENIES: u32 = 1;
     /// Number of slots.
-    pub const LEN: u32 = 1;
+    pub const LEN: u32 = 2;
 }
 
 /// Names of the programs in the eBPF object.

@@ -40,6 +40,13 @@ pub mod action {
     pub const DENY: u32 = 2;
 }
 
+/// Bits of [`RuleValue::flags`].
+pub mod flags {
+    /// A Calico `Log` rule matched on the way to this verdict: write a flow event
+    /// (`crate::flow`).
+    pub const LOG: u32 = 1;
+}
+
 /// IP protocol numbers the compiler emits.
 pub mod protocol {
     pub const TCP: u8 = 6;
@@ -74,11 +81,13 @@ pub struct RuleValue {
     /// bits which of a merged table's policies it belongs to (0 for a one-policy table). The
     /// endpoint's table list says which policy that is (`policy-agent explain`).
     pub rule_ref: u32,
+    /// Bits of [`flags`].
+    pub flags: u32,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C); u32, u32, u8, u8, u16: 12 bytes, no padding.
 unsafe impl aya::Pod for RuleKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), two u32s.
+// SAFETY: repr(C), three u32s.
 unsafe impl aya::Pod for RuleValue {}

@@ -15,7 +15,7 @@ mod verdict;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     macros::{btf_map, classifier},
     programs::TcContext,
 };
@@ -24,6 +24,7 @@ use policy_common::{
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
+    flow::{self as flow_event, FlowBudget, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentityValue},
     rule::{RuleKey, RuleValue},
@@ -82,6 +83,14 @@ static PALISADE_SCRATCH: PerCpuArray<Flow, 1> = PerCpuArray::new();
 
 #[btf_map]
 static PALISADE_CONFIG: Array<u32, { config::LEN as usize }> = Array::new();
+
+/// Flow events for `policy-agent flows` (see `policy_common::flow`).
+#[btf_map]
+static PALISADE_FLOWS: RingBuf<FlowEvent, { flow_event::RING_BYTES as usize }> = RingBuf::new();
+
+/// Each CPU's flow-event budget for the current second.
+#[btf_map]
+static PALISADE_FLOW_BUDGET: PerCpuArray<FlowBudget, 1> = PerCpuArray::new();
 
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {

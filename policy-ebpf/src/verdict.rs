@@ -9,14 +9,16 @@ use policy_common::{
         INGRESS_CHECK, state,
     },
     endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
+    flow::{self as flow_event, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
-    rule::{PREFIX_FULL, RuleKey, action},
+    rule::{PREFIX_FULL, RuleKey, RuleValue, action, flags as rule_flags},
 };
 
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
-    PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES, PALISADE_RULES_EXACT,
+    PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
+    PALISADE_RULES_EXACT,
     packet::{Flow, Fragment, tcp_flags},
 };
 
@@ -92,7 +94,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
             }
         }
         Fragment::First(id) => {
-            let verdict = decide_flow(flow, direction, endpoint, &peer_addr);
+            let verdict = decide_flow(flow, direction, endpoint, &peer_addr, ifindex);
             let value = FragmentValue {
                 allowed: u32::from(verdict == Verdict::Allow),
             };
@@ -100,7 +102,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
             let _ = PALISADE_FRAGMENTS.insert(fragment_key(id), value, 0);
             verdict
         }
-        Fragment::No => decide_flow(flow, direction, endpoint, &peer_addr),
+        Fragment::No => decide_flow(flow, direction, endpoint, &peer_addr, ifindex),
     }
 }
 
@@ -112,6 +114,7 @@ fn decide_flow(
     direction: Direction,
     endpoint: &EndpointPolicy,
     peer_addr: &[u8; 16],
+    ifindex: u32,
 ) -> Verdict {
     let this_check = match direction {
         Direction::FromEndpoint => ALLOWED_BY_EGRESS,
@@ -204,7 +207,21 @@ fn decide_flow(
         _ if icmp => (this_policy, flow.icmp_type_code),
         _ => (this_policy, flow.dport),
     };
-    let allowed = allows(flow.protocol, port, policy, peer_addr);
+    let mut decided = Decided::default();
+    let allowed = allows(flow.protocol, port, policy, peer_addr, &mut decided);
+    if decided.flags & rule_flags::LOG != 0 || (!allowed && log_denies()) {
+        let direction_bit = match direction {
+            Direction::FromEndpoint => u32::from(flow_event::FROM_ENDPOINT),
+            Direction::ToEndpoint => u32::from(flow_event::TO_ENDPOINT),
+        };
+        emit(
+            flow,
+            direction_bit | u32::from(allowed) << 8,
+            ifindex,
+            &decided,
+            now,
+        );
+    }
     match pending {
         Pending::New => {
             if !allowed {
@@ -270,8 +287,74 @@ fn related(flow: &Flow) -> bool {
 
 /// Whether a direction's policy allows a packet: not isolated, or a table allows it.
 #[inline(always)]
-fn allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8; 16]) -> bool {
-    policy.isolated == 0 || policy_allows(protocol, dport, policy, peer_addr)
+fn allows(
+    protocol: u8,
+    dport: u16,
+    policy: &PolicyList,
+    peer_addr: &[u8; 16],
+    decided: &mut Decided,
+) -> bool {
+    policy.isolated == 0 || policy_allows(protocol, dport, policy, peer_addr, decided)
+}
+
+/// Which entry decided a packet, for its flow event.
+#[derive(Default)]
+struct Decided {
+    table: u32,
+    rule_ref: u32,
+    flags: u32,
+}
+
+#[inline(always)]
+fn log_denies() -> bool {
+    PALISADE_CONFIG
+        .get(config::LOG_DENIES)
+        .is_some_and(|v| *v != 0)
+}
+
+/// Writes a flow event, within this CPU's budget for the current second.
+/// `direction_and_allowed`: the event's direction in the low byte, allowed in the next (five
+/// arguments is what a BPF subprogram can take).
+#[inline(never)]
+fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided, now: u64) {
+    let Some(budget) = PALISADE_FLOW_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot, used by nothing else during the program run.
+    let budget = unsafe { &mut *budget };
+    if now.wrapping_sub(budget.window_start_ns) >= 1_000_000_000 {
+        budget.window_start_ns = now;
+        budget.written = 0;
+    }
+    if budget.written >= flow_event::EVENTS_PER_SECOND {
+        budget.dropped += 1;
+        return;
+    }
+    let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
+    let event = FlowEvent {
+        time_ns: now,
+        src: flow.src,
+        dst: flow.dst,
+        sport: flow.sport,
+        dport: if icmp {
+            flow.icmp_type_code
+        } else {
+            flow.dport
+        },
+        protocol: flow.protocol,
+        direction: (direction_and_allowed & 0xff) as u8,
+        allowed: ((direction_and_allowed >> 8) & 1) as u8,
+        _pad: 0,
+        ifindex,
+        table: decided.table,
+        rule_ref: decided.rule_ref,
+    };
+    if PALISADE_FLOWS.output(&event, 0).is_ok() {
+        budget.written += 1;
+    } else {
+        // The ring is full (no reader): the packet's verdict is unaffected.
+        budget.dropped += 1;
+    }
 }
 
 #[inline(always)]
@@ -314,7 +397,13 @@ fn track(entry: &mut ConntrackValue, flow: &Flow, reply: bool, now: u64) {
 }
 
 #[inline(never)]
-fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8; 16]) -> bool {
+fn policy_allows(
+    protocol: u8,
+    dport: u16,
+    policy: &PolicyList,
+    peer_addr: &[u8; 16],
+    decided: &mut Decided,
+) -> bool {
     let peer = IdentityKey { addr: *peer_addr };
     // A whole address (a pod's) in the hash; shorter prefixes in the trie, only on a miss.
     // SAFETY: the value is copied out at once.
@@ -365,25 +454,26 @@ fn policy_allows(protocol: u8, dport: u16, policy: &PolicyList, peer_addr: &[u8;
             key.peer_identity = identity::ANY;
             verdict = rule_action(&key);
         }
-        if let Some(action) = verdict {
+        if let Some(value) = verdict {
+            decided.table = table.table;
+            decided.rule_ref = value.rule_ref;
+            decided.flags = value.flags;
             // Explicit deny or an unknown action drops; only ALLOW passes.
-            return action == action::ALLOW;
+            return value.action == action::ALLOW;
         }
     }
     // Isolated, and no table has a verdict: drop.
     false
 }
 
-/// The action of the longest rule entry matching `key`: the exact entry in the hash, else the
-/// trie's longest prefix (see `policy_common::rule`).
+/// The longest rule entry matching `key`: the exact entry in the hash, else the trie's
+/// longest prefix (see `policy_common::rule`).
 #[inline(always)]
-fn rule_action(key: &RuleKey) -> Option<u32> {
-    // SAFETY: the value is read at once.
+fn rule_action(key: &RuleKey) -> Option<RuleValue> {
+    // SAFETY: the value is copied out at once.
     match unsafe { PALISADE_RULES_EXACT.get(key) } {
-        Some(value) => Some(value.action),
-        None => PALISADE_RULES
-            .get(&Key::new(PREFIX_FULL, *key))
-            .map(|v| v.action),
+        Some(value) => Some(*value),
+        None => PALISADE_RULES.get(&Key::new(PREFIX_FULL, *key)).copied(),
     }
 }
 

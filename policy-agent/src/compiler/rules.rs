@@ -67,6 +67,7 @@ impl Emitter<'_> {
         self.out.entry(key).or_insert(RuleValue {
             action: action::ALLOW,
             rule_ref,
+            flags: 0,
         });
     }
 

@@ -48,6 +48,8 @@ pub struct Datapath {
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
     pub(super) config: Array<MapData, u32>,
+    /// `PALISADE_FLOWS`, until a reader takes it ([`Datapath::take_flows`]).
+    pub(super) flows: Option<aya::maps::RingBuf<MapData>>,
     /// The policy generation last written to `PALISADE_CONFIG`.
     pub(super) generation: u32,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
@@ -99,13 +101,17 @@ struct KeptMap {
 
 /// Maps every agent builds afresh: its compiler numbers tables and identities from scratch,
 /// so writing them into the previous agent's maps would briefly mix two numberings.
-const POLICY_MAPS: [&str; 6] = [
+/// The flow-event ring and its budget go with them: the old programs write the old ring until
+/// they are detached, and `policy-agent flows` reads whichever is pinned.
+const POLICY_MAPS: [&str; 8] = [
     map_names::ENDPOINTS,
     map_names::IDENTITIES,
     map_names::ADDRESSES,
     map_names::RULES,
     map_names::RULES_EXACT,
     map_names::CONFIG,
+    map_names::FLOWS,
+    map_names::FLOW_BUDGET,
 ];
 
 /// Where new policy maps and links are pinned before they replace the old ones by rename.
@@ -190,6 +196,7 @@ impl Datapath {
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
             config: typed_map(&mut ebpf, map_names::CONFIG)?,
+            flows: Some(typed_map(&mut ebpf, map_names::FLOWS)?),
             ebpf,
             generation: previous_generation.unwrap_or(0),
             attached: BTreeMap::new(),
@@ -225,6 +232,24 @@ impl Datapath {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The reader of this datapath's flow events (once; `policy-agent flows` opens the pin
+    /// instead).
+    pub fn take_flows(&mut self) -> Option<crate::flows::FlowReader> {
+        self.flows.take().map(crate::flows::FlowReader::new)
+    }
+
+    /// Whether every denied packet policy decides writes a flow event, or only those of
+    /// Calico `Log` rules.
+    pub fn set_log_denies(&mut self, on: bool) -> Result<(), DataplaneError> {
+        self.config
+            .set(policy_common::config::LOG_DENIES, u32::from(on), 0)
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "setting log-denies",
+                map: map_names::CONFIG,
+                source,
+            })
     }
 
     /// The tracked flows (original direction) and which checks allowed them.

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use policy_common::rule::{
     PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
+    flags as rule_flags,
 };
 
 use super::{
@@ -333,6 +334,8 @@ impl<'a> Matching<'a> {
     /// The walk, recording every tier, policy and rule consulted when `trace` is given.
     fn walk(&self, protocol: u8, port: u16, mut trace: Option<&mut Vec<TierTrace>>) -> Verdict {
         let mut index = 0usize;
+        // A `Log` rule that matched on the way: the verdict is logged, whoever decides it.
+        let mut log = false;
         for tier in &self.content.tiers {
             let first = index;
             index = first + tier.policies.len();
@@ -376,6 +379,7 @@ impl<'a> Matching<'a> {
                             outcome = Some(Some(Verdict {
                                 allow: rule.action == Action::Allow,
                                 rule_ref,
+                                log,
                             }));
                             break 'policies;
                         }
@@ -383,7 +387,7 @@ impl<'a> Matching<'a> {
                             outcome = Some(None);
                             break 'policies;
                         }
-                        Action::Log => {}
+                        Action::Log => log = true,
                     }
                 }
             }
@@ -403,6 +407,7 @@ impl<'a> Matching<'a> {
                 None => (tier.default_action == TierAction::Deny).then_some(Verdict {
                     allow: false,
                     rule_ref: (ref_index(first) << 16) | TIER_DEFAULT_RULE,
+                    log,
                 }),
             };
             if let (Some(trace), Some(t)) = (trace.as_mut(), tier_trace) {
@@ -415,6 +420,7 @@ impl<'a> Matching<'a> {
         Verdict {
             allow: true,
             rule_ref: PROFILE_RULE_REF,
+            log,
         }
     }
 
@@ -575,6 +581,7 @@ pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
             RuleValue {
                 action,
                 rule_ref: verdict.rule_ref,
+                flags: if verdict.log { rule_flags::LOG } else { 0 },
             },
         );
     };

@@ -180,6 +180,8 @@ pub enum KubernetesPort {
 pub struct Verdict {
     pub allow: bool,
     pub rule_ref: u32,
+    /// A `Log` rule matched on the way to the verdict: the datapath writes a flow event.
+    pub log: bool,
 }
 
 impl fmt::Display for Verdict {
