@@ -349,7 +349,7 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         table: decided.table,
         rule_ref: decided.rule_ref,
     };
-    if PALISADE_FLOWS.output(&event, 0).is_ok() {
+    if PALISADE_FLOWS.output(event, 0).is_ok() {
         budget.written += 1;
     } else {
         // The ring is full (no reader): the packet's verdict is unaffected.
