@@ -1,5 +1,6 @@
 //! The lab leaves nothing behind: no namespace, no pin directory, no temporary directory, after
-//! a normal run and after a panic; and two labs run side by side without touching each other.
+//! a normal run (one node or several) and after a panic; and two labs run side by side without
+//! touching each other.
 
 use std::{panic, path::Path, thread};
 
@@ -58,6 +59,42 @@ fn nothing_remains_after_a_run_with_the_agent() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Two named nodes besides the default one: three node namespaces, the fabric, three agents
+/// with a pin directory each; all gone after the run.
+const THREE_NODES: &str = r#"
+resources:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {app: a}}, spec: {nodeName: node-a, containers: [{name: c, image: x}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b, labels: {app: b}}, spec: {nodeName: node-b, containers: [{name: c, image: x}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: c, labels: {app: c}}, spec: {containers: [{name: c, image: x}]}}
+steps:
+  - name: a reaches b and c across nodes
+    probes:
+      - {from: a, to: b, port: 8080, expect: allow}
+      - {from: a, to: c, port: 53, protocol: UDP, expect: allow}
+"#;
+
+#[test]
+fn nothing_remains_after_a_multi_node_run() -> anyhow::Result<()> {
+    if !require_root("nothing_remains_after_a_multi_node_run") {
+        return Ok(());
+    }
+    let report = run_scenario(&Scenario::from_yaml(THREE_NODES)?, &LabOptions::default())?;
+    assert!(report.all_ok(), "{}", report.mismatches().join("\n"));
+    assert_eq!(leftovers(&report.lab_id)?, Vec::<String>::new());
+    // Three nodes, the fabric, three pods.
+    assert_eq!(report.netns.len(), 7, "{:?}", report.netns);
+    assert_eq!(report.pin_dirs.len(), 3, "{:?}", report.pin_dirs);
+    for pin_dir in &report.pin_dirs {
+        assert!(!pin_dir.exists(), "{} remains", pin_dir.display());
+    }
+    assert!(
+        !report.lab_dir.exists(),
+        "{} remains",
+        report.lab_dir.display()
+    );
+    Ok(())
+}
+
 #[test]
 fn nothing_remains_after_a_panic() -> anyhow::Result<()> {
     if !require_root("nothing_remains_after_a_panic") {
@@ -77,6 +114,32 @@ fn nothing_remains_after_a_panic() -> anyhow::Result<()> {
     }));
     assert!(outcome.is_err());
     assert_eq!(leftovers(&id)?, Vec::<String>::new());
+    let lab_dir = std::env::temp_dir().join(format!("palisade-lab-{id}"));
+    assert!(!Path::new(&lab_dir).exists());
+    Ok(())
+}
+
+/// With several nodes and their agents running: every agent, namespace and pin directory goes.
+#[test]
+fn nothing_remains_after_a_panic_with_several_nodes() -> anyhow::Result<()> {
+    if !require_root("nothing_remains_after_a_panic_with_several_nodes") {
+        return Ok(());
+    }
+    let scenario = Scenario::from_yaml(THREE_NODES)?;
+    let lab = Lab::start(&scenario, &LabOptions::default())?;
+    let id = lab.id().to_owned();
+    let pin_dirs: Vec<_> = lab.pin_dirs().into_iter().map(|(_, dir)| dir).collect();
+    assert_eq!(leftovers(&id)?.len(), 7);
+    assert!(pin_dirs.iter().all(|d| d.exists()), "{pin_dirs:?}");
+    let outcome = panic::catch_unwind(panic::AssertUnwindSafe(move || {
+        let _lab = lab;
+        panic!("deliberate panic while the lab runs");
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(leftovers(&id)?, Vec::<String>::new());
+    for dir in &pin_dirs {
+        assert!(!dir.exists(), "{} remains", dir.display());
+    }
     let lab_dir = std::env::temp_dir().join(format!("palisade-lab-{id}"));
     assert!(!Path::new(&lab_dir).exists());
     Ok(())

@@ -2,13 +2,14 @@
 //! (examples/seed/), dual stack (examples/dual-stack/) and connection tracking on real traffic
 //! (examples/stateful/: replies through isolation both ways, ICMP echo, established
 //! connections kept across a change and cut when their allow is revoked) and restarts
-//! (examples/restart/), and Calico's tiers, global policies and network sets (examples/calico/).
+//! (examples/restart/), Calico's tiers, global policies and network sets (examples/calico/), and
+//! several nodes, each enforcing its own pods with its own agent (examples/multi-node/).
 //! Every probe must observe what the scenario expects.
 
 use std::path::Path;
 
 use palisade_tests::{
-    lab::{LabOptions, Scenario, run_scenario, scenario::AgentAction},
+    lab::{LabOptions, Report, Scenario, run_scenario, scenario::AgentAction},
     require_root,
 };
 
@@ -17,7 +18,7 @@ fn seed_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("seed_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("seed")
+    run_example("seed").map(drop)
 }
 
 #[test]
@@ -25,7 +26,7 @@ fn dual_stack_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("dual_stack_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("dual-stack")
+    run_example("dual-stack").map(drop)
 }
 
 #[test]
@@ -33,7 +34,7 @@ fn stateful_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("stateful_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("stateful")
+    run_example("stateful").map(drop)
 }
 
 /// Stop, start and restart the agent between steps: the pinned programs enforce without it,
@@ -44,7 +45,7 @@ fn restart_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("restart_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("restart")
+    run_example("restart").map(drop)
 }
 
 /// Calico's resources from files: a cluster-wide default deny with DNS allowed, Kubernetes
@@ -55,10 +56,37 @@ fn calico_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("calico_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("calico")
+    run_example("calico").map(drop)
 }
 
-fn run_example(name: &str) -> anyhow::Result<()> {
+/// Pods on two named nodes and the default one, each node its own namespace and agent, routed
+/// over a fabric: cross-node allows, a deny by the destination node's ingress and one by the
+/// source node's egress, IPv4 and IPv6, and a restart of every node's agent.
+#[test]
+fn multi_node_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("multi_node_scenario_is_enforced") {
+        return Ok(());
+    }
+    let report = run_example("multi-node")?;
+    assert_eq!(
+        report.pin_dirs.len(),
+        3,
+        "one agent per node: {:?}",
+        report.pin_dirs
+    );
+    for step in report.steps.iter().filter(|s| s.programmed_ms.is_some()) {
+        let nodes: Vec<&str> = step.programmed_by_node.keys().map(String::as_str).collect();
+        assert_eq!(
+            nodes,
+            ["lab-node", "node-a", "node-b"],
+            "step {}",
+            step.name
+        );
+    }
+    Ok(())
+}
+
+fn run_example(name: &str) -> anyhow::Result<Report> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(name)
@@ -85,5 +113,5 @@ fn run_example(name: &str) -> anyhow::Result<()> {
         report.mismatches().join("\n"),
         report.agent_log_tail.join("\n")
     );
-    Ok(())
+    Ok(report)
 }

@@ -116,15 +116,7 @@ fn run(
         for (i, step) in scenario.steps.iter().enumerate() {
             print_step(&lab.run_step(i + 1, step)?);
         }
-        let pins = lab.pin_dir();
-        eprintln!(
-            "lab {} is held. Pinned maps: {}\n  bpftool map dump pinned {}/PALISADE_RULES\n  \
-             ip netns list | grep pal-{}\nPress Enter (or Ctrl-C) to clean up.",
-            lab.id(),
-            pins.display(),
-            pins.display(),
-            lab.id()
-        );
+        eprintln!("{}", held_message(&lab));
         let mut line = String::new();
         // EOF or an error both mean "done holding".
         let _ = std::io::stdin().read_line(&mut line);
@@ -145,4 +137,26 @@ fn run(
         println!("lab: {passed} passed, {failed} failed");
     }
     Ok(ok)
+}
+
+/// What a held lab offers to look at: each node's pinned maps and the namespaces.
+fn held_message(lab: &Lab) -> String {
+    let pins = lab.pin_dirs();
+    let mut text = format!("lab {} is held.", lab.id());
+    for (node, dir) in &pins {
+        let label = if pins.len() > 1 {
+            format!(" of node {node}")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "\nPinned maps{label}: {dir}\n  bpftool map dump pinned {dir}/PALISADE_RULES",
+            dir = dir.display()
+        ));
+    }
+    text.push_str(&format!(
+        "\n  ip netns list | grep pal-{}\nPress Enter (or Ctrl-C) to clean up.",
+        lab.id()
+    ));
+    text
 }

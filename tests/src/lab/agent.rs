@@ -1,6 +1,6 @@
 //! Finding, starting, waiting for and stopping the real `policy-agent` binary.
 //!
-//! The agent runs inside the lab's node namespace. It is moved there by a `setns` between fork
+//! Each agent runs inside its node's namespace (a lab has one agent per node). It is moved there by a `setns` between fork
 //! and exec rather than with `ip netns exec`, which would remount /sys and hide /sys/fs/bpf (the
 //! agent pins its maps there).
 
@@ -118,9 +118,10 @@ pub struct AgentPaths {
 }
 
 /// Starts `policy-agent run` in the namespace `node` (an open `/run/netns/...` file), with its
-/// stdout and stderr in the log file. RUST_LOG is passed through (`info` when unset, so the log
-/// says something); NO_COLOR is set.
-pub fn spawn(paths: &AgentPaths, node: &File) -> anyhow::Result<Child> {
+/// stdout and stderr in the log file; with `node_name`, it enforces only on the pods scheduled
+/// to that node (`--node-name`), else on every pod. RUST_LOG is passed through (`info` when
+/// unset, so the log says something); NO_COLOR is set.
+pub fn spawn(paths: &AgentPaths, node: &File, node_name: Option<&str>) -> anyhow::Result<Child> {
     let datastore_args = match super::datastore::publisher() {
         Some(publisher) => publisher.agent_args(node)?,
         None => vec!["--datastore".into(), paths.datastore.clone().into()],
@@ -134,6 +135,9 @@ pub fn spawn(paths: &AgentPaths, node: &File) -> anyhow::Result<Child> {
         .into();
     let mut command = Command::new(&paths.binary);
     command.arg("run").args(datastore_args);
+    if let Some(name) = node_name {
+        command.arg("--node-name").arg(name);
+    }
     command
         .arg("--bpffs")
         .arg(&paths.pin_dir)
@@ -233,43 +237,115 @@ pub fn wait_programmed(
     digest: &str,
     interfaces: &[String],
 ) -> anyhow::Result<(Status, Duration)> {
+    let awaited = Awaited {
+        node: "",
+        paths,
+        interfaces,
+    };
+    wait_all_programmed(&[awaited], resources, digest)?
+        .pop()
+        .context("no status for the agent")
+}
+
+/// One agent to wait for: its node (for messages), where it reports, and the interfaces it
+/// must have attached to (its own pods').
+#[derive(Debug, Clone, Copy)]
+pub struct Awaited<'a> {
+    pub node: &'a str,
+    pub paths: &'a AgentPaths,
+    pub interfaces: &'a [String],
+}
+
+/// Polls every agent's status file until each reports `digest` as programmed with its
+/// interfaces attached; returns each one's status and how long it took, in `agents`' order.
+/// Fails when any agent exits or the deadline passes.
+pub fn wait_all_programmed(
+    agents: &[Awaited<'_>],
+    resources: &Resources,
+    digest: &str,
+) -> anyhow::Result<Vec<(Status, Duration)>> {
     let start = Instant::now();
     let deadline = start + PROGRAM_DEADLINE;
-    let mut last_seen: Option<String> = None;
+    let mut done: Vec<Option<(Status, Duration)>> = vec![None; agents.len()];
+    let mut last_seen: Vec<Option<String>> = vec![None; agents.len()];
     loop {
-        if let Some(status) = resources.agent_exit().context("checking on the agent")? {
+        if let Some((node, status)) = resources.exited_agent().context("checking on the agents")? {
+            let log = agents
+                .iter()
+                .find(|a| a.node == node)
+                .or(agents.first())
+                .map(|a| describe_tail(&a.paths.log_file))
+                .unwrap_or_default();
             bail!(
-                "the agent exited ({status}) before programming the step\n{}",
-                describe_tail(&paths.log_file)
+                "the agent{} exited ({status}) before programming the step\n{log}",
+                node_label(&node)
             );
         }
-        match Status::read(&paths.status_file) {
-            Ok(Some(status)) => {
-                let programmed = status.digest == digest;
-                let attached = interfaces.iter().all(|i| status.interfaces.contains(i));
-                if programmed && attached {
-                    return Ok((status, start.elapsed()));
-                }
-                last_seen = Some(format!(
-                    "status generation {} has digest {} (want {digest}) and interfaces {:?} (want {:?})",
-                    status.generation, status.digest, status.interfaces, interfaces
-                ));
+        for ((agent, slot), seen) in agents.iter().zip(&mut done).zip(&mut last_seen) {
+            if slot.is_some() {
+                continue;
             }
-            Ok(None) => {}
-            // Written atomically, so a parse error is a real error, but it may be fixed by
-            // the next write: report it only at the deadline.
-            Err(e) => last_seen = Some(format!("{:#}", anyhow::Error::from(e))),
+            match programmed(agent, digest) {
+                Ok(status) => *slot = Some((status, start.elapsed())),
+                Err(why) => *seen = why,
+            }
+        }
+        if done.iter().all(Option::is_some) {
+            return Ok(done.into_iter().flatten().collect());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "the agent did not program the step within {PROGRAM_DEADLINE:?}: {}\n{}",
-                last_seen.unwrap_or_else(|| format!(
-                    "no status file at {}",
-                    paths.status_file.display()
-                )),
-                describe_tail(&paths.log_file)
-            );
+            let late: Vec<String> = agents
+                .iter()
+                .zip(&done)
+                .zip(last_seen)
+                .filter(|((_, slot), _)| slot.is_none())
+                .map(|((agent, _), seen)| {
+                    format!(
+                        "the agent{} did not program the step within {PROGRAM_DEADLINE:?}: {}\n{}",
+                        node_label(agent.node),
+                        seen.unwrap_or_else(|| format!(
+                            "no status file at {}",
+                            agent.paths.status_file.display()
+                        )),
+                        describe_tail(&agent.paths.log_file)
+                    )
+                })
+                .collect();
+            bail!("{}", late.join("\n"));
         }
         thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// ` of node NAME`, or nothing for a lone agent.
+fn node_label(node: &str) -> String {
+    if node.is_empty() {
+        String::new()
+    } else {
+        format!(" of node {node}")
+    }
+}
+
+/// The agent's status once it reports `digest` with its interfaces attached; otherwise what it
+/// reports instead (`None`: no status file yet).
+fn programmed(agent: &Awaited<'_>, digest: &str) -> Result<Status, Option<String>> {
+    match Status::read(&agent.paths.status_file) {
+        Ok(Some(status)) => {
+            let attached = agent
+                .interfaces
+                .iter()
+                .all(|i| status.interfaces.contains(i));
+            if status.digest == digest && attached {
+                return Ok(status);
+            }
+            Err(Some(format!(
+                "status generation {} has digest {} (want {digest}) and interfaces {:?} (want {:?})",
+                status.generation, status.digest, status.interfaces, agent.interfaces
+            )))
+        }
+        Ok(None) => Err(None),
+        // Written atomically, so a parse error is a real error, but it may be fixed by the
+        // next write: report it only at the deadline.
+        Err(e) => Err(Some(format!("{:#}", anyhow::Error::from(e)))),
     }
 }

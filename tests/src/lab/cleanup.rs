@@ -1,5 +1,5 @@
-//! Everything a lab creates outside its own memory (namespaces, the pin directory, the lab
-//! directory, the agent process), recorded *before* it is created so that cleanup can remove it
+//! Everything a lab creates outside its own memory (namespaces, the pin directories, the lab
+//! directory, the agent processes: one per node), recorded *before* it is created so that cleanup can remove it
 //! whichever way the lab ends: normal return, error, panic (Drop) or SIGINT/SIGTERM.
 //!
 //! Each lab's record lives in a process-wide registry. The signal handler cleans every live lab
@@ -7,6 +7,7 @@
 //! to create something more blocks instead of leaking it.
 
 use std::{
+    collections::BTreeMap,
     fs, io,
     path::{Path, PathBuf},
     process::Child,
@@ -31,11 +32,12 @@ struct Inner {
     id: String,
     /// Named namespaces, in creation order (removed in reverse).
     netns: Vec<String>,
-    /// bpffs directory holding the agent's pins.
-    pin_dir: Option<PathBuf>,
-    /// Temporary directory: datastore, status file, agent log.
+    /// bpffs directories holding the agents' pins (one per node).
+    pin_dirs: Vec<PathBuf>,
+    /// Temporary directory: datastore, status files, agent logs.
     lab_dir: Option<PathBuf>,
-    agent: Option<Child>,
+    /// Running agents by node name (`""` for a lone agent, see [`Resources::agent`]).
+    agents: BTreeMap<String, Child>,
     closed: bool,
 }
 
@@ -118,37 +120,66 @@ impl Resources {
             .map_err(|e| anyhow::anyhow!(e).context(format!("creating {}", dir.display())))
     }
 
-    /// Records the pin directory, then creates it.
+    /// Records a pin directory, then creates it.
     pub fn pin_dir(&self, dir: &Path) -> anyhow::Result<()> {
         let mut inner = self.open_inner(&dir.display().to_string())?;
-        inner.pin_dir = Some(dir.to_owned());
+        inner.pin_dirs.push(dir.to_owned());
         fs::create_dir(dir)
             .map_err(|e| anyhow::anyhow!(e).context(format!("creating {}", dir.display())))
     }
 
-    /// Starts the agent with `spawn` and records the child.
+    /// Starts a lone agent (one that is not a lab node's) with `spawn` and records the child.
     pub fn agent(&self, spawn: impl FnOnce() -> anyhow::Result<Child>) -> anyhow::Result<u32> {
-        let mut inner = self.open_inner("the agent")?;
+        self.node_agent("", spawn)
+    }
+
+    /// Starts the agent of node `node` with `spawn` and records the child.
+    pub fn node_agent(
+        &self,
+        node: &str,
+        spawn: impl FnOnce() -> anyhow::Result<Child>,
+    ) -> anyhow::Result<u32> {
+        let mut inner = self.open_inner(&format!("the agent of node {node}"))?;
+        anyhow::ensure!(
+            !inner.agents.contains_key(node),
+            "node {node} already has a running agent"
+        );
         let child = spawn()?;
         let pid = child.id();
-        inner.agent = Some(child);
+        inner.agents.insert(node.to_owned(), child);
         Ok(pid)
     }
 
-    /// Stops the agent (SIGTERM, then SIGKILL after a grace period), if one runs.
+    /// Stops every agent (SIGTERM, then SIGKILL after a grace period).
     pub fn stop_agent(&self) {
-        let child = lock(&self.0).agent.take();
+        let agents = std::mem::take(&mut lock(&self.0).agents);
+        for child in agents.into_values() {
+            agent::stop(child);
+        }
+    }
+
+    /// Stops node `node`'s agent, if it runs.
+    pub fn stop_node_agent(&self, node: &str) {
+        let child = lock(&self.0).agents.remove(node);
         if let Some(child) = child {
             agent::stop(child);
         }
     }
 
-    /// The agent's exit status if it has exited (`None` while it runs or when there is none).
+    /// The exit status of an agent that has exited (`None` while all run or when there is
+    /// none): one dead node agent fails the whole lab.
     pub fn agent_exit(&self) -> io::Result<Option<std::process::ExitStatus>> {
-        match lock(&self.0).agent.as_mut() {
-            Some(child) => child.try_wait(),
-            None => Ok(None),
+        Ok(self.exited_agent()?.map(|(_, status)| status))
+    }
+
+    /// Which agent has exited (its node) and how.
+    pub fn exited_agent(&self) -> io::Result<Option<(String, std::process::ExitStatus)>> {
+        for (node, child) in &mut lock(&self.0).agents {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some((node.clone(), status)));
+            }
         }
+        Ok(None)
     }
 
     /// Removes everything recorded; safe to call more than once.
@@ -169,10 +200,11 @@ impl Resources {
 }
 
 impl Inner {
-    /// Agent first (it holds the node namespace and the pins), then namespaces, pins, files.
+    /// Agents first (they hold the node namespaces and the pins), then namespaces, pins,
+    /// files.
     fn clean_up(&mut self) {
         self.closed = true;
-        if let Some(child) = self.agent.take() {
+        for child in std::mem::take(&mut self.agents).into_values() {
             agent::stop(child);
         }
         for name in self.netns.drain(..).rev() {
@@ -180,10 +212,8 @@ impl Inner {
                 eprintln!("lab {}: could not delete netns {name}: {e}", self.id);
             }
         }
-        for dir in [self.pin_dir.take(), self.lab_dir.take()]
-            .into_iter()
-            .flatten()
-        {
+        let pin_dirs = std::mem::take(&mut self.pin_dirs);
+        for dir in pin_dirs.into_iter().chain(self.lab_dir.take()) {
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

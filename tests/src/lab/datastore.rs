@@ -199,7 +199,8 @@ pub fn default_namespace() -> Object {
 }
 
 /// The object as the API server would store it: namespaced objects carry their namespace,
-/// namespaces their name label, pods their addresses and `phase: Running`.
+/// namespaces their name label, pods their node (`spec.nodeName`, as the scheduler set it),
+/// addresses and `phase: Running`.
 pub fn complete(object: &Object, pods: &[PodPlan]) -> Result<Value, DatastoreError> {
     let mut manifest = object.manifest.clone();
     let Some(root) = manifest.as_object_mut() else {
@@ -229,6 +230,9 @@ pub fn complete(object: &Object, pods: &[PodPlan]) -> Result<Value, DatastoreErr
             .find(|p| p.pod == pod)
             .ok_or(DatastoreError::UnplannedPod { pod })?;
         let ips = plan.ips();
+        with_map(root, "spec", |spec| {
+            spec.insert("nodeName".to_owned(), Value::String(plan.node.clone()));
+        });
         with_map(root, "status", |status| {
             if let Some(first) = ips.first() {
                 status.insert("podIP".to_owned(), Value::String(first.to_string()));
@@ -274,8 +278,10 @@ mod tests {
             },
             ipv4: Some(Ipv4Addr::new(10, 42, 0, 10)),
             ipv6: None,
+            node: "node-a".into(),
         };
         let manifest = complete(&object, &[plan])?;
+        assert_eq!(manifest["spec"]["nodeName"], "node-a");
         assert_eq!(manifest["metadata"]["namespace"], "default");
         assert_eq!(manifest["metadata"]["labels"]["app"], "a");
         assert_eq!(manifest["status"]["podIP"], "10.42.0.10");

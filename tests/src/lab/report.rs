@@ -1,7 +1,7 @@
 //! What a lab run observed, and how it is shown: a table per step for people, one JSON object
 //! per check for scripts.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
@@ -41,8 +41,11 @@ pub struct StepReport {
     pub number: usize,
     pub name: String,
     /// Time from writing the step's files to the agent reporting them programmed (`None`
-    /// without an agent).
+    /// without an agent); with several nodes, to the last node's agent.
     pub programmed_ms: Option<u64>,
+    /// With several nodes, each node's agent's time (empty with one node).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub programmed_by_node: BTreeMap<String, u64>,
     pub probes: Vec<ProbeResult>,
     /// The agent's reported errors after this step, in Display form.
     pub agent_errors: Vec<String>,
@@ -70,7 +73,15 @@ impl StepReport {
     /// A readable table.
     pub fn render_table(&self) -> String {
         let programmed = match self.programmed_ms {
-            Some(ms) => format!("programmed in {ms} ms"),
+            Some(ms) if self.programmed_by_node.is_empty() => format!("programmed in {ms} ms"),
+            Some(ms) => format!(
+                "programmed on every node in {ms} ms: {}",
+                self.programmed_by_node
+                    .iter()
+                    .map(|(node, ms)| format!("{node} {ms} ms"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => "no agent".to_owned(),
         };
         let mut out = format!("Step {}: {} ({programmed})\n", self.number, self.name);
@@ -132,7 +143,7 @@ impl StepReport {
     /// One JSON object per probe and per error check.
     pub fn json_lines(&self) -> Vec<String> {
         let probes = self.probes.iter().map(|p| {
-            json!({
+            let mut line = json!({
                 "step": self.number,
                 "name": self.name,
                 "from": p.from,
@@ -145,8 +156,11 @@ impl StepReport {
                 "detail": p.detail,
                 "programmedMs": self.programmed_ms,
                 "ok": p.ok,
-            })
-            .to_string()
+            });
+            if !self.programmed_by_node.is_empty() {
+                line["programmedMsByNode"] = json!(self.programmed_by_node);
+            }
+            line.to_string()
         });
         let checks = self.error_checks.iter().map(|c| {
             json!({
@@ -169,14 +183,18 @@ pub struct Report {
     pub lab_id: String,
     /// The namespaces the lab created (all removed by now).
     pub netns: Vec<String>,
-    /// The bpffs directory the agent pinned into (removed by now); `None` without an agent.
+    /// The bpffs directory the (default node's) agent pinned into (removed by now); `None`
+    /// without an agent.
     pub pin_dir: Option<PathBuf>,
+    /// Every node's agent's pin directory, the default node first (removed by now).
+    pub pin_dirs: Vec<PathBuf>,
     /// The lab's temporary directory (removed by now).
     pub lab_dir: PathBuf,
     pub steps: Vec<StepReport>,
     /// Every distinct error the agent reported during the run, in order of appearance.
     pub agent_errors: Vec<String>,
-    /// The end of the agent's log, read just before cleanup.
+    /// The end of the agent's log (of each node's, prefixed `[node]`), read just before
+    /// cleanup.
     pub agent_log_tail: Vec<String>,
 }
 
@@ -232,6 +250,7 @@ mod tests {
             number: 1,
             name: "s".into(),
             programmed_ms: Some(12),
+            programmed_by_node: BTreeMap::new(),
             probes: vec![ProbeResult {
                 from: "default/a".into(),
                 to: "default/b".into(),
@@ -266,6 +285,19 @@ mod tests {
         assert_eq!(probe["ok"], false);
         assert_eq!(probe["protocol"], "TCP");
         assert_eq!(s.counts(), (1, 1));
+        assert!(probe.get("programmedMsByNode").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn several_nodes_show_each_nodes_time() -> anyhow::Result<()> {
+        let mut s = step(true);
+        s.programmed_by_node = BTreeMap::from([("node-a".into(), 9), ("node-b".into(), 12)]);
+        assert!(s.render_table().starts_with(
+            "Step 1: s (programmed on every node in 12 ms: node-a 9 ms, node-b 12 ms)\n"
+        ));
+        let probe: serde_json::Value = serde_json::from_str(&s.json_lines()[0])?;
+        assert_eq!(probe["programmedMsByNode"]["node-b"], 12);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The lab itself: sets up pods, servers and the agent for a scenario, runs its steps, and
-//! removes everything when dropped.
+//! The lab itself: sets up nodes, pods, servers and one agent per node for a scenario, runs
+//! its steps, and removes everything when dropped.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use tokio::runtime::Runtime;
 
 use super::{
-    agent::{self, AgentPaths},
+    agent::{self, AgentPaths, Awaited},
     cleanup::{self, Resources},
     datastore::Datastore,
     netns::{self, Netns},
@@ -20,7 +20,7 @@ use super::{
     report::{ErrorCheck, ProbeResult, Report, StepReport},
     scenario::{AgentAction, Family, PodRef, Probe, Protocol, Scenario, Step},
     servers::Servers,
-    topology::{self, PodPlan},
+    topology::{self, NodePlan, PodPlan},
 };
 
 /// How the lab runs.
@@ -32,10 +32,12 @@ pub struct LabOptions {
     pub no_agent: bool,
 }
 
-/// A running lab. Dropping it stops the agent and servers and removes namespaces, pins and
+/// A running lab. Dropping it stops the agents and servers and removes namespaces, pins and
 /// files.
 pub struct Lab {
     id: String,
+    /// The default node first, then the nodes the scenario names.
+    nodes: Vec<NodePlan>,
     plans: Vec<PodPlan>,
     by_pod: BTreeMap<PodRef, usize>,
     /// Open handles on the pods' namespaces, indexed like `plans`.
@@ -43,9 +45,8 @@ pub struct Lab {
     netns_names: Vec<String>,
     datastore: Datastore,
     lab_dir: PathBuf,
-    agent: Option<AgentPaths>,
-    /// The agent's paths while a step has it stopped.
-    stopped_agent: Option<AgentPaths>,
+    /// One agent per node, in `nodes`' order; empty without an agent.
+    agents: Vec<NodeAgent>,
     servers: Servers,
     runtime: Option<Runtime>,
     steps: Vec<StepReport>,
@@ -53,6 +54,30 @@ pub struct Lab {
     resources: Resources,
     /// Connections probes kept open (`keep`), by name.
     kept: std::collections::HashMap<String, probes::Kept>,
+}
+
+/// A node's agent: where it reads, pins and reports, what it must attach to, and whether it
+/// runs (a step may stop it).
+struct NodeAgent {
+    node: String,
+    netns: String,
+    paths: AgentPaths,
+    /// The host-side interfaces of the pods scheduled to this node.
+    interfaces: Vec<String>,
+    /// `--node-name`: only in a lab with several nodes (one node enforces on every pod, as
+    /// the lab always did).
+    node_name: Option<String>,
+    running: bool,
+}
+
+impl NodeAgent {
+    fn awaited(&self) -> Awaited<'_> {
+        Awaited {
+            node: &self.node,
+            paths: &self.paths,
+            interfaces: &self.interfaces,
+        }
+    }
 }
 
 /// Runs a whole scenario and returns what it observed. Errors mean the lab could not run
@@ -87,9 +112,29 @@ fn pin_dir_for(id: &str) -> PathBuf {
     Path::new(agent::BPFFS).join(format!("palisade-lab-{id}"))
 }
 
+/// A node's pin directory: the default node keeps the one-node lab's.
+fn node_pin_dir(id: &str, node: &NodePlan) -> PathBuf {
+    if node.is_default() {
+        pin_dir_for(id)
+    } else {
+        Path::new(agent::BPFFS).join(format!("palisade-lab-{id}-{}", node.name))
+    }
+}
+
+/// A file of the lab directory for `node`: `<stem>.<ext>` for the default node (as in a
+/// one-node lab), `<stem>-<node>.<ext>` for the others.
+fn node_file(lab_dir: &Path, node: &NodePlan, stem: &str, ext: &str) -> PathBuf {
+    if node.is_default() {
+        lab_dir.join(format!("{stem}.{ext}"))
+    } else {
+        lab_dir.join(format!("{stem}-{}.{ext}", node.name))
+    }
+}
+
 impl Lab {
-    /// Creates the namespaces, starts the servers, writes the initial resources, starts the
-    /// agent and waits until it has programmed them and attached to every pod interface.
+    /// Creates the namespaces, starts the servers, writes the initial resources, starts every
+    /// node's agent and waits until each has programmed them and attached to its pods'
+    /// interfaces.
     pub fn start(scenario: &Scenario, options: &LabOptions) -> anyhow::Result<Self> {
         // Refuse what cannot run before creating anything.
         if let Some(probe) = scenario
@@ -102,19 +147,27 @@ impl Lab {
         }
         let pods = scenario.pods()?;
         let plans = topology::plan(&pods)?;
+        let nodes = topology::plan_nodes(&scenario.nodes()?, &plans)?;
         // Resolve the agent before creating anything, so a missing binary costs nothing.
         let binary = match (&options.agent, options.no_agent) {
             (_, true) => None,
             (Some(path), false) => Some(path.clone()),
             (None, false) => Some(agent::agent_binary()?),
         };
+        if binary.is_some() && nodes.len() > 1 && super::datastore::publisher().is_some() {
+            bail!(
+                "the scenario names {} nodes, but this lab publishes through a datastore \
+                 publisher, which serves one node's agent",
+                nodes.len()
+            );
+        }
         let id = cleanup::allocate_id(|id| {
             netns::exists(&topology::node_netns(id))
                 || lab_dir_for(id).exists()
                 || pin_dir_for(id).exists()
         })
         .context("no free lab id")?;
-        tracing::info!(%id, "starting lab");
+        tracing::info!(%id, nodes = nodes.len(), "starting lab");
         let resources = Resources::new(&id);
         let lab_dir = lab_dir_for(&id);
         resources.lab_dir(&lab_dir)?;
@@ -122,8 +175,11 @@ impl Lab {
         std::fs::create_dir(&store_dir)
             .with_context(|| format!("creating {}", store_dir.display()))?;
 
-        topology::build(&id, &plans, &resources)?;
-        let mut netns_names = vec![topology::node_netns(&id)];
+        topology::build(&id, &nodes, &plans, &resources)?;
+        let mut netns_names: Vec<String> = nodes.iter().map(|n| n.netns(&id)).collect();
+        if nodes.len() > 1 {
+            netns_names.push(topology::fabric_netns(&id));
+        }
         netns_names.extend(plans.iter().map(|p| p.netns(&id)));
         let pod_netns = plans
             .iter()
@@ -139,13 +195,13 @@ impl Lab {
         let mut lab = Self {
             by_pod: plans.iter().map(|p| (p.pod.clone(), p.index)).collect(),
             id,
+            nodes,
             plans,
             pod_netns,
             netns_names,
             datastore: Datastore::new(store_dir),
             lab_dir,
-            agent: None,
-            stopped_agent: None,
+            agents: Vec::new(),
             servers: Servers::default(),
             runtime: Some(runtime),
             steps: Vec::new(),
@@ -156,14 +212,23 @@ impl Lab {
         lab.start_servers(scenario)?;
         lab.write_initial(scenario)?;
         if let Some(binary) = binary {
-            lab.start_agent(binary)?;
+            lab.start_agents(binary)?;
         }
         Ok(lab)
     }
 
-    /// Where the agent pins its maps (`bpftool map dump pinned <dir>/PALISADE_RULES`).
+    /// Where the default node's agent pins its maps (`bpftool map dump pinned
+    /// <dir>/PALISADE_RULES`); [`Lab::pin_dirs`] has every node's.
     pub fn pin_dir(&self) -> PathBuf {
         pin_dir_for(&self.id)
+    }
+
+    /// Every node's pin directory, by node name, the default node first.
+    pub fn pin_dirs(&self) -> Vec<(String, PathBuf)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.clone(), node_pin_dir(&self.id, n)))
+            .collect()
     }
 
     pub fn id(&self) -> &str {
@@ -172,6 +237,11 @@ impl Lab {
 
     pub fn pods(&self) -> &[PodPlan] {
         &self.plans
+    }
+
+    /// The nodes, the default node first.
+    pub fn nodes(&self) -> &[NodePlan] {
+        &self.nodes
     }
 
     fn runtime(&self) -> anyhow::Result<&Runtime> {
@@ -193,123 +263,121 @@ impl Lab {
         Ok(self.datastore.write_resources(scenario, &self.plans)?)
     }
 
-    fn start_agent(&mut self, binary: PathBuf) -> anyhow::Result<()> {
+    /// Prepares one agent per node (pin directory, status file, log) and starts them all.
+    fn start_agents(&mut self, binary: PathBuf) -> anyhow::Result<()> {
         if agent::ensure_bpffs()? {
             eprintln!(
                 "lab: {} was not a bpffs; mounted one there (it stays mounted)",
                 agent::BPFFS
             );
         }
-        let pin_dir = pin_dir_for(&self.id);
-        self.resources.pin_dir(&pin_dir)?;
-        let paths = AgentPaths {
-            binary,
-            datastore: self.datastore.dir().to_owned(),
-            pin_dir,
-            status_file: self.lab_dir.join("status.json"),
-            log_file: self.lab_dir.join("agent.log"),
-        };
-        self.spawn_agent(paths)
+        let several = self.nodes.len() > 1;
+        for node in &self.nodes {
+            let pin_dir = node_pin_dir(&self.id, node);
+            self.resources.pin_dir(&pin_dir)?;
+            self.agents.push(NodeAgent {
+                node: node.name.clone(),
+                netns: node.netns(&self.id),
+                paths: AgentPaths {
+                    binary: binary.clone(),
+                    datastore: self.datastore.dir().to_owned(),
+                    pin_dir,
+                    status_file: node_file(&self.lab_dir, node, "status", "json"),
+                    log_file: node_file(&self.lab_dir, node, "agent", "log"),
+                },
+                interfaces: self
+                    .plans
+                    .iter()
+                    .filter(|p| p.node == node.name)
+                    .map(PodPlan::host_if)
+                    .collect(),
+                node_name: several.then(|| node.name.clone()),
+                running: false,
+            });
+        }
+        self.spawn_agents()
     }
 
-    /// Starts the agent and waits until it has programmed the datastore as it is.
-    fn spawn_agent(&mut self, paths: AgentPaths) -> anyhow::Result<()> {
-        // A previous run's status would already name this datastore's digest.
-        match std::fs::remove_file(&paths.status_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(
-                    anyhow::anyhow!(e).context(format!("removing {}", paths.status_file.display()))
-                );
-            }
+    /// Starts every stopped agent and waits until each has programmed the datastore as it is.
+    fn spawn_agents(&mut self) -> anyhow::Result<()> {
+        for agent in self.agents.iter_mut().filter(|a| !a.running) {
+            // A previous run's status would already name this datastore's digest.
+            remove_if_present(&agent.paths.status_file)?;
+            let node = Netns::open(&agent.netns)?;
+            let pid = self.resources.node_agent(&agent.node, || {
+                agent::spawn(&agent.paths, node.file(), agent.node_name.as_deref())
+            })?;
+            tracing::info!(pid, node = %agent.node, binary = %agent.paths.binary.display(), "agent started");
+            agent.running = true;
         }
-        let node = Netns::open(&topology::node_netns(&self.id))?;
-        let pid = self.resources.agent(|| agent::spawn(&paths, node.file()))?;
-        tracing::info!(pid, binary = %paths.binary.display(), "agent started");
         let digest = self.datastore.digest()?;
-        let (status, took) =
-            agent::wait_programmed(&paths, &self.resources, &digest, &self.interfaces())
-                .context("waiting for the agent to program the resources")?;
-        tracing::info!(
-            ms = took.as_millis(),
-            generation = status.generation,
-            "resources programmed"
-        );
-        self.agent = Some(paths);
+        let awaited: Vec<Awaited<'_>> = self.agents.iter().map(NodeAgent::awaited).collect();
+        let programmed = agent::wait_all_programmed(&awaited, &self.resources, &digest)
+            .context("waiting for the agents to program the resources")?;
+        for (agent, (status, took)) in self.agents.iter().zip(&programmed) {
+            tracing::info!(
+                node = %agent.node,
+                ms = took.as_millis(),
+                generation = status.generation,
+                "resources programmed"
+            );
+        }
         Ok(())
     }
 
-    /// Stops or (re)starts the agent for a step.
+    /// Stops or (re)starts every node's agent for a step.
     fn agent_action(&mut self, action: AgentAction) -> anyhow::Result<()> {
         if matches!(action, AgentAction::Stop | AgentAction::Restart) {
-            let paths = self
-                .agent
-                .take()
-                .context("the step stops the agent, but no agent runs")?;
-            self.resources.stop_agent();
-            tracing::info!("agent stopped");
-            self.stopped_agent = Some(paths);
+            anyhow::ensure!(
+                !self.agents.is_empty() && self.agents.iter().all(|a| a.running),
+                "the step stops the agents, but they do not run"
+            );
+            for agent in &mut self.agents {
+                self.resources.stop_node_agent(&agent.node);
+                agent.running = false;
+                tracing::info!(node = %agent.node, "agent stopped");
+            }
         }
         if matches!(action, AgentAction::Start | AgentAction::Restart) {
-            let paths = self
-                .stopped_agent
-                .take()
-                .context("the step starts the agent, but it was not stopped")?;
-            self.spawn_agent(paths)?;
+            anyhow::ensure!(
+                !self.agents.is_empty() && self.agents.iter().all(|a| !a.running),
+                "the step starts the agents, but they were not stopped"
+            );
+            self.spawn_agents()?;
             self.check_one_program_per_hook()?;
         }
         Ok(())
     }
 
     /// After a restart, every pod interface must carry exactly one Palisade program per
-    /// direction: the new agent's links replaced the old ones instead of adding to them.
+    /// direction: each node's new agent replaced its old links instead of adding to them.
     fn check_one_program_per_hook(&self) -> anyhow::Result<()> {
-        let node = Netns::open(&topology::node_netns(&self.id))?;
-        let interfaces = self.interfaces();
-        let counts = std::thread::scope(|scope| {
-            scope
-                .spawn(|| -> anyhow::Result<Vec<(String, &str, usize)>> {
-                    nix::sched::setns(node.file(), nix::sched::CloneFlags::CLONE_NEWNET)
-                        .context("entering the node namespace")?;
-                    let mut counts = Vec::new();
-                    for interface in &interfaces {
-                        for (hook, attach_type) in [
-                            ("ingress", aya::programs::TcAttachType::Ingress),
-                            ("egress", aya::programs::TcAttachType::Egress),
-                        ] {
-                            let (_, programs) =
-                                aya::programs::SchedClassifier::query_tcx(interface, attach_type)
-                                    .with_context(|| format!("querying {interface} {hook}"))?;
-                            let ours = programs
-                                .iter()
-                                .filter(|p| {
-                                    p.name_as_str().is_some_and(|n| n.starts_with("palisade"))
-                                })
-                                .count();
-                            counts.push((interface.clone(), hook, ours));
-                        }
-                    }
-                    Ok(counts)
-                })
-                .join()
-                .map_err(|_| anyhow::anyhow!("the tcx query thread panicked"))?
-        })?;
-        let wrong: Vec<String> = counts
-            .iter()
-            .filter(|(_, _, n)| *n != 1)
-            .map(|(interface, hook, n)| format!("{interface} {hook}: {n}"))
-            .collect();
+        let mut wrong = Vec::new();
+        for agent in &self.agents {
+            let node = Netns::open(&agent.netns)?;
+            let counts = node.run(|| palisade_programs_per_hook(&agent.interfaces))??;
+            wrong.extend(
+                counts
+                    .iter()
+                    .filter(|(_, _, n)| *n != 1)
+                    .map(|(interface, hook, n)| format!("{} {interface} {hook}: {n}", agent.node)),
+            );
+        }
         anyhow::ensure!(
             wrong.is_empty(),
-            "after the agent started again, Palisade programs per hook (want 1): {}",
+            "after the agents started again, Palisade programs per hook (want 1): {}",
             wrong.join(", ")
         );
         Ok(())
     }
 
-    fn interfaces(&self) -> Vec<String> {
-        self.plans.iter().map(PodPlan::host_if).collect()
+    /// The running agents, to wait for.
+    fn running_agents(&self) -> Vec<Awaited<'_>> {
+        self.agents
+            .iter()
+            .filter(|a| a.running)
+            .map(NodeAgent::awaited)
+            .collect()
     }
 
     fn pod_index(&self, pod: &PodRef) -> anyhow::Result<usize> {
@@ -327,22 +395,36 @@ impl Lab {
         }
         self.datastore.write_step(step, &self.plans)?;
 
-        let (programmed_ms, agent_errors) = match &self.agent {
-            Some(paths) => {
-                let digest = self.datastore.digest()?;
-                let (status, took) =
-                    agent::wait_programmed(paths, &self.resources, &digest, &self.interfaces())?;
-                let errors: Vec<String> = status.errors.iter().map(ToString::to_string).collect();
-                (Some(millis(took)), errors)
+        let awaited = self.running_agents();
+        let (programmed_ms, programmed_by_node, agent_errors) = if awaited.is_empty() {
+            (None, BTreeMap::new(), Vec::new())
+        } else {
+            let digest = self.datastore.digest()?;
+            let programmed = agent::wait_all_programmed(&awaited, &self.resources, &digest)?;
+            // Programmed when the last agent is: that is when every node enforces the step.
+            let all = programmed
+                .iter()
+                .map(|(_, took)| millis(*took))
+                .max()
+                .unwrap_or_default();
+            let by_node: BTreeMap<String, u64> = if awaited.len() > 1 {
+                awaited
+                    .iter()
+                    .zip(&programmed)
+                    .map(|(a, (_, took))| (a.node.to_owned(), millis(*took)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            let mut errors: Vec<String> = Vec::new();
+            for e in programmed.iter().flat_map(|(status, _)| &status.errors) {
+                let e = e.to_string();
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
             }
-            None => (None, Vec::new()),
+            (Some(all), by_node, errors)
         };
-        for e in &agent_errors {
-            if !self.seen_errors.contains(e) {
-                self.seen_errors.push(e.clone());
-            }
-        }
-
         let probes = self.run_probes(number, &step.probes)?;
         let error_checks = step
             .expect_errors
@@ -356,6 +438,7 @@ impl Lab {
             number,
             name: step.display_name(number),
             programmed_ms,
+            programmed_by_node,
             probes,
             agent_errors,
             error_checks,
@@ -461,26 +544,28 @@ impl Lab {
         Ok(results)
     }
 
-    /// Checks the agent is still alive, stops everything, removes what the lab made and
+    /// Checks the agents are still alive, stops everything, removes what the lab made and
     /// returns the report.
     pub fn finish(mut self) -> anyhow::Result<Report> {
-        let tail = self
-            .agent
-            .as_ref()
-            .map(|a| agent::log_tail(&a.log_file, agent::LOG_TAIL_LINES))
-            .unwrap_or_default();
-        if let Some(paths) = &self.agent
-            && let Some(status) = self.resources.agent_exit()?
-        {
-            bail!(
-                "the agent exited ({status}) during the run\n{}",
-                agent::describe_tail(&paths.log_file)
-            );
+        let tail = self.agent_log_tail();
+        if let Some((node, status)) = self.resources.exited_agent()? {
+            let log = self
+                .agents
+                .iter()
+                .find(|a| a.node == node)
+                .map(|a| agent::describe_tail(&a.paths.log_file))
+                .unwrap_or_default();
+            bail!("the agent of node {node} exited ({status}) during the run\n{log}");
         }
         let report = Report {
             lab_id: self.id.clone(),
             netns: self.netns_names.clone(),
-            pin_dir: self.agent.as_ref().map(|a| a.pin_dir.clone()),
+            pin_dir: self.agents.first().map(|a| a.paths.pin_dir.clone()),
+            pin_dirs: self
+                .agents
+                .iter()
+                .map(|a| a.paths.pin_dir.clone())
+                .collect(),
             lab_dir: self.lab_dir.clone(),
             steps: std::mem::take(&mut self.steps),
             agent_errors: std::mem::take(&mut self.seen_errors),
@@ -488,6 +573,22 @@ impl Lab {
         };
         self.shut_down();
         Ok(report)
+    }
+
+    /// The end of the agent's log; with several nodes, of each node's, every line prefixed
+    /// with its node.
+    fn agent_log_tail(&self) -> Vec<String> {
+        match self.agents.as_slice() {
+            [one] => agent::log_tail(&one.paths.log_file, agent::LOG_TAIL_LINES),
+            several => several
+                .iter()
+                .flat_map(|a| {
+                    agent::log_tail(&a.paths.log_file, agent::LOG_TAIL_LINES)
+                        .into_iter()
+                        .map(move |line| format!("[{}] {line}", a.node))
+                })
+                .collect(),
+        }
     }
 
     fn shut_down(&mut self) {
@@ -505,6 +606,39 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// Removes a file; one that is not there is fine.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::anyhow!(e).context(format!("removing {}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How many Palisade programs each of `interfaces` carries per tcx hook, queried from the
+/// calling thread's network namespace.
+fn palisade_programs_per_hook(
+    interfaces: &[String],
+) -> anyhow::Result<Vec<(String, &'static str, usize)>> {
+    let mut counts = Vec::new();
+    for interface in interfaces {
+        for (hook, attach_type) in [
+            ("ingress", aya::programs::TcAttachType::Ingress),
+            ("egress", aya::programs::TcAttachType::Egress),
+        ] {
+            let (_, programs) = aya::programs::SchedClassifier::query_tcx(interface, attach_type)
+                .with_context(|| format!("querying {interface} {hook}"))?;
+            let ours = programs
+                .iter()
+                .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("palisade")))
+                .count();
+            counts.push((interface.clone(), hook, ours));
+        }
+    }
+    Ok(counts)
 }
 
 fn millis(d: Duration) -> u64 {

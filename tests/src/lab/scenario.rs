@@ -29,6 +29,8 @@ pub const MAX_PODS: usize = 200;
 pub const MAX_STEPS: usize = 200;
 pub const MAX_PROBES_PER_STEP: usize = 500;
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 60_000;
+/// Nodes besides the default one: each is a namespace and a running agent on a 2-core machine.
+pub const MAX_NODES: usize = 8;
 
 /// A parsed and checked scenario.
 #[derive(Debug, Clone, Deserialize)]
@@ -408,6 +410,9 @@ pub struct PodInfo {
     /// Declared container ports with their protocols (SCTP is left out: no SCTP sockets in
     /// this kernel).
     pub ports: BTreeSet<(u16, Protocol)>,
+    /// `spec.nodeName`: the node the pod is scheduled to; `None` puts it on the lab's default
+    /// node.
+    pub node: Option<String>,
 }
 
 /// Why a scenario cannot be run.
@@ -465,6 +470,14 @@ pub enum ScenarioError {
     UnknownPod { at: String, pod: PodRef },
     #[error("{at}: pod {pod} changes its addresses; a step may only change labels")]
     PodAddressChanged { at: String, pod: PodRef },
+    #[error("{at}: pod {pod} moves to another node; a step may only change labels")]
+    PodNodeChanged { at: String, pod: PodRef },
+    #[error(
+        "{at}: `{value}` is not a node name (a DNS subdomain: lowercase letters, digits, `-` and `.`)"
+    )]
+    BadNodeName { at: String, value: String },
+    #[error("{count} nodes named; the lab runs at most {max} besides its default node")]
+    TooManyNodes { count: usize, max: usize },
     #[error("{at}: pod {pod} has no IPv6 address (list one in status.podIPs)")]
     NoIpv6 { at: String, pod: PodRef },
     #[error("{at}: pod {pod} has no IPv4 address")]
@@ -549,6 +562,32 @@ impl Scenario {
             .collect()
     }
 
+    /// Every node the scenario names, besides the default node: pods' `spec.nodeName` and
+    /// Calico `HostEndpoint`s' `spec.node`, in `resources` or applied by a step (the lab
+    /// creates every node at the start, as a cluster's nodes exist before its objects).
+    pub fn nodes(&self) -> Result<BTreeSet<String>, ScenarioError> {
+        let mut nodes: BTreeSet<String> = self.pods()?.into_iter().filter_map(|p| p.node).collect();
+        let applied = self.steps.iter().enumerate().flat_map(|(s, step)| {
+            step.apply
+                .iter()
+                .enumerate()
+                .map(move |(i, object)| (format!("steps[{s}].apply[{i}]"), object))
+        });
+        let declared = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, object)| (format!("resources[{i}]"), object));
+        for (at, object) in declared.chain(applied) {
+            if object.key.kind == "HostEndpoint"
+                && let Some(node) = host_endpoint_node(&at, object)?
+            {
+                nodes.insert(node);
+            }
+        }
+        Ok(nodes)
+    }
+
     /// Ports each pod must serve: its declared container ports and every port a probe targets
     /// at it. Each is served on TCP and UDP alike.
     pub fn served_ports(&self) -> Result<BTreeMap<PodRef, BTreeSet<u16>>, ScenarioError> {
@@ -592,6 +631,13 @@ impl Scenario {
                 max: MAX_PODS,
             });
         }
+        let nodes = self.nodes()?;
+        if nodes.len() > MAX_NODES {
+            return Err(ScenarioError::TooManyNodes {
+                count: nodes.len(),
+                max: MAX_NODES,
+            });
+        }
         let namespaces = self.namespaces();
         let mut addresses: BTreeMap<IpAddr, &PodRef> = BTreeMap::new();
         for (i, pod) in pods.iter().enumerate() {
@@ -630,6 +676,9 @@ impl Scenario {
                     };
                     if !info.ips.is_empty() && info.ips != declared.ips {
                         return Err(ScenarioError::PodAddressChanged { at, pod: info.pod });
+                    }
+                    if info.node.is_some() && info.node != declared.node {
+                        return Err(ScenarioError::PodNodeChanged { at, pod: info.pod });
                     }
                 }
                 present.insert(object.key.clone());
@@ -833,11 +882,53 @@ fn pod_info(at: &str, key: &ObjectKey, pod: &Pod) -> Result<PodInfo, ScenarioErr
             ports.insert((number, protocol));
         }
     }
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .map(|name| checked_node_name(&format!("{at}.spec.nodeName"), name))
+        .transpose()?;
     Ok(PodInfo {
         pod: pod_ref,
         ips,
         ports,
+        node,
     })
+}
+
+/// A Calico `HostEndpoint`'s `spec.node`, if it names one. Only the node is taken: the lab
+/// creates it; enforcing on host endpoints is the agent's business.
+fn host_endpoint_node(at: &str, object: &Object) -> Result<Option<String>, ScenarioError> {
+    let at = format!("{at}.spec.node");
+    match object.manifest.pointer("/spec/node") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => checked_node_name(&at, name).map(Some),
+        Some(other) => Err(ScenarioError::BadNodeName {
+            at,
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// A node name as Kubernetes accepts it (a DNS-1123 subdomain); the lab uses it in namespace,
+/// file and bpffs directory names, which this keeps safe.
+fn checked_node_name(at: &str, name: &str) -> Result<String, ScenarioError> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(name.to_owned())
+    } else {
+        Err(ScenarioError::BadNodeName {
+            at: at.to_owned(),
+            value: name.to_owned(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1027,6 +1118,61 @@ steps:
         assert!(matches!(
             parse(same_ip),
             Err(ScenarioError::DuplicateAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn nodes_come_from_pods_and_host_endpoints() -> anyhow::Result<()> {
+        let scenario = parse(
+            r#"
+resources:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: node-a, containers: []}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {containers: []}}
+  - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: node-h, interfaceName: eth0}}
+steps:
+  - apply:
+      - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: g}, spec: {node: gw.example}}
+      - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {x: y}}, spec: {containers: []}}
+"#,
+        )?;
+        let pods = scenario.pods()?;
+        assert_eq!(pods[0].node.as_deref(), Some("node-a"));
+        assert_eq!(pods[1].node, None);
+        let nodes: Vec<_> = scenario.nodes()?.into_iter().collect();
+        assert_eq!(nodes, ["gw.example", "node-a", "node-h"]);
+        Ok(())
+    }
+
+    #[test]
+    fn node_names_and_moves_are_checked() {
+        let bad_names = [
+            "resources: [{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: Node_A}}]",
+            "resources: [{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: ../x}}]",
+            "resources: [{apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: -x}}]",
+            "resources: [{apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: 3}}]",
+        ];
+        for bad in bad_names {
+            assert!(
+                matches!(parse(bad), Err(ScenarioError::BadNodeName { .. })),
+                "accepted: {bad}"
+            );
+        }
+        let moved = r#"
+resources:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: node-a}}
+steps:
+  - apply: [{apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: node-b}}]
+"#;
+        assert!(matches!(
+            parse(moved),
+            Err(ScenarioError::PodNodeChanged { .. })
+        ));
+        let many: String = (0..=MAX_NODES)
+            .map(|i| format!("  - {{apiVersion: v1, kind: Pod, metadata: {{name: p{i}}}, spec: {{nodeName: n{i}}}}}\n"))
+            .collect();
+        assert!(matches!(
+            parse(&format!("resources:\n{many}")),
+            Err(ScenarioError::TooManyNodes { .. })
         ));
     }
 

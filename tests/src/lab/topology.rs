@@ -1,17 +1,20 @@
-//! The lab's network: a "node" namespace that routes between pod namespaces, each joined to it
-//! by a veth pair, like a CNI with per-pod routes.
+//! The lab's network: "node" namespaces that route between pod namespaces, each pod joined to
+//! its node by a veth pair, like a CNI with per-pod routes; with more than one node, the nodes
+//! are joined by a "fabric" namespace (a bridge) and route each other's pods through it, as a
+//! routed cluster does.
 //!
-//! Nothing is ever added to the machine's root namespace: the veth is created inside the node
-//! namespace with its peer placed straight into the pod namespace. Pods have /32 (/128)
-//! addresses and an on-link default route, so they ARP (or solicit) for every destination; the
-//! node answers with proxy ARP (proxy NDP) and forwards by its per-pod routes.
+//! Nothing is ever added to the machine's root namespace: every veth is created inside a node
+//! namespace with its peer placed straight into the pod (or fabric) namespace. Pods have /32
+//! (/128) addresses and an on-link default route, so they ARP (or solicit) for every
+//! destination; their node answers with proxy ARP (proxy NDP) and forwards by its per-pod
+//! routes: to a local pod's veth, or to the pod's node over the fabric.
 
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 
 use super::{
     agent::IFACE_PREFIX,
@@ -19,6 +22,22 @@ use super::{
     netns::{self, Netns},
     scenario::{PodInfo, PodRef},
 };
+
+/// The node of every pod without `spec.nodeName`: the lab's only node unless a scenario names
+/// others.
+pub const DEFAULT_NODE: &str = "lab-node";
+
+/// Node addresses on the fabric: node `i` (the default node is 0) has `.i+1` / `::i+1`. Taken
+/// from ranges scenarios do not use for pods (198.18.0.0/15 is the benchmarking range); a pod
+/// address inside them is refused.
+const FABRIC_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+const FABRIC_V4_LEN: u8 = 24;
+const FABRIC_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xfab, 0, 0, 0, 0, 0, 0);
+const FABRIC_V6_LEN: u8 = 64;
+/// The node's interface on the fabric.
+pub const FABRIC_IF: &str = "fabric0";
+/// The bridge in the fabric namespace that every node's fabric interface is a port of.
+const FABRIC_BRIDGE: &str = "br0";
 
 /// First address the lab hands out: 10.42.0.10, .11, ...
 const FIRST_ASSIGNED: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 10);
@@ -31,6 +50,8 @@ pub struct PodPlan {
     pub pod: PodRef,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
+    /// The node it runs on: its `spec.nodeName`, else [`DEFAULT_NODE`].
+    pub node: String,
 }
 
 impl PodPlan {
@@ -88,35 +109,258 @@ pub fn plan(pods: &[PodInfo]) -> anyhow::Result<Vec<PodPlan>> {
             pod: info.pod.clone(),
             ipv4,
             ipv6,
+            node: info.node.clone().unwrap_or_else(|| DEFAULT_NODE.to_owned()),
         });
     }
     Ok(plans)
 }
 
-/// Creates the node namespace and every pod namespace, wired and addressed. Every namespace
-/// is recorded in `resources` before it is created.
-pub fn build(id: &str, plans: &[PodPlan], resources: &Resources) -> anyhow::Result<()> {
-    let node_name = node_netns(id);
-    resources.netns(&node_name, || netns::add(&node_name))?;
-    let node = Netns::open(&node_name)?;
+/// One node's place in the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePlan {
+    /// 0 for the default node, then the named nodes in name order.
+    pub index: usize,
+    pub name: String,
+    /// The node's own addresses on the fabric (none in a one-node lab, which has no fabric):
+    /// what its agent sees as the host's addresses besides loopback.
+    pub fabric_v4: Option<Ipv4Addr>,
+    pub fabric_v6: Option<Ipv6Addr>,
+}
+
+impl NodePlan {
+    /// The node's namespace in lab `id`: the default node keeps the one-node lab's name.
+    pub fn netns(&self, id: &str) -> String {
+        if self.index == 0 {
+            node_netns(id)
+        } else {
+            format!("pal-{id}-node-{}", self.name)
+        }
+    }
+
+    /// Whether this is the default node (pods without `spec.nodeName`).
+    pub fn is_default(&self) -> bool {
+        self.index == 0
+    }
+}
+
+/// The fabric namespace's name in lab `id` (only a lab with several nodes has one).
+pub fn fabric_netns(id: &str) -> String {
+    format!("pal-{id}-fabric")
+}
+
+/// The default node, then every node `named` (pods' `spec.nodeName`, host endpoints' nodes) in
+/// name order. With more than one node each gets fabric addresses, IPv6 ones when some pod
+/// has IPv6; no pod may hold an address in the fabric's ranges.
+pub fn plan_nodes(named: &BTreeSet<String>, pods: &[PodPlan]) -> anyhow::Result<Vec<NodePlan>> {
+    let names = std::iter::once(DEFAULT_NODE).chain(
+        named
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n != DEFAULT_NODE),
+    );
+    let mut nodes: Vec<NodePlan> = names
+        .enumerate()
+        .map(|(index, name)| NodePlan {
+            index,
+            name: name.to_owned(),
+            fabric_v4: None,
+            fabric_v6: None,
+        })
+        .collect();
+    if nodes.len() == 1 {
+        return Ok(nodes);
+    }
+    for pod in pods {
+        if let Some(ip) = pod.ips().into_iter().find(|ip| in_fabric(*ip)) {
+            bail!(
+                "pod {} has address {ip}, inside the lab's node fabric ({FABRIC_V4}/{FABRIC_V4_LEN}, \
+                 {FABRIC_V6}/{FABRIC_V6_LEN}); give it another",
+                pod.pod
+            );
+        }
+    }
+    let any_v6 = pods.iter().any(|p| p.ipv6.is_some());
+    for node in &mut nodes {
+        let host = u32::try_from(node.index + 1).context("too many nodes")?;
+        node.fabric_v4 = Some(Ipv4Addr::from(u32::from(FABRIC_V4) + host));
+        if any_v6 {
+            node.fabric_v6 = Some(Ipv6Addr::from(u128::from(FABRIC_V6) + u128::from(host)));
+        }
+    }
+    Ok(nodes)
+}
+
+fn in_fabric(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            u32::from(v4) >> (32 - FABRIC_V4_LEN) == u32::from(FABRIC_V4) >> (32 - FABRIC_V4_LEN)
+        }
+        IpAddr::V6(v6) => {
+            u128::from(v6) >> (128 - FABRIC_V6_LEN)
+                == u128::from(FABRIC_V6) >> (128 - FABRIC_V6_LEN)
+        }
+    }
+}
+
+/// Creates every node namespace, the fabric between them (several nodes only) and every pod
+/// namespace, wired, addressed and routed. Every namespace is recorded in `resources` before
+/// it is created.
+pub fn build(
+    id: &str,
+    nodes: &[NodePlan],
+    plans: &[PodPlan],
+    resources: &Resources,
+) -> anyhow::Result<()> {
     let any_v6 = plans.iter().any(|p| p.ipv6.is_some());
-    let mut node_settings = vec![("net.ipv4.ip_forward".to_owned(), "1")];
+    let mut opened = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        opened.push(
+            create_node(id, node, any_v6, resources)
+                .with_context(|| format!("setting up node {} ({})", node.name, node.netns(id)))?,
+        );
+    }
+    if nodes.len() > 1 {
+        build_fabric(id, nodes, resources).context("setting up the fabric between the nodes")?;
+    }
+    for plan in plans {
+        let node = node_of(nodes, &opened, plan)?;
+        wire_pod(id, plan, node, any_v6, resources)
+            .with_context(|| format!("setting up pod {} ({})", plan.pod, plan.netns(id)))?;
+    }
+    for (node, netns) in nodes.iter().zip(&opened) {
+        route_remote_pods(node, netns, nodes, plans)
+            .with_context(|| format!("routing node {} to the other nodes' pods", node.name))?;
+        if any_v6 {
+            proxy_ndp(node, netns, plans)?;
+        }
+    }
+    Ok(())
+}
+
+/// The open namespace of the node `plan` runs on.
+fn node_of<'a>(
+    nodes: &[NodePlan],
+    opened: &'a [Netns],
+    plan: &PodPlan,
+) -> anyhow::Result<&'a Netns> {
+    nodes
+        .iter()
+        .position(|n| n.name == plan.node)
+        .and_then(|i| opened.get(i))
+        .with_context(|| {
+            format!(
+                "pod {} is on node {}, which the lab did not plan",
+                plan.pod, plan.node
+            )
+        })
+}
+
+/// A node namespace: forwarding on, loopback up.
+fn create_node(
+    id: &str,
+    node: &NodePlan,
+    any_v6: bool,
+    resources: &Resources,
+) -> anyhow::Result<Netns> {
+    let name = node.netns(id);
+    resources.netns(&name, || netns::add(&name))?;
+    let netns = Netns::open(&name)?;
+    let mut settings = vec![("net.ipv4.ip_forward".to_owned(), "1")];
     if any_v6 {
-        node_settings.extend([
+        settings.extend([
             ("net.ipv6.conf.all.forwarding".to_owned(), "1"),
             // New veths copy `default`: no DAD, so addresses are usable at once.
             ("net.ipv6.conf.default.accept_dad".to_owned(), "0"),
         ]);
     }
-    node.sysctls(&node_settings)?;
-    node.run(|| netns::ip(&["link", "set", "lo", "up"]))??;
+    netns.sysctls(&settings)?;
+    netns::ip_in(&name, &["link", "set", "lo", "up"])?;
+    Ok(netns)
+}
 
-    for plan in plans {
-        wire_pod(id, plan, &node, any_v6, resources)
-            .with_context(|| format!("setting up pod {} ({})", plan.pod, plan.netns(id)))?;
+/// The fabric namespace: a bridge with one port per node, joined by a veth to the node's
+/// [`FABRIC_IF`], which carries the node's fabric addresses.
+fn build_fabric(id: &str, nodes: &[NodePlan], resources: &Resources) -> anyhow::Result<()> {
+    let fabric = fabric_netns(id);
+    resources.netns(&fabric, || netns::add(&fabric))?;
+    // No multicast snooping: with no MLD querier on the bridge, it could filter the
+    // neighbour solicitations that IPv6 next hops need.
+    netns::ip_in(
+        &fabric,
+        &[
+            "link",
+            "add",
+            FABRIC_BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ],
+    )?;
+    netns::ip_in(&fabric, &["link", "set", FABRIC_BRIDGE, "up"])?;
+    for node in nodes {
+        let node_ns = node.netns(id);
+        let port = format!("n{}", node.index);
+        netns::ip_in(
+            &node_ns,
+            &[
+                "link", "add", FABRIC_IF, "type", "veth", "peer", "name", &port, "netns", &fabric,
+            ],
+        )?;
+        netns::ip_in(
+            &fabric,
+            &["link", "set", &port, "master", FABRIC_BRIDGE, "up"],
+        )?;
+        netns::ip_in(&node_ns, &["link", "set", FABRIC_IF, "up"])?;
+        if let Some(v4) = node.fabric_v4 {
+            let cidr = format!("{v4}/{FABRIC_V4_LEN}");
+            netns::ip_in(&node_ns, &["addr", "add", &cidr, "dev", FABRIC_IF])?;
+        }
+        if let Some(v6) = node.fabric_v6 {
+            let cidr = format!("{v6}/{FABRIC_V6_LEN}");
+            netns::ip_in(
+                &node_ns,
+                &["-6", "addr", "add", &cidr, "dev", FABRIC_IF, "nodad"],
+            )?;
+        }
     }
-    if any_v6 {
-        proxy_ndp(&node, plans)?;
+    Ok(())
+}
+
+/// Host routes on `node` to every pod of another node, through that node's fabric address,
+/// as a routed cluster's nodes learn each other's pods (Calico's BGP, a cloud's route table).
+fn route_remote_pods(
+    node: &NodePlan,
+    netns: &Netns,
+    nodes: &[NodePlan],
+    plans: &[PodPlan],
+) -> anyhow::Result<()> {
+    for plan in plans.iter().filter(|p| p.node != node.name) {
+        let remote = nodes
+            .iter()
+            .find(|n| n.name == plan.node)
+            .with_context(|| {
+                format!(
+                    "pod {} is on node {}, which the lab did not plan",
+                    plan.pod, plan.node
+                )
+            })?;
+        if let (Some(pod), Some(via)) = (plan.ipv4, remote.fabric_v4) {
+            let cidr = format!("{pod}/32");
+            let via = via.to_string();
+            netns::ip_in(
+                netns.name(),
+                &["route", "add", &cidr, "via", &via, "dev", FABRIC_IF],
+            )?;
+        }
+        if let (Some(pod), Some(via)) = (plan.ipv6, remote.fabric_v6) {
+            let cidr = format!("{pod}/128");
+            let via = via.to_string();
+            netns::ip_in(
+                netns.name(),
+                &["-6", "route", "add", &cidr, "via", &via, "dev", FABRIC_IF],
+            )?;
+        }
     }
     Ok(())
 }
@@ -179,16 +423,17 @@ fn wire_pod(
     Ok(())
 }
 
-/// The node answers neighbour solicitations on each pod's interface for every *other* pod's
-/// IPv6 address (proxy NDP has no "answer for whatever I route elsewhere" mode).
-fn proxy_ndp(node: &Netns, plans: &[PodPlan]) -> anyhow::Result<()> {
-    for on in plans {
+/// The node answers neighbour solicitations on each of its pods' interfaces for every *other*
+/// pod's IPv6 address, on any node (proxy NDP has no "answer for whatever I route elsewhere"
+/// mode).
+fn proxy_ndp(node: &NodePlan, netns: &Netns, plans: &[PodPlan]) -> anyhow::Result<()> {
+    for on in plans.iter().filter(|p| p.node == node.name) {
         for other in plans.iter().filter(|p| p.index != on.index) {
             if let Some(v6) = other.ipv6 {
                 let addr = v6.to_string();
                 let host_if = on.host_if();
                 netns::ip_in(
-                    node.name(),
+                    netns.name(),
                     &["-6", "neigh", "add", "proxy", &addr, "dev", &host_if],
                 )?;
             }
@@ -208,6 +453,7 @@ mod tests {
             pod: name.parse()?,
             ips: ips.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
             ports: BTreeSet::new(),
+            node: None,
         })
     }
 
@@ -238,6 +484,44 @@ mod tests {
         assert_eq!(plans[2].host_if(), "plh2");
         assert_eq!(plans[2].netns("7-1"), "pal-7-1-p2");
         assert_eq!(node_netns("7-1"), "pal-7-1-node");
+        assert!(plans.iter().all(|p| p.node == DEFAULT_NODE));
+        Ok(())
+    }
+
+    #[test]
+    fn one_node_has_no_fabric() -> anyhow::Result<()> {
+        let plans = plan(&[info("a", &["10.42.0.10", "fd00:42::a"])?])?;
+        let nodes = plan_nodes(&BTreeSet::from([DEFAULT_NODE.to_owned()]), &plans)?;
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].netns("7-1"), "pal-7-1-node");
+        assert_eq!((nodes[0].fabric_v4, nodes[0].fabric_v6), (None, None));
+        Ok(())
+    }
+
+    #[test]
+    fn named_nodes_follow_the_default_one_with_fabric_addresses() -> anyhow::Result<()> {
+        let mut b = info("b", &["10.42.0.11", "fd00:42::b"])?;
+        b.node = Some("node-b".to_owned());
+        let plans = plan(&[info("a", &[])?, b])?;
+        assert_eq!(plans[1].node, "node-b");
+        let named = BTreeSet::from(["node-b".to_owned(), "node-a".to_owned()]);
+        let nodes = plan_nodes(&named, &plans)?;
+        let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, [DEFAULT_NODE, "node-a", "node-b"]);
+        assert_eq!(nodes[2].netns("7-1"), "pal-7-1-node-node-b");
+        assert_eq!(nodes[0].fabric_v4, Some("198.18.0.1".parse()?));
+        assert_eq!(nodes[2].fabric_v4, Some("198.18.0.3".parse()?));
+        assert_eq!(nodes[2].fabric_v6, Some("fd00:fab::3".parse()?));
+        Ok(())
+    }
+
+    #[test]
+    fn pod_addresses_in_the_fabric_are_refused() -> anyhow::Result<()> {
+        let mut b = info("b", &["198.18.0.2"])?;
+        b.node = Some("node-b".to_owned());
+        let plans = plan(&[b])?;
+        let named = BTreeSet::from(["node-b".to_owned()]);
+        assert!(plan_nodes(&named, &plans).is_err());
         Ok(())
     }
 }
