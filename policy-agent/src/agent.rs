@@ -85,6 +85,8 @@ pub struct Config {
     /// Write a flow event for every denied packet policy decides, not only for Calico `Log`
     /// rules.
     pub log_denies: bool,
+    /// Ports a host endpoint always accepts and may always use.
+    pub failsafe: crate::compiler::Failsafe,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -127,12 +129,13 @@ pub async fn run(config: Config) -> Result<()> {
         host_addrs: host_addresses().context("listing the node's addresses")?,
     };
     let mut state = State {
-        compiler: Compiler::new(),
+        compiler: Compiler::with_failsafe(config.failsafe.clone()),
         compiled: MapContents::default(),
         programmed: MapContents::default(),
         status: Status::default(),
         interfaces: config.interfaces.clone(),
         health: health.clone(),
+        host_interfaces: Vec::new(),
     };
 
     // Subscribed before the first scan, so no interface created after it goes unnoticed.
@@ -210,6 +213,8 @@ struct State {
     status: Status,
     interfaces: InterfaceSelection,
     health: Arc<Health>,
+    /// This node's host endpoints, from the last compile.
+    host_interfaces: Vec<crate::compiler::HostInterface>,
 }
 
 impl State {
@@ -223,6 +228,8 @@ impl State {
         let snapshot = datastore.load()?;
         let compiled = self.compiler.compile(&snapshot.cluster, scope);
         self.status.tables = crate::flows::table_names(&compiled);
+        datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
+        self.host_interfaces = compiled.host_interfaces;
         self.compiled = compiled.maps;
         let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
         let stats = datapath.apply(&self.programmed, &bound)?;
@@ -319,12 +326,19 @@ impl State {
     /// The node's host routes through endpoint interfaces; none (addresses stay unbound, as
     /// before binding existed) if the route table cannot be read.
     fn host_routes(&self) -> BTreeMap<IpAddr, String> {
-        routes::host_routes(&|interface| self.interfaces.routes_through(interface)).unwrap_or_else(
-            |e| {
-                warn!(error = %e, "reading the route table; endpoints stay unbound");
-                Default::default()
-            },
-        )
+        let mut routes =
+            routes::host_routes(&|interface| self.interfaces.routes_through(interface))
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "reading the route table; endpoints stay unbound");
+                    Default::default()
+                });
+        // A host endpoint's addresses belong to its interface: no route says so.
+        for host in &self.host_interfaces {
+            for ip in &host.ips {
+                routes.insert(*ip, host.interface.clone());
+            }
+        }
+        routes
     }
 
     /// Reads the datapath's own figures (tracked connections, packet counts) into the status

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use policy_agent::{
     agent::{self, DatastoreConfig, InterfaceSelection},
     calico::resources::Protocol,
-    compiler::{Compiler, Scope},
+    compiler::{Compiler, Failsafe, Scope},
     datastore::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
@@ -110,6 +110,15 @@ enum Command {
         /// Calico `Log` rules.
         #[arg(long)]
         log_denies: bool,
+        /// Ports every host endpoint accepts whatever policy says (Calico's failsafe):
+        /// `proto:port,...`; default Felix's: tcp:22, udp:68, tcp:179, 2379, 2380, 5473, 6443,
+        /// 6666, 6667. Empty for none.
+        #[arg(long)]
+        failsafe_inbound: Option<String>,
+        /// Ports every host endpoint may always send to: default udp:53, udp:67 and the same
+        /// TCP ports as inbound.
+        #[arg(long)]
+        failsafe_outbound: Option<String>,
     },
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
@@ -182,7 +191,10 @@ fn main() -> Result<()> {
             metrics_port,
             metrics_host,
             log_denies,
+            failsafe_inbound,
+            failsafe_outbound,
         } => runtime.block_on(agent::run(agent::Config {
+            failsafe: failsafe(failsafe_inbound.as_deref(), failsafe_outbound.as_deref())?,
             interfaces: match interface_pattern {
                 None => InterfaceSelection::Routed,
                 Some(pattern) => InterfaceSelection::Pattern(
@@ -239,6 +251,20 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The failsafe ports from the flags, Calico's defaults for what is not given.
+fn failsafe(inbound: Option<&str>, outbound: Option<&str>) -> Result<Failsafe> {
+    let mut failsafe = Failsafe::default();
+    if let Some(list) = inbound {
+        failsafe.inbound =
+            Failsafe::parse_ports(list).map_err(|e| anyhow::anyhow!("--failsafe-inbound {e}"))?;
+    }
+    if let Some(list) = outbound {
+        failsafe.outbound =
+            Failsafe::parse_ports(list).map_err(|e| anyhow::anyhow!("--failsafe-outbound {e}"))?;
+    }
+    Ok(failsafe)
 }
 
 /// Prints flow events as they come, until `count` events or `seconds` (else until killed).

@@ -45,6 +45,11 @@ pub struct EndpointKey {
 /// endpoint interface (the agent has not seen the route to it).
 pub const IFINDEX_UNBOUND: u32 = 0;
 
+/// `ifindex` of a host endpoint whose interface the agent has not found yet: the address is
+/// accepted on no interface (pod interfaces drop it as spoofed, host interfaces leave it
+/// alone), so a pod can never send as the host before the host's interface is bound.
+pub const IFINDEX_NONE: u32 = u32::MAX;
+
 /// One rule table in an endpoint's list.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]

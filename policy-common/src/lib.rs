@@ -68,6 +68,10 @@ pub mod program_names {
     pub const FROM_ENDPOINT: &str = "palisade_from_endpoint";
     /// tc egress of an endpoint's host-side interface: packets delivered to the endpoint.
     pub const TO_ENDPOINT: &str = "palisade_to_endpoint";
+    /// tc ingress of a host endpoint's interface: packets delivered to the host.
+    pub const HOST_INGRESS: &str = "palisade_host_ingress";
+    /// tc egress of a host endpoint's interface: packets the host sends.
+    pub const HOST_EGRESS: &str = "palisade_host_egress";
 }
 
 /// Maximum entries per map. Sized for a node with a few hundred endpoints and a cluster of

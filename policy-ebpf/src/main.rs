@@ -6,6 +6,10 @@
 //!   endpoint and checks it against the endpoint's ingress policy.
 //!
 //! Pod-to-pod traffic on one node therefore passes both checks, as NetworkPolicy requires.
+//!
+//! * `palisade_host_ingress` / `palisade_host_egress` (tc ingress / egress of a Calico host
+//!   endpoint's interface) check what reaches the host against its ingress policy and what it
+//!   sends against its egress policy; packets of other addresses crossing that interface pass.
 //! Every error path drops: a packet we cannot parse is a packet we cannot prove allowed.
 #![no_std]
 #![no_main]
@@ -94,16 +98,28 @@ static PALISADE_FLOW_BUDGET: PerCpuArray<FlowBudget, 1> = PerCpuArray::new();
 
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::FromEndpoint)
+    tc_verdict(&ctx, Direction::FromEndpoint, false)
 }
 
 #[classifier]
 pub fn palisade_to_endpoint(ctx: TcContext) -> i32 {
-    tc_verdict(&ctx, Direction::ToEndpoint)
+    tc_verdict(&ctx, Direction::ToEndpoint, false)
+}
+
+/// tc ingress of a host endpoint's interface: packets delivered to the host.
+#[classifier]
+pub fn palisade_host_ingress(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::ToEndpoint, true)
+}
+
+/// tc egress of a host endpoint's interface: packets the host sends.
+#[classifier]
+pub fn palisade_host_egress(ctx: TcContext) -> i32 {
+    tc_verdict(&ctx, Direction::FromEndpoint, true)
 }
 
 #[inline(always)]
-fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
+fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     // SAFETY: the context's skb pointer is valid for the whole program run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let Some(flow) = PALISADE_SCRATCH.get_ptr_mut(0) else {
@@ -114,7 +130,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction) -> i32 {
     let flow = unsafe { &mut *flow };
     let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
-        Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex) {
+        Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex, host) {
             Verdict::Allow => (Verdict::Allow, Outcome::Allowed),
             Verdict::Deny => (Verdict::Deny, Outcome::Denied),
         },

@@ -50,8 +50,12 @@ pub enum Verdict {
     Deny,
 }
 
+/// `host`: the program runs on a host endpoint's interface, where packets of other
+/// addresses (forwarded pod traffic, the node's other addresses) are not this endpoint's to
+/// judge and pass; the pods' own programs judge theirs.
 #[inline(never)]
-pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
+pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Verdict {
+    let not_ours = if host { Verdict::Allow } else { Verdict::Deny };
     let (endpoint_addr, peer_addr) = match direction {
         Direction::FromEndpoint => (flow.src, flow.dst),
         Direction::ToEndpoint => (flow.dst, flow.src),
@@ -63,12 +67,14 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32) -> Verdict {
             addr: endpoint_addr,
         })
     }) else {
-        // Not an address of a known endpoint (spoofed, or not programmed yet): drop.
-        return Verdict::Deny;
+        // Not an address of a known endpoint (spoofed, or not programmed yet): drop, unless
+        // this is a host interface, where it is simply someone else's traffic.
+        return not_ours;
     };
     if endpoint.ifindex != IFINDEX_UNBOUND && endpoint.ifindex != ifindex {
-        // Another endpoint's address on this interface: spoofed, drop.
-        return Verdict::Deny;
+        // Another endpoint's address on this interface: spoofed on a pod's interface (drop),
+        // another endpoint's traffic crossing a host interface (theirs to judge).
+        return not_ours;
     }
     let fragment_key = |id| FragmentKey {
         src: flow.src,

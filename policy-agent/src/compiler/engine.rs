@@ -21,7 +21,8 @@ use std::{
 use ipnet::IpNet;
 use policy_common::{
     endpoint::{
-        EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, TableRef, lookup,
+        EndpointKey, EndpointPolicy, IFINDEX_NONE, IFINDEX_UNBOUND, MAX_TABLES, PolicyList,
+        TableRef, lookup,
     },
     identity::{self as reserved, IdentityValue},
     rule::RuleKey,
@@ -410,7 +411,11 @@ impl Engine {
             let egress = self.policy_list(&spec.egress, &mut tables);
             Endpoint {
                 value: EndpointPolicy {
-                    ifindex: IFINDEX_UNBOUND,
+                    ifindex: if spec.host {
+                        IFINDEX_NONE
+                    } else {
+                        IFINDEX_UNBOUND
+                    },
                     ingress,
                     egress,
                 },

@@ -42,9 +42,12 @@ pub use self::{
         cells::{PolicyTrace, RuleTrace, TierEnd, TierTrace},
     },
     ports::port_prefixes,
-    tables::{Direction, PolicyKind, PolicyName},
+    tables::{Direction, Failsafe, PolicyKind, PolicyName},
 };
-use crate::model::{Cluster, Pod};
+use crate::{
+    calico::resources::HostEndpoint,
+    model::{Cluster, Pod},
+};
 
 /// Which pods this agent enforces on, and what counts as its own node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +60,16 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether a host endpoint is this node's (every one when no node is named). A host
+    /// endpoint naming every interface (`*`) is not supported and never local.
+    pub fn is_local_host(&self, host: &HostEndpoint) -> bool {
+        host.interface_name.as_deref() != Some("*")
+            && self
+                .node_name
+                .as_ref()
+                .is_none_or(|node| *node == host.node)
+    }
+
     pub fn is_local(&self, pod: &Pod) -> bool {
         match (&self.node_name, &pod.node_name) {
             (None, _) => true,
@@ -88,6 +101,18 @@ pub struct Compiled {
     /// For each endpoint address, the policies behind each slot of its table lists; with a
     /// rule entry's `rule_ref` this names the policy rule that allowed a packet.
     pub explanations: Arc<BTreeMap<EndpointKey, EndpointExplanation>>,
+    /// This node's host endpoints: the interfaces the agent attaches the host programs to, and
+    /// the addresses bound to each.
+    pub host_interfaces: Vec<HostInterface>,
+}
+
+/// A host endpoint's interface and its expected addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInterface {
+    /// The HostEndpoint's name.
+    pub endpoint: String,
+    pub interface: String,
+    pub ips: Vec<IpAddr>,
 }
 
 impl Compiled {
@@ -118,6 +143,8 @@ pub struct Compiler {
     scope: Option<Scope>,
     engine: Engine,
     contents: tables::ContentCache,
+    failsafe: Failsafe,
+    host_interfaces: Vec<HostInterface>,
 }
 
 impl Default for Compiler {
@@ -133,6 +160,16 @@ impl Compiler {
             scope: None,
             engine: Engine::new(Relevance::default(), None, &[], None),
             contents: tables::ContentCache::default(),
+            failsafe: Failsafe::default(),
+            host_interfaces: Vec::new(),
+        }
+    }
+
+    /// A compiler whose host endpoints accept these failsafe ports instead of Calico's.
+    pub fn with_failsafe(failsafe: Failsafe) -> Self {
+        Self {
+            failsafe,
+            ..Self::new()
         }
     }
 
@@ -154,6 +191,7 @@ impl Compiler {
         Compiled {
             maps: self.engine.maps.clone(),
             explanations: Arc::clone(&self.engine.explanations),
+            host_interfaces: self.host_interfaces.clone(),
         }
     }
 
@@ -189,6 +227,34 @@ impl Compiler {
                 );
                 engine.set_endpoint(&(ns.clone(), name.clone()), Some(spec));
             }
+        }
+        self.host_interfaces.clear();
+        let hosts: Vec<(tables::EndpointSpec, HostInterface)> = match ordered_inputs(&engine) {
+            None => Vec::new(),
+            Some(inputs) => cluster
+                .calico
+                .host_endpoints
+                .values()
+                .filter(|host| scope.is_local_host(host))
+                .map(|host| {
+                    let spec = tables::host_endpoint_spec(host, cluster, inputs, &self.failsafe);
+                    let interface = HostInterface {
+                        endpoint: host.name.clone(),
+                        interface: host
+                            .interface_name
+                            .clone()
+                            .unwrap_or_else(|| "eth0".to_owned()),
+                        ips: host.expected_ips.clone(),
+                    };
+                    (spec, interface)
+                })
+                .collect(),
+        };
+        for (spec, interface) in hosts {
+            // Pods' keys are (namespace, name); no namespace starts with '#'.
+            let key = ("#hostendpoint".to_owned(), interface.endpoint.clone());
+            engine.set_endpoint(&key, Some(spec));
+            self.host_interfaces.push(interface);
         }
         self.engine = engine;
         self.scope = Some(scope.clone());

@@ -24,7 +24,10 @@ use super::{
     relevance::Relevance,
     views::named_port,
 };
-use crate::model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule};
+use crate::{
+    calico::resources::HostEndpoint,
+    model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
@@ -133,6 +136,8 @@ pub enum PolicyKind {
     /// projectcalico.org/v3 NetworkPolicy.
     CalicoNetworkPolicy,
     GlobalNetworkPolicy,
+    /// Calico's failsafe ports of a host endpoint, allowed before any policy.
+    Failsafe,
 }
 
 impl fmt::Display for PolicyName {
@@ -145,6 +150,7 @@ impl fmt::Display for PolicyName {
                 self.namespace, self.name
             ),
             PolicyKind::GlobalNetworkPolicy => write!(f, "GlobalNetworkPolicy {}", self.name),
+            PolicyKind::Failsafe => f.write_str("failsafe ports"),
         }
     }
 }
@@ -213,6 +219,8 @@ pub struct DirectionSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSpec {
     pub ips: Vec<IpAddr>,
+    /// A host endpoint: bound to its interface only (see `IFINDEX_NONE`).
+    pub host: bool,
     pub ingress: DirectionSpec,
     pub egress: DirectionSpec,
 }
@@ -255,6 +263,87 @@ pub fn endpoint_spec(
     spec
 }
 
+/// The tables of a host endpoint: one ordered table per direction, failsafe ports first.
+pub fn host_endpoint_spec(
+    host: &HostEndpoint,
+    cluster: &Cluster,
+    inputs: OrderedInputs<'_>,
+    failsafe: &Failsafe,
+) -> EndpointSpec {
+    let direction = |direction: Direction, ports: &[(u8, u16)]| {
+        let content = ordered::build_host(
+            host,
+            cluster,
+            inputs.relevance,
+            inputs.context,
+            direction,
+            ports,
+        );
+        DirectionSpec {
+            isolated: true,
+            slots: vec![Slot {
+                policies: Arc::new(content.policy_names()),
+                content: Arc::new(TableContent::ordered(content)),
+            }],
+        }
+    };
+    EndpointSpec {
+        ips: host.expected_ips.clone(),
+        host: true,
+        ingress: direction(Direction::Ingress, &failsafe.inbound),
+        egress: direction(Direction::Egress, &failsafe.outbound),
+    }
+}
+
+/// Calico's failsafe ports: (protocol, port)s a host endpoint always accepts (`inbound`, to
+/// the host) and may always use (`outbound`), whatever policy says, so that an operator never
+/// locks themselves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failsafe {
+    pub inbound: Vec<(u8, u16)>,
+    pub outbound: Vec<(u8, u16)>,
+}
+
+impl Default for Failsafe {
+    /// Felix's defaults (`FailsafeInboundHostPorts`, `FailsafeOutboundHostPorts`): SSH, DHCP,
+    /// BGP, etcd, Typha and the API server.
+    fn default() -> Self {
+        const TCP: u8 = 6;
+        const UDP: u8 = 17;
+        let shared = [179, 2379, 2380, 5473, 6443, 6666, 6667].map(|port| (TCP, port));
+        let mut inbound = vec![(TCP, 22), (UDP, 68)];
+        inbound.extend(shared);
+        let mut outbound = vec![(UDP, 53), (UDP, 67)];
+        outbound.extend(shared);
+        Failsafe { inbound, outbound }
+    }
+}
+
+impl Failsafe {
+    /// `tcp:22,udp:68,...` (Felix's notation); the empty string is none.
+    pub fn parse_ports(list: &str) -> Result<Vec<(u8, u16)>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                let (protocol, port) = item
+                    .split_once(':')
+                    .ok_or_else(|| format!("{item:?}: expected protocol:port, e.g. tcp:22"))?;
+                let protocol = match protocol.to_ascii_lowercase().as_str() {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "sctp" => 132,
+                    other => return Err(format!("{item:?}: unknown protocol {other:?}")),
+                };
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|e| format!("{item:?}: port: {e}"))?;
+                Ok((protocol, port))
+            })
+            .collect()
+    }
+}
+
 /// The allow-only tables of Kubernetes policies alone.
 fn kubernetes_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> EndpointSpec {
     // Policies are keyed by (namespace, name): only the pod's namespace can select it, and
@@ -268,6 +357,7 @@ fn kubernetes_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> En
         .collect();
     EndpointSpec {
         ips: pod.ips.iter().copied().collect(),
+        host: false,
         ingress: direction_spec(pod, &selecting, Direction::Ingress, cache),
         egress: direction_spec(pod, &selecting, Direction::Egress, cache),
     }

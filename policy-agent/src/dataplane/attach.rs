@@ -49,7 +49,9 @@ impl Datapath {
             .iter()
             .filter_map(|i| {
                 let name = i.name().to_str().ok()?;
-                let keep = wanted(name) || self.attached.contains_key(name);
+                let keep = wanted(name)
+                    || self.host_interfaces.contains(name)
+                    || self.attached.contains_key(name);
                 keep.then(|| (name.to_owned(), i.index()))
             })
             .collect();
@@ -80,6 +82,13 @@ impl Datapath {
         Ok(self.attached.keys().cloned().collect())
     }
 
+    /// The interfaces of this node's host endpoints: attached (by the next
+    /// [`Datapath::attach_interfaces`]) with the host programs, whatever the pod interface
+    /// selection says.
+    pub fn set_host_interfaces(&mut self, names: impl IntoIterator<Item = String>) {
+        self.host_interfaces = names.into_iter().collect();
+    }
+
     fn attach_one(
         &mut self,
         interface: &str,
@@ -99,14 +108,28 @@ impl Datapath {
             }
         }
         let mut links = Vec::new();
-        for (program, attach_type, hook) in [
-            (
-                program_names::FROM_ENDPOINT,
-                TcAttachType::Ingress,
-                "ingress",
-            ),
-            (program_names::TO_ENDPOINT, TcAttachType::Egress, "egress"),
-        ] {
+        // A pod's host-side interface receives what the pod sends; a host endpoint's own
+        // interface receives what is sent to the host.
+        let programs = if self.host_interfaces.contains(interface) {
+            [
+                (
+                    program_names::HOST_INGRESS,
+                    TcAttachType::Ingress,
+                    "ingress",
+                ),
+                (program_names::HOST_EGRESS, TcAttachType::Egress, "egress"),
+            ]
+        } else {
+            [
+                (
+                    program_names::FROM_ENDPOINT,
+                    TcAttachType::Ingress,
+                    "ingress",
+                ),
+                (program_names::TO_ENDPOINT, TcAttachType::Egress, "egress"),
+            ]
+        };
+        for (program, attach_type, hook) in programs {
             let attach_error = |source| DataplaneError::Attach {
                 program,
                 interface: interface.to_owned(),

@@ -54,6 +54,9 @@ pub struct Datapath {
     pub(super) generation: u32,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, Vec<AttachedLink>)>,
+    /// Host endpoints' interfaces: attached with the host programs (see
+    /// [`Datapath::set_host_interfaces`]).
+    pub(super) host_interfaces: std::collections::BTreeSet<String>,
     /// The policy maps wait in the staging directory until the first attach has replaced the
     /// previous agent's programs (see [`Datapath::load`]).
     pub(super) policy_maps_staged: bool,
@@ -148,7 +151,12 @@ impl Datapath {
         }
         let previous_generation = previous_generation(&pin_dir.join(map_names::CONFIG));
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
-        for name in [program_names::FROM_ENDPOINT, program_names::TO_ENDPOINT] {
+        for name in [
+            program_names::FROM_ENDPOINT,
+            program_names::TO_ENDPOINT,
+            program_names::HOST_INGRESS,
+            program_names::HOST_EGRESS,
+        ] {
             classifier_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
@@ -200,6 +208,7 @@ impl Datapath {
             ebpf,
             generation: previous_generation.unwrap_or(0),
             attached: BTreeMap::new(),
+            host_interfaces: Default::default(),
             policy_maps_staged,
             pin_dir: pin_dir.to_owned(),
         };

@@ -14,7 +14,7 @@ use std::{
 };
 
 use nix::net::if_::if_nametoindex;
-use policy_common::endpoint::{EndpointKey, IFINDEX_UNBOUND};
+use policy_common::endpoint::EndpointKey;
 
 use crate::compiler::{MapContents, identity_addr};
 
@@ -100,7 +100,9 @@ pub fn bind_endpoints(maps: &MapContents, routes: &BTreeMap<IpAddr, String>) -> 
     }
     let mut bound = maps.clone();
     for (key, value) in &mut bound.endpoints {
-        value.ifindex = ifindex_of.get(key).copied().unwrap_or(IFINDEX_UNBOUND);
+        // Unrouted addresses keep what the compiler gave them: unbound for pods, bound to no
+        // interface for host endpoints.
+        value.ifindex = ifindex_of.get(key).copied().unwrap_or(value.ifindex);
     }
     bound
 }

@@ -39,6 +39,30 @@ impl Datapath {
             Direction::FromEndpoint => program_names::FROM_ENDPOINT,
             Direction::ToEndpoint => program_names::TO_ENDPOINT,
         };
+        self.run_program(name, frame, repeat)
+    }
+
+    /// As [`Datapath::test_run`], with the programs of a host endpoint's interface (the
+    /// packet runs with no interface, `ifindex` 0).
+    pub fn test_run_host(
+        &self,
+        direction: Direction,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<KernelVerdict, DataplaneError> {
+        let name = match direction {
+            Direction::FromEndpoint => program_names::HOST_EGRESS,
+            Direction::ToEndpoint => program_names::HOST_INGRESS,
+        };
+        self.run_program(name, frame, repeat)
+    }
+
+    fn run_program(
+        &self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<KernelVerdict, DataplaneError> {
         let result = classifier(&self.ebpf, name)?
             .test_run(TestRunOptions {
                 data_in: Some(frame),

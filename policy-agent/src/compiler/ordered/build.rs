@@ -13,8 +13,8 @@ use super::{
 use crate::{
     calico::{
         resources::{
-            self as calico, Action, DEFAULT_TIER, EntityRule, IpVersion, Policy, TierAction,
-            cmp_optional_order,
+            self as calico, Action, DEFAULT_TIER, EntityRule, HostEndpoint, IpVersion, Policy,
+            TierAction, cmp_optional_order,
         },
         selector::Scope,
     },
@@ -90,7 +90,100 @@ pub fn build_always(
     context: &CalicoContext,
     direction: Direction,
 ) -> OrderedContent {
-    let mut applying = applying(pod, cluster, direction);
+    let local = Local::pod(pod, cluster, context);
+    let tiers = ordered_tiers(
+        applying(pod, cluster, direction),
+        cluster,
+        relevance,
+        &local,
+        direction,
+    );
+    OrderedContent {
+        tiers,
+        profile_allows: true,
+    }
+}
+
+/// The ordered content of a host endpoint's direction: Calico's failsafe ports first, then the
+/// GlobalNetworkPolicies selecting it, and a deny when nothing decides (Calico's default for
+/// host endpoints without an allowing policy).
+pub fn build_host(
+    host: &HostEndpoint,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    context: &CalicoContext,
+    direction: Direction,
+    failsafe: &[(u8, u16)],
+) -> OrderedContent {
+    let local = Local::host(host, context);
+    let mut tiers = vec![failsafe_tier(&local, failsafe)];
+    tiers.extend(ordered_tiers(
+        applying_host(host, cluster, direction),
+        cluster,
+        relevance,
+        &local,
+        direction,
+    ));
+    OrderedContent {
+        tiers,
+        profile_allows: false,
+    }
+}
+
+/// Allow rules for the failsafe (protocol, port)s, in a tier that passes everything else.
+fn failsafe_tier(local: &Local<'_>, failsafe: &[(u8, u16)]) -> OrderedTier {
+    let has = [local.addrs[0].is_some(), local.addrs[1].is_some()];
+    let rules = failsafe
+        .iter()
+        .enumerate()
+        .map(|(index, (protocol, port))| OrderedRule {
+            action: Action::Allow,
+            index: rule_index(index),
+            matcher: Matcher::Calico(Box::new(CalicoMatch {
+                local_ok: has,
+                protocol: Some(*protocol),
+                not_protocol: None,
+                icmp: None,
+                not_icmp: None,
+                peer: PeerEntity {
+                    nets: Vec::new(),
+                    not_nets: Vec::new(),
+                    selector: None,
+                    not_selector: None,
+                    namespace_selector: None,
+                    service_accounts: None,
+                    policy_namespace: None,
+                },
+                ports: Some(vec![PortRule::Range {
+                    first: *port,
+                    last: *port,
+                }]),
+                not_ports: None,
+            })),
+        })
+        .collect();
+    OrderedTier {
+        name: "failsafe".to_owned(),
+        default_action: TierAction::Pass,
+        policies: vec![OrderedPolicy {
+            name: PolicyName {
+                kind: PolicyKind::Failsafe,
+                namespace: String::new(),
+                name: "failsafe".to_owned(),
+            },
+            rules,
+        }],
+    }
+}
+
+/// Applying policies grouped into tiers, both in Calico's order.
+fn ordered_tiers(
+    mut applying: Vec<Applying<'_>>,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    local: &Local<'_>,
+    direction: Direction,
+) -> Vec<OrderedTier> {
     applying.sort_by(|a, b| cmp_optional_order(a.order, b.order).then_with(|| a.key.cmp(&b.key)));
     let mut by_tier: BTreeMap<&str, Vec<Applying<'_>>> = BTreeMap::new();
     for policy in applying {
@@ -100,19 +193,50 @@ pub fn build_always(
     tiers.sort_by(|(a, _), (b, _)| {
         cmp_optional_order(tier_order(cluster, a), tier_order(cluster, b)).then_with(|| a.cmp(b))
     });
-    let local = Local::new(pod, cluster, context);
-    let tiers = tiers
+    tiers
         .into_iter()
         .map(|(name, policies)| OrderedTier {
             name: name.to_owned(),
             default_action: tier_default_action(cluster, name),
             policies: policies
                 .iter()
-                .map(|policy| ordered_policy(policy, pod, relevance, &local, direction))
+                .map(|policy| ordered_policy(policy, relevance, local, direction))
                 .collect(),
         })
-        .collect();
-    OrderedContent { tiers }
+        .collect()
+}
+
+/// The GlobalNetworkPolicies applying to a host endpoint: selected by its labels (as a
+/// global resource), with no `namespaceSelector` or `serviceAccountSelector` (a host endpoint
+/// has neither a namespace nor a service account). `preDNAT`, `doNotTrack` and
+/// `applyOnForward` policies apply too, to the host endpoint's own traffic.
+fn applying_host<'a>(
+    host: &HostEndpoint,
+    cluster: &'a Cluster,
+    direction: Direction,
+) -> Vec<Applying<'a>> {
+    cluster
+        .calico
+        .policies
+        .values()
+        .filter(|policy| {
+            let types_ok = match direction {
+                Direction::Ingress => policy.types.ingress,
+                Direction::Egress => policy.types.egress,
+            };
+            types_ok
+                && policy.namespace.is_none()
+                && policy.namespace_selector.is_none()
+                && policy.service_account_selector.is_none()
+                && policy.selector.evaluate(&host.labels, Scope::GLOBAL)
+        })
+        .map(|policy| Applying {
+            tier: &policy.tier,
+            order: policy.order,
+            key: policy.name.clone(),
+            source: Source::Calico(policy),
+        })
+        .collect()
 }
 
 fn tier_order(cluster: &Cluster, name: &str) -> Option<f64> {
@@ -195,24 +319,47 @@ fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: Direction) -> Vec<Ap
 
 /// The endpoint as its own side of a rule sees it.
 struct Local<'a> {
-    pod: &'a Pod,
-    labels: crate::model::Labels,
-    namespace_labels: crate::model::Labels,
+    owner: LocalOwner<'a>,
     context: &'a CalicoContext,
     /// The endpoint's IPv4 and IPv6 address.
     addrs: [Option<IpAddr>; 2],
 }
 
+enum LocalOwner<'a> {
+    Pod {
+        pod: &'a Pod,
+        labels: crate::model::Labels,
+        namespace_labels: crate::model::Labels,
+    },
+    Host(&'a HostEndpoint),
+}
+
 impl<'a> Local<'a> {
-    fn new(pod: &'a Pod, cluster: &Cluster, context: &'a CalicoContext) -> Self {
+    fn pod(pod: &'a Pod, cluster: &Cluster, context: &'a CalicoContext) -> Self {
         let family = |v6: bool| pod.ips.iter().copied().find(|ip| ip.is_ipv6() == v6);
         Local {
-            pod,
-            labels: owners::pod_labels(&pod.labels, &pod.namespace, &pod.service_account),
-            namespace_labels: owners::namespace_labels(
-                cluster.namespace_labels(&pod.namespace),
-                &pod.namespace,
-            ),
+            owner: LocalOwner::Pod {
+                pod,
+                labels: owners::pod_labels(&pod.labels, &pod.namespace, &pod.service_account),
+                namespace_labels: owners::namespace_labels(
+                    cluster.namespace_labels(&pod.namespace),
+                    &pod.namespace,
+                ),
+            },
+            context,
+            addrs: [family(false), family(true)],
+        }
+    }
+
+    fn host(host: &'a HostEndpoint, context: &'a CalicoContext) -> Self {
+        let family = |v6: bool| {
+            host.expected_ips
+                .iter()
+                .copied()
+                .find(|ip| ip.is_ipv6() == v6)
+        };
+        Local {
+            owner: LocalOwner::Host(host),
             context,
             addrs: [family(false), family(true)],
         }
@@ -229,21 +376,62 @@ impl<'a> Local<'a> {
             let Some(addr) = self.addrs[usize::from(v6)] else {
                 return false;
             };
-            let mut owners = vec![Owner::Pod {
-                labels: &self.labels,
-                namespace: &self.pod.namespace,
-                namespace_labels: &self.namespace_labels,
-                service_account: &self.pod.service_account,
+            let mut owners = vec![match &self.owner {
+                LocalOwner::Pod {
+                    pod,
+                    labels,
+                    namespace_labels,
+                } => Owner::Pod {
+                    labels,
+                    namespace: &pod.namespace,
+                    namespace_labels,
+                    service_account: &pod.service_account,
+                },
+                LocalOwner::Host(host) => Owner::Host {
+                    labels: &host.labels,
+                },
             }];
             owners.extend(owners::set_owners_by_address(self.context, addr));
             version_ok && owners::entity_holds(entity, |(net, _)| net.contains(&addr), &owners)
         })
     }
+
+    /// The number of the endpoint's own port called `name` for `protocol`.
+    fn named_port(&self, protocol: crate::model::Protocol, name: &str) -> Option<u16> {
+        match &self.owner {
+            LocalOwner::Pod { pod, .. } => named_port(pod, protocol, name),
+            LocalOwner::Host(host) => host
+                .ports
+                .iter()
+                .find(|p| p.name == name && p.protocol.0 == protocol.number())
+                .map(|p| p.port),
+        }
+    }
+
+    /// A named port on the endpoint itself, for each protocol the rule can match.
+    fn named(&self, protocol: Option<calico::Protocol>, name: &str) -> Vec<PortRule> {
+        let protocols = match protocol {
+            Some(p) => model_protocol(p).into_iter().collect(),
+            None => vec![
+                crate::model::Protocol::Tcp,
+                crate::model::Protocol::Udp,
+                crate::model::Protocol::Sctp,
+            ],
+        };
+        protocols
+            .into_iter()
+            .filter_map(|p| {
+                self.named_port(p, name).map(|port| PortRule::Exact {
+                    protocol: p.number(),
+                    port,
+                })
+            })
+            .collect()
+    }
 }
 
 fn ordered_policy(
     policy: &Applying<'_>,
-    pod: &Pod,
     relevance: &Relevance,
     local: &Local<'_>,
     direction: Direction,
@@ -273,7 +461,6 @@ fn ordered_policy(
                         matcher: Matcher::Calico(Box::new(calico_match(
                             rule,
                             calico_policy.namespace.as_deref(),
-                            pod,
                             relevance,
                             local,
                             direction,
@@ -301,7 +488,7 @@ fn ordered_policy(
                         action: Action::Allow,
                         index: rule_index(index),
                         matcher: Matcher::Kubernetes(kubernetes_match(
-                            rule, pod, relevance, direction,
+                            rule, local, relevance, direction,
                         )),
                     })
                     .collect(),
@@ -317,7 +504,6 @@ fn rule_index(index: usize) -> u16 {
 fn calico_match(
     rule: &calico::Rule,
     policy_namespace: Option<&str>,
-    pod: &Pod,
     relevance: &Relevance,
     local: &Local<'_>,
     direction: Direction,
@@ -359,7 +545,7 @@ fn calico_match(
                         }],
                         calico::PortMatch::Named(name) => match direction {
                             Direction::Egress => vec![PortRule::PeerNamed(name.clone())],
-                            Direction::Ingress => local_named(pod, rule.protocol, name),
+                            Direction::Ingress => local.named(rule.protocol, name),
                         },
                     }
                 })
@@ -378,27 +564,6 @@ fn calico_match(
     }
 }
 
-/// A named port on the endpoint itself, for each protocol the rule can match.
-fn local_named(pod: &Pod, protocol: Option<calico::Protocol>, name: &str) -> Vec<PortRule> {
-    let protocols = match protocol {
-        Some(p) => model_protocol(p).into_iter().collect(),
-        None => vec![
-            crate::model::Protocol::Tcp,
-            crate::model::Protocol::Udp,
-            crate::model::Protocol::Sctp,
-        ],
-    };
-    protocols
-        .into_iter()
-        .filter_map(|p| {
-            named_port(pod, p, name).map(|port| PortRule::Exact {
-                protocol: p.number(),
-                port,
-            })
-        })
-        .collect()
-}
-
 fn blocks(nets: &[IpNet], relevance: &Relevance) -> Vec<(IpNet, usize)> {
     nets.iter()
         .map(|net| {
@@ -412,7 +577,7 @@ fn blocks(nets: &[IpNet], relevance: &Relevance) -> Vec<(IpNet, usize)> {
 
 fn kubernetes_match(
     rule: &Rule,
-    pod: &Pod,
+    local: &Local<'_>,
     relevance: &Relevance,
     direction: Direction,
 ) -> KubernetesMatch {
@@ -450,11 +615,13 @@ fn kubernetes_match(
                 }),
                 PortMatch::Named { protocol, name } => match direction {
                     Direction::Ingress => {
-                        named_port(pod, *protocol, name).map(|port| KubernetesPort::Range {
-                            protocol: protocol.number(),
-                            first: port,
-                            last: port,
-                        })
+                        local
+                            .named_port(*protocol, name)
+                            .map(|port| KubernetesPort::Range {
+                                protocol: protocol.number(),
+                                first: port,
+                                last: port,
+                            })
                     }
                     Direction::Egress => Some(KubernetesPort::PeerNamed {
                         protocol: protocol.number(),

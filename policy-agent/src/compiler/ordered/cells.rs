@@ -418,7 +418,7 @@ impl<'a> Matching<'a> {
             }
         }
         Verdict {
-            allow: true,
+            allow: self.content.profile_allows,
             rule_ref: PROFILE_RULE_REF,
             log,
         }

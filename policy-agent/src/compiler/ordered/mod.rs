@@ -25,7 +25,7 @@ pub mod cells;
 mod owners;
 
 pub use self::{
-    build::{build, build_always},
+    build::{build, build_always, build_host},
     owners::CalicoContext,
 };
 
@@ -51,6 +51,9 @@ pub const PROFILE_RULE_REF: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OrderedContent {
     pub tiers: Vec<OrderedTier>,
+    /// The verdict when no tier decides (none applies, or the last passed): a pod's profile
+    /// allows, a host endpoint's denies.
+    pub profile_allows: bool,
 }
 
 impl OrderedContent {

@@ -114,6 +114,10 @@ pub enum Owner<'a> {
         service_account: &'a str,
     },
     Set(&'a SetOwner),
+    /// A host endpoint (outside every namespace, like a global network set).
+    Host {
+        labels: &'a Labels,
+    },
 }
 
 impl Owner<'_> {
@@ -128,6 +132,7 @@ impl Owner<'_> {
                     Scope::GLOBAL
                 },
             ),
+            Owner::Host { labels } => (labels, Scope::GLOBAL),
         }
     }
 
@@ -135,15 +140,18 @@ impl Owner<'_> {
         match self {
             Owner::Pod { namespace, .. } => Some(namespace),
             Owner::Set(set) => set.namespace.as_deref(),
+            Owner::Host { .. } => None,
         }
     }
 
-    fn namespace_labels(&self) -> &Labels {
+    /// Calico's labels of the owner's namespace; `None` outside every namespace.
+    fn namespace_labels(&self) -> Option<&Labels> {
         match self {
             Owner::Pod {
                 namespace_labels, ..
-            } => namespace_labels,
-            Owner::Set(set) => &set.namespace_labels,
+            } => Some(namespace_labels),
+            Owner::Set(set) => set.namespace.is_some().then_some(&set.namespace_labels),
+            Owner::Host { .. } => None,
         }
     }
 }
@@ -220,10 +228,9 @@ fn positive_part_holds(entity: &PeerEntity, owners: &[Owner<'_>]) -> bool {
     owners.iter().any(|owner| {
         let namespace_ok = match (&entity.namespace_selector, &entity.policy_namespace) {
             (Some(Selector::Global), _) => owner.namespace().is_none(),
-            (Some(selector), _) => {
-                owner.namespace().is_some()
-                    && selector.evaluate(owner.namespace_labels(), Scope::NAMESPACED)
-            }
+            (Some(selector), _) => owner
+                .namespace_labels()
+                .is_some_and(|labels| selector.evaluate(labels, Scope::NAMESPACED)),
             (None, Some(policy_ns)) => owner.namespace() == Some(policy_ns.as_str()),
             (None, None) => true,
         };
@@ -244,7 +251,7 @@ fn positive_part_holds(entity: &PeerEntity, owners: &[Owner<'_>]) -> bool {
                             s.evaluate(&service_account_labels(service_account), Scope::NAMESPACED)
                         })
                 }
-                Owner::Set(_) => false,
+                Owner::Set(_) | Owner::Host { .. } => false,
             });
         namespace_ok && selector_ok && accounts_ok
     })
