@@ -1,4 +1,5 @@
-//! Palisade's datapath: two tc programs on each endpoint's host-side interface.
+//! Palisade's datapath: two tc programs on each endpoint's host-side interface, and two on a
+//! host endpoint's own interface.
 //!
 //! * `palisade_from_endpoint` (tc ingress of the host-side veth) sees what the endpoint sends and
 //!   checks it against the endpoint's egress policy.
@@ -10,6 +11,7 @@
 //! * `palisade_host_ingress` / `palisade_host_egress` (tc ingress / egress of a Calico host
 //!   endpoint's interface) check what reaches the host against its ingress policy and what it
 //!   sends against its egress policy; packets of other addresses crossing that interface pass.
+//!
 //! Every error path drops: a packet we cannot parse is a packet we cannot prove allowed.
 #![no_std]
 #![no_main]
