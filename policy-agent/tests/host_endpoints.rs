@@ -13,7 +13,10 @@ use std::{
 
 use palisade_tests::require_root;
 use policy_agent::{
-    compiler::{Compiler, Failsafe, Scope},
+    compiler::{
+        Compiler, Failsafe, Scope,
+        trace::{TracePacket, trace},
+    },
     dataplane::{Datapath, routes},
     datastore::file::FileDatastore,
     replay::{Direction, Packet},
@@ -186,6 +189,54 @@ fn failsafe_ports_policy_and_the_default_deny() {
         Direction::FromEndpoint,
         &frame("10.42.0.20", "192.0.2.7", 6, 80)
     ));
+}
+
+/// `policy-agent explain` walks host endpoints too, and agrees with the programs.
+#[test]
+fn explain_agrees_with_the_host_programs() {
+    if !require_root("explain_agrees_with_the_host_programs") {
+        return;
+    }
+    let scratch = Scratch::new("explain");
+    let mut datapath = programmed(&scratch, Failsafe::default(), true);
+    let cluster = FileDatastore::new(&scratch.manifests)
+        .load()
+        .expect("reading the manifests")
+        .cluster;
+    let scope = Scope {
+        node_name: Some("bm1".to_owned()),
+        host_addrs: Vec::new(),
+    };
+    for (src, dst, protocol, port) in [
+        ("10.42.9.10", "10.99.0.10", 6, 2222),
+        ("192.0.2.7", "10.99.0.10", 6, 2222),
+        ("192.0.2.7", "10.99.0.10", 6, 22),
+        ("192.0.2.7", "10.99.0.10", 17, 68),
+        ("10.99.0.10", "192.0.2.7", 17, 53),
+        ("10.99.0.10", "192.0.2.7", 6, 80),
+    ] {
+        let explained = trace(
+            &cluster,
+            &scope,
+            &TracePacket {
+                src: ip(src),
+                dst: ip(dst),
+                protocol,
+                dport: port,
+            },
+        );
+        let direction = if dst == "10.99.0.10" {
+            Direction::ToEndpoint
+        } else {
+            Direction::FromEndpoint
+        };
+        let kernel = host(&mut datapath, direction, &frame(src, dst, protocol, port));
+        assert_eq!(
+            explained.allowed(),
+            kernel,
+            "{src} -> {dst}:{port}: {explained:?}"
+        );
+    }
 }
 
 #[test]

@@ -17,10 +17,13 @@ use super::{
         cells::{self, Peer, TierTrace},
     },
     relevance::Relevance,
-    tables::Direction,
+    tables::{Direction, Failsafe},
     views,
 };
-use crate::model::{Cluster, Pod};
+use crate::{
+    calico::resources::HostEndpoint,
+    model::{Cluster, Pod},
+};
 
 /// A packet to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +71,44 @@ impl PacketTrace {
     }
 }
 
-/// Explains `packet` in `cluster` as an agent with `scope` enforces it.
+/// Explains `packet` in `cluster` as an agent with `scope` (and Calico's failsafe ports)
+/// enforces it.
 pub fn trace(cluster: &Cluster, scope: &Scope, packet: &TracePacket) -> PacketTrace {
+    trace_with(cluster, scope, &Failsafe::default(), packet)
+}
+
+/// [`trace`], with these failsafe ports for host endpoints.
+pub fn trace_with(
+    cluster: &Cluster,
+    scope: &Scope,
+    failsafe: &Failsafe,
+    packet: &TracePacket,
+) -> PacketTrace {
     let relevance = Relevance::with_ordered(cluster, true);
     let context = CalicoContext::of(cluster, &relevance);
     let side = |own: IpAddr, peer: IpAddr, direction: Direction| -> SideTrace {
-        let Some(pod) = owner(cluster, own).filter(|pod| scope.is_local(pod)) else {
+        let content = if let Some(pod) = owner(cluster, own).filter(|pod| scope.is_local(pod)) {
+            let endpoint = (pod.namespace.clone(), pod.name.clone());
+            if scope.host_addrs.contains(&peer) {
+                return SideTrace::NodeTraffic { endpoint };
+            }
+            (
+                endpoint,
+                ordered::build_always(pod, cluster, &relevance, &context, direction),
+            )
+        } else if let Some(host) = host_owner(cluster, scope, own) {
+            let ports = match direction {
+                Direction::Ingress => &failsafe.inbound,
+                Direction::Egress => &failsafe.outbound,
+            };
+            (
+                ("HostEndpoint".to_owned(), host.name.clone()),
+                ordered::build_host(host, cluster, &relevance, &context, direction, ports),
+            )
+        } else {
             return SideTrace::NotLocal;
         };
-        let endpoint = (pod.namespace.clone(), pod.name.clone());
-        if scope.host_addrs.contains(&peer) {
-            return SideTrace::NodeTraffic { endpoint };
-        }
-        let content = ordered::build_always(pod, cluster, &relevance, &context, direction);
+        let (endpoint, content) = content;
         let peer_view = owner(cluster, peer).and_then(|peer_pod| {
             let labels = cluster.namespace_labels(&peer_pod.namespace);
             views::pod_views(peer_pod, &labels, &relevance)
@@ -110,6 +138,15 @@ pub fn trace(cluster: &Cluster, scope: &Scope, packet: &TracePacket) -> PacketTr
         egress: side(packet.src, packet.dst, Direction::Egress),
         ingress: side(packet.dst, packet.src, Direction::Ingress),
     }
+}
+
+/// This node's host endpoint expecting an address.
+fn host_owner<'a>(cluster: &'a Cluster, scope: &Scope, ip: IpAddr) -> Option<&'a HostEndpoint> {
+    cluster
+        .calico
+        .host_endpoints
+        .values()
+        .find(|host| scope.is_local_host(host) && host.expected_ips.contains(&ip))
 }
 
 /// The pod owning an address: the first (by namespace and name) endpoint pod holding it, as
