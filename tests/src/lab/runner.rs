@@ -64,9 +64,10 @@ struct NodeAgent {
     node: String,
     netns: String,
     paths: AgentPaths,
-    /// The host-side interfaces of the pods scheduled to this node. Not its host endpoint's
-    /// interface: whether an agent attaches there is for the scenario's probes to show, and
-    /// an agent that does not enforce host endpoints never would.
+    /// The host-side interfaces of the pods scheduled to this node, which the agent must
+    /// report attached before probes run. Not the node's host endpoint interface: an agent
+    /// that does not enforce host endpoints never attaches there, and the lab must run with
+    /// it too.
     interfaces: Vec<String>,
     /// `--node-name`: only in a lab with a fabric, i.e. several nodes or a host endpoint (one
     /// node enforces on every pod, as the lab always did; host endpoints are matched to their
