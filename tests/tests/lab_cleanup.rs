@@ -1,8 +1,8 @@
 //! The lab leaves nothing behind: no namespace, no pin directory, no temporary directory, after
-//! a normal run (one node or several) and after a panic; and two labs run side by side without
-//! touching each other.
+//! a normal run (one node or several, or with a host endpoint interface) and after a panic; and
+//! two labs run side by side without touching each other.
 
-use std::{panic, path::Path, thread};
+use std::{panic, path::Path, process::Command, thread};
 
 use palisade_tests::{
     lab::{Lab, LabOptions, Report, Scenario, netns, run_scenario},
@@ -84,6 +84,65 @@ fn nothing_remains_after_a_multi_node_run() -> anyhow::Result<()> {
     // Three nodes, the fabric, three pods.
     assert_eq!(report.netns.len(), 7, "{:?}", report.netns);
     assert_eq!(report.pin_dirs.len(), 3, "{:?}", report.pin_dirs);
+    for pin_dir in &report.pin_dirs {
+        assert!(!pin_dir.exists(), "{} remains", pin_dir.display());
+    }
+    assert!(
+        !report.lab_dir.exists(),
+        "{} remains",
+        report.lab_dir.display()
+    );
+    Ok(())
+}
+
+/// A host endpoint on the default node, the only node: the lab still builds the fabric (the
+/// host endpoint's interface faces it, named `ens3` here), and runs the agent with
+/// `--node-name`. Its addresses are on that interface in the node's namespace only.
+const HOST_ENDPOINT: &str = r#"
+resources:
+  - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {app: a}}, spec: {containers: [{name: c, image: x}]}}
+  - {apiVersion: v1, kind: Pod, metadata: {name: b, labels: {app: b}}, spec: {containers: [{name: c, image: x}]}}
+  - apiVersion: projectcalico.org/v3
+    kind: HostEndpoint
+    metadata: {name: host}
+    spec: {node: lab-node, interfaceName: ens3, expectedIPs: [10.97.0.1, "fd00:97::1"]}
+steps:
+  - name: the pods and the host endpoint reach each other
+    probes:
+      - {from: a, to: hep/host, port: 22, expect: allow}
+      - {from: hep/host, to: b, port: 53, protocol: UDP, expect: allow}
+"#;
+
+/// The machine's root namespace, as `ip -o addr` shows it.
+fn root_addresses() -> anyhow::Result<String> {
+    let output = Command::new("ip").args(["-o", "addr", "show"]).output()?;
+    anyhow::ensure!(output.status.success(), "ip -o addr show failed");
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn nothing_remains_after_a_run_with_a_host_endpoint() -> anyhow::Result<()> {
+    if !require_root("nothing_remains_after_a_run_with_a_host_endpoint") {
+        return Ok(());
+    }
+    let scenario = Scenario::from_yaml(HOST_ENDPOINT)?;
+    let lab = Lab::start(&scenario, &LabOptions::default())?;
+    let id = lab.id().to_owned();
+    // The node, the fabric, two pods; nothing of it in the root namespace.
+    assert_eq!(leftovers(&id)?.len(), 4, "{:?}", leftovers(&id)?);
+    let root = root_addresses()?;
+    assert!(
+        !root.contains("10.97.0.1") && !root.contains("fd00:97::1"),
+        "a host endpoint address reached the root namespace:\n{root}"
+    );
+    let report = {
+        let mut lab = lab;
+        let step = lab.run_step(1, &scenario.steps[0])?;
+        assert!(step.all_ok(), "{}", step.render_table());
+        lab.finish()?
+    };
+    assert_eq!(leftovers(&id)?, Vec::<String>::new());
+    assert_eq!(report.pin_dirs.len(), 1, "{:?}", report.pin_dirs);
     for pin_dir in &report.pin_dirs {
         assert!(!pin_dir.exists(), "{} remains", pin_dir.display());
     }

@@ -3,7 +3,9 @@
 //! (examples/stateful/: replies through isolation both ways, ICMP echo, established
 //! connections kept across a change and cut when their allow is revoked) and restarts
 //! (examples/restart/), Calico's tiers, global policies and network sets (examples/calico/), and
-//! several nodes, each enforcing its own pods with its own agent (examples/multi-node/).
+//! several nodes, each enforcing its own pods with its own agent (examples/multi-node/), and a
+//! Calico host endpoint reached from pods and reaching them across the fabric
+//! (examples/hep-plumbing/).
 //! Every probe must observe what the scenario expects.
 
 use std::path::Path;
@@ -83,6 +85,29 @@ fn multi_node_scenario_is_enforced() -> anyhow::Result<()> {
             step.name
         );
     }
+    Ok(())
+}
+
+/// A HostEndpoint on node bm1 (no pods): bm1 faces the fabric through the host endpoint's
+/// `eth0`, carrying its expected addresses; pods on the default node reach its servers and it
+/// reaches theirs from its own address, on Calico's failsafe ports only (so this holds
+/// whether or not the agent enforces host endpoints), IPv4 and IPv6.
+#[test]
+fn hep_plumbing_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("hep_plumbing_scenario_is_enforced") {
+        return Ok(());
+    }
+    let report = run_example("hep-plumbing")?;
+    // Both nodes run an agent, and the fabric exists.
+    assert_eq!(report.pin_dirs.len(), 2, "{:?}", report.pin_dirs);
+    let fabric = format!("pal-{}-fabric", report.lab_id);
+    assert!(report.netns.contains(&fabric), "{:?}", report.netns);
+    let probes = report.steps.iter().flat_map(|s| &s.probes);
+    assert!(
+        probes.clone().any(|p| p.from == "hep/bm1-eth0")
+            && probes.clone().any(|p| p.to == "hep/bm1-eth0"),
+        "the report names the host endpoint"
+    );
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The local lab: every pod is a network namespace wired to its "node" namespace, where that
 //! node's real `policy-agent` runs (one node unless pods name others with `spec.nodeName`; the
-//! nodes route each other's pods over a fabric); a scenario's steps change the manifests the
-//! agents read, and probes make real connections between pods to check what is enforced.
+//! nodes route each other's pods over a fabric, which a Calico `HostEndpoint`'s interface faces
+//! on its node); a scenario's steps change the manifests the agents read, and probes make real
+//! connections between pods (and host endpoints, `hep/<name>`) to check what is enforced.
 //!
 //! Nothing touches the machine's root namespace; everything the lab creates is removed on
 //! return, error, panic and SIGINT/SIGTERM.

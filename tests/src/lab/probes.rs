@@ -3,7 +3,9 @@
 //! UDP probe can keep its connection for a later step to exchange over again ([`Kept`]).
 //!
 //! The socket is created on a thread inside the source pod's namespace (so the traffic leaves
-//! from that pod) and then driven by tokio, so all probes of a step run concurrently.
+//! from that pod) and then driven by tokio, so all probes of a step run concurrently. A probe
+//! from a host endpoint is made in its node's namespace with the socket bound to the host
+//! endpoint's address, so its packets leave with that source address.
 
 use std::{
     io,
@@ -69,11 +71,13 @@ pub fn sctp_unsupported(probe: &Probe) -> anyhow::Error {
     )
 }
 
-/// Creates the probe's socket inside `source`.
+/// Creates the probe's socket inside `source`, bound to `bind` when given (a host endpoint's
+/// address; otherwise the kernel picks the source address).
 pub fn prepare(
     source: &Netns,
     probe: &Probe,
     destination: IpAddr,
+    bind: Option<IpAddr>,
     payload: Vec<u8>,
 ) -> anyhow::Result<Prepared> {
     let destination = SocketAddr::new(destination, probe.port);
@@ -81,12 +85,31 @@ pub fn prepare(
     if protocol == Protocol::Sctp {
         return Err(sctp_unsupported(probe));
     }
+    if let Some(bind) = bind {
+        anyhow::ensure!(
+            bind.is_ipv6() == destination.is_ipv6(),
+            "probe {} -> {}: source address {bind} and destination {destination} are of different \
+             families",
+            probe.from,
+            probe.to
+        );
+    }
     let socket = source.run(move || -> io::Result<PreparedSocket> {
         let domain = Domain::for_address(destination);
+        let bound = |socket: &Socket| -> io::Result<()> {
+            if let Some(ip) = bind {
+                let local = SocketAddr::new(ip, 0);
+                socket.bind(&local.into()).map_err(|e| {
+                    io::Error::new(e.kind(), format!("binding the probe to {ip}: {e}"))
+                })?;
+            }
+            Ok(())
+        };
         match protocol {
             Protocol::Tcp => {
                 let socket = Socket::new(domain, Type::STREAM, Some(SockProtocol::TCP))?;
                 socket.set_nonblocking(true)?;
+                bound(&socket)?;
                 Ok(PreparedSocket::Tcp(socket.into()))
             }
             Protocol::Udp => {
@@ -97,7 +120,7 @@ pub fn prepare(
                 } else {
                     ([0, 0, 0, 0], 0).into()
                 };
-                socket.bind(&any.into())?;
+                socket.bind(&SocketAddr::new(bind.unwrap_or(any.ip()), 0).into())?;
                 Ok(PreparedSocket::Udp(socket.into()))
             }
             Protocol::Icmp => {
@@ -108,6 +131,7 @@ pub fn prepare(
                 };
                 let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
                 socket.set_nonblocking(true)?;
+                bound(&socket)?;
                 Ok(PreparedSocket::Icmp(UdpSocket::from(socket)))
             }
             // Refused above.

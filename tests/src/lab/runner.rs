@@ -18,7 +18,7 @@ use super::{
     netns::{self, Netns},
     probes::{self, Prepared},
     report::{ErrorCheck, ProbeResult, Report, StepReport},
-    scenario::{AgentAction, Family, PodRef, Probe, Protocol, Scenario, Step},
+    scenario::{AgentAction, Family, HostEndpointInfo, PodRef, Probe, Protocol, Scenario, Step},
     servers::Servers,
     topology::{self, NodePlan, PodPlan},
 };
@@ -40,6 +40,8 @@ pub struct Lab {
     nodes: Vec<NodePlan>,
     plans: Vec<PodPlan>,
     by_pod: BTreeMap<PodRef, usize>,
+    /// The scenario's host endpoints by their probe name (`hep/<name>`).
+    host_endpoints: BTreeMap<PodRef, HostEndpointInfo>,
     /// Open handles on the pods' namespaces, indexed like `plans`.
     pod_netns: Vec<Netns>,
     netns_names: Vec<String>,
@@ -62,10 +64,14 @@ struct NodeAgent {
     node: String,
     netns: String,
     paths: AgentPaths,
-    /// The host-side interfaces of the pods scheduled to this node.
+    /// The host-side interfaces of the pods scheduled to this node, which the agent must
+    /// report attached before probes run. Not the node's host endpoint interface: an agent
+    /// that does not enforce host endpoints never attaches there, and the lab must run with
+    /// it too.
     interfaces: Vec<String>,
-    /// `--node-name`: only in a lab with several nodes (one node enforces on every pod, as
-    /// the lab always did).
+    /// `--node-name`: only in a lab with a fabric, i.e. several nodes or a host endpoint (one
+    /// node enforces on every pod, as the lab always did; host endpoints are matched to their
+    /// agent by node name).
     node_name: Option<String>,
     running: bool,
 }
@@ -147,7 +153,8 @@ impl Lab {
         }
         let pods = scenario.pods()?;
         let plans = topology::plan(&pods)?;
-        let nodes = topology::plan_nodes(&scenario.nodes()?, &plans)?;
+        let host_endpoints = scenario.host_endpoints()?;
+        let nodes = topology::plan_nodes(&scenario.nodes()?, &plans, &host_endpoints)?;
         // Resolve the agent before creating anything, so a missing binary costs nothing.
         let binary = match (&options.agent, options.no_agent) {
             (_, true) => None,
@@ -177,7 +184,7 @@ impl Lab {
 
         topology::build(&id, &nodes, &plans, &resources)?;
         let mut netns_names: Vec<String> = nodes.iter().map(|n| n.netns(&id)).collect();
-        if nodes.len() > 1 {
+        if topology::has_fabric(&nodes) {
             netns_names.push(topology::fabric_netns(&id));
         }
         netns_names.extend(plans.iter().map(|p| p.netns(&id)));
@@ -194,6 +201,10 @@ impl Lab {
             .context("starting the tokio runtime")?;
         let mut lab = Self {
             by_pod: plans.iter().map(|p| (p.pod.clone(), p.index)).collect(),
+            host_endpoints: host_endpoints
+                .into_iter()
+                .map(|h| (h.reference(), h))
+                .collect(),
             id,
             nodes,
             plans,
@@ -251,10 +262,24 @@ impl Lab {
     fn start_servers(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
         let served = scenario.served_ports()?;
         let handle = self.runtime()?.handle().clone();
-        for (pod, ports) in &served {
-            let index = self.pod_index(pod)?;
-            self.servers
-                .start(&handle, &self.plans[index], &self.pod_netns[index], ports)?;
+        for (end, ports) in &served {
+            match self.end(end)? {
+                End::Pod(index) => {
+                    self.servers.start(
+                        &handle,
+                        &self.plans[index],
+                        &self.pod_netns[index],
+                        ports,
+                    )?;
+                }
+                End::HostEndpoint(hep) => {
+                    // Cloned: the servers are borrowed mutably below.
+                    let hep = hep.clone();
+                    let netns = Netns::open(&self.node_netns(&hep.node)?)?;
+                    self.servers
+                        .start_host_endpoint(&handle, &hep, &netns, ports)?;
+                }
+            }
         }
         Ok(())
     }
@@ -271,7 +296,7 @@ impl Lab {
                 agent::BPFFS
             );
         }
-        let several = self.nodes.len() > 1;
+        let several = topology::has_fabric(&self.nodes);
         for node in &self.nodes {
             let pin_dir = node_pin_dir(&self.id, node);
             self.resources.pin_dir(&pin_dir)?;
@@ -380,11 +405,25 @@ impl Lab {
             .collect()
     }
 
-    fn pod_index(&self, pod: &PodRef) -> anyhow::Result<usize> {
-        self.by_pod
-            .get(pod)
-            .copied()
-            .with_context(|| format!("pod {pod} is not in the lab"))
+    /// A probe's end: a pod, else (`hep/<name>`) a host endpoint. The scenario refused
+    /// probes that could mean either.
+    fn end(&self, end: &PodRef) -> anyhow::Result<End<'_>> {
+        if let Some(index) = self.by_pod.get(end) {
+            return Ok(End::Pod(*index));
+        }
+        self.host_endpoints
+            .get(end)
+            .map(End::HostEndpoint)
+            .with_context(|| format!("{end} is neither a pod nor a host endpoint of the lab"))
+    }
+
+    /// The namespace name of node `node`.
+    fn node_netns(&self, node: &str) -> anyhow::Result<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.netns(&self.id))
+            .with_context(|| format!("node {node} is not in the lab"))
     }
 
     /// Applies a step's changes, waits until the agent programmed them, runs the probes and
@@ -447,19 +486,35 @@ impl Lab {
         Ok(report)
     }
 
-    fn destination(&self, probe: &Probe) -> anyhow::Result<IpAddr> {
-        let plan = &self.plans[self.pod_index(&probe.to)?];
-        let ip = match probe.family {
-            Family::V4 => plan.ipv4.map(IpAddr::V4),
-            Family::V6 => plan.ipv6.map(IpAddr::V6),
+    /// The address of a probe's end in the probe's family.
+    fn address(&self, end: &PodRef, family: Family) -> anyhow::Result<IpAddr> {
+        let ip = match self.end(end)? {
+            End::Pod(index) => {
+                let plan = &self.plans[index];
+                match family {
+                    Family::V4 => plan.ipv4.map(IpAddr::V4),
+                    Family::V6 => plan.ipv6.map(IpAddr::V6),
+                }
+            }
+            End::HostEndpoint(hep) => hep.ip(family),
         };
-        ip.with_context(|| {
-            format!(
-                "pod {} has no IPv{} address",
-                probe.to,
-                probe.family.number()
-            )
-        })
+        ip.with_context(|| format!("{end} has no IPv{} address", family.number()))
+    }
+
+    /// Creates a new probe's socket at its source: in the pod's namespace, or in the host
+    /// endpoint's node's namespace bound to the host endpoint's address.
+    fn prepare(&self, probe: &Probe, payload: Vec<u8>) -> anyhow::Result<Prepared> {
+        let destination = self.address(&probe.to, probe.family)?;
+        match self.end(&probe.from)? {
+            End::Pod(index) => {
+                probes::prepare(&self.pod_netns[index], probe, destination, None, payload)
+            }
+            End::HostEndpoint(hep) => {
+                let source = self.address(&probe.from, probe.family)?;
+                let node = Netns::open(&self.node_netns(&hep.node)?)?;
+                probes::prepare(&node, probe, destination, Some(source), payload)
+            }
+        }
     }
 
     /// All probes of a step at once: sockets are made in the source namespaces first, then
@@ -481,15 +536,7 @@ impl Lab {
             payloads.push(payload.clone().into_bytes());
             let task = match &probe.over {
                 Some(name) => self.kept.remove(name).map_or(Task::Gone, Task::Over),
-                None => {
-                    let source = &self.pod_netns[self.pod_index(&probe.from)?];
-                    Task::New(probes::prepare(
-                        source,
-                        probe,
-                        self.destination(probe)?,
-                        payload.into_bytes(),
-                    )?)
-                }
+                None => Task::New(self.prepare(probe, payload.into_bytes())?),
             };
             tasks.push(task);
         }
@@ -606,6 +653,13 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// Where a probe starts or ends.
+enum End<'a> {
+    /// A pod, by index into the plans.
+    Pod(usize),
+    HostEndpoint(&'a HostEndpointInfo),
 }
 
 /// Removes a file; one that is not there is fine.

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt, fs,
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -31,6 +31,24 @@ pub const MAX_PROBES_PER_STEP: usize = 500;
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 60_000;
 /// Nodes besides the default one: each is a namespace and a running agent on a 2-core machine.
 pub const MAX_NODES: usize = 8;
+
+/// A probe's `from`/`to` of `hep/<name>` is the Calico `HostEndpoint` `<name>` (when the
+/// scenario has one by that name), not a pod in a namespace `hep`.
+pub const HOST_ENDPOINT_PREFIX: &str = "hep";
+
+/// `spec.interfaceName` when a `HostEndpoint` gives none, as the agent reads it.
+pub const DEFAULT_HOST_ENDPOINT_INTERFACE: &str = "eth0";
+
+/// The lab's own pod address range (where pods without addresses get theirs): host endpoint
+/// addresses may not be in it. Must agree with `topology::plan`.
+const POD_RANGE_V4: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 42, 0, 0), 24);
+/// Around every declared pod address, the prefix of this length counts as a pod range too (a
+/// host's own address inside a pod subnet is a scenario mistake, not a plausible cluster).
+const POD_PREFIX_V4: u8 = 24;
+const POD_PREFIX_V6: u8 = 64;
+/// The lab's node fabric (see `topology`): host endpoint addresses may not be in it either.
+const FABRIC_RANGE_V4: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 24);
+const FABRIC_RANGE_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0xfd00, 0xfab, 0, 0, 0, 0, 0, 0), 64);
 
 /// A parsed and checked scenario.
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +280,14 @@ impl<'de> Deserialize<'de> for PodRef {
     }
 }
 
+impl PodRef {
+    /// `Some(name)` for `hep/<name>`: a host endpoint's name if the scenario has a
+    /// `HostEndpoint` by that name (see [`HOST_ENDPOINT_PREFIX`]).
+    pub fn host_endpoint_name(&self) -> Option<&str> {
+        (self.namespace == HOST_ENDPOINT_PREFIX).then_some(self.name.as_str())
+    }
+}
+
 impl fmt::Display for PodRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
@@ -415,6 +441,38 @@ pub struct PodInfo {
     pub node: Option<String>,
 }
 
+/// What the lab needs to know about a Calico `HostEndpoint` (in `resources` or a step's
+/// `apply`): the lab gives its node an interface of that name towards the fabric, carrying its
+/// expected addresses, and probes can start or end there (`hep/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEndpointInfo {
+    pub name: String,
+    /// `spec.node` (required in the lab).
+    pub node: String,
+    /// `spec.interfaceName`, [`DEFAULT_HOST_ENDPOINT_INTERFACE`] when absent or empty.
+    pub interface: String,
+    /// `spec.expectedIPs` (required in the lab), in order, without repeats.
+    pub ips: Vec<IpAddr>,
+}
+
+impl HostEndpointInfo {
+    /// How probes name it: `hep/<name>`.
+    pub fn reference(&self) -> PodRef {
+        PodRef {
+            namespace: HOST_ENDPOINT_PREFIX.to_owned(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Its first expected address of `family`: where it serves and what its probes leave from.
+    pub fn ip(&self, family: Family) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| match family {
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+        })
+    }
+}
+
 /// Why a scenario cannot be run.
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -508,6 +566,69 @@ pub enum ScenarioError {
     RemoveMissing { at: String, name: String },
     #[error("{at}: an expected error must be a non-empty substring")]
     EmptyExpectedError { at: String },
+    #[error(
+        "{at}: HostEndpoint {name} has no spec.node; the lab needs it to know which node's \
+         interface the host endpoint is"
+    )]
+    HostEndpointNoNode { at: String, name: String },
+    #[error(
+        "{at}: HostEndpoint {name} has no spec.expectedIPs; the lab needs them to address the \
+         host endpoint's interface (and probes to reach it)"
+    )]
+    HostEndpointNoAddresses { at: String, name: String },
+    #[error("{at}: HostEndpoint {name}: expected IP `{value}` {why}")]
+    HostEndpointBadAddress {
+        at: String,
+        name: String,
+        value: String,
+        why: String,
+    },
+    #[error("{at}: HostEndpoint {name}: interfaceName `{value}` {why}")]
+    HostEndpointBadInterface {
+        at: String,
+        name: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error(
+        "HostEndpoints {first} (interface {first_interface}) and {second} (interface \
+         {second_interface}) are both on node {node}: the lab gives a node one interface towards \
+         the other nodes, named after its host endpoint, so host endpoints of one node must name \
+         the same interface"
+    )]
+    HostEndpointInterfaceClash {
+        node: String,
+        first: String,
+        first_interface: String,
+        second: String,
+        second_interface: String,
+    },
+    #[error(
+        "{at}: HostEndpoint {name} changes its node, interfaceName or expectedIPs; the lab builds \
+         host interfaces once, so a step may change only its labels, ports and profiles"
+    )]
+    HostEndpointChanged { at: String, name: String },
+    #[error("{at}: HostEndpoint {name} has no IPv{family} address in spec.expectedIPs")]
+    HostEndpointNoAddress {
+        at: String,
+        name: String,
+        family: u8,
+    },
+    #[error(
+        "{at}: `{reference}` names both HostEndpoint {name} and a pod in namespace \
+         {HOST_ENDPOINT_PREFIX}; rename one"
+    )]
+    AmbiguousEndpoint {
+        at: String,
+        reference: PodRef,
+        name: String,
+    },
+    #[error("{at}: `{reference}`: no HostEndpoint {name} in resources or any step's apply")]
+    UnknownHostEndpoint {
+        at: String,
+        reference: PodRef,
+        name: String,
+    },
 }
 
 impl Scenario {
@@ -567,6 +688,17 @@ impl Scenario {
     /// creates every node at the start, as a cluster's nodes exist before its objects).
     pub fn nodes(&self) -> Result<BTreeSet<String>, ScenarioError> {
         let mut nodes: BTreeSet<String> = self.pods()?.into_iter().filter_map(|p| p.node).collect();
+        nodes.extend(self.host_endpoints()?.into_iter().map(|h| h.node));
+        Ok(nodes)
+    }
+
+    /// Every `HostEndpoint` the scenario declares, in `resources` or applied by a step, in
+    /// order of first appearance. The lab builds their interfaces at the start (a host's
+    /// interface exists before any object describes it), so every version of one must agree
+    /// on node, interface and addresses; the addresses must stay clear of the pods' and the
+    /// fabric's ranges, and one node's host endpoints must share its one fabric-facing
+    /// interface.
+    pub fn host_endpoints(&self) -> Result<Vec<HostEndpointInfo>, ScenarioError> {
         let applied = self.steps.iter().enumerate().flat_map(|(s, step)| {
             step.apply
                 .iter()
@@ -578,14 +710,64 @@ impl Scenario {
             .iter()
             .enumerate()
             .map(|(i, object)| (format!("resources[{i}]"), object));
+        let mut heps: Vec<HostEndpointInfo> = Vec::new();
+        let mut first_at: Vec<String> = Vec::new();
         for (at, object) in declared.chain(applied) {
-            if object.key.kind == "HostEndpoint"
-                && let Some(node) = host_endpoint_node(&at, object)?
-            {
-                nodes.insert(node);
+            if object.key.kind != "HostEndpoint" {
+                continue;
+            }
+            let info = host_endpoint_info(&at, object)?;
+            match heps.iter().find(|h| h.name == info.name) {
+                Some(earlier) if *earlier != info => {
+                    return Err(ScenarioError::HostEndpointChanged {
+                        at,
+                        name: info.name,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    heps.push(info);
+                    first_at.push(at);
+                }
             }
         }
-        Ok(nodes)
+        let pods = self.pods()?;
+        let mut owners: BTreeMap<IpAddr, &str> = BTreeMap::new();
+        for (hep, at) in heps.iter().zip(&first_at) {
+            for ip in &hep.ips {
+                let bad = |why: String| ScenarioError::HostEndpointBadAddress {
+                    at: format!("{at}.spec.expectedIPs"),
+                    name: hep.name.clone(),
+                    value: ip.to_string(),
+                    why,
+                };
+                if let Some(why) = outside_pods_and_fabric(*ip, &pods) {
+                    return Err(bad(why));
+                }
+                if let Some(other) = owners.insert(*ip, &hep.name) {
+                    return Err(bad(format!("is HostEndpoint {other}'s too")));
+                }
+            }
+        }
+        let mut interfaces: BTreeMap<&str, &HostEndpointInfo> = BTreeMap::new();
+        for hep in &heps {
+            match interfaces.get(hep.node.as_str()) {
+                Some(first) if first.interface != hep.interface => {
+                    return Err(ScenarioError::HostEndpointInterfaceClash {
+                        node: hep.node.clone(),
+                        first: first.name.clone(),
+                        first_interface: first.interface.clone(),
+                        second: hep.name.clone(),
+                        second_interface: hep.interface.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    interfaces.insert(&hep.node, hep);
+                }
+            }
+        }
+        Ok(heps)
     }
 
     /// Ports each pod must serve: its declared container ports and every port a probe targets
@@ -659,6 +841,9 @@ impl Scenario {
             }
         }
         let by_ref: BTreeMap<&PodRef, &PodInfo> = pods.iter().map(|p| (&p.pod, p)).collect();
+        let heps = self.host_endpoints()?;
+        let heps: BTreeMap<&str, &HostEndpointInfo> =
+            heps.iter().map(|h| (h.name.as_str(), h)).collect();
         let mut files: BTreeSet<String> = BTreeSet::new();
         let mut kept: BTreeMap<&str, &Probe> = BTreeMap::new();
         for (s, step) in self.steps.iter().enumerate() {
@@ -718,7 +903,7 @@ impl Scenario {
             }
             for (i, probe) in step.probes.iter().enumerate() {
                 let at = format!("{at}.probes[{i}]");
-                validate_probe(&at, probe, &by_ref)?;
+                validate_probe(&at, probe, &by_ref, &heps)?;
                 if let Some(name) = &probe.over {
                     // Kept by an earlier step, between the same pods on the same port.
                     let same = |k: &&Probe| {
@@ -769,6 +954,7 @@ fn validate_probe(
     at: &str,
     probe: &Probe,
     pods: &BTreeMap<&PodRef, &PodInfo>,
+    heps: &BTreeMap<&str, &HostEndpointInfo>,
 ) -> Result<(), ScenarioError> {
     match probe.protocol {
         Protocol::Icmp if probe.port != 0 => {
@@ -788,6 +974,36 @@ fn validate_probe(
         });
     }
     for pod in [&probe.from, &probe.to] {
+        if let Some(name) = pod.host_endpoint_name() {
+            match (heps.get(name), pods.contains_key(pod)) {
+                (Some(_), true) => {
+                    return Err(ScenarioError::AmbiguousEndpoint {
+                        at: at.to_owned(),
+                        reference: pod.clone(),
+                        name: name.to_owned(),
+                    });
+                }
+                (Some(hep), false) => {
+                    if hep.ip(probe.family).is_none() {
+                        return Err(ScenarioError::HostEndpointNoAddress {
+                            at: at.to_owned(),
+                            name: name.to_owned(),
+                            family: probe.family.number(),
+                        });
+                    }
+                    continue;
+                }
+                (None, false) => {
+                    return Err(ScenarioError::UnknownHostEndpoint {
+                        at: at.to_owned(),
+                        reference: pod.clone(),
+                        name: name.to_owned(),
+                    });
+                }
+                // A pod in a namespace `hep`, with no host endpoint of its name.
+                (None, true) => {}
+            }
+        }
         let Some(info) = pods.get(pod) else {
             return Err(ScenarioError::UnknownPod {
                 at: at.to_owned(),
@@ -896,17 +1112,164 @@ fn pod_info(at: &str, key: &ObjectKey, pod: &Pod) -> Result<PodInfo, ScenarioErr
     })
 }
 
-/// A Calico `HostEndpoint`'s `spec.node`, if it names one. Only the node is taken: the lab
-/// creates it; enforcing on host endpoints is the agent's business.
-fn host_endpoint_node(at: &str, object: &Object) -> Result<Option<String>, ScenarioError> {
-    let at = format!("{at}.spec.node");
-    match object.manifest.pointer("/spec/node") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(name)) => checked_node_name(&at, name).map(Some),
-        Some(other) => Err(ScenarioError::BadNodeName {
-            at,
-            value: other.to_string(),
-        }),
+/// What the lab takes from a Calico `HostEndpoint`: node, interface and addresses, each
+/// required or checked as far as the lab depends on it; the rest is the agent's to judge.
+fn host_endpoint_info(at: &str, object: &Object) -> Result<HostEndpointInfo, ScenarioError> {
+    let name = object.key.name.clone();
+    let node = match object.manifest.pointer("/spec/node") {
+        None | Some(Value::Null) => {
+            return Err(ScenarioError::HostEndpointNoNode {
+                at: at.to_owned(),
+                name,
+            });
+        }
+        Some(Value::String(node)) => checked_node_name(&format!("{at}.spec.node"), node)?,
+        Some(other) => {
+            return Err(ScenarioError::BadNodeName {
+                at: format!("{at}.spec.node"),
+                value: other.to_string(),
+            });
+        }
+    };
+    let bad_interface = |value: String, why| ScenarioError::HostEndpointBadInterface {
+        at: format!("{at}.spec.interfaceName"),
+        name: name.clone(),
+        value,
+        why,
+    };
+    let interface = match object.manifest.pointer("/spec/interfaceName") {
+        None | Some(Value::Null) => DEFAULT_HOST_ENDPOINT_INTERFACE.to_owned(),
+        Some(Value::String(s)) if s.is_empty() => DEFAULT_HOST_ENDPOINT_INTERFACE.to_owned(),
+        Some(Value::String(s)) => {
+            checked_interface_name(s).map_err(|why| bad_interface(s.clone(), why))?
+        }
+        Some(other) => return Err(bad_interface(other.to_string(), "is not a string")),
+    };
+    let listed = match object.manifest.pointer("/spec/expectedIPs") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(list)) => list.as_slice(),
+        Some(other) => {
+            return Err(ScenarioError::HostEndpointBadAddress {
+                at: format!("{at}.spec.expectedIPs"),
+                name,
+                value: other.to_string(),
+                why: "is not a list of addresses".to_owned(),
+            });
+        }
+    };
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for (i, entry) in listed.iter().enumerate() {
+        let bad = |why: &str| ScenarioError::HostEndpointBadAddress {
+            at: format!("{at}.spec.expectedIPs[{i}]"),
+            name: name.clone(),
+            value: entry
+                .as_str()
+                .map_or_else(|| entry.to_string(), str::to_owned),
+            why: why.to_owned(),
+        };
+        let ip: IpAddr = entry
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("is not an IP address"))?;
+        if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+            return Err(bad("cannot be a host's interface address"));
+        }
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    if ips.is_empty() {
+        return Err(ScenarioError::HostEndpointNoAddresses {
+            at: at.to_owned(),
+            name,
+        });
+    }
+    Ok(HostEndpointInfo {
+        name,
+        node,
+        interface,
+        ips,
+    })
+}
+
+/// An interface name the lab can create in a node namespace: what the agent accepts (at most
+/// 15 characters of alphanumerics, `_`, `.`, `-`) except Calico's `*` (every interface: the
+/// lab builds one), and none of the names the lab uses itself there.
+fn checked_interface_name(name: &str) -> Result<String, &'static str> {
+    if name == "*" {
+        return Err(
+            "means every interface of the host; the lab builds one named interface per host \
+             endpoint",
+        );
+    }
+    let charset = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.len() > 15 || !charset || name.starts_with(['-', '.']) {
+        return Err(
+            "is not an interface name (at most 15 characters of alphanumerics, `_`, `.` \
+                    and `-`, not starting with `-` or `.`)",
+        );
+    }
+    if name == "lo" || name.starts_with(super::agent::IFACE_PREFIX) {
+        return Err("is taken by the lab in the node namespace (`lo`, and `plh*` for pods)");
+    }
+    Ok(name.to_owned())
+}
+
+/// Why a host endpoint address cannot be used, if it cannot: inside the lab's pod range, the
+/// prefix of a pod's address, or the node fabric.
+fn outside_pods_and_fabric(ip: IpAddr, pods: &[PodInfo]) -> Option<String> {
+    let (fabric_v4, fabric_v4_len) = FABRIC_RANGE_V4;
+    let (fabric_v6, fabric_v6_len) = FABRIC_RANGE_V6;
+    let (pods_v4, pods_v4_len) = POD_RANGE_V4;
+    let in_fabric = match ip {
+        IpAddr::V4(_) => same_prefix(ip, IpAddr::V4(fabric_v4), fabric_v4_len),
+        IpAddr::V6(_) => same_prefix(ip, IpAddr::V6(fabric_v6), fabric_v6_len),
+    };
+    if in_fabric {
+        return Some(format!(
+            "is inside the lab's node fabric ({fabric_v4}/{fabric_v4_len}, \
+             {fabric_v6}/{fabric_v6_len}); give it another"
+        ));
+    }
+    if same_prefix(ip, IpAddr::V4(pods_v4), pods_v4_len) {
+        return Some(format!(
+            "is inside the lab's pod range {pods_v4}/{pods_v4_len}; give it another"
+        ));
+    }
+    for pod in pods {
+        for pod_ip in &pod.ips {
+            let len = if pod_ip.is_ipv4() {
+                POD_PREFIX_V4
+            } else {
+                POD_PREFIX_V6
+            };
+            if same_prefix(ip, *pod_ip, len) {
+                return Some(format!(
+                    "is inside the pods' range {pod_ip}/{len} (pod {}); give it another",
+                    pod.pod
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `a` and `b` are of one family and agree on their first `len` bits.
+fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let shift = 32 - u32::from(len.min(32));
+            u32::from(a).checked_shr(shift).unwrap_or(0)
+                == u32::from(b).checked_shr(shift).unwrap_or(0)
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let shift = 128 - u32::from(len.min(128));
+            u128::from(a).checked_shr(shift).unwrap_or(0)
+                == u128::from(b).checked_shr(shift).unwrap_or(0)
+        }
+        _ => false,
     }
 }
 
@@ -1128,10 +1491,10 @@ steps:
 resources:
   - {apiVersion: v1, kind: Pod, metadata: {name: a}, spec: {nodeName: node-a, containers: []}}
   - {apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {containers: []}}
-  - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: node-h, interfaceName: eth0}}
+  - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: node-h, interfaceName: eth0, expectedIPs: [10.99.0.1]}}
 steps:
   - apply:
-      - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: g}, spec: {node: gw.example}}
+      - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: g}, spec: {node: gw.example, expectedIPs: [10.99.0.2]}}
       - {apiVersion: v1, kind: Pod, metadata: {name: a, labels: {x: y}}, spec: {containers: []}}
 "#,
         )?;
@@ -1173,6 +1536,247 @@ steps:
         assert!(matches!(
             parse(&format!("resources:\n{many}")),
             Err(ScenarioError::TooManyNodes { .. })
+        ));
+    }
+
+    /// Two pods (one dual-stack at 10.44.0.5 / fd00:44::5), then `extra` under `resources`.
+    fn with_host_endpoints(extra: &str) -> String {
+        format!(
+            r#"
+resources:
+  - {{apiVersion: v1, kind: Pod, metadata: {{name: a}}, spec: {{containers: []}}}}
+  - {{apiVersion: v1, kind: Pod, metadata: {{name: b}}, spec: {{containers: []}}, status: {{podIPs: [{{ip: 10.44.0.5}}, {{ip: "fd00:44::5"}}]}}}}
+{extra}"#
+        )
+    }
+
+    fn hep(name: &str, spec: &str) -> String {
+        format!(
+            "  - {{apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {{name: {name}}}, spec: {spec}}}\n"
+        )
+    }
+
+    #[test]
+    fn host_endpoints_are_read() -> anyhow::Result<()> {
+        let text = with_host_endpoints(
+            r#"  - apiVersion: projectcalico.org/v3
+    kind: HostEndpoint
+    metadata: {name: bm1}
+    spec: {node: bm1, expectedIPs: [10.99.0.10, "fd00:99::10", 10.99.0.10]}
+  - apiVersion: projectcalico.org/v3
+    kind: HostEndpoint
+    metadata: {name: bm1-lo}
+    spec: {node: bm1, interfaceName: eth0, expectedIPs: [10.99.0.11]}
+steps:
+  # Re-applied unchanged but for labels, and a host endpoint only a step declares.
+  - apply:
+      - apiVersion: projectcalico.org/v3
+        kind: HostEndpoint
+        metadata: {name: bm1, labels: {x: y}}
+        spec: {node: bm1, expectedIPs: [10.99.0.10, "fd00:99::10"]}
+      - apiVersion: projectcalico.org/v3
+        kind: HostEndpoint
+        metadata: {name: gw}
+        spec: {node: gw, interfaceName: bond0.7, expectedIPs: [10.98.0.1]}
+    probes:
+      - {from: a, to: hep/bm1, port: 22, expect: allow}
+      - {from: hep/bm1, to: b, port: 53, protocol: UDP, family: 6, expect: allow}
+      - {from: hep/gw, to: a, protocol: ICMP, expect: allow}
+"#,
+        );
+        let scenario = parse(&text)?;
+        let heps = scenario.host_endpoints()?;
+        let summary: Vec<(&str, &str, &str, Vec<String>)> = heps
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.node.as_str(),
+                    h.interface.as_str(),
+                    h.ips.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "bm1",
+                    "bm1",
+                    "eth0",
+                    vec!["10.99.0.10".to_owned(), "fd00:99::10".to_owned()]
+                ),
+                ("bm1-lo", "bm1", "eth0", vec!["10.99.0.11".to_owned()]),
+                ("gw", "gw", "bond0.7", vec!["10.98.0.1".to_owned()]),
+            ]
+        );
+        assert_eq!(heps[0].reference().to_string(), "hep/bm1");
+        assert_eq!(
+            heps[0].ip(Family::V6),
+            Some(IpAddr::from_str("fd00:99::10")?)
+        );
+        let nodes: Vec<_> = scenario.nodes()?.into_iter().collect();
+        assert_eq!(nodes, ["bm1", "gw"]);
+        let served = scenario.served_ports()?;
+        assert_eq!(
+            served.get(&PodRef::from_str("hep/bm1")?),
+            Some(&BTreeSet::from([22]))
+        );
+        Ok(())
+    }
+
+    /// Every way a host endpoint cannot be built in the lab is refused before anything is
+    /// created, with the host endpoint named.
+    #[test]
+    fn unusable_host_endpoints_are_refused() {
+        let refused = [
+            ("no expectedIPs", hep("h", "{node: bm1}")),
+            (
+                "empty expectedIPs",
+                hep("h", "{node: bm1, expectedIPs: []}"),
+            ),
+            ("no node", hep("h", "{expectedIPs: [10.99.0.1]}")),
+            (
+                "not an address",
+                hep("h", "{node: bm1, expectedIPs: [10.99.0]}"),
+            ),
+            (
+                "loopback",
+                hep("h", "{node: bm1, expectedIPs: [127.0.0.1]}"),
+            ),
+            (
+                "the lab's pod range",
+                hep("h", "{node: bm1, expectedIPs: [10.42.0.200]}"),
+            ),
+            (
+                "a pod's /24",
+                hep("h", "{node: bm1, expectedIPs: [10.44.0.99]}"),
+            ),
+            (
+                "a pod's /64",
+                hep("h", "{node: bm1, expectedIPs: [\"fd00:44::99\"]}"),
+            ),
+            (
+                "the IPv4 fabric",
+                hep("h", "{node: bm1, expectedIPs: [198.18.0.9]}"),
+            ),
+            (
+                "the IPv6 fabric",
+                hep("h", "{node: bm1, expectedIPs: [\"fd00:fab::9\"]}"),
+            ),
+            (
+                "`*`",
+                hep(
+                    "h",
+                    "{node: bm1, interfaceName: \"*\", expectedIPs: [10.99.0.1]}",
+                ),
+            ),
+            (
+                "a pod's interface",
+                hep(
+                    "h",
+                    "{node: bm1, interfaceName: plh0, expectedIPs: [10.99.0.1]}",
+                ),
+            ),
+            (
+                "too long",
+                hep(
+                    "h",
+                    "{node: bm1, interfaceName: abcdefghijklmnop, expectedIPs: [10.99.0.1]}",
+                ),
+            ),
+            (
+                "a slash",
+                hep(
+                    "h",
+                    "{node: bm1, interfaceName: a/b, expectedIPs: [10.99.0.1]}",
+                ),
+            ),
+            (
+                "two interfaces on one node",
+                hep(
+                    "h",
+                    "{node: bm1, interfaceName: eth0, expectedIPs: [10.99.0.1]}",
+                ) + &hep(
+                    "g",
+                    "{node: bm1, interfaceName: eth1, expectedIPs: [10.99.0.2]}",
+                ),
+            ),
+            (
+                "one address for two",
+                hep("h", "{node: bm1, expectedIPs: [10.99.0.1]}")
+                    + &hep("g", "{node: bm2, expectedIPs: [10.99.0.1]}"),
+            ),
+        ];
+        for (why, resources) in refused {
+            let result = parse(&with_host_endpoints(&resources));
+            let Err(e) = result else {
+                panic!("accepted a host endpoint with {why}");
+            };
+            let message = e.to_string();
+            assert!(
+                message.contains("HostEndpoint"),
+                "{why}: the error does not name the host endpoint: {message}"
+            );
+            let expected = match why {
+                "no expectedIPs" | "empty expectedIPs" => {
+                    matches!(e, ScenarioError::HostEndpointNoAddresses { .. })
+                }
+                "no node" => matches!(e, ScenarioError::HostEndpointNoNode { .. }),
+                "two interfaces on one node" => {
+                    matches!(e, ScenarioError::HostEndpointInterfaceClash { .. })
+                        && message.contains("eth0")
+                        && message.contains("eth1")
+                        && message.contains("bm1")
+                }
+                "`*`" | "a pod's interface" | "too long" | "a slash" => {
+                    matches!(e, ScenarioError::HostEndpointBadInterface { .. })
+                }
+                _ => matches!(e, ScenarioError::HostEndpointBadAddress { .. }),
+            };
+            assert!(expected, "{why}: unexpected error {message}");
+        }
+    }
+
+    #[test]
+    fn host_endpoint_changes_and_probes_are_checked() {
+        let h = hep("h", "{node: bm1, expectedIPs: [10.99.0.1]}");
+        let steps = |rest: &str| with_host_endpoints(&format!("{h}steps:\n{rest}"));
+        let moved = steps(&format!(
+            "  - apply:\n{}",
+            hep("h", "{node: bm2, expectedIPs: [10.99.0.1]}").replace("  - ", "      - ")
+        ));
+        assert!(matches!(
+            parse(&moved),
+            Err(ScenarioError::HostEndpointChanged { .. })
+        ));
+        let readdressed = steps(&format!(
+            "  - apply:\n{}",
+            hep("h", "{node: bm1, expectedIPs: [10.99.0.2]}").replace("  - ", "      - ")
+        ));
+        assert!(matches!(
+            parse(&readdressed),
+            Err(ScenarioError::HostEndpointChanged { .. })
+        ));
+        let no_v6 =
+            steps("  - probes: [{from: hep/h, to: b, port: 53, family: 6, expect: allow}]\n");
+        assert!(matches!(
+            parse(&no_v6),
+            Err(ScenarioError::HostEndpointNoAddress { family: 6, .. })
+        ));
+        let unknown = steps("  - probes: [{from: a, to: hep/nope, port: 22, expect: allow}]\n");
+        assert!(matches!(
+            parse(&unknown),
+            Err(ScenarioError::UnknownHostEndpoint { .. })
+        ));
+        // A pod hep/h beside HostEndpoint h: `hep/h` in a probe could be either.
+        let ambiguous = format!(
+            "{}  - {{apiVersion: v1, kind: Namespace, metadata: {{name: hep}}}}\n  - {{apiVersion: v1, kind: Pod, metadata: {{name: h, namespace: hep}}, spec: {{containers: []}}}}\nsteps:\n  - probes: [{{from: a, to: hep/h, port: 22, expect: allow}}]\n",
+            with_host_endpoints(&h)
+        );
+        assert!(matches!(
+            parse(&ambiguous),
+            Err(ScenarioError::AmbiguousEndpoint { .. })
         ));
     }
 

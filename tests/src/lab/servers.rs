@@ -2,12 +2,14 @@
 //! (returning each datagram), so a probe's payload round-trips exactly when policy allows it.
 //!
 //! Sockets are bound on a thread inside the pod's namespace and then served by the lab's tokio
-//! runtime; the tasks are aborted when [`Servers`] is dropped, so nothing outlives the lab.
+//! runtime; the tasks are aborted when [`Servers`] is dropped, so nothing outlives the lab. A
+//! host endpoint's servers run in its node's namespace, bound to the host endpoint's own
+//! addresses (the node's other addresses are not the host endpoint's).
 
 use std::{
     collections::BTreeSet,
     io,
-    net::{Ipv6Addr, SocketAddr, TcpListener, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket},
     time::Duration,
 };
 
@@ -20,7 +22,7 @@ use tokio::{
     time::timeout,
 };
 
-use super::{netns::Netns, topology::PodPlan};
+use super::{netns::Netns, scenario::HostEndpointInfo, topology::PodPlan};
 
 /// Bounds on what one connection or one server handles.
 const CONNECTION_TIME: Duration = Duration::from_secs(10);
@@ -58,10 +60,39 @@ impl Servers {
         netns: &Netns,
         ports: &BTreeSet<u16>,
     ) -> anyhow::Result<()> {
-        let v6 = pod.ipv6.is_some();
+        let mut addresses = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+        if pod.ipv6.is_some() {
+            addresses.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        }
         let bound = netns
-            .run(|| bind_all(ports, v6))?
+            .run(|| bind_all(ports, &addresses))?
             .with_context(|| format!("binding servers in pod {}", pod.pod))?;
+        self.serve(runtime, bound)?;
+        tracing::debug!(pod = %pod.pod, ?ports, "servers started");
+        Ok(())
+    }
+
+    /// Serves `ports` (TCP and UDP) on every expected address of host endpoint `hep`, in its
+    /// node's namespace `netns`.
+    pub fn start_host_endpoint(
+        &mut self,
+        runtime: &Handle,
+        hep: &HostEndpointInfo,
+        netns: &Netns,
+        ports: &BTreeSet<u16>,
+    ) -> anyhow::Result<()> {
+        let bound = netns.run(|| bind_all(ports, &hep.ips))?.with_context(|| {
+            format!(
+                "binding servers of host endpoint {} in node {}",
+                hep.name, hep.node
+            )
+        })?;
+        self.serve(runtime, bound)?;
+        tracing::debug!(host_endpoint = %hep.name, ?ports, "servers started");
+        Ok(())
+    }
+
+    fn serve(&mut self, runtime: &Handle, bound: Bound) -> anyhow::Result<()> {
         let _guard = runtime.enter();
         for listener in bound.tcp {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -73,22 +104,18 @@ impl Servers {
             self.tasks
                 .push(runtime.spawn(serve_udp(socket)).abort_handle());
         }
-        tracing::debug!(pod = %pod.pod, ?ports, "servers started");
         Ok(())
     }
 }
 
-fn bind_all(ports: &BTreeSet<u16>, v6: bool) -> io::Result<Bound> {
+/// TCP and UDP sockets for every port on every address.
+fn bind_all(ports: &BTreeSet<u16>, addresses: &[IpAddr]) -> io::Result<Bound> {
     let mut bound = Bound {
         tcp: Vec::new(),
         udp: Vec::new(),
     };
     for &port in ports {
-        let mut addrs = vec![SocketAddr::from(([0, 0, 0, 0], port))];
-        if v6 {
-            addrs.push(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
-        }
-        for addr in addrs {
+        for addr in addresses.iter().map(|ip| SocketAddr::new(*ip, port)) {
             bound.tcp.push(bind(addr, Type::STREAM)?.into());
             bound.udp.push(bind(addr, Type::DGRAM)?.into());
         }

@@ -8,6 +8,13 @@
 //! (/128) addresses and an on-link default route, so they ARP (or solicit) for every
 //! destination; their node answers with proxy ARP (proxy NDP) and forwards by its per-pod
 //! routes: to a local pod's veth, or to the pod's node over the fabric.
+//!
+//! A scenario with a Calico `HostEndpoint` always has the fabric (even with one node): the host
+//! endpoint's node faces the fabric through an interface named as the host endpoint says
+//! (`spec.interfaceName`, default `eth0`) instead of [`FABRIC_IF`], carrying the host endpoint's
+//! `expectedIPs` beside the node's fabric addresses, and every other node routes those
+//! addresses to it as it routes its pods, so traffic between a pod elsewhere and the host
+//! endpoint crosses that interface, where the node's agent enforces host endpoint policy.
 
 use std::{
     collections::BTreeSet,
@@ -20,7 +27,7 @@ use super::{
     agent::IFACE_PREFIX,
     cleanup::Resources,
     netns::{self, Netns},
-    scenario::{PodInfo, PodRef},
+    scenario::{HostEndpointInfo, PodInfo, PodRef},
 };
 
 /// The node of every pod without `spec.nodeName`: the lab's only node unless a scenario names
@@ -125,6 +132,11 @@ pub struct NodePlan {
     /// what its agent sees as the host's addresses besides loopback.
     pub fabric_v4: Option<Ipv4Addr>,
     pub fabric_v6: Option<Ipv6Addr>,
+    /// Its interface towards the fabric: [`FABRIC_IF`], or the interface its host endpoints
+    /// name.
+    pub fabric_if: String,
+    /// Its host endpoints' expected addresses, on `fabric_if` beside the fabric addresses.
+    pub host_endpoint_ips: Vec<IpAddr>,
 }
 
 impl NodePlan {
@@ -148,10 +160,30 @@ pub fn fabric_netns(id: &str) -> String {
     format!("pal-{id}-fabric")
 }
 
+/// Whether the lab joins its nodes by a fabric: with several nodes, or with a host endpoint
+/// (whose traffic must cross its interface, which faces the fabric).
+pub fn has_fabric(nodes: &[NodePlan]) -> bool {
+    nodes.iter().any(|n| n.fabric_v4.is_some())
+}
+
+/// Whether any pod or host endpoint has IPv6 (then every node forwards it).
+fn any_ipv6(nodes: &[NodePlan], plans: &[PodPlan]) -> bool {
+    plans.iter().any(|p| p.ipv6.is_some())
+        || nodes
+            .iter()
+            .flat_map(|n| &n.host_endpoint_ips)
+            .any(IpAddr::is_ipv6)
+}
+
 /// The default node, then every node `named` (pods' `spec.nodeName`, host endpoints' nodes) in
-/// name order. With more than one node each gets fabric addresses, IPv6 ones when some pod
-/// has IPv6; no pod may hold an address in the fabric's ranges.
-pub fn plan_nodes(named: &BTreeSet<String>, pods: &[PodPlan]) -> anyhow::Result<Vec<NodePlan>> {
+/// name order. With more than one node, or any host endpoint, each gets fabric addresses, IPv6
+/// ones when some pod or host endpoint has IPv6; no pod may hold an address in the fabric's
+/// ranges. A host endpoint's node faces the fabric through the host endpoint's interface.
+pub fn plan_nodes(
+    named: &BTreeSet<String>,
+    pods: &[PodPlan],
+    host_endpoints: &[HostEndpointInfo],
+) -> anyhow::Result<Vec<NodePlan>> {
     let names = std::iter::once(DEFAULT_NODE).chain(
         named
             .iter()
@@ -165,9 +197,25 @@ pub fn plan_nodes(named: &BTreeSet<String>, pods: &[PodPlan]) -> anyhow::Result<
             name: name.to_owned(),
             fabric_v4: None,
             fabric_v6: None,
+            fabric_if: FABRIC_IF.to_owned(),
+            host_endpoint_ips: Vec::new(),
         })
         .collect();
-    if nodes.len() == 1 {
+    for hep in host_endpoints {
+        let node = nodes
+            .iter_mut()
+            .find(|n| n.name == hep.node)
+            .with_context(|| {
+                format!(
+                    "HostEndpoint {} is on node {}, which the lab did not plan",
+                    hep.name, hep.node
+                )
+            })?;
+        // The scenario checked that one node's host endpoints agree on the interface.
+        node.fabric_if.clone_from(&hep.interface);
+        node.host_endpoint_ips.extend(&hep.ips);
+    }
+    if nodes.len() == 1 && host_endpoints.is_empty() {
         return Ok(nodes);
     }
     for pod in pods {
@@ -179,7 +227,7 @@ pub fn plan_nodes(named: &BTreeSet<String>, pods: &[PodPlan]) -> anyhow::Result<
             );
         }
     }
-    let any_v6 = pods.iter().any(|p| p.ipv6.is_some());
+    let any_v6 = any_ipv6(&nodes, pods);
     for node in &mut nodes {
         let host = u32::try_from(node.index + 1).context("too many nodes")?;
         node.fabric_v4 = Some(Ipv4Addr::from(u32::from(FABRIC_V4) + host));
@@ -211,7 +259,7 @@ pub fn build(
     plans: &[PodPlan],
     resources: &Resources,
 ) -> anyhow::Result<()> {
-    let any_v6 = plans.iter().any(|p| p.ipv6.is_some());
+    let any_v6 = any_ipv6(nodes, plans);
     let mut opened = Vec::with_capacity(nodes.len());
     for node in nodes {
         opened.push(
@@ -219,7 +267,7 @@ pub fn build(
                 .with_context(|| format!("setting up node {} ({})", node.name, node.netns(id)))?,
         );
     }
-    if nodes.len() > 1 {
+    if has_fabric(nodes) {
         build_fabric(id, nodes, resources).context("setting up the fabric between the nodes")?;
     }
     for plan in plans {
@@ -230,8 +278,14 @@ pub fn build(
     for (node, netns) in nodes.iter().zip(&opened) {
         route_remote_pods(node, netns, nodes, plans)
             .with_context(|| format!("routing node {} to the other nodes' pods", node.name))?;
+        route_remote_host_endpoints(node, netns, nodes).with_context(|| {
+            format!(
+                "routing node {} to the other nodes' host endpoints",
+                node.name
+            )
+        })?;
         if any_v6 {
-            proxy_ndp(node, netns, plans)?;
+            proxy_ndp(node, netns, nodes, plans)?;
         }
     }
     Ok(())
@@ -279,7 +333,8 @@ fn create_node(
 }
 
 /// The fabric namespace: a bridge with one port per node, joined by a veth to the node's
-/// [`FABRIC_IF`], which carries the node's fabric addresses.
+/// fabric interface ([`FABRIC_IF`] or its host endpoint's), which carries the node's fabric
+/// addresses and its host endpoints' addresses.
 fn build_fabric(id: &str, nodes: &[NodePlan], resources: &Resources) -> anyhow::Result<()> {
     let fabric = fabric_netns(id);
     resources.netns(&fabric, || netns::add(&fabric))?;
@@ -301,28 +356,88 @@ fn build_fabric(id: &str, nodes: &[NodePlan], resources: &Resources) -> anyhow::
     for node in nodes {
         let node_ns = node.netns(id);
         let port = format!("n{}", node.index);
+        let link = node.fabric_if.as_str();
+        // `name` and `dev` spelled out: a host endpoint's interface name could otherwise be
+        // read as one of ip's keywords.
         netns::ip_in(
             &node_ns,
             &[
-                "link", "add", FABRIC_IF, "type", "veth", "peer", "name", &port, "netns", &fabric,
+                "link", "add", "name", link, "type", "veth", "peer", "name", &port, "netns",
+                &fabric,
             ],
         )?;
         netns::ip_in(
             &fabric,
             &["link", "set", &port, "master", FABRIC_BRIDGE, "up"],
         )?;
-        netns::ip_in(&node_ns, &["link", "set", FABRIC_IF, "up"])?;
+        netns::ip_in(&node_ns, &["link", "set", "dev", link, "up"])?;
         if let Some(v4) = node.fabric_v4 {
             let cidr = format!("{v4}/{FABRIC_V4_LEN}");
-            netns::ip_in(&node_ns, &["addr", "add", &cidr, "dev", FABRIC_IF])?;
+            netns::ip_in(&node_ns, &["addr", "add", &cidr, "dev", link])?;
         }
         if let Some(v6) = node.fabric_v6 {
             let cidr = format!("{v6}/{FABRIC_V6_LEN}");
             netns::ip_in(
                 &node_ns,
-                &["-6", "addr", "add", &cidr, "dev", FABRIC_IF, "nodad"],
+                &["-6", "addr", "add", &cidr, "dev", link, "nodad"],
             )?;
         }
+        // Host addresses: the other nodes reach them by host routes, not on-link.
+        for ip in &node.host_endpoint_ips {
+            match ip {
+                IpAddr::V4(v4) => {
+                    let cidr = format!("{v4}/32");
+                    netns::ip_in(&node_ns, &["addr", "add", &cidr, "dev", link])?;
+                }
+                IpAddr::V6(v6) => {
+                    let cidr = format!("{v6}/128");
+                    netns::ip_in(
+                        &node_ns,
+                        &["-6", "addr", "add", &cidr, "dev", link, "nodad"],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host routes on `node` to every other node's host endpoint addresses, through that node's
+/// fabric address, as to its pods: the traffic arrives on the host endpoint's interface.
+fn route_remote_host_endpoints(
+    node: &NodePlan,
+    netns: &Netns,
+    nodes: &[NodePlan],
+) -> anyhow::Result<()> {
+    for remote in nodes.iter().filter(|n| n.name != node.name) {
+        for ip in &remote.host_endpoint_ips {
+            route_via(netns, &node.fabric_if, *ip, remote)?;
+        }
+    }
+    Ok(())
+}
+
+/// A host route on `netns` to `ip` through `remote`'s fabric address (of `ip`'s family; none
+/// when the fabric has no address of that family).
+fn route_via(netns: &Netns, dev: &str, ip: IpAddr, remote: &NodePlan) -> anyhow::Result<()> {
+    match (ip, remote.fabric_v4, remote.fabric_v6) {
+        (IpAddr::V4(ip), Some(via), _) => {
+            let cidr = format!("{ip}/32");
+            let via = via.to_string();
+            netns::ip_in(
+                netns.name(),
+                &["route", "add", &cidr, "via", &via, "dev", dev],
+            )?;
+        }
+        (IpAddr::V6(ip), _, Some(via)) => {
+            let cidr = format!("{ip}/128");
+            let via = via.to_string();
+            netns::ip_in(
+                netns.name(),
+                &["-6", "route", "add", &cidr, "via", &via, "dev", dev],
+            )?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -345,21 +460,8 @@ fn route_remote_pods(
                     plan.pod, plan.node
                 )
             })?;
-        if let (Some(pod), Some(via)) = (plan.ipv4, remote.fabric_v4) {
-            let cidr = format!("{pod}/32");
-            let via = via.to_string();
-            netns::ip_in(
-                netns.name(),
-                &["route", "add", &cidr, "via", &via, "dev", FABRIC_IF],
-            )?;
-        }
-        if let (Some(pod), Some(via)) = (plan.ipv6, remote.fabric_v6) {
-            let cidr = format!("{pod}/128");
-            let via = via.to_string();
-            netns::ip_in(
-                netns.name(),
-                &["-6", "route", "add", &cidr, "via", &via, "dev", FABRIC_IF],
-            )?;
+        for ip in plan.ips() {
+            route_via(netns, &node.fabric_if, ip, remote)?;
         }
     }
     Ok(())
@@ -424,19 +526,28 @@ fn wire_pod(
 }
 
 /// The node answers neighbour solicitations on each of its pods' interfaces for every *other*
-/// pod's IPv6 address, on any node (proxy NDP has no "answer for whatever I route elsewhere"
-/// mode).
-fn proxy_ndp(node: &NodePlan, netns: &Netns, plans: &[PodPlan]) -> anyhow::Result<()> {
+/// pod's IPv6 address, on any node, and every host endpoint's (proxy NDP has no "answer for
+/// whatever I route elsewhere" mode, and a node answers for its own addresses only on the
+/// interface that has them).
+fn proxy_ndp(
+    node: &NodePlan,
+    netns: &Netns,
+    nodes: &[NodePlan],
+    plans: &[PodPlan],
+) -> anyhow::Result<()> {
+    let host_endpoints = nodes.iter().flat_map(|n| &n.host_endpoint_ips).copied();
     for on in plans.iter().filter(|p| p.node == node.name) {
-        for other in plans.iter().filter(|p| p.index != on.index) {
-            if let Some(v6) = other.ipv6 {
-                let addr = v6.to_string();
-                let host_if = on.host_if();
-                netns::ip_in(
-                    netns.name(),
-                    &["-6", "neigh", "add", "proxy", &addr, "dev", &host_if],
-                )?;
-            }
+        let others = plans
+            .iter()
+            .filter(|p| p.index != on.index)
+            .filter_map(|p| p.ipv6.map(IpAddr::V6));
+        for ip in others.chain(host_endpoints.clone()).filter(IpAddr::is_ipv6) {
+            let addr = ip.to_string();
+            let host_if = on.host_if();
+            netns::ip_in(
+                netns.name(),
+                &["-6", "neigh", "add", "proxy", &addr, "dev", &host_if],
+            )?;
         }
     }
     Ok(())
@@ -491,7 +602,7 @@ mod tests {
     #[test]
     fn one_node_has_no_fabric() -> anyhow::Result<()> {
         let plans = plan(&[info("a", &["10.42.0.10", "fd00:42::a"])?])?;
-        let nodes = plan_nodes(&BTreeSet::from([DEFAULT_NODE.to_owned()]), &plans)?;
+        let nodes = plan_nodes(&BTreeSet::from([DEFAULT_NODE.to_owned()]), &plans, &[])?;
         assert_eq!(nodes.len(), 1);
         assert_eq!(nodes[0].netns("7-1"), "pal-7-1-node");
         assert_eq!((nodes[0].fabric_v4, nodes[0].fabric_v6), (None, None));
@@ -505,7 +616,7 @@ mod tests {
         let plans = plan(&[info("a", &[])?, b])?;
         assert_eq!(plans[1].node, "node-b");
         let named = BTreeSet::from(["node-b".to_owned(), "node-a".to_owned()]);
-        let nodes = plan_nodes(&named, &plans)?;
+        let nodes = plan_nodes(&named, &plans, &[])?;
         let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, [DEFAULT_NODE, "node-a", "node-b"]);
         assert_eq!(nodes[2].netns("7-1"), "pal-7-1-node-node-b");
@@ -515,13 +626,47 @@ mod tests {
         Ok(())
     }
 
+    /// A host endpoint brings the fabric even to a one-node lab, names its node's interface
+    /// towards it and puts its addresses there; its IPv6 address alone gives the fabric IPv6.
+    #[test]
+    fn a_host_endpoint_brings_the_fabric_and_names_the_interface() -> anyhow::Result<()> {
+        let plans = plan(&[info("a", &[])?])?;
+        let hep = HostEndpointInfo {
+            name: "h".to_owned(),
+            node: DEFAULT_NODE.to_owned(),
+            interface: "ens3".to_owned(),
+            ips: vec!["10.99.0.10".parse()?, "fd00:99::10".parse()?],
+        };
+        let named = BTreeSet::from([DEFAULT_NODE.to_owned()]);
+        let nodes = plan_nodes(&named, &plans, std::slice::from_ref(&hep))?;
+        assert_eq!(nodes.len(), 1);
+        assert!(has_fabric(&nodes));
+        assert_eq!(nodes[0].fabric_if, "ens3");
+        assert_eq!(nodes[0].host_endpoint_ips, hep.ips);
+        assert_eq!(nodes[0].fabric_v4, Some("198.18.0.1".parse()?));
+        assert_eq!(nodes[0].fabric_v6, Some("fd00:fab::1".parse()?));
+
+        let elsewhere = HostEndpointInfo {
+            node: "bm1".to_owned(),
+            ..hep
+        };
+        let named = BTreeSet::from(["bm1".to_owned()]);
+        let nodes = plan_nodes(&named, &plans, &[elsewhere])?;
+        let interfaces: Vec<_> = nodes.iter().map(|n| n.fabric_if.as_str()).collect();
+        assert_eq!(interfaces, [FABRIC_IF, "ens3"]);
+        assert!(nodes[0].host_endpoint_ips.is_empty());
+        let without = plan_nodes(&BTreeSet::new(), &plans, &[])?;
+        assert!(!has_fabric(&without));
+        Ok(())
+    }
+
     #[test]
     fn pod_addresses_in_the_fabric_are_refused() -> anyhow::Result<()> {
         let mut b = info("b", &["198.18.0.2"])?;
         b.node = Some("node-b".to_owned());
         let plans = plan(&[b])?;
         let named = BTreeSet::from(["node-b".to_owned()]);
-        assert!(plan_nodes(&named, &plans).is_err());
+        assert!(plan_nodes(&named, &plans, &[]).is_err());
         Ok(())
     }
 }
