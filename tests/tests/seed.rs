@@ -111,6 +111,16 @@ fn hep_plumbing_scenario_is_enforced() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A bare-metal host protected by host-endpoint policy: SSH from the admin network only, the
+/// failsafe ports open before any policy, the host's own egress limited to its mirror.
+#[test]
+fn host_endpoint_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("host_endpoint_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("host-endpoint")
+}
+
 fn run_example(name: &str) -> anyhow::Result<Report> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")

@@ -281,6 +281,7 @@ pub fn agent_footprint(pods: usize) -> anyhow::Result<()> {
         pin_dir,
         status_file: dir.join("status.json"),
         log_file: dir.join("agent.log"),
+        extra_args: Vec::new(),
     };
     let pid = resources.agent(|| spawn_with_node_name(&paths, &node))?;
     let digest = Datastore::new(store).digest()?;

@@ -56,6 +56,7 @@ impl Testbed {
         let mut resources = pods()?;
         resources.extend(extra);
         let scenario = Scenario {
+            agent_args: Vec::new(),
             resources,
             steps: Vec::new(),
         };

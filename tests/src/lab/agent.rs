@@ -115,6 +115,8 @@ pub struct AgentPaths {
     pub pin_dir: PathBuf,
     pub status_file: PathBuf,
     pub log_file: PathBuf,
+    /// The scenario's `agentArgs`.
+    pub extra_args: Vec<String>,
 }
 
 /// Starts `policy-agent run` in the namespace `node` (an open `/run/netns/...` file), with its
@@ -143,6 +145,7 @@ pub fn spawn(paths: &AgentPaths, node: &File, node_name: Option<&str>) -> anyhow
         .arg(&paths.pin_dir)
         .arg("--status-file")
         .arg(&paths.status_file)
+        .args(&paths.extra_args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

@@ -223,7 +223,7 @@ impl Lab {
         lab.start_servers(scenario)?;
         lab.write_initial(scenario)?;
         if let Some(binary) = binary {
-            lab.start_agents(binary)?;
+            lab.start_agents(binary, &scenario.agent_args)?;
         }
         Ok(lab)
     }
@@ -289,7 +289,7 @@ impl Lab {
     }
 
     /// Prepares one agent per node (pin directory, status file, log) and starts them all.
-    fn start_agents(&mut self, binary: PathBuf) -> anyhow::Result<()> {
+    fn start_agents(&mut self, binary: PathBuf, extra_args: &[String]) -> anyhow::Result<()> {
         if agent::ensure_bpffs()? {
             eprintln!(
                 "lab: {} was not a bpffs; mounted one there (it stays mounted)",
@@ -309,6 +309,7 @@ impl Lab {
                     pin_dir,
                     status_file: node_file(&self.lab_dir, node, "status", "json"),
                     log_file: node_file(&self.lab_dir, node, "agent", "log"),
+                    extra_args: extra_args.to_vec(),
                 },
                 interfaces: self
                     .plans

@@ -54,6 +54,9 @@ const FABRIC_RANGE_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0xfd00, 0xfab, 0, 0, 0, 0
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scenario {
+    /// Extra arguments for every agent's `policy-agent run` (e.g. `--failsafe-inbound`).
+    #[serde(default)]
+    pub agent_args: Vec<String>,
     /// Manifests written before the agent starts.
     #[serde(default)]
     pub resources: Vec<Object>,
