@@ -118,7 +118,7 @@ fn host_endpoint_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("host_endpoint_scenario_is_enforced") {
         return Ok(());
     }
-    run_example("host-endpoint")
+    run_example("host-endpoint").map(drop)
 }
 
 fn run_example(name: &str) -> anyhow::Result<Report> {
