@@ -5,15 +5,12 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     io::{BufRead as _, BufReader},
     net::IpAddr,
-    path::PathBuf,
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
 };
 
-use palisade_tests::require_root;
+use palisade_tests::{require_root, scratch::Scratch};
 use policy_agent::{
     compiler::{Compiled, Compiler, Scope},
     dataplane::Datapath,
@@ -51,34 +48,10 @@ spec:
       destination: {ports: [8080, 9090]}
 "#;
 
-struct Scratch {
-    manifests: PathBuf,
-    pins: PathBuf,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}-{}-{test}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let manifests = std::env::temp_dir().join(format!("palisade-flows-{id}"));
-        fs::create_dir_all(&manifests).expect("creating the manifest directory");
-        fs::write(manifests.join("cluster.yaml"), CLUSTER).expect("writing the manifests");
-        Self {
-            manifests,
-            pins: PathBuf::from(format!("/sys/fs/bpf/palisade-flows-{id}")),
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.manifests);
-        let _ = fs::remove_dir_all(&self.pins);
-    }
+fn scratch(test: &str) -> Scratch {
+    let scratch = Scratch::new("flows", test);
+    scratch.write("cluster.yaml", CLUSTER);
+    scratch
 }
 
 fn programmed(scratch: &Scratch) -> (Datapath, Compiled) {
@@ -113,7 +86,7 @@ fn log_rules_and_denies_write_events_within_a_budget() {
     if !require_root("log_rules_and_denies_write_events_within_a_budget") {
         return;
     }
-    let scratch = Scratch::new("events");
+    let scratch = scratch("events");
     let (mut datapath, compiled) = programmed(&scratch);
     let tables = flows::table_names(&compiled);
     let mut reader = datapath.take_flows().expect("the ring");
@@ -173,7 +146,7 @@ fn the_flows_command_prints_events_from_the_pinned_ring() {
     if !require_root("the_flows_command_prints_events_from_the_pinned_ring") {
         return;
     }
-    let scratch = Scratch::new("cli");
+    let scratch = scratch("cli");
     let (mut datapath, compiled) = programmed(&scratch);
     datapath.set_log_denies(true).expect("log-denies on");
     // The status file the agent would write, for the names.

@@ -3,15 +3,9 @@
 //! nothing allows, other addresses' traffic left alone, and a host address no pod can send as.
 //! Privileged: needs root (a failure under CI=true).
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    net::IpAddr,
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
-use palisade_tests::require_root;
+use palisade_tests::{require_root, scratch::Scratch};
 use policy_agent::{
     compiler::{
         Compiler, Failsafe, Scope,
@@ -45,34 +39,10 @@ spec:
       destination: {ports: [admin]}
 "#;
 
-struct Scratch {
-    manifests: PathBuf,
-    pins: PathBuf,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}-{}-{test}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let manifests = std::env::temp_dir().join(format!("palisade-hep-{id}"));
-        fs::create_dir_all(&manifests).expect("creating the manifest directory");
-        fs::write(manifests.join("cluster.yaml"), CLUSTER).expect("writing the manifests");
-        Self {
-            manifests,
-            pins: PathBuf::from(format!("/sys/fs/bpf/palisade-hep-{id}")),
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.manifests);
-        let _ = fs::remove_dir_all(&self.pins);
-    }
+fn scratch(test: &str) -> Scratch {
+    let scratch = Scratch::new("hep", test);
+    scratch.write("cluster.yaml", CLUSTER);
+    scratch
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -130,7 +100,7 @@ fn failsafe_ports_policy_and_the_default_deny() {
     if !require_root("failsafe_ports_policy_and_the_default_deny") {
         return;
     }
-    let scratch = Scratch::new("policy");
+    let scratch = scratch("policy");
     let mut datapath = programmed(&scratch, Failsafe::default(), true);
     let to_host = |src, port| frame(src, "10.99.0.10", 6, port);
     // The policy: the admin port from the admin network only.
@@ -197,7 +167,7 @@ fn explain_agrees_with_the_host_programs() {
     if !require_root("explain_agrees_with_the_host_programs") {
         return;
     }
-    let scratch = Scratch::new("explain");
+    let scratch = scratch("explain");
     let mut datapath = programmed(&scratch, Failsafe::default(), true);
     let cluster = FileDatastore::new(&scratch.manifests)
         .load()
@@ -244,7 +214,7 @@ fn failsafe_ports_are_configurable() {
     if !require_root("failsafe_ports_are_configurable") {
         return;
     }
-    let scratch = Scratch::new("failsafe");
+    let scratch = scratch("failsafe");
     let failsafe = Failsafe {
         inbound: Failsafe::parse_ports("tcp:6443").expect("ports"),
         outbound: Vec::new(),
@@ -264,7 +234,7 @@ fn an_unbound_host_address_is_nobody_s_and_no_pod_can_send_as_it() {
     if !require_root("an_unbound_host_address_is_nobody_s_and_no_pod_can_send_as_it") {
         return;
     }
-    let scratch = Scratch::new("unbound");
+    let scratch = scratch("unbound");
     let mut datapath = programmed(&scratch, Failsafe::default(), false);
     // A pod's interface carrying the host's address as source: spoofed, dropped.
     let spoofed = frame("10.99.0.10", "192.0.2.7", 6, 80);

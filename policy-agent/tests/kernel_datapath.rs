@@ -2,13 +2,8 @@
 //! maps filled by the real agent code (file datastore → compiler → sync), checked against
 //! the userspace replay of the same lookups. Privileged: needs root (a failure under CI=true).
 
-use palisade_tests::require_root;
-use std::{
-    fs,
-    net::IpAddr,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
-};
+use palisade_tests::{require_root, scratch::Scratch};
+use std::{net::IpAddr, path::Path};
 
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
@@ -19,42 +14,6 @@ use policy_agent::{
 
 const SEED: &str = include_str!("data/seed-cluster.yaml");
 const ALLOW: &str = include_str!("data/allow-frontend-to-backend.yaml");
-
-/// A scratch directory (manifests) and a bpffs pin directory, removed on drop.
-struct Scratch {
-    manifests: PathBuf,
-    pins: PathBuf,
-}
-
-impl Scratch {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}-{}-{test}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let manifests = std::env::temp_dir().join(format!("palisade-kernel-test-{id}"));
-        fs::create_dir_all(&manifests).expect("creating the manifest directory");
-        let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-kernel-test-{id}"));
-        Self { manifests, pins }
-    }
-
-    fn write(&self, name: &str, contents: &str) {
-        fs::write(self.manifests.join(name), contents).expect("writing a manifest");
-    }
-
-    fn remove(&self, name: &str) {
-        fs::remove_file(self.manifests.join(name)).expect("removing a manifest");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.manifests);
-        let _ = fs::remove_dir_all(&self.pins);
-    }
-}
 
 fn compile(compiler: &mut Compiler, dir: &Path) -> MapContents {
     let snapshot = FileDatastore::new(dir)
@@ -73,7 +32,7 @@ struct Seeded {
 }
 
 fn seeded(test: &str) -> Seeded {
-    let scratch = Scratch::new(test);
+    let scratch = Scratch::new("kernel-test", test);
     scratch.write("seed.yaml", SEED);
     let mut compiler = Compiler::new();
     let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod generate_calico;
 pub mod lab;
 pub mod reference;
+pub mod scratch;
 
 /// Whether a privileged test can run. As root: yes. Otherwise, under CI (`CI=true`) the test
 /// fails, because a skipped privileged test there would hide a broken setup; elsewhere it

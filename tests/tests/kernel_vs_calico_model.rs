@@ -7,12 +7,13 @@
 //!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of worlds (default 300).
 
-use std::{cell::RefCell, net::IpAddr, path::PathBuf};
+use std::{cell::RefCell, net::IpAddr};
 
 use palisade_tests::{
     generate::flow_picks,
     generate_calico::{calico_case, icmp_picks},
     require_root,
+    scratch::Pins,
 };
 use policy_agent::{
     compiler::{
@@ -28,15 +29,6 @@ use proptest::{
     test_runner::{Config, TestError, TestRunner},
 };
 
-/// Removes the pin directory however the test ends.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct State {
     datapath: Datapath,
     compiler: Compiler,
@@ -48,10 +40,7 @@ fn kernel_verdicts_agree_with_the_calico_model() {
     if !require_root("kernel_verdicts_agree_with_the_calico_model") {
         return;
     }
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/palisade-kernel-vs-calico-{}",
-        std::process::id()
-    )));
+    let pins = Pins::new("kernel-vs-calico");
     let state = RefCell::new(State {
         datapath: Datapath::load(&pins.0).expect("loading the datapath"),
         compiler: Compiler::new(),

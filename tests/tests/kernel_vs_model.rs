@@ -6,12 +6,13 @@
 //!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of clusters (default 500).
 
-use std::{cell::RefCell, net::IpAddr, path::PathBuf};
+use std::{cell::RefCell, net::IpAddr};
 
 use palisade_tests::{
     generate::{addresses, agent_cluster, flow_picks, protocol_number, world},
     reference::Flow,
     require_root,
+    scratch::Pins,
 };
 use policy_agent::{
     compiler::{
@@ -27,15 +28,6 @@ use proptest::{
     test_runner::{Config, TestError, TestRunner},
 };
 
-/// Removes the pin directory however the test ends.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct State {
     datapath: Datapath,
     compiler: Compiler,
@@ -47,10 +39,7 @@ fn kernel_verdicts_agree_with_the_reference_model() {
     if !require_root("kernel_verdicts_agree_with_the_reference_model") {
         return;
     }
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/palisade-kernel-vs-model-{}",
-        std::process::id()
-    )));
+    let pins = Pins::new("kernel-vs-model");
     let state = RefCell::new(State {
         datapath: Datapath::load(&pins.0).expect("loading the datapath"),
         compiler: Compiler::new(),
