@@ -30,6 +30,12 @@ pub struct Relevance {
     /// Indices of the blocks that egress rules combine with named ports: those need the
     /// peer pod's port numbering, so membership in them is part of the pod identity.
     pub named_port_blocks: BTreeSet<usize>,
+    /// What each block makes an address a member of, sorted: the block itself (its own
+    /// number) when a policy names it (an `ipBlock`, a rule's net, a whole family), and the
+    /// network sets listing it (`blocks.len() + set`). CIDR classes and pod identities are
+    /// made of these member numbers, so the 5,000 CIDRs of one network set are one member and
+    /// the addresses they cover one class, not 5,000.
+    pub block_members: Vec<Vec<usize>>,
     /// Calico resources exist, so some endpoints may have ordered tables, which look a pod
     /// peer up by its pod identity alone: a pod identity then also carries its address family,
     /// its service account and its membership in every block (`nets`, network sets, and the
@@ -86,11 +92,36 @@ impl Relevance {
                 }
             }
         }
+        let mut sets: Vec<Vec<IpNet>> = Vec::new();
         if ordered {
             relevance.calico = true;
             calico_relevance(cluster, &mut relevance, &mut blocks);
+            sets = cluster
+                .calico
+                .network_sets
+                .values()
+                .map(|set| set.nets.iter().map(IpNet::trunc).collect())
+                .collect();
         }
-        relevance.blocks = blocks.into_iter().collect();
+        // Every prefix the trie needs: the named blocks, and the network sets' CIDRs.
+        let mut all: BTreeSet<(IpNet, Vec<IpNet>)> = blocks.clone();
+        all.extend(sets.iter().flatten().map(|net| (*net, Vec::new())));
+        relevance.blocks = all.into_iter().collect();
+        let count = relevance.blocks.len();
+        relevance.block_members = relevance
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(index, block)| {
+                let own = blocks.contains(block).then_some(index);
+                let in_sets = sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, nets)| block.1.is_empty() && nets.contains(&block.0))
+                    .map(|(set, _)| count + set);
+                own.into_iter().chain(in_sets).collect()
+            })
+            .collect();
         relevance.named_port_blocks = named_port_blocks
             .iter()
             .filter_map(|block| relevance.blocks.binary_search(block).ok())
@@ -103,23 +134,34 @@ impl Relevance {
         self.calico || self.named_port_blocks.contains(&block)
     }
 
-    /// The number of an `ipBlock` peer.
+    /// The member number of a block a policy names (an `ipBlock`, a rule's net); `None` for
+    /// one no policy names.
     pub fn block_index(&self, cidr: &IpNet, except: &[IpNet]) -> Option<usize> {
         self.blocks
             .binary_search_by(|(c, e)| (c, e.as_slice()).cmp(&(cidr, except)))
             .ok()
+            .filter(|index| self.block_members[*index].first() == Some(index))
     }
 
-    /// The blocks covering `prefix` (sorted indices).
+    /// The member number of the `set`-th network set (in the cluster's order).
+    pub fn set_member(&self, set: usize) -> usize {
+        self.blocks.len() + set
+    }
+
+    /// What `prefix` is a member of: the named blocks and network sets covering it (sorted).
     pub fn covering(&self, prefix: &IpNet) -> Vec<usize> {
-        self.blocks
+        let mut members: Vec<usize> = self
+            .blocks
             .iter()
-            .enumerate()
-            .filter(|(_, (cidr, except))| {
+            .zip(&self.block_members)
+            .filter(|((cidr, except), _)| {
                 cidr.contains(prefix) && !except.iter().any(|e| e.contains(prefix))
             })
-            .map(|(index, _)| index)
-            .collect()
+            .flat_map(|(_, members)| members.iter().copied())
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        members
     }
 
     /// Every prefix the identity trie needs besides pod addresses: each block's cidr and

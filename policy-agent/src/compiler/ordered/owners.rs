@@ -33,7 +33,8 @@ pub struct SetOwner {
     /// Calico's labels of its namespace.
     pub namespace_labels: Labels,
     pub nets: Vec<IpNet>,
-    /// The block numbers of `nets` (see [`Relevance::blocks`]).
+    /// The set's member number (see [`Relevance::block_members`]): what a CIDR class or a pod
+    /// identity lists when the set covers its addresses.
     pub blocks: Vec<usize>,
 }
 
@@ -53,7 +54,8 @@ impl CalicoContext {
             .calico
             .network_sets
             .values()
-            .map(|set| {
+            .enumerate()
+            .map(|(index, set)| {
                 let mut labels = set.labels.clone();
                 if let Some(ns) = &set.namespace {
                     labels.insert(LABEL_NAMESPACE.to_owned(), ns.clone());
@@ -67,11 +69,7 @@ impl CalicoContext {
                         .map(|ns| namespace_labels(cluster.namespace_labels(ns), ns))
                         .unwrap_or_default(),
                     nets: set.nets.clone(),
-                    blocks: set
-                        .nets
-                        .iter()
-                        .filter_map(|net| relevance.block_index(&net.trunc(), &[]))
-                        .collect(),
+                    blocks: vec![relevance.set_member(index)],
                 }
             })
             .collect();
