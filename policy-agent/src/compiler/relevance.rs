@@ -194,9 +194,8 @@ fn calico_relevance(
     // Every address gets a CIDR class that knows its family (`ipVersion` rules).
     block(&IpNet::V4(ipnet::Ipv4Net::default()));
     block(&IpNet::V6(ipnet::Ipv6Net::default()));
-    for set in cluster.calico.network_sets.values() {
-        set.nets.iter().for_each(&mut block);
-    }
+    // Network sets' CIDRs are blocks too, but members only of their set (see
+    // `Relevance::block_members`).
     for policy in cluster.calico.policies.values() {
         // The peer is the source of ingress traffic and the destination of egress traffic;
         // the other side is the endpoint itself, matched when its table is built.
