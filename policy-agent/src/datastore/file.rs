@@ -258,23 +258,9 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
                 .map(Object::NetworkPolicy)
                 .map_err(convert_error)
         }
-        (calico::API_VERSION, _) => {
-            calico::parse_value(document)
-                .map(Object::Calico)
-                .map_err(|e| {
-                    let field = e.errors.first().map(|f| f.field.clone());
-                    let message = e
-                        .errors
-                        .iter()
-                        .map(|f| match f.position {
-                            Some(at) => format!("{} (at {at})", f.message),
-                            None => f.message.clone(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    (field.filter(|f| !f.is_empty()), message)
-                })
-        }
+        (calico::API_VERSION, _) => calico::parse_value(document)
+            .map(Object::Calico)
+            .map_err(|e| e.field_and_message()),
         _ => Err((
             Some("kind".to_owned()),
             format!(

@@ -391,6 +391,28 @@ pub struct ResourceError {
     pub errors: Vec<FieldError>,
 }
 
+impl ResourceError {
+    /// What a datastore reports: the first problem's field (none for the document as a
+    /// whole), and every problem's message with its selector position.
+    pub fn field_and_message(&self) -> (Option<String>, String) {
+        let field = self
+            .errors
+            .first()
+            .map(|f| f.field.clone())
+            .filter(|f| !f.is_empty());
+        let message = self
+            .errors
+            .iter()
+            .map(|f| match f.position {
+                Some(at) => format!("{} (at {at})", f.message),
+                None => f.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        (field, message)
+    }
+}
+
 impl fmt::Display for ResourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "document {} (line {})", self.document, self.line)?;

@@ -93,20 +93,8 @@ impl From<ResourceError> for Rejection {
     /// The first problem's field, and every problem's message (as the file datastore reports
     /// them).
     fn from(e: ResourceError) -> Self {
-        let field = e.errors.first().map(|f| f.field.clone());
-        let message = e
-            .errors
-            .iter()
-            .map(|f| match f.position {
-                Some(at) => format!("{} (at {at})", f.message),
-                None => f.message.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Rejection {
-            field: field.filter(|f| !f.is_empty()),
-            message,
-        }
+        let (field, message) = e.field_and_message();
+        Rejection { field, message }
     }
 }
 
