@@ -7,7 +7,7 @@
 //! A policy that reads a new key, a new named port or a new `ipBlock` changes what identities
 //! mean, and the compiler then rebuilds everything (the map diff stays minimal).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
@@ -108,18 +108,28 @@ impl Relevance {
         all.extend(sets.iter().flatten().map(|net| (*net, Vec::new())));
         relevance.blocks = all.into_iter().collect();
         let count = relevance.blocks.len();
+        // Which sets list each CIDR: one pass over the sets, not one per block.
+        let mut listed_in: BTreeMap<IpNet, Vec<usize>> = BTreeMap::new();
+        for (set, nets) in sets.iter().enumerate() {
+            for net in nets {
+                listed_in.entry(*net).or_default().push(count + set);
+            }
+        }
         relevance.block_members = relevance
             .blocks
             .iter()
             .enumerate()
             .map(|(index, block)| {
                 let own = blocks.contains(block).then_some(index);
-                let in_sets = sets
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, nets)| block.1.is_empty() && nets.contains(&block.0))
-                    .map(|(set, _)| count + set);
-                own.into_iter().chain(in_sets).collect()
+                let in_sets = listed_in
+                    .get(&block.0)
+                    .filter(|_| block.1.is_empty())
+                    .into_iter()
+                    .flatten()
+                    .copied();
+                let mut members: Vec<usize> = own.into_iter().chain(in_sets).collect();
+                members.dedup();
+                members
             })
             .collect();
         relevance.named_port_blocks = named_port_blocks

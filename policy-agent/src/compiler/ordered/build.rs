@@ -47,19 +47,10 @@ enum Source<'a> {
     Kubernetes(&'a NetworkPolicy),
 }
 
-/// Whether the direction needs an ordered table: some Calico policy applies to it, or the
-/// `default` tier passes (then even Kubernetes policies alone are not Kubernetes' union).
-fn needs_ordered(pod: &Pod, cluster: &Cluster, direction: Direction) -> bool {
-    if cluster.calico.policies.is_empty()
-        && cluster
-            .calico
-            .tiers
-            .get(DEFAULT_TIER)
-            .is_none_or(|t| t.default_action == TierAction::Deny)
-    {
-        return false;
-    }
-    let applying = applying(pod, cluster, direction);
+/// Whether a direction with these applying policies needs an ordered table: some Calico
+/// policy applies, or the `default` tier passes (then even Kubernetes policies alone are not
+/// Kubernetes' union).
+fn needs_ordered(applying: &[Applying<'_>], cluster: &Cluster) -> bool {
     applying
         .iter()
         .any(|a| matches!(a.source, Source::Calico(_)))
@@ -74,10 +65,14 @@ pub fn build(
     context: &CalicoContext,
     direction: Direction,
 ) -> Option<OrderedContent> {
-    if !needs_ordered(pod, cluster, direction) {
+    let only_kubernetes_semantics = cluster.calico.policies.is_empty()
+        && tier_default_action(cluster, DEFAULT_TIER) == TierAction::Deny;
+    if only_kubernetes_semantics {
         return None;
     }
-    Some(build_always(pod, cluster, relevance, context, direction))
+    let applying = applying(pod, cluster, direction);
+    needs_ordered(&applying, cluster)
+        .then(|| pod_content(pod, applying, cluster, relevance, context, direction))
 }
 
 /// The ordered content of `pod`'s `direction` even where Kubernetes policies alone apply
@@ -90,16 +85,21 @@ pub fn build_always(
     context: &CalicoContext,
     direction: Direction,
 ) -> OrderedContent {
+    let applying = applying(pod, cluster, direction);
+    pod_content(pod, applying, cluster, relevance, context, direction)
+}
+
+fn pod_content(
+    pod: &Pod,
+    applying: Vec<Applying<'_>>,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    context: &CalicoContext,
+    direction: Direction,
+) -> OrderedContent {
     let local = Local::pod(pod, cluster, context);
-    let tiers = ordered_tiers(
-        applying(pod, cluster, direction),
-        cluster,
-        relevance,
-        &local,
-        direction,
-    );
     OrderedContent {
-        tiers,
+        tiers: ordered_tiers(applying, cluster, relevance, &local, direction),
         profile_allows: true,
     }
 }
