@@ -7,6 +7,7 @@ pub mod calico_reference;
 pub mod conformance;
 pub mod generate;
 pub mod generate_calico;
+pub mod kernel;
 pub mod lab;
 pub mod reference;
 pub mod scratch;

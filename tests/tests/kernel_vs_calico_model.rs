@@ -7,33 +7,26 @@
 //!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of worlds (default 300).
 
-use std::{cell::RefCell, net::IpAddr};
+use std::cell::RefCell;
 
 use palisade_tests::{
     generate::flow_picks,
     generate_calico::{calico_case, icmp_picks},
+    kernel::ProgrammedDatapath,
     require_root,
     scratch::Pins,
 };
 use policy_agent::{
     compiler::{
-        Compiler, MapContents, Scope, identity_addr,
+        Scope,
         trace::{TracePacket, trace},
     },
-    dataplane::Datapath,
-    replay::{Direction, Packet},
+    replay::Packet,
 };
-use policy_common::endpoint::EndpointKey;
 use proptest::{
     prelude::*,
     test_runner::{Config, TestError, TestRunner},
 };
-
-struct State {
-    datapath: Datapath,
-    compiler: Compiler,
-    programmed: MapContents,
-}
 
 #[test]
 fn kernel_verdicts_agree_with_the_calico_model() {
@@ -41,11 +34,7 @@ fn kernel_verdicts_agree_with_the_calico_model() {
         return;
     }
     let pins = Pins::new("kernel-vs-calico");
-    let state = RefCell::new(State {
-        datapath: Datapath::load(&pins.0).expect("loading the datapath"),
-        compiler: Compiler::new(),
-        programmed: MapContents::default(),
-    });
+    let datapath = RefCell::new(ProgrammedDatapath::load(&pins.0));
     let (flows_checked, denied) = (RefCell::new(0usize), RefCell::new(0usize));
 
     let mut runner = TestRunner::new(Config {
@@ -59,19 +48,15 @@ fn kernel_verdicts_agree_with_the_calico_model() {
     let result = runner.run(
         &(calico_case(), flow_picks(24), icmp_picks(8)),
         |(case, picks, icmp)| {
-            let mut state = state.borrow_mut();
-            let state = &mut *state;
+            let mut datapath = datapath.borrow_mut();
             let scope = Scope {
                 node_name: None,
                 host_addrs: case.world.node_addrs.clone(),
             };
             let cluster = case.agent_cluster();
-            let maps = state.compiler.compile(&cluster, &scope).maps;
-            state
-                .datapath
-                .apply(&state.programmed, &maps)
-                .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
-            state.programmed = maps;
+            datapath
+                .program(&cluster, &scope)
+                .map_err(TestCaseError::fail)?;
 
             for flow in case.flows(&picks, &icmp) {
                 let packet = Packet {
@@ -80,31 +65,7 @@ fn kernel_verdicts_agree_with_the_calico_model() {
                     protocol: flow.protocol,
                     dport: flow.key_port,
                 };
-                let frame = packet.to_frame();
-                let is_endpoint = |ip: IpAddr| {
-                    state.programmed.endpoints.contains_key(&EndpointKey {
-                        addr: identity_addr(ip),
-                    })
-                };
-                let mut kernel = true;
-                for (endpoint, direction) in [
-                    (flow.src, Direction::FromEndpoint),
-                    (flow.dst, Direction::ToEndpoint),
-                ] {
-                    if !is_endpoint(endpoint) {
-                        continue;
-                    }
-                    // Each flow is a new connection: no state from earlier flows.
-                    state
-                        .datapath
-                        .clear_conntrack()
-                        .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
-                    let verdict = state
-                        .datapath
-                        .test_run(direction, &frame, 1)
-                        .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
-                    kernel &= verdict.allowed();
-                }
+                let kernel = datapath.allows(&packet).map_err(TestCaseError::fail)?;
                 let model = case.world.verdict(&flow.model);
                 let explained = trace(
                     &cluster,

@@ -10,29 +10,22 @@ use std::{cell::RefCell, net::IpAddr};
 
 use palisade_tests::{
     generate::{addresses, agent_cluster, flow_picks, protocol_number, world},
+    kernel::ProgrammedDatapath,
     reference::Flow,
     require_root,
     scratch::Pins,
 };
 use policy_agent::{
     compiler::{
-        Compiler, MapContents, Scope, identity_addr,
+        Scope,
         trace::{TracePacket, trace},
     },
-    dataplane::Datapath,
-    replay::{Direction, Packet},
+    replay::Packet,
 };
-use policy_common::endpoint::EndpointKey;
 use proptest::{
     prelude::*,
     test_runner::{Config, TestError, TestRunner},
 };
-
-struct State {
-    datapath: Datapath,
-    compiler: Compiler,
-    programmed: MapContents,
-}
 
 #[test]
 fn kernel_verdicts_agree_with_the_reference_model() {
@@ -40,11 +33,7 @@ fn kernel_verdicts_agree_with_the_reference_model() {
         return;
     }
     let pins = Pins::new("kernel-vs-model");
-    let state = RefCell::new(State {
-        datapath: Datapath::load(&pins.0).expect("loading the datapath"),
-        compiler: Compiler::new(),
-        programmed: MapContents::default(),
-    });
+    let datapath = RefCell::new(ProgrammedDatapath::load(&pins.0));
     let flows_checked = RefCell::new(0usize);
 
     let mut runner = TestRunner::new(Config {
@@ -56,19 +45,15 @@ fn kernel_verdicts_agree_with_the_reference_model() {
         ..Config::default()
     });
     let result = runner.run(&(world(), flow_picks(24)), |(world, picks)| {
-        let mut state = state.borrow_mut();
-        let state = &mut *state;
+        let mut datapath = datapath.borrow_mut();
         let scope = Scope {
             node_name: None,
             host_addrs: world.node_addrs.clone(),
         };
         let cluster = agent_cluster(&world);
-        let maps = state.compiler.compile(&cluster, &scope).maps;
-        state
-            .datapath
-            .apply(&state.programmed, &maps)
-            .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
-        state.programmed = maps;
+        datapath
+            .program(&cluster, &scope)
+            .map_err(TestCaseError::fail)?;
 
         let addrs = addresses(&world);
         for (src, dst, protocol, port) in picks {
@@ -82,30 +67,7 @@ fn kernel_verdicts_agree_with_the_reference_model() {
                 protocol: protocol_number(protocol),
                 dport: port,
             };
-            let frame = packet.to_frame();
-            let is_endpoint = |ip: IpAddr| {
-                state.programmed.endpoints.contains_key(&EndpointKey {
-                    addr: identity_addr(ip),
-                })
-            };
-            let mut kernel = true;
-            for (endpoint, direction) in
-                [(src, Direction::FromEndpoint), (dst, Direction::ToEndpoint)]
-            {
-                if !is_endpoint(endpoint) {
-                    continue;
-                }
-                // Each flow is a new connection: no state from earlier flows.
-                state
-                    .datapath
-                    .clear_conntrack()
-                    .map_err(|e| TestCaseError::fail(format!("conntrack: {e:#}")))?;
-                let verdict = state
-                    .datapath
-                    .test_run(direction, &frame, 1)
-                    .map_err(|e| TestCaseError::fail(format!("test run: {e:#}")))?;
-                kernel &= verdict.allowed();
-            }
+            let kernel = datapath.allows(&packet).map_err(TestCaseError::fail)?;
             let flow = Flow {
                 src,
                 dst,
