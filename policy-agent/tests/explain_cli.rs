@@ -1,7 +1,9 @@
 //! `policy-agent explain` as a user runs it: a datastore directory with Calico and Kubernetes
 //! resources, a packet named by pods, the walk in text and in JSON.
 
-use std::{fs, path::PathBuf, process::Command};
+use std::process::Command;
+
+use palisade_tests::scratch::Scratch;
 
 const RESOURCES: &str = r#"
 apiVersion: v1
@@ -48,19 +50,11 @@ spec:
       ports: [{port: http}]
 "#;
 
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn explain(dir: &Scratch, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
         .arg("explain")
         .arg("--datastore")
-        .arg(&dir.0)
+        .arg(&dir.manifests)
         .args(args)
         .output()
         .expect("running policy-agent explain");
@@ -72,11 +66,9 @@ fn explain(dir: &Scratch, args: &[&str]) -> (bool, String) {
 }
 
 fn scratch(test: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("palisade-explain-{}-{test}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    fs::write(dir.join("resources.yaml"), RESOURCES).expect("write");
-    Scratch(dir)
+    let scratch = Scratch::new("explain", test);
+    scratch.write("resources.yaml", RESOURCES);
+    scratch
 }
 
 #[test]
