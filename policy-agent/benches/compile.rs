@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use policy_agent::{
-    compiler::Compiler,
+    compiler::{Compiler, MapContents},
     model::{Cluster, Protocol},
 };
 
@@ -88,7 +88,8 @@ fn report(base: &Cluster) {
             let mut changed = base.clone();
             apply(&mut changed);
             let mut compiler = Compiler::new();
-            let before = compiler.compile(base, &scope).maps;
+            // A copy of our own, so that the timed compile updates the maps in place.
+            let before = MapContents::clone(&compiler.compile(base, &scope).maps);
             let started = std::time::Instant::now();
             let after = compiler.compile(&changed, &scope).maps;
             eprintln!(

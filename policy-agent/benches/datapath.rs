@@ -128,7 +128,7 @@ fn run(pins: &std::path::Path) -> anyhow::Result<()> {
         };
         let maps = Compiler::new().compile(&cluster(policies), &scope).maps;
         datapath.apply(&programmed, &maps)?;
-        programmed = maps;
+        programmed = std::sync::Arc::unwrap_or_clone(maps);
         let last = policies - 1;
         let allowed = Packet {
             src: IpAddr::V4(client_ip(last)),

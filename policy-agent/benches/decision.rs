@@ -310,7 +310,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         let compiled = started.elapsed();
         compiles.push((size, compiled.as_secs_f64()));
         datapath.apply(&programmed, &maps)?;
-        programmed = maps;
+        programmed = std::sync::Arc::unwrap_or_clone(maps);
         eprintln!(
             "{size} policies: compiled in {} ms, programmed in {} ms",
             compiled.as_millis(),

@@ -18,8 +18,11 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    compiler::{Compiler, MapContents, Scope},
-    dataplane::{Datapath, DataplaneError, routes},
+    compiler::{Compiler, MapChanges, MapContents, Scope},
+    dataplane::{
+        Datapath, DataplaneError, MapDelta,
+        routes::{self, Binding},
+    },
     datastore::{
         Datastore,
         file::FileDatastore,
@@ -130,7 +133,6 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let mut state = State {
         compiler: Compiler::with_failsafe(config.failsafe.clone()),
-        compiled: MapContents::default(),
         programmed: MapContents::default(),
         status: Status::default(),
         interfaces: config.interfaces.clone(),
@@ -205,10 +207,9 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 struct State {
+    /// Holds the last compiled maps (`Compiler::maps`, endpoints not yet bound to interfaces).
     compiler: Compiler,
-    /// The compiler's last output (endpoints not yet bound to interfaces).
-    compiled: MapContents,
-    /// What the maps hold now: `compiled` with endpoints bound to their interfaces.
+    /// What the maps hold now: the compiled maps with endpoints bound to their interfaces.
     programmed: MapContents,
     status: Status,
     interfaces: InterfaceSelection,
@@ -229,11 +230,19 @@ impl State {
         let compiled = self.compiler.compile(&snapshot.cluster, scope);
         self.status.tables = crate::flows::table_names(&compiled);
         datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
+        // Only the entries the compile changed are compared and written, so a small change
+        // costs a small sync however large the maps are.
         self.host_interfaces = compiled.host_interfaces;
-        self.compiled = compiled.maps;
-        let bound = routes::bind_endpoints(&self.compiled, &self.host_routes());
-        let stats = datapath.apply(&self.programmed, &bound)?;
-        self.programmed = bound;
+        let delta = MapDelta::between(
+            &self.programmed,
+            &compiled.maps,
+            &compiled.changes,
+            &Binding::of(&self.host_routes()),
+        );
+        // Our share of the compiled maps goes now, so the next compile updates them in place.
+        drop(compiled.maps);
+        let stats = datapath.write(&delta)?;
+        delta.apply_to(&mut self.programmed);
         self.status.digest = snapshot.digest;
         self.status.generation += 1;
         self.status.endpoints = self.programmed.endpoints.len();
@@ -295,7 +304,7 @@ impl State {
     ) -> Result<Vec<String>, DataplaneError> {
         match &self.interfaces {
             InterfaceSelection::Routed => {
-                let routed = routes::endpoint_interfaces(&self.compiled, routes);
+                let routed = routes::endpoint_interfaces(self.compiler.maps(), routes);
                 datapath.attach_interfaces(&|name| routed.contains(name))
             }
             InterfaceSelection::Pattern(pattern) => {
@@ -310,12 +319,23 @@ impl State {
         datapath: &mut Datapath,
         routes: &BTreeMap<IpAddr, String>,
     ) -> Result<bool> {
-        let bound = routes::bind_endpoints(&self.compiled, routes);
-        if bound == self.programmed {
+        // Only endpoint entries carry bindings.
+        let compiled = self.compiler.maps();
+        let keys = MapChanges {
+            endpoints: compiled
+                .endpoints
+                .keys()
+                .chain(self.programmed.endpoints.keys())
+                .copied()
+                .collect(),
+            ..MapChanges::default()
+        };
+        let delta = MapDelta::between(&self.programmed, compiled, &keys, &Binding::of(routes));
+        if delta.is_empty() {
             return Ok(false);
         }
-        let stats = datapath.apply(&self.programmed, &bound)?;
-        self.programmed = bound;
+        let stats = datapath.write(&delta)?;
+        delta.apply_to(&mut self.programmed);
         info!(
             written = stats.written,
             "endpoints bound to their interfaces"

@@ -88,7 +88,7 @@ impl Node {
             .compile(&snapshot.cluster, &Scope::default())
             .maps;
         self.datapath.apply(&self.maps, &maps).expect("programming");
-        self.maps = maps;
+        self.maps = std::sync::Arc::unwrap_or_clone(maps);
     }
 
     fn run(&self, direction: Direction, frame: &[u8]) -> bool {

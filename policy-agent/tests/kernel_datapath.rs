@@ -20,7 +20,7 @@ fn compile(compiler: &mut Compiler, dir: &Path) -> MapContents {
         .load()
         .expect("reading the manifests");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
-    compiler.compile(&snapshot.cluster, &Scope::default()).maps
+    std::sync::Arc::unwrap_or_clone(compiler.compile(&snapshot.cluster, &Scope::default()).maps)
 }
 
 /// A datapath programmed with the seed cluster, and what it needs to stay alive.

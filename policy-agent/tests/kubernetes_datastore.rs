@@ -230,7 +230,7 @@ impl Harness {
             maps,
             Compiler::new().compile(&from_files.cluster, &scope).maps
         );
-        (snapshot, maps)
+        (snapshot, std::sync::Arc::unwrap_or_clone(maps))
     }
 }
 
@@ -550,7 +550,7 @@ async fn a_410_gone_relists_and_keeps_enforcing_meanwhile() {
         host_addrs: Vec::new(),
     };
     assert_eq!(
-        Compiler::new().compile(&meanwhile.cluster, &scope).maps,
+        *Compiler::new().compile(&meanwhile.cluster, &scope).maps,
         before
     );
 
@@ -609,7 +609,7 @@ async fn the_api_server_going_away_and_coming_back() {
         host_addrs: Vec::new(),
     };
     assert_eq!(
-        Compiler::new()
+        *Compiler::new()
             .compile(&h.store.snapshot().cluster, &scope)
             .maps,
         before

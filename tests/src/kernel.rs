@@ -6,7 +6,7 @@ use std::path::Path;
 
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
-    dataplane::Datapath,
+    dataplane::{Datapath, MapDelta, routes::Binding},
     model::Cluster,
     replay::{self, Direction, Packet, Reason},
 };
@@ -27,13 +27,19 @@ impl ProgrammedDatapath {
         }
     }
 
-    /// Compiles `cluster` and writes the difference from what the maps hold.
+    /// Compiles `cluster` and writes what the compile reports changed, as the agent does.
     pub fn program(&mut self, cluster: &Cluster, scope: &Scope) -> Result<(), String> {
-        let maps = self.compiler.compile(cluster, scope).maps;
+        let compiled = self.compiler.compile(cluster, scope);
+        let delta = MapDelta::between(
+            &self.programmed,
+            &compiled.maps,
+            &compiled.changes,
+            &Binding::default(),
+        );
         self.datapath
-            .apply(&self.programmed, &maps)
+            .write(&delta)
             .map_err(|e| format!("sync: {e:#}"))?;
-        self.programmed = maps;
+        delta.apply_to(&mut self.programmed);
         Ok(())
     }
 

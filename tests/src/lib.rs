@@ -9,6 +9,7 @@ pub mod generate;
 pub mod generate_calico;
 pub mod kernel;
 pub mod lab;
+pub mod leftovers;
 pub mod reference;
 pub mod scratch;
 

@@ -9,7 +9,8 @@
 //! (pods relabelled, added and removed, namespaces relabelled, NetworkPolicies added and
 //! removed) with one compiler: pod edits update ordered tables incrementally (new identities
 //! get their cells in every ordered table), and after each step the maps must agree with the
-//! model and hold exactly as many entries as a fresh compile.
+//! model, a sync that writes only the keys the compile reports changed must arrive at the
+//! same maps, and nothing may be left behind (`palisade_tests::leftovers`).
 //!
 //! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000, 500 for the edits).
 
@@ -18,12 +19,14 @@ use std::net::IpAddr;
 use palisade_tests::{
     generate::{FlowPick, cases_from_env, edits, flow_picks},
     generate_calico::{CalicoCase, IcmpPick, calico_case, icmp_picks},
+    leftovers,
 };
 use policy_agent::{
     compiler::{
-        Compiler, MapContents, Scope,
+        Compiled, Compiler, MapContents, Scope,
         trace::{TracePacket, trace},
     },
+    dataplane::{MapDelta, routes::Binding},
     model::Cluster,
     replay::{self, Direction, Packet},
 };
@@ -118,7 +121,9 @@ proptest! {
     ) {
         let mut case = case;
         let mut compiler = Compiler::new();
-        compiler.compile(&case.agent_cluster(), &scope(&case));
+        // What a sync that writes only the reported changes leaves in the maps.
+        let mut synced = MapContents::default();
+        follow(&mut synced, &compiler.compile(&case.agent_cluster(), &scope(&case)));
         for edit in &edits {
             let mut kubernetes = case.kubernetes_world();
             edit.apply(&mut kubernetes);
@@ -126,14 +131,31 @@ proptest! {
             case.world.pods = kubernetes.pods;
             case.world.k8s_policies = kubernetes.policies;
             let cluster = case.agent_cluster();
-            let maps = compiler.compile(&cluster, &scope(&case)).maps;
+            let compiled = compiler.compile(&cluster, &scope(&case));
+            follow(&mut synced, &compiled);
+            prop_assert!(synced == *compiled.maps, "the changes reported after {:?} miss entries", edit);
+            let maps = compiled.maps;
             check_flows(&case, &cluster, &maps, &picks, &icmp)?;
             let fresh = Compiler::new().compile(&cluster, &scope(&case)).maps;
             prop_assert_eq!(
-                (maps.endpoints.len(), maps.identities.len(), maps.rules.len()),
-                (fresh.endpoints.len(), fresh.identities.len(), fresh.rules.len()),
-                "entries (endpoints, identities, rules) after {:?}", edit
+                leftovers::counts(&maps),
+                leftovers::counts(&fresh),
+                "entries (endpoints, identities, unordered rules) after {:?}", edit
             );
+            let orphans = leftovers::orphans(&maps);
+            prop_assert!(orphans.is_empty(), "entries left behind after {:?}: {:?}", edit, orphans);
         }
     }
+}
+
+/// Brings `synced` along a compile the way the agent's sync does: only the keys the compile
+/// reports changed are looked at.
+fn follow(synced: &mut MapContents, compiled: &Compiled) {
+    MapDelta::between(
+        synced,
+        &compiled.maps,
+        &compiled.changes,
+        &Binding::default(),
+    )
+    .apply_to(synced);
 }

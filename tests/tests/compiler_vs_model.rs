@@ -6,7 +6,8 @@
 //! namespaces, pods and policies added and removed) with one compiler, so every step is an
 //! incremental update (or a rebuild where the edit changes what policies observe): after
 //! each step the maps must agree with the model and hold exactly as many entries as a fresh
-//! compile of the same cluster (nothing left behind).
+//! compile of the same cluster (nothing left behind), and a sync that writes only the keys
+//! the compile reports changed must arrive at the same maps.
 //!
 //! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000) for a longer run;
 //! failures shrink to a minimal cluster, printed as the API objects.
@@ -18,10 +19,12 @@ use palisade_tests::{
         FlowPick, addresses, agent_cluster, cases_from_env, edits, flow_picks, protocol_number,
         world,
     },
+    leftovers,
     reference::{Flow, World},
 };
 use policy_agent::{
-    compiler::{Compiler, MapContents, Scope},
+    compiler::{Compiled, Compiler, MapContents, Scope},
+    dataplane::{MapDelta, routes::Binding},
     replay::{self, Direction, Packet},
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
@@ -92,18 +95,37 @@ proptest! {
     ) {
         let mut world = world;
         let mut compiler = Compiler::new();
-        compiler.compile(&agent_cluster(&world), &scope(&world));
+        // What a sync that writes only the reported changes leaves in the maps.
+        let mut synced = MapContents::default();
+        follow(&mut synced, &compiler.compile(&agent_cluster(&world), &scope(&world)));
         for edit in &edits {
             edit.apply(&mut world);
             let cluster = agent_cluster(&world);
-            let maps = compiler.compile(&cluster, &scope(&world)).maps;
+            let compiled = compiler.compile(&cluster, &scope(&world));
+            follow(&mut synced, &compiled);
+            prop_assert!(synced == *compiled.maps, "the changes reported after {:?} miss entries", edit);
+            let maps = compiled.maps;
             check_flows(&world, &maps, &picks)?;
             let fresh = Compiler::new().compile(&cluster, &scope(&world)).maps;
             prop_assert_eq!(
-                (maps.endpoints.len(), maps.identities.len(), maps.rules.len()),
-                (fresh.endpoints.len(), fresh.identities.len(), fresh.rules.len()),
-                "entries (endpoints, identities, rules) after {:?}", edit
+                leftovers::counts(&maps),
+                leftovers::counts(&fresh),
+                "entries (endpoints, identities, unordered rules) after {:?}", edit
             );
+            let orphans = leftovers::orphans(&maps);
+            prop_assert!(orphans.is_empty(), "entries left behind after {:?}: {:?}", edit, orphans);
         }
     }
+}
+
+/// Brings `synced` along a compile the way the agent's sync does: only the keys the compile
+/// reports changed are looked at.
+fn follow(synced: &mut MapContents, compiled: &Compiled) {
+    MapDelta::between(
+        synced,
+        &compiled.maps,
+        &compiled.changes,
+        &Binding::default(),
+    )
+    .apply_to(synced);
 }

@@ -120,7 +120,7 @@ impl Kernel {
         self.datapath
             .apply(&self.programmed, &maps)
             .context("syncing the maps")?;
-        self.programmed = maps;
+        self.programmed = std::sync::Arc::unwrap_or_clone(maps);
         Ok(snapshot.errors.iter().map(ToString::to_string).collect())
     }
 

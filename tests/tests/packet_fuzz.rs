@@ -262,7 +262,7 @@ fn mutated_packets_pass_only_where_policy_allows_their_flow() {
             .datapath
             .apply(&state.programmed, &maps)
             .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
-        state.programmed = maps;
+        state.programmed = std::sync::Arc::unwrap_or_clone(maps);
         let addrs = addresses(&world);
         for ((src, dst, protocol, port), mutation) in picks.iter().zip(&mutations) {
             let (src, dst): (IpAddr, IpAddr) = (*src.get(&addrs), *dst.get(&addrs));

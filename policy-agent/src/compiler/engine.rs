@@ -29,10 +29,10 @@ use policy_common::{
 };
 
 use super::{
-    LpmKey, MapContents, identity_key,
+    LpmKey, MapChanges, MapContents, identity_key,
     interner::{Acquired, Interner},
     ordered::{
-        CalicoContext,
+        CalicoContext, OrderedContent,
         cells::{self, Cell, Peer as OrderedPeer},
     },
     relevance::Relevance,
@@ -110,7 +110,11 @@ pub struct Engine {
     pod_views: HashMap<PodRef, Vec<(IpAddr, Arc<PodView>)>>,
     endpoints: BTreeMap<PodRef, Endpoint>,
     endpoint_owners: BTreeMap<IpAddr, BTreeSet<PodRef>>,
-    pub maps: MapContents,
+    /// The compiled maps, shared with the last `Compiled` handed out: updated in place once
+    /// that is dropped (a copy is made only while someone still holds it).
+    pub maps: Arc<MapContents>,
+    /// The keys written or removed since the last compile handed its changes out.
+    pub changes: MapChanges,
     pub explanations: Arc<BTreeMap<EndpointKey, EndpointExplanation>>,
 }
 
@@ -148,7 +152,8 @@ impl Engine {
             pod_views: HashMap::new(),
             endpoints: BTreeMap::new(),
             endpoint_owners: BTreeMap::new(),
-            maps: MapContents::default(),
+            maps: Arc::default(),
+            changes: MapChanges::default(),
             explanations: Arc::default(),
         };
         for prefix in engine.relevance.block_prefixes() {
@@ -389,12 +394,13 @@ impl Engine {
         };
         match value {
             Some(value) => {
-                self.maps.identities.insert(key, value);
+                Arc::make_mut(&mut self.maps).identities.insert(key, value);
             }
             None => {
-                self.maps.identities.remove(&key);
+                Arc::make_mut(&mut self.maps).identities.remove(&key);
             }
         }
+        self.changes.identities.insert(key);
     }
 
     // ---- endpoints and tables ----
@@ -477,10 +483,13 @@ impl Engine {
             .get(&ip)
             .and_then(|owners| owners.first())
             .and_then(|pod| self.endpoints.get(pod));
+        self.changes.endpoints.insert(key);
         let explanations = Arc::make_mut(&mut self.explanations);
         match owner {
             Some(endpoint) => {
-                self.maps.endpoints.insert(key, endpoint.value);
+                Arc::make_mut(&mut self.maps)
+                    .endpoints
+                    .insert(key, endpoint.value);
                 let names = |spec: &DirectionSpec| -> Vec<Arc<Vec<PolicyName>>> {
                     spec.slots.iter().map(|s| Arc::clone(&s.policies)).collect()
                 };
@@ -494,7 +503,7 @@ impl Engine {
             }
             None => {
                 self.endpoint_owners.remove(&ip);
-                self.maps.endpoints.remove(&key);
+                Arc::make_mut(&mut self.maps).endpoints.remove(&key);
                 explanations.remove(&key);
             }
         }
@@ -713,28 +722,17 @@ impl Engine {
 
     // ---- ordered tables ----
 
-    /// An ordered table: its `ANY` entries are the verdicts for the typical peer (an IPv4
-    /// address outside every pod and set); every pod identity and CIDR class that is judged
-    /// differently gets complete entries of its own.
+    /// An ordered table: its `ANY` entries hold the verdicts most peers share, and every pod
+    /// identity and CIDR class judged differently gets complete entries of its own.
+    ///
+    /// Which verdicts `ANY` holds decides how many entries the table costs: with a default
+    /// deny and a few allows, most pods are judged alike (denied by the same rule) while an
+    /// address outside the cluster is often judged by a rule of its own (`notNets`), so the
+    /// table takes the cell whose peers would otherwise need the most entries.
     fn ordered_table_created(&mut self, id: u32, content: &TableContent) {
-        let (Some(ordered), Some(context)) = (&content.ordered, &self.calico) else {
+        let (Some(ordered), Some(context)) = (content.ordered.clone(), self.calico.clone()) else {
             return;
         };
-        let world: Vec<usize> = context.v4_world_block.into_iter().collect();
-        let default = cells::cell(
-            ordered,
-            context,
-            &OrderedPeer {
-                view: None,
-                blocks: &world,
-                v6: Some(false),
-            },
-        );
-        self.set_entries(
-            id,
-            reserved::ANY,
-            cells::entries(id, reserved::ANY, &default),
-        );
         self.table_info.insert(
             id,
             TableInfo {
@@ -742,38 +740,99 @@ impl Engine {
                 lookups: lookup::ORDERED | lookup::ANY,
             },
         );
-        self.ordered_tables.insert(id, default);
+        let world: Vec<usize> = context.v4_world_block.into_iter().collect();
+        // An address without any identity entry: judged as an IPv4 address outside every pod
+        // and set (in Calico mode the `/0` blocks give every address a class, so this is a
+        // safety net, not a path traffic takes).
+        let unclassified = cells::cell(
+            &ordered,
+            &context,
+            &OrderedPeer {
+                view: None,
+                blocks: &world,
+                v6: Some(false),
+            },
+        );
+        let mut peers: Vec<(u32, Cell)> = Vec::new();
         let identities: Vec<u32> = self.members.keys().copied().collect();
         for identity in identities {
-            self.refresh_ordered_pod_entries(id, identity);
+            if let Some(cell) = self.ordered_pod_cell(&ordered, &context, identity) {
+                peers.push((identity, cell));
+            }
         }
         let classes: Vec<u32> = self.cidr_classes.iter().map(|(class, _)| class).collect();
         for class in classes {
-            self.refresh_ordered_cidr_entries(id, class);
+            if let Some(cell) = self.ordered_cidr_cell(&ordered, &context, class) {
+                peers.push((class, cell));
+            }
+        }
+        peers.push((reserved::WORLD, unclassified.clone()));
+        let default = most_entries_shared(id, &peers).unwrap_or(unclassified);
+        self.set_entries(
+            id,
+            reserved::ANY,
+            cells::entries(id, reserved::ANY, &default),
+        );
+        self.ordered_tables.insert(id, default.clone());
+        for (identity, cell) in peers {
+            let entries = if cell.same_as(&default) {
+                Entries::new()
+            } else {
+                cells::entries(id, identity, &cell)
+            };
+            self.set_entries(id, identity, entries);
         }
     }
 
     fn refresh_ordered_pod_entries(&mut self, table: u32, identity: u32) {
-        let Some(view) = self
-            .identities
-            .get(identity)
-            .and_then(|views| views.first())
-            .cloned()
-        else {
+        let (Some(content), Some(context)) = (
+            self.tables.get(table).and_then(|c| c.ordered.clone()),
+            self.calico.clone(),
+        ) else {
             return;
         };
-        let peer = OrderedPeer {
-            view: Some(&view),
-            blocks: &view.blocks,
-            v6: view.v6,
-        };
-        self.refresh_ordered(table, identity, &peer);
+        if let Some(cell) = self.ordered_pod_cell(&content, &context, identity) {
+            self.refresh_ordered(table, identity, cell);
+        }
     }
 
     fn refresh_ordered_cidr_entries(&mut self, table: u32, class: u32) {
-        let Some(blocks) = self.cidr_classes.get(class).cloned() else {
+        let (Some(content), Some(context)) = (
+            self.tables.get(table).and_then(|c| c.ordered.clone()),
+            self.calico.clone(),
+        ) else {
             return;
         };
+        if let Some(cell) = self.ordered_cidr_cell(&content, &context, class) {
+            self.refresh_ordered(table, class, cell);
+        }
+    }
+
+    /// The verdicts of an ordered table for a pod identity.
+    fn ordered_pod_cell(
+        &self,
+        content: &OrderedContent,
+        context: &CalicoContext,
+        identity: u32,
+    ) -> Option<Cell> {
+        let view = self.identities.get(identity)?.first()?;
+        let peer = OrderedPeer {
+            view: Some(view),
+            blocks: &view.blocks,
+            v6: view.v6,
+        };
+        Some(cells::cell(content, context, &peer))
+    }
+
+    /// The verdicts of an ordered table for a CIDR class (its family is that of the `/0`
+    /// block it lies in).
+    fn ordered_cidr_cell(
+        &self,
+        content: &OrderedContent,
+        context: &CalicoContext,
+        class: u32,
+    ) -> Option<Cell> {
+        let blocks = self.cidr_classes.get(class)?;
         let v6_block = self
             .relevance
             .block_index(&IpNet::V6(ipnet::Ipv6Net::default()), &[]);
@@ -790,21 +849,18 @@ impl Engine {
         };
         let peer = OrderedPeer {
             view: None,
-            blocks: &blocks,
+            blocks,
             v6,
         };
-        self.refresh_ordered(table, class, &peer);
+        Some(cells::cell(content, context, &peer))
     }
 
-    fn refresh_ordered(&mut self, table: u32, identity: u32, peer: &OrderedPeer<'_>) {
-        let (Some(content), Some(context), Some(default)) = (
-            self.tables.get(table).and_then(|c| c.ordered.clone()),
-            self.calico.clone(),
-            self.ordered_tables.get(&table),
-        ) else {
+    /// Entries for a peer of an existing ordered table: none where the `ANY` entries already
+    /// say the same.
+    fn refresh_ordered(&mut self, table: u32, identity: u32, cell: Cell) {
+        let Some(default) = self.ordered_tables.get(&table) else {
             return;
         };
-        let cell = cells::cell(&content, &context, peer);
         let entries = if cell.same_as(default) {
             Entries::new()
         } else {
@@ -841,15 +897,18 @@ impl Engine {
     /// Replaces the entries a (table, identity) pair owns.
     fn set_entries(&mut self, table: u32, identity: u32, entries: Entries) {
         if let Some(old) = self.owners.remove(&(table, identity)) {
+            let maps = Arc::make_mut(&mut self.maps);
             for key in old {
-                self.maps.rules.remove(&key);
+                maps.rules.remove(&key);
+                self.changes.rules.insert(key);
             }
         }
         if entries.is_empty() {
             return;
         }
         let keys = entries.keys().copied().collect();
-        self.maps.rules.extend(entries);
+        self.changes.rules.extend(entries.keys().copied());
+        Arc::make_mut(&mut self.maps).rules.extend(entries);
         self.owners.insert((table, identity), keys);
     }
 
@@ -862,6 +921,23 @@ impl Engine {
             tables: self.tables.len(),
         }
     }
+}
+
+/// Of the peers' cells, the one whose entries, left to `ANY`, save the most: peers with equal
+/// entries share a cell, weighted by how many entries each would otherwise need. Ties go to
+/// the cell seen first, so the choice is the same on every compile of the same state.
+fn most_entries_shared(table: u32, peers: &[(u32, Cell)]) -> Option<Cell> {
+    let mut groups: HashMap<Entries, (usize, usize)> = HashMap::new();
+    for (index, (_, cell)) in peers.iter().enumerate() {
+        let entries = cells::entries(table, reserved::ANY, cell);
+        let size = entries.len();
+        let group = groups.entry(entries).or_insert((index, 0));
+        group.1 += size;
+    }
+    let (best, _) = groups
+        .values()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    peers.get(*best).map(|(_, cell)| cell.clone())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,11 @@ mod tests;
 pub mod trace;
 mod views;
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use ipnet::IpNet;
 use policy_common::{
@@ -94,10 +98,43 @@ pub struct MapContents {
     pub rules: BTreeMap<LpmKey<RuleKey>, RuleValue>,
 }
 
+/// The keys of the entries a compile may have added, changed or removed: what the datapath
+/// has to look at to follow it, so that a small change costs a small sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapChanges {
+    pub endpoints: BTreeSet<EndpointKey>,
+    pub identities: BTreeSet<LpmKey<IdentityKey>>,
+    pub rules: BTreeSet<LpmKey<RuleKey>>,
+}
+
+impl MapChanges {
+    /// Every key of `maps`.
+    pub fn all_of(maps: &MapContents) -> Self {
+        let mut changes = Self::default();
+        changes.include(maps);
+        changes
+    }
+
+    /// Adds every key of `maps`.
+    pub fn include(&mut self, maps: &MapContents) {
+        self.endpoints.extend(maps.endpoints.keys().copied());
+        self.identities.extend(maps.identities.keys().copied());
+        self.rules.extend(maps.rules.keys().copied());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty() && self.identities.is_empty() && self.rules.is_empty()
+    }
+}
+
 /// What a compile produced: the maps, plus what explains their entries.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
-    pub maps: MapContents,
+    /// Every entry. Shared with the compiler: drop it before the next compile, or that compile
+    /// has to copy the maps to change them.
+    pub maps: Arc<MapContents>,
+    /// What changed since the previous compile (everything, for the first).
+    pub changes: MapChanges,
     /// For each endpoint address, the policies behind each slot of its table lists; with a
     /// rule entry's `rule_ref` this names the policy rule that allowed a packet.
     pub explanations: Arc<BTreeMap<EndpointKey, EndpointExplanation>>,
@@ -182,17 +219,26 @@ impl Compiler {
         let calico_changed = cluster.calico != self.input.calico
             || (self.engine.relevance.calico && !changes.namespaces.is_empty());
         if self.scope.as_ref() != Some(scope) || relevance_changed || calico_changed {
+            let previous = Arc::clone(&self.engine.maps);
             self.rebuild(cluster, scope);
+            // The new numbering replaces every entry: what the old state held must go too.
+            self.engine.changes.include(&previous);
             self.input = cluster.clone();
         } else if !changes.is_empty() {
             self.update(cluster, scope, &changes);
             changes.apply_to(&mut self.input, cluster);
         }
         Compiled {
-            maps: self.engine.maps.clone(),
+            maps: Arc::clone(&self.engine.maps),
+            changes: std::mem::take(&mut self.engine.changes),
             explanations: Arc::clone(&self.engine.explanations),
             host_interfaces: self.host_interfaces.clone(),
         }
+    }
+
+    /// The maps as of the last compile.
+    pub fn maps(&self) -> &MapContents {
+        &self.engine.maps
     }
 
     /// Sizes of the compiled state (identities, tables...).

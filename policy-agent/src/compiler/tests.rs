@@ -1,7 +1,7 @@
 //! Compiler unit tests on the seed's constructs, checked through the userspace replay of the
 //! datapath's lookups (`crate::replay`), so they test what the kernel would decide.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
 use serde::Deserialize;
@@ -114,9 +114,11 @@ fn cluster(manifests: &[&str]) -> Cluster {
 }
 
 fn compile(manifests: &[&str]) -> MapContents {
-    Compiler::new()
-        .compile(&cluster(manifests), &Scope::default())
-        .maps
+    Arc::unwrap_or_clone(
+        Compiler::new()
+            .compile(&cluster(manifests), &Scope::default())
+            .maps,
+    )
 }
 
 fn tcp(src: &str, dst: &str, dport: u16) -> Packet {

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 pub use self::{
     loader::Datapath,
-    sync::SyncStats,
+    sync::{MapDelta, SyncStats},
     test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},
 };
 

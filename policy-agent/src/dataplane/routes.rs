@@ -14,7 +14,7 @@ use std::{
 };
 
 use nix::net::if_::if_nametoindex;
-use policy_common::endpoint::EndpointKey;
+use policy_common::endpoint::{EndpointKey, EndpointPolicy};
 
 use crate::compiler::{MapContents, identity_addr};
 
@@ -84,25 +84,44 @@ pub fn endpoint_interfaces(
         .collect()
 }
 
+/// Which interface each routed endpoint address is bound to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    ifindex_of: BTreeMap<EndpointKey, u32>,
+}
+
+impl Binding {
+    /// The interfaces of `routes` that exist now.
+    pub fn of(routes: &BTreeMap<IpAddr, String>) -> Self {
+        let mut ifindex_of = BTreeMap::new();
+        for (addr, iface) in routes {
+            if let Ok(index) = if_nametoindex(iface.as_str()) {
+                ifindex_of.insert(
+                    EndpointKey {
+                        addr: identity_addr(*addr),
+                    },
+                    index,
+                );
+            }
+        }
+        Self { ifindex_of }
+    }
+
+    /// A compiled endpoint entry as the map holds it. Unrouted addresses keep what the
+    /// compiler gave them: unbound for pods, bound to no interface for host endpoints.
+    pub fn bind(&self, key: &EndpointKey, mut value: EndpointPolicy) -> EndpointPolicy {
+        value.ifindex = self.ifindex_of.get(key).copied().unwrap_or(value.ifindex);
+        value
+    }
+}
+
 /// `maps` with each endpoint address bound to the interface its host route goes through;
 /// addresses without such a route stay unbound.
 pub fn bind_endpoints(maps: &MapContents, routes: &BTreeMap<IpAddr, String>) -> MapContents {
-    let mut ifindex_of = BTreeMap::new();
-    for (addr, iface) in routes {
-        if let Ok(index) = if_nametoindex(iface.as_str()) {
-            ifindex_of.insert(
-                EndpointKey {
-                    addr: identity_addr(*addr),
-                },
-                index,
-            );
-        }
-    }
+    let binding = Binding::of(routes);
     let mut bound = maps.clone();
     for (key, value) in &mut bound.endpoints {
-        // Unrouted addresses keep what the compiler gave them: unbound for pods, bound to no
-        // interface for host endpoints.
-        value.ifindex = ifindex_of.get(key).copied().unwrap_or(value.ifindex);
+        *value = binding.bind(key, *value);
     }
     bound
 }

@@ -1,0 +1,66 @@
+//! What an incremental compile must not leave behind, checked against a fresh compile of the
+//! same cluster.
+//!
+//! Entry counts of the endpoint and identity maps, and of the rule entries of unordered tables,
+//! are a function of the cluster alone, so they must equal a fresh compile's. An ordered
+//! table's entries depend also on the `ANY` cell it chose when it was created (the one most of
+//! its peers shared then), so after changes an incremental compile may hold more or fewer than
+//! a fresh one; for those the check is that every entry belongs to a table some endpoint lists
+//! and to a peer identity some address carries.
+
+use std::collections::BTreeSet;
+
+use policy_agent::compiler::{LpmKey, MapContents};
+use policy_common::{
+    endpoint::lookup,
+    identity,
+    rule::{RuleKey, RuleValue},
+};
+
+/// (endpoints, identities, rule entries of unordered tables).
+pub fn counts(maps: &MapContents) -> (usize, usize, usize) {
+    let ordered = ordered_tables(maps);
+    let unordered_rules = maps
+        .rules
+        .keys()
+        .filter(|key| !ordered.contains(&key.data.table))
+        .count();
+    (maps.endpoints.len(), maps.identities.len(), unordered_rules)
+}
+
+/// Rule entries of a table no endpoint lists, or (in an ordered table) of a peer identity no
+/// address carries.
+pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
+    let listed: BTreeSet<u32> = maps
+        .endpoints
+        .values()
+        .flat_map(|e| [&e.ingress, &e.egress])
+        .flat_map(|list| list.tables.iter().take(list.count as usize))
+        .map(|t| t.table)
+        .collect();
+    let carried: BTreeSet<u32> = maps
+        .identities
+        .values()
+        .flat_map(|v| [v.pod_identity, v.cidr_identity])
+        .chain([identity::ANY, identity::WORLD])
+        .collect();
+    let ordered = ordered_tables(maps);
+    maps.rules
+        .iter()
+        .filter(|(key, _)| {
+            !listed.contains(&key.data.table)
+                || (ordered.contains(&key.data.table) && !carried.contains(&key.data.peer_identity))
+        })
+        .map(|(key, value)| (*key, *value))
+        .collect()
+}
+
+fn ordered_tables(maps: &MapContents) -> BTreeSet<u32> {
+    maps.endpoints
+        .values()
+        .flat_map(|e| [&e.ingress, &e.egress])
+        .flat_map(|list| list.tables.iter().take(list.count as usize))
+        .filter(|t| t.lookups & lookup::ORDERED != 0)
+        .map(|t| t.table)
+        .collect()
+}
