@@ -554,7 +554,128 @@ fn full_compile(base: &Cluster, name: &str, scope: &Scope) -> (Compiler, MapCont
             size_of::<RuleValue>()
         )
     );
+    ordered_sharing(&full);
     (compiler, full, took)
+}
+
+/// Writes compiled maps into the real datapath (root), its policy maps created with the
+/// capacities they need (`run --rule-capacity`, `--identity-capacity`), and prints how long
+/// that took and the kernel memory each map holds (`memlock` of its fdinfo).
+fn program(maps: &MapContents) -> anyhow::Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+
+    use aya::maps::MapData;
+    use palisade_tests::scratch::Pins;
+    use policy_agent::dataplane::{Capacities, Datapath};
+    use policy_common::{capacity, map_names, rule::PREFIX_FULL};
+
+    let exact = maps
+        .rules
+        .keys()
+        .filter(|k| k.prefix_len == PREFIX_FULL)
+        .count();
+    let rules = u32::try_from(exact.max(maps.rules.len() - exact))?.max(capacity::RULES);
+    let identities = u32::try_from(maps.identities.len())?.max(capacity::IDENTITIES);
+    let pins = Pins::new("calico-bench");
+    let mut datapath = Datapath::load_with(&pins.0, Capacities { rules, identities })?;
+    let started = Instant::now();
+    let stats = datapath.apply(&MapContents::default(), maps)?;
+    eprintln!(
+        "  programmed {} entries in {:?} (rule capacity {rules}, identity capacity {identities})",
+        stats.written,
+        started.elapsed()
+    );
+    for map in [
+        map_names::RULES_EXACT,
+        map_names::RULES,
+        map_names::ADDRESSES,
+        map_names::IDENTITIES,
+        map_names::ENDPOINTS,
+    ] {
+        let data = MapData::from_pin(pins.0.join(map))?;
+        let fdinfo = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            data.fd().as_fd().as_raw_fd()
+        ))?;
+        let memlock = fdinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("memlock:"))
+            .map_or("?".to_owned(), |v| v.trim().to_owned());
+        eprintln!("    {map:<22} memlock {memlock} bytes");
+    }
+    Ok(())
+}
+
+/// How much an ordered table's peers share: per table, the peers (pod identities, CIDR
+/// classes) with entries of their own, and how many distinct verdict functions (cells) they
+/// hold between them. Read from the maps alone.
+fn ordered_sharing(maps: &MapContents) {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use policy_common::{endpoint::lookup, identity::ANY};
+    let ordered: BTreeSet<u32> = maps
+        .endpoints
+        .values()
+        .flat_map(|e| [&e.ingress, &e.egress])
+        .flat_map(|list| list.tables.iter().take(list.count as usize))
+        .filter(|t| t.lookups & lookup::ORDERED != 0)
+        .map(|t| t.table)
+        .collect();
+    // table -> peer -> its entries without the table and peer.
+    // A peer's entries in one table, without the table and the peer: (prefix, protocol,
+    // port, action, rule, flags).
+    type PeerEntries = Vec<(u32, u8, u16, u32, u32, u32)>;
+    let mut cells: BTreeMap<u32, BTreeMap<u32, PeerEntries>> = BTreeMap::new();
+    for (key, value) in &maps.rules {
+        let data = key.data;
+        if !ordered.contains(&data.table) || data.peer_identity == ANY {
+            continue;
+        }
+        cells
+            .entry(data.table)
+            .or_default()
+            .entry(data.peer_identity)
+            .or_default()
+            .push((
+                key.prefix_len,
+                data.protocol,
+                data.port_be,
+                value.action,
+                value.rule_ref,
+                value.flags,
+            ));
+    }
+    // Peers that every ordered table judges alike could share one identity on this node.
+    let mut vectors: BTreeMap<u32, Vec<(u32, &PeerEntries)>> = BTreeMap::new();
+    for (table, by_peer) in &cells {
+        for (peer, entries) in by_peer {
+            vectors.entry(*peer).or_default().push((*table, entries));
+        }
+    }
+    let judged_alike: BTreeSet<_> = vectors.values().collect();
+    eprintln!(
+        "  peers with entries of their own in some ordered table: {}; distinct judgements across all tables: {}",
+        vectors.len(),
+        judged_alike.len()
+    );
+    let mut peers: Vec<usize> = cells.values().map(BTreeMap::len).collect();
+    let mut distinct: Vec<usize> = cells
+        .values()
+        .map(|by_peer| by_peer.values().collect::<BTreeSet<_>>().len())
+        .collect();
+    let median_max = |v: &mut Vec<usize>| {
+        v.sort_unstable();
+        (
+            v.get(v.len() / 2).copied().unwrap_or(0),
+            v.last().copied().unwrap_or(0),
+        )
+    };
+    let (peers_median, peers_max) = median_max(&mut peers);
+    let (cells_median, cells_max) = median_max(&mut distinct);
+    eprintln!(
+        "  ordered tables: {} with peers of their own; per table, peers with own entries median {peers_median} (max {peers_max}), distinct cells among them median {cells_median} (max {cells_max})",
+        cells.len()
+    );
 }
 
 /// Prints the figures of every scope; returns the (scope, measurement) pairs fast enough for
@@ -632,6 +753,14 @@ fn benches(c: &mut Criterion) {
         // For a profiler: the node scope's full compile alone.
         let (name, scope) = scopes()[0].clone();
         full_compile(&base, name, &scope);
+        return;
+    }
+    if std::env::var_os("CALICO_BENCH_PROGRAM").is_some() {
+        let (name, scope) = scopes()[0].clone();
+        let (_, full, _) = full_compile(&base, name, &scope);
+        if let Err(e) = program(&full) {
+            eprintln!("  programming the datapath: {e:#}");
+        }
         return;
     }
     let fast = report(&base);

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
     dataplane::{
-        Datapath, DataplaneError, MapDelta,
+        Capacities, Datapath, DataplaneError, MapDelta,
         routes::{self, Binding},
     },
     datastore::{
@@ -90,6 +90,8 @@ pub struct Config {
     pub log_denies: bool,
     /// Ports a host endpoint always accepts and may always use.
     pub failsafe: crate::compiler::Failsafe,
+    /// How many entries the policy maps are created to hold.
+    pub capacities: Capacities,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -123,7 +125,8 @@ pub async fn run(config: Config) -> Result<()> {
             (Box::new(store), None)
         }
     };
-    let mut datapath = Datapath::load(&config.bpffs).context("loading the datapath")?;
+    let mut datapath =
+        Datapath::load_with(&config.bpffs, config.capacities).context("loading the datapath")?;
     datapath
         .set_log_denies(config.log_denies)
         .context("configuring flow events")?;
@@ -134,6 +137,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut state = State {
         compiler: Compiler::with_failsafe(config.failsafe.clone()),
         programmed: MapContents::default(),
+        unsynced: MapChanges::default(),
         status: Status::default(),
         interfaces: config.interfaces.clone(),
         health: health.clone(),
@@ -211,6 +215,8 @@ struct State {
     compiler: Compiler,
     /// What the maps hold now: the compiled maps with endpoints bound to their interfaces.
     programmed: MapContents,
+    /// Keys compiles changed that a failed sync did not bring into the maps.
+    unsynced: MapChanges,
     status: Status,
     interfaces: InterfaceSelection,
     health: Arc<Health>,
@@ -230,18 +236,32 @@ impl State {
         let compiled = self.compiler.compile(&snapshot.cluster, scope);
         self.status.tables = crate::flows::table_names(&compiled);
         datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
-        // Only the entries the compile changed are compared and written, so a small change
-        // costs a small sync however large the maps are.
         self.host_interfaces = compiled.host_interfaces;
+        // Only the entries the compiles changed since the last successful sync are compared
+        // and written, so a small change costs a small sync however large the maps are.
+        let mut keys = std::mem::take(&mut self.unsynced);
+        keys.absorb(compiled.changes);
+        // All or nothing: a policy that does not fit is not half written.
+        if let Err(e) = datapath.check_fits(&compiled.maps) {
+            self.unsynced = keys;
+            return Err(e.into());
+        }
         let delta = MapDelta::between(
             &self.programmed,
             &compiled.maps,
-            &compiled.changes,
+            &keys,
             &Binding::of(&self.host_routes()),
         );
         // Our share of the compiled maps goes now, so the next compile updates them in place.
         drop(compiled.maps);
-        let stats = datapath.write(&delta)?;
+        let stats = match datapath.write(&delta) {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Written or not, these keys are compared again at the next sync.
+                self.unsynced = keys;
+                return Err(e.into());
+            }
+        };
         delta.apply_to(&mut self.programmed);
         self.status.digest = snapshot.digest;
         self.status.generation += 1;

@@ -12,6 +12,7 @@ use policy_agent::{
     agent::{self, DatastoreConfig, InterfaceSelection},
     calico::resources::Protocol,
     compiler::{Compiler, Failsafe, Scope},
+    dataplane::Capacities,
     datastore::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
@@ -119,6 +120,14 @@ enum Command {
         /// TCP ports as inbound.
         #[arg(long)]
         failsafe_outbound: Option<String>,
+        /// Rule entries each of PALISADE_RULES_EXACT and PALISADE_RULES can hold. Memory
+        /// follows the entries in use (plus 16 bytes of hash buckets per unit of capacity), so
+        /// raise it for clusters whose compiled policy needs more; the agent says when it does.
+        #[arg(long, default_value_t = policy_common::capacity::RULES)]
+        rule_capacity: u32,
+        /// Address entries each of PALISADE_ADDRESSES and PALISADE_IDENTITIES can hold.
+        #[arg(long, default_value_t = policy_common::capacity::IDENTITIES)]
+        identity_capacity: u32,
     },
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
@@ -193,7 +202,13 @@ fn main() -> Result<()> {
             log_denies,
             failsafe_inbound,
             failsafe_outbound,
+            rule_capacity,
+            identity_capacity,
         } => runtime.block_on(agent::run(agent::Config {
+            capacities: Capacities {
+                rules: rule_capacity,
+                identities: identity_capacity,
+            },
             failsafe: failsafe(failsafe_inbound.as_deref(), failsafe_outbound.as_deref())?,
             interfaces: match interface_pattern {
                 None => InterfaceSelection::Routed,

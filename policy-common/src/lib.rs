@@ -74,8 +74,11 @@ pub mod program_names {
     pub const HOST_EGRESS: &str = "palisade_host_egress";
 }
 
-/// Maximum entries per map. Sized for a node with a few hundred endpoints and a cluster of
-/// tens of thousands of pods; the agent can raise them at load time.
+/// Maximum entries per map, as the eBPF object declares them. Sized for a node with a few
+/// hundred endpoints and a cluster of tens of thousands of pods. The agent raises the policy
+/// maps' at load time (`run --rule-capacity`, `--identity-capacity`); those maps are tries or
+/// hashes without preallocation, so a capacity costs memory only as entries use it (a hash
+/// allocates its bucket array, about 16 bytes per entry of capacity, up front).
 pub mod capacity {
     pub const ENDPOINTS: u32 = 4096;
     pub const IDENTITIES: u32 = 131_072;

@@ -122,6 +122,13 @@ impl MapChanges {
         self.rules.extend(maps.rules.keys().copied());
     }
 
+    /// Adds another compile's changes.
+    pub fn absorb(&mut self, other: MapChanges) {
+        self.endpoints.extend(other.endpoints);
+        self.identities.extend(other.identities);
+        self.rules.extend(other.rules);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.endpoints.is_empty() && self.identities.is_empty() && self.rules.is_empty()
     }

@@ -26,12 +26,93 @@ const IDENTITY_KEY_BITS: u32 = 128;
 use tracing::{info, warn};
 
 use super::{DataplaneError, attach::LINKS_DIR, split_table::SplitTable};
+use crate::compiler::MapContents;
 
 /// The object `build.rs` produced with aya-build.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy-ebpf"));
 
+/// How many entries the policy maps can hold (`run --rule-capacity`, `--identity-capacity`).
+/// These maps are tries and hashes without preallocation, so a capacity costs memory only
+/// as entries use it, beyond a hash's bucket array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacities {
+    /// `PALISADE_RULES_EXACT` and `PALISADE_RULES`, each.
+    pub rules: u32,
+    /// `PALISADE_ADDRESSES` and `PALISADE_IDENTITIES`, each.
+    pub identities: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self {
+            rules: capacity::RULES,
+            identities: capacity::IDENTITIES,
+        }
+    }
+}
+
+impl Capacities {
+    /// Whether compiled maps fit, before any of them is written: otherwise an error naming the
+    /// map, what it needs and the option that raises it (and the maps keep what they hold).
+    pub fn check(&self, maps: &MapContents) -> Result<(), DataplaneError> {
+        check_split(
+            maps.rules.len(),
+            || {
+                maps.rules
+                    .keys()
+                    .filter(|key| key.prefix_len == PREFIX_FULL)
+                    .count()
+            },
+            self.rules,
+            (map_names::RULES_EXACT, map_names::RULES),
+            "--rule-capacity",
+        )?;
+        check_split(
+            maps.identities.len(),
+            || {
+                maps.identities
+                    .keys()
+                    .filter(|key| key.prefix_len == IDENTITY_KEY_BITS)
+                    .count()
+            },
+            self.identities,
+            (map_names::ADDRESSES, map_names::IDENTITIES),
+            "--identity-capacity",
+        )
+    }
+}
+
+/// A table split over a hash (whole keys) and a trie (the rest), each of `capacity`: counting
+/// the whole keys only when the total does not obviously fit.
+fn check_split(
+    total: usize,
+    whole: impl FnOnce() -> usize,
+    capacity: u32,
+    (hash, trie): (&'static str, &'static str),
+    option: &'static str,
+) -> Result<(), DataplaneError> {
+    let limit = capacity as usize;
+    if total <= limit {
+        return Ok(());
+    }
+    let whole = whole();
+    for (map, needed) in [(hash, whole), (trie, total - whole)] {
+        if needed > limit {
+            return Err(DataplaneError::Capacity {
+                map,
+                needed,
+                capacity,
+                option,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The loaded datapath: programs, maps, and where the programs are attached.
 pub struct Datapath {
+    /// What the policy maps were created to hold.
+    pub(super) capacities: Capacities,
     /// Owns the programs (their links are taken out and pinned, so dropping it detaches
     /// nothing).
     pub(super) ebpf: Ebpf,
@@ -133,6 +214,11 @@ impl Datapath {
     /// continues past the previous agent's, so every connection it tracked is checked again
     /// against the new policy at its next packet.
     pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        Self::load_with(pin_dir, Capacities::default())
+    }
+
+    /// [`Datapath::load`], with policy maps of these capacities.
+    pub fn load_with(pin_dir: &Path, capacities: Capacities) -> Result<Self, DataplaneError> {
         if EBPF_OBJECT.is_empty() {
             return Err(DataplaneError::NoObject);
         }
@@ -144,6 +230,11 @@ impl Datapath {
             })?;
         }
         let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(map_names::RULES, capacities.rules)
+            .map_max_entries(map_names::RULES_EXACT, capacities.rules)
+            .map_max_entries(map_names::IDENTITIES, capacities.identities)
+            .map_max_entries(map_names::ADDRESSES, capacities.identities);
         for map in &KEPT_MAPS {
             let path = pin_dir.join(map.name);
             discard_if_incompatible(&path, map)?;
@@ -180,6 +271,7 @@ impl Datapath {
         }
 
         let mut datapath = Self {
+            capacities,
             endpoints: typed_map(&mut ebpf, map_names::ENDPOINTS)?,
             identities: SplitTable::new(
                 (

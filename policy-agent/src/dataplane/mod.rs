@@ -13,7 +13,7 @@ use std::{io, path::PathBuf};
 use thiserror::Error;
 
 pub use self::{
-    loader::Datapath,
+    loader::{Capacities, Datapath},
     sync::{MapDelta, SyncStats},
     test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},
 };
@@ -72,6 +72,15 @@ pub enum DataplaneError {
         interface: String,
         #[source]
         source: aya::programs::tc::TcError,
+    },
+    #[error(
+        "the compiled policy needs {needed} entries in map {map}, which holds {capacity}: start the agent with `{option}` of at least {needed}; the maps keep what they held"
+    )]
+    Capacity {
+        map: &'static str,
+        needed: usize,
+        capacity: u32,
+        option: &'static str,
     },
     #[error("{operation} in map {map}")]
     MapUpdate {

@@ -131,7 +131,13 @@ impl Datapath {
         previous: &MapContents,
         desired: &MapContents,
     ) -> Result<SyncStats, DataplaneError> {
+        self.capacities.check(desired)?;
         self.write(&MapDelta::full(previous, desired))
+    }
+
+    /// Whether `maps` fit the policy maps (see [`super::Capacities::check`]).
+    pub fn check_fits(&self, maps: &MapContents) -> Result<(), DataplaneError> {
+        self.capacities.check(maps)
     }
 
     /// Writes a delta, in the make-before-break order the module documentation gives.
