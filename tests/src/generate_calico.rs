@@ -398,6 +398,79 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     })
 }
 
+/// A change to a case's Calico policies, for the incremental tests: what an operator's
+/// `calicoctl apply` or `delete` of one policy does.
+#[derive(Debug, Clone)]
+pub enum CalicoEdit {
+    /// Deletes one of the case's Calico policies (none when it has none).
+    RemovePolicy(prop::sample::Index),
+    /// Applies a generated policy: added, or replacing the one of the same name and
+    /// namespace.
+    PutPolicy(CalicoResource),
+}
+
+pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(CalicoEdit::RemovePolicy),
+        (0usize..5).prop_flat_map(policy).prop_map(|document| {
+            let yaml = serde_yaml::to_string(&document).unwrap_or_default();
+            match parse_documents(&yaml).pop() {
+                Some(Ok(resource)) => CalicoEdit::PutPolicy(resource),
+                other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
+            }
+        }),
+    ]
+}
+
+/// A Calico policy's key: namespace (empty for global) and name.
+fn policy_key(resource: &CalicoResource) -> Option<(Option<String>, String)> {
+    match resource {
+        CalicoResource::GlobalNetworkPolicy(p) | CalicoResource::NetworkPolicy(p) => {
+            Some((p.namespace.clone(), p.name.clone()))
+        }
+        _ => None,
+    }
+}
+
+impl CalicoCase {
+    /// Applies an edit to the resources, the model's world and the YAML a failure prints.
+    pub fn apply(&mut self, edit: &CalicoEdit) {
+        let removed = match edit {
+            CalicoEdit::RemovePolicy(index) => {
+                let keys: Vec<_> = self.resources.iter().filter_map(policy_key).collect();
+                if keys.is_empty() {
+                    return;
+                }
+                keys[index.index(keys.len())].clone()
+            }
+            CalicoEdit::PutPolicy(resource) => match policy_key(resource) {
+                Some(key) => key,
+                None => return,
+            },
+        };
+        self.resources
+            .retain(|r| policy_key(r).as_ref() != Some(&removed));
+        self.world
+            .policies
+            .retain(|p| (p.namespace.clone(), p.name.clone()) != removed);
+        let (namespace, name) = &removed;
+        let namespace = namespace.as_deref().unwrap_or("(global)");
+        match edit {
+            CalicoEdit::RemovePolicy(_) => {
+                self.yaml
+                    .push_str(&format!("# then deleted: {namespace}/{name}\n"));
+            }
+            CalicoEdit::PutPolicy(resource) => {
+                self.resources.push(resource.clone());
+                self.world.add(resource.clone());
+                self.yaml.push_str(&format!(
+                    "# then applied {namespace}/{name}: {resource:?}\n"
+                ));
+            }
+        }
+    }
+}
+
 /// A flow of the Calico tests: the datapath's view (protocol, and the destination port or
 /// ICMP type << 8 | code) and the model's packet.
 #[derive(Debug, Clone, Copy)]

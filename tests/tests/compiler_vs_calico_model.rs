@@ -5,10 +5,12 @@
 //! `palisade_tests::calico_reference`, evaluated on the resources themselves, and so must
 //! `policy-agent explain`'s walk.
 //!
-//! The second property follows such a world through random edits of its Kubernetes objects
-//! (pods relabelled, added and removed, namespaces relabelled, NetworkPolicies added and
-//! removed) with one compiler: pod edits update ordered tables incrementally (new identities
-//! get their cells in every ordered table), and after each step the maps must agree with the
+//! The second property follows such a world through random edits with one compiler, each
+//! step an edit of its Kubernetes objects (pods relabelled, added and removed, namespaces
+//! relabelled, NetworkPolicies added and removed) and then of its Calico policies (one
+//! applied or deleted): pod edits update ordered tables incrementally (new identities get
+//! their cells in every ordered table), policy edits re-evaluate the endpoints' tables, and
+//! after each step the maps must agree with the
 //! model, a sync that writes only the keys the compile reports changed must arrive at the
 //! same maps, and nothing may be left behind (`palisade_tests::leftovers`).
 //!
@@ -18,7 +20,7 @@ use std::net::IpAddr;
 
 use palisade_tests::{
     generate::{FlowPick, cases_from_env, edits, flow_picks},
-    generate_calico::{CalicoCase, IcmpPick, calico_case, icmp_picks},
+    generate_calico::{CalicoCase, IcmpPick, calico_case, calico_edit, icmp_picks},
     leftovers,
 };
 use policy_agent::{
@@ -116,6 +118,7 @@ proptest! {
     fn incremental_ordered_compiles_agree_with_the_model_and_leave_nothing_behind(
         case in calico_case(),
         edits in edits(6),
+        calico_edits in prop::collection::vec(calico_edit(), 6),
         picks in flow_picks(16),
         icmp in icmp_picks(4),
     ) {
@@ -124,28 +127,55 @@ proptest! {
         // What a sync that writes only the reported changes leaves in the maps.
         let mut synced = MapContents::default();
         follow(&mut synced, &compiler.compile(&case.agent_cluster(), &scope(&case)));
-        for edit in &edits {
+        // Each step edits the Kubernetes objects, then the Calico policies.
+        for (edit, calico_edit) in edits.iter().zip(&calico_edits) {
             let mut kubernetes = case.kubernetes_world();
             edit.apply(&mut kubernetes);
             case.world.namespaces = kubernetes.namespaces;
             case.world.pods = kubernetes.pods;
             case.world.k8s_policies = kubernetes.policies;
-            let cluster = case.agent_cluster();
-            let compiled = compiler.compile(&cluster, &scope(&case));
-            follow(&mut synced, &compiled);
-            prop_assert!(synced == *compiled.maps, "the changes reported after {:?} miss entries", edit);
-            let maps = compiled.maps;
-            check_flows(&case, &cluster, &maps, &picks, &icmp)?;
-            let fresh = Compiler::new().compile(&cluster, &scope(&case)).maps;
-            prop_assert_eq!(
-                leftovers::counts(&maps),
-                leftovers::counts(&fresh),
-                "entries (endpoints, identities, unordered rules) after {:?}", edit
-            );
-            let orphans = leftovers::orphans(&maps);
-            prop_assert!(orphans.is_empty(), "entries left behind after {:?}: {:?}", edit, orphans);
+            step(&mut compiler, &mut synced, &case, &picks, &icmp, &format!("{edit:?}"))?;
+            case.apply(calico_edit);
+            step(&mut compiler, &mut synced, &case, &picks, &icmp, &format!("{calico_edit:?}"))?;
         }
     }
+}
+
+/// One incremental compile after `edit`: the maps agree with the model, a sync of only the
+/// reported changes arrives at them, and nothing is left behind.
+fn step(
+    compiler: &mut Compiler,
+    synced: &mut MapContents,
+    case: &CalicoCase,
+    picks: &[FlowPick],
+    icmp: &[IcmpPick],
+    edit: &str,
+) -> Result<(), TestCaseError> {
+    let cluster = case.agent_cluster();
+    let compiled = compiler.compile(&cluster, &scope(case));
+    follow(synced, &compiled);
+    prop_assert!(
+        *synced == *compiled.maps,
+        "the changes reported after {} miss entries",
+        edit
+    );
+    let maps = compiled.maps;
+    check_flows(case, &cluster, &maps, picks, icmp)?;
+    let fresh = Compiler::new().compile(&cluster, &scope(case)).maps;
+    prop_assert_eq!(
+        leftovers::counts(&maps),
+        leftovers::counts(&fresh),
+        "entries (endpoints, identities, unordered rules) after {}",
+        edit
+    );
+    let orphans = leftovers::orphans(&maps);
+    prop_assert!(
+        orphans.is_empty(),
+        "entries left behind after {}: {:?}",
+        edit,
+        orphans
+    );
+    Ok(())
 }
 
 /// Brings `synced` along a compile the way the agent's sync does: only the keys the compile

@@ -219,21 +219,24 @@ impl Compiler {
 
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
         let changes = Changes::between(&self.input, cluster);
-        let relevance_changed =
-            !changes.policies.is_empty() && Relevance::of(cluster) != self.engine.relevance;
-        // Calico resources feed every ordered table (and which endpoints have one), and with
-        // them, namespace labels decide which global policies apply: either rebuilds.
-        let calico_changed = cluster.calico != self.input.calico
-            || (self.engine.relevance.calico && !changes.namespaces.is_empty());
-        if self.scope.as_ref() != Some(scope) || relevance_changed || calico_changed {
+        let calico_changed = cluster.calico != self.input.calico;
+        let relevance_changed = (!changes.policies.is_empty() || calico_changed)
+            && Relevance::of(cluster) != self.engine.relevance;
+        if self.scope.as_ref() != Some(scope)
+            || relevance_changed
+            || self.calico_context_changed(cluster, &changes)
+        {
             let previous = Arc::clone(&self.engine.maps);
             self.rebuild(cluster, scope);
             // The new numbering replaces every entry: what the old state held must go too.
             self.engine.changes.include(&previous);
             self.input = cluster.clone();
-        } else if !changes.is_empty() {
-            self.update(cluster, scope, &changes);
+        } else if !changes.is_empty() || calico_changed {
+            self.update(cluster, scope, &changes, calico_changed);
             changes.apply_to(&mut self.input, cluster);
+            if calico_changed {
+                self.input.calico = cluster.calico.clone();
+            }
         }
         Compiled {
             maps: Arc::clone(&self.engine.maps),
@@ -246,6 +249,23 @@ impl Compiler {
     /// The maps as of the last compile.
     pub fn maps(&self) -> &MapContents {
         &self.engine.maps
+    }
+
+    /// Whether a change reaches what every ordered table is built on, so that only a rebuild
+    /// follows it: the network sets (and the labels of their namespaces) make the Calico
+    /// context and the blocks, and host endpoints are set up by rebuilds only. Policies and
+    /// tiers are not in it: a change to those (whose label keys, nets and named ports the
+    /// identities already observe) re-evaluates the endpoints' tables instead.
+    fn calico_context_changed(&self, cluster: &Cluster, changes: &Changes) -> bool {
+        let (old, new) = (&self.input.calico, &cluster.calico);
+        old.network_sets != new.network_sets
+            || old.host_endpoints != new.host_endpoints
+            || changes.namespaces.iter().any(|ns| {
+                new.network_sets
+                    .keys()
+                    .chain(old.network_sets.keys())
+                    .any(|(set_ns, _)| set_ns == ns)
+            })
     }
 
     /// Sizes of the compiled state (identities, tables...).
@@ -281,8 +301,16 @@ impl Compiler {
                 engine.set_endpoint(&(ns.clone(), name.clone()), Some(spec));
             }
         }
+        self.engine = engine;
+        self.set_host_endpoints(cluster, scope);
+        self.scope = Some(scope.clone());
+    }
+
+    /// This node's host endpoints' tables (every host endpoint is in a rebuild's new engine,
+    /// and a policy change keeps their set as it is: see [`Compiler::calico_context_changed`]).
+    fn set_host_endpoints(&mut self, cluster: &Cluster, scope: &Scope) {
         self.host_interfaces.clear();
-        let hosts: Vec<(tables::EndpointSpec, HostInterface)> = match ordered_inputs(&engine) {
+        let hosts: Vec<(tables::EndpointSpec, HostInterface)> = match ordered_inputs(&self.engine) {
             None => Vec::new(),
             Some(inputs) => cluster
                 .calico
@@ -306,14 +334,22 @@ impl Compiler {
         for (spec, interface) in hosts {
             // Pods' keys are (namespace, name); no namespace starts with '#'.
             let key = ("#hostendpoint".to_owned(), interface.endpoint.clone());
-            engine.set_endpoint(&key, Some(spec));
+            self.engine.set_endpoint(&key, Some(spec));
             self.host_interfaces.push(interface);
         }
-        self.engine = engine;
-        self.scope = Some(scope.clone());
     }
 
-    fn update(&mut self, cluster: &Cluster, scope: &Scope, changes: &Changes) {
+    /// Follows changed objects. `calico_changed`: Calico policies or tiers changed (nothing
+    /// else of Calico's, see [`Compiler::calico_context_changed`]), so every local endpoint's
+    /// tables are evaluated again; new ordered contents get their cells, unchanged ones keep
+    /// their entries.
+    fn update(
+        &mut self,
+        cluster: &Cluster,
+        scope: &Scope,
+        changes: &Changes,
+        calico_changed: bool,
+    ) {
         let in_namespace = |ns: &String| -> Vec<(String, String)> {
             cluster
                 .pods
@@ -351,6 +387,14 @@ impl Compiler {
         for (ns, _) in &changes.policies {
             enforced.extend(in_namespace(ns));
         }
+        if calico_changed {
+            enforced.extend(cluster.pods.keys().cloned());
+        } else if self.engine.relevance.calico {
+            // Namespace labels decide which global policies select its pods.
+            for ns in &changes.namespaces {
+                enforced.extend(in_namespace(ns));
+            }
+        }
         enforced.sort();
         enforced.dedup();
         for key in &enforced {
@@ -367,6 +411,9 @@ impl Compiler {
                     )
                 });
             self.engine.set_endpoint(key, spec);
+        }
+        if calico_changed {
+            self.set_host_endpoints(cluster, scope);
         }
     }
 }

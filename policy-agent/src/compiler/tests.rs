@@ -584,3 +584,52 @@ fn adding_a_policy_touches_only_its_own_entries_and_its_endpoints() {
         Direction::ToEndpoint
     ));
 }
+
+/// A host endpoint protected by one GlobalNetworkPolicy (`port`: the admin port it allows).
+fn host_endpoint_cluster(port: u16) -> Cluster {
+    let yaml = format!(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {{name: bm1-eth0, labels: {{role: bare-metal}}}}
+spec: {{node: bm1, interfaceName: eth0, expectedIPs: [10.99.0.10]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: admin}}
+spec:
+  selector: role == 'bare-metal'
+  types: [Ingress]
+  ingress:
+    - {{action: Allow, protocol: TCP, source: {{nets: [10.42.9.0/24]}}, destination: {{ports: [{port}]}}}}
+"#
+    );
+    let mut cluster = Cluster::default();
+    for resource in crate::calico::resources::parse_documents(&yaml) {
+        cluster.calico.insert(resource.expect("valid resource"));
+    }
+    cluster
+}
+
+#[test]
+fn a_calico_policy_change_reaches_host_endpoints_without_a_rebuild() {
+    let scope = Scope {
+        node_name: Some("bm1".to_owned()),
+        host_addrs: Vec::new(),
+    };
+    let admin = |maps: &MapContents, port| {
+        allows(
+            maps,
+            &tcp("10.42.9.5", "10.99.0.10", port),
+            Direction::ToEndpoint,
+        )
+    };
+    let mut compiler = Compiler::new();
+    let before = compiler.compile(&host_endpoint_cluster(2222), &scope);
+    assert!(admin(&before.maps, 2222) && !admin(&before.maps, 2223));
+    drop(before);
+    let after = compiler.compile(&host_endpoint_cluster(2223), &scope);
+    assert!(admin(&after.maps, 2223) && !admin(&after.maps, 2222));
+    // A rebuild renumbers every identity (and reports every key changed).
+    assert!(after.changes.identities.is_empty(), "{:?}", after.changes);
+}
