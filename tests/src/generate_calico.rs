@@ -406,7 +406,7 @@ pub enum CalicoEdit {
     RemovePolicy(prop::sample::Index),
     /// Applies a generated policy: added, or replacing the one of the same name and
     /// namespace.
-    PutPolicy(CalicoResource),
+    PutPolicy(Box<CalicoResource>),
 }
 
 pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
@@ -415,7 +415,7 @@ pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
         (0usize..5).prop_flat_map(policy).prop_map(|document| {
             let yaml = serde_yaml::to_string(&document).unwrap_or_default();
             match parse_documents(&yaml).pop() {
-                Some(Ok(resource)) => CalicoEdit::PutPolicy(resource),
+                Some(Ok(resource)) => CalicoEdit::PutPolicy(Box::new(resource)),
                 other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
             }
         }),
@@ -443,7 +443,7 @@ impl CalicoCase {
                 }
                 keys[index.index(keys.len())].clone()
             }
-            CalicoEdit::PutPolicy(resource) => match policy_key(resource) {
+            CalicoEdit::PutPolicy(resource) => match policy_key(resource.as_ref()) {
                 Some(key) => key,
                 None => return,
             },
@@ -461,8 +461,8 @@ impl CalicoCase {
                     .push_str(&format!("# then deleted: {namespace}/{name}\n"));
             }
             CalicoEdit::PutPolicy(resource) => {
-                self.resources.push(resource.clone());
-                self.world.add(resource.clone());
+                self.resources.push(resource.as_ref().clone());
+                self.world.add(resource.as_ref().clone());
                 self.yaml.push_str(&format!(
                     "# then applied {namespace}/{name}: {resource:?}\n"
                 ));
