@@ -4,15 +4,17 @@
 //! NetworkPolicies and two GlobalNetworkSets of 5,000 CIDRs each. Every Calico resource is
 //! written as v3 YAML and read by `calico::resources::parse_documents`, as a datastore would.
 //!
-//! Prints, per scope, the full compile time, the map sizes, the compiler's counts and three
-//! incremental changes (a pod's labels; one GlobalNetworkPolicy added; one CIDR added to a
-//! network set) with the entries each touches; then criterion measures the same. What takes
-//! longer than `SLOW` in one run is reported once and left out of criterion, and a scope is
-//! not compiled at all after a smaller one took that long.
+//! Prints, for one node of 100 pods, the full compile time, the map sizes, the compiler's
+//! counts, how the ordered tables' peers share cells, and three incremental changes (a pod's
+//! labels; one GlobalNetworkPolicy added; one CIDR added to a network set) with the entries
+//! each touches; then criterion measures the same. What takes longer than `SLOW` in one run is
+//! reported once and left out of criterion.
 //!
-//! Run: `cargo bench -p policy-agent --bench calico -- --warm-up-time 1 --measurement-time 3`
-//! (`CALICO_BENCH_PROFILE=1` in the environment: only the full compile of the node scope, for
-//! `perf record`).
+//! Run: `cargo bench -p policy-agent --bench calico -- --warm-up-time 1 --measurement-time 3`.
+//! In the environment, `CALICO_BENCH_PROFILE=1`: only the full compile (for `perf record`);
+//! `CALICO_BENCH_PROGRAM=1` (root): the full compile written into the real datapath, with the
+//! time and the kernel memory of each map; `CALICO_BENCH_ALL_LOCAL=1`: also every pod an
+//! endpoint (about 100 times the work and memory).
 
 #[path = "shared/cluster.rs"]
 mod cluster;
@@ -707,7 +709,7 @@ fn report(base: &Cluster) -> Vec<(&'static str, &'static str)> {
     );
     let mut fast = Vec::new();
     let mut too_slow: Option<(&str, Duration)> = None;
-    for (name, scope) in scopes() {
+    for (name, scope) in calico_scopes() {
         if let Some((slow, took)) = too_slow {
             eprintln!(
                 "[{name}] not compiled: [{slow}] already took {took:?} (over {SLOW:?}) and this scope's local pods are a superset of its"
@@ -747,6 +749,16 @@ fn report(base: &Cluster) -> Vec<(&'static str, &'static str)> {
     fast
 }
 
+/// The node of 100 pods; the all-local scope (every pod an endpoint, about 100 times the
+/// work and memory) only with `CALICO_BENCH_ALL_LOCAL=1`.
+fn calico_scopes() -> Vec<(&'static str, Scope)> {
+    let all_local = std::env::var_os("CALICO_BENCH_ALL_LOCAL").is_some();
+    scopes()
+        .into_iter()
+        .filter(|(name, _)| all_local || *name != "all-local")
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
     let base = cluster();
     if std::env::var_os("CALICO_BENCH_PROFILE").is_some() {
@@ -774,7 +786,7 @@ fn benches(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("calico");
     group.sample_size(10);
-    for (name, scope) in scopes() {
+    for (name, scope) in calico_scopes() {
         if fast.contains(&(name, "full")) {
             group.bench_function(format!("full/{name}"), |b| {
                 b.iter(|| Compiler::new().compile(black_box(&base), &scope))

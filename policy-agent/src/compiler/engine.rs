@@ -32,8 +32,8 @@ use super::{
     LpmKey, MapChanges, MapContents, identity_key,
     interner::{Acquired, Interner},
     ordered::{
-        CalicoContext, OrderedContent,
-        cells::{self, Cell, Peer as OrderedPeer},
+        CalicoContext,
+        cells::{self, Cell, CellMemo, Peer as OrderedPeer},
     },
     relevance::Relevance,
     rules::{self, Entries, ItemPeer, PeerId},
@@ -741,11 +741,11 @@ impl Engine {
             },
         );
         let world: Vec<usize> = context.v4_world_block.into_iter().collect();
+        let mut memo = CellMemo::new(&ordered);
         // An address without any identity entry: judged as an IPv4 address outside every pod
         // and set (in Calico mode the `/0` blocks give every address a class, so this is a
         // safety net, not a path traffic takes).
-        let unclassified = cells::cell(
-            &ordered,
+        let unclassified = memo.number(
             &context,
             &OrderedPeer {
                 view: None,
@@ -753,32 +753,38 @@ impl Engine {
                 v6: Some(false),
             },
         );
-        let mut peers: Vec<(u32, Cell)> = Vec::new();
+        let mut peers: Vec<(u32, usize)> = Vec::new();
         let identities: Vec<u32> = self.members.keys().copied().collect();
         for identity in identities {
-            if let Some(cell) = self.ordered_pod_cell(&ordered, &context, identity) {
+            if let Some(cell) = self.ordered_pod_cell(&mut memo, &context, identity) {
                 peers.push((identity, cell));
             }
         }
         let classes: Vec<u32> = self.cidr_classes.iter().map(|(class, _)| class).collect();
         for class in classes {
-            if let Some(cell) = self.ordered_cidr_cell(&ordered, &context, class) {
+            if let Some(cell) = self.ordered_cidr_cell(&mut memo, &context, class) {
                 peers.push((class, cell));
             }
         }
-        peers.push((reserved::WORLD, unclassified.clone()));
-        let default = most_entries_shared(id, &peers).unwrap_or(unclassified);
+        peers.push((reserved::WORLD, unclassified));
+        let default = memo
+            .get(most_entries_shared(&memo, &peers).unwrap_or(unclassified))
+            .clone();
         self.set_entries(
             id,
             reserved::ANY,
             cells::entries(id, reserved::ANY, &default),
         );
-        self.ordered_tables.insert(id, default.clone());
-        for (identity, cell) in peers {
-            let entries = if cell.same_as(&default) {
-                Entries::new()
+        // Decided once per distinct cell, not per peer.
+        let own_entries: Vec<bool> = (0..memo.len())
+            .map(|number| !memo.get(number).same_as(&default))
+            .collect();
+        self.ordered_tables.insert(id, default);
+        for (identity, number) in peers {
+            let entries = if own_entries[number] {
+                cells::entries(id, identity, memo.get(number))
             } else {
-                cells::entries(id, identity, &cell)
+                Entries::new()
             };
             self.set_entries(id, identity, entries);
         }
@@ -791,8 +797,9 @@ impl Engine {
         ) else {
             return;
         };
-        if let Some(cell) = self.ordered_pod_cell(&content, &context, identity) {
-            self.refresh_ordered(table, identity, cell);
+        let mut memo = CellMemo::new(&content);
+        if let Some(number) = self.ordered_pod_cell(&mut memo, &context, identity) {
+            self.refresh_ordered(table, identity, memo.get(number));
         }
     }
 
@@ -803,35 +810,36 @@ impl Engine {
         ) else {
             return;
         };
-        if let Some(cell) = self.ordered_cidr_cell(&content, &context, class) {
-            self.refresh_ordered(table, class, cell);
+        let mut memo = CellMemo::new(&content);
+        if let Some(number) = self.ordered_cidr_cell(&mut memo, &context, class) {
+            self.refresh_ordered(table, class, memo.get(number));
         }
     }
 
-    /// The verdicts of an ordered table for a pod identity.
+    /// The verdicts of an ordered table for a pod identity (their number in `memo`).
     fn ordered_pod_cell(
         &self,
-        content: &OrderedContent,
+        memo: &mut CellMemo<'_>,
         context: &CalicoContext,
         identity: u32,
-    ) -> Option<Cell> {
+    ) -> Option<usize> {
         let view = self.identities.get(identity)?.first()?;
         let peer = OrderedPeer {
             view: Some(view),
             blocks: &view.blocks,
             v6: view.v6,
         };
-        Some(cells::cell(content, context, &peer))
+        Some(memo.number(context, &peer))
     }
 
     /// The verdicts of an ordered table for a CIDR class (its family is that of the `/0`
     /// block it lies in).
     fn ordered_cidr_cell(
         &self,
-        content: &OrderedContent,
+        memo: &mut CellMemo<'_>,
         context: &CalicoContext,
         class: u32,
-    ) -> Option<Cell> {
+    ) -> Option<usize> {
         let blocks = self.cidr_classes.get(class)?;
         let v6_block = self
             .relevance
@@ -852,19 +860,19 @@ impl Engine {
             blocks,
             v6,
         };
-        Some(cells::cell(content, context, &peer))
+        Some(memo.number(context, &peer))
     }
 
     /// Entries for a peer of an existing ordered table: none where the `ANY` entries already
     /// say the same.
-    fn refresh_ordered(&mut self, table: u32, identity: u32, cell: Cell) {
+    fn refresh_ordered(&mut self, table: u32, identity: u32, cell: &Cell) {
         let Some(default) = self.ordered_tables.get(&table) else {
             return;
         };
         let entries = if cell.same_as(default) {
             Entries::new()
         } else {
-            cells::entries(table, identity, &cell)
+            cells::entries(table, identity, cell)
         };
         self.set_entries(table, identity, entries);
     }
@@ -923,21 +931,32 @@ impl Engine {
     }
 }
 
-/// Of the peers' cells, the one whose entries, left to `ANY`, save the most: peers with equal
-/// entries share a cell, weighted by how many entries each would otherwise need. Ties go to
-/// the cell seen first, so the choice is the same on every compile of the same state.
-fn most_entries_shared(table: u32, peers: &[(u32, Cell)]) -> Option<Cell> {
-    let mut groups: HashMap<Entries, (usize, usize)> = HashMap::new();
-    for (index, (_, cell)) in peers.iter().enumerate() {
-        let entries = cells::entries(table, reserved::ANY, cell);
-        let size = entries.len();
-        let group = groups.entry(entries).or_insert((index, 0));
-        group.1 += size;
+/// Of the peers' cells (numbers in `memo`), the one whose entries, left to `ANY`, save the
+/// most: cells with equal entries are one group, weighted by how many entries its peers would
+/// otherwise need. Ties go to the group whose first peer comes first, so the choice is the
+/// same on every compile of the same state.
+fn most_entries_shared(memo: &CellMemo<'_>, peers: &[(u32, usize)]) -> Option<usize> {
+    let mut count = vec![0usize; memo.len()];
+    let mut first = vec![usize::MAX; memo.len()];
+    for (index, (_, number)) in peers.iter().enumerate() {
+        count[*number] += 1;
+        first[*number] = first[*number].min(index);
     }
-    let (best, _) = groups
+    // entries -> (first peer, its cell, weight)
+    let mut groups: HashMap<Entries, (usize, usize, usize)> = HashMap::new();
+    for number in (0..memo.len()).filter(|n| count[*n] > 0) {
+        let entries = cells::entries(0, reserved::ANY, memo.get(number));
+        let weight = count[number] * entries.len();
+        let group = groups.entry(entries).or_insert((first[number], number, 0));
+        if first[number] < group.0 {
+            (group.0, group.1) = (first[number], number);
+        }
+        group.2 += weight;
+    }
+    groups
         .values()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
-    peers.get(*best).map(|(_, cell)| cell.clone())
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
+        .map(|(_, number, _)| *number)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! protocol entry (prefix 80) where a named protocol's most common verdict differs from it,
 //! and aligned port prefixes where a range differs from its protocol's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use policy_common::rule::{
     PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
@@ -133,9 +133,88 @@ pub fn trace(
     (verdict, tiers)
 }
 
-/// The verdicts of `content` for `peer`.
-pub fn cell(content: &OrderedContent, context: &CalicoContext, peer: &Peer<'_>) -> Cell {
-    let matching = Matching::new(content, context, peer);
+/// What a content's cell depends on for a peer: which rules match it apart from protocol and
+/// port, its family, and its named ports (only when a rule names a peer's port).
+type CellKey = (Vec<bool>, Option<bool>, Vec<(u8, String, u16)>);
+
+/// The cells of one content for many peers, each computed once per distinct [`CellKey`]: a
+/// table's thousands of peers fall into a handful of those, so the cuts and walks are done a
+/// handful of times, and only the matching is done per peer. Cells are handed out by number
+/// ([`CellMemo::get`]), so equal cells are one value.
+pub struct CellMemo<'c> {
+    content: &'c OrderedContent,
+    named_ports: bool,
+    numbers: HashMap<CellKey, usize>,
+    cells: Vec<Cell>,
+}
+
+impl<'c> CellMemo<'c> {
+    pub fn new(content: &'c OrderedContent) -> Self {
+        let named_ports = content
+            .tiers
+            .iter()
+            .flat_map(|tier| &tier.policies)
+            .flat_map(|policy| &policy.rules)
+            .any(|rule| match &rule.matcher {
+                Matcher::Calico(calico) => calico
+                    .ports
+                    .iter()
+                    .chain(&calico.not_ports)
+                    .flatten()
+                    .any(|port| matches!(port, PortRule::PeerNamed(_))),
+                Matcher::Kubernetes(k8s) => k8s
+                    .ports
+                    .iter()
+                    .flatten()
+                    .any(|port| matches!(port, KubernetesPort::PeerNamed { .. })),
+            });
+        Self {
+            content,
+            named_ports,
+            numbers: HashMap::new(),
+            cells: Vec::new(),
+        }
+    }
+
+    /// The cell numbered `number` by [`CellMemo::number`].
+    pub fn get(&self, number: usize) -> &Cell {
+        &self.cells[number]
+    }
+
+    /// How many distinct cells the memo holds (numbers are `0..len`).
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The number of the verdicts of the content for `peer` (over every protocol and port),
+    /// computed only when no peer seen alike came before.
+    pub fn number(&mut self, context: &CalicoContext, peer: &Peer<'_>) -> usize {
+        let matching = Matching::new(self.content, context, peer);
+        let named = if self.named_ports {
+            peer_named(peer)
+                .map(|(protocol, name, number)| (protocol, name.clone(), number))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let key = (
+            matching.matches.iter().flatten().copied().collect(),
+            peer.v6,
+            named,
+        );
+        if let Some(number) = self.numbers.get(&key) {
+            return *number;
+        }
+        let number = self.cells.len();
+        self.cells.push(cell_of(&matching));
+        self.numbers.insert(key, number);
+        number
+    }
+}
+
+/// The verdicts of the matching's content for its peer.
+fn cell_of(matching: &Matching<'_>) -> Cell {
+    let peer = &matching.peer;
     let mut protocols: BTreeSet<u8> = BTreeSet::new();
     let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
     for rule in matching.rules() {
