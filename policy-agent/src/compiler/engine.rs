@@ -33,7 +33,7 @@ use super::{
     interner::{Acquired, Interner},
     ordered::{
         CalicoContext,
-        cells::{self, Cell, CellMemo, Peer as OrderedPeer},
+        cells::{self, Cell, CellMemo, OwnerLabels, Peer as OrderedPeer},
     },
     relevance::Relevance,
     rules::{self, Entries, ItemPeer, PeerId},
@@ -102,6 +102,9 @@ pub struct Engine {
     ordered_tables: BTreeMap<u32, Cell>,
     /// Network sets and the like, for ordered tables; `None` without Calico resources.
     pub calico: Option<Arc<CalicoContext>>,
+    /// With Calico resources: each pod identity's labels as Calico selectors see them, made
+    /// once rather than once per ordered table.
+    owner_labels: HashMap<u32, OwnerLabels>,
     /// The rule keys each (table, identity) pair owns.
     owners: BTreeMap<(u32, u32), Vec<LpmKey<RuleKey>>>,
     block_prefixes: BTreeMap<IpNet, u32>,
@@ -144,6 +147,7 @@ impl Engine {
             block_tables: BTreeSet::new(),
             unpeered_named: BTreeSet::new(),
             ordered_tables: BTreeMap::new(),
+            owner_labels: HashMap::new(),
             calico,
             owners: BTreeMap::new(),
             block_prefixes: BTreeMap::new(),
@@ -256,6 +260,11 @@ impl Engine {
     }
 
     fn identity_created(&mut self, id: u32, key: &IdentityKey) {
+        if self.calico.is_some()
+            && let Some(view) = key.first()
+        {
+            self.owner_labels.insert(id, OwnerLabels::of(view));
+        }
         for view in key {
             self.by_namespace
                 .entry(view.namespace.clone())
@@ -291,6 +300,7 @@ impl Engine {
     }
 
     fn identity_retired(&mut self, id: u32, key: &IdentityKey) {
+        self.owner_labels.remove(&id);
         for view in key {
             if let Some(ids) = self.by_namespace.get_mut(&view.namespace) {
                 ids.remove(&id);
@@ -749,6 +759,7 @@ impl Engine {
             &context,
             &OrderedPeer {
                 view: None,
+                owner_labels: None,
                 blocks: &world,
                 v6: Some(false),
             },
@@ -826,6 +837,7 @@ impl Engine {
         let view = self.identities.get(identity)?.first()?;
         let peer = OrderedPeer {
             view: Some(view),
+            owner_labels: self.owner_labels.get(&identity),
             blocks: &view.blocks,
             v6: view.v6,
         };
@@ -857,6 +869,7 @@ impl Engine {
         };
         let peer = OrderedPeer {
             view: None,
+            owner_labels: None,
             blocks,
             v6,
         };

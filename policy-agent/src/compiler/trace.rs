@@ -122,6 +122,7 @@ pub fn trace_with(
         };
         let facts = Peer {
             view: peer_view.as_deref(),
+            owner_labels: None,
             blocks: &blocks,
             v6: Some(peer.is_ipv6()),
         };

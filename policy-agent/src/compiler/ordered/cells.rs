@@ -31,10 +31,38 @@ use crate::{
 pub struct Peer<'a> {
     /// The pod owning the address, as its identity sees it.
     pub view: Option<&'a PodView>,
+    /// The view's labels as Calico selectors see them, when the caller keeps them (the
+    /// engine does, per identity, so that a compile does not rebuild them per table).
+    pub owner_labels: Option<&'a OwnerLabels>,
     /// Sorted numbers of the blocks covering the address.
     pub blocks: &'a [usize],
     /// The address family, when known.
     pub v6: Option<bool>,
+}
+
+/// A pod view's labels and its namespace's labels with Calico's own labels added
+/// ([`owners::pod_labels`], [`owners::namespace_labels`]).
+#[derive(Debug, Clone)]
+pub struct OwnerLabels {
+    pub labels: crate::model::Labels,
+    pub namespace_labels: crate::model::Labels,
+}
+
+impl OwnerLabels {
+    pub fn of(view: &PodView) -> Self {
+        Self {
+            labels: owners::pod_labels(&view.labels, &view.namespace, service_account(view)),
+            namespace_labels: owners::namespace_labels(
+                view.namespace_labels.clone(),
+                &view.namespace,
+            ),
+        }
+    }
+}
+
+/// A pod's service account as Calico sees it: `default` when the pod names none.
+fn service_account(view: &PodView) -> &str {
+    view.service_account.as_deref().unwrap_or("default")
 }
 
 /// Verdicts over the whole (protocol, port) space, piecewise constant.
@@ -345,19 +373,21 @@ struct Matching<'a> {
 
 impl<'a> Matching<'a> {
     fn new(content: &'a OrderedContent, context: &'a CalicoContext, peer: &Peer<'a>) -> Self {
-        let pod_labels;
-        let namespace_labels;
+        let computed;
         let mut owners: Vec<Owner<'_>> = Vec::new();
         if let Some(view) = peer.view {
-            let account = view.service_account.as_deref().unwrap_or("default");
-            pod_labels = owners::pod_labels(&view.labels, &view.namespace, account);
-            namespace_labels =
-                owners::namespace_labels(view.namespace_labels.clone(), &view.namespace);
+            let labels = match peer.owner_labels {
+                Some(labels) => labels,
+                None => {
+                    computed = OwnerLabels::of(view);
+                    &computed
+                }
+            };
             owners.push(Owner::Pod {
-                labels: &pod_labels,
+                labels: &labels.labels,
                 namespace: &view.namespace,
-                namespace_labels: &namespace_labels,
-                service_account: account,
+                namespace_labels: &labels.namespace_labels,
+                service_account: service_account(view),
             });
         }
         owners.extend(owners::set_owners_by_blocks(context, peer.blocks));
