@@ -120,9 +120,9 @@ enum Command {
         /// TCP ports as inbound.
         #[arg(long)]
         failsafe_outbound: Option<String>,
-        /// Rule entries each of PALISADE_RULES_EXACT and PALISADE_RULES can hold. Memory
-        /// follows the entries in use (plus 16 bytes of hash buckets per unit of capacity), so
-        /// raise it for clusters whose compiled policy needs more; the agent says when it does.
+        /// Rule entries each of PALISADE_RULES_EXACT and PALISADE_RULES can hold: raise it
+        /// for clusters whose compiled policy needs more (the agent says when it does). The
+        /// hash is preallocated, so its capacity costs memory up front.
         #[arg(long, default_value_t = policy_common::capacity::RULES)]
         rule_capacity: u32,
         /// Address entries each of PALISADE_ADDRESSES and PALISADE_IDENTITIES can hold.

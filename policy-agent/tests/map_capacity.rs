@@ -12,9 +12,6 @@ use policy_agent::{
     compiler::{LpmKey, MapContents},
     dataplane::{Capacities, Datapath, DataplaneError},
 };
-/// `BPF_F_NO_PREALLOC` (uapi `linux/bpf.h`).
-const BPF_F_NO_PREALLOC: u32 = 1;
-
 use policy_common::{
     capacity, map_names,
     rule::{PREFIX_ANY_PORT, PREFIX_FULL, RuleKey, RuleValue, action},
@@ -136,15 +133,6 @@ fn raised_capacities_hold_more_than_the_defaults() {
     }
     for map in [map_names::ADDRESSES, map_names::IDENTITIES] {
         assert_eq!(info(&pins.0, map).max_entries(), 2 * capacity::IDENTITIES);
-    }
-    // Memory follows the entries, not the capacity: the hashes are not preallocated (the
-    // tries never are).
-    for map in [map_names::RULES_EXACT, map_names::ADDRESSES] {
-        assert_ne!(
-            info(&pins.0, map).map_flags() & BPF_F_NO_PREALLOC,
-            0,
-            "{map} is preallocated"
-        );
     }
     let maps = rules(needed, PREFIX_FULL);
     datapath

@@ -76,9 +76,9 @@ pub mod program_names {
 
 /// Maximum entries per map, as the eBPF object declares them. Sized for a node with a few
 /// hundred endpoints and a cluster of tens of thousands of pods. The agent raises the policy
-/// maps' at load time (`run --rule-capacity`, `--identity-capacity`); those maps are tries or
-/// hashes without preallocation, so a capacity costs memory only as entries use it (a hash
-/// allocates its bucket array, about 16 bytes per entry of capacity, up front).
+/// maps' at load time (`run --rule-capacity`, `--identity-capacity`). The tries allocate as
+/// entries are added; the hashes (`PALISADE_RULES_EXACT`, `PALISADE_ADDRESSES`) are
+/// preallocated, so their capacity costs memory up front.
 pub mod capacity {
     pub const ENDPOINTS: u32 = 4096;
     pub const IDENTITIES: u32 = 131_072;

@@ -20,7 +20,7 @@ mod packet;
 mod verdict;
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
     btf_maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     macros::{btf_map, classifier},
     programs::TcContext,
@@ -49,29 +49,18 @@ static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDP
 static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentityValue, { capacity::IDENTITIES as usize }> =
     LpmTrie::new();
 
-/// The whole-address entries of the identity table (see `policy_common::identity`). Not
-/// preallocated, like the tries: memory follows the entries, so the agent can raise the
-/// capacity for a large cluster (`--identity-capacity`) without paying for it up front.
+/// The whole-address entries of the identity table (see `policy_common::identity`).
 #[btf_map]
-static PALISADE_ADDRESSES: HashMap<
-    IdentityKey,
-    IdentityValue,
-    { capacity::ADDRESSES as usize },
-    { BPF_F_NO_PREALLOC as usize },
-> = HashMap::new();
+static PALISADE_ADDRESSES: HashMap<IdentityKey, IdentityValue, { capacity::ADDRESSES as usize }> =
+    HashMap::new();
 
 #[btf_map]
 static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
 
-/// The fully specified entries of the rule table (see `policy_common::rule`). Not
-/// preallocated (see `PALISADE_ADDRESSES`; `--rule-capacity`).
+/// The fully specified entries of the rule table (see `policy_common::rule`).
 #[btf_map]
-static PALISADE_RULES_EXACT: HashMap<
-    RuleKey,
-    RuleValue,
-    { capacity::RULES_EXACT as usize },
-    { BPF_F_NO_PREALLOC as usize },
-> = HashMap::new();
+static PALISADE_RULES_EXACT: HashMap<RuleKey, RuleValue, { capacity::RULES_EXACT as usize }> =
+    HashMap::new();
 
 #[btf_map]
 static PALISADE_CONNTRACK: LruHashMap<

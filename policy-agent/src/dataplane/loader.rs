@@ -32,8 +32,8 @@ use crate::compiler::MapContents;
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy-ebpf"));
 
 /// How many entries the policy maps can hold (`run --rule-capacity`, `--identity-capacity`).
-/// These maps are tries and hashes without preallocation, so a capacity costs memory only
-/// as entries use it, beyond a hash's bucket array.
+/// Each is a hash (preallocated: its capacity costs memory up front) and a trie (allocated as
+/// entries are added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capacities {
     /// `PALISADE_RULES_EXACT` and `PALISADE_RULES`, each.

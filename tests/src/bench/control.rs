@@ -242,9 +242,14 @@ pub fn latency(budget: &Budget) -> anyhow::Result<()> {
             .lab
             .run_step(change + 2, if allowed { &allow } else { &revoke })
             .with_context(|| format!("change {change}"))?;
-        let took = prober
-            .wait_for(since, allowed)
-            .with_context(|| format!("change {change}"))?;
+        let took = match prober.wait_for(since, allowed) {
+            Ok(took) => took,
+            Err(e) => {
+                // What the agent did about it is the first thing to look at.
+                eprintln!("{}", bed.lab.agent_log_tail().join("\n"));
+                return Err(e.context(format!("change {change}")));
+            }
+        };
         emit(
             &json!({"kind": "latency", "change": change, "to": if allowed {"allow"} else {"deny"},
             "ms": took.as_secs_f64() * 1e3, "agent_programmed_ms": report.programmed_ms}),

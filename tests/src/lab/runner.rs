@@ -625,7 +625,7 @@ impl Lab {
 
     /// The end of the agent's log; with several nodes, of each node's, every line prefixed
     /// with its node.
-    fn agent_log_tail(&self) -> Vec<String> {
+    pub fn agent_log_tail(&self) -> Vec<String> {
         match self.agents.as_slice() {
             [one] => agent::log_tail(&one.paths.log_file, agent::LOG_TAIL_LINES),
             several => several
