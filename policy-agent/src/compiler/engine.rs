@@ -295,7 +295,7 @@ impl Engine {
             self.refresh_pod_entries(table, id);
         }
         for table in self.ordered_tables.keys().copied().collect::<Vec<_>>() {
-            self.refresh_ordered_pod_entries(table, id);
+            self.refresh_ordered(table, id, Self::ordered_pod_cell);
         }
     }
 
@@ -357,7 +357,7 @@ impl Engine {
                     self.refresh_cidr_entries(table, id, blocks);
                 }
                 for table in self.ordered_tables.keys().copied().collect::<Vec<_>>() {
-                    self.refresh_ordered_cidr_entries(table, id);
+                    self.refresh_ordered(table, id, Self::ordered_cidr_cell);
                 }
                 id
             }
@@ -801,7 +801,10 @@ impl Engine {
         }
     }
 
-    fn refresh_ordered_pod_entries(&mut self, table: u32, identity: u32) {
+    /// Recomputes one peer's entries in an existing ordered table (`cell`:
+    /// [`Engine::ordered_pod_cell`] or [`Engine::ordered_cidr_cell`]): none where the `ANY`
+    /// entries already say the same.
+    fn refresh_ordered(&mut self, table: u32, peer: u32, cell: OrderedCellOf) {
         let (Some(content), Some(context)) = (
             self.tables.get(table).and_then(|c| c.ordered.clone()),
             self.calico.clone(),
@@ -809,22 +812,19 @@ impl Engine {
             return;
         };
         let mut memo = CellMemo::new(&content);
-        if let Some(number) = self.ordered_pod_cell(&mut memo, &context, identity) {
-            self.refresh_ordered(table, identity, memo.get(number));
-        }
-    }
-
-    fn refresh_ordered_cidr_entries(&mut self, table: u32, class: u32) {
-        let (Some(content), Some(context)) = (
-            self.tables.get(table).and_then(|c| c.ordered.clone()),
-            self.calico.clone(),
+        let (Some(number), Some(default)) = (
+            cell(self, &mut memo, &context, peer),
+            self.ordered_tables.get(&table),
         ) else {
             return;
         };
-        let mut memo = CellMemo::new(&content);
-        if let Some(number) = self.ordered_cidr_cell(&mut memo, &context, class) {
-            self.refresh_ordered(table, class, memo.get(number));
-        }
+        let cell = memo.get(number);
+        let entries = if cell.same_as(default) {
+            Entries::new()
+        } else {
+            cells::entries(table, peer, cell)
+        };
+        self.set_entries(table, peer, entries);
     }
 
     /// The verdicts of an ordered table for a pod identity (their number in `memo`).
@@ -874,20 +874,6 @@ impl Engine {
             v6,
         };
         Some(memo.number(context, &peer))
-    }
-
-    /// Entries for a peer of an existing ordered table: none where the `ANY` entries already
-    /// say the same.
-    fn refresh_ordered(&mut self, table: u32, identity: u32, cell: &Cell) {
-        let Some(default) = self.ordered_tables.get(&table) else {
-            return;
-        };
-        let entries = if cell.same_as(default) {
-            Entries::new()
-        } else {
-            cells::entries(table, identity, cell)
-        };
-        self.set_entries(table, identity, entries);
     }
 
     // ---- rule entries ----
@@ -971,6 +957,9 @@ fn most_entries_shared(memo: &CellMemo<'_>, peers: &[(u32, usize)]) -> Option<us
         .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
         .map(|(_, number, _)| *number)
 }
+
+/// How a peer's cell in an ordered table is found: by pod identity or by CIDR class.
+type OrderedCellOf = fn(&Engine, &mut CellMemo<'_>, &CalicoContext, u32) -> Option<usize>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
