@@ -388,7 +388,14 @@ impl Compiler {
             enforced.extend(in_namespace(ns));
         }
         if calico_changed {
-            enforced.extend(cluster.pods.keys().cloned());
+            // Every local endpoint (a pod leaving this node is among the changed pods).
+            enforced.extend(
+                cluster
+                    .pods
+                    .iter()
+                    .filter(|(_, pod)| scope.is_local(pod))
+                    .map(|(key, _)| key.clone()),
+            );
         } else if self.engine.relevance.calico {
             // Namespace labels decide which global policies select its pods.
             for ns in &changes.namespaces {
