@@ -32,7 +32,7 @@ use policy_agent::{
     model::Cluster,
 };
 
-use self::cluster::{NAMESPACES, NODES, kubernetes_cluster, relabel, scopes, touched};
+use self::cluster::{NAMESPACES, NODES, kubernetes_cluster, print_sizes, relabel, scopes, touched};
 
 /// GlobalNetworkPolicies per tier: security, platform, default (the last one of `default` is
 /// the cluster-wide default deny).
@@ -509,10 +509,6 @@ fn peak_rss() -> String {
 /// Prints the full compile of one scope: time, counts, map sizes. Returns the compiler (its
 /// state is the base cluster's) and how long the compile took.
 fn full_compile(base: &Cluster, name: &str, scope: &Scope) -> (Compiler, MapContents, Duration) {
-    use std::mem::size_of;
-
-    use policy_common::{endpoint::*, identity::*, rule::*};
-    let bytes = |entries: usize, key: usize, value: usize| entries * (key + value);
     let started = Instant::now();
     let mut compiler = Compiler::new();
     let compiled = compiler.compile(base, scope);
@@ -524,38 +520,7 @@ fn full_compile(base: &Cluster, name: &str, scope: &Scope) -> (Compiler, MapCont
         "[{name}] full compile (one run): {took:?} (peak RSS so far {})",
         peak_rss()
     );
-    let counts = compiler.counts();
-    eprintln!(
-        "  {} pod identities, {} CIDR classes, {} peers, {} rule tables",
-        counts.pod_identities, counts.cidr_classes, counts.peers, counts.tables
-    );
-    eprintln!(
-        "  ENDPOINTS  {:>8} entries {:>10} bytes (key+value)",
-        full.endpoints.len(),
-        bytes(
-            full.endpoints.len(),
-            size_of::<EndpointKey>(),
-            size_of::<EndpointPolicy>()
-        )
-    );
-    eprintln!(
-        "  IDENTITIES {:>8} entries {:>10} bytes",
-        full.identities.len(),
-        bytes(
-            full.identities.len(),
-            4 + size_of::<IdentityKey>(),
-            size_of::<IdentityValue>()
-        )
-    );
-    eprintln!(
-        "  RULES      {:>8} entries {:>10} bytes",
-        full.rules.len(),
-        bytes(
-            full.rules.len(),
-            4 + size_of::<RuleKey>(),
-            size_of::<RuleValue>()
-        )
-    );
+    print_sizes(&compiler, &full);
     ordered_sharing(&full);
     (compiler, full, took)
 }
@@ -614,15 +579,8 @@ fn program(maps: &MapContents) -> anyhow::Result<()> {
 fn ordered_sharing(maps: &MapContents) {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use policy_common::{endpoint::lookup, identity::ANY};
-    let ordered: BTreeSet<u32> = maps
-        .endpoints
-        .values()
-        .flat_map(|e| [&e.ingress, &e.egress])
-        .flat_map(|list| list.tables.iter().take(list.count as usize))
-        .filter(|t| t.lookups & lookup::ORDERED != 0)
-        .map(|t| t.table)
-        .collect();
+    use policy_common::identity::ANY;
+    let ordered = palisade_tests::leftovers::ordered_tables(maps);
     // table -> peer -> its entries without the table and peer.
     // A peer's entries in one table, without the table and the peer: (prefix, protocol,
     // port, action, rule, flags).

@@ -17,7 +17,7 @@ use policy_agent::{
 };
 
 use self::cluster::{
-    NODES, kubernetes_cluster, kubernetes_policy, range, relabel, scopes, touched,
+    NODES, kubernetes_cluster, kubernetes_policy, print_sizes, range, relabel, scopes, touched,
 };
 
 fn add_policy(cluster: &mut Cluster) {
@@ -34,10 +34,6 @@ fn add_policy(cluster: &mut Cluster) {
 }
 
 fn report(base: &Cluster) {
-    use std::mem::size_of;
-
-    use policy_common::{endpoint::*, identity::*, rule::*};
-    let bytes = |entries: usize, key: usize, value: usize| entries * (key + value);
     eprintln!(
         "cluster: {} namespaces, {} pods, {} policies, {NODES} nodes",
         base.namespaces.len(),
@@ -49,38 +45,7 @@ fn report(base: &Cluster) {
         let mut compiler = Compiler::new();
         let full = compiler.compile(base, &scope).maps;
         eprintln!("[{name}] full compile (one run): {:?}", started.elapsed());
-        let counts = compiler.counts();
-        eprintln!(
-            "  {} pod identities, {} CIDR classes, {} peers, {} rule tables",
-            counts.pod_identities, counts.cidr_classes, counts.peers, counts.tables
-        );
-        eprintln!(
-            "  ENDPOINTS  {:>8} entries {:>10} bytes (key+value)",
-            full.endpoints.len(),
-            bytes(
-                full.endpoints.len(),
-                size_of::<EndpointKey>(),
-                size_of::<EndpointPolicy>()
-            )
-        );
-        eprintln!(
-            "  IDENTITIES {:>8} entries {:>10} bytes",
-            full.identities.len(),
-            bytes(
-                full.identities.len(),
-                4 + size_of::<IdentityKey>(),
-                size_of::<IdentityValue>()
-            )
-        );
-        eprintln!(
-            "  RULES      {:>8} entries {:>10} bytes",
-            full.rules.len(),
-            bytes(
-                full.rules.len(),
-                4 + size_of::<RuleKey>(),
-                size_of::<RuleValue>()
-            )
-        );
+        print_sizes(&compiler, &full);
         for (change, apply) in [
             ("pod label change", relabel as fn(&mut Cluster)),
             ("one policy added", add_policy),

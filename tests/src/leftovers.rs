@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use policy_agent::compiler::{LpmKey, MapContents};
 use policy_common::{
-    endpoint::lookup,
+    endpoint::{TableRef, lookup},
     identity,
     rule::{RuleKey, RuleValue},
 };
@@ -31,13 +31,7 @@ pub fn counts(maps: &MapContents) -> (usize, usize, usize) {
 /// Rule entries of a table no endpoint lists, or (in an ordered table) of a peer identity no
 /// address carries.
 pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
-    let listed: BTreeSet<u32> = maps
-        .endpoints
-        .values()
-        .flat_map(|e| [&e.ingress, &e.egress])
-        .flat_map(|list| list.tables.iter().take(list.count as usize))
-        .map(|t| t.table)
-        .collect();
+    let listed: BTreeSet<u32> = listed_tables(maps).map(|t| t.table).collect();
     let carried: BTreeSet<u32> = maps
         .identities
         .values()
@@ -55,12 +49,18 @@ pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
         .collect()
 }
 
-fn ordered_tables(maps: &MapContents) -> BTreeSet<u32> {
-    maps.endpoints
-        .values()
-        .flat_map(|e| [&e.ingress, &e.egress])
-        .flat_map(|list| list.tables.iter().take(list.count as usize))
+/// The tables some endpoint lists that are ordered (Calico).
+pub fn ordered_tables(maps: &MapContents) -> BTreeSet<u32> {
+    listed_tables(maps)
         .filter(|t| t.lookups & lookup::ORDERED != 0)
         .map(|t| t.table)
         .collect()
+}
+
+/// Every table reference of every endpoint, both directions.
+fn listed_tables(maps: &MapContents) -> impl Iterator<Item = TableRef> + '_ {
+    maps.endpoints
+        .values()
+        .flat_map(|e| [&e.ingress, &e.egress])
+        .flat_map(|list| list.tables.iter().take(list.count as usize).copied())
 }

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use policy_agent::{
-    compiler::{MapContents, Scope},
+    compiler::{Compiler, MapContents, Scope},
     model::{
         Cluster, ContainerPort, LabelSelector, Labels, Namespace, NamespaceMatch, NetworkPolicy,
         Peer, Pod, PortMatch, Protocol, Rule, selector::Requirement,
@@ -335,4 +335,45 @@ pub fn scopes() -> [(&'static str, Scope); 2] {
         ),
         ("all-local", Scope::default()),
     ]
+}
+
+/// Prints the compiler's counts and each policy map's entries and bytes (key and value; a
+/// trie's key with its 4-byte prefix length).
+pub fn print_sizes(compiler: &Compiler, maps: &MapContents) {
+    use std::mem::size_of;
+
+    use policy_common::{endpoint::*, identity::*, rule::*};
+    let bytes = |entries: usize, key: usize, value: usize| entries * (key + value);
+    let counts = compiler.counts();
+    eprintln!(
+        "  {} pod identities, {} CIDR classes, {} peers, {} rule tables",
+        counts.pod_identities, counts.cidr_classes, counts.peers, counts.tables
+    );
+    eprintln!(
+        "  ENDPOINTS  {:>8} entries {:>10} bytes (key+value)",
+        maps.endpoints.len(),
+        bytes(
+            maps.endpoints.len(),
+            size_of::<EndpointKey>(),
+            size_of::<EndpointPolicy>()
+        )
+    );
+    eprintln!(
+        "  IDENTITIES {:>8} entries {:>10} bytes",
+        maps.identities.len(),
+        bytes(
+            maps.identities.len(),
+            4 + size_of::<IdentityKey>(),
+            size_of::<IdentityValue>()
+        )
+    );
+    eprintln!(
+        "  RULES      {:>8} entries {:>10} bytes",
+        maps.rules.len(),
+        bytes(
+            maps.rules.len(),
+            4 + size_of::<RuleKey>(),
+            size_of::<RuleValue>()
+        )
+    );
 }
