@@ -134,6 +134,7 @@ fn run(pins: &std::path::Path) -> anyhow::Result<()> {
             src: IpAddr::V4(client_ip(last)),
             dst: IpAddr::V4(SERVER),
             protocol: 6,
+            sport: 40_000,
             dport: u16::try_from(10_000 + last).unwrap_or(u16::MAX),
         };
         let denied = Packet {

@@ -11,6 +11,8 @@
 //! same set the real-traffic bench enforces), or with `--shape selector` the pod labelled
 //! `client: c<i>` (one such pod each, elsewhere in the cluster, as in `datapath.rs`). The
 //! allowed packet matches the *last* policy. Maps are filled by the real compiler and sync.
+//! `--calico nets|source-ports` puts a Calico GlobalNetworkPolicy in front (see
+//! [`CalicoFront`]), to compare an ordered table with and without source-port classes.
 
 use std::{
     collections::BTreeSet,
@@ -41,6 +43,8 @@ struct Settings {
     repeat: u32,
     runs: usize,
     shape: Shape,
+    /// A Calico policy in front of the Kubernetes ones (`--calico nets|source-ports`).
+    calico: Option<CalicoFront>,
     /// Only these cases (`--cases conntrack_hit,new_denied_port`), for profiling one path.
     cases: Option<Vec<String>>,
     /// Sizes whose compile takes, or is estimated to take, longer are not measured
@@ -49,7 +53,7 @@ struct Settings {
 }
 
 impl Settings {
-    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--sizes 10,100`,
+    /// `--quick` (CI smoke), `--shape selector|ipblock`, `--calico nets|source-ports`, `--sizes 10,100`,
     /// `--compile-limit SECONDS` and `--cases a,b` (for experiments).
     fn from_args() -> anyhow::Result<Self> {
         let args: Vec<String> = std::env::args().collect();
@@ -64,6 +68,12 @@ impl Settings {
             None | Some("ipblock") => Shape::IpBlock,
             Some("selector") => Shape::Selector,
             Some(other) => bail!("--shape {other}: expected selector or ipblock"),
+        };
+        let calico = match value("--calico").as_deref() {
+            None => None,
+            Some("nets") => Some(CalicoFront::Nets),
+            Some("source-ports") => Some(CalicoFront::SourcePorts),
+            Some(other) => bail!("--calico {other}: expected nets or source-ports"),
         };
         let sizes = match value("--sizes") {
             Some(list) => list
@@ -83,6 +93,7 @@ impl Settings {
             repeat: if quick { 100_000 } else { 1_000_000 },
             runs: if quick { 3 } else { 7 },
             shape,
+            calico,
             compile_limit_s,
             cases: value("--cases").map(|list| list.split(',').map(str::to_owned).collect()),
         })
@@ -134,8 +145,51 @@ enum Shape {
     IpBlock,
 }
 
-fn cluster(policies: usize, shape: Shape) -> Cluster {
+/// A GlobalNetworkPolicy selecting the server, at order 100 in tier `default` (before the
+/// Kubernetes policies at 1000), that denies TCP from privileged source ports or from a
+/// documentation network: the server's ingress becomes an ordered table, with or without
+/// source-port classes, and the packets measured fall through it to the Kubernetes policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CalicoFront {
+    Nets,
+    SourcePorts,
+}
+
+impl CalicoFront {
+    fn yaml(self) -> &'static str {
+        match self {
+            CalicoFront::Nets => {
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+                 metadata: {name: front}\nspec:\n  order: 100\n  selector: app == 'server'\n\
+                 \x20 types: [Ingress]\n  ingress:\n\
+                 \x20   - {action: Deny, protocol: TCP, source: {nets: [198.51.100.0/24]}}\n"
+            }
+            CalicoFront::SourcePorts => {
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+                 metadata: {name: front}\nspec:\n  order: 100\n  selector: app == 'server'\n\
+                 \x20 types: [Ingress]\n  ingress:\n\
+                 \x20   - {action: Deny, protocol: TCP, source: {ports: ['0:1023']}}\n"
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CalicoFront::Nets => "calico-nets",
+            CalicoFront::SourcePorts => "calico-source-ports",
+        }
+    }
+}
+
+fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster::default();
+    if let Some(front) = calico {
+        for resource in policy_agent::calico::resources::parse_documents(front.yaml()) {
+            cluster
+                .calico
+                .insert(resource.map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+    }
     let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
     cluster
         .pods
@@ -181,7 +235,7 @@ fn cluster(policies: usize, shape: Shape) -> Cluster {
             .policies
             .insert(("default".into(), np.name.clone()), np);
     }
-    cluster
+    Ok(cluster)
 }
 
 fn main() {
@@ -286,11 +340,10 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         // the limit the size is reported as not measured and the run ends (larger sizes would
         // only take longer); the thread dies with the process.
         let (done, compiled_maps) = std::sync::mpsc::channel();
-        let (shape, thread_scope) = (settings.shape, scope.clone());
+        let cluster = cluster(size, settings.shape, settings.calico)?;
+        let thread_scope = scope.clone();
         std::thread::spawn(move || {
-            let maps = Compiler::new()
-                .compile(&cluster(size, shape), &thread_scope)
-                .maps;
+            let maps = Compiler::new().compile(&cluster, &thread_scope).maps;
             let _ = done.send(maps);
         });
         let Ok(maps) =
@@ -322,6 +375,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             src: IpAddr::V4(client_ip(last)),
             dst: IpAddr::V4(SERVER),
             protocol: 6,
+            sport: 40_000,
             dport: client_port(last),
         };
         let denied_port = Packet {
@@ -338,6 +392,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             src: IpAddr::V4(SERVER),
             dst: IpAddr::V4(client_ip(last)),
             protocol: 6,
+            sport: 40_000,
             dport: REPLY_PORT,
         };
         let reply = Packet {
@@ -351,7 +406,10 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         for _ in 0..settings.runs {
             floor.push(ns(empty.test_run(&frame, settings.repeat)?));
         }
-        let shape = format!("{:?}", settings.shape).to_lowercase();
+        let mut shape = format!("{:?}", settings.shape).to_lowercase();
+        if let Some(front) = settings.calico {
+            shape = format!("{shape}+{}", front.name());
+        }
         emit("empty", &shape, size, rules, floor);
 
         let cases = [

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use policy_agent::{
     agent::{self, DatastoreConfig, InterfaceSelection},
     calico::resources::Protocol,
-    compiler::{Compiler, Failsafe, Scope},
+    compiler::{Compiler, Failsafe, Scope, trace::TracePacket},
     dataplane::Capacities,
     datastore::{
         file::FileDatastore,
@@ -165,9 +165,14 @@ enum Command {
         /// The receiver: `namespace/name` of a pod, or an address.
         #[arg(long)]
         to: String,
-        /// Destination port.
+        /// Destination port (ICMP: type << 8 | code).
         #[arg(long)]
         port: u16,
+        /// Source port: only rules with `source.ports`/`source.notPorts` look at it. The
+        /// default is the first port of Linux's ephemeral range, where a client's port comes
+        /// from.
+        #[arg(long, default_value_t = 32768)]
+        source_port: u16,
         /// TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite, or a protocol number.
         #[arg(long, default_value = "TCP")]
         protocol: String,
@@ -242,6 +247,7 @@ fn main() -> Result<()> {
             from,
             to,
             port,
+            source_port,
             protocol,
             family,
             json,
@@ -257,7 +263,14 @@ fn main() -> Result<()> {
                 .with_context(|| format!("--protocol {protocol}: not a protocol name or number"))?;
             let from = verdict::resolve(cluster, &from, family).context("--from")?;
             let to = verdict::resolve(cluster, &to, family).context("--to")?;
-            let trace = verdict::explain(cluster, &scope, from, to, protocol, port)?;
+            let packet = TracePacket {
+                src: from,
+                dst: to,
+                protocol,
+                sport: source_port,
+                dport: port,
+            };
+            let trace = verdict::explain(cluster, &scope, &packet)?;
             if json {
                 println!("{}", verdict::render_json(&trace));
             } else {

@@ -31,6 +31,8 @@ pub struct Packet {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: u8,
+    /// Source port (0 for protocols without ports).
+    pub sport: u16,
     /// Destination port; for ICMP and ICMPv6, type << 8 | code (as the datapath keys them).
     pub dport: u16,
 }
@@ -100,6 +102,11 @@ pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Deci
             (lookup::CIDR, cidr_identity),
             (lookup::ANY, identity::ANY),
         ];
+        let source_class = if table.lookups & lookup::SOURCE_PORTS != 0 {
+            source_class(maps, table.table, packet)
+        } else {
+            0
+        };
         let hit = lookups
             .into_iter()
             .filter(|(bit, _)| table.lookups & bit != 0)
@@ -108,7 +115,7 @@ pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Deci
                     table: table.table,
                     peer_identity,
                     protocol: packet.protocol,
-                    _pad: 0,
+                    source_class,
                     port_be: packet.dport.to_be(),
                 };
                 longest_match(&maps.rules, &rule_bytes(&key))
@@ -124,6 +131,24 @@ pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Deci
         }
     }
     verdict(false, Reason::NoRule)
+}
+
+/// The packet's source-port class in a table with source-port rules: its class entry's, or
+/// 0.
+fn source_class(maps: &MapContents, table: u32, packet: &Packet) -> u8 {
+    let key = RuleKey {
+        table,
+        peer_identity: identity::SOURCE_PORTS,
+        protocol: packet.protocol,
+        source_class: 0,
+        port_be: packet.sport.to_be(),
+    };
+    match longest_match(&maps.rules, &rule_bytes(&key)) {
+        Some(value) if value.action == action::SOURCE_CLASS => {
+            u8::try_from(value.rule_ref).unwrap_or(0)
+        }
+        _ => 0,
+    }
 }
 
 /// Whether pod-to-pod traffic on one node passes both programs: the source's egress check on
@@ -154,7 +179,7 @@ fn rule_bytes(key: &RuleKey) -> Vec<u8> {
     bytes.extend(key.table.to_ne_bytes());
     bytes.extend(key.peer_identity.to_ne_bytes());
     bytes.push(key.protocol);
-    bytes.push(key._pad);
+    bytes.push(key.source_class);
     bytes.extend(key.port_be.to_ne_bytes());
     bytes
 }
@@ -190,23 +215,23 @@ fn prefix_matches(entry: &[u8], lookup: &[u8], bits: u32) -> bool {
 
 impl Packet {
     /// An Ethernet frame carrying this packet, as it would cross a veth: IPv4 or IPv6 by the
-    /// address family, with a minimal TCP/UDP/SCTP header holding the ports (source port
-    /// 40000) and a 4-byte payload. Other protocols get 8 zero bytes of payload.
+    /// address family, with a minimal TCP/UDP/SCTP/UDP-Lite header holding the ports and a
+    /// 4-byte payload. Other protocols get 8 zero bytes of payload.
     pub fn to_frame(&self) -> Vec<u8> {
         let l4 = match self.protocol {
             // TCP: ports, seq, ack, data offset 5 words, SYN.
             6 => {
                 let mut h = vec![0u8; 20];
-                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[0..2].copy_from_slice(&self.sport.to_be_bytes());
                 h[2..4].copy_from_slice(&self.dport.to_be_bytes());
                 h[12] = 5 << 4;
                 h[13] = 0x02;
                 h
             }
-            // UDP: ports, length, checksum.
-            17 => {
+            // UDP and UDP-Lite: ports, length (UDP-Lite: checksum coverage), checksum.
+            17 | 136 => {
                 let mut h = vec![0u8; 8];
-                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[0..2].copy_from_slice(&self.sport.to_be_bytes());
                 h[2..4].copy_from_slice(&self.dport.to_be_bytes());
                 h[4..6].copy_from_slice(&12u16.to_be_bytes());
                 h
@@ -214,7 +239,7 @@ impl Packet {
             // SCTP common header: ports, verification tag, checksum.
             132 => {
                 let mut h = vec![0u8; 12];
-                h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                h[0..2].copy_from_slice(&self.sport.to_be_bytes());
                 h[2..4].copy_from_slice(&self.dport.to_be_bytes());
                 h
             }

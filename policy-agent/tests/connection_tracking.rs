@@ -1,6 +1,7 @@
 //! Connection tracking in the real programs (`BPF_PROG_TEST_RUN`), both hooks of a same-node
 //! connection: replies pass isolated endpoints and nothing else does; TCP state is followed;
-//! entries expire; revoking an allow cuts established connections at their next packet; ICMP
+//! entries expire; revoking an allow cuts established connections at their next packet (a
+//! source-port deny only the connection from that port); ICMP
 //! echo is tracked by identifier and ICMP errors pass only for a tracked flow.
 //! Privileged: needs root (a failure under CI=true).
 
@@ -301,6 +302,44 @@ fn revoking_an_allow_cuts_established_connections_at_their_next_packet() {
     node.sync();
     assert!(node.send(&tcp(SERVER, 80, CLIENT, 40004, SYN | ACK)));
     assert!(node.send(&tcp(CLIENT, 40004, SERVER, 80, ACK)));
+}
+
+/// A Calico policy placed before the Kubernetes ones (order 100 in tier default) that denies
+/// the server's ingress from one client source port.
+const DENY_SOURCE_PORT: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-one-source-port}
+spec:
+  order: 100
+  selector: app == 'server'
+  types: [Ingress]
+  ingress:
+    - action: Deny
+      protocol: TCP
+      source: {ports: [40000]}
+"#;
+
+#[test]
+fn a_source_port_deny_cuts_only_the_connection_from_that_port() {
+    if !require_root("a_source_port_deny_cuts_only_the_connection_from_that_port") {
+        return;
+    }
+    let mut node = Node::new("source-port-revocation");
+    for sport in [40000, 40001] {
+        assert!(node.send(&tcp(CLIENT, sport, SERVER, 80, SYN)));
+        assert!(node.send(&tcp(SERVER, 80, CLIENT, sport, SYN | ACK)));
+    }
+    node.write("deny-source-port.yaml", DENY_SOURCE_PORT);
+    node.sync();
+    // The reply is re-checked as the packet it answers: from source port 40000, denied.
+    assert!(!node.send(&tcp(SERVER, 80, CLIENT, 40000, ACK)));
+    assert!(!node.send(&tcp(CLIENT, 40000, SERVER, 80, ACK)));
+    // The connection from 40001 is still allowed, in both directions.
+    assert!(node.send(&tcp(SERVER, 80, CLIENT, 40001, ACK)));
+    assert!(node.send(&tcp(CLIENT, 40001, SERVER, 80, ACK)));
+    // And a new one from 40000 is refused.
+    assert!(!node.send(&tcp(CLIENT, 40000, SERVER, 80, SYN)));
 }
 
 #[test]

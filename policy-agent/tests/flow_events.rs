@@ -76,6 +76,7 @@ fn tcp(dport: u16) -> Vec<u8> {
         src: ip("10.42.0.21"),
         dst: ip("10.42.0.20"),
         protocol: 6,
+        sport: 40_000,
         dport,
     }
     .to_frame()

@@ -54,6 +54,7 @@ fn frame(src: &str, dst: &str, protocol: u8, dport: u16) -> Vec<u8> {
         src: ip(src),
         dst: ip(dst),
         protocol,
+        sport: 40_000,
         dport,
     }
     .to_frame()
@@ -192,6 +193,7 @@ fn explain_agrees_with_the_host_programs() {
                 src: ip(src),
                 dst: ip(dst),
                 protocol,
+                sport: 40_000,
                 dport: port,
             },
         );

@@ -68,6 +68,7 @@ fn packets() -> Vec<Packet> {
                         src: src.parse::<IpAddr>().expect("addr"),
                         dst: dst.parse::<IpAddr>().expect("addr"),
                         protocol,
+                        sport: 40_000,
                         dport,
                     });
                 }
@@ -126,6 +127,7 @@ fn kernel_verdicts_match_the_replay_through_policy_changes() {
         src: "10.42.0.10".parse().expect("addr"),
         dst: "10.42.0.11".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 8000,
     };
     let kernel = |dp: &Datapath| {
@@ -168,6 +170,7 @@ fn malformed_and_unusual_frames_fail_closed() {
         src: "10.42.0.10".parse().expect("addr"),
         dst: "10.42.0.11".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 8000,
     }
     .to_frame();
@@ -194,6 +197,7 @@ fn malformed_and_unusual_frames_fail_closed() {
         src: "10.42.0.99".parse().expect("addr"),
         dst: "10.42.0.11".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 8000,
     }
     .to_frame();
@@ -203,6 +207,7 @@ fn malformed_and_unusual_frames_fail_closed() {
         src: "::ffff:10.42.0.10".parse().expect("addr"),
         dst: "fd00::11".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 8000,
     }
     .to_frame();
@@ -239,6 +244,7 @@ fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does(
         src: backend,
         dst: frontend,
         protocol: 6,
+        sport: 40_000,
         dport: 80,
     }
     .to_frame();
@@ -270,6 +276,7 @@ fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does(
         src: frontend,
         dst: backend,
         protocol: 6,
+        sport: 40_000,
         dport: 40000,
     };
     let mut other_port = new_connection.to_frame();
@@ -306,6 +313,7 @@ fn an_endpoint_address_is_only_accepted_on_its_own_interface() {
         src: "10.42.0.10".parse().expect("addr"),
         dst: "10.42.0.12".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 80,
     }
     .to_frame();
@@ -313,6 +321,7 @@ fn an_endpoint_address_is_only_accepted_on_its_own_interface() {
         src: "10.42.0.12".parse().expect("addr"),
         dst: "10.42.0.10".parse().expect("addr"),
         protocol: 6,
+        sport: 40_000,
         dport: 80,
     }
     .to_frame();
@@ -378,6 +387,7 @@ fn the_kernel_walks_every_table_of_a_full_list_with_every_lookup_kind() {
                 src: src.parse().expect("addr"),
                 dst: "10.42.0.11".parse().expect("addr"),
                 protocol: 6,
+                sport: 40_000,
                 dport,
             };
             datapath.clear_conntrack().expect("clearing conntrack");

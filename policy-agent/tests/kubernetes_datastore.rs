@@ -250,6 +250,7 @@ fn ingress(maps: &MapContents, src: &str, dst: &str, port: u16) -> bool {
         src: ip(src),
         dst: ip(dst),
         protocol: 6,
+        sport: 40_000,
         dport: port,
     };
     replay::allows(maps, &packet, Direction::ToEndpoint)

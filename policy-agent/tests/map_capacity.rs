@@ -29,7 +29,7 @@ fn rules(count: u32, prefix: u32) -> MapContents {
                     table: 1,
                     peer_identity: 256 + i / 1000,
                     protocol: 6,
-                    _pad: 0,
+                    source_class: 0,
                     port_be: if prefix == PREFIX_FULL {
                         (1 + (i % 1000) as u16).to_be()
                     } else {

@@ -32,6 +32,10 @@ pub mod lookup {
     /// order into complete cells per identity (see `policy-agent/src/compiler/ordered/`).
     /// Tried before the other lookups.
     pub const ORDERED: u32 = 8;
+    /// The table has source-port rules: before its lookups, the packet's source-port class
+    /// is looked up under [`crate::identity::SOURCE_PORTS`] and keys the table's entries
+    /// (`RuleKey::source_class`).
+    pub const SOURCE_PORTS: u32 = 16;
 }
 
 #[repr(C)]

@@ -22,6 +22,9 @@ pub const ANY: u32 = 0;
 pub const HOST: u32 = 1;
 /// Addresses matched by no entry: outside every pod and every `ipBlock` the policies name.
 pub const WORLD: u32 = 2;
+/// Not a peer: the key of a table's source-port class entries (see [`crate::rule`]). Never
+/// stored for an address.
+pub const SOURCE_PORTS: u32 = 3;
 /// First identity the compiler allocates for selector classes.
 pub const FIRST_ALLOCATED: u32 = 256;
 

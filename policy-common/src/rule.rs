@@ -1,5 +1,5 @@
 //! `PALISADE_RULES` and `PALISADE_RULES_EXACT`: the verdict for (table, peer identity,
-//! protocol, destination port).
+//! protocol, source-port class, destination port).
 //!
 //! The compiler produces one LPM table holding every rule table. The agent stores its fully
 //! specified entries (one port, [`PREFIX_FULL`]) in the hash map `PALISADE_RULES_EXACT` and the
@@ -14,7 +14,7 @@
 //! `peer_identity` completely (64 bits); beyond that it may stop
 //!
 //! * after 64 bits: any protocol, any port (a rule without `ports`);
-//! * after 80 bits (protocol and the pad byte): any port of that protocol;
+//! * after 80 bits (protocol and the source-port class): any port of that protocol;
 //! * after 80 + n bits: the ports sharing the top n bits of `port_be`, which is how a port
 //!   range (`endPort`) becomes at most 30 prefixes instead of one entry per port.
 //!
@@ -26,6 +26,12 @@
 //! the same lookups serve ordered verdicts, not just additive allows. `table` and
 //! `peer_identity` are always matched in full, so they are stored in host order (readable in
 //! `bpftool` dumps); only the port, which is matched bit by bit, must be big-endian.
+//!
+//! Source ports (Calico's `source.ports`, rare) cost nothing in tables without them. A table
+//! with them gets entries keyed by the reserved peer [`crate::identity::SOURCE_PORTS`] that
+//! map (protocol, source-port prefix) to a class ([`action::SOURCE_CLASS`], the class in
+//! `rule_ref`); the datapath looks the class up first and puts it in `source_class`, and the
+//! table's verdict entries are then per class. A source port no entry covers is class 0.
 
 /// Bits of the key covered when a rule applies to every protocol.
 pub const PREFIX_ANY_PROTOCOL: u32 = 64;
@@ -38,6 +44,9 @@ pub const PREFIX_FULL: u32 = 96;
 pub mod action {
     pub const ALLOW: u32 = 1;
     pub const DENY: u32 = 2;
+    /// Not a verdict: an entry keyed by [`crate::identity::SOURCE_PORTS`], whose `rule_ref`
+    /// is the source-port class of the ports its prefix covers.
+    pub const SOURCE_CLASS: u32 = 3;
 }
 
 /// Bits of [`RuleValue::flags`].
@@ -62,8 +71,11 @@ pub struct RuleKey {
     pub peer_identity: u32,
     /// IP protocol number (IPv6: the upper-layer protocol).
     pub protocol: u8,
-    /// Always zero; covered by every prefix that covers `protocol`.
-    pub _pad: u8,
+    /// The packet's source-port class in a table with source-port rules (Calico's
+    /// `source.ports`/`source.notPorts`, see [`crate::endpoint::lookup::SOURCE_PORTS`]), else
+    /// 0. Covered by every prefix that covers `protocol`, so a class has protocol and port
+    /// entries of its own and shares only the table's any-protocol entry.
+    pub source_class: u8,
     /// Destination port, big-endian. For ICMP and ICMPv6 the type (high byte) and code (low
     /// byte) instead, so that Calico's `icmp` matches are prefixes too. 0 for packets without
     /// ports (and non-first fragments, which only rules for every port of the protocol, or

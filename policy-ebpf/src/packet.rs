@@ -22,6 +22,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_SCTP: u8 = 132;
+/// UDP-Lite: ports where UDP has them (Calico rules may name its ports).
+const IPPROTO_UDPLITE: u8 = 136;
 
 const IPV4_MIN_HDR_LEN: usize = 20;
 const IPV6_HDR_LEN: usize = 40;
@@ -319,7 +321,9 @@ fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) ->
             out.dport = u16::from_be_bytes([header[2], header[3]]);
             out.tcp_flags = header[13];
         }
-        IPPROTO_UDP | IPPROTO_SCTP => (out.sport, out.dport) = ports(ctx, l4_offset)?,
+        IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => {
+            (out.sport, out.dport) = ports(ctx, l4_offset)?
+        }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp(ctx, protocol, l4_offset, out)?,
         _ => {}
     }
@@ -358,7 +362,7 @@ fn icmp(ctx: &TcContext, protocol: u8, offset: usize, out: &mut Flow) -> Result<
 #[inline(always)]
 fn quoted_ports(ctx: &TcContext, protocol: u8, offset: usize) -> Result<(u16, u16), ()> {
     match protocol {
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => ports(ctx, offset),
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => ports(ctx, offset),
         _ => Ok((0, 0)),
     }
 }

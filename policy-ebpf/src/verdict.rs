@@ -206,15 +206,17 @@ fn decide_flow(
     // Rule entries key ICMP on type and code where other protocols have the destination port.
     // A reply re-checked against a newer policy is checked as the packet it answers: for
     // ICMP that is an echo request (only echoes are tracked as connections).
+    // The source port only matters to tables with source-port rules (port protocols only).
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
-    let (policy, port) = match pending {
-        Pending::Reply if icmp => (counterpart_policy, echo_request(flow.protocol)),
-        Pending::Reply => (counterpart_policy, flow.sport),
-        _ if icmp => (this_policy, flow.icmp_type_code),
-        _ => (this_policy, flow.dport),
+    let (policy, sport, port) = match pending {
+        Pending::Reply if icmp => (counterpart_policy, 0, echo_request(flow.protocol)),
+        Pending::Reply => (counterpart_policy, flow.dport, flow.sport),
+        _ if icmp => (this_policy, 0, flow.icmp_type_code),
+        _ => (this_policy, flow.sport, flow.dport),
     };
+    let ports = u32::from(sport) << 16 | u32::from(port);
     let mut decided = Decided::default();
-    let allowed = allows(flow.protocol, port, policy, peer_addr, &mut decided);
+    let allowed = allows(flow.protocol, ports, policy, peer_addr, &mut decided);
     if decided.flags & rule_flags::LOG != 0 || (!allowed && log_denies()) {
         let direction_bit = match direction {
             Direction::FromEndpoint => u32::from(flow_event::FROM_ENDPOINT),
@@ -292,15 +294,17 @@ fn related(flow: &Flow) -> bool {
 }
 
 /// Whether a direction's policy allows a packet: not isolated, or a table allows it.
+/// `ports`: the source port in the high half, the destination port (ICMP: type and code) in
+/// the low half (five arguments is what a BPF subprogram can take).
 #[inline(always)]
 fn allows(
     protocol: u8,
-    dport: u16,
+    ports: u32,
     policy: &PolicyList,
     peer_addr: &[u8; 16],
     decided: &mut Decided,
 ) -> bool {
-    policy.isolated == 0 || policy_allows(protocol, dport, policy, peer_addr, decided)
+    policy.isolated == 0 || policy_allows(protocol, ports, policy, peer_addr, decided)
 }
 
 /// Which entry decided a packet, for its flow event.
@@ -405,11 +409,12 @@ fn track(entry: &mut ConntrackValue, flow: &Flow, reply: bool, now: u64) {
 #[inline(never)]
 fn policy_allows(
     protocol: u8,
-    dport: u16,
+    ports: u32,
     policy: &PolicyList,
     peer_addr: &[u8; 16],
     decided: &mut Decided,
 ) -> bool {
+    let (sport, dport) = ((ports >> 16) as u16, ports as u16);
     let peer = IdentityKey { addr: *peer_addr };
     // A whole address (a pod's) in the hash; shorter prefixes in the trie, only on a miss.
     // SAFETY: the value is copied out at once.
@@ -426,7 +431,7 @@ fn policy_allows(
         table: 0,
         peer_identity: 0,
         protocol,
-        _pad: 0,
+        source_class: 0,
         port_be: dport.to_be(),
     };
     // The endpoint's tables in order; the first with a verdict decides. A bounded loop the
@@ -437,6 +442,11 @@ fn policy_allows(
         }
         let table = policy.tables[slot];
         key.table = table.table;
+        key.source_class = if table.lookups & lookup::SOURCE_PORTS != 0 {
+            source_class(table.table, protocol, sport)
+        } else {
+            0
+        };
         // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules
         // without peers by ANY: within a table, the first lookup that matches decides.
         let mut verdict = None;
@@ -470,6 +480,34 @@ fn policy_allows(
     }
     // Isolated, and no table has a verdict: drop.
     false
+}
+
+/// The class of a source port in a table with source-port rules: its class entry's, or 0.
+#[inline(never)]
+fn source_class(table: u32, protocol: u8, sport: u16) -> u8 {
+    let key = RuleKey {
+        table,
+        peer_identity: identity::SOURCE_PORTS,
+        protocol,
+        source_class: 0,
+        port_be: sport.to_be(),
+    };
+    // Read in place rather than through `rule_action`'s copy: the verifier rejects the code
+    // LLVM makes of a copied-out `Option` read only on the hit path.
+    let class = |value: &RuleValue| {
+        if value.action == action::SOURCE_CLASS {
+            value.rule_ref as u8
+        } else {
+            0
+        }
+    };
+    // SAFETY: the value is read at once.
+    if let Some(value) = unsafe { PALISADE_RULES_EXACT.get(key) } {
+        return class(value);
+    }
+    PALISADE_RULES
+        .get(&Key::new(PREFIX_FULL, key))
+        .map_or(0, class)
 }
 
 /// The longest rule entry matching `key`: the exact entry in the hash, else the trie's

@@ -2,13 +2,13 @@
 //! ordered tables: tiers with either default action, GlobalNetworkPolicies and namespaced
 //! Calico NetworkPolicies at random orders in those tiers, rules with every action and the
 //! entity fields Palisade enforces (nets, notNets, selector, notSelector, namespaceSelector
-//! including `global()`, destination ports and notPorts with ranges and named ports,
-//! serviceAccounts, protocol, notProtocol, ipVersion, icmp and notICMP types and codes), and
-//! network sets that rule selectors match by label.
+//! including `global()`, destination and source ports and notPorts with ranges and named
+//! ports, serviceAccounts, protocol, notProtocol, ipVersion, icmp and notICMP types and
+//! codes), and network sets that rule selectors match by label.
 //!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
-//! resources reach the tests; fields the datastore refuses (source ports) are never
-//! generated.
+//! resources reach the tests; what the datastore refuses (a peer's named source port in an
+//! ingress rule) is never generated.
 
 use proptest::{prelude::*, sample::select};
 use serde_json::{Value, json};
@@ -113,27 +113,50 @@ fn nets(v6: bool) -> impl Strategy<Value = Vec<&'static str>> {
     prop::collection::vec(select(pool), 1..3)
 }
 
-/// One side of a rule; `ports` only where the rule has a port protocol (and only for the
-/// destination).
-fn entity(with_ports: bool, v6: bool) -> impl Strategy<Value = Value> {
-    let port = select(vec![
+/// Source ports the flows use: the edges of the generated rules' ports and ranges, the
+/// pods' named port numbers, and a client's ephemeral port.
+const SOURCE_PORTS: [u16; 10] = [40_000, 80, 81, 53, 90, 91, 999, 1000, 8080, 9001];
+
+/// Which ports one side of a rule may match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    None,
+    /// Numbers, ranges and names (destination ports, and an egress rule's own source ports).
+    Any,
+    /// Numbers and ranges: an ingress rule's source ports (the peer's; Palisade refuses a
+    /// peer's port names).
+    Numbers,
+}
+
+/// One side of a rule.
+fn entity(ports: Ports, destination: bool, v6: bool) -> impl Strategy<Value = Value> {
+    let mut pool = vec![
         json!(80),
         json!(81),
         json!(53),
         json!("80:90"),
         json!("1000:9000"),
-        json!("http"),
-        json!("dns"),
-        json!("web"),
-    ]);
+    ];
+    if ports == Ports::Any {
+        pool.extend([json!("http"), json!("dns"), json!("web")]);
+    }
+    let port = select(pool);
+    let with_ports = ports != Ports::None;
+    // Source ports are rarer in real policies than destination ports; a third of the rules
+    // with ports still sets them.
+    let ports_weight = if ports == Ports::Numbers || !destination {
+        0.2
+    } else {
+        0.4
+    };
     (
         prop::option::weighted(0.3, nets(v6)),
         prop::option::weighted(0.15, nets(v6)),
         prop::option::weighted(0.4, selector()),
         prop::option::weighted(0.15, selector()),
         prop::option::weighted(0.25, namespace_selector()),
-        prop::option::weighted(0.4, prop::collection::vec(port.clone(), 1..3)),
-        prop::option::weighted(0.15, prop::collection::vec(port, 1..2)),
+        prop::option::weighted(ports_weight, prop::collection::vec(port.clone(), 1..3)),
+        prop::option::weighted(ports_weight / 2.0, prop::collection::vec(port, 1..2)),
         prop::bool::weighted(0.1),
     )
         .prop_map(
@@ -198,7 +221,52 @@ pub fn icmp_picks(max: usize) -> impl Strategy<Value = Vec<IcmpPick>> {
     )
 }
 
-fn rule() -> impl Strategy<Value = Value> {
+/// A rule of an ingress (`egress` false) or egress list: mostly [`any_rule`], sometimes a
+/// rule that matches on little but source ports, so that the flows' source ports often
+/// decide (a source-port list in a rule with every other field is rarely reached).
+fn rule(egress: bool) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => any_rule(egress),
+        1 => source_port_rule(egress),
+    ]
+}
+
+/// Allow or Deny by protocol and source ports (and sometimes a destination port).
+fn source_port_rule(egress: bool) -> impl Strategy<Value = Value> {
+    let mut pool = vec![
+        json!(80),
+        json!(53),
+        json!("80:90"),
+        json!("1000:9000"),
+        json!("0:1023"),
+    ];
+    if egress {
+        // Named source ports of an egress rule are the endpoint's own.
+        pool.extend([json!("http"), json!("dns")]);
+    }
+    (
+        select(vec!["Allow", "Deny", "Pass"]),
+        select(vec!["TCP", "UDP", "SCTP"]),
+        prop::collection::vec(select(pool.clone()), 1..3),
+        any::<bool>(),
+        prop::option::weighted(0.3, select(vec![80u16, 53, 8080])),
+    )
+        .prop_map(|(action, protocol, ports, negated, destination)| {
+            let field = if negated { "notPorts" } else { "ports" };
+            let mut rule = json!({
+                "action": action,
+                "protocol": protocol,
+                "source": { field: ports },
+            });
+            if let Some(port) = destination {
+                rule["destination"] = json!({ "ports": [port] });
+            }
+            rule
+        })
+}
+
+/// A rule using any of the fields.
+fn any_rule(egress: bool) -> impl Strategy<Value = Value> {
     (
         select(vec!["Allow", "Allow", "Deny", "Pass", "Log"]),
         select(vec![
@@ -216,7 +284,7 @@ fn rule() -> impl Strategy<Value = Value> {
         prop::option::weighted(0.2, icmp_match()),
     )
         .prop_flat_map(
-            |(action, protocol, not_protocol, ip_version, v6_nets, icmp, not_icmp)| {
+            move |(action, protocol, not_protocol, ip_version, v6_nets, icmp, not_icmp)| {
                 // ICMP is IPv4's and ICMPv6 IPv6's.
                 let icmp_family = match protocol {
                     Some("ICMP") => Some(false),
@@ -239,8 +307,16 @@ fn rule() -> impl Strategy<Value = Value> {
                     None => v6_nets,
                 };
                 let with_ports = matches!(protocol, Some("TCP" | "UDP" | "SCTP"));
-                (entity(false, v6), entity(with_ports, v6)).prop_map(
-                    move |(source, destination)| {
+                let (source_ports, destination_ports) = match (with_ports, egress) {
+                    (false, _) => (Ports::None, Ports::None),
+                    (true, true) => (Ports::Any, Ports::Any),
+                    (true, false) => (Ports::Numbers, Ports::Any),
+                };
+                (
+                    entity(source_ports, false, v6),
+                    entity(destination_ports, true, v6),
+                )
+                    .prop_map(move |(source, destination)| {
                         let mut rule = json!({ "action": action });
                         if let Some(p) = protocol {
                             rule["protocol"] = json!(p);
@@ -264,8 +340,7 @@ fn rule() -> impl Strategy<Value = Value> {
                             rule["destination"] = destination;
                         }
                         rule
-                    },
-                )
+                    })
             },
         )
 }
@@ -291,8 +366,8 @@ fn policy(index: usize) -> impl Strategy<Value = Value> {
                 vec!["Ingress", "Egress"],
             ]),
         ),
-        prop::collection::vec(rule(), 0..4),
-        prop::collection::vec(rule(), 0..4),
+        prop::collection::vec(rule(false), 0..4),
+        prop::collection::vec(rule(true), 0..4),
     )
         .prop_map(
             move |(namespace, tier, order, selector, ns_selector, types, ingress, egress)| {
@@ -478,6 +553,8 @@ pub struct CalicoFlow {
     pub src: std::net::IpAddr,
     pub dst: std::net::IpAddr,
     pub protocol: u8,
+    /// The source port (0 for ICMP).
+    pub sport: u16,
     pub key_port: u16,
     pub model: crate::calico_reference::Packet,
 }
@@ -502,16 +579,20 @@ impl CalicoCase {
             src != dst && src.is_ipv4() == dst.is_ipv4()
         };
         let mut flows = Vec::new();
-        for (src, dst, protocol, port) in picks {
+        for (i, (src, dst, protocol, port)) in picks.iter().enumerate() {
             let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
             if usable(src, dst) {
                 let number = protocol_number(protocol);
+                // The source ports the generated rules' `source.ports` cut at, and a client's
+                // ephemeral port, spread over the picks.
+                let sport = SOURCE_PORTS[(i + usize::from(*port)) % SOURCE_PORTS.len()];
                 flows.push(CalicoFlow {
                     src,
                     dst,
                     protocol: number,
+                    sport,
                     key_port: *port,
-                    model: Packet::new(src, dst, Protocol(number), 40_000, *port),
+                    model: Packet::new(src, dst, Protocol(number), sport, *port),
                 });
             }
         }
@@ -523,6 +604,7 @@ impl CalicoCase {
                     src,
                     dst,
                     protocol: model.protocol,
+                    sport: 0,
                     key_port: u16::from(*kind) << 8 | u16::from(*code),
                     model,
                 });

@@ -28,10 +28,14 @@ pub fn counts(maps: &MapContents) -> (usize, usize, usize) {
     (maps.endpoints.len(), maps.identities.len(), unordered_rules)
 }
 
-/// Rule entries of a table no endpoint lists, or (in an ordered table) of a peer identity no
-/// address carries.
+/// Rule entries of a table no endpoint lists, (in an ordered table) of a peer identity no
+/// address carries, or source-port classes of a table that does not look them up.
 pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
     let listed: BTreeSet<u32> = listed_tables(maps).map(|t| t.table).collect();
+    let with_source_ports: BTreeSet<u32> = listed_tables(maps)
+        .filter(|t| t.lookups & lookup::SOURCE_PORTS != 0)
+        .map(|t| t.table)
+        .collect();
     let carried: BTreeSet<u32> = maps
         .identities
         .values()
@@ -42,8 +46,13 @@ pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
     maps.rules
         .iter()
         .filter(|(key, _)| {
-            !listed.contains(&key.data.table)
-                || (ordered.contains(&key.data.table) && !carried.contains(&key.data.peer_identity))
+            let (table, peer) = (key.data.table, key.data.peer_identity);
+            !listed.contains(&table)
+                || if peer == identity::SOURCE_PORTS {
+                    !with_source_ports.contains(&table)
+                } else {
+                    ordered.contains(&table) && !carried.contains(&peer)
+                }
         })
         .map(|(key, value)| (*key, *value))
         .collect()

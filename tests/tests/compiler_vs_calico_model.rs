@@ -54,6 +54,7 @@ fn check_flows(
             src: flow.src,
             dst: flow.dst,
             protocol: flow.protocol,
+            sport: flow.sport,
             dport: flow.key_port,
         };
         let endpoint = |ip: IpAddr| {
@@ -81,6 +82,7 @@ fn check_flows(
                 src: flow.src,
                 dst: flow.dst,
                 protocol: flow.protocol,
+                sport: flow.sport,
                 dport: flow.key_port,
             },
         );

@@ -53,6 +53,7 @@ fn check_flows(world: &World, maps: &MapContents, picks: &[FlowPick]) -> Result<
             src,
             dst,
             protocol: protocol_number(protocol),
+            sport: 40_000,
             dport: *port,
         };
         let endpoint = |ip: IpAddr| {

@@ -164,6 +164,7 @@ fn reply_frame(request: &Packet) -> Vec<u8> {
         src: request.dst,
         dst: request.src,
         protocol: request.protocol,
+        sport: FRAME_SOURCE_PORT,
         dport: FRAME_SOURCE_PORT,
     }
     .to_frame();
@@ -286,6 +287,7 @@ fn replay(
                 src: address(&plans, &probe.from, probe.family)?,
                 dst: address(&plans, &probe.to, probe.family)?,
                 protocol: probe.protocol.number(),
+                sport: FRAME_SOURCE_PORT,
                 dport: probe.port,
             };
             let verdicts = kernel

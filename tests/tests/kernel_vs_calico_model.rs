@@ -63,6 +63,7 @@ fn kernel_verdicts_agree_with_the_calico_model() {
                     src: flow.src,
                     dst: flow.dst,
                     protocol: flow.protocol,
+                    sport: flow.sport,
                     dport: flow.key_port,
                 };
                 let kernel = datapath.allows(&packet).map_err(TestCaseError::fail)?;
@@ -74,6 +75,7 @@ fn kernel_verdicts_agree_with_the_calico_model() {
                         src: flow.src,
                         dst: flow.dst,
                         protocol: flow.protocol,
+                        sport: flow.sport,
                         dport: flow.key_port,
                     },
                 );

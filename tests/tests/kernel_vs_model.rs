@@ -65,6 +65,7 @@ fn kernel_verdicts_agree_with_the_reference_model() {
                 src,
                 dst,
                 protocol: protocol_number(protocol),
+                sport: 40_000,
                 dport: port,
             };
             let kernel = datapath.allows(&packet).map_err(TestCaseError::fail)?;
@@ -82,6 +83,7 @@ fn kernel_verdicts_agree_with_the_reference_model() {
                     src,
                     dst,
                     protocol: protocol_number(protocol),
+                    sport: 40_000,
                     dport: port,
                 },
             );

@@ -273,6 +273,7 @@ fn mutated_packets_pass_only_where_policy_allows_their_flow() {
                 src,
                 dst,
                 protocol: protocol_number(protocol),
+                sport: 40_000,
                 dport: *port,
             };
             let flow = Flow {

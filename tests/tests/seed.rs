@@ -2,7 +2,8 @@
 //! (examples/seed/), dual stack (examples/dual-stack/) and connection tracking on real traffic
 //! (examples/stateful/: replies through isolation both ways, ICMP echo, established
 //! connections kept across a change and cut when their allow is revoked) and restarts
-//! (examples/restart/), Calico's tiers, global policies and network sets (examples/calico/), and
+//! (examples/restart/), Calico's tiers, global policies and network sets (examples/calico/),
+//! Calico's source ports (examples/calico-source-ports/), and
 //! several nodes, each enforcing its own pods with its own agent (examples/multi-node/), and a
 //! Calico host endpoint reached from pods and reaching them across the fabric
 //! (examples/hep-plumbing/).
@@ -119,6 +120,16 @@ fn host_endpoint_scenario_is_enforced() -> anyhow::Result<()> {
         return Ok(());
     }
     run_example("host-endpoint").map(drop)
+}
+
+/// Calico's source ports on real connections from chosen source ports: a server's
+/// privileged-port deny (with a `notPorts` hole) and a client's egress from a source-port range.
+#[test]
+fn calico_source_ports_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("calico_source_ports_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("calico-source-ports").map(drop)
 }
 
 fn run_example(name: &str) -> anyhow::Result<Report> {

@@ -743,15 +743,21 @@ impl Engine {
         let (Some(ordered), Some(context)) = (content.ordered.clone(), self.calico.clone()) else {
             return;
         };
+        let world: Vec<usize> = context.v4_world_block.into_iter().collect();
+        let mut memo = CellMemo::new(&ordered);
+        let mut lookups = lookup::ORDERED | lookup::ANY;
+        if let Some(classes) = memo.source_classes() {
+            lookups |= lookup::SOURCE_PORTS;
+            let entries = cells::source_class_entries(id, classes);
+            self.set_entries(id, reserved::SOURCE_PORTS, entries);
+        }
         self.table_info.insert(
             id,
             TableInfo {
                 peers: Vec::new(),
-                lookups: lookup::ORDERED | lookup::ANY,
+                lookups,
             },
         );
-        let world: Vec<usize> = context.v4_world_block.into_iter().collect();
-        let mut memo = CellMemo::new(&ordered);
         // An address without any identity entry: judged as an IPv4 address outside every pod
         // and set (in Calico mode the `/0` blocks give every address a class, so this is a
         // safety net, not a path traffic takes).

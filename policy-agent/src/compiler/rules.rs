@@ -59,7 +59,7 @@ impl Emitter<'_> {
                 table: self.table,
                 peer_identity: self.identity,
                 protocol,
-                _pad: 0,
+                source_class: 0,
                 port_be: port.to_be(),
             },
         };

@@ -130,6 +130,7 @@ fn packet(src: &str, dst: &str, protocol: u8, dport: u16) -> Packet {
         src: src.parse::<IpAddr>().expect("test address"),
         dst: dst.parse::<IpAddr>().expect("test address"),
         protocol,
+        sport: 40_000,
         dport,
     }
 }
@@ -632,4 +633,68 @@ fn a_calico_policy_change_reaches_host_endpoints_without_a_rebuild() {
     assert!(admin(&after.maps, 2223) && !admin(&after.maps, 2222));
     // A rebuild renumbers every identity (and reports every key changed).
     assert!(after.changes.identities.is_empty(), "{:?}", after.changes);
+}
+
+#[test]
+fn source_ports_cost_one_class_per_distinct_match_and_only_their_protocol() {
+    let yaml = r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: bm1-eth0, labels: {role: bare-metal}}
+spec: {node: bm1, interfaceName: eth0, expectedIPs: [10.99.0.10]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: no-privileged-sources}
+spec:
+  selector: role == 'bare-metal'
+  types: [Ingress]
+  ingress:
+    - {action: Deny, protocol: TCP, source: {ports: [80, 443, 8080, "1000:2000"]}}
+    - {action: Allow}
+"#;
+    let mut cluster = Cluster::default();
+    for resource in crate::calico::resources::parse_documents(yaml) {
+        cluster.calico.insert(resource.expect("valid resource"));
+    }
+    let scope = Scope {
+        node_name: Some("bm1".to_owned()),
+        host_addrs: Vec::new(),
+    };
+    let maps = Compiler::new().compile(&cluster, &scope).maps;
+    // Four ranges, one way of matching them: one class besides 0, for TCP only. 80, 443 and
+    // 8080 are a prefix each, 1000-2000 is 1000-1023, 1024-2047 less its tail: 8 prefixes.
+    let classes: Vec<(u8, u32)> = maps
+        .rules
+        .iter()
+        .filter(|(key, _)| key.data.peer_identity == policy_common::identity::SOURCE_PORTS)
+        .map(|(key, value)| (key.data.protocol, value.rule_ref))
+        .collect();
+    assert!(classes.iter().all(|c| *c == (6, 1)), "{classes:?}");
+    let expected_prefixes = 3 + crate::compiler::ports::port_prefixes(1000, 2000).len();
+    assert_eq!(classes.len(), expected_prefixes);
+    let from = |protocol, sport| Packet {
+        src: "10.42.9.5".parse().expect("addr"),
+        dst: "10.99.0.10".parse().expect("addr"),
+        protocol,
+        sport,
+        dport: 22_000,
+    };
+    for (protocol, sport, allowed) in [
+        (6, 80, false),
+        (6, 81, true),
+        (6, 999, true),
+        (6, 1000, false),
+        (6, 2000, false),
+        (6, 2001, true),
+        (6, 8080, false),
+        (17, 80, true),
+        (17, 1500, true),
+    ] {
+        assert_eq!(
+            allows(&maps, &from(protocol, sport), Direction::ToEndpoint),
+            allowed,
+            "protocol {protocol} source port {sport}"
+        );
+    }
 }

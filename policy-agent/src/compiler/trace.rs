@@ -31,6 +31,9 @@ pub struct TracePacket {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: u8,
+    /// Source port (0 for protocols without ports).
+    pub sport: u16,
+    /// Destination port; ICMP: type << 8 | code.
     pub dport: u16,
 }
 
@@ -126,8 +129,14 @@ pub fn trace_with(
             blocks: &blocks,
             v6: Some(peer.is_ipv6()),
         };
-        let (verdict, tiers) =
-            cells::trace(&content, &context, &facts, packet.protocol, packet.dport);
+        let (verdict, tiers) = cells::trace(
+            &content,
+            &context,
+            &facts,
+            packet.protocol,
+            packet.sport,
+            packet.dport,
+        );
         SideTrace::Walked {
             endpoint,
             tiers,

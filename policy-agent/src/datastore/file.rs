@@ -428,7 +428,7 @@ spec:
   ingress:
   - action: Allow
     protocol: TCP
-    source: {ports: [1024]}
+    source: {ports: [1024, client]}
 ---
 apiVersion: projectcalico.org/v3
 kind: Tier
@@ -466,7 +466,7 @@ spec: {order: 100}
         );
         assert_eq!(
             unsupported.field.as_deref(),
-            Some("spec.ingress[0].source.ports")
+            Some("spec.ingress[0].source.ports[1]")
         );
         let _ = fs::remove_dir_all(&dir);
     }

@@ -29,6 +29,7 @@ fn identity_name(id: u32) -> String {
         identity::ANY => "any".to_owned(),
         identity::HOST => "host".to_owned(),
         identity::WORLD => "world".to_owned(),
+        identity::SOURCE_PORTS => "source-ports".to_owned(),
         other => other.to_string(),
     }
 }
@@ -39,6 +40,7 @@ fn lookups(bits: u32) -> String {
         (lookup::POD, "pod"),
         (lookup::CIDR, "cidr"),
         (lookup::ANY, "any"),
+        (lookup::SOURCE_PORTS, "source-ports"),
     ]
     .into_iter()
     .filter(|(bit, _)| bits & bit != 0)
@@ -111,6 +113,23 @@ pub fn render(compiled: &Compiled) -> String {
                 format!("proto {} ports {first}-{last}", k.protocol)
             }
         };
+        // A source-port class entry: the class of the source ports it covers.
+        let source = if k.source_class != 0 {
+            format!("source class {} ", k.source_class)
+        } else {
+            String::new()
+        };
+        let ports = format!("{source}{ports}");
+        if value.action == action::SOURCE_CLASS {
+            let _ = writeln!(
+                out,
+                "  table {:<4} source ports of {:<28} class {}",
+                k.table,
+                ports.replace("port", "source port"),
+                value.rule_ref
+            );
+            continue;
+        }
         let verdict = match value.action {
             action::ALLOW => "allow",
             action::DENY => "deny",

@@ -55,28 +55,19 @@ pub fn resolve(cluster: &Cluster, given: &str, family: u8) -> Result<IpAddr, Exp
         })
 }
 
-/// The walk for a packet from `from` to `to`.
+/// The walk for `packet`.
 pub fn explain(
     cluster: &Cluster,
     scope: &Scope,
-    from: IpAddr,
-    to: IpAddr,
-    protocol: u8,
-    port: u16,
+    packet: &TracePacket,
 ) -> Result<PacketTrace, ExplainError> {
-    if from.is_ipv6() != to.is_ipv6() {
-        return Err(ExplainError::MixedFamilies { from, to });
+    if packet.src.is_ipv6() != packet.dst.is_ipv6() {
+        return Err(ExplainError::MixedFamilies {
+            from: packet.src,
+            to: packet.dst,
+        });
     }
-    Ok(trace(
-        cluster,
-        scope,
-        &TracePacket {
-            src: from,
-            dst: to,
-            protocol,
-            dport: port,
-        },
-    ))
+    Ok(trace(cluster, scope, packet))
 }
 
 fn action(action: Action) -> &'static str {
@@ -125,8 +116,8 @@ pub fn render_text(trace: &PacketTrace) -> String {
     let p = &trace.packet;
     let _ = writeln!(
         out,
-        "packet: protocol {} {} -> {} port {}",
-        p.protocol, p.src, p.dst, p.dport
+        "packet: protocol {} {} -> {} port {} (source port {})",
+        p.protocol, p.src, p.dst, p.dport, p.sport
     );
     for (name, side) in [("egress", &trace.egress), ("ingress", &trace.ingress)] {
         match side {
@@ -232,6 +223,7 @@ pub fn render_json(trace: &PacketTrace) -> Value {
         "dst": p.dst.to_string(),
         "protocol": p.protocol,
         "port": p.dport,
+        "source_port": p.sport,
         "egress": side(&trace.egress, "egress"),
         "ingress": side(&trace.ingress, "ingress"),
         "allowed": trace.allowed(),

@@ -82,6 +82,13 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let destination = SocketAddr::new(destination, probe.port);
     let protocol = probe.protocol;
+    let source_port = probe.source_port.unwrap_or(0);
+    anyhow::ensure!(
+        source_port == 0 || matches!(protocol, Protocol::Tcp | Protocol::Udp),
+        "probe {} -> {}: sourcePort needs TCP or UDP",
+        probe.from,
+        probe.to
+    );
     if protocol == Protocol::Sctp {
         return Err(sctp_unsupported(probe));
     }
@@ -96,11 +103,16 @@ pub fn prepare(
     }
     let socket = source.run(move || -> io::Result<PreparedSocket> {
         let domain = Domain::for_address(destination);
+        let any: SocketAddr = if destination.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            ([0, 0, 0, 0], 0).into()
+        };
         let bound = |socket: &Socket| -> io::Result<()> {
-            if let Some(ip) = bind {
-                let local = SocketAddr::new(ip, 0);
+            if bind.is_some() || source_port != 0 {
+                let local = SocketAddr::new(bind.unwrap_or(any.ip()), source_port);
                 socket.bind(&local.into()).map_err(|e| {
-                    io::Error::new(e.kind(), format!("binding the probe to {ip}: {e}"))
+                    io::Error::new(e.kind(), format!("binding the probe to {local}: {e}"))
                 })?;
             }
             Ok(())
@@ -115,12 +127,7 @@ pub fn prepare(
             Protocol::Udp => {
                 let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP))?;
                 socket.set_nonblocking(true)?;
-                let any: SocketAddr = if destination.is_ipv6() {
-                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                } else {
-                    ([0, 0, 0, 0], 0).into()
-                };
-                socket.bind(&SocketAddr::new(bind.unwrap_or(any.ip()), 0).into())?;
+                socket.bind(&SocketAddr::new(bind.unwrap_or(any.ip()), source_port).into())?;
                 Ok(PreparedSocket::Udp(socket.into()))
             }
             Protocol::Icmp => {

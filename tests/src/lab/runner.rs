@@ -577,7 +577,11 @@ impl Lab {
                 self.kept.insert(name.clone(), kept);
             }
             results.push(ProbeResult {
-                from: probe.from.to_string(),
+                // `ns/pod:port` when the probe chose its source port.
+                from: match probe.source_port {
+                    Some(port) => format!("{}:{port}", probe.from),
+                    None => probe.from.to_string(),
+                },
                 to: probe.to.to_string(),
                 port: probe.port,
                 protocol: probe.protocol,

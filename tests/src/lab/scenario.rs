@@ -411,6 +411,11 @@ pub struct Probe {
     pub protocol: Protocol,
     #[serde(default)]
     pub family: Family,
+    /// TCP and UDP: send from this source port (rules with `source.ports`); the kernel picks
+    /// an ephemeral one when absent. Give each TCP probe its own port: a closed connection's
+    /// TIME_WAIT would refuse the same tuple again.
+    #[serde(default)]
+    pub source_port: Option<u16>,
     pub expect: Verdict,
     #[serde(default)]
     pub timeout_ms: Option<u64>,

@@ -7,7 +7,7 @@
 //! disturbed. The datastores apply this after validation; the reference model does not, as
 //! it describes Calico, not Palisade.
 
-use super::{CalicoResource, FieldError, Policy, Rule};
+use super::{CalicoResource, FieldError, Policy, PortMatch, Rule};
 
 /// Every field of `resource` that Palisade cannot enforce.
 pub fn unsupported(resource: &CalicoResource) -> Vec<FieldError> {
@@ -21,28 +21,29 @@ pub fn unsupported(resource: &CalicoResource) -> Vec<FieldError> {
 }
 
 fn policy_fields(policy: &Policy, errors: &mut Vec<FieldError>) {
-    let directions = [("ingress", &policy.ingress), ("egress", &policy.egress)];
-    for (direction, rules) in directions {
-        for (index, rule) in rules.iter().enumerate() {
-            rule_fields(&format!("spec.{direction}[{index}]"), rule, errors);
-        }
+    for (index, rule) in policy.ingress.iter().enumerate() {
+        ingress_rule_fields(&format!("spec.ingress[{index}]"), rule, errors);
     }
 }
 
-fn rule_fields(path: &str, rule: &Rule, errors: &mut Vec<FieldError>) {
-    let mut reject = |field: &str, message: &str| {
-        errors.push(FieldError {
-            field: format!("{path}.{field}"),
-            message: message.to_owned(),
-            position: None,
-        });
-    };
-    // Rule entries are keyed by destination port only (one lookup per packet).
-    const SOURCE_PORTS: &str = "not supported by Palisade: rules match destination ports only";
-    if !rule.source.ports.is_empty() {
-        reject("source.ports", SOURCE_PORTS);
-    }
-    if !rule.source.not_ports.is_empty() {
-        reject("source.notPorts", SOURCE_PORTS);
+fn ingress_rule_fields(path: &str, rule: &Rule, errors: &mut Vec<FieldError>) {
+    // An ingress rule's source ports are the peer's. Source-port classes are per table,
+    // before the peer is known, so a port name (whose number differs from pod to pod) cannot
+    // be one; an egress rule's named source ports are the endpoint's own and work.
+    const PEER_NAMED_SOURCE_PORT: &str = "not supported by Palisade: a named source port of \
+        the peer (use the port number, or name the port in an egress rule of the peer)";
+    for (list, name) in [
+        (&rule.source.ports, "ports"),
+        (&rule.source.not_ports, "notPorts"),
+    ] {
+        for (index, port) in list.iter().enumerate() {
+            if matches!(port, PortMatch::Named(_)) {
+                errors.push(FieldError {
+                    field: format!("{path}.source.{name}[{index}]"),
+                    message: PEER_NAMED_SOURCE_PORT.to_owned(),
+                    position: None,
+                });
+            }
+        }
     }
 }

@@ -159,6 +159,8 @@ fn failsafe_tier(local: &Local<'_>, failsafe: &[(u8, u16)]) -> OrderedTier {
                     last: *port,
                 }]),
                 not_ports: None,
+                source_ports: None,
+                not_source_ports: None,
             })),
         })
         .collect();
@@ -530,8 +532,9 @@ fn calico_match(
     };
     let protocol = rule.protocol.map(|p| p.0);
     // Destination ports: the endpoint's own for ingress (named ports resolve on it), the
-    // peer's for egress (named ports resolve per pod identity).
-    let ports = |list: &[calico::PortMatch]| -> Option<Vec<PortRule>> {
+    // peer's for egress (named ports resolve per pod identity). Source ports the other way
+    // round.
+    let ports = |list: &[calico::PortMatch], local_side: bool| -> Option<Vec<PortRule>> {
         if list.is_empty() {
             return None;
         }
@@ -543,10 +546,10 @@ fn calico_match(
                             first: *first,
                             last: *last,
                         }],
-                        calico::PortMatch::Named(name) => match direction {
-                            Direction::Egress => vec![PortRule::PeerNamed(name.clone())],
-                            Direction::Ingress => local.named(rule.protocol, name),
-                        },
+                        calico::PortMatch::Named(name) if local_side => {
+                            local.named(rule.protocol, name)
+                        }
+                        calico::PortMatch::Named(name) => vec![PortRule::PeerNamed(name.clone())],
                     }
                 })
                 .collect(),
@@ -559,8 +562,10 @@ fn calico_match(
         icmp: rule.icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
         not_icmp: rule.not_icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
         peer: entity(peer_side),
-        ports: ports(&rule.destination.ports),
-        not_ports: ports(&rule.destination.not_ports),
+        ports: ports(&rule.destination.ports, direction == Direction::Ingress),
+        not_ports: ports(&rule.destination.not_ports, direction == Direction::Ingress),
+        source_ports: ports(&rule.source.ports, direction == Direction::Egress),
+        not_source_ports: ports(&rule.source.not_ports, direction == Direction::Egress),
     }
 }
 

@@ -10,9 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use policy_common::rule::{
-    PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
-    flags as rule_flags,
+use policy_common::{
+    identity,
+    rule::{
+        PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
+        flags as rule_flags,
+    },
 };
 
 use super::{
@@ -65,19 +68,29 @@ fn service_account(view: &PodView) -> &str {
     view.service_account.as_deref().unwrap_or("default")
 }
 
-/// Verdicts over the whole (protocol, port) space, piecewise constant.
+/// Verdicts over the whole (protocol, source-port class, port) space, piecewise constant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
     /// Protocols no rule names.
     pub other: Verdict,
     /// For each named protocol: (first port, verdict) intervals from port 0 on, adjacent
-    /// intervals with the same verdict merged.
+    /// intervals with the same verdict merged. Source-port class 0.
     pub protocols: BTreeMap<u8, Vec<(u32, Verdict)>>,
+    /// Tables with source-port rules ([`SourceClasses`]): the same intervals for the named
+    /// port protocols in source-port classes 1 and up, by (class, protocol).
+    pub source_classes: BTreeMap<(u8, u8), Vec<(u32, Verdict)>>,
 }
 
 impl Cell {
-    pub fn at(&self, protocol: u8, port: u16) -> Verdict {
-        match self.protocols.get(&protocol) {
+    /// The verdict for a packet of a source-port class, as the entries give it: a (class,
+    /// protocol) without intervals falls to the any-protocol verdict.
+    pub fn at_class(&self, class: u8, protocol: u8, port: u16) -> Verdict {
+        let intervals = if class == 0 {
+            self.protocols.get(&protocol)
+        } else {
+            self.source_classes.get(&(class, protocol))
+        };
+        match intervals {
             None => self.other,
             Some(intervals) => {
                 let index = intervals.partition_point(|(start, _)| *start <= u32::from(port));
@@ -88,31 +101,265 @@ impl Cell {
         }
     }
 
+    /// Every (class, protocol) the cell has intervals for, with them.
+    fn all_intervals(&self) -> impl Iterator<Item = ((u8, u8), &Vec<(u32, Verdict)>)> {
+        self.protocols
+            .iter()
+            .map(|(protocol, intervals)| ((0, *protocol), intervals))
+            .chain(self.source_classes.iter().map(|(key, i)| (*key, i)))
+    }
+
     /// Whether two cells give the same verdict everywhere.
     pub fn same_as(&self, other: &Cell) -> bool {
         if self.other != other.other {
             return false;
         }
-        let protocols: BTreeSet<u8> = self
-            .protocols
-            .keys()
-            .chain(other.protocols.keys())
-            .copied()
+        let keys: BTreeSet<(u8, u8)> = self
+            .all_intervals()
+            .chain(other.all_intervals())
+            .map(|(key, _)| key)
             .collect();
-        protocols.into_iter().all(|protocol| {
+        keys.into_iter().all(|(class, protocol)| {
             let starts: BTreeSet<u32> = [&self, &other]
                 .into_iter()
-                .filter_map(|cell| cell.protocols.get(&protocol))
-                .flatten()
+                .flat_map(|cell| cell.all_intervals())
+                .filter(|(key, _)| *key == (class, protocol))
+                .flat_map(|(_, intervals)| intervals)
                 .map(|(start, _)| *start)
                 .chain([0])
                 .collect();
             starts.into_iter().all(|start| {
                 let port = u16::try_from(start).unwrap_or(u16::MAX);
-                self.at(protocol, port) == other.at(protocol, port)
+                self.at_class(class, protocol, port) == other.at_class(class, protocol, port)
             })
         })
     }
+}
+
+/// Protocols whose packets carry ports.
+const PORT_PROTOCOLS: [CalicoProtocol; 4] = [
+    CalicoProtocol::TCP,
+    CalicoProtocol::UDP,
+    CalicoProtocol::SCTP,
+    CalicoProtocol::UDPLITE,
+];
+
+/// `rule_ref` of the verdict given to source ports beyond the classes a table can tell
+/// apart (see [`SourceClasses::MAX`]): denied, the safe side.
+pub const SOURCE_OVERFLOW_RULE_REF: u32 = u32::MAX - 1;
+
+/// The source-port classes of a content whose rules match source ports (Calico's
+/// `source.ports`/`source.notPorts`): within one class, for one protocol, every such rule
+/// matches the same, so one source port of the class stands for all of it. The datapath
+/// finds a packet's class in the table's class entries ([`source_class_entries`]); class 0
+/// (no entry) is each protocol's class covering the most ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceClasses {
+    /// Per port protocol: (first source port, class) from port 0 on.
+    pub intervals: BTreeMap<u8, Vec<(u32, u8)>>,
+    /// Per port protocol, per class: a source port of the class, `None` for the overflow
+    /// class.
+    representatives: BTreeMap<u8, Vec<Option<u16>>>,
+}
+
+impl SourceClasses {
+    /// Classes one table can tell apart (`RuleKey::source_class` is a byte). Source ports of
+    /// further classes share the last one, which denies every port protocol.
+    pub const MAX: usize = 256;
+
+    /// The classes of `content`; `None` when no rule matches source ports.
+    pub fn of(content: &OrderedContent) -> Option<SourceClasses> {
+        let rules: Vec<&CalicoMatch> = content
+            .tiers
+            .iter()
+            .flat_map(|tier| &tier.policies)
+            .flat_map(|policy| &policy.rules)
+            .filter_map(|rule| match &rule.matcher {
+                Matcher::Calico(calico)
+                    if calico.source_ports.is_some() || calico.not_source_ports.is_some() =>
+                {
+                    Some(calico.as_ref())
+                }
+                _ => None,
+            })
+            .collect();
+        if rules.is_empty() {
+            return None;
+        }
+        let mut intervals = BTreeMap::new();
+        let mut representatives = BTreeMap::new();
+        for protocol in PORT_PROTOCOLS.map(|p| p.0) {
+            // Calico wants a protocol on every rule with ports: only that protocol's
+            // packets reach the rule's source ports.
+            let rules: Vec<&CalicoMatch> = rules
+                .iter()
+                .copied()
+                .filter(|rule| rule.protocol.is_none_or(|p| p == protocol))
+                .collect();
+            let mut starts = BTreeSet::from([0u32]);
+            for rule in &rules {
+                for entry in rule
+                    .source_ports
+                    .iter()
+                    .chain(&rule.not_source_ports)
+                    .flatten()
+                {
+                    let (first, last) = match entry {
+                        PortRule::Range { first, last } => (*first, *last),
+                        PortRule::Exact { protocol: p, port } if *p == protocol => (*port, *port),
+                        PortRule::Exact { .. } | PortRule::PeerNamed(_) => continue,
+                    };
+                    starts.insert(u32::from(first));
+                    starts.insert(u32::from(last) + 1);
+                }
+            }
+            starts.retain(|start| *start <= u32::from(u16::MAX));
+            let starts: Vec<u32> = starts.into_iter().collect();
+            let span = |i: usize| starts.get(i + 1).copied().unwrap_or(1 << 16) - starts[i];
+            // Each interval's signature: which rules its source ports satisfy.
+            let signatures: Vec<Vec<bool>> = starts
+                .iter()
+                .map(|start| {
+                    let sport = u16::try_from(*start).unwrap_or(u16::MAX);
+                    rules
+                        .iter()
+                        .map(|rule| source_ports_match(rule, protocol, sport))
+                        .collect()
+                })
+                .collect();
+            let mut coverage: HashMap<&Vec<bool>, u32> = HashMap::new();
+            for (i, signature) in signatures.iter().enumerate() {
+                *coverage.entry(signature).or_default() += span(i);
+            }
+            // Class 0 needs no entries: the signature covering the most ports (the first of
+            // equals, so the choice is stable).
+            let zero = signatures
+                .iter()
+                .enumerate()
+                .max_by(|(i, a), (j, b)| coverage[a].cmp(&coverage[b]).then(j.cmp(i)))
+                .map(|(_, signature)| signature.clone());
+            let mut numbers: HashMap<Vec<bool>, u8> = HashMap::new();
+            let mut reps: Vec<Option<u16>> = Vec::new();
+            if let Some(zero) = zero {
+                numbers.insert(zero, 0);
+                reps.push(None);
+            }
+            let mut classes: Vec<(u32, u8)> = Vec::new();
+            for (start, signature) in starts.iter().zip(&signatures) {
+                let sport = u16::try_from(*start).unwrap_or(u16::MAX);
+                let class = match numbers.get(signature) {
+                    Some(class) => *class,
+                    None if reps.len() < Self::MAX - 1 => {
+                        let class = u8::try_from(reps.len()).unwrap_or(u8::MAX);
+                        numbers.insert(signature.clone(), class);
+                        reps.push(Some(sport));
+                        class
+                    }
+                    None => {
+                        // Out of class numbers: the last class denies, whatever it holds.
+                        if reps.len() < Self::MAX {
+                            reps.push(None);
+                        }
+                        u8::MAX
+                    }
+                };
+                if class == 0 && reps[0].is_none() {
+                    reps[0] = Some(sport);
+                }
+                if classes.last().is_none_or(|(_, last)| *last != class) {
+                    classes.push((*start, class));
+                }
+            }
+            intervals.insert(protocol, classes);
+            representatives.insert(protocol, reps);
+        }
+        Some(SourceClasses {
+            intervals,
+            representatives,
+        })
+    }
+
+    /// The classes of `protocol` beyond 0, with a source port of each (`None`: the overflow
+    /// class).
+    fn extra_classes(&self, protocol: u8) -> impl Iterator<Item = (u8, Option<u16>)> + '_ {
+        self.representatives
+            .get(&protocol)
+            .into_iter()
+            .flat_map(|reps| reps.iter().enumerate().skip(1))
+            .map(|(class, rep)| (u8::try_from(class).unwrap_or(u8::MAX), *rep))
+    }
+
+    /// A source port of class 0 of `protocol` (any port for protocols without classes).
+    fn class_zero(&self, protocol: u8) -> u16 {
+        self.representatives
+            .get(&protocol)
+            .and_then(|reps| reps.first().copied().flatten())
+            .unwrap_or(0)
+    }
+}
+
+/// Whether a packet's source port satisfies a Calico rule's `source.ports` and
+/// `source.notPorts` (packets without ports satisfy neither list).
+fn source_ports_match(rule: &CalicoMatch, protocol: u8, sport: u16) -> bool {
+    let has_ports = CalicoProtocol(protocol).has_ports();
+    // A peer's named source port is refused by the datastores (`calico::resources::support`),
+    // so it never reaches here; were it to, it matches no port.
+    let any = |list: &[PortRule]| {
+        list.iter().any(|entry| match entry {
+            PortRule::Range { first, last } => (*first..=*last).contains(&sport),
+            PortRule::Exact { protocol: p, port } => *p == protocol && *port == sport,
+            PortRule::PeerNamed(_) => false,
+        })
+    };
+    if let Some(ports) = &rule.source_ports
+        && !(has_ports && any(ports))
+    {
+        return false;
+    }
+    if let Some(not_ports) = &rule.not_source_ports
+        && (!has_ports || any(not_ports))
+    {
+        return false;
+    }
+    true
+}
+
+/// A table's source-port class entries: (protocol, source-port prefix) to class, for every
+/// class but 0, keyed by [`identity::SOURCE_PORTS`].
+pub fn source_class_entries(table: u32, classes: &SourceClasses) -> Entries {
+    let mut out = Entries::new();
+    for (protocol, intervals) in &classes.intervals {
+        for (i, (start, class)) in intervals.iter().enumerate() {
+            if *class == 0 {
+                continue;
+            }
+            let end = intervals.get(i + 1).map_or(1 << 16, |(next, _)| *next);
+            let (first, last) = (
+                u16::try_from(*start).unwrap_or(u16::MAX),
+                u16::try_from(end - 1).unwrap_or(u16::MAX),
+            );
+            for (prefix_start, bits) in port_prefixes(first, last) {
+                out.insert(
+                    LpmKey {
+                        prefix_len: PREFIX_ANY_PORT + bits,
+                        data: RuleKey {
+                            table,
+                            peer_identity: identity::SOURCE_PORTS,
+                            protocol: *protocol,
+                            source_class: 0,
+                            port_be: prefix_start.to_be(),
+                        },
+                    },
+                    RuleValue {
+                        action: verdict_action::SOURCE_CLASS,
+                        rule_ref: u32::from(*class),
+                        flags: 0,
+                    },
+                );
+            }
+        }
+    }
+    out
 }
 
 /// One tier as the walk saw it.
@@ -154,10 +401,12 @@ pub fn trace(
     context: &CalicoContext,
     peer: &Peer<'_>,
     protocol: u8,
+    sport: u16,
     port: u16,
 ) -> (Verdict, Vec<TierTrace>) {
     let mut tiers = Vec::new();
-    let verdict = Matching::new(content, context, peer).walk(protocol, port, Some(&mut tiers));
+    let verdict =
+        Matching::new(content, context, peer).walk(protocol, sport, port, Some(&mut tiers));
     (verdict, tiers)
 }
 
@@ -171,6 +420,7 @@ type CellKey = (Vec<bool>, Option<bool>, Vec<(u8, String, u16)>);
 /// ([`CellMemo::get`]), so equal cells are one value.
 pub struct CellMemo<'c> {
     content: &'c OrderedContent,
+    sources: Option<SourceClasses>,
     named_ports: bool,
     numbers: HashMap<CellKey, usize>,
     cells: Vec<Cell>,
@@ -198,10 +448,16 @@ impl<'c> CellMemo<'c> {
             });
         Self {
             content,
+            sources: SourceClasses::of(content),
             named_ports,
             numbers: HashMap::new(),
             cells: Vec::new(),
         }
+    }
+
+    /// The content's source-port classes, when its rules match source ports.
+    pub fn source_classes(&self) -> Option<&SourceClasses> {
+        self.sources.as_ref()
     }
 
     /// The cell numbered `number` by [`CellMemo::number`].
@@ -234,14 +490,15 @@ impl<'c> CellMemo<'c> {
             return *number;
         }
         let number = self.cells.len();
-        self.cells.push(cell_of(&matching));
+        self.cells.push(cell_of(&matching, self.sources.as_ref()));
         self.numbers.insert(key, number);
         number
     }
 }
 
-/// The verdicts of the matching's content for its peer.
-fn cell_of(matching: &Matching<'_>) -> Cell {
+/// The verdicts of the matching's content for its peer, per source-port class when the
+/// content has them.
+fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
     let peer = &matching.peer;
     let mut protocols: BTreeSet<u8> = BTreeSet::new();
     let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
@@ -253,29 +510,54 @@ fn cell_of(matching: &Matching<'_>) -> Cell {
         .find(|p| !protocols.contains(p) && !CalicoProtocol(*p).has_ports())
         .unwrap_or(u8::MAX);
     let mut cell = Cell {
-        other: matching.decide(other, 0),
+        other: matching.decide(other, 0, 0),
         protocols: BTreeMap::new(),
+        source_classes: BTreeMap::new(),
     };
     for protocol in protocols {
-        let starts: BTreeSet<u32> = if keyed_by_port(protocol) {
+        let starts: Vec<u32> = if keyed_by_port(protocol) {
             cuts.remove(&protocol)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|cut| *cut <= u32::from(u16::MAX))
                 .chain([0])
+                .collect::<BTreeSet<u32>>()
+                .into_iter()
                 .collect()
         } else {
-            BTreeSet::from([0])
+            vec![0]
         };
-        let mut intervals: Vec<(u32, Verdict)> = Vec::new();
-        for start in starts {
-            let port = u16::try_from(start).unwrap_or(u16::MAX);
-            let verdict = matching.decide(protocol, port);
-            if intervals.last().is_none_or(|(_, last)| *last != verdict) {
-                intervals.push((start, verdict));
+        let intervals = |sport: u16| {
+            let mut intervals: Vec<(u32, Verdict)> = Vec::new();
+            for start in &starts {
+                let port = u16::try_from(*start).unwrap_or(u16::MAX);
+                let verdict = matching.decide(protocol, sport, port);
+                if intervals.last().is_none_or(|(_, last)| *last != verdict) {
+                    intervals.push((*start, verdict));
+                }
             }
+            intervals
+        };
+        let Some(sources) = sources else {
+            cell.protocols.insert(protocol, intervals(0));
+            continue;
+        };
+        cell.protocols
+            .insert(protocol, intervals(sources.class_zero(protocol)));
+        for (class, sport) in sources.extra_classes(protocol) {
+            let verdicts = match sport {
+                Some(sport) => intervals(sport),
+                None => vec![(
+                    0,
+                    Verdict {
+                        allow: false,
+                        rule_ref: SOURCE_OVERFLOW_RULE_REF,
+                        log: false,
+                    },
+                )],
+            };
+            cell.source_classes.insert((class, protocol), verdicts);
         }
-        cell.protocols.insert(protocol, intervals);
     }
     cell
 }
@@ -436,12 +718,18 @@ impl<'a> Matching<'a> {
     }
 
     /// Calico's walk: tiers in order, policies in order, rules in order.
-    fn decide(&self, protocol: u8, port: u16) -> Verdict {
-        self.walk(protocol, port, None)
+    fn decide(&self, protocol: u8, sport: u16, port: u16) -> Verdict {
+        self.walk(protocol, sport, port, None)
     }
 
     /// The walk, recording every tier, policy and rule consulted when `trace` is given.
-    fn walk(&self, protocol: u8, port: u16, mut trace: Option<&mut Vec<TierTrace>>) -> Verdict {
+    fn walk(
+        &self,
+        protocol: u8,
+        sport: u16,
+        port: u16,
+        mut trace: Option<&mut Vec<TierTrace>>,
+    ) -> Verdict {
         let mut index = 0usize;
         // A `Log` rule that matched on the way: the verdict is logged, whoever decides it.
         let mut log = false;
@@ -467,6 +755,10 @@ impl<'a> Matching<'a> {
                         Some(self.peer_mismatch(&rule.matcher))
                     } else if !self.protocol_port_match(&rule.matcher, protocol, port) {
                         Some("protocol or port")
+                    } else if let Matcher::Calico(calico) = &rule.matcher
+                        && !source_ports_match(calico, protocol, sport)
+                    {
+                        Some("source port")
                     } else {
                         None
                     };
@@ -669,14 +961,14 @@ fn kubernetes_ports(rule: &KubernetesMatch, peer: &Peer<'_>, protocol: u8, port:
 /// The rule entries storing `cell` for `(table, identity)`.
 pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
     let mut out = Entries::new();
-    let mut insert = |prefix_len: u32, protocol: u8, port: u16, verdict: Verdict| {
+    let mut insert = |prefix_len: u32, class: u8, protocol: u8, port: u16, verdict: Verdict| {
         let key = LpmKey {
             prefix_len,
             data: RuleKey {
                 table,
                 peer_identity: identity,
                 protocol,
-                _pad: 0,
+                source_class: class,
                 port_be: port.to_be(),
             },
         };
@@ -694,8 +986,8 @@ pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
             },
         );
     };
-    insert(PREFIX_ANY_PROTOCOL, 0, 0, cell.other);
-    for (protocol, intervals) in &cell.protocols {
+    insert(PREFIX_ANY_PROTOCOL, 0, 0, 0, cell.other);
+    for ((class, protocol), intervals) in cell.all_intervals() {
         // The protocol's entry carries its most common verdict; ranges differing from it get
         // port prefixes.
         let span = |i: usize| {
@@ -714,7 +1006,7 @@ pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
             continue;
         };
         if common != cell.other {
-            insert(PREFIX_ANY_PORT, *protocol, 0, common);
+            insert(PREFIX_ANY_PORT, class, protocol, 0, common);
         }
         for (i, (start, verdict)) in intervals.iter().enumerate() {
             if *verdict == common {
@@ -726,7 +1018,13 @@ pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
                 u16::try_from(last).unwrap_or(u16::MAX),
             );
             for (prefix_start, bits) in port_prefixes(first, last) {
-                insert(PREFIX_ANY_PORT + bits, *protocol, prefix_start, *verdict);
+                insert(
+                    PREFIX_ANY_PORT + bits,
+                    class,
+                    protocol,
+                    prefix_start,
+                    *verdict,
+                );
             }
         }
     }

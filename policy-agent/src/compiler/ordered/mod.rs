@@ -11,7 +11,9 @@
 //! Its entries ([`cells`]) are computed per peer identity: for the peer a pod identity or a
 //! CIDR class stands for, the verdict of every (protocol, port) is worked out by walking the
 //! tiers exactly as Calico does, and written as an `ANY`-protocol entry, protocol entries and
-//! port prefixes (only where they differ from the wider entry). An identity whose verdicts
+//! port prefixes (only where they differ from the wider entry); a table whose rules match
+//! source ports first sorts source ports into classes ([`cells::SourceClasses`]) and has
+//! protocol and port entries per class. An identity whose verdicts
 //! all equal those of the table's `ANY` entries (an unknown peer) gets no entries. The
 //! datapath makes one lookup per ordered table (`lookup::ORDERED`, then `ANY`), whatever the
 //! number of tiers, policies and rules.
@@ -111,6 +113,11 @@ pub struct CalicoMatch {
     /// named port the endpoint does not have).
     pub ports: Option<Vec<PortRule>>,
     pub not_ports: Option<Vec<PortRule>>,
+    /// Source ports (`source.ports`/`source.notPorts`), the same way: the endpoint's own for
+    /// egress (named ports resolved on it); only numbers and ranges for ingress (a peer's
+    /// named source port is refused by the datastores).
+    pub source_ports: Option<Vec<PortRule>>,
+    pub not_source_ports: Option<Vec<PortRule>>,
 }
 
 /// The entity fields of a rule's peer side.
