@@ -4,7 +4,7 @@
 //! entity fields Palisade enforces (nets, notNets, selector, notSelector, namespaceSelector
 //! including `global()`, destination and source ports and notPorts with ranges and named
 //! ports, serviceAccounts, protocol, notProtocol, ipVersion, icmp and notICMP types and
-//! codes), and network sets that rule selectors match by label.
+//! codes), and network sets and host endpoints (as peers) that rule selectors match by label.
 //!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
 //! resources reach the tests; what the datastore refuses (a peer's named source port in an
@@ -80,6 +80,7 @@ fn selector() -> impl Strategy<Value = &'static str> {
         "projectcalico.org/namespace == 'y'",
         "app starts with 'b'",
         "role == 'blocked'",
+        "role == 'bare-metal'",
         "has(role)",
         "role == 'dns' || app == 'c'",
     ])
@@ -437,11 +438,41 @@ fn network_set(index: usize) -> impl Strategy<Value = Value> {
         })
 }
 
+/// A host endpoint as a peer: labelled like pods and sets, expecting outside addresses the
+/// flows use. `interfaceName: "*"` (all interfaces) is one
+/// Palisade does not enforce on, and the reference model enforces on none: both judge only
+/// the traffic of others towards it and from it.
+fn host_endpoint(index: usize) -> impl Strategy<Value = Value> {
+    (
+        select(vec!["blocked", "dns", "bare-metal"]),
+        prop::option::of(select(vec!["a", "b"])),
+        prop::collection::vec(select(crate::generate::EXTERNAL.to_vec()), 1..3),
+    )
+        .prop_map(move |(role, app, ips)| {
+            let mut labels = json!({ "role": role });
+            if let Some(app) = app {
+                labels["app"] = json!(app);
+            }
+            let mut ips = ips;
+            ips.sort_unstable();
+            ips.dedup();
+            json!({
+                "apiVersion": "projectcalico.org/v3",
+                "kind": "HostEndpoint",
+                "metadata": { "name": format!("host{index}"), "labels": labels },
+                "spec": { "node": "elsewhere", "interfaceName": "*", "expectedIPs": ips },
+            })
+        })
+}
+
 /// A random world with Calico resources (and Kubernetes NetworkPolicies among them).
 pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     let tiers = prop::collection::vec(tier(), 0..3);
     let policies = (1usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
     let sets = (0usize..3).prop_flat_map(|n| (0..n).map(network_set).collect::<Vec<_>>());
+    let hosts = (0usize..3).prop_flat_map(|n| (0..n).map(host_endpoint).collect::<Vec<_>>());
+    let sets = (sets, hosts)
+        .prop_map(|(sets, hosts)| sets.into_iter().chain(hosts).collect::<Vec<Value>>());
     (world(), tiers, policies, sets).prop_map(|(kubernetes, tiers, policies, sets)| {
         let mut seen = std::collections::BTreeSet::new();
         let documents: Vec<Value> = tiers

@@ -92,7 +92,8 @@ fn multi_node_scenario_is_enforced() -> anyhow::Result<()> {
 /// A HostEndpoint on node bm1 (no pods): bm1 faces the fabric through the host endpoint's
 /// `eth0`, carrying its expected addresses; pods on the default node reach its servers and it
 /// reaches theirs from its own address, on Calico's failsafe ports only (so this holds
-/// whether or not the agent enforces host endpoints), IPv4 and IPv6.
+/// whether or not the agent enforces host endpoints), IPv4 and IPv6; then a
+/// GlobalNetworkPolicy denies a pod the host endpoint by a selector on its labels.
 #[test]
 fn hep_plumbing_scenario_is_enforced() -> anyhow::Result<()> {
     if !require_root("hep_plumbing_scenario_is_enforced") {

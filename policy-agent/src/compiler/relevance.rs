@@ -100,12 +100,20 @@ impl Relevance {
         if ordered {
             relevance.calico = true;
             calico_relevance(cluster, &mut relevance, &mut blocks);
-            sets = cluster
-                .calico
-                .network_sets
-                .values()
-                .map(|set| set.nets.iter().map(IpNet::trunc).collect())
-                .collect();
+            // Network sets, then host endpoints (their `expectedIPs`): owners of addresses
+            // that rule selectors match, in `CalicoContext::of`'s order.
+            sets =
+                cluster
+                    .calico
+                    .network_sets
+                    .values()
+                    .map(|set| set.nets.iter().map(IpNet::trunc).collect())
+                    .chain(
+                        cluster.calico.host_endpoints.values().map(|host| {
+                            host.expected_ips.iter().copied().map(IpNet::from).collect()
+                        }),
+                    )
+                    .collect();
         }
         // Every prefix the trie needs: the named blocks, and the network sets' CIDRs.
         let mut all: BTreeSet<(IpNet, Vec<IpNet>)> = blocks.clone();
@@ -162,7 +170,8 @@ impl Relevance {
             .filter(|index| self.block_members[*index].first() == Some(index))
     }
 
-    /// The member number of the `set`-th network set (in the cluster's order).
+    /// The member number of the `set`-th owner: network sets in the cluster's order, then
+    /// host endpoints in the cluster's order.
     pub fn set_member(&self, set: usize) -> usize {
         self.blocks.len() + set
     }

@@ -5,7 +5,8 @@ use std::{cmp::Ordering, collections::BTreeMap, net::IpAddr};
 use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
 use policy_agent::calico::{
     resources::{
-        Action, EntityRule, IcmpMatch, IpVersion, NetworkSet, Policy, PortMatch, Rule, TierAction,
+        Action, EntityRule, HostEndpoint, IcmpMatch, IpVersion, NetworkSet, Policy, PortMatch,
+        Rule, TierAction,
     },
     selector::Selector,
 };
@@ -84,6 +85,7 @@ struct Ctx<'a> {
 enum Owner<'a> {
     Pod(&'a Pod),
     Set(&'a NetworkSet),
+    Host(&'a HostEndpoint),
 }
 
 /// A policy applying to the endpoint, Calico's or a Kubernetes one.
@@ -504,7 +506,7 @@ impl<'a> Ctx<'a> {
                                 selector_matches(s, &service_account_labels(&sa), true)
                             })
                     }
-                    Owner::Set(_) => false,
+                    Owner::Set(_) | Owner::Host(_) => false,
                 })
         })
     }
@@ -527,6 +529,13 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .filter(|s| s.nets.iter().any(|n| n.contains(&addr)))
                 .map(Owner::Set),
+        );
+        owners.extend(
+            self.world
+                .host_endpoints
+                .iter()
+                .filter(|h| h.expected_ips.contains(&addr))
+                .map(Owner::Host),
         );
         owners
     }
@@ -649,6 +658,7 @@ fn owner_namespace(owner: Owner<'_>) -> Option<String> {
     match owner {
         Owner::Pod(pod) => Some(reference::namespace_of(&pod.metadata)),
         Owner::Set(set) => set.namespace.clone(),
+        Owner::Host(_) => None,
     }
 }
 
@@ -663,6 +673,7 @@ fn owner_labels(owner: Owner<'_>) -> (Labels, bool) {
             }
             (labels, set.namespace.is_some())
         }
+        Owner::Host(host) => (host.labels.clone(), false),
     }
 }
 

@@ -31,9 +31,10 @@
 //!   (as in [`crate::reference`]; Calico's default `DefaultEndpointToHostAction` and host
 //!   reachability for kubelet probes). *(choice: any node address, not only the pod's own node,
 //!   mirroring the Kubernetes model.)*
-//! * Host endpoints, preDNAT and doNotTrack policies are out of scope: `HostEndpoint`
-//!   resources are ignored, and a GlobalNetworkPolicy with `preDNAT` or `doNotTrack` never
-//!   applies to a pod (Calico applies those only to host endpoints).
+//! * Enforcement on host endpoints, preDNAT and doNotTrack policies are out of scope: a
+//!   `HostEndpoint` is never an endpoint here (no side is checked at its addresses), and a
+//!   GlobalNetworkPolicy with `preDNAT` or `doNotTrack` never applies to a pod (Calico applies
+//!   those only to host endpoints). A host endpoint is a *peer* though: see Labels.
 //!
 //! ## Labels
 //! * A pod endpoint's labels are its own labels plus the ones Calico adds (overriding any user
@@ -49,6 +50,11 @@
 //! * A namespace's labels are its own plus `projectcalico.org/name: <ns>` (Calico automatic
 //!   labels) and `kubernetes.io/metadata.name: <ns>` (set by the API server); a namespace with
 //!   no object in the world has only those two.
+//! * A host endpoint owns its `expectedIPs`, with its own labels, outside every namespace (like
+//!   a GlobalNetworkSet): rule selectors match it (libcalico-go selects host endpoints as well
+//!   as workloads and network sets), `namespaceSelector: global()` included, `serviceAccounts`
+//!   never. Its named `ports` are not resolved for rules naming a port of the peer. *(choice:
+//!   the compiler does not resolve them either; they are documented as not supported.)*
 //! * A network set's labels are its own; a namespaced NetworkSet also carries
 //!   `projectcalico.org/namespace: <ns>` (which libcalico-go's namespace restriction,
 //!   `projectcalico.org/namespace == '<ns>'`, relies on). *(choice)*

@@ -7,7 +7,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use policy_agent::calico::resources::{
-    CalicoResource, NetworkSet, Policy, Protocol, Tier, parse_documents,
+    CalicoResource, HostEndpoint, NetworkSet, Policy, Protocol, Tier, parse_documents,
 };
 use serde_yaml::Value;
 
@@ -29,6 +29,8 @@ pub struct CalicoWorld {
     pub tiers: Vec<Tier>,
     /// GlobalNetworkSets (`namespace` None) and namespaced NetworkSets.
     pub network_sets: Vec<NetworkSet>,
+    /// Host endpoints: peers that own their `expectedIPs` (never enforced on here).
+    pub host_endpoints: Vec<HostEndpoint>,
     /// The nodes' own addresses.
     pub node_addrs: Vec<IpAddr>,
 }
@@ -47,8 +49,8 @@ impl From<&World> for CalicoWorld {
 }
 
 impl CalicoWorld {
-    /// Adds one checked Calico resource. Host endpoints are outside the model and ignored:
-    /// returns whether the resource was taken.
+    /// Adds one checked Calico resource (a host endpoint only as a peer); returns whether the
+    /// resource was taken (always, today).
     pub fn add(&mut self, resource: CalicoResource) -> bool {
         match resource {
             CalicoResource::GlobalNetworkPolicy(p) | CalicoResource::NetworkPolicy(p) => {
@@ -58,7 +60,7 @@ impl CalicoWorld {
             CalicoResource::GlobalNetworkSet(s) | CalicoResource::NetworkSet(s) => {
                 self.network_sets.push(s);
             }
-            CalicoResource::HostEndpoint(_) => return false,
+            CalicoResource::HostEndpoint(h) => self.host_endpoints.push(h),
         }
         true
     }

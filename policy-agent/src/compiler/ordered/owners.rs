@@ -1,8 +1,8 @@
 //! Who an address belongs to, as Calico rule selectors see it, and the entity match of one
 //! side of a rule.
 //!
-//! The owners of an address are the live pod holding it (if any) and every network set with a
-//! CIDR containing it. Selector fields match when some owner satisfies them (libcalico-go's
+//! The owners of an address are the live pod holding it (if any), every network set with a
+//! CIDR containing it and every host endpoint expecting it. Selector fields match when some owner satisfies them (libcalico-go's
 //! endpoint selector); `notSelector` fails when any owner matches it. The namespace
 //! restriction follows the rule's `namespaceSelector`, or the policy's own namespace.
 
@@ -24,7 +24,9 @@ pub const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
 /// Label Calico adds to namespaces and service accounts: their name.
 pub const LABEL_NAME: &str = "projectcalico.org/name";
 
-/// A network set as an owner of the addresses in its nets.
+/// A network set as an owner of the addresses in its nets, or a host endpoint as the owner of
+/// its `expectedIPs` (outside every namespace, as a global network set: selectors match the
+/// two alike, and neither has a service account).
 #[derive(Debug, Clone)]
 pub struct SetOwner {
     /// Its labels as selectors see them (a namespaced set also carries its namespace).
@@ -39,9 +41,11 @@ pub struct SetOwner {
 }
 
 /// What ordered tables need of the cluster besides the endpoint and the peer: the network
-/// sets. Built once per full compile (any change to Calico resources rebuilds).
+/// sets and host endpoints that own addresses. Built once per full compile (a change to
+/// either rebuilds).
 #[derive(Debug, Clone, Default)]
 pub struct CalicoContext {
+    /// Network sets, then host endpoints (see [`Relevance::set_member`]).
     pub sets: Vec<SetOwner>,
     /// The block of `0.0.0.0/0`: the typical peer ("an IPv4 address outside every pod and
     /// every set"), whose verdicts an ordered table keeps under `ANY`.
@@ -72,7 +76,21 @@ impl CalicoContext {
                     blocks: vec![relevance.set_member(index)],
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let hosts = cluster
+            .calico
+            .host_endpoints
+            .values()
+            .enumerate()
+            .map(|(index, host)| SetOwner {
+                labels: host.labels.clone(),
+                namespace: None,
+                namespace_labels: Labels::new(),
+                nets: host.expected_ips.iter().copied().map(IpNet::from).collect(),
+                blocks: vec![relevance.set_member(sets.len() + index)],
+            })
+            .collect::<Vec<_>>();
+        let sets = sets.into_iter().chain(hosts).collect();
         CalicoContext {
             sets,
             v4_world_block: relevance.block_index(&IpNet::V4(ipnet::Ipv4Net::default()), &[]),
