@@ -447,8 +447,13 @@ fn host_endpoint(index: usize) -> impl Strategy<Value = Value> {
         select(vec!["blocked", "dns", "bare-metal"]),
         prop::option::of(select(vec!["a", "b"])),
         prop::collection::vec(select(crate::generate::EXTERNAL.to_vec()), 1..3),
+        // Named ports as the rules name them (`http`, `dns`, `web`), at numbers the flows use.
+        prop::option::of(select(vec![
+            json!([{ "name": "http", "port": 8080, "protocol": "TCP" }]),
+            json!([{ "name": "dns", "port": 53, "protocol": "UDP" }, { "name": "web", "port": 80, "protocol": "TCP" }]),
+        ])),
     )
-        .prop_map(move |(role, app, ips)| {
+        .prop_map(move |(role, app, ips, ports)| {
             let mut labels = json!({ "role": role });
             if let Some(app) = app {
                 labels["app"] = json!(app);
@@ -456,11 +461,15 @@ fn host_endpoint(index: usize) -> impl Strategy<Value = Value> {
             let mut ips = ips;
             ips.sort_unstable();
             ips.dedup();
+            let mut spec = json!({ "node": "elsewhere", "interfaceName": "*", "expectedIPs": ips });
+            if let Some(ports) = &ports {
+                spec["ports"] = ports.clone();
+            }
             json!({
                 "apiVersion": "projectcalico.org/v3",
                 "kind": "HostEndpoint",
                 "metadata": { "name": format!("host{index}"), "labels": labels },
-                "spec": { "node": "elsewhere", "interfaceName": "*", "expectedIPs": ips },
+                "spec": spec,
             })
         })
 }

@@ -310,6 +310,21 @@ impl Compiler {
     /// and a policy change keeps their set as it is: see [`Compiler::calico_context_changed`]).
     fn set_host_endpoints(&mut self, cluster: &Cluster, scope: &Scope) {
         self.host_interfaces.clear();
+        // Said, not silently skipped: an operator expecting this host protected is not.
+        for host in cluster.calico.host_endpoints.values() {
+            let this_node = scope
+                .node_name
+                .as_ref()
+                .is_none_or(|node| *node == host.node);
+            if this_node && host.interface_name.as_deref() == Some("*") {
+                tracing::warn!(
+                    host_endpoint = %host.name,
+                    "spec.interfaceName '*' (all interfaces) is not enforced by Palisade: this \
+                     host endpoint's traffic is not checked; its addresses are still matched as \
+                     a peer"
+                );
+            }
+        }
         let hosts: Vec<(tables::EndpointSpec, HostInterface)> = match ordered_inputs(&self.engine) {
             None => Vec::new(),
             Some(inputs) => cluster

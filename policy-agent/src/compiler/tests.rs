@@ -698,3 +698,60 @@ spec:
         );
     }
 }
+
+#[test]
+fn the_default_allow_profile_decides_what_no_tier_does_on_a_host_endpoint() {
+    let cluster = |profiles: &str| {
+        let yaml = format!(
+            r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {{name: node1-auto, labels: {{role: node}}}}
+spec: {{node: node1, interfaceName: eth0, expectedIPs: [10.99.0.10], profiles: [{profiles}]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: no-telnet}}
+spec:
+  selector: role == 'node'
+  types: [Ingress]
+  ingress:
+    - {{action: Deny, protocol: TCP, destination: {{ports: [23]}}}}
+    # Without it the tier would end in its default Deny: a profile is only reached when no
+    # tier applies or the last one passes.
+    - {{action: Pass}}
+"#
+        );
+        let mut cluster = Cluster::default();
+        for resource in crate::calico::resources::parse_documents(&yaml) {
+            cluster.calico.insert(resource.expect("valid resource"));
+        }
+        cluster
+    };
+    let scope = Scope {
+        node_name: Some("node1".to_owned()),
+        host_addrs: Vec::new(),
+    };
+    let to_host = |maps: &MapContents, port| {
+        allows(
+            maps,
+            &tcp("192.0.2.9", "10.99.0.10", port),
+            Direction::ToEndpoint,
+        )
+    };
+    // kube-controllers' automatic host endpoints carry the built-in allow-all profile.
+    let auto = Compiler::new()
+        .compile(&cluster("projectcalico-default-allow"), &scope)
+        .maps;
+    assert!(!to_host(&auto, 23), "the policy's Deny still decides first");
+    assert!(
+        to_host(&auto, 8080),
+        "the profile allows what no tier decides"
+    );
+    assert!(to_host(&auto, 22), "failsafe");
+    // Another profile names a Profile resource Palisade does not read: the default deny.
+    let other = Compiler::new().compile(&cluster("my-profile"), &scope).maps;
+    assert!(!to_host(&other, 23));
+    assert!(!to_host(&other, 8080));
+    assert!(to_host(&other, 22), "failsafe");
+}

@@ -514,9 +514,18 @@ impl<'a> Ctx<'a> {
     fn port_matches(&self, port_match: &PortMatch, addr: IpAddr, port: u16) -> bool {
         match port_match {
             PortMatch::Range { first, last } => (*first..=*last).contains(&port),
-            PortMatch::Named(name) => self
-                .live_pod(addr)
-                .is_some_and(|pod| named_port(pod, name, self.packet.protocol, port)),
+            PortMatch::Named(name) => {
+                self.live_pod(addr)
+                    .is_some_and(|pod| named_port(pod, name, self.packet.protocol, port))
+                    || self.world.host_endpoints.iter().any(|host| {
+                        host.expected_ips.contains(&addr)
+                            && host.ports.iter().any(|p| {
+                                p.name == *name
+                                    && p.protocol.0 == self.packet.protocol
+                                    && p.port == port
+                            })
+                    })
+            }
         }
     }
 

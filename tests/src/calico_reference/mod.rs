@@ -53,8 +53,8 @@
 //! * A host endpoint owns its `expectedIPs`, with its own labels, outside every namespace (like
 //!   a GlobalNetworkSet): rule selectors match it (libcalico-go selects host endpoints as well
 //!   as workloads and network sets), `namespaceSelector: global()` included, `serviceAccounts`
-//!   never. Its named `ports` are not resolved for rules naming a port of the peer. *(choice:
-//!   the compiler does not resolve them either; they are documented as not supported.)*
+//!   never. A rule naming a port of the peer resolves it on the host endpoint's named `ports`
+//!   as on a pod's container ports (Felix's named-port IP sets hold both).
 //! * A network set's labels are its own; a namespaced NetworkSet also carries
 //!   `projectcalico.org/namespace: <ns>` (which libcalico-go's namespace restriction,
 //!   `projectcalico.org/namespace == '<ns>'`, relies on). *(choice)*

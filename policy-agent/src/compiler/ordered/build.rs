@@ -104,9 +104,15 @@ fn pod_content(
     }
 }
 
+/// Calico's built-in profile that allows everything: kube-controllers gives it to the
+/// automatic host endpoints it creates, so that protecting a node does not cut its traffic.
+pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
+
 /// The ordered content of a host endpoint's direction: Calico's failsafe ports first, then the
 /// GlobalNetworkPolicies selecting it, and a deny when nothing decides (Calico's default for
-/// host endpoints without an allowing policy).
+/// host endpoints without an allowing policy), unless the host endpoint lists the
+/// [`DEFAULT_ALLOW_PROFILE`], whose allow then decides. Other profiles name Profile resources,
+/// which Palisade does not read: they change nothing.
 pub fn build_host(
     host: &HostEndpoint,
     cluster: &Cluster,
@@ -126,7 +132,7 @@ pub fn build_host(
     ));
     OrderedContent {
         tiers,
-        profile_allows: false,
+        profile_allows: host.profiles.iter().any(|p| p == DEFAULT_ALLOW_PROFILE),
     }
 }
 

@@ -475,7 +475,8 @@ impl<'c> CellMemo<'c> {
     pub fn number(&mut self, context: &CalicoContext, peer: &Peer<'_>) -> usize {
         let matching = Matching::new(self.content, context, peer);
         let named = if self.named_ports {
-            peer_named(peer)
+            matching
+                .named()
                 .map(|(protocol, name, number)| (protocol, name.clone(), number))
                 .collect()
         } else {
@@ -499,11 +500,10 @@ impl<'c> CellMemo<'c> {
 /// The verdicts of the matching's content for its peer, per source-port class when the
 /// content has them.
 fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
-    let peer = &matching.peer;
     let mut protocols: BTreeSet<u8> = BTreeSet::new();
     let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
     for rule in matching.rules() {
-        rule_grid(rule, peer, &mut protocols, &mut cuts);
+        rule_grid(rule, matching, &mut protocols, &mut cuts);
     }
     let other = (0..=u8::MAX)
         .rev()
@@ -565,7 +565,7 @@ fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
 /// Protocols and port boundaries one matching rule names.
 fn rule_grid(
     matcher: &Matcher,
-    peer: &Peer<'_>,
+    matching: &Matching<'_>,
     protocols: &mut BTreeSet<u8>,
     cuts: &mut BTreeMap<u8, BTreeSet<u32>>,
 ) {
@@ -604,7 +604,7 @@ fn rule_grid(
                     }
                     PortRule::Exact { protocol, port } => cut(*protocol, *port, *port),
                     PortRule::PeerNamed(name) => {
-                        for (protocol, n, number) in peer_named(peer) {
+                        for (protocol, n, number) in matching.named() {
                             if n == name {
                                 cut(protocol, number, number);
                             }
@@ -626,7 +626,7 @@ fn rule_grid(
                     }
                     KubernetesPort::PeerNamed { protocol, name } => {
                         protocols.insert(*protocol);
-                        for (p, n, number) in peer_named(peer) {
+                        for (p, n, number) in peer_named(&matching.peer) {
                             if p == *protocol && n == name {
                                 cut(p, number, number);
                             }
@@ -651,6 +651,9 @@ struct Matching<'a> {
     peer: Peer<'a>,
     /// Per policy (in evaluation order), per rule: matches apart from protocol and port.
     matches: Vec<Vec<bool>>,
+    /// The named ports of the host endpoints owning the address (Calico rules naming a port
+    /// of the peer resolve on these as on a pod's).
+    host_ports: Vec<&'a (u8, String, u16)>,
 }
 
 impl<'a> Matching<'a> {
@@ -693,11 +696,27 @@ impl<'a> Matching<'a> {
                     .collect()
             })
             .collect();
+        let host_ports = owners::set_owners_by_blocks(context, peer.blocks)
+            .flat_map(|owner| match owner {
+                Owner::Set(set) => set.ports.iter(),
+                _ => [].iter(),
+            })
+            .collect();
         Matching {
             content,
             peer: *peer,
             matches,
+            host_ports,
         }
+    }
+
+    /// The peer's named ports as Calico rules see them: its pod's and its host endpoints'.
+    fn named(&self) -> impl Iterator<Item = (u8, &String, u16)> + '_ {
+        peer_named(&self.peer).chain(
+            self.host_ports
+                .iter()
+                .map(|(protocol, name, number)| (*protocol, name, *number)),
+        )
     }
 
     /// Every rule that matches the peer.
@@ -843,7 +862,7 @@ impl<'a> Matching<'a> {
 
     fn protocol_port_match(&self, matcher: &Matcher, protocol: u8, port: u16) -> bool {
         match matcher {
-            Matcher::Calico(rule) => calico_protocol_port(rule, &self.peer, protocol, port),
+            Matcher::Calico(rule) => calico_protocol_port(rule, self, protocol, port),
             Matcher::Kubernetes(rule) => kubernetes_ports(rule, &self.peer, protocol, port),
         }
     }
@@ -882,7 +901,13 @@ fn icmp_matches(icmp: (u8, Option<u8>), peer: &Peer<'_>, protocol: u8, port: u16
     protocol == own && (first..=last).contains(&port)
 }
 
-fn calico_protocol_port(rule: &CalicoMatch, peer: &Peer<'_>, protocol: u8, port: u16) -> bool {
+fn calico_protocol_port(
+    rule: &CalicoMatch,
+    matching: &Matching<'_>,
+    protocol: u8,
+    port: u16,
+) -> bool {
+    let peer = &matching.peer;
     if rule.protocol.is_some_and(|p| p != protocol) || rule.not_protocol == Some(protocol) {
         return false;
     }
@@ -906,9 +931,9 @@ fn calico_protocol_port(rule: &CalicoMatch, peer: &Peer<'_>, protocol: u8, port:
                 protocol: p,
                 port: n,
             } => *p == protocol && *n == port,
-            PortRule::PeerNamed(name) => {
-                peer_named(peer).any(|(p, n, number)| p == protocol && n == name && number == port)
-            }
+            PortRule::PeerNamed(name) => matching
+                .named()
+                .any(|(p, n, number)| p == protocol && n == name && number == port),
         })
     };
     if let Some(ports) = &rule.ports

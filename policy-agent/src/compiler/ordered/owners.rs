@@ -38,6 +38,8 @@ pub struct SetOwner {
     /// The set's member number (see [`Relevance::block_members`]): what a CIDR class or a pod
     /// identity lists when the set covers its addresses.
     pub blocks: Vec<usize>,
+    /// A host endpoint's named `ports` as (protocol, name, number); none for a network set.
+    pub ports: Vec<(u8, String, u16)>,
 }
 
 /// What ordered tables need of the cluster besides the endpoint and the peer: the network
@@ -74,6 +76,7 @@ impl CalicoContext {
                         .unwrap_or_default(),
                     nets: set.nets.clone(),
                     blocks: vec![relevance.set_member(index)],
+                    ports: Vec::new(),
                 }
             })
             .collect::<Vec<_>>();
@@ -88,6 +91,11 @@ impl CalicoContext {
                 namespace_labels: Labels::new(),
                 nets: host.expected_ips.iter().copied().map(IpNet::from).collect(),
                 blocks: vec![relevance.set_member(sets.len() + index)],
+                ports: host
+                    .ports
+                    .iter()
+                    .map(|p| (p.protocol.0, p.name.clone(), p.port))
+                    .collect(),
             })
             .collect::<Vec<_>>();
         let sets = sets.into_iter().chain(hosts).collect();
