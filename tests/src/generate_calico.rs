@@ -522,6 +522,9 @@ pub enum CalicoEdit {
     /// Applies a generated policy: added, or replacing the one of the same name and
     /// namespace.
     PutPolicy(Box<CalicoResource>),
+    /// Replaces the CIDRs of one of the case's network sets (none when it has none), labels
+    /// kept: the change a block list's updates make.
+    SetNets(prop::sample::Index, Vec<ipnet::IpNet>),
 }
 
 pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
@@ -534,7 +537,27 @@ pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
                 other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
             }
         }),
+        (any::<prop::sample::Index>(), any::<bool>()).prop_flat_map(|(index, v6)| {
+            nets(v6).prop_map(move |nets| {
+                let nets = nets
+                    .iter()
+                    .map(|n| n.parse::<ipnet::IpNet>().map(|n| n.trunc()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap_or_default();
+                CalicoEdit::SetNets(index, nets)
+            })
+        }),
     ]
+}
+
+/// A network set's key: namespace (none for global) and name.
+fn set_key(resource: &CalicoResource) -> Option<(Option<String>, String)> {
+    match resource {
+        CalicoResource::GlobalNetworkSet(s) | CalicoResource::NetworkSet(s) => {
+            Some((s.namespace.clone(), s.name.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// A Calico policy's key: namespace (empty for global) and name.
@@ -550,6 +573,31 @@ fn policy_key(resource: &CalicoResource) -> Option<(Option<String>, String)> {
 impl CalicoCase {
     /// Applies an edit to the resources, the model's world and the YAML a failure prints.
     pub fn apply(&mut self, edit: &CalicoEdit) {
+        if let CalicoEdit::SetNets(index, nets) = edit {
+            let keys: Vec<_> = self.resources.iter().filter_map(set_key).collect();
+            if keys.is_empty() {
+                return;
+            }
+            let key = keys[index.index(keys.len())].clone();
+            for resource in &mut self.resources {
+                if set_key(resource).as_ref() == Some(&key)
+                    && let CalicoResource::GlobalNetworkSet(set) | CalicoResource::NetworkSet(set) =
+                        resource
+                {
+                    set.nets = nets.clone();
+                }
+            }
+            for set in &mut self.world.network_sets {
+                if (set.namespace.clone(), set.name.clone()) == key {
+                    set.nets = nets.clone();
+                }
+            }
+            self.yaml.push_str(&format!(
+                "# then set {:?}/{}'s nets to {nets:?}\n",
+                key.0, key.1
+            ));
+            return;
+        }
         let removed = match edit {
             CalicoEdit::RemovePolicy(index) => {
                 let keys: Vec<_> = self.resources.iter().filter_map(policy_key).collect();
@@ -562,6 +610,7 @@ impl CalicoCase {
                 Some(key) => key,
                 None => return,
             },
+            CalicoEdit::SetNets(..) => return,
         };
         self.resources
             .retain(|r| policy_key(r).as_ref() != Some(&removed));
@@ -582,6 +631,7 @@ impl CalicoCase {
                     "# then applied {namespace}/{name}: {resource:?}\n"
                 ));
             }
+            CalicoEdit::SetNets(..) => {}
         }
     }
 }

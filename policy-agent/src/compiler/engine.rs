@@ -172,6 +172,44 @@ impl Engine {
         engine
     }
 
+    /// What network sets and host endpoints list changed, and nothing else the compile
+    /// observes (their labels, the blocks policies name): `relevance` numbers every member as
+    /// the old one did (see [`Relevance::numbered_after`]). Every block prefix and pod address
+    /// gets the CIDR class of its new memberships: classes that already exist keep their
+    /// number and their entries, new ones get entries in every table, unused ones are
+    /// retired. The caller then refreshes the pod views (memberships are part of them) and
+    /// the endpoints' tables (their own side may be in a set).
+    pub fn set_owned_blocks(&mut self, relevance: Relevance, calico: Arc<CalicoContext>) {
+        self.relevance = relevance;
+        self.calico = Some(calico);
+        let prefixes = self.relevance.block_prefixes();
+        let mut classes = BTreeMap::new();
+        for prefix in &prefixes {
+            let covering = self.relevance.covering(prefix);
+            classes.insert(*prefix, self.acquire_cidr(&covering));
+        }
+        let old = std::mem::replace(&mut self.block_prefixes, classes);
+        // Released after acquiring: a class still in use keeps its number.
+        for class in old.values() {
+            self.release_cidr(*class);
+        }
+        let touched: BTreeSet<IpNet> = old.keys().copied().chain(prefixes).collect();
+        for prefix in touched {
+            self.write_identity_entry(prefix);
+        }
+        let addresses: Vec<IpAddr> = self.addresses.keys().copied().collect();
+        for ip in addresses {
+            let covering = self.relevance.covering(&IpNet::from(ip));
+            let class = self.acquire_cidr(&covering);
+            let old = match self.addresses.get_mut(&ip) {
+                Some(address) => std::mem::replace(&mut address.cidr, class),
+                None => reserved::WORLD,
+            };
+            self.release_cidr(old);
+            self.write_identity_entry(IpNet::from(ip));
+        }
+    }
+
     // ---- addresses and identities ----
 
     /// Sets the views of every address of a pod (none: the pod owns no address).

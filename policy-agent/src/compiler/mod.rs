@@ -220,9 +220,35 @@ impl Compiler {
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
         let changes = Changes::between(&self.input, cluster);
         let calico_changed = cluster.calico != self.input.calico;
-        let relevance_changed = (!changes.policies.is_empty() || calico_changed)
-            && Relevance::of(cluster) != self.engine.relevance;
-        if self.scope.as_ref() != Some(scope)
+        let relevance = (!changes.policies.is_empty() || calico_changed)
+            .then(|| Relevance::numbered_after(cluster, &self.engine.relevance))
+            .filter(|relevance| *relevance != self.engine.relevance);
+        let relevance_changed = relevance.is_some();
+        // Only what network sets list changed: new memberships, no rebuild.
+        let owned_blocks = relevance.filter(|relevance| {
+            self.scope.as_ref() == Some(scope)
+                && self.engine.calico.is_some()
+                && relevance.same_but_owned_blocks(&self.engine.relevance)
+                && self.only_set_nets_changed(cluster, &changes)
+        });
+        if let Some(relevance) = owned_blocks {
+            let context = Arc::new(ordered::CalicoContext::of(cluster, &relevance));
+            self.engine.set_owned_blocks(relevance, context);
+            // Contents read the sets (an endpoint's own address may be in one).
+            self.contents = tables::ContentCache::default();
+            for ((ns, name), pod) in &cluster.pods {
+                let views = views::pod_views(
+                    pod,
+                    &cluster.namespace_labels(&pod.namespace),
+                    &self.engine.relevance,
+                );
+                self.engine
+                    .set_pod_views(&(ns.clone(), name.clone()), views);
+            }
+            self.update(cluster, scope, &changes, true);
+            changes.apply_to(&mut self.input, cluster);
+            self.input.calico = cluster.calico.clone();
+        } else if self.scope.as_ref() != Some(scope)
             || relevance_changed
             || self.calico_context_changed(cluster, &changes)
         {
@@ -268,6 +294,29 @@ impl Compiler {
             })
     }
 
+    /// Whether, of what [`Compiler::calico_context_changed`] watches, only the CIDRs of
+    /// network sets changed: the same sets with the same labels, the same host endpoints, no
+    /// relabelled namespace holding a set.
+    fn only_set_nets_changed(&self, cluster: &Cluster, changes: &Changes) -> bool {
+        let (old, new) = (&self.input.calico, &cluster.calico);
+        let set_namespaces_relabelled = changes.namespaces.iter().any(|ns| {
+            new.network_sets
+                .keys()
+                .chain(old.network_sets.keys())
+                .any(|(set_ns, _)| set_ns == ns)
+        });
+        old.host_endpoints == new.host_endpoints
+            && !set_namespaces_relabelled
+            && old.network_sets.len() == new.network_sets.len()
+            && old.network_sets.iter().zip(&new.network_sets).all(
+                |((old_key, old_set), (new_key, new_set))| {
+                    old_key == new_key
+                        && old_set.labels == new_set.labels
+                        && old_set.namespace == new_set.namespace
+                },
+            )
+    }
+
     /// Sizes of the compiled state (identities, tables...).
     pub fn counts(&self) -> Counts {
         self.engine.counts()
@@ -276,7 +325,7 @@ impl Compiler {
     /// Everything from scratch: the first compile, or what the policies observe changed.
     /// Numbers restart above the old ones (never reused), so the map diff is still safe.
     fn rebuild(&mut self, cluster: &Cluster, scope: &Scope) {
-        let relevance = Relevance::of(cluster);
+        let relevance = Relevance::numbered_after(cluster, &self.engine.relevance);
         let calico = relevance
             .calico
             .then(|| Arc::new(ordered::CalicoContext::of(cluster, &relevance)));

@@ -24,19 +24,28 @@ pub struct Relevance {
     pub namespace_keys: BTreeSet<String>,
     /// Named ports egress rules use: resolved against the peer pod, so part of its identity.
     pub egress_named_ports: BTreeSet<(Protocol, String)>,
-    /// Every `ipBlock` (cidr, except) of every peer, sorted: an index into this is a block's
-    /// number in CIDR classes. Cidrs are truncated to their network (parsing does it), which
-    /// [`Relevance::covering`] relies on.
+    /// Every prefix the identity trie needs besides pod addresses, sorted: each `ipBlock`
+    /// (cidr, except) of every peer and each network-set CIDR. Cidrs are truncated to their
+    /// network (parsing does it), which [`Relevance::covering`] relies on.
     pub blocks: Vec<(IpNet, Vec<IpNet>)>,
-    /// Indices of the blocks that egress rules combine with named ports: those need the
-    /// peer pod's port numbering, so membership in them is part of the pod identity.
+    /// Member numbers of the blocks that egress rules combine with named ports: those need
+    /// the peer pod's port numbering, so membership in them is part of the pod identity.
     pub named_port_blocks: BTreeSet<usize>,
-    /// What each block makes an address a member of, sorted: the block itself (its own
-    /// number) when a policy names it (an `ipBlock`, a rule's net, a whole family), and the
-    /// network sets listing it (`blocks.len() + set`). CIDR classes and pod identities are
-    /// made of these member numbers, so the 5,000 CIDRs of one network set are one member and
-    /// the addresses they cover one class, not 5,000.
+    /// What each of `blocks` makes an address a member of, sorted: the block itself when a
+    /// policy names it (an `ipBlock`, a rule's net, a whole family), and the network sets and
+    /// host endpoints listing it. CIDR classes and pod identities are made of these member
+    /// numbers, so the 5,000 CIDRs of one network set are one member and the addresses they
+    /// cover one class, not 5,000.
     pub block_members: Vec<Vec<usize>>,
+    /// The member number of each named block and each owner (network set, host endpoint).
+    /// Numbers are kept from the relevance a compiler had before (see
+    /// [`Relevance::numbered_after`]), so that a network set gaining a CIDR leaves every other
+    /// member, and the cells keyed by members, as they were.
+    numbers: BTreeMap<MemberKey, usize>,
+    /// The owners' member numbers, network sets then host endpoints in the cluster's order.
+    owner_members: Vec<usize>,
+    /// The next member number never handed out.
+    next_member: usize,
     /// Calico resources exist, so some endpoints may have ordered tables, which look a pod
     /// peer up by its pod identity alone: a pod identity then also carries its address family,
     /// its service account and its membership in every block (`nets`, network sets, and the
@@ -47,17 +56,54 @@ pub struct Relevance {
     cidr_lengths: BTreeSet<(bool, u8)>,
 }
 
+/// What a member number stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum MemberKey {
+    /// A block a policy names: (cidr, except).
+    Block(IpNet, Vec<IpNet>),
+    /// A NetworkSet `(namespace, name)` or GlobalNetworkSet `("", name)`.
+    NetworkSet(String, String),
+    HostEndpoint(String),
+}
+
 fn selector_keys<'a>(selector: &'a LabelSelector) -> impl Iterator<Item = String> + 'a {
     selector.requirements.iter().map(|r| r.key().to_owned())
 }
 
 impl Relevance {
-    pub fn of(cluster: &Cluster) -> Self {
-        Self::with_ordered(cluster, !cluster.calico.is_empty())
+    /// What the policies observe (with ordered tables when there are Calico resources),
+    /// keeping the member numbers of `previous` for what is still there (new members get
+    /// numbers never used before).
+    pub fn numbered_after(cluster: &Cluster, previous: &Relevance) -> Self {
+        Self::build(cluster, !cluster.calico.is_empty(), Some(previous))
     }
 
     /// What the policies observe when ordered tables are (`ordered`) or are not in use.
     pub fn with_ordered(cluster: &Cluster, ordered: bool) -> Self {
+        Self::build(cluster, ordered, None)
+    }
+
+    /// Whether `self` and `other` differ in anything but what network sets and host
+    /// endpoints list (`blocks`, members and numbers): what pod views and tables observe
+    /// besides the addresses' memberships.
+    pub fn same_but_owned_blocks(&self, other: &Relevance) -> bool {
+        let named = |r: &Relevance| -> Vec<(MemberKey, usize)> {
+            r.numbers
+                .iter()
+                .filter(|(key, _)| matches!(key, MemberKey::Block(..)))
+                .map(|(key, number)| (key.clone(), *number))
+                .collect()
+        };
+        self.pod_keys == other.pod_keys
+            && self.namespace_keys == other.namespace_keys
+            && self.egress_named_ports == other.egress_named_ports
+            && self.named_port_blocks == other.named_port_blocks
+            && self.calico == other.calico
+            && self.owner_members == other.owner_members
+            && named(self) == named(other)
+    }
+
+    fn build(cluster: &Cluster, ordered: bool, previous: Option<&Relevance>) -> Self {
         let mut relevance = Relevance::default();
         let mut blocks = BTreeSet::new();
         let mut named_port_blocks = BTreeSet::new();
@@ -97,7 +143,21 @@ impl Relevance {
             }
         }
         let mut sets: Vec<Vec<IpNet>> = Vec::new();
+        let mut owner_keys: Vec<MemberKey> = Vec::new();
         if ordered {
+            owner_keys = cluster
+                .calico
+                .network_sets
+                .keys()
+                .map(|(ns, name)| MemberKey::NetworkSet(ns.clone(), name.clone()))
+                .chain(
+                    cluster
+                        .calico
+                        .host_endpoints
+                        .keys()
+                        .map(|name| MemberKey::HostEndpoint(name.clone())),
+                )
+                .collect();
             relevance.calico = true;
             calico_relevance(cluster, &mut relevance, &mut blocks);
             // Network sets, then host endpoints (their `expectedIPs`): owners of addresses
@@ -124,35 +184,67 @@ impl Relevance {
             .iter()
             .map(|(cidr, _)| (matches!(cidr, IpNet::V6(_)), cidr.prefix_len()))
             .collect();
-        let count = relevance.blocks.len();
-        // Which sets list each CIDR: one pass over the sets, not one per block.
+        // Member numbers: the previous ones where the member is still there, new ones after
+        // every number handed out before.
+        let mut next_member = previous.map_or(0, |p| p.next_member);
+        let mut number = |key: MemberKey| -> (MemberKey, usize) {
+            let n = previous
+                .and_then(|p| p.numbers.get(&key).copied())
+                .unwrap_or_else(|| {
+                    next_member += 1;
+                    next_member - 1
+                });
+            (key, n)
+        };
+        let mut numbers: BTreeMap<MemberKey, usize> = blocks
+            .iter()
+            .map(|(cidr, except)| number(MemberKey::Block(*cidr, except.clone())))
+            .collect();
+        let owner_members: Vec<usize> = owner_keys
+            .into_iter()
+            .map(|key| {
+                let (key, n) = number(key);
+                numbers.insert(key, n);
+                n
+            })
+            .collect();
+        // Which owners list each CIDR: one pass over the owners, not one per block.
         let mut listed_in: BTreeMap<IpNet, Vec<usize>> = BTreeMap::new();
         for (set, nets) in sets.iter().enumerate() {
             for net in nets {
-                listed_in.entry(*net).or_default().push(count + set);
+                listed_in.entry(*net).or_default().push(owner_members[set]);
             }
         }
         relevance.block_members = relevance
             .blocks
             .iter()
-            .enumerate()
-            .map(|(index, block)| {
-                let own = blocks.contains(block).then_some(index);
+            .map(|(cidr, except)| {
+                let own = numbers
+                    .get(&MemberKey::Block(*cidr, except.clone()))
+                    .copied();
                 let in_sets = listed_in
-                    .get(&block.0)
-                    .filter(|_| block.1.is_empty())
+                    .get(cidr)
+                    .filter(|_| except.is_empty())
                     .into_iter()
                     .flatten()
                     .copied();
                 let mut members: Vec<usize> = own.into_iter().chain(in_sets).collect();
+                members.sort_unstable();
                 members.dedup();
                 members
             })
             .collect();
         relevance.named_port_blocks = named_port_blocks
             .iter()
-            .filter_map(|block| relevance.blocks.binary_search(block).ok())
+            .filter_map(|(cidr, except)| {
+                numbers
+                    .get(&MemberKey::Block(*cidr, except.clone()))
+                    .copied()
+            })
             .collect();
+        relevance.numbers = numbers;
+        relevance.owner_members = owner_members;
+        relevance.next_member = next_member;
         relevance
     }
 
@@ -164,16 +256,15 @@ impl Relevance {
     /// The member number of a block a policy names (an `ipBlock`, a rule's net); `None` for
     /// one no policy names.
     pub fn block_index(&self, cidr: &IpNet, except: &[IpNet]) -> Option<usize> {
-        self.blocks
-            .binary_search_by(|(c, e)| (c, e.as_slice()).cmp(&(cidr, except)))
-            .ok()
-            .filter(|index| self.block_members[*index].first() == Some(index))
+        self.numbers
+            .get(&MemberKey::Block(*cidr, except.to_vec()))
+            .copied()
     }
 
     /// The member number of the `set`-th owner: network sets in the cluster's order, then
     /// host endpoints in the cluster's order.
     pub fn set_member(&self, set: usize) -> usize {
-        self.blocks.len() + set
+        self.owner_members.get(set).copied().unwrap_or(usize::MAX)
     }
 
     /// What `prefix` is a member of: the named blocks and network sets covering it (sorted).

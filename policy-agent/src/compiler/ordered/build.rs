@@ -579,7 +579,7 @@ fn blocks(nets: &[IpNet], relevance: &Relevance) -> Vec<(IpNet, usize)> {
     nets.iter()
         .map(|net| {
             let net = net.trunc();
-            // Every peer-side net is a block (see `Relevance::of`); an endpoint-side net that
+            // Every peer-side net is a block (see `Relevance::numbered_after`); an endpoint-side net that
             // is not is only ever matched by address.
             (net, relevance.block_index(&net, &[]).unwrap_or(usize::MAX))
         })
