@@ -7,15 +7,33 @@
 //! its peers shared then), so after changes an incremental compile may hold more or fewer than
 //! a fresh one; for those the check is that every entry belongs to a table some endpoint lists
 //! and to a peer identity some address carries.
+//!
+//! [`follow`] is the other half of checking an incremental compile: a copy of the maps carried
+//! along by the reported changes alone must equal the compiler's maps.
 
 use std::collections::BTreeSet;
 
-use policy_agent::compiler::{LpmKey, MapContents};
+use policy_agent::{
+    compiler::{Compiled, LpmKey, MapContents},
+    dataplane::{MapDelta, routes::Binding},
+};
 use policy_common::{
     endpoint::{TableRef, lookup},
     identity,
     rule::{RuleKey, RuleValue},
 };
+
+/// Brings `synced` along a compile the way the agent's sync does: only the keys the compile
+/// reports changed are looked at.
+pub fn follow(synced: &mut MapContents, compiled: &Compiled) {
+    MapDelta::between(
+        synced,
+        &compiled.maps,
+        &compiled.changes,
+        &Binding::default(),
+    )
+    .apply_to(synced);
+}
 
 /// (endpoints, identities, rule entries of unordered tables).
 pub fn counts(maps: &MapContents) -> (usize, usize, usize) {

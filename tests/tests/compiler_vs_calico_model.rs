@@ -25,10 +25,9 @@ use palisade_tests::{
 };
 use policy_agent::{
     compiler::{
-        Compiled, Compiler, MapContents, Scope,
+        Compiler, MapContents, Scope,
         trace::{TracePacket, trace},
     },
-    dataplane::{MapDelta, routes::Binding},
     model::Cluster,
     replay::{self, Direction, Packet},
 };
@@ -128,7 +127,7 @@ proptest! {
         let mut compiler = Compiler::new();
         // What a sync that writes only the reported changes leaves in the maps.
         let mut synced = MapContents::default();
-        follow(&mut synced, &compiler.compile(&case.agent_cluster(), &scope(&case)));
+        leftovers::follow(&mut synced, &compiler.compile(&case.agent_cluster(), &scope(&case)));
         // Each step edits the Kubernetes objects, then the Calico policies.
         for (edit, calico_edit) in edits.iter().zip(&calico_edits) {
             let mut kubernetes = case.kubernetes_world();
@@ -155,7 +154,7 @@ fn step(
 ) -> Result<(), TestCaseError> {
     let cluster = case.agent_cluster();
     let compiled = compiler.compile(&cluster, &scope(case));
-    follow(synced, &compiled);
+    leftovers::follow(synced, &compiled);
     prop_assert!(
         *synced == *compiled.maps,
         "the changes reported after {} miss entries",
@@ -178,16 +177,4 @@ fn step(
         orphans
     );
     Ok(())
-}
-
-/// Brings `synced` along a compile the way the agent's sync does: only the keys the compile
-/// reports changed are looked at.
-fn follow(synced: &mut MapContents, compiled: &Compiled) {
-    MapDelta::between(
-        synced,
-        &compiled.maps,
-        &compiled.changes,
-        &Binding::default(),
-    )
-    .apply_to(synced);
 }

@@ -23,8 +23,7 @@ use palisade_tests::{
     reference::{Flow, World},
 };
 use policy_agent::{
-    compiler::{Compiled, Compiler, MapContents, Scope},
-    dataplane::{MapDelta, routes::Binding},
+    compiler::{Compiler, MapContents, Scope},
     replay::{self, Direction, Packet},
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
@@ -98,12 +97,12 @@ proptest! {
         let mut compiler = Compiler::new();
         // What a sync that writes only the reported changes leaves in the maps.
         let mut synced = MapContents::default();
-        follow(&mut synced, &compiler.compile(&agent_cluster(&world), &scope(&world)));
+        leftovers::follow(&mut synced, &compiler.compile(&agent_cluster(&world), &scope(&world)));
         for edit in &edits {
             edit.apply(&mut world);
             let cluster = agent_cluster(&world);
             let compiled = compiler.compile(&cluster, &scope(&world));
-            follow(&mut synced, &compiled);
+            leftovers::follow(&mut synced, &compiled);
             prop_assert!(synced == *compiled.maps, "the changes reported after {:?} miss entries", edit);
             let maps = compiled.maps;
             check_flows(&world, &maps, &picks)?;
@@ -117,16 +116,4 @@ proptest! {
             prop_assert!(orphans.is_empty(), "entries left behind after {:?}: {:?}", edit, orphans);
         }
     }
-}
-
-/// Brings `synced` along a compile the way the agent's sync does: only the keys the compile
-/// reports changed are looked at.
-fn follow(synced: &mut MapContents, compiled: &Compiled) {
-    MapDelta::between(
-        synced,
-        &compiled.maps,
-        &compiled.changes,
-        &Binding::default(),
-    )
-    .apply_to(synced);
 }

@@ -160,12 +160,7 @@ impl Engine {
             changes: MapChanges::default(),
             explanations: Arc::default(),
         };
-        for prefix in engine.relevance.block_prefixes() {
-            let covering = engine.relevance.covering(&prefix);
-            let class = engine.acquire_cidr(&covering);
-            engine.block_prefixes.insert(prefix, class);
-            engine.write_identity_entry(prefix);
-        }
+        engine.classify_blocks();
         for ip in host_addrs {
             engine.write_identity_entry(IpNet::from(*ip));
         }
@@ -182,6 +177,12 @@ impl Engine {
     pub fn set_owned_blocks(&mut self, relevance: Relevance, calico: Arc<CalicoContext>) {
         self.relevance = relevance;
         self.calico = Some(calico);
+        self.classify_blocks();
+    }
+
+    /// Gives every block prefix and pod address the CIDR class of its memberships under the
+    /// current relevance, and rewrites their identity entries.
+    fn classify_blocks(&mut self) {
         let prefixes = self.relevance.block_prefixes();
         let mut classes = BTreeMap::new();
         for prefix in &prefixes {

@@ -64,14 +64,17 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Whether a host endpoint is this node's (every one when no node is named). A host
-    /// endpoint naming every interface (`*`) is not supported and never local.
+    /// Whether a host endpoint is this node's to enforce (every one when no node is named).
+    /// A host endpoint naming every interface (`*`) is not supported and never local.
     pub fn is_local_host(&self, host: &HostEndpoint) -> bool {
-        host.interface_name.as_deref() != Some("*")
-            && self
-                .node_name
-                .as_ref()
-                .is_none_or(|node| *node == host.node)
+        host.interface_name.as_deref() != Some("*") && self.is_host_node(host)
+    }
+
+    /// Whether a host endpoint names this node (every one when no node is named).
+    pub fn is_host_node(&self, host: &HostEndpoint) -> bool {
+        self.node_name
+            .as_ref()
+            .is_none_or(|node| *node == host.node)
     }
 
     pub fn is_local(&self, pod: &Pod) -> bool {
@@ -236,15 +239,7 @@ impl Compiler {
             self.engine.set_owned_blocks(relevance, context);
             // Contents read the sets (an endpoint's own address may be in one).
             self.contents = tables::ContentCache::default();
-            for ((ns, name), pod) in &cluster.pods {
-                let views = views::pod_views(
-                    pod,
-                    &cluster.namespace_labels(&pod.namespace),
-                    &self.engine.relevance,
-                );
-                self.engine
-                    .set_pod_views(&(ns.clone(), name.clone()), views);
-            }
+            view_pods(&mut self.engine, cluster);
             self.update(cluster, scope, &changes, true);
             changes.apply_to(&mut self.input, cluster);
             self.input.calico = cluster.calico.clone();
@@ -286,12 +281,20 @@ impl Compiler {
         let (old, new) = (&self.input.calico, &cluster.calico);
         old.network_sets != new.network_sets
             || old.host_endpoints != new.host_endpoints
-            || changes.namespaces.iter().any(|ns| {
-                new.network_sets
-                    .keys()
-                    .chain(old.network_sets.keys())
-                    .any(|(set_ns, _)| set_ns == ns)
-            })
+            || self.set_namespace_relabelled(cluster, changes)
+    }
+
+    /// Whether a changed namespace holds (or held) a NetworkSet: its labels are the set's
+    /// namespace labels for `namespaceSelector`s.
+    fn set_namespace_relabelled(&self, cluster: &Cluster, changes: &Changes) -> bool {
+        changes.namespaces.iter().any(|ns| {
+            cluster
+                .calico
+                .network_sets
+                .keys()
+                .chain(self.input.calico.network_sets.keys())
+                .any(|(set_ns, _)| set_ns == ns)
+        })
     }
 
     /// Whether, of what [`Compiler::calico_context_changed`] watches, only the CIDRs of
@@ -299,14 +302,8 @@ impl Compiler {
     /// relabelled namespace holding a set.
     fn only_set_nets_changed(&self, cluster: &Cluster, changes: &Changes) -> bool {
         let (old, new) = (&self.input.calico, &cluster.calico);
-        let set_namespaces_relabelled = changes.namespaces.iter().any(|ns| {
-            new.network_sets
-                .keys()
-                .chain(old.network_sets.keys())
-                .any(|(set_ns, _)| set_ns == ns)
-        });
         old.host_endpoints == new.host_endpoints
-            && !set_namespaces_relabelled
+            && !self.set_namespace_relabelled(cluster, changes)
             && old.network_sets.len() == new.network_sets.len()
             && old.network_sets.iter().zip(&new.network_sets).all(
                 |((old_key, old_set), (new_key, new_set))| {
@@ -330,14 +327,7 @@ impl Compiler {
             .calico
             .then(|| Arc::new(ordered::CalicoContext::of(cluster, &relevance)));
         let mut engine = Engine::new(relevance, calico, &scope.host_addrs, Some(&self.engine));
-        for ((ns, name), pod) in &cluster.pods {
-            let views = views::pod_views(
-                pod,
-                &cluster.namespace_labels(&pod.namespace),
-                &engine.relevance,
-            );
-            engine.set_pod_views(&(ns.clone(), name.clone()), views);
-        }
+        view_pods(&mut engine, cluster);
         self.contents = tables::ContentCache::default();
         for ((ns, name), pod) in &cluster.pods {
             if pod.is_endpoint() && scope.is_local(pod) {
@@ -361,11 +351,7 @@ impl Compiler {
         self.host_interfaces.clear();
         // Said, not silently skipped: an operator expecting this host protected is not.
         for host in cluster.calico.host_endpoints.values() {
-            let this_node = scope
-                .node_name
-                .as_ref()
-                .is_none_or(|node| *node == host.node);
-            if this_node && host.interface_name.as_deref() == Some("*") {
+            if scope.is_host_node(host) && host.interface_name.as_deref() == Some("*") {
                 tracing::warn!(
                     host_endpoint = %host.name,
                     "spec.interfaceName '*' (all interfaces) is not enforced by Palisade: this \
@@ -486,6 +472,18 @@ impl Compiler {
         if calico_changed {
             self.set_host_endpoints(cluster, scope);
         }
+    }
+}
+
+/// Sets the views of every pod's addresses, from the engine's relevance.
+fn view_pods(engine: &mut Engine, cluster: &Cluster) {
+    for ((ns, name), pod) in &cluster.pods {
+        let views = views::pod_views(
+            pod,
+            &cluster.namespace_labels(&pod.namespace),
+            &engine.relevance,
+        );
+        engine.set_pod_views(&(ns.clone(), name.clone()), views);
     }
 }
 

@@ -605,8 +605,13 @@ spec:
     - {{action: Allow, protocol: TCP, source: {{nets: [10.42.9.0/24]}}, destination: {{ports: [{port}]}}}}
 "#
     );
+    calico_cluster(&yaml)
+}
+
+/// A cluster of Calico resources only.
+fn calico_cluster(yaml: &str) -> Cluster {
     let mut cluster = Cluster::default();
-    for resource in crate::calico::resources::parse_documents(&yaml) {
+    for resource in crate::calico::resources::parse_documents(yaml) {
         cluster.calico.insert(resource.expect("valid resource"));
     }
     cluster
@@ -653,10 +658,7 @@ spec:
     - {action: Deny, protocol: TCP, source: {ports: [80, 443, 8080, "1000:2000"]}}
     - {action: Allow}
 "#;
-    let mut cluster = Cluster::default();
-    for resource in crate::calico::resources::parse_documents(yaml) {
-        cluster.calico.insert(resource.expect("valid resource"));
-    }
+    let cluster = calico_cluster(yaml);
     let scope = Scope {
         node_name: Some("bm1".to_owned()),
         host_addrs: Vec::new(),
@@ -722,11 +724,7 @@ spec:
     - {{action: Pass}}
 "#
         );
-        let mut cluster = Cluster::default();
-        for resource in crate::calico::resources::parse_documents(&yaml) {
-            cluster.calico.insert(resource.expect("valid resource"));
-        }
-        cluster
+        calico_cluster(&yaml)
     };
     let scope = Scope {
         node_name: Some("node1".to_owned()),

@@ -232,17 +232,16 @@ impl SourceClasses {
                 *coverage.entry(signature).or_default() += span(i);
             }
             // Class 0 needs no entries: the signature covering the most ports (the first of
-            // equals, so the choice is stable).
-            let zero = signatures
+            // equals, so the choice is stable), with the first port that has it.
+            let mut numbers: HashMap<Vec<bool>, u8> = HashMap::new();
+            let mut reps: Vec<Option<u16>> = Vec::new();
+            if let Some((zero, signature)) = signatures
                 .iter()
                 .enumerate()
                 .max_by(|(i, a), (j, b)| coverage[a].cmp(&coverage[b]).then(j.cmp(i)))
-                .map(|(_, signature)| signature.clone());
-            let mut numbers: HashMap<Vec<bool>, u8> = HashMap::new();
-            let mut reps: Vec<Option<u16>> = Vec::new();
-            if let Some(zero) = zero {
-                numbers.insert(zero, 0);
-                reps.push(None);
+            {
+                numbers.insert(signature.clone(), 0);
+                reps.push(u16::try_from(starts[zero]).ok());
             }
             let mut classes: Vec<(u32, u8)> = Vec::new();
             for (start, signature) in starts.iter().zip(&signatures) {
@@ -263,9 +262,6 @@ impl SourceClasses {
                         u8::MAX
                     }
                 };
-                if class == 0 && reps[0].is_none() {
-                    reps[0] = Some(sport);
-                }
                 if classes.last().is_none_or(|(_, last)| *last != class) {
                     classes.push((*start, class));
                 }
@@ -299,29 +295,17 @@ impl SourceClasses {
 }
 
 /// Whether a packet's source port satisfies a Calico rule's `source.ports` and
-/// `source.notPorts` (packets without ports satisfy neither list).
+/// `source.notPorts`.
 fn source_ports_match(rule: &CalicoMatch, protocol: u8, sport: u16) -> bool {
-    let has_ports = CalicoProtocol(protocol).has_ports();
     // A peer's named source port is refused by the datastores (`calico::resources::support`),
     // so it never reaches here; were it to, it matches no port.
-    let any = |list: &[PortRule]| {
-        list.iter().any(|entry| match entry {
-            PortRule::Range { first, last } => (*first..=*last).contains(&sport),
-            PortRule::Exact { protocol: p, port } => *p == protocol && *port == sport,
-            PortRule::PeerNamed(_) => false,
-        })
-    };
-    if let Some(ports) = &rule.source_ports
-        && !(has_ports && any(ports))
-    {
-        return false;
-    }
-    if let Some(not_ports) = &rule.not_source_ports
-        && (!has_ports || any(not_ports))
-    {
-        return false;
-    }
-    true
+    port_lists_match(
+        rule.source_ports.as_deref(),
+        rule.not_source_ports.as_deref(),
+        protocol,
+        sport,
+        |_| false,
+    )
 }
 
 /// A table's source-port class entries: (protocol, source-port prefix) to class, for every
@@ -586,19 +570,13 @@ fn rule_grid(
                 }
             }
             let lists = rule.ports.iter().chain(&rule.not_ports);
-            let port_protocols = [
-                CalicoProtocol::TCP,
-                CalicoProtocol::UDP,
-                CalicoProtocol::SCTP,
-                CalicoProtocol::UDPLITE,
-            ];
             if rule.ports.is_some() || rule.not_ports.is_some() {
-                protocols.extend(port_protocols.iter().map(|p| p.0));
+                protocols.extend(PORT_PROTOCOLS.iter().map(|p| p.0));
             }
             for port in lists.flatten() {
                 match port {
                     PortRule::Range { first, last } => {
-                        for p in port_protocols {
+                        for p in PORT_PROTOCOLS {
                             cut(p.0, *first, *last);
                         }
                     }
@@ -923,6 +901,29 @@ fn calico_protocol_port(
     {
         return false;
     }
+    port_lists_match(
+        rule.ports.as_deref(),
+        rule.not_ports.as_deref(),
+        protocol,
+        port,
+        |name| {
+            matching
+                .named()
+                .any(|(p, n, number)| p == protocol && n == name && number == port)
+        },
+    )
+}
+
+/// Calico's `ports` and `notPorts` of one side of a rule, for a packet's port on that side:
+/// packets without ports satisfy neither list. `peer_named`: whether the peer's port of
+/// that name is the packet's.
+fn port_lists_match(
+    ports: Option<&[PortRule]>,
+    not_ports: Option<&[PortRule]>,
+    protocol: u8,
+    port: u16,
+    peer_named: impl Fn(&str) -> bool,
+) -> bool {
     let has_ports = CalicoProtocol(protocol).has_ports();
     let any = |list: &[PortRule]| {
         list.iter().any(|entry| match entry {
@@ -931,17 +932,15 @@ fn calico_protocol_port(
                 protocol: p,
                 port: n,
             } => *p == protocol && *n == port,
-            PortRule::PeerNamed(name) => matching
-                .named()
-                .any(|(p, n, number)| p == protocol && n == name && number == port),
+            PortRule::PeerNamed(name) => peer_named(name),
         })
     };
-    if let Some(ports) = &rule.ports
+    if let Some(ports) = ports
         && !(has_ports && any(ports))
     {
         return false;
     }
-    if let Some(not_ports) = &rule.not_ports
+    if let Some(not_ports) = not_ports
         && (!has_ports || any(not_ports))
     {
         return false;

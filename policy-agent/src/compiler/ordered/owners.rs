@@ -2,9 +2,10 @@
 //! side of a rule.
 //!
 //! The owners of an address are the live pod holding it (if any), every network set with a
-//! CIDR containing it and every host endpoint expecting it. Selector fields match when some owner satisfies them (libcalico-go's
-//! endpoint selector); `notSelector` fails when any owner matches it. The namespace
-//! restriction follows the rule's `namespaceSelector`, or the policy's own namespace.
+//! CIDR containing it and every host endpoint expecting it. Selector fields match when some
+//! owner satisfies them (libcalico-go's endpoint selector); `notSelector` fails when any
+//! owner matches it. The namespace restriction follows the rule's `namespaceSelector`, or the
+//! policy's own namespace.
 
 use std::net::IpAddr;
 
@@ -43,8 +44,8 @@ pub struct SetOwner {
 }
 
 /// What ordered tables need of the cluster besides the endpoint and the peer: the network
-/// sets and host endpoints that own addresses. Built once per full compile (a change to
-/// either rebuilds).
+/// sets and host endpoints that own addresses. Built on every full compile, and again when
+/// only network sets' CIDRs change (`Engine::set_owned_blocks`).
 #[derive(Debug, Clone, Default)]
 pub struct CalicoContext {
     /// Network sets, then host endpoints (see [`Relevance::set_member`]).
