@@ -81,6 +81,8 @@ pub struct Config {
     pub datastore: DatastoreConfig,
     pub bpffs: PathBuf,
     pub interfaces: InterfaceSelection,
+    /// Which other interfaces get the post-translation hook (`--uplinks`); none when `None`.
+    pub uplinks: Option<glob::Pattern>,
     pub status_file: Option<PathBuf>,
     pub node_name: Option<String>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics`; nowhere when `None`.
@@ -140,6 +142,7 @@ pub async fn run(config: Config) -> Result<()> {
         unsynced: MapChanges::default(),
         status: Status::default(),
         interfaces: config.interfaces.clone(),
+        uplinks: config.uplinks.clone(),
         health: health.clone(),
         host_interfaces: Vec::new(),
     };
@@ -219,6 +222,7 @@ struct State {
     unsynced: MapChanges,
     status: Status,
     interfaces: InterfaceSelection,
+    uplinks: Option<glob::Pattern>,
     health: Arc<Health>,
     /// This node's host endpoints, from the last compile.
     host_interfaces: Vec<crate::compiler::HostInterface>,
@@ -322,13 +326,15 @@ impl State {
         datapath: &mut Datapath,
         routes: &BTreeMap<IpAddr, String>,
     ) -> Result<Vec<String>, DataplaneError> {
+        let uplink = |name: &str| self.uplinks.as_ref().is_some_and(|p| p.matches(name));
+        // (The node's loopback never gets it: nothing leaves through it.)
         match &self.interfaces {
             InterfaceSelection::Routed => {
                 let routed = routes::endpoint_interfaces(self.compiler.maps(), routes);
-                datapath.attach_interfaces(&|name| routed.contains(name))
+                datapath.attach_interfaces(&|name| routed.contains(name), &uplink)
             }
             InterfaceSelection::Pattern(pattern) => {
-                datapath.attach_interfaces(&|name| pattern.matches(name))
+                datapath.attach_interfaces(&|name| pattern.matches(name), &uplink)
             }
         }
     }

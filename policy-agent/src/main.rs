@@ -97,6 +97,13 @@ enum Command {
         /// through.
         #[arg(long)]
         interface_pattern: Option<String>,
+        /// Other interfaces that get the hook deciding pods' Service traffic after
+        /// kube-proxy's translation (tc egress): every one but loopback (`*`, the default,
+        /// which covers uplinks and tunnels whatever their names), a glob, or an empty
+        /// string for none (Service traffic to backends off this node is then not judged on
+        /// its backend: only for tests that must not touch the host's interfaces).
+        #[arg(long, default_value = "*")]
+        uplinks: String,
         /// Write a JSON status report here after every change.
         #[arg(long)]
         status_file: Option<PathBuf>,
@@ -201,6 +208,7 @@ fn main() -> Result<()> {
             source,
             bpffs,
             interface_pattern,
+            uplinks,
             status_file,
             metrics_port,
             metrics_host,
@@ -221,6 +229,14 @@ fn main() -> Result<()> {
                     glob::Pattern::new(&pattern)
                         .with_context(|| format!("--interface-pattern {pattern:?}"))?,
                 ),
+            },
+            uplinks: if uplinks.is_empty() {
+                None
+            } else {
+                Some(
+                    glob::Pattern::new(&uplinks)
+                        .with_context(|| format!("--uplinks {uplinks:?}"))?,
+                )
             },
             datastore: source.datastore(),
             node_name: source.node_name()?,

@@ -60,6 +60,8 @@ impl Agent {
             .arg("--bpffs")
             .arg(&pins)
             .args(["--interface-pattern", "palisade-test-no-such-interface"])
+            // This test runs in the machine's own namespace: leave its interfaces alone.
+            .args(["--uplinks", ""])
             .arg("--status-file")
             .arg(dir.join("status.json"))
             .args(["--metrics-port", &port.to_string()])

@@ -54,6 +54,16 @@ pub const IFINDEX_UNBOUND: u32 = 0;
 /// alone), so a pod can never send as the host before the host's interface is bound.
 pub const IFINDEX_NONE: u32 = u32::MAX;
 
+/// What an endpoint is ([`EndpointPolicy::kind`]).
+pub mod kind {
+    /// A pod: its host-side interface runs `palisade_from_endpoint`/`palisade_to_endpoint`,
+    /// and its Service traffic is decided after kube-proxy's translation
+    /// (see [`crate::service`]).
+    pub const POD: u32 = 0;
+    /// A Calico host endpoint: judged on its own interface only.
+    pub const HOST: u32 = 1;
+}
+
 /// One rule table in an endpoint's list.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -83,6 +93,8 @@ pub struct EndpointPolicy {
     /// accepted from it (and as destination only delivered through it), so one pod cannot
     /// send as another. [`IFINDEX_UNBOUND`] until the agent has seen the route.
     pub ifindex: u32,
+    /// One of [`kind`].
+    pub kind: u32,
     /// Checked for packets delivered to the endpoint.
     pub ingress: PolicyList,
     /// Checked for packets the endpoint sends.

@@ -16,7 +16,7 @@ pub struct FragmentKey {
     pub id: u32,
     /// The upper-layer protocol.
     pub protocol: u8,
-    /// 0: `palisade_from_endpoint`, 1: `palisade_to_endpoint`.
+    /// 0: `palisade_from_endpoint`, 1: `palisade_to_endpoint`, 2: `palisade_after_nat`.
     pub hook: u8,
     pub _pad: [u8; 2],
 }

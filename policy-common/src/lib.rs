@@ -18,6 +18,7 @@ pub mod flow;
 pub mod fragment;
 pub mod identity;
 pub mod rule;
+pub mod service;
 
 /// Names of the maps in the eBPF object. They are also the file names of the pins under the
 /// agent's bpffs directory, so `bpftool map dump pinned <dir>/<NAME>` works.
@@ -33,9 +34,17 @@ pub mod map_names {
     pub const CONFIG: &str = "PALISADE_CONFIG";
     pub const FLOWS: &str = "PALISADE_FLOWS";
     pub const FLOW_BUDGET: &str = "PALISADE_FLOW_BUDGET";
+    /// Service frontends (see [`crate::service`]).
+    pub const SERVICES: &str = "PALISADE_SERVICES";
+    /// Which backends each frontend has.
+    pub const SERVICE_BACKENDS: &str = "PALISADE_SERVICE_BACKENDS";
+    /// A pod socket's last new flow to a frontend, until kube-proxy's translation is seen.
+    pub const SERVICE_PENDING: &str = "PALISADE_SERVICE_PENDING";
+    /// The backend of each allowed flow to a frontend.
+    pub const SERVICE_FLOWS: &str = "PALISADE_SERVICE_FLOWS";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 15] = [
         ENDPOINTS,
         IDENTITIES,
         ADDRESSES,
@@ -47,6 +56,10 @@ pub mod map_names {
         CONFIG,
         FLOWS,
         FLOW_BUDGET,
+        SERVICES,
+        SERVICE_BACKENDS,
+        SERVICE_PENDING,
+        SERVICE_FLOWS,
     ];
 }
 
@@ -72,6 +85,9 @@ pub mod program_names {
     pub const HOST_INGRESS: &str = "palisade_host_ingress";
     /// tc egress of a host endpoint's interface: packets the host sends.
     pub const HOST_EGRESS: &str = "palisade_host_egress";
+    /// tc egress of every interface of the node, after netfilter: the sender's egress policy
+    /// for a local pod's flows to Services, judged on the backend kube-proxy chose.
+    pub const AFTER_NAT: &str = "palisade_after_nat";
 }
 
 /// Maximum entries per map, as the eBPF object declares them. Sized for a node with a few
@@ -92,6 +108,14 @@ pub mod capacity {
     pub const FRAGMENTS: u32 = 8192;
     /// Endpoint interfaces counted.
     pub const COUNTERS: u32 = 4096;
+    /// Service frontends (ClusterIPs, external IPs, node ports) × ports.
+    pub const SERVICES: u32 = 65_536;
+    /// (frontend, backend) pairs.
+    pub const SERVICE_BACKENDS: u32 = 262_144;
+    /// Pod sockets with a new flow to a frontend in flight.
+    pub const SERVICE_PENDING: u32 = 16_384;
+    /// Allowed flows to frontends: as many as tracked connections.
+    pub const SERVICE_FLOWS: u32 = CONNTRACK;
 }
 
 /// Protocol number the datapath matches a packet with when it cannot find the packet's

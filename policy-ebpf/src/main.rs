@@ -11,6 +11,9 @@
 //! * `palisade_host_ingress` / `palisade_host_egress` (tc ingress / egress of a Calico host
 //!   endpoint's interface) check what reaches the host against its ingress policy and what it
 //!   sends against its egress policy; packets of other addresses crossing that interface pass.
+//! * `palisade_after_nat` (tc egress of every interface of the node, after netfilter) checks a
+//!   local pod's flows to Services against its egress policy once kube-proxy has chosen the
+//!   backend (see `policy_common::service`); everything else passes it.
 //!
 //! Every error path drops: a packet we cannot parse is a packet we cannot prove allowed.
 #![no_std]
@@ -34,6 +37,7 @@ use policy_common::{
     fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentityValue},
     rule::{RuleKey, RuleValue},
+    service::{BackendKey, FrontendValue, TransportAddr},
 };
 
 use crate::{
@@ -87,6 +91,11 @@ static PALISADE_COUNTERS: LruPerCpuHashMap<u32, Counters, { capacity::COUNTERS a
 #[btf_map]
 static PALISADE_SCRATCH: PerCpuArray<Flow, 1> = PerCpuArray::new();
 
+/// The tuple of the packet being decided and its reverse (see `verdict::Tuples`): map memory
+/// for the same reason as `PALISADE_SCRATCH`, and to keep them off the decision's stack.
+#[btf_map]
+static PALISADE_TUPLES: PerCpuArray<verdict::Tuples, 1> = PerCpuArray::new();
+
 #[btf_map]
 static PALISADE_CONFIG: Array<u32, { config::LEN as usize }> = Array::new();
 
@@ -97,6 +106,35 @@ static PALISADE_FLOWS: RingBuf<FlowEvent, { flow_event::RING_BYTES as usize }> =
 /// Each CPU's flow-event budget for the current second.
 #[btf_map]
 static PALISADE_FLOW_BUDGET: PerCpuArray<FlowBudget, 1> = PerCpuArray::new();
+
+/// Service frontends (see `policy_common::service`).
+#[btf_map]
+static PALISADE_SERVICES: HashMap<TransportAddr, FrontendValue, { capacity::SERVICES as usize }> =
+    HashMap::new();
+
+/// (frontend, backend) pairs: the value is 1.
+#[btf_map]
+static PALISADE_SERVICE_BACKENDS: HashMap<
+    BackendKey,
+    u32,
+    { capacity::SERVICE_BACKENDS as usize },
+> = HashMap::new();
+
+/// A pod socket's new flow to a frontend, until the translated flow is seen.
+#[btf_map]
+static PALISADE_SERVICE_PENDING: LruHashMap<
+    TransportAddr,
+    TransportAddr,
+    { capacity::SERVICE_PENDING as usize },
+> = LruHashMap::new();
+
+/// The backend of each allowed flow to a frontend, keyed by the flow as the pod sent it.
+#[btf_map]
+static PALISADE_SERVICE_FLOWS: LruHashMap<
+    ConntrackKey,
+    TransportAddr,
+    { capacity::SERVICE_FLOWS as usize },
+> = LruHashMap::new();
 
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
@@ -120,6 +158,39 @@ pub fn palisade_host_egress(ctx: TcContext) -> i32 {
     tc_verdict(&ctx, Direction::FromEndpoint, true)
 }
 
+/// tc egress of every interface of the node: a local pod's Service traffic, judged on the
+/// backend kube-proxy chose. Only its verdicts on pods' packets are counted (the interface
+/// may be an uplink carrying anything), and what it cannot parse passes: a pod's malformed
+/// packets were dropped on the pod's own interface, and the rest is not its to judge.
+#[classifier]
+pub fn palisade_after_nat(ctx: TcContext) -> i32 {
+    // SAFETY: the context's skb pointer is valid for the whole program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(flow) = PALISADE_SCRATCH.get_ptr_mut(0) else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: this CPU's slot, used by nothing else during the program run.
+    let flow = unsafe { &mut *flow };
+    match packet::parse(&ctx, flow) {
+        Ok(Parsed::Ip) => match verdict::decide(flow, Direction::AfterNat, ifindex, false) {
+            Verdict::Allow => TC_ACT_UNSPEC,
+            Verdict::AllowNew => {
+                verdict::link_service_flow(flow);
+                TC_ACT_UNSPEC
+            }
+            Verdict::Deny => {
+                // Counted on the sender's interface, where its other verdicts are.
+                // SAFETY: only the ifindex is read.
+                let sender = unsafe { PALISADE_ENDPOINTS.get(EndpointKey { addr: flow.src }) }
+                    .map_or(ifindex, |e| e.ifindex);
+                count(sender, Outcome::Denied);
+                TC_ACT_SHOT
+            }
+        },
+        Ok(Parsed::Infrastructure) | Err(()) => TC_ACT_UNSPEC,
+    }
+}
+
 #[inline(always)]
 fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     // SAFETY: the context's skb pointer is valid for the whole program run.
@@ -133,7 +204,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
         Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex, host) {
-            Verdict::Allow => (Verdict::Allow, Outcome::Allowed),
+            Verdict::Allow | Verdict::AllowNew => (Verdict::Allow, Outcome::Allowed),
             Verdict::Deny => (Verdict::Deny, Outcome::Denied),
         },
         // Truncated or malformed headers: fail closed.
@@ -142,7 +213,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     count(ifindex, outcome);
     match verdict {
         // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
-        Verdict::Allow => TC_ACT_UNSPEC,
+        Verdict::Allow | Verdict::AllowNew => TC_ACT_UNSPEC,
         Verdict::Deny => TC_ACT_SHOT,
     }
 }

@@ -8,21 +8,27 @@ use policy_common::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
         INGRESS_CHECK, state,
     },
-    endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, lookup},
+    endpoint::{
+        EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, kind, lookup,
+    },
     flow::{self as flow_event, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, RuleValue, action, flags as rule_flags},
+    service::{BackendKey, TransportAddr, frontend},
 };
 
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
     PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
-    PALISADE_RULES_EXACT,
+    PALISADE_RULES_EXACT, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
+    PALISADE_SERVICE_PENDING, PALISADE_SERVICES, PALISADE_TUPLES,
     packet::{Flow, Fragment, tcp_flags},
 };
 
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 
@@ -42,11 +48,25 @@ pub enum Direction {
     FromEndpoint,
     /// The endpoint is the destination: check its ingress policy against the source.
     ToEndpoint,
+    /// After netfilter (tc egress of any interface): the source, if it is a local pod, has
+    /// its egress policy checked against the destination as kube-proxy rewrote it, unless
+    /// the flow is already tracked as allowed by it (see `policy_common::service`).
+    AfterNat,
+}
+
+impl Direction {
+    /// Whether the check is the endpoint's egress (the endpoint is the packet's source).
+    #[inline(always)]
+    fn egress(self) -> bool {
+        !matches!(self, Direction::ToEndpoint)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
+    /// Allowed by policy as a new flow, and recorded as such.
+    AllowNew,
     Deny,
 }
 
@@ -55,10 +75,18 @@ pub enum Verdict {
 /// judge and pass; the pods' own programs judge theirs.
 #[inline(never)]
 pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Verdict {
-    let not_ours = if host { Verdict::Allow } else { Verdict::Deny };
-    let (endpoint_addr, peer_addr) = match direction {
-        Direction::FromEndpoint => (flow.src, flow.dst),
-        Direction::ToEndpoint => (flow.dst, flow.src),
+    // After netfilter, packets of anyone but a local pod (remote pods' replies, the node's own
+    // traffic, forwarded traffic) are not this hook's to judge.
+    let after_nat = matches!(direction, Direction::AfterNat);
+    let not_ours = if host || after_nat {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    };
+    let (endpoint_addr, peer_addr) = if direction.egress() {
+        (flow.src, flow.dst)
+    } else {
+        (flow.dst, flow.src)
     };
     // SAFETY: the value is read in place (it is too large to copy onto the 512-byte stack);
     // the agent replaces an endpoint's value with one map update, never field by field.
@@ -71,7 +99,13 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
         // this is a host interface, where it is simply someone else's traffic.
         return not_ours;
     };
-    if endpoint.ifindex != IFINDEX_UNBOUND && endpoint.ifindex != ifindex {
+    if after_nat {
+        // The sender's own interface checked the address (anti-spoofing) on the way in; only
+        // pods' Service traffic is decided here, host endpoints are judged on their interface.
+        if endpoint.kind != kind::POD {
+            return Verdict::Allow;
+        }
+    } else if endpoint.ifindex != IFINDEX_UNBOUND && endpoint.ifindex != ifindex {
         // Another endpoint's address on this interface: spoofed on a pod's interface (drop),
         // another endpoint's traffic crossing a host interface (theirs to judge).
         return not_ours;
@@ -84,6 +118,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
         hook: match direction {
             Direction::FromEndpoint => 0,
             Direction::ToEndpoint => 1,
+            Direction::AfterNat => 2,
         },
         _pad: [0; 2],
     };
@@ -102,7 +137,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
         Fragment::First(id) => {
             let verdict = decide_flow(flow, direction, endpoint, &peer_addr, ifindex);
             let value = FragmentValue {
-                allowed: u32::from(verdict == Verdict::Allow),
+                allowed: u32::from(verdict != Verdict::Deny),
             };
             // A failed insert (map full) only means the later fragments are dropped.
             let _ = PALISADE_FRAGMENTS.insert(fragment_key(id), value, 0);
@@ -122,9 +157,11 @@ fn decide_flow(
     peer_addr: &[u8; 16],
     ifindex: u32,
 ) -> Verdict {
-    let this_check = match direction {
-        Direction::FromEndpoint => ALLOWED_BY_EGRESS,
-        Direction::ToEndpoint => ALLOWED_BY_INGRESS,
+    let egress = direction.egress();
+    let this_check = if egress {
+        ALLOWED_BY_EGRESS
+    } else {
+        ALLOWED_BY_INGRESS
     };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -132,32 +169,38 @@ fn decide_flow(
         .get(config::GENERATION)
         .copied()
         .unwrap_or(0);
-    let (this_index, counterpart_check, counterpart_index) = match direction {
+    let (this_index, counterpart_check, counterpart_index) = if egress {
         // We send: a reply we send answers what came in through our ingress check.
-        Direction::FromEndpoint => (EGRESS_CHECK, ALLOWED_BY_INGRESS, INGRESS_CHECK),
+        (EGRESS_CHECK, ALLOWED_BY_INGRESS, INGRESS_CHECK)
+    } else {
         // We receive: a reply we receive answers what left through our egress check.
-        Direction::ToEndpoint => (INGRESS_CHECK, ALLOWED_BY_EGRESS, EGRESS_CHECK),
+        (INGRESS_CHECK, ALLOWED_BY_EGRESS, EGRESS_CHECK)
     };
-    let (this_policy, counterpart_policy) = match direction {
-        Direction::FromEndpoint => (&endpoint.egress, &endpoint.ingress),
-        Direction::ToEndpoint => (&endpoint.ingress, &endpoint.egress),
+    let (this_policy, counterpart_policy) = if egress {
+        (&endpoint.egress, &endpoint.ingress)
+    } else {
+        (&endpoint.ingress, &endpoint.egress)
     };
-    let forward = ConntrackKey {
-        src: flow.src,
-        dst: flow.dst,
-        sport: flow.sport,
-        dport: flow.dport,
-        protocol: flow.protocol,
-        _pad: [0; 3],
+    // The flow's tuple and its reverse, in per-CPU map memory rather than on the stack
+    // (512 bytes for the whole call chain), written field by field.
+    let Some(keys) = PALISADE_TUPLES.get_ptr_mut(0) else {
+        return Verdict::Deny;
     };
-    let original = ConntrackKey {
-        src: flow.dst,
-        dst: flow.src,
-        sport: flow.dport,
-        dport: flow.sport,
-        protocol: flow.protocol,
-        _pad: [0; 3],
-    };
+    // SAFETY: this CPU's slot, used by nothing else during the program run.
+    let keys = unsafe { &mut *keys };
+    keys.forward.src = flow.src;
+    keys.forward.dst = flow.dst;
+    keys.forward.sport = flow.sport;
+    keys.forward.dport = flow.dport;
+    keys.forward.protocol = flow.protocol;
+    keys.forward._pad = [0; 3];
+    keys.original.src = flow.dst;
+    keys.original.dst = flow.src;
+    keys.original.sport = flow.dport;
+    keys.original.dport = flow.sport;
+    keys.original.protocol = flow.protocol;
+    keys.original._pad = [0; 3];
+    let (forward, original) = (&keys.forward, &keys.original);
 
     // The verifier walks every path through the rule loop once per call site, so the
     // decision below needs policy at most once, from a single call: first find out what to
@@ -203,24 +246,53 @@ fn decide_flow(
         return Verdict::Allow;
     }
 
+    // A pod's new flow to a Service frontend: its egress is decided after kube-proxy has
+    // chosen the backend (`palisade_after_nat`), unless the backends are this node itself.
+    let mut to_own_node = false;
+    if matches!(pending, Pending::New)
+        && matches!(direction, Direction::FromEndpoint)
+        && endpoint.kind == kind::POD
+    {
+        match defer_to_service(flow) {
+            Frontend::None => {}
+            Frontend::Deferred => return Verdict::Allow,
+            Frontend::OwnNode => to_own_node = true,
+        }
+    }
+
     // Rule entries key ICMP on type and code where other protocols have the destination port.
     // A reply re-checked against a newer policy is checked as the packet it answers: for
     // ICMP that is an echo request (only echoes are tracked as connections).
     // The source port only matters to tables with source-port rules (port protocols only).
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
-    let (policy, sport, port) = match pending {
+    let (policy, sport, mut port) = match pending {
         Pending::Reply if icmp => (counterpart_policy, 0, echo_request(flow.protocol)),
         Pending::Reply => (counterpart_policy, flow.dport, flow.sport),
         _ if icmp => (this_policy, 0, flow.icmp_type_code),
         _ => (this_policy, flow.sport, flow.dport),
     };
+    // A tracked flow to a Service frontend is checked again against the backend it was
+    // allowed to, not the frontend.
+    let mut peer = peer_addr;
+    if !icmp && !matches!(pending, Pending::New) {
+        let key = match pending {
+            Pending::Forward => forward,
+            _ => original,
+        };
+        // SAFETY: map values stay valid for the program run (RCU); read, not kept.
+        if let Some(backend) = unsafe { PALISADE_SERVICE_FLOWS.get(key) } {
+            peer = &backend.addr;
+            port = backend.port;
+        }
+    }
     let ports = u32::from(sport) << 16 | u32::from(port);
     let mut decided = Decided::default();
-    let allowed = allows(flow.protocol, ports, policy, peer_addr, &mut decided);
+    let allowed = to_own_node || allows(flow.protocol, ports, policy, peer, &mut decided);
     if decided.flags & rule_flags::LOG != 0 || (!allowed && log_denies()) {
-        let direction_bit = match direction {
-            Direction::FromEndpoint => u32::from(flow_event::FROM_ENDPOINT),
-            Direction::ToEndpoint => u32::from(flow_event::TO_ENDPOINT),
+        let direction_bit = if egress {
+            u32::from(flow_event::FROM_ENDPOINT)
+        } else {
+            u32::from(flow_event::TO_ENDPOINT)
         };
         emit(
             flow,
@@ -236,17 +308,18 @@ fn decide_flow(
                 return Verdict::Deny;
             }
             remember(
-                &forward,
+                forward,
                 flow,
                 this_check | (this_index as u32) << 8,
                 generation,
                 now,
             );
+            return Verdict::AllowNew;
         }
         Pending::Forward | Pending::Reply => {
             let (key, index, reply) = match pending {
-                Pending::Forward => (&forward, this_index, false),
-                _ => (&original, counterpart_index, true),
+                Pending::Forward => (forward, this_index, false),
+                _ => (original, counterpart_index, true),
             };
             if !allowed {
                 // Policy no longer allows the connection: cut it.
@@ -262,6 +335,121 @@ fn decide_flow(
     Verdict::Allow
 }
 
+/// What a pod's new flow is sending to.
+enum Frontend {
+    /// Not a Service frontend: decided here like any flow.
+    None,
+    /// A frontend: the sender's egress is decided after kube-proxy's translation.
+    Deferred,
+    /// A frontend whose backends are all this node's addresses: delivered to the node itself,
+    /// which no later hook sees, and always allowed (traffic with the own node is).
+    OwnNode,
+}
+
+/// Whether a pod's new flow goes to a Service frontend; if it does (and kube-proxy will send
+/// it past a later hook) the pod's socket and the frontend are recorded for
+/// [`link_service_flow`].
+#[inline(never)]
+fn defer_to_service(flow: &Flow) -> Frontend {
+    if flow.protocol != IPPROTO_TCP && flow.protocol != IPPROTO_UDP && flow.protocol != IPPROTO_SCTP
+    {
+        return Frontend::None;
+    }
+    let key = TransportAddr {
+        addr: flow.dst,
+        port: flow.dport,
+        protocol: flow.protocol,
+        _pad: 0,
+    };
+    // SAFETY: the flags are copied out at once.
+    let Some(flags) = (unsafe { PALISADE_SERVICES.get(key) }).map(|v| v.flags) else {
+        return Frontend::None;
+    };
+    if flags & frontend::HOST_BACKENDS != 0 {
+        return Frontend::OwnNode;
+    }
+    if flags & frontend::NO_BACKENDS != 0 {
+        // kube-proxy rejects it; nothing to link.
+        return Frontend::Deferred;
+    }
+    let socket = TransportAddr {
+        addr: flow.src,
+        port: flow.sport,
+        protocol: flow.protocol,
+        _pad: 0,
+    };
+    // A failed insert (it is an LRU map: only under a storm of new flows) loses the link:
+    // the flow is still decided after the translation, but its replies are judged as new
+    // packets from the frontend, the safe side.
+    let _ = PALISADE_SERVICE_PENDING.insert(socket, key, 0);
+    Frontend::Deferred
+}
+
+/// After netfilter, on a flow policy just allowed: if the pod sent it to a frontend that has
+/// this backend, the flow as the pod sent it is recorded as allowed by the pod's egress, so
+/// that replies through kube-proxy's reverse translation (from the frontend) pass, and its
+/// backend is kept for later checks against changed policy. Called by the program itself,
+/// after the decision, to keep it out of the decision's stack.
+#[inline(never)]
+pub fn link_service_flow(flow: &Flow) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let generation = PALISADE_CONFIG
+        .get(config::GENERATION)
+        .copied()
+        .unwrap_or(0);
+    let socket = TransportAddr {
+        addr: flow.src,
+        port: flow.sport,
+        protocol: flow.protocol,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let Some(frontend) = (unsafe { PALISADE_SERVICE_PENDING.get(socket) }).copied() else {
+        return;
+    };
+    let pair = BackendKey {
+        frontend,
+        backend: TransportAddr {
+            addr: flow.dst,
+            port: flow.dport,
+            protocol: flow.protocol,
+            _pad: 0,
+        },
+    };
+    // SAFETY: only presence is read.
+    if unsafe { PALISADE_SERVICE_BACKENDS.get(pair) }.is_none() {
+        // Not this frontend's backend: the socket's pending frontend is another flow's.
+        return;
+    }
+    let sent = ConntrackKey {
+        src: flow.src,
+        dst: frontend.addr,
+        sport: flow.sport,
+        dport: frontend.port,
+        protocol: flow.protocol,
+        _pad: [0; 3],
+    };
+    remember(
+        &sent,
+        flow,
+        ALLOWED_BY_EGRESS | (EGRESS_CHECK as u32) << 8,
+        generation,
+        now,
+    );
+    // A failed insert leaves the flow checked against the frontend after a policy change:
+    // cut, the safe side.
+    let _ = PALISADE_SERVICE_FLOWS.insert(sent, pair.backend, 0);
+    let _ = PALISADE_SERVICE_PENDING.remove(socket);
+}
+
+/// A packet's tuple as sent (`forward`) and reversed (`original`: the connection a reply
+/// answers).
+pub struct Tuples {
+    pub forward: ConntrackKey,
+    pub original: ConntrackKey,
+}
+
 /// What the packet's decision waits on policy for.
 #[derive(Clone, Copy)]
 enum Pending {
@@ -273,24 +461,28 @@ enum Pending {
     Reply,
 }
 
-/// Whether an ICMP error quotes a tracked flow and travels back to that flow's sender.
+/// Whether an ICMP error quotes a tracked flow and travels back to that flow's sender, or
+/// is kube-proxy's rejection of a flow to a Service frontend without backends, sent from that
+/// frontend.
 #[inline(never)]
 fn related(flow: &Flow) -> bool {
     let quoted = &flow.quoted;
     quoted.src == flow.dst
-        && (is_tracked(
-            &quoted.src,
-            &quoted.dst,
-            quoted.sport,
-            quoted.dport,
-            quoted.protocol,
-        ) || is_tracked(
-            &quoted.dst,
-            &quoted.src,
-            quoted.dport,
-            quoted.sport,
-            quoted.protocol,
-        ))
+        && (rejected_by_kube_proxy(flow)
+            || is_tracked(
+                &quoted.src,
+                &quoted.dst,
+                quoted.sport,
+                quoted.dport,
+                quoted.protocol,
+            )
+            || is_tracked(
+                &quoted.dst,
+                &quoted.src,
+                quoted.dport,
+                quoted.sport,
+                quoted.protocol,
+            ))
 }
 
 /// Whether a direction's policy allows a packet: not isolated, or a table allows it.
@@ -365,6 +557,23 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
     }
+}
+
+/// An ICMP error from a frontend without backends about a flow sent to it.
+#[inline(always)]
+fn rejected_by_kube_proxy(flow: &Flow) -> bool {
+    let quoted = &flow.quoted;
+    if quoted.dst != flow.src {
+        return false;
+    }
+    let key = TransportAddr {
+        addr: quoted.dst,
+        port: quoted.dport,
+        protocol: quoted.protocol,
+        _pad: 0,
+    };
+    // SAFETY: the flags are read at once.
+    unsafe { PALISADE_SERVICES.get(key) }.is_some_and(|v| v.flags & frontend::NO_BACKENDS != 0)
 }
 
 #[inline(always)]

@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use policy_common::{
     endpoint::{
         EndpointKey, EndpointPolicy, IFINDEX_NONE, IFINDEX_UNBOUND, MAX_TABLES, PolicyList,
-        TableRef, lookup,
+        TableRef, kind as endpoint_kind, lookup,
     },
     identity::{self as reserved, IdentityValue},
     rule::RuleKey,
@@ -470,6 +470,11 @@ impl Engine {
                         IFINDEX_NONE
                     } else {
                         IFINDEX_UNBOUND
+                    },
+                    kind: if spec.host {
+                        endpoint_kind::HOST
+                    } else {
+                        endpoint_kind::POD
                     },
                     ingress,
                     egress,

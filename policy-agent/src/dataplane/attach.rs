@@ -2,7 +2,10 @@
 //!
 //! The agent chooses the interfaces (those its endpoints are routed through, or those matching
 //! `--interface-pattern`); the programs decide by address, so attaching does not need to know
-//! which pod sits behind which interface.
+//! which pod sits behind which interface. Every interface of the node except loopback also
+//! gets `palisade_after_nat` on its egress (the endpoints' and the host endpoints' too, beside
+//! their own programs; `--uplinks` narrows the others), the first hook a pod's Service traffic
+//! crosses after kube-proxy's translation, wherever the backend is.
 //!
 //! Every link is pinned at `<pin dir>/links/<ifindex>-<hook>`, so the programs keep enforcing
 //! when the agent exits (an upgrade, a crash, SIGTERM). A restarted agent attaches its own
@@ -29,6 +32,17 @@ use super::{
     loader::{AttachedLink, STAGING_DIR, classifier_mut, remove_pin},
 };
 
+/// What an interface is to the programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// A pod's host-side interface (or a bridge CNI's port).
+    Endpoints,
+    /// A Calico host endpoint's own interface.
+    HostEndpoint,
+    /// Any other interface of the node: only the post-translation hook.
+    Uplink,
+}
+
 /// Where the links are pinned, under the pin directory.
 pub(super) const LINKS_DIR: &str = "links";
 
@@ -43,7 +57,9 @@ impl Datapath {
     pub fn attach_interfaces(
         &mut self,
         wanted: &dyn Fn(&str) -> bool,
+        uplink: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>, DataplaneError> {
+        let mut uplinks = Vec::new();
         let present: Vec<(String, u32)> = if_nameindex()
             .map_err(DataplaneError::Interfaces)?
             .iter()
@@ -51,35 +67,68 @@ impl Datapath {
                 let name = i.name().to_str().ok()?;
                 let keep = wanted(name)
                     || self.host_interfaces.contains(name)
-                    || self.attached.contains_key(name);
+                    || self
+                        .attached
+                        .get(name)
+                        .is_some_and(|(_, role, _)| *role != Role::Uplink);
+                if !keep && name != "lo" && uplink(name) {
+                    uplinks.push((name.to_owned(), i.index()));
+                }
                 keep.then(|| (name.to_owned(), i.index()))
             })
             .collect();
+        let present = [present, uplinks].concat();
         let gone: Vec<String> = self
             .attached
             .iter()
-            .filter(|(name, (index, _))| !present.iter().any(|(n, i)| n == *name && i == index))
+            .filter(|(name, (index, _, _))| !present.iter().any(|(n, i)| n == *name && i == index))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            if let Some((_, links)) = self.attached.remove(&name) {
+            if let Some((_, _, links)) = self.attached.remove(&name) {
                 for link in links {
                     remove_pin(&link.path)?;
                 }
             }
         }
         for (name, index) in &present {
-            if self.attached.contains_key(name) {
-                continue;
+            let role = if self.host_interfaces.contains(name) {
+                Role::HostEndpoint
+            } else if wanted(name) {
+                Role::Endpoints
+            } else {
+                match self.attached.get(name) {
+                    // Once an endpoint's interface, always (see above).
+                    Some((_, role, _)) => *role,
+                    None => Role::Uplink,
+                }
+            };
+            let previous = match self.attached.get(name) {
+                Some((_, attached_role, _)) if *attached_role == role => continue,
+                // An uplink that turned out to be an endpoint's interface (its pod was
+                // programmed after the interface appeared): its new links replace the old
+                // ones before those are removed.
+                Some(_) => self.attached.remove(name).map(|(_, _, links)| links),
+                None => None,
+            };
+            let links = self.attach_one(name, *index, role)?;
+            for old in previous.into_iter().flatten() {
+                if !links.iter().any(|new| new.path == old.path) {
+                    remove_pin(&old.path)?;
+                }
             }
-            let links = self.attach_one(name, *index)?;
-            info!(interface = %name, "attached");
-            self.attached.insert(name.clone(), (*index, links));
+            info!(interface = %name, ?role, "attached");
+            self.attached.insert(name.clone(), (*index, role, links));
         }
         self.remove_stale_link_pins()?;
         // Every interface runs this agent's programs now: the previous agent's maps can go.
         self.publish_policy_maps()?;
-        Ok(self.attached.keys().cloned().collect())
+        Ok(self
+            .attached
+            .iter()
+            .filter(|(_, (_, role, _))| *role != Role::Uplink)
+            .map(|(name, _)| name.clone())
+            .collect())
     }
 
     /// The interfaces of this node's host endpoints: attached (by the next
@@ -93,6 +142,7 @@ impl Datapath {
         &mut self,
         interface: &str,
         ifindex: u32,
+        role: Role,
     ) -> Result<Vec<AttachedLink>, DataplaneError> {
         // TCX (kernel 6.6+) lets our programs sit beside a CNI's own; older kernels need the
         // clsact qdisc for netlink attachment.
@@ -110,31 +160,37 @@ impl Datapath {
         let mut links = Vec::new();
         // A pod's host-side interface receives what the pod sends; a host endpoint's own
         // interface receives what is sent to the host.
-        let programs = if self.host_interfaces.contains(interface) {
-            [
+        // After netfilter, before the interface's own egress program (TCX runs them in the
+        // order attached; either order gives the same verdicts).
+        let after_nat = (program_names::AFTER_NAT, TcAttachType::Egress, "after-nat");
+        let programs: &[(&'static str, TcAttachType, &str)] = match role {
+            Role::HostEndpoint => &[
+                after_nat,
                 (
                     program_names::HOST_INGRESS,
                     TcAttachType::Ingress,
                     "ingress",
                 ),
                 (program_names::HOST_EGRESS, TcAttachType::Egress, "egress"),
-            ]
-        } else {
-            [
+            ],
+            Role::Endpoints => &[
+                after_nat,
                 (
                     program_names::FROM_ENDPOINT,
                     TcAttachType::Ingress,
                     "ingress",
                 ),
                 (program_names::TO_ENDPOINT, TcAttachType::Egress, "egress"),
-            ]
+            ],
+            Role::Uplink => &[after_nat],
         };
-        for (program, attach_type, hook) in programs {
+        for &(program, attach_type, hook) in programs {
             let attach_error = |source| DataplaneError::Attach {
                 program,
                 interface: interface.to_owned(),
                 source,
             };
+            self.ensure_loaded(program)?;
             let classifier = classifier_mut(&mut self.ebpf, program)?;
             let id = classifier
                 .attach(interface, attach_type)
@@ -173,7 +229,7 @@ impl Datapath {
         let owned: Vec<&Path> = self
             .attached
             .values()
-            .flat_map(|(_, links)| links.iter().map(|l| l.path.as_path()))
+            .flat_map(|(_, _, links)| links.iter().map(|l| l.path.as_path()))
             .collect();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,

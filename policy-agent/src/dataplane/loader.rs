@@ -19,13 +19,16 @@ use policy_common::{
     identity::{IdentityKey, IdentityValue},
     map_names, program_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue},
+    service::TransportAddr,
 };
 
 /// The prefix length of a whole identity key: an IPv6 (or IPv4-mapped) address.
 const IDENTITY_KEY_BITS: u32 = 128;
 use tracing::{info, warn};
 
-use super::{DataplaneError, attach::LINKS_DIR, split_table::SplitTable};
+use super::{
+    DataplaneError, attach::LINKS_DIR, services::ServiceMapHandles, split_table::SplitTable,
+};
 use crate::compiler::MapContents;
 
 /// The object `build.rs` produced with aya-build.
@@ -129,12 +132,14 @@ pub struct Datapath {
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
     pub(super) config: Array<MapData, u32>,
+    /// `PALISADE_SERVICES` and `PALISADE_SERVICE_BACKENDS`.
+    pub(super) services: ServiceMapHandles,
     /// `PALISADE_FLOWS`, until a reader takes it ([`Datapath::take_flows`]).
     pub(super) flows: Option<aya::maps::RingBuf<MapData>>,
     /// The policy generation last written to `PALISADE_CONFIG`.
     pub(super) generation: u32,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
-    pub(super) attached: BTreeMap<String, (u32, Vec<AttachedLink>)>,
+    pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
     /// [`Datapath::set_host_interfaces`]).
     pub(super) host_interfaces: std::collections::BTreeSet<String>,
@@ -155,7 +160,7 @@ pub(super) struct AttachedLink {
 /// (and fragments, and counts) outlive a restart, so established connections keep working.
 /// They hold addresses and ports, none of the compiler's numbers. Each with the layout this
 /// build gives it, which a previous agent's pin must have to be reused.
-const KEPT_MAPS: [KeptMap; 3] = [
+const KEPT_MAPS: [KeptMap; 5] = [
     KeptMap {
         name: map_names::CONNTRACK,
         key_size: size_of::<ConntrackKey>(),
@@ -174,6 +179,19 @@ const KEPT_MAPS: [KeptMap; 3] = [
         value_size: size_of::<Counters>(),
         max_entries: capacity::COUNTERS,
     },
+    // Connection state of flows to Services, like the connections themselves.
+    KeptMap {
+        name: map_names::SERVICE_PENDING,
+        key_size: size_of::<TransportAddr>(),
+        value_size: size_of::<TransportAddr>(),
+        max_entries: capacity::SERVICE_PENDING,
+    },
+    KeptMap {
+        name: map_names::SERVICE_FLOWS,
+        key_size: size_of::<ConntrackKey>(),
+        value_size: size_of::<TransportAddr>(),
+        max_entries: capacity::SERVICE_FLOWS,
+    },
 ];
 
 struct KeptMap {
@@ -187,7 +205,7 @@ struct KeptMap {
 /// so writing them into the previous agent's maps would briefly mix two numberings.
 /// The flow-event ring and its budget go with them: the old programs write the old ring until
 /// they are detached, and `policy-agent flows` reads whichever is pinned.
-const POLICY_MAPS: [&str; 8] = [
+const POLICY_MAPS: [&str; 10] = [
     map_names::ENDPOINTS,
     map_names::IDENTITIES,
     map_names::ADDRESSES,
@@ -196,6 +214,8 @@ const POLICY_MAPS: [&str; 8] = [
     map_names::CONFIG,
     map_names::FLOWS,
     map_names::FLOW_BUDGET,
+    map_names::SERVICES,
+    map_names::SERVICE_BACKENDS,
 ];
 
 /// Where new policy maps and links are pinned before they replace the old ones by rename.
@@ -242,11 +262,12 @@ impl Datapath {
         }
         let previous_generation = previous_generation(&pin_dir.join(map_names::CONFIG));
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
+        // The host endpoints' programs are loaded when a host endpoint's interface is first
+        // attached: most nodes have none, and each program costs the verifier seconds.
         for name in [
             program_names::FROM_ENDPOINT,
             program_names::TO_ENDPOINT,
-            program_names::HOST_INGRESS,
-            program_names::HOST_EGRESS,
+            program_names::AFTER_NAT,
         ] {
             classifier_mut(&mut ebpf, name)?
                 .load()
@@ -296,6 +317,11 @@ impl Datapath {
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
             config: typed_map(&mut ebpf, map_names::CONFIG)?,
+            services: ServiceMapHandles {
+                frontends: typed_map(&mut ebpf, map_names::SERVICES)?,
+                backends: typed_map(&mut ebpf, map_names::SERVICE_BACKENDS)?,
+                held: Default::default(),
+            },
             flows: Some(typed_map(&mut ebpf, map_names::FLOWS)?),
             ebpf,
             generation: previous_generation.unwrap_or(0),
@@ -328,6 +354,17 @@ impl Datapath {
         }
         self.policy_maps_staged = false;
         info!("policy maps published; the previous agent's are released");
+        Ok(())
+    }
+
+    /// Loads a program into the kernel unless it already is.
+    pub(super) fn ensure_loaded(&mut self, name: &'static str) -> Result<(), DataplaneError> {
+        let program = classifier_mut(&mut self.ebpf, name)?;
+        if program.fd().is_err() {
+            program
+                .load()
+                .map_err(|source| DataplaneError::Program { name, source })?;
+        }
         Ok(())
     }
 
@@ -404,7 +441,7 @@ impl Datapath {
         Ok(self
             .attached
             .iter()
-            .filter_map(|(name, (index, _))| by_index.get(index).map(|c| (name.clone(), *c)))
+            .filter_map(|(name, (index, _, _))| by_index.get(index).map(|c| (name.clone(), *c)))
             .collect())
     }
 

@@ -4,6 +4,7 @@
 mod attach;
 mod loader;
 pub mod routes;
+mod services;
 mod split_table;
 mod sync;
 mod test_run;
@@ -14,6 +15,7 @@ use thiserror::Error;
 
 pub use self::{
     loader::{Capacities, Datapath},
+    services::{FrontendSpec, ServiceMaps},
     sync::{MapDelta, SyncStats},
     test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},
 };

@@ -45,7 +45,7 @@ impl Datapath {
     /// As [`Datapath::test_run`], with the programs of a host endpoint's interface (the
     /// packet runs with no interface, `ifindex` 0).
     pub fn test_run_host(
-        &self,
+        &mut self,
         direction: Direction,
         frame: &[u8],
         repeat: u32,
@@ -54,6 +54,7 @@ impl Datapath {
             Direction::FromEndpoint => program_names::HOST_EGRESS,
             Direction::ToEndpoint => program_names::HOST_INGRESS,
         };
+        self.ensure_loaded(name)?;
         self.run_program(name, frame, repeat)
     }
 

@@ -375,8 +375,9 @@ impl Lab {
         Ok(())
     }
 
-    /// After a restart, every pod interface must carry exactly one Palisade program per
-    /// direction: each node's new agent replaced its old links instead of adding to them.
+    /// After a restart, every pod interface must carry exactly one Palisade program on
+    /// ingress and two on egress (the post-translation hook and the pod's ingress check):
+    /// each node's new agent replaced its old links instead of adding to them.
     fn check_one_program_per_hook(&self) -> anyhow::Result<()> {
         let mut wrong = Vec::new();
         for agent in &self.agents {
@@ -385,13 +386,13 @@ impl Lab {
             wrong.extend(
                 counts
                     .iter()
-                    .filter(|(_, _, n)| *n != 1)
+                    .filter(|(_, hook, n)| *n != if *hook == "egress" { 2 } else { 1 })
                     .map(|(interface, hook, n)| format!("{} {interface} {hook}: {n}", agent.node)),
             );
         }
         anyhow::ensure!(
             wrong.is_empty(),
-            "after the agents started again, Palisade programs per hook (want 1): {}",
+            "after the agents started again, Palisade programs per hook (want 1 on ingress, 2 on egress): {}",
             wrong.join(", ")
         );
         Ok(())
