@@ -49,7 +49,8 @@ pub struct Service {
     pub name: String,
     pub service_type: ServiceType,
     /// `spec.clusterIPs`, else `spec.clusterIP`: at most one per family; empty for a headless
-    /// Service (`None`) and for ExternalName ones.
+    /// Service (`None`), for ExternalName ones, and when unset (a manifest for the file
+    /// datastore, which has no allocator): such a Service has no frontends.
     pub cluster_ips: Vec<IpAddr>,
     /// `spec.externalIPs`.
     pub external_ips: Vec<IpAddr>,
