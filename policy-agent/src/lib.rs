@@ -13,4 +13,5 @@ pub mod health;
 pub mod link_events;
 pub mod model;
 pub mod replay;
+pub mod services;
 pub mod status;

@@ -1,5 +1,5 @@
 //! The file datastore: a directory of ordinary Kubernetes manifests (Namespace, Pod,
-//! NetworkPolicy) and Calico v3 resources as calicoctl users keep them (GlobalNetworkPolicy,
+//! NetworkPolicy, Service, EndpointSlice) and Calico v3 resources as calicoctl users keep them (GlobalNetworkPolicy,
 //! NetworkPolicy, Tier, GlobalNetworkSet, NetworkSet, HostEndpoint), several per file with
 //! `---`, for labs, bare-metal hosts and VMs.
 //!
@@ -15,14 +15,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use k8s_openapi::api::{
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
+};
 use serde::Deserialize;
 use tracing::warn;
 
 use super::{Snapshot, digest};
 use crate::{
     calico::resources::{self as calico, CalicoResource},
-    model::{Cluster, Namespace, NetworkPolicy, Pod, convert},
+    model::{Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert},
     status::ObjectError,
 };
 
@@ -32,6 +34,8 @@ enum Object {
     Namespace(Namespace),
     Pod(Pod),
     NetworkPolicy(NetworkPolicy),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
     Calico(CalicoResource),
 }
 
@@ -48,6 +52,10 @@ impl Object {
                 np.namespace.clone(),
                 np.name.clone(),
             ),
+            Object::Service(s) => ("Service".into(), s.namespace.clone(), s.name.clone()),
+            Object::EndpointSlice(s) => {
+                ("EndpointSlice".into(), s.namespace.clone(), s.name.clone())
+            }
             Object::Calico(resource) => (
                 calico_kind(resource.kind().as_str()),
                 resource.namespace().unwrap_or_default().to_owned(),
@@ -131,6 +139,16 @@ impl FileDatastore {
                         cluster
                             .policies
                             .insert((np.namespace.clone(), np.name.clone()), np.clone());
+                    }
+                    Object::Service(s) => {
+                        cluster
+                            .services
+                            .insert((s.namespace.clone(), s.name.clone()), s.clone());
+                    }
+                    Object::EndpointSlice(s) => {
+                        cluster
+                            .endpoint_slices
+                            .insert((s.namespace.clone(), s.name.clone()), s.clone());
                     }
                     Object::Calico(resource) => cluster.calico.insert(resource.clone()),
                 }
@@ -258,13 +276,25 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
                 .map(Object::NetworkPolicy)
                 .map_err(convert_error)
         }
+        ("v1", "Service") => {
+            let svc: core::Service = typed(document)?;
+            convert::service(&svc)
+                .map(Object::Service)
+                .map_err(convert_error)
+        }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            let slice: discovery::EndpointSlice = typed(document)?;
+            convert::endpoint_slice(&slice)
+                .map(Object::EndpointSlice)
+                .map_err(convert_error)
+        }
         (calico::API_VERSION, _) => calico::parse_value(document)
             .map(Object::Calico)
             .map_err(|e| e.field_and_message()),
         _ => Err((
             Some("kind".to_owned()),
             format!(
-                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod, networking.k8s.io/v1 NetworkPolicy or a {} resource",
+                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod, v1 Service, networking.k8s.io/v1 NetworkPolicy, discovery.k8s.io/v1 EndpointSlice or a {} resource",
                 calico::API_VERSION
             ),
         )),
@@ -287,6 +317,7 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::model::TargetPort;
 
     const POLICY: &str = r#"
 apiVersion: networking.k8s.io/v1
@@ -402,7 +433,81 @@ spec:
                 .iter()
                 .any(|m| m.contains("b.yaml") && m.contains("duplicate"))
         );
-        assert!(messages.iter().any(|m| m.contains("ConfigMap")));
+        assert!(messages.iter().any(|m| m.contains("ConfigMap")
+            && m.contains("v1 Service")
+            && m.contains("discovery.k8s.io/v1 EndpointSlice")));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+endpoints: [{addresses: [10.42.0.11], nodeName: node-a}]
+ports: [{name: http, port: 8080}]
+"#;
+
+    #[test]
+    fn services_and_endpoint_slices_load_and_a_broken_edit_keeps_the_accepted_version() {
+        let dir = scratch("services");
+        let mut store = FileDatastore::new(&dir);
+        fs::write(dir.join("web.yaml"), SERVICES).expect("write");
+        let before = store.load().expect("load");
+        assert!(before.errors.is_empty(), "{:?}", before.errors);
+        let key = ("shop".to_owned(), "web".to_owned());
+        let service = &before.cluster.services[&key];
+        assert_eq!(
+            service.ports[0].target_port,
+            TargetPort::Name("http".into())
+        );
+        let slice = &before.cluster.endpoint_slices[&("shop".to_owned(), "web-1".to_owned())];
+        assert_eq!(slice.service.as_deref(), Some("web"));
+        assert_eq!(slice.ports[0].port, 8080);
+
+        fs::write(
+            dir.join("web.yaml"),
+            SERVICES
+                .replace("targetPort: http}", "targetPort: http_x}")
+                .replace("[10.42.0.11]", "[fd00::11]"),
+        )
+        .expect("write");
+        let invalid = store.load().expect("load");
+        assert_eq!(invalid.cluster.services, before.cluster.services);
+        assert_eq!(
+            invalid.cluster.endpoint_slices,
+            before.cluster.endpoint_slices
+        );
+        let rejected: Vec<_> = invalid
+            .errors
+            .iter()
+            .map(|e| (e.object.as_deref(), e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (Some("Service shop/web"), Some("spec.ports[0].targetPort")),
+                (
+                    Some("EndpointSlice shop/web-1"),
+                    Some("endpoints[0].addresses[0]")
+                ),
+            ]
+        );
+        assert!(invalid.errors.iter().all(|e| {
+            e.message
+                .ends_with("the previously accepted version stays in force")
+        }));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -7,6 +7,7 @@
 pub mod calico;
 pub mod convert;
 pub mod selector;
+pub mod services;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,6 +19,10 @@ use ipnet::IpNet;
 pub use self::{
     calico::CalicoObjects,
     selector::{LabelSelector, Labels},
+    services::{
+        Endpoint, EndpointPort, EndpointSlice, Family, Service, ServicePort, ServiceType,
+        TargetPort,
+    },
 };
 
 /// Label every namespace carries, set by the API server (and by us for the file datastore).
@@ -32,6 +37,10 @@ pub struct Cluster {
     pub policies: BTreeMap<(String, String), NetworkPolicy>,
     /// Calico's own resources (`projectcalico.org/v3`); empty on clusters without them.
     pub calico: CalicoObjects,
+    /// Keyed by (namespace, name).
+    pub services: BTreeMap<(String, String), Service>,
+    /// Keyed by (namespace, name).
+    pub endpoint_slices: BTreeMap<(String, String), EndpointSlice>,
 }
 
 impl Cluster {

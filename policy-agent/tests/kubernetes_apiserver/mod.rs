@@ -1,5 +1,5 @@
-//! An in-process stand-in for the Kubernetes API server, for Namespaces, Pods and
-//! NetworkPolicies, and Calico's custom resources (`crd.projectcalico.org/v1`): enough of the
+//! An in-process stand-in for the Kubernetes API server, for Namespaces, Pods,
+//! NetworkPolicies, Services and EndpointSlices (`discovery.k8s.io/v1`), and Calico's custom resources (`crd.projectcalico.org/v1`): enough of the
 //! real list/watch protocol for kube-rs's watcher to run against it unchanged.
 //!
 //! - `GET /apis/crd.projectcalico.org/v1` is the group version's discovery document (an
@@ -44,6 +44,8 @@ pub enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    Service,
+    EndpointSlice,
     GlobalNetworkPolicy,
     /// Calico's namespaced NetworkPolicy (`crd.projectcalico.org/v1`).
     CalicoNetworkPolicy,
@@ -57,10 +59,12 @@ pub enum Kind {
 pub const CALICO_API_VERSION: &str = "crd.projectcalico.org/v1";
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
+        Kind::Service,
+        Kind::EndpointSlice,
         Kind::GlobalNetworkPolicy,
         Kind::CalicoNetworkPolicy,
         Kind::Tier,
@@ -69,7 +73,13 @@ impl Kind {
         Kind::HostEndpoint,
     ];
 
-    pub const KUBERNETES: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+    pub const KUBERNETES: [Kind; 5] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::Service,
+        Kind::EndpointSlice,
+    ];
 
     pub const CALICO: [Kind; 6] = [
         Kind::GlobalNetworkPolicy,
@@ -89,6 +99,8 @@ impl Kind {
             Kind::Namespace => "/api/v1/namespaces".to_owned(),
             Kind::Pod => "/api/v1/pods".to_owned(),
             Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies".to_owned(),
+            Kind::Service => "/api/v1/services".to_owned(),
+            Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices".to_owned(),
             _ => format!("/apis/{CALICO_API_VERSION}/{}", self.rbac().1),
         }
     }
@@ -99,6 +111,8 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy | Kind::CalicoNetworkPolicy => "NetworkPolicy",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             Kind::Tier => "Tier",
             Kind::GlobalNetworkSet => "GlobalNetworkSet",
@@ -119,8 +133,9 @@ impl Kind {
 
     fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Pod => "v1",
+            Kind::Namespace | Kind::Pod | Kind::Service => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
             _ => CALICO_API_VERSION,
         }
     }
@@ -131,6 +146,8 @@ impl Kind {
             Kind::Namespace => ("", "namespaces"),
             Kind::Pod => ("", "pods"),
             Kind::NetworkPolicy => ("networking.k8s.io", "networkpolicies"),
+            Kind::Service => ("", "services"),
+            Kind::EndpointSlice => ("discovery.k8s.io", "endpointslices"),
             Kind::GlobalNetworkPolicy => ("crd.projectcalico.org", "globalnetworkpolicies"),
             Kind::CalicoNetworkPolicy => ("crd.projectcalico.org", "networkpolicies"),
             Kind::Tier => ("crd.projectcalico.org", "tiers"),
@@ -143,7 +160,12 @@ impl Kind {
     pub fn is_namespaced(self) -> bool {
         matches!(
             self,
-            Kind::Pod | Kind::NetworkPolicy | Kind::CalicoNetworkPolicy | Kind::NetworkSet
+            Kind::Pod
+                | Kind::NetworkPolicy
+                | Kind::Service
+                | Kind::EndpointSlice
+                | Kind::CalicoNetworkPolicy
+                | Kind::NetworkSet
         )
     }
 

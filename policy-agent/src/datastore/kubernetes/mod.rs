@@ -1,5 +1,5 @@
-//! The Kubernetes datastore: Pods (of every node: remote pods are peers), Namespaces and
-//! NetworkPolicies from the API server, through kube-rs watchers feeding reflector stores, and
+//! The Kubernetes datastore: Pods (of every node: remote pods are peers), Namespaces,
+//! NetworkPolicies, Services and EndpointSlices (`discovery.k8s.io/v1`) from the API server, through kube-rs watchers feeding reflector stores, and
 //! Calico's custom resources where the API server serves them ([`calico`](self::calico)).
 //!
 //! Resilience comes from the watcher's protocol handling and from the stores: a dropped watch
@@ -19,7 +19,9 @@ mod watch;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use k8s_openapi::api::{
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
+};
 use kube::{Client, runtime::reflector};
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -59,6 +61,8 @@ pub struct KubernetesDatastore {
     namespaces: reflector::Store<core::Namespace>,
     pods: reflector::Store<core::Pod>,
     policies: reflector::Store<networking::NetworkPolicy>,
+    services: reflector::Store<core::Service>,
+    endpoint_slices: reflector::Store<discovery::EndpointSlice>,
     calico: Vec<(crate::calico::resources::Kind, calico::Store)>,
     converted: objects::Converted,
     progress: Arc<WatchProgress>,
@@ -84,15 +88,36 @@ impl KubernetesDatastore {
             progress.clone(),
             changes.clone(),
         );
+        let (services, svc_task) = watch::spawn::<core::Service>(
+            client.clone(),
+            &options,
+            progress.clone(),
+            changes.clone(),
+        );
+        let (endpoint_slices, slice_task) = watch::spawn::<discovery::EndpointSlice>(
+            client.clone(),
+            &options,
+            progress.clone(),
+            changes.clone(),
+        );
         let (calico, calico_task) = calico::spawn(client, &options, progress.clone(), changes);
         Self {
             namespaces,
             pods,
             policies,
+            services,
+            endpoint_slices,
             calico,
             converted: objects::Converted::default(),
             progress,
-            tasks: vec![ns_task, pod_task, np_task, calico_task],
+            tasks: vec![
+                ns_task,
+                pod_task,
+                np_task,
+                svc_task,
+                slice_task,
+                calico_task,
+            ],
         }
     }
 
@@ -115,12 +140,14 @@ impl KubernetesDatastore {
             .iter()
             .map(|(kind, store)| (*kind, store.state()))
             .collect();
-        self.converted.snapshot(
-            &self.namespaces.state(),
-            &self.pods.state(),
-            &self.policies.state(),
-            &calico,
-        )
+        self.converted.snapshot(&objects::Stores {
+            namespaces: &self.namespaces.state(),
+            pods: &self.pods.state(),
+            policies: &self.policies.state(),
+            services: &self.services.state(),
+            endpoint_slices: &self.endpoint_slices.state(),
+            calico: &calico,
+        })
     }
 }
 

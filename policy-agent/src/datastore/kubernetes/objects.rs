@@ -9,7 +9,9 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use k8s_openapi::api::{
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
+};
 use kube::{ResourceExt as _, api::DynamicObject};
 use sha2::{Digest as _, Sha256};
 use tracing::warn;
@@ -27,6 +29,8 @@ enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    Service,
+    EndpointSlice,
     Calico(calico::Kind),
 }
 
@@ -38,6 +42,8 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::Calico(kind) => calico_kind_name(kind),
         }
     }
@@ -45,7 +51,7 @@ impl Kind {
     fn is_namespaced(self) -> bool {
         match self {
             Kind::Namespace => false,
-            Kind::Pod | Kind::NetworkPolicy => true,
+            Kind::Pod | Kind::NetworkPolicy | Kind::Service | Kind::EndpointSlice => true,
             Kind::Calico(kind) => kind.is_namespaced(),
         }
     }
@@ -71,6 +77,8 @@ enum Object {
     Namespace(model::Namespace),
     Pod(model::Pod),
     NetworkPolicy(model::NetworkPolicy),
+    Service(model::Service),
+    EndpointSlice(model::EndpointSlice),
     Calico(CalicoResource),
 }
 
@@ -110,6 +118,16 @@ struct Entry {
     error: Option<ObjectError>,
 }
 
+/// The stores' objects, by kind.
+pub(super) struct Stores<'a> {
+    pub namespaces: &'a [Arc<core::Namespace>],
+    pub pods: &'a [Arc<core::Pod>],
+    pub policies: &'a [Arc<networking::NetworkPolicy>],
+    pub services: &'a [Arc<core::Service>],
+    pub endpoint_slices: &'a [Arc<discovery::EndpointSlice>],
+    pub calico: &'a CalicoObjects,
+}
+
 /// The conversion cache; lives as long as the datastore.
 #[derive(Debug, Default)]
 pub(super) struct Converted {
@@ -117,34 +135,42 @@ pub(super) struct Converted {
 }
 
 impl Converted {
-    pub(super) fn snapshot(
-        &mut self,
-        namespaces: &[Arc<core::Namespace>],
-        pods: &[Arc<core::Pod>],
-        policies: &[Arc<networking::NetworkPolicy>],
-        calico: &CalicoObjects,
-    ) -> Snapshot {
+    pub(super) fn snapshot(&mut self, stores: &Stores<'_>) -> Snapshot {
         let mut previous = std::mem::take(&mut self.entries);
-        for ns in namespaces {
+        for ns in stores.namespaces {
             self.update(&mut previous, Kind::Namespace, ns.as_ref(), |o| {
                 convert::namespace(o)
                     .map(Object::Namespace)
                     .map_err(Rejection::from)
             });
         }
-        for pod in pods {
+        for pod in stores.pods {
             self.update(&mut previous, Kind::Pod, pod.as_ref(), |o| {
                 convert::pod(o).map(Object::Pod).map_err(Rejection::from)
             });
         }
-        for np in policies {
+        for np in stores.policies {
             self.update(&mut previous, Kind::NetworkPolicy, np.as_ref(), |o| {
                 convert::network_policy(o)
                     .map(Object::NetworkPolicy)
                     .map_err(Rejection::from)
             });
         }
-        for (kind, objects) in calico {
+        for svc in stores.services {
+            self.update(&mut previous, Kind::Service, svc.as_ref(), |o| {
+                convert::service(o)
+                    .map(Object::Service)
+                    .map_err(Rejection::from)
+            });
+        }
+        for slice in stores.endpoint_slices {
+            self.update(&mut previous, Kind::EndpointSlice, slice.as_ref(), |o| {
+                convert::endpoint_slice(o)
+                    .map(Object::EndpointSlice)
+                    .map_err(Rejection::from)
+            });
+        }
+        for (kind, objects) in stores.calico {
             for object in objects {
                 self.update(&mut previous, Kind::Calico(*kind), object.as_ref(), |o| {
                     let document = to_v3(*kind, o).map_err(|e| Rejection {
@@ -172,6 +198,16 @@ impl Converted {
                     cluster
                         .policies
                         .insert((np.namespace.clone(), np.name.clone()), np.clone());
+                }
+                Some(Object::Service(s)) => {
+                    cluster
+                        .services
+                        .insert((s.namespace.clone(), s.name.clone()), s.clone());
+                }
+                Some(Object::EndpointSlice(s)) => {
+                    cluster
+                        .endpoint_slices
+                        .insert((s.namespace.clone(), s.name.clone()), s.clone());
                 }
                 Some(Object::Calico(resource)) => cluster.calico.insert(resource.clone()),
                 None => {}
@@ -282,7 +318,7 @@ pub fn digest_versions<'a>(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString};
 
     use super::*;
 
@@ -307,18 +343,134 @@ mod tests {
         })
     }
 
+    fn snapshot(
+        converted: &mut Converted,
+        policies: &[Arc<networking::NetworkPolicy>],
+        services: &[Arc<core::Service>],
+        endpoint_slices: &[Arc<discovery::EndpointSlice>],
+    ) -> Snapshot {
+        converted.snapshot(&Stores {
+            namespaces: &[],
+            pods: &[],
+            policies,
+            services,
+            endpoint_slices,
+            calico: &[],
+        })
+    }
+
+    fn service(version: &str, target_port: i32) -> Arc<core::Service> {
+        Arc::new(core::Service {
+            metadata: ObjectMeta {
+                name: Some("web".to_owned()),
+                namespace: Some("default".to_owned()),
+                resource_version: Some(version.to_owned()),
+                ..Default::default()
+            },
+            spec: Some(core::ServiceSpec {
+                cluster_ip: Some("10.96.0.10".to_owned()),
+                ports: Some(vec![core::ServicePort {
+                    port: 80,
+                    target_port: Some(IntOrString::Int(target_port)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        })
+    }
+
+    fn endpoint_slice(version: &str, address: &str) -> Arc<discovery::EndpointSlice> {
+        Arc::new(discovery::EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some("web-1".to_owned()),
+                namespace: Some("default".to_owned()),
+                resource_version: Some(version.to_owned()),
+                labels: Some([("kubernetes.io/service-name".to_owned(), "web".to_owned())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".to_owned(),
+            endpoints: vec![discovery::Endpoint {
+                addresses: vec![address.to_owned()],
+                ..Default::default()
+            }],
+            ports: Some(vec![discovery::EndpointPort {
+                port: Some(8080),
+                ..Default::default()
+            }]),
+        })
+    }
+
+    #[test]
+    fn services_and_endpoint_slices_are_converted_and_a_rejected_update_keeps_the_last() {
+        let mut converted = Converted::default();
+        let first = snapshot(
+            &mut converted,
+            &[],
+            &[service("1", 8080)],
+            &[endpoint_slice("2", "10.42.0.11")],
+        );
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        let key = ("default".to_owned(), "web".to_owned());
+        assert_eq!(
+            first.cluster.services[&key].ports[0].target_port,
+            model::TargetPort::Number(8080)
+        );
+        let slice = &first.cluster.endpoint_slices[&("default".to_owned(), "web-1".to_owned())];
+        assert_eq!(slice.service.as_deref(), Some("web"));
+        assert_eq!(
+            slice.endpoints[0].addresses,
+            ["10.42.0.11".parse::<std::net::IpAddr>().expect("ip")]
+        );
+
+        let second = snapshot(
+            &mut converted,
+            &[],
+            &[service("3", 70000)],
+            &[endpoint_slice("4", "fd00::11")],
+        );
+        assert_eq!(second.cluster.services, first.cluster.services);
+        assert_eq!(
+            second.cluster.endpoint_slices,
+            first.cluster.endpoint_slices
+        );
+        let rejected: Vec<_> = second
+            .errors
+            .iter()
+            .map(|e| (e.object.as_deref(), e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (
+                    Some("Service default/web"),
+                    Some("spec.ports[0].targetPort")
+                ),
+                (
+                    Some("EndpointSlice default/web-1"),
+                    Some("endpoints[0].addresses[0]")
+                ),
+            ]
+        );
+        assert_ne!(first.digest, second.digest);
+
+        let third = snapshot(&mut converted, &[], &[], &[]);
+        assert!(third.cluster.services.is_empty() && third.cluster.endpoint_slices.is_empty());
+        assert!(third.errors.is_empty());
+    }
+
     #[test]
     fn a_rejected_update_keeps_the_accepted_version_and_names_object_and_field() {
         let mut converted = Converted::default();
-        let first = converted.snapshot(&[], &[], &[policy("web", "1", "TCP")], &[]);
+        let first = snapshot(&mut converted, &[policy("web", "1", "TCP")], &[], &[]);
         assert!(first.errors.is_empty());
         let accepted = first.cluster.policies.clone();
         assert_eq!(accepted.len(), 1);
 
-        let second = converted.snapshot(
-            &[],
-            &[],
+        let second = snapshot(
+            &mut converted,
             &[policy("web", "2", "ICMP"), policy("new", "3", "ICMP")],
+            &[],
             &[],
         );
         assert_eq!(
@@ -347,7 +499,7 @@ mod tests {
         assert_ne!(first.digest, second.digest);
 
         // Deleted: forgotten, with its error.
-        let third = converted.snapshot(&[], &[], &[], &[]);
+        let third = snapshot(&mut converted, &[], &[], &[]);
         assert!(third.cluster.policies.is_empty());
         assert!(third.errors.is_empty());
     }

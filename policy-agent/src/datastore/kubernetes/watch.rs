@@ -10,7 +10,9 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::{core::v1 as core, networking::v1 as networking};
+use k8s_openapi::api::{
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
+};
 use kube::{
     Api, Client, Resource as _,
     runtime::{
@@ -32,6 +34,9 @@ pub enum Resource {
     Namespaces,
     Pods,
     NetworkPolicies,
+    Services,
+    /// `discovery.k8s.io/v1`.
+    EndpointSlices,
     /// Calico's custom resources (`crd.projectcalico.org/v1`); optional: a cluster without
     /// Calico does not serve them (see [`super::calico`]).
     CalicoGlobalNetworkPolicies,
@@ -43,10 +48,12 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 11] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::NetworkPolicies,
+        Resource::Services,
+        Resource::EndpointSlices,
         Resource::CalicoGlobalNetworkPolicies,
         Resource::CalicoNetworkPolicies,
         Resource::CalicoTiers,
@@ -73,6 +80,8 @@ impl Resource {
             Resource::Namespaces => "namespaces",
             Resource::Pods => "pods",
             Resource::NetworkPolicies => "networkpolicies",
+            Resource::Services => "services",
+            Resource::EndpointSlices => "endpointslices",
             Resource::CalicoGlobalNetworkPolicies => "globalnetworkpolicies.crd.projectcalico.org",
             Resource::CalicoNetworkPolicies => "networkpolicies.crd.projectcalico.org",
             Resource::CalicoTiers => "tiers.crd.projectcalico.org",
@@ -85,7 +94,11 @@ impl Resource {
     /// The Calico kind this resource holds, for Calico's resources.
     pub fn calico_kind(self) -> Option<calico::Kind> {
         match self {
-            Resource::Namespaces | Resource::Pods | Resource::NetworkPolicies => None,
+            Resource::Namespaces
+            | Resource::Pods
+            | Resource::NetworkPolicies
+            | Resource::Services
+            | Resource::EndpointSlices => None,
             Resource::CalicoGlobalNetworkPolicies => Some(calico::Kind::GlobalNetworkPolicy),
             Resource::CalicoNetworkPolicies => Some(calico::Kind::NetworkPolicy),
             Resource::CalicoTiers => Some(calico::Kind::Tier),
@@ -165,6 +178,55 @@ impl Watched for core::Namespace {
 
 impl Watched for networking::NetworkPolicy {
     const RESOURCE: Resource = Resource::NetworkPolicies;
+}
+
+impl Watched for core::Service {
+    const RESOURCE: Resource = Resource::Services;
+
+    fn strip(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        meta.annotations = None;
+        // Kept: what `model::convert::service` reads (type, cluster IPs and families,
+        // external IPs, selector, ports, traffic policies, load-balancer ingress addresses).
+        if let Some(spec) = &mut self.spec {
+            spec.session_affinity_config = None;
+            spec.load_balancer_source_ranges = None;
+        }
+        if let Some(status) = &mut self.status {
+            status.conditions = None;
+            for ingress in status
+                .load_balancer
+                .iter_mut()
+                .flat_map(|lb| lb.ingress.iter_mut().flatten())
+            {
+                ingress.ports = None;
+            }
+        }
+    }
+}
+
+impl Watched for discovery::EndpointSlice {
+    const RESOURCE: Resource = Resource::EndpointSlices;
+
+    fn strip(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        meta.annotations = None;
+        // Kept: the labels (`kubernetes.io/service-name`), addresses, conditions, node names,
+        // target pods and ports (what `model::convert::endpoint_slice` reads).
+        for endpoint in &mut self.endpoints {
+            endpoint.deprecated_topology = None;
+            endpoint.hints = None;
+            endpoint.hostname = None;
+            endpoint.zone = None;
+            if let Some(target) = &mut endpoint.target_ref {
+                target.uid = None;
+                target.resource_version = None;
+                target.field_path = None;
+            }
+        }
+    }
 }
 
 impl Watched for core::Pod {
