@@ -2,7 +2,7 @@
 //! endpoint interfaces, report status.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
     dataplane::{
-        Capacities, Datapath, DataplaneError, MapDelta,
+        Capacities, Datapath, DataplaneError, FrontendSpec, MapDelta, ServiceMaps,
         routes::{self, Binding},
     },
     datastore::{
@@ -267,6 +267,8 @@ impl State {
             }
         };
         delta.apply_to(&mut self.programmed);
+        let services = service_maps(&snapshot.cluster, scope);
+        let service_stats = datapath.sync_services(&services)?;
         self.status.digest = snapshot.digest;
         self.status.generation += 1;
         self.status.endpoints = self.programmed.endpoints.len();
@@ -286,6 +288,8 @@ impl State {
             endpoints = self.status.endpoints,
             identities = self.status.identities,
             rules = self.status.rules,
+            service_frontends = services.frontends.len(),
+            service_entries_written = service_stats.written + service_stats.removed,
             rejected = self.status.errors.len(),
             millis = self.status.sync_millis,
             "programmed"
@@ -507,6 +511,25 @@ async fn wait_for_first_list(
 }
 
 /// Addresses of the network namespace the agent runs in: the node's own.
+/// The Service maps for what kube-proxy programs on this node (see
+/// `policy_common::service`): its node ports are captured on every address of the node.
+fn service_maps(cluster: &crate::model::Cluster, scope: &Scope) -> ServiceMaps {
+    let table =
+        crate::services::service_table(cluster, scope.node_name.as_deref(), &scope.host_addrs);
+    let specs: Vec<FrontendSpec> = table
+        .frontends
+        .iter()
+        .map(|(frontend, info)| FrontendSpec {
+            addr: frontend.addr,
+            protocol: frontend.protocol.number(),
+            port: frontend.port,
+            backends: info.backends.iter().map(|b| (b.addr, b.port)).collect(),
+        })
+        .collect();
+    let node: BTreeSet<IpAddr> = scope.host_addrs.iter().copied().collect();
+    ServiceMaps::build(&specs, &node)
+}
+
 fn host_addresses() -> Result<Vec<IpAddr>> {
     let mut addrs = Vec::new();
     for ifaddr in nix::ifaddrs::getifaddrs()? {
