@@ -2,7 +2,7 @@
 //! endpoint interfaces, report status.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
@@ -20,8 +20,9 @@ use tracing::{error, info, warn};
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
     dataplane::{
-        Capacities, Datapath, DataplaneError, FrontendSpec, MapDelta, ServiceMaps,
+        Capacities, Datapath, DataplaneError, MapDelta,
         routes::{self, Binding},
+        service_maps,
     },
     datastore::{
         Datastore,
@@ -511,25 +512,6 @@ async fn wait_for_first_list(
 }
 
 /// Addresses of the network namespace the agent runs in: the node's own.
-/// The Service maps for what kube-proxy programs on this node (see
-/// `policy_common::service`): its node ports are captured on every address of the node.
-fn service_maps(cluster: &crate::model::Cluster, scope: &Scope) -> ServiceMaps {
-    let table =
-        crate::services::service_table(cluster, scope.node_name.as_deref(), &scope.host_addrs);
-    let specs: Vec<FrontendSpec> = table
-        .frontends
-        .iter()
-        .map(|(frontend, info)| FrontendSpec {
-            addr: frontend.addr,
-            protocol: frontend.protocol.number(),
-            port: frontend.port,
-            backends: info.backends.iter().map(|b| (b.addr, b.port)).collect(),
-        })
-        .collect();
-    let node: BTreeSet<IpAddr> = scope.host_addrs.iter().copied().collect();
-    ServiceMaps::build(&specs, &node)
-}
-
 fn host_addresses() -> Result<Vec<IpAddr>> {
     let mut addrs = Vec::new();
     for ifaddr in nix::ifaddrs::getifaddrs()? {

@@ -17,7 +17,11 @@ use policy_common::{
 };
 
 use super::{Datapath, DataplaneError, sync::SyncStats};
-use crate::compiler::identity_addr;
+use crate::{
+    compiler::{Scope, identity_addr},
+    model::Cluster,
+    services::service_table,
+};
 
 /// One Service frontend as kube-proxy on this node programs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,24 @@ impl ServiceMaps {
         }
         maps
     }
+}
+
+/// The Service maps for what kube-proxy programs on the node of `scope` (see
+/// `crate::services::service_table`): node ports captured on every address of the node.
+pub fn service_maps(cluster: &Cluster, scope: &Scope) -> ServiceMaps {
+    let table = service_table(cluster, scope.node_name.as_deref(), &scope.host_addrs);
+    let specs: Vec<FrontendSpec> = table
+        .frontends
+        .iter()
+        .map(|(frontend, info)| FrontendSpec {
+            addr: frontend.addr,
+            protocol: frontend.protocol.number(),
+            port: frontend.port,
+            backends: info.backends.iter().map(|b| (b.addr, b.port)).collect(),
+        })
+        .collect();
+    let node: BTreeSet<IpAddr> = scope.host_addrs.iter().copied().collect();
+    ServiceMaps::build(&specs, &node)
 }
 
 fn transport(addr: IpAddr, port: u16, protocol: u8) -> TransportAddr {
@@ -167,19 +189,19 @@ mod tests {
 
     fn spec(addr: &str, port: u16, backends: &[(&str, u16)]) -> FrontendSpec {
         FrontendSpec {
-            addr: addr.parse().unwrap(),
+            addr: addr.parse().expect("an address"),
             protocol: 6,
             port,
             backends: backends
                 .iter()
-                .map(|(a, p)| (a.parse().unwrap(), *p))
+                .map(|(a, p)| (a.parse().expect("an address"), *p))
                 .collect(),
         }
     }
 
     #[test]
     fn frontends_are_flagged_by_where_their_backends_are() {
-        let node: BTreeSet<IpAddr> = ["198.18.0.1".parse().unwrap()].into();
+        let node: BTreeSet<IpAddr> = ["198.18.0.1".parse().expect("an address")].into();
         let specs = [
             spec(
                 "10.96.0.10",
@@ -195,8 +217,9 @@ mod tests {
             spec("10.96.0.3", 80, &[]),
         ];
         let maps = ServiceMaps::build(&specs, &node);
-        let flags =
-            |addr: &str, port| maps.frontends[&transport(addr.parse().unwrap(), port, 6)].flags;
+        let flags = |addr: &str, port| {
+            maps.frontends[&transport(addr.parse().expect("an address"), port, 6)].flags
+        };
         assert_eq!(flags("10.96.0.10", 53), 0);
         assert_eq!(flags("10.96.0.1", 443), frontend::HOST_BACKENDS);
         // One backend elsewhere: decided after the translation like any.
@@ -204,8 +227,8 @@ mod tests {
         assert_eq!(flags("10.96.0.3", 80), frontend::NO_BACKENDS);
         assert_eq!(maps.backends.len(), 5);
         assert!(maps.backends.contains(&BackendKey {
-            frontend: transport("10.96.0.10".parse().unwrap(), 53, 6),
-            backend: transport("10.42.0.6".parse().unwrap(), 5353, 6),
+            frontend: transport("10.96.0.10".parse().expect("an address"), 53, 6),
+            backend: transport("10.42.0.6".parse().expect("an address"), 5353, 6),
         }));
     }
 }

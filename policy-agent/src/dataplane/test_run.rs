@@ -42,6 +42,16 @@ impl Datapath {
         self.run_program(name, frame, repeat)
     }
 
+    /// As [`Datapath::test_run`], with the post-translation program every interface's
+    /// egress runs (`palisade_after_nat`): the frame as kube-proxy rewrote it.
+    pub fn test_run_after_nat(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<KernelVerdict, DataplaneError> {
+        self.run_program(program_names::AFTER_NAT, frame, repeat)
+    }
+
     /// As [`Datapath::test_run`], with the programs of a host endpoint's interface (the
     /// packet runs with no interface, `ifindex` 0).
     pub fn test_run_host(
