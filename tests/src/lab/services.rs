@@ -372,20 +372,26 @@ pub fn plan(scenario: &Scenario) -> Result<ServicePlans, ScenarioError> {
                 .node_port
                 .map(|n| port_u16(&at, "nodePort", n))
                 .transpose()?;
+            // Every (name, protocol, port) any version declares stays probeable; a version
+            // that renumbers a port keeps its nodePort, as the API server does on update.
             if let Some(existing) = plan
                 .ports
                 .iter_mut()
-                .find(|e| e.name == port_name && e.protocol == protocol)
+                .find(|e| e.name == port_name && e.protocol == protocol && e.port == port)
             {
-                existing.port = port;
                 existing.target = target;
                 if given_node_port.is_some() {
                     existing.node_port = given_node_port;
                 }
                 continue;
             }
+            let kept_node_port = plan
+                .ports
+                .iter()
+                .find(|e| e.name == port_name && e.protocol == protocol)
+                .and_then(|e| e.node_port);
             let node_port = if kind == "NodePort" || plan.node_port_type {
-                match given_node_port {
+                match given_node_port.or(kept_node_port) {
                     Some(n) => Some(n),
                     None => {
                         while taken_ports.contains(&next_port) {
@@ -533,21 +539,47 @@ impl ServicePlans {
                     .ports
                     .iter()
                     .find(|p| p.name == name && p.protocol.to_string() == protocol);
-                if let Some(found) = found {
-                    port.insert(
-                        "targetPort".into(),
-                        match &found.target {
-                            IntOrString::Int(n) => json!(n),
-                            IntOrString::String(s) => json!(s),
-                        },
-                    );
-                    if let (true, Some(n)) = (node_port, found.node_port) {
-                        port.insert("nodePort".into(), json!(n));
-                    }
+                // This version's own targetPort; the Service port when it gives none.
+                if !port.contains_key("targetPort") {
+                    let number = port.get("port").cloned().unwrap_or(Value::Null);
+                    port.insert("targetPort".into(), number);
+                }
+                if let (true, false, Some(n)) = (
+                    node_port,
+                    port.contains_key("nodePort"),
+                    found.and_then(|f| f.node_port),
+                ) {
+                    port.insert("nodePort".into(), json!(n));
                 }
             }
         }
     }
+}
+
+/// A port of a (completed) Service version as written: name, port, protocol, targetPort
+/// (a number written as a string is that number) and nodePort.
+fn version_port(p: &k8s_openapi::api::core::v1::ServicePort) -> Option<PortPlan> {
+    let port = u16::try_from(p.port).ok()?;
+    let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+        "UDP" => Protocol::Udp,
+        "SCTP" => Protocol::Sctp,
+        _ => Protocol::Tcp,
+    };
+    let target = match &p.target_port {
+        None => IntOrString::Int(i32::from(port)),
+        Some(IntOrString::String(s)) => match s.parse::<i32>() {
+            Ok(n) => IntOrString::Int(n),
+            Err(_) => IntOrString::String(s.clone()),
+        },
+        Some(other) => other.clone(),
+    };
+    Some(PortPlan {
+        name: p.name.clone().unwrap_or_default(),
+        port,
+        protocol,
+        target,
+        node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
+    })
 }
 
 /// A pod's named container ports: (name, protocol) → number.
@@ -593,7 +625,22 @@ fn labels_match(
 pub fn served_target_ports(
     scenario: &Scenario,
 ) -> anyhow::Result<BTreeMap<super::scenario::PodRef, BTreeSet<u16>>> {
-    let plans = plan(scenario)?;
+    let versions = scenario
+        .resources
+        .iter()
+        .chain(scenario.steps.iter().flat_map(|s| &s.apply))
+        .filter(|o| o.key.kind == "Service");
+    let mut targets: Vec<(String, PortPlan)> = Vec::new();
+    for object in versions {
+        let service: Service = serde_json::from_value(object.manifest.clone())
+            .with_context(|| format!("reading {}", object.key))?;
+        let namespace = object.key.namespace.clone().unwrap_or_default();
+        for port in service.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+            if let Some(port) = version_port(port) {
+                targets.push((namespace.clone(), port));
+            }
+        }
+    }
     let mut out: BTreeMap<super::scenario::PodRef, BTreeSet<u16>> = BTreeMap::new();
     for object in &scenario.resources {
         let Some(pod) = object.as_pod() else { continue };
@@ -602,15 +649,9 @@ pub fn served_target_ports(
             namespace: object.key.namespace.clone().unwrap_or_default(),
             name: object.key.name.clone(),
         };
-        for plan in plans
-            .services
-            .values()
-            .filter(|p| p.namespace == reference.namespace)
-        {
-            for port in &plan.ports {
-                if let Some(n) = resolve_target(&port.target, port.protocol, &pod) {
-                    out.entry(reference.clone()).or_default().insert(n);
-                }
+        for (_, port) in targets.iter().filter(|(ns, _)| *ns == reference.namespace) {
+            if let Some(n) = resolve_target(&port.target, port.protocol, &pod) {
+                out.entry(reference.clone()).or_default().insert(n);
             }
         }
     }
@@ -716,17 +757,11 @@ impl ServiceLab {
             let Some(selector) = spec.selector.filter(|s| !s.is_empty()) else {
                 continue;
             };
-            let ports: Vec<&PortPlan> = spec
+            let ports: Vec<PortPlan> = spec
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| {
-                    let name = p.name.clone().unwrap_or_default();
-                    let protocol = p.protocol.as_deref().unwrap_or("TCP");
-                    plan.ports
-                        .iter()
-                        .find(|pp| pp.name == name && pp.protocol.to_string() == protocol)
-                })
+                .filter_map(version_port)
                 .collect();
             for family in &plan.families {
                 // Endpoints grouped by their resolved ports, one slice per group.
@@ -845,16 +880,9 @@ impl ServiceLab {
                 continue;
             };
             let spec = service.spec.clone().unwrap_or_default();
-            for port in spec.ports.iter().flatten() {
-                let name = port.name.clone().unwrap_or_default();
-                let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-                let Some(pp) = plan
-                    .ports
-                    .iter()
-                    .find(|p| p.name == name && p.protocol.to_string() == protocol)
-                else {
-                    continue;
-                };
+            for pp in spec.ports.iter().flatten().filter_map(version_port) {
+                let name = pp.name.clone();
+                let protocol = pp.protocol.to_string();
                 if pp.protocol == Protocol::Sctp {
                     continue;
                 }
@@ -1150,6 +1178,68 @@ steps: []
             a.iter()
                 .all(|p| p.endpoints.len() == 1 && p.node_port == Some(30001))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn each_version_keeps_its_own_ports() -> anyhow::Result<()> {
+        let text = r#"
+resources:
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: a, labels: {app: a}}
+    spec: {containers: [{name: c, image: x, ports: [{name: web, containerPort: 7000}]}]}
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: a}
+    spec: {type: NodePort, selector: {app: a}, ports: [{name: p, port: 80, targetPort: 8000}]}
+steps:
+  - apply:
+      - apiVersion: v1
+        kind: Service
+        metadata: {name: a}
+        spec: {type: NodePort, selector: {app: a}, ports: [{name: p, port: 90, targetPort: web}]}
+    probes:
+      - {from: default/a, to: service/default/a, port: 90, expect: allow}
+  - apply:
+      - apiVersion: v1
+        kind: Service
+        metadata: {name: b}
+        spec: {selector: {app: a}, ports: [{port: 100}]}
+    probes:
+      - {from: default/a, to: service/default/b, port: 100, expect: allow}
+"#;
+        let scenario = Scenario::from_yaml(text)?;
+        let plans = topology::plan(&scenario.pods()?)?;
+        let mut lab = ServiceLab::new(&scenario, KubeProxyMode::Nftables, Vec::new())?;
+        let write = |lab: &mut ServiceLab, object: &Object| -> anyhow::Result<()> {
+            let object = lab.complete(object);
+            let manifest = datastore::complete(&object, &plans)?;
+            lab.applied(&object.key, manifest);
+            Ok(())
+        };
+        for object in &scenario.resources {
+            write(&mut lab, object)?;
+        }
+        lab.derive_slices()?;
+        let view = lab.proxy_view()?;
+        assert_eq!(view.len(), 1);
+        assert_eq!((view[0].port, view[0].node_port), (80, Some(30000)));
+        assert_eq!(view[0].endpoints[0].1, 8000);
+        // The new version: port 90 to the named port, same nodePort.
+        write(&mut lab, &scenario.steps[0].apply[0])?;
+        lab.derive_slices()?;
+        let view = lab.proxy_view()?;
+        assert_eq!((view[0].port, view[0].node_port), (90, Some(30000)));
+        assert_eq!(view[0].endpoints[0].1, 7000);
+        // A Service a step adds: its slice and its rules appear.
+        write(&mut lab, &scenario.steps[1].apply[0])?;
+        let (written, _) = lab.derive_slices()?;
+        assert!(written.iter().any(|o| o.key.name == "b-ipv4"));
+        let view = lab.proxy_view()?;
+        let b = view.iter().find(|p| p.service == "b").context("b")?;
+        assert_eq!((b.port, b.endpoints[0].1, b.node_port), (100, 100, None));
+        assert_eq!(b.cluster_ip, "10.96.0.21".parse::<IpAddr>()?);
         Ok(())
     }
 }
