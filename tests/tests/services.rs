@@ -1,4 +1,4 @@
-//! examples/services through the lab in both kube-proxy modes: Services, their EndpointSlices
+//! examples/services (scenario.yaml, single-node.yaml) through the lab in both kube-proxy modes: Services, their EndpointSlices
 //! derived by the lab, kube-proxy's rules in every node, probes through ClusterIPs and
 //! NodePorts, DNS through the kube-dns ClusterIP.
 //!
@@ -20,30 +20,46 @@ use palisade_tests::{
 /// One lab at a time: two cores, two nodes with an agent each.
 static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn scenario(mode: KubeProxyMode) -> anyhow::Result<Scenario> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/scenario.yaml");
+/// The scenario files of examples/services.
+const FILES: [&str; 2] = ["scenario.yaml", "single-node.yaml"];
+
+fn scenario(file: &str, mode: KubeProxyMode) -> anyhow::Result<Scenario> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/services")
+        .join(file);
     let mut scenario = Scenario::from_file(&path)?;
     scenario.kube_proxy = mode;
     Ok(scenario)
 }
 
-fn enforced(mode: KubeProxyMode) -> anyhow::Result<Report> {
+/// Every file runs; the test fails listing each file's mismatches.
+fn enforced(mode: KubeProxyMode) -> anyhow::Result<()> {
+    let failed: Vec<String> = FILES
+        .iter()
+        .filter_map(|file| enforced_file(file, mode).err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("\n\n"));
+    Ok(())
+}
+
+fn enforced_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<Report> {
     let _turn = ONE_LAB_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let scenario = scenario(mode)?;
+    let scenario = scenario(file, mode)?;
     let report = run_scenario(&scenario, &LabOptions::default())?;
     for step in &report.steps {
         eprintln!("{}", step.render_table());
     }
-    assert_eq!(report.steps.len(), scenario.steps.len());
-    assert!(
+    anyhow::ensure!(report.steps.len() == scenario.steps.len());
+    anyhow::ensure!(
         report.steps.iter().all(|s| s.programmed_ms.is_some()),
         "every step is programmed by the agents"
     );
-    assert!(
+    anyhow::ensure!(
         report.all_ok(),
-        "kube-proxy {mode}: mismatches:\n{}\nagent log:\n{}",
+        "{file}, kube-proxy {mode}: mismatches:\n{}\nagent log:\n{}",
         report.mismatches().join("\n"),
         report.agent_log_tail.join("\n")
     );
@@ -55,7 +71,7 @@ fn services_iptables_enforced() -> anyhow::Result<()> {
     if !require_root("services_iptables_enforced") {
         return Ok(());
     }
-    enforced(KubeProxyMode::Iptables).map(drop)
+    enforced(KubeProxyMode::Iptables)
 }
 
 #[test]
@@ -63,7 +79,7 @@ fn services_nftables_enforced() -> anyhow::Result<()> {
     if !require_root("services_nftables_enforced") {
         return Ok(());
     }
-    enforced(KubeProxyMode::Nftables).map(drop)
+    enforced(KubeProxyMode::Nftables)
 }
 
 /// What `ip netns exec NETNS PROGRAM ARGS` prints.
@@ -82,10 +98,19 @@ fn output_in(netns: &str, program: &str, args: &[&str]) -> anyhow::Result<String
 }
 
 fn wiring(mode: KubeProxyMode) -> anyhow::Result<()> {
+    for file in FILES {
+        wiring_file(file, mode)?;
+    }
+    Ok(())
+}
+
+/// Every allowed probe of `file` gets through; for scenario.yaml, the rules are checked too.
+fn wiring_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<()> {
     let _turn = ONE_LAB_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let scenario = scenario(mode)?;
+    let scenario = scenario(file, mode)?;
+    let check_rules = file == "scenario.yaml";
     let options = LabOptions {
         no_agent: true,
         ..LabOptions::default()
@@ -111,7 +136,7 @@ fn wiring(mode: KubeProxyMode) -> anyhow::Result<()> {
                 ));
             }
         }
-        if i == 0 {
+        if check_rules && i == 0 {
             // Every node carries the mode's chains for the Services of the first step.
             for node in lab.nodes() {
                 let netns = node.netns(lab.id());
@@ -165,7 +190,7 @@ fn wiring(mode: KubeProxyMode) -> anyhow::Result<()> {
                 }
             }
         }
-        if i == 3 {
+        if check_rules && i == 3 {
             // spare was relabelled into web's Service: two endpoints, half each.
             let netns = lab.nodes()[0].netns(lab.id());
             match mode {
@@ -192,7 +217,7 @@ fn wiring(mode: KubeProxyMode) -> anyhow::Result<()> {
     assert!(allowed > 0);
     assert!(
         failed.is_empty(),
-        "kube-proxy {mode}: allowed probes that did not get through the Service:\n{}",
+        "{file}, kube-proxy {mode}: allowed probes that did not get through the Service:\n{}",
         failed.join("\n")
     );
     Ok(())
