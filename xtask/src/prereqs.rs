@@ -155,6 +155,24 @@ fn find_missing(needs: Needs) -> Vec<Missing> {
                 install: Some(Box::new(|| apt_get(&["install", "-y", "-q", "bpftool"]))),
             });
         }
+        // The lab writes kube-proxy's rules for Services (iptables or nftables mode) in its
+        // node namespaces.
+        for (package, path) in [
+            ("iptables", "/usr/sbin/iptables-restore"),
+            ("nftables", "/usr/sbin/nft"),
+        ] {
+            if !Path::new(path).exists() {
+                missing.push(Missing {
+                    what: if package == "iptables" {
+                        "iptables (the lab's kube-proxy rules, iptables mode)"
+                    } else {
+                        "nftables (the lab's kube-proxy rules, nftables mode)"
+                    },
+                    how: format!("apt-get install -y {package}"),
+                    install: Some(Box::new(move || apt_get(&["install", "-y", "-q", package]))),
+                });
+            }
+        }
         if !bpffs_mounted() {
             missing.push(Missing {
                 what: "bpffs at /sys/fs/bpf (for pinned maps)",

@@ -56,6 +56,7 @@ impl Testbed {
         let mut resources = pods()?;
         resources.extend(extra);
         let scenario = Scenario {
+            kube_proxy: crate::lab::KubeProxyMode::default(),
             agent_args: Vec::new(),
             resources,
             steps: Vec::new(),

@@ -12,7 +12,12 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use palisade_tests::lab::{Lab, LabOptions, Scenario, StepReport, run_scenario_with};
+use palisade_tests::lab::{
+    KubeProxyMode, Lab, LabOptions, Scenario, StepReport, run_scenario_with,
+};
+
+/// Overrides the scenario's `kubeProxy` when `--kube-proxy` is not given.
+const KUBE_PROXY_ENV: &str = "PALISADE_LAB_KUBE_PROXY";
 use tracing_subscriber::EnvFilter;
 
 /// The default scenario, relative to the workspace root.
@@ -44,6 +49,10 @@ enum Command {
         /// Run without the agent: nothing is enforced (for developing the lab itself).
         #[arg(long)]
         no_agent: bool,
+        /// The kube-proxy mode whose rules the lab writes for Services, instead of the
+        /// scenario's `kubeProxy` [default: $PALISADE_LAB_KUBE_PROXY, else the scenario's].
+        #[arg(long, value_name = "iptables|nftables")]
+        kube_proxy: Option<KubeProxyMode>,
         /// After the last step, keep the lab (namespaces, agent, pinned maps) up until Enter
         /// or Ctrl-C, to look at it with bpftool or `ip netns exec`.
         #[arg(long)]
@@ -67,8 +76,15 @@ fn main() -> ExitCode {
             json,
             agent,
             no_agent,
+            kube_proxy,
             hold,
-        } => match run(scenario, json, hold, LabOptions { agent, no_agent }) {
+        } => match run(
+            scenario,
+            json,
+            hold,
+            kube_proxy,
+            LabOptions { agent, no_agent },
+        ) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -83,11 +99,22 @@ fn run(
     scenario: Option<PathBuf>,
     json: bool,
     hold: bool,
+    kube_proxy: Option<KubeProxyMode>,
     options: LabOptions,
 ) -> anyhow::Result<bool> {
     let path = scenario.unwrap_or_else(|| palisade_tests::workspace_root().join(DEFAULT_SCENARIO));
-    let scenario =
+    let mut scenario =
         Scenario::from_file(&path).with_context(|| format!("loading {}", path.display()))?;
+    let from_env = match std::env::var(KUBE_PROXY_ENV) {
+        Ok(text) => Some(
+            text.parse::<KubeProxyMode>()
+                .map_err(|e| anyhow::anyhow!("{KUBE_PROXY_ENV}: {e}"))?,
+        ),
+        Err(_) => None,
+    };
+    if let Some(mode) = kube_proxy.or(from_env) {
+        scenario.kube_proxy = mode;
+    }
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("lab run needs root (network namespaces, bpffs, BPF)");
     }

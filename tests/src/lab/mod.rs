@@ -16,9 +16,10 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod servers;
+pub mod services;
 pub mod topology;
 
 pub use agent::agent_binary;
 pub use report::{ErrorCheck, ProbeResult, Report, StepReport};
 pub use runner::{Lab, LabOptions, run_scenario, run_scenario_with};
-pub use scenario::{Probe, Scenario, ScenarioError, Step};
+pub use scenario::{KubeProxyMode, Probe, Scenario, ScenarioError, Step};

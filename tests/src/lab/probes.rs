@@ -44,6 +44,15 @@ pub struct Prepared {
     destination: SocketAddr,
     payload: Vec<u8>,
     timeout: Duration,
+    /// A DNS query instead of an echo (`dnsQuery`).
+    dns: Option<DnsQuery>,
+}
+
+/// What a `dnsQuery` probe asks.
+struct DnsQuery {
+    id: u16,
+    name: String,
+    v6: bool,
 }
 
 enum PreparedSocket {
@@ -76,11 +85,10 @@ pub fn sctp_unsupported(probe: &Probe) -> anyhow::Error {
 pub fn prepare(
     source: &Netns,
     probe: &Probe,
-    destination: IpAddr,
+    destination: SocketAddr,
     bind: Option<IpAddr>,
     payload: Vec<u8>,
 ) -> anyhow::Result<Prepared> {
-    let destination = SocketAddr::new(destination, probe.port);
     let protocol = probe.protocol;
     let source_port = probe.source_port.unwrap_or(0);
     anyhow::ensure!(
@@ -145,11 +153,17 @@ pub fn prepare(
             Protocol::Sctp => Err(io::ErrorKind::Unsupported.into()),
         }
     })??;
+    let dns = probe.dns_query.as_ref().map(|name| DnsQuery {
+        id: DNS_ID.fetch_add(1, Ordering::Relaxed),
+        name: name.clone(),
+        v6: destination.is_ipv6(),
+    });
     Ok(Prepared {
         socket,
         destination,
         payload,
         timeout: Duration::from_millis(probe.timeout_ms()),
+        dns,
     })
 }
 
@@ -158,6 +172,19 @@ impl Prepared {
     /// that worked, for the caller to keep or drop.
     pub async fn run(self) -> (Observation, Option<Kept>) {
         let start = Instant::now();
+        if let Some(dns) = self.dns {
+            let outcome = timeout(
+                self.timeout,
+                dns_exchange(self.socket, self.destination, &dns),
+            )
+            .await;
+            let (verdict, detail) = match outcome {
+                Ok(Ok(addresses)) => (Verdict::Allow, format!("resolved {}", addresses.join(","))),
+                Ok(Err(e)) => (Verdict::Deny, describe(&e)),
+                Err(_) => (Verdict::Deny, "timeout".to_owned()),
+            };
+            return (observation(verdict, detail, start), None);
+        }
         let outcome = timeout(
             self.timeout,
             exchange(self.socket, self.destination, &self.payload),
@@ -230,6 +257,49 @@ async fn udp_exchange(socket: &tokio::net::UdpSocket, payload: &[u8]) -> io::Res
         }
     }
     Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+}
+
+/// Identifiers of the lab's DNS queries.
+static DNS_ID: AtomicU16 = AtomicU16::new(0x1000);
+
+/// Sends a DNS query over UDP (again every [`UDP_RESEND`]) until a valid answer comes back:
+/// its addresses.
+async fn dns_exchange(
+    socket: PreparedSocket,
+    destination: SocketAddr,
+    dns: &DnsQuery,
+) -> io::Result<Vec<String>> {
+    let PreparedSocket::Udp(socket) = socket else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "dnsQuery needs UDP",
+        ));
+    };
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    socket.connect(destination).await?;
+    let query = super::services::dns::query(dns.id, &dns.name, dns.v6)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut buf = vec![0u8; 1500];
+    let mut last = String::from("no answer");
+    for _ in 0..1000 {
+        socket.send(&query).await?;
+        let deadline = Instant::now() + UDP_RESEND;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(received) = timeout(left, socket.recv(&mut buf)).await else {
+                break;
+            };
+            let n = received?;
+            match super::services::dns::parse_answer(&buf[..n], dns.id, &dns.name, dns.v6) {
+                Ok(addresses) => return Ok(addresses.iter().map(ToString::to_string).collect()),
+                // A wrong answer is final: the responder answered.
+                Err(e) if buf.get(..2) == Some(&dns.id.to_be_bytes()[..]) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                Err(e) => last = e,
+            }
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, last))
 }
 
 /// Identifiers of the lab's echo requests: a raw socket sees every ICMP message of its

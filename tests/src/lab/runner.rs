@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -18,8 +18,12 @@ use super::{
     netns::{self, Netns},
     probes::{self, Prepared},
     report::{ErrorCheck, ProbeResult, Report, StepReport},
-    scenario::{AgentAction, Family, HostEndpointInfo, PodRef, Probe, Protocol, Scenario, Step},
+    scenario::{
+        AgentAction, Family, HostEndpointInfo, PodRef, Probe, Protocol, Scenario, ServiceTarget,
+        Step,
+    },
     servers::Servers,
+    services::{self, ServiceLab},
     topology::{self, NodePlan, PodPlan},
 };
 
@@ -56,6 +60,8 @@ pub struct Lab {
     resources: Resources,
     /// Connections probes kept open (`keep`), by name.
     kept: std::collections::HashMap<String, probes::Kept>,
+    /// Services, their EndpointSlices and kube-proxy's rules (see `services`).
+    services: ServiceLab,
 }
 
 /// A node's agent: where it reads, pins and reports, what it must attach to, and whether it
@@ -183,6 +189,15 @@ impl Lab {
             .with_context(|| format!("creating {}", store_dir.display()))?;
 
         topology::build(&id, &nodes, &plans, &resources)?;
+        let services = ServiceLab::new(
+            scenario,
+            scenario.kube_proxy,
+            nodes.iter().map(|n| n.netns(&id)).collect(),
+        )?;
+        if services.active() {
+            services::set_up_nodes(&id, &nodes, &plans, services.plans())
+                .context("setting up the nodes for Services")?;
+        }
         let mut netns_names: Vec<String> = nodes.iter().map(|n| n.netns(&id)).collect();
         if topology::has_fabric(&nodes) {
             netns_names.push(topology::fabric_netns(&id));
@@ -219,8 +234,10 @@ impl Lab {
             seen_errors: Vec::new(),
             resources,
             kept: std::collections::HashMap::new(),
+            services,
         };
         lab.start_servers(scenario)?;
+        lab.start_node_endpoint_servers(scenario)?;
         lab.write_initial(scenario)?;
         if let Some(binary) = binary {
             lab.start_agents(binary, &scenario.agent_args)?;
@@ -260,16 +277,35 @@ impl Lab {
     }
 
     fn start_servers(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
-        let served = scenario.served_ports()?;
+        let mut served = scenario.served_ports()?;
+        for (pod, ports) in services::served_target_ports(scenario)? {
+            served.entry(pod).or_default().extend(ports);
+        }
+        let dns_ports: BTreeMap<PodRef, std::collections::BTreeSet<u16>> = scenario
+            .resources
+            .iter()
+            .filter_map(|o| {
+                let pod = o.as_pod()?.ok()?;
+                let reference = PodRef {
+                    namespace: o.key.namespace.clone().unwrap_or_default(),
+                    name: o.key.name.clone(),
+                };
+                Some((reference, services::dns_ports(&pod)))
+            })
+            .filter(|(_, ports)| !ports.is_empty())
+            .collect();
         let handle = self.runtime()?.handle().clone();
         for (end, ports) in &served {
             match self.end(end)? {
                 End::Pod(index) => {
+                    let dns = dns_ports.get(end).cloned().unwrap_or_default();
                     self.servers.start(
                         &handle,
                         &self.plans[index],
                         &self.pod_netns[index],
                         ports,
+                        &dns,
+                        &self.services.dns,
                     )?;
                 }
                 End::HostEndpoint(hep) => {
@@ -284,8 +320,107 @@ impl Lab {
         Ok(())
     }
 
-    fn write_initial(&self, scenario: &Scenario) -> anyhow::Result<()> {
-        Ok(self.datastore.write_resources(scenario, &self.plans)?)
+    /// Serves the ports of scenario-written EndpointSlices' endpoints that are a node's own
+    /// address (the API-server pattern: a host-network endpoint outside the pods), in that
+    /// node's namespace on that address.
+    fn start_node_endpoint_servers(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
+        let mut wanted: BTreeMap<(usize, IpAddr), std::collections::BTreeSet<u16>> =
+            BTreeMap::new();
+        let objects = scenario
+            .resources
+            .iter()
+            .chain(scenario.steps.iter().flat_map(|s| &s.apply))
+            .filter(|o| o.key.kind == "EndpointSlice");
+        for object in objects {
+            let slice: k8s_openapi::api::discovery::v1::EndpointSlice =
+                serde_json::from_value(object.manifest.clone())
+                    .with_context(|| format!("reading {}", object.key))?;
+            let ports: Vec<u16> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| p.port.and_then(|n| u16::try_from(n).ok()))
+                .collect();
+            for address in slice.endpoints.iter().flat_map(|e| &e.addresses) {
+                let Ok(ip) = address.parse::<IpAddr>() else {
+                    continue;
+                };
+                let family = services::family_of(ip);
+                if let Some(node) = self
+                    .nodes
+                    .iter()
+                    .position(|n| services::node_address(n, family) == ip)
+                {
+                    wanted.entry((node, ip)).or_default().extend(&ports);
+                }
+            }
+        }
+        let handle = self.runtime()?.handle().clone();
+        for ((node, ip), ports) in wanted {
+            let netns = Netns::open(&self.nodes[node].netns(&self.id))?;
+            self.servers.start_on(&handle, &netns, &[ip], &ports)?;
+        }
+        Ok(())
+    }
+
+    fn write_initial(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
+        if !scenario
+            .namespaces()
+            .contains(super::scenario::DEFAULT_NAMESPACE)
+        {
+            self.write_object(&super::datastore::default_namespace())?;
+        }
+        for object in &scenario.resources {
+            self.write_object(object)?;
+        }
+        self.sync_services()
+    }
+
+    /// Writes an object to the datastore (a Service completed with what the lab assigned it)
+    /// and follows it for the Services.
+    fn write_object(&mut self, object: &super::scenario::Object) -> anyhow::Result<()> {
+        let object = self.services.complete(object);
+        self.datastore.write_object(&object, &self.plans)?;
+        let manifest = super::datastore::complete(&object, &self.plans)?;
+        self.services.applied(&object.key, manifest);
+        Ok(())
+    }
+
+    /// A step's datastore changes, in the lab's order: `apply`, `delete`, `writeFiles`,
+    /// `removeFiles`; then the Services' derived EndpointSlices and kube-proxy's rules.
+    fn write_step(&mut self, step: &Step) -> anyhow::Result<()> {
+        for object in &step.apply {
+            self.write_object(object)?;
+        }
+        for reference in &step.delete {
+            let key = reference.key();
+            self.datastore.remove_object(&key)?;
+            self.services.deleted(&key);
+        }
+        for file in &step.write_files {
+            self.datastore
+                .write_file(&file.name, file.content.as_bytes())?;
+        }
+        for name in &step.remove_files {
+            self.datastore.remove_file(name)?;
+        }
+        self.sync_services()
+    }
+
+    /// Writes the EndpointSlices the lab derives for selector Services (and removes stale
+    /// ones), then kube-proxy's rules in every node.
+    fn sync_services(&mut self) -> anyhow::Result<()> {
+        if !self.services.active() {
+            return Ok(());
+        }
+        let (write, remove) = self.services.derive_slices()?;
+        for slice in &write {
+            self.datastore.write_object(slice, &self.plans)?;
+        }
+        for key in &remove {
+            self.datastore.remove_object(key)?;
+        }
+        self.services.sync_rules()
     }
 
     /// Prepares one agent per node (pin directory, status file, log) and starts them all.
@@ -434,7 +569,7 @@ impl Lab {
         if let Some(action) = step.agent {
             self.agent_action(action)?;
         }
-        self.datastore.write_step(step, &self.plans)?;
+        self.write_step(step)?;
 
         let awaited = self.running_agents();
         let (programmed_ms, programmed_by_node, agent_errors) = if awaited.is_empty() {
@@ -488,6 +623,56 @@ impl Lab {
         Ok(report)
     }
 
+    /// Where a probe connects: its destination's address in the probe's family and port, a
+    /// Service's ClusterIP and port, or a node's address and the Service port's nodePort.
+    fn destination(&self, probe: &Probe) -> anyhow::Result<SocketAddr> {
+        let Some(target) = &probe.service else {
+            return Ok(SocketAddr::new(
+                self.address(&probe.to, probe.family)?,
+                probe.port,
+            ));
+        };
+        let (namespace, name) = target.service();
+        let plan = self
+            .services
+            .plans()
+            .get(namespace, name)
+            .with_context(|| format!("no Service {namespace}/{name}"))?;
+        match target {
+            ServiceTarget::ClusterIp { .. } => {
+                let ip = plan.cluster_ip(probe.family).with_context(|| {
+                    format!(
+                        "Service {namespace}/{name} has no IPv{} ClusterIP",
+                        probe.family.number()
+                    )
+                })?;
+                Ok(SocketAddr::new(ip, probe.port))
+            }
+            ServiceTarget::NodePort { node, .. } => {
+                let node = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == *node)
+                    .with_context(|| format!("node {node} is not in the lab"))?;
+                let node_port = plan
+                    .ports
+                    .iter()
+                    .find(|p| p.port == probe.port && p.protocol == probe.protocol)
+                    .and_then(|p| p.node_port)
+                    .with_context(|| {
+                        format!(
+                            "Service {namespace}/{name} has no nodePort for port {}",
+                            probe.port
+                        )
+                    })?;
+                Ok(SocketAddr::new(
+                    services::node_address(node, probe.family),
+                    node_port,
+                ))
+            }
+        }
+    }
+
     /// The address of a probe's end in the probe's family.
     fn address(&self, end: &PodRef, family: Family) -> anyhow::Result<IpAddr> {
         let ip = match self.end(end)? {
@@ -506,7 +691,7 @@ impl Lab {
     /// Creates a new probe's socket at its source: in the pod's namespace, or in the host
     /// endpoint's node's namespace bound to the host endpoint's address.
     fn prepare(&self, probe: &Probe, payload: Vec<u8>) -> anyhow::Result<Prepared> {
-        let destination = self.address(&probe.to, probe.family)?;
+        let destination = self.destination(probe)?;
         match self.end(&probe.from)? {
             End::Pod(index) => {
                 probes::prepare(&self.pod_netns[index], probe, destination, None, payload)

@@ -54,6 +54,10 @@ const FABRIC_RANGE_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0xfd00, 0xfab, 0, 0, 0, 0
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scenario {
+    /// The kube-proxy mode whose rules the lab writes in every node for the scenario's
+    /// Services: `iptables` (the default) or `nftables`.
+    #[serde(default)]
+    pub kube_proxy: KubeProxyMode,
     /// Extra arguments for every agent's `policy-agent run` (e.g. `--failsafe-inbound`).
     #[serde(default)]
     pub agent_args: Vec<String>,
@@ -62,6 +66,38 @@ pub struct Scenario {
     pub resources: Vec<Object>,
     #[serde(default)]
     pub steps: Vec<Step>,
+}
+
+/// Which kube-proxy's rules the lab writes for Services (see `services`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    #[default]
+    Iptables,
+    Nftables,
+}
+
+impl FromStr for KubeProxyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "iptables" => Ok(Self::Iptables),
+            "nftables" => Ok(Self::Nftables),
+            other => Err(format!(
+                "kube-proxy mode must be iptables or nftables, not {other}"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KubeProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Iptables => "iptables",
+            Self::Nftables => "nftables",
+        })
+    }
 }
 
 /// One step: change the datastore, wait until the agent programmed it, then check.
@@ -398,35 +434,140 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// A real connection from one pod to another.
+/// A real connection from one pod to another, or to a Service (`to: service/NS/NAME`,
+/// `to: nodeport/NODE/NS/NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "RawProbe")]
 pub struct Probe {
     pub from: PodRef,
+    /// The destination pod; for a Service target, `service/NS/NAME` (or
+    /// `nodeport/NODE/NS/NAME`) as a reference no pod has (see [`Probe::service`]).
     pub to: PodRef,
-    /// Required for TCP, UDP and SCTP; absent (0) for ICMP.
-    #[serde(default)]
+    /// Set when `to` names a Service: connect to its ClusterIP (or a node's address and its
+    /// nodePort) instead of a pod.
+    pub service: Option<ServiceTarget>,
+    /// Required for TCP, UDP and SCTP; absent (0) for ICMP. For a Service target, the
+    /// Service port.
     pub port: u16,
-    #[serde(default)]
     pub protocol: Protocol,
-    #[serde(default)]
     pub family: Family,
     /// TCP and UDP: send from this source port (rules with `source.ports`); the kernel picks
     /// an ephemeral one when absent. Give each TCP probe its own port: a closed connection's
     /// TIME_WAIT would refuse the same tuple again.
-    #[serde(default)]
     pub source_port: Option<u16>,
     pub expect: Verdict,
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Keep this probe's connection (TCP stream, connected UDP socket) open under this name,
     /// for probes of later steps to use with `over`.
-    #[serde(default)]
     pub keep: Option<String>,
     /// Exchange over the connection an earlier step kept under this name instead of opening a
     /// new one: whether an established connection survives a change.
-    #[serde(default)]
     pub over: Option<String>,
+    /// UDP only: send a DNS query for this name (type A, or AAAA with `family: 6`) instead of
+    /// an echo payload; `allow` only when a valid answer with an address comes back.
+    pub dns_query: Option<String>,
+}
+
+/// A probe as written, before `to` is told apart into a pod or a Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawProbe {
+    from: PodRef,
+    to: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    family: Family,
+    #[serde(default)]
+    source_port: Option<u16>,
+    expect: Verdict,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    keep: Option<String>,
+    #[serde(default)]
+    over: Option<String>,
+    #[serde(default)]
+    dns_query: Option<String>,
+}
+
+/// Where a probe to a Service connects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceTarget {
+    /// `service/NS/NAME`: the Service's ClusterIP of the probe's family, on the Service port.
+    ClusterIp { namespace: String, name: String },
+    /// `nodeport/NODE/NS/NAME`: NODE's address, on the nodePort of the Service port.
+    NodePort {
+        node: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+impl ServiceTarget {
+    /// The Service's namespace and name.
+    pub fn service(&self) -> (&str, &str) {
+        match self {
+            Self::ClusterIp { namespace, name }
+            | Self::NodePort {
+                namespace, name, ..
+            } => (namespace, name),
+        }
+    }
+}
+
+impl TryFrom<RawProbe> for Probe {
+    type Error = String;
+
+    fn try_from(raw: RawProbe) -> Result<Self, Self::Error> {
+        let parts: Vec<&str> = raw.to.split('/').collect();
+        let nonempty = parts.iter().all(|p| !p.is_empty());
+        let (to, service) = match parts.as_slice() {
+            ["service", namespace, name] if nonempty => (
+                PodRef {
+                    namespace: "service".to_owned(),
+                    name: format!("{namespace}/{name}"),
+                },
+                Some(ServiceTarget::ClusterIp {
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            ["nodeport", node, namespace, name] if nonempty => (
+                PodRef {
+                    namespace: "nodeport".to_owned(),
+                    name: format!("{node}/{namespace}/{name}"),
+                },
+                Some(ServiceTarget::NodePort {
+                    node: (*node).to_owned(),
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            _ => (
+                raw.to.parse::<PodRef>().map_err(|e| {
+                    format!("{e}, service/NAMESPACE/NAME or nodeport/NODE/NAMESPACE/NAME")
+                })?,
+                None,
+            ),
+        };
+        Ok(Self {
+            from: raw.from,
+            to,
+            service,
+            port: raw.port,
+            protocol: raw.protocol,
+            family: raw.family,
+            source_port: raw.source_port,
+            expect: raw.expect,
+            timeout_ms: raw.timeout_ms,
+            keep: raw.keep,
+            over: raw.over,
+            dns_query: raw.dns_query,
+        })
+    }
 }
 
 impl Probe {
@@ -548,6 +689,8 @@ pub enum ScenarioError {
     NoIpv6 { at: String, pod: PodRef },
     #[error("{at}: pod {pod} has no IPv4 address")]
     NoIpv4 { at: String, pod: PodRef },
+    #[error("{at}: {detail}")]
+    BadService { at: String, detail: String },
     #[error("{at}: port 0 cannot be probed")]
     PortZero { at: String },
     #[error("{at}: ICMP probes have no port")]
@@ -787,7 +930,11 @@ impl Scenario {
             entry.extend(pod.ports.iter().map(|(port, _)| *port));
         }
         for step in &self.steps {
-            for probe in step.probes.iter().filter(|p| p.protocol != Protocol::Icmp) {
+            let to_pods = step
+                .probes
+                .iter()
+                .filter(|p| p.protocol != Protocol::Icmp && p.service.is_none());
+            for probe in to_pods {
                 ports
                     .entry(probe.to.clone())
                     .or_default()
@@ -849,6 +996,7 @@ impl Scenario {
             }
         }
         let by_ref: BTreeMap<&PodRef, &PodInfo> = pods.iter().map(|p| (&p.pod, p)).collect();
+        let services = super::services::plan(self)?;
         let heps = self.host_endpoints()?;
         let heps: BTreeMap<&str, &HostEndpointInfo> =
             heps.iter().map(|h| (h.name.as_str(), h)).collect();
@@ -912,6 +1060,9 @@ impl Scenario {
             for (i, probe) in step.probes.iter().enumerate() {
                 let at = format!("{at}.probes[{i}]");
                 validate_probe(&at, probe, &by_ref, &heps)?;
+                if let Some(target) = &probe.service {
+                    services.check_probe(&at, probe, target, &nodes)?;
+                }
                 if let Some(name) = &probe.over {
                     // Kept by an earlier step, between the same pods on the same port.
                     let same = |k: &&Probe| {
@@ -981,7 +1132,18 @@ fn validate_probe(
             max: MAX_PROBE_TIMEOUT_MS,
         });
     }
-    for pod in [&probe.from, &probe.to] {
+    if probe.dns_query.is_some() && probe.protocol != Protocol::Udp {
+        return Err(ScenarioError::BadService {
+            at: at.to_owned(),
+            detail: "dnsQuery needs protocol UDP".to_owned(),
+        });
+    }
+    let ends: &[&PodRef] = if probe.service.is_some() {
+        &[&probe.from]
+    } else {
+        &[&probe.from, &probe.to]
+    };
+    for &pod in ends {
         if let Some(name) = pod.host_endpoint_name() {
             match (heps.get(name), pods.contains_key(pod)) {
                 (Some(_), true) => {

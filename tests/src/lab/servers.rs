@@ -22,7 +22,12 @@ use tokio::{
     time::timeout,
 };
 
-use super::{netns::Netns, scenario::HostEndpointInfo, topology::PodPlan};
+use super::{
+    netns::Netns,
+    scenario::HostEndpointInfo,
+    services::{DnsTable, dns},
+    topology::PodPlan,
+};
 
 /// Bounds on what one connection or one server handles. A connection a scenario keeps
 /// (`keep`) must outlive the steps until its last `over`, agent restarts and probe timeouts
@@ -51,25 +56,40 @@ impl Drop for Servers {
 struct Bound {
     tcp: Vec<TcpListener>,
     udp: Vec<UdpSocket>,
+    /// UDP sockets answering DNS instead of echoing.
+    dns: Vec<UdpSocket>,
 }
 
 impl Servers {
     /// Serves `ports` (TCP and UDP) in the pod's namespace, on IPv4 and, when the pod has an
-    /// IPv6 address, IPv6.
+    /// IPv6 address, IPv6; on the UDP ports in `dns`, a DNS responder answering from `table`
+    /// instead of the echo.
     pub fn start(
         &mut self,
         runtime: &Handle,
         pod: &PodPlan,
         netns: &Netns,
         ports: &BTreeSet<u16>,
+        dns: &BTreeSet<u16>,
+        table: &DnsTable,
     ) -> anyhow::Result<()> {
         let mut addresses = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
         if pod.ipv6.is_some() {
             addresses.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         }
+        let all: BTreeSet<u16> = ports.union(dns).copied().collect();
         let bound = netns
-            .run(|| bind_all(ports, &addresses))?
+            .run(|| bind_all(&all, &addresses, dns))?
             .with_context(|| format!("binding servers in pod {}", pod.pod))?;
+        let _guard = runtime.enter();
+        for socket in &bound.dns {
+            let socket = tokio::net::UdpSocket::from_std(socket.try_clone()?)?;
+            self.tasks.push(
+                runtime
+                    .spawn(dns::serve(socket, table.clone()))
+                    .abort_handle(),
+            );
+        }
         self.serve(runtime, bound)?;
         tracing::debug!(pod = %pod.pod, ?ports, "servers started");
         Ok(())
@@ -84,14 +104,32 @@ impl Servers {
         netns: &Netns,
         ports: &BTreeSet<u16>,
     ) -> anyhow::Result<()> {
-        let bound = netns.run(|| bind_all(ports, &hep.ips))?.with_context(|| {
-            format!(
-                "binding servers of host endpoint {} in node {}",
-                hep.name, hep.node
-            )
-        })?;
+        let bound = netns
+            .run(|| bind_all(ports, &hep.ips, &BTreeSet::new()))?
+            .with_context(|| {
+                format!(
+                    "binding servers of host endpoint {} in node {}",
+                    hep.name, hep.node
+                )
+            })?;
         self.serve(runtime, bound)?;
         tracing::debug!(host_endpoint = %hep.name, ?ports, "servers started");
+        Ok(())
+    }
+
+    /// Serves `ports` (TCP and UDP) on `ips` in `netns` (a node's own address).
+    pub fn start_on(
+        &mut self,
+        runtime: &Handle,
+        netns: &Netns,
+        ips: &[IpAddr],
+        ports: &BTreeSet<u16>,
+    ) -> anyhow::Result<()> {
+        let bound = netns
+            .run(|| bind_all(ports, ips, &BTreeSet::new()))?
+            .with_context(|| format!("binding servers on {ips:?} in {}", netns.name()))?;
+        self.serve(runtime, bound)?;
+        tracing::debug!(?ips, ?ports, "node servers started");
         Ok(())
     }
 
@@ -111,16 +149,22 @@ impl Servers {
     }
 }
 
-/// TCP and UDP sockets for every port on every address.
-fn bind_all(ports: &BTreeSet<u16>, addresses: &[IpAddr]) -> io::Result<Bound> {
+/// TCP and UDP sockets for every port on every address (UDP ports in `dns` apart).
+fn bind_all(ports: &BTreeSet<u16>, addresses: &[IpAddr], dns: &BTreeSet<u16>) -> io::Result<Bound> {
     let mut bound = Bound {
         tcp: Vec::new(),
         udp: Vec::new(),
+        dns: Vec::new(),
     };
     for &port in ports {
         for addr in addresses.iter().map(|ip| SocketAddr::new(*ip, port)) {
             bound.tcp.push(bind(addr, Type::STREAM)?.into());
-            bound.udp.push(bind(addr, Type::DGRAM)?.into());
+            let udp = bind(addr, Type::DGRAM)?.into();
+            if dns.contains(&port) {
+                bound.dns.push(udp);
+            } else {
+                bound.udp.push(udp);
+            }
         }
     }
     Ok(bound)
