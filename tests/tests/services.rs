@@ -148,7 +148,7 @@ fn wiring_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<()> {
                             "-j KUBE-SVC-",
                             "-j KUBE-SEP-",
                             "-j DNAT --to-destination 10.42.0.20:8080",
-                            "-j DNAT --to-destination 198.18.0.1:6443",
+                            "-j DNAT --to-destination 198.18.0.2:6443",
                             "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
                             "-j MASQUERADE --random-fully",
                             "\"default/empty has no endpoints\"",
