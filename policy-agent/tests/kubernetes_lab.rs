@@ -1,8 +1,11 @@
-//! The seed scenario (examples/seed/) through the netns lab with the real agent on real
-//! traffic, its pods and policies published through the stand-in Kubernetes API server
+//! The seed scenario (examples/seed/) and a Services scenario (examples/services/
+//! single-node.yaml: ClusterIPs of both families, a NodePort, a named targetPort, hairpin)
+//! through the netns lab with the real agent on real traffic, their objects (Services and
+//! the lab's EndpointSlices too) published through the stand-in Kubernetes API server
 //! instead of the file datastore: the agent runs `--datastore kubernetes` in the lab's node
 //! namespace, where the stand-in listens on loopback; each step waits until the agent's
-//! status names exactly the server's object versions, then the probes run.
+//! status names exactly the server's object versions, then the probes run. One stand-in per
+//! scenario, one scenario after the other (a process has one publisher).
 //!
 //! Privileged (namespaces, BPF): needs root, a failure under CI=true.
 
@@ -12,7 +15,10 @@ use std::{
     ffi::OsString,
     fs::File,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use anyhow::Context as _;
@@ -32,10 +38,19 @@ use serde_json::{Value, json};
 /// The node every lab pod is scheduled to, and the agent's `--node-name`.
 const NODE: &str = "lab-node";
 
+/// The API server of the scenario running now (a new one for each scenario).
+type Current = Arc<Mutex<ApiServer>>;
+
 struct StandIn {
-    server: ApiServer,
+    server: Current,
     runtime: tokio::runtime::Runtime,
     kubeconfig: PathBuf,
+}
+
+impl StandIn {
+    fn server(&self) -> std::sync::MutexGuard<'_, ApiServer> {
+        self.server.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Publisher for StandIn {
@@ -44,7 +59,7 @@ impl Publisher for StandIn {
         if object["kind"] == "Pod" {
             object["spec"]["nodeName"] = json!(NODE);
         }
-        self.server.apply(object);
+        self.server().apply(object);
     }
 
     fn delete(&self, key: &ObjectKey) {
@@ -52,14 +67,16 @@ impl Publisher for StandIn {
             "Namespace" => Kind::Namespace,
             "Pod" => Kind::Pod,
             "NetworkPolicy" => Kind::NetworkPolicy,
+            "Service" => Kind::Service,
+            "EndpointSlice" => Kind::EndpointSlice,
             other => panic!("the stand-in does not serve {other}"),
         };
         let namespace = key.namespace.as_deref().unwrap_or_default();
-        self.server.delete(kind, namespace, &key.name);
+        self.server().delete(kind, namespace, &key.name);
     }
 
     fn digest(&self) -> String {
-        let versions = self.server.versions();
+        let versions = self.server().versions();
         digest_versions(
             versions
                 .iter()
@@ -79,9 +96,9 @@ impl Publisher for StandIn {
         .map_err(|_| anyhow::anyhow!("the binding thread panicked"))??;
         {
             let _runtime = self.runtime.enter();
-            self.server.listen(listener);
+            self.server().listen(listener);
         }
-        std::fs::write(&self.kubeconfig, self.server.kubeconfig())?;
+        std::fs::write(&self.kubeconfig, self.server().kubeconfig())?;
         Ok(vec![
             "--datastore".into(),
             "kubernetes".into(),
@@ -94,8 +111,8 @@ impl Publisher for StandIn {
 }
 
 #[test]
-fn seed_scenario_is_enforced_through_the_api_server() -> anyhow::Result<()> {
-    if !require_root("seed_scenario_is_enforced_through_the_api_server") {
+fn scenarios_are_enforced_through_the_api_server() -> anyhow::Result<()> {
+    if !require_root("scenarios_are_enforced_through_the_api_server") {
         return Ok(());
     }
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -108,37 +125,49 @@ fn seed_scenario_is_enforced_through_the_api_server() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let current: Current = Arc::new(Mutex::new(ApiServer::unbound()));
     let stand_in = StandIn {
-        server: ApiServer::unbound(),
+        server: current.clone(),
         runtime,
         kubeconfig: kubeconfig.clone(),
     };
     if datastore::publish_through(Box::new(stand_in)).is_err() {
         anyhow::bail!("another lab in this process publishes already");
     }
+    let result = ["seed/scenario.yaml", "services/single-node.yaml"]
+        .iter()
+        .try_for_each(|file| {
+            *current.lock().unwrap_or_else(PoisonError::into_inner) = ApiServer::unbound();
+            run_through_the_api_server(file)
+        });
+    let _ = std::fs::remove_file(&kubeconfig);
+    result
+}
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed/scenario.yaml");
+/// Runs `examples/<file>` with every object published through the current stand-in.
+fn run_through_the_api_server(file: &str) -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
     let scenario = Scenario::from_file(&path)?;
     let options = LabOptions {
         agent: Some(PathBuf::from(env!("CARGO_BIN_EXE_policy-agent"))),
         no_agent: false,
     };
-    let report = run_scenario(&scenario, &options);
-    let _ = std::fs::remove_file(&kubeconfig);
-    let report = report?;
+    let report = run_scenario(&scenario, &options).with_context(|| file.to_owned())?;
     for step in &report.steps {
         eprintln!("{}", step.render_table());
     }
-    assert_eq!(report.steps.len(), scenario.steps.len());
+    assert_eq!(report.steps.len(), scenario.steps.len(), "{file}");
     // Programmed means the agent's status carried the digest of the server's object versions,
     // which only the Kubernetes datastore reports: the agent read the API server.
     assert!(
         report.steps.iter().all(|s| s.programmed_ms.is_some()),
-        "every step must be programmed by the agent"
+        "{file}: every step must be programmed by the agent"
     );
     assert!(
         report.all_ok(),
-        "mismatches:\n{}\nagent log:\n{}",
+        "{file}: mismatches:\n{}\nagent log:\n{}",
         report.mismatches().join("\n"),
         report.agent_log_tail.join("\n")
     );
