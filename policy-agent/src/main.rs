@@ -17,7 +17,7 @@ use policy_agent::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
     },
-    explain::verdict,
+    explain::{service, verdict},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -169,10 +169,13 @@ enum Command {
         /// The sender: `namespace/name` of a pod, or an address.
         #[arg(long)]
         from: String,
-        /// The receiver: `namespace/name` of a pod, or an address.
+        /// The receiver: `namespace/name` of a pod, an address, or `service/NS/NAME`: a
+        /// connection to the Service's cluster IP (of --family), explained for each of its
+        /// ready backends as the datapath judges it, on the backend and its target port.
         #[arg(long)]
         to: String,
-        /// Destination port (ICMP: type << 8 | code).
+        /// Destination port (ICMP: type << 8 | code); with `--to service/NS/NAME`, the
+        /// Service port.
         #[arg(long)]
         port: u16,
         /// Source port: only rules with `source.ports`/`source.notPorts` look at it. The
@@ -183,7 +186,7 @@ enum Command {
         /// TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite, or a protocol number.
         #[arg(long, default_value = "TCP")]
         protocol: String,
-        /// Address family for pods given by name: 4 or 6.
+        /// Address family for pods given by name, and of a Service's cluster IP: 4 or 6.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=6))]
         family: u8,
         /// One JSON object instead of text.
@@ -278,6 +281,25 @@ fn main() -> Result<()> {
                 .or_else(|| protocol.parse::<u8>().ok())
                 .with_context(|| format!("--protocol {protocol}: not a protocol name or number"))?;
             let from = verdict::resolve(cluster, &from, family).context("--from")?;
+            if let Some(service) = service::parse(&to) {
+                let explanation = service::explain(
+                    cluster,
+                    &scope,
+                    from,
+                    source_port,
+                    &service,
+                    port,
+                    protocol,
+                    family,
+                )
+                .context("--to")?;
+                if json {
+                    println!("{}", service::render_json(&explanation));
+                } else {
+                    print!("{}", service::render_text(&explanation));
+                }
+                return Ok(());
+            }
             let to = verdict::resolve(cluster, &to, family).context("--to")?;
             let packet = TracePacket {
                 src: from,
