@@ -6,7 +6,10 @@
 //! is checked against the backend, not the frontend.
 //! Privileged: needs root (a failure under CI=true).
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+};
 
 use palisade_tests::require_root;
 use policy_agent::{
@@ -35,19 +38,19 @@ apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: default, labels: {app: client}}
 spec: {containers: [{name: c, image: busybox}]}
-status: {podIP: 10.42.0.10, phase: Running}
+status: {podIPs: [{ip: 10.42.0.10}, {ip: "fd00:42::10"}], phase: Running}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: backend, namespace: default, labels: {app: backend}}
 spec: {containers: [{name: c, image: busybox, ports: [{name: web, containerPort: 8000}]}]}
-status: {podIP: 10.42.0.11, phase: Running}
+status: {podIPs: [{ip: 10.42.0.11}, {ip: "fd00:42::11"}], phase: Running}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: other, namespace: default, labels: {app: other}}
 spec: {containers: [{name: c, image: busybox, ports: [{name: web, containerPort: 9000}]}]}
-status: {podIP: 10.42.0.12, phase: Running}
+status: {podIPs: [{ip: 10.42.0.12}, {ip: "fd00:42::12"}], phase: Running}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -103,6 +106,51 @@ metadata: {name: api, namespace: default, labels: {kubernetes.io/service-name: a
 addressType: IPv4
 endpoints: [{addresses: [198.18.0.1]}]
 ports: [{name: https, port: 6443, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: multi, namespace: default}
+spec:
+  clusterIPs: [10.96.0.40, "fd00:96::40"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  selector: {app: backend}
+  ports:
+  - {name: tcp, port: 80, targetPort: 8000}
+  - {name: udp, port: 53, targetPort: 5353, protocol: UDP}
+  - {name: sctp, port: 7777, targetPort: 7000, protocol: SCTP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: multi-v4, namespace: default, labels: {kubernetes.io/service-name: multi}}
+addressType: IPv4
+endpoints: [{addresses: [10.42.0.11]}]
+ports: [{name: tcp, port: 8000}, {name: udp, port: 5353, protocol: UDP}, {name: sctp, port: 7000, protocol: SCTP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: multi-v6, namespace: default, labels: {kubernetes.io/service-name: multi}}
+addressType: IPv6
+endpoints: [{addresses: ["fd00:42::11"]}]
+ports: [{name: tcp, port: 8000}, {name: udp, port: 5353, protocol: UDP}, {name: sctp, port: 7000, protocol: SCTP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend-udp-sctp-from-client, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{port: 5353, protocol: UDP}, {port: 7000, protocol: SCTP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-udp-sctp-egress, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  egress:
+  - to: [{podSelector: {matchLabels: {app: backend}}}]
+    ports: [{port: 5353, protocol: UDP}, {port: 7000, protocol: SCTP}]
 ---
 apiVersion: v1
 kind: Service
@@ -209,6 +257,36 @@ impl Node {
         self.run(Direction::FromEndpoint, sent)
             && self.after_nat(translated)
             && self.run(Direction::ToEndpoint, translated)
+    }
+}
+
+/// A TCP (SYN), UDP or SCTP packet over IPv4 or IPv6 (both addresses of one family).
+fn packet(protocol: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    match protocol {
+        // TCP: sequence, acknowledgement, offset, SYN, window, checksum, urgent.
+        6 => l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 5 << 4, SYN, 0xff, 0xff, 0, 0, 0, 0]),
+        // UDP: length, checksum, 4 bytes of payload.
+        17 => l4.extend_from_slice(&[0, 12, 0, 0, b'd', b'n', b's', b'?']),
+        // SCTP: verification tag, checksum.
+        _ => l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]),
+    }
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => ipv4(src, dst, protocol, &l4),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let mut frame = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+            frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+            frame.extend_from_slice(&[0x60, 0, 0, 0]);
+            frame.extend_from_slice(&u16::try_from(l4.len()).expect("small").to_be_bytes());
+            frame.extend_from_slice(&[protocol, 64]);
+            frame.extend_from_slice(&src.octets());
+            frame.extend_from_slice(&dst.octets());
+            frame.extend_from_slice(&l4);
+            frame
+        }
+        _ => panic!("one family per packet"),
     }
 }
 
@@ -415,4 +493,46 @@ fn the_post_translation_hook_leaves_other_traffic_alone() {
     let mut tagged = tcp(CLIENT, 40043, BACKEND, 9999, SYN);
     tagged[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
     assert!(node.after_nat(&tagged));
+}
+
+#[test]
+fn every_protocol_and_both_families_through_a_dual_stack_service() {
+    if !require_root("every_protocol_and_both_families_through_a_dual_stack_service") {
+        return;
+    }
+    let node = Node::new("multi");
+    let ip = |s: &str| -> IpAddr { s.parse().expect("an address") };
+    for (client, other, frontend, backend) in [
+        ("10.42.0.10", "10.42.0.12", "10.96.0.40", "10.42.0.11"),
+        ("fd00:42::10", "fd00:42::12", "fd00:96::40", "fd00:42::11"),
+    ] {
+        let (client, other, frontend, backend) = (ip(client), ip(other), ip(frontend), ip(backend));
+        for (protocol, port, target) in [(6, 80, 8000), (17, 53, 5353), (132, 7777, 7000)] {
+            let case = format!("protocol {protocol} {client} -> {frontend}:{port}");
+            let sent = packet(protocol, client, 41000, frontend, port);
+            let translated = packet(protocol, client, 41000, backend, target);
+            assert!(node.send_via(&sent, &translated), "{case}");
+            // The backend's answer, and the same after the reverse translation.
+            assert!(
+                node.reply_via(
+                    &packet(protocol, backend, target, client, 41000),
+                    &packet(protocol, frontend, port, client, 41000)
+                ),
+                "{case}: reply"
+            );
+            // other's egress allows nothing: its flow dies after the translation.
+            let sent = packet(protocol, other, 41001, frontend, port);
+            let translated = packet(protocol, other, 41001, backend, target);
+            assert!(node.run(Direction::FromEndpoint, &sent), "{case}: deferred");
+            assert!(!node.after_nat(&translated), "{case}: other allowed");
+            // And the frontend answering it is a new packet to other's isolated ingress.
+            assert!(
+                !node.run(
+                    Direction::ToEndpoint,
+                    &packet(protocol, frontend, port, other, 41001)
+                ),
+                "{case}: reply to other"
+            );
+        }
+    }
 }
