@@ -39,8 +39,11 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 pub const IFACE_PREFIX: &str = "plh";
 /// Lines of the agent log shown when something goes wrong.
 pub const LOG_TAIL_LINES: usize = 40;
-/// How long to wait for the agent to program a step.
-pub const PROGRAM_DEADLINE: Duration = Duration::from_secs(20);
+/// How long to wait for the agent to program a step. The first step includes loading the
+/// programs, which the kernel's verifier spends seconds of CPU on per program and agent: with
+/// two labs of three nodes each on two cores (a test binary's parallel tests), that alone
+/// can take most of 20 s.
+pub const PROGRAM_DEADLINE: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
