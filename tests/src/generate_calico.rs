@@ -910,6 +910,53 @@ impl CalicoCase {
                 });
             }
         }
+        // Flows to and from the Services' endpoints at their slices' ports (random pairs
+        // rarely land on one with its port): what `services` matches decide.
+        for (i, slice) in self.world.endpoint_slices.iter().enumerate() {
+            let Some(endpoint) = slice
+                .endpoints
+                .first()
+                .and_then(|e| e.addresses.first())
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            else {
+                continue;
+            };
+            let (number, port) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find_map(|p| {
+                    let number = match p.protocol.as_deref() {
+                        Some("UDP") => 17,
+                        Some("SCTP") => 132,
+                        _ => 6,
+                    };
+                    p.port
+                        .and_then(|n| u16::try_from(n).ok())
+                        .map(|n| (number, n))
+                })
+                .unwrap_or((6, 80));
+            let peers: Vec<_> = addrs
+                .iter()
+                .copied()
+                .filter(|a| usable(*a, endpoint))
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let peer = peers[(i * 7 + usize::from(port)) % peers.len()];
+            let sport = SOURCE_PORTS[i % SOURCE_PORTS.len()];
+            for (src, dst) in [(peer, endpoint), (endpoint, peer)] {
+                flows.push(CalicoFlow {
+                    src,
+                    dst,
+                    protocol: number,
+                    sport,
+                    key_port: port,
+                    model: Packet::new(src, dst, Protocol(number), sport, port),
+                });
+            }
+        }
         for (src, dst, kind, code) in icmp {
             let (src, dst) = (*src.get(&addrs), *dst.get(&addrs));
             if usable(src, dst) {
