@@ -526,3 +526,182 @@ fn error_display_names_document_resource_field_and_position() {
     let range = results.get(1).and_then(|r| r.as_ref().err());
     assert_eq!(range.map(|e| e.line), Some(14));
 }
+
+/// The fields and messages of the errors of a one-resource document.
+fn errors_of(yaml: &str) -> Vec<(String, String)> {
+    let mut results = parse_documents(yaml);
+    assert_eq!(results.len(), 1, "{yaml}");
+    match results.remove(0) {
+        Ok(resource) => panic!("accepted: {resource:?}"),
+        Err(e) => e.errors.into_iter().map(|f| (f.field, f.message)).collect(),
+    }
+}
+
+fn fields_of(yaml: &str) -> Vec<String> {
+    errors_of(yaml)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect()
+}
+
+#[test]
+fn services_match_defaults_its_namespace_and_keeps_source_ports() {
+    let yaml = r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: svc, namespace: prod}
+spec:
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source:
+      services: {name: frontend}
+      ports: [1024]
+    destination:
+      ports: [8080]
+  egress:
+  - action: Allow
+    destination:
+      services: {name: db, namespace: data}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: gsvc}
+spec:
+  egress:
+  - action: Deny
+    protocol: UDP
+    source:
+      selector: app == 'x'
+    destination:
+      services: {name: dns, namespace: kube-system}
+"#;
+    let resources: Vec<CalicoResource> = parse_documents(yaml)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let np = policy(&resources[0]);
+    let source = np.ingress[0]
+        .source
+        .services
+        .as_ref()
+        .expect("source.services");
+    assert_eq!(
+        (source.name.as_str(), source.namespace.as_str()),
+        ("frontend", "prod")
+    );
+    assert_eq!(
+        np.ingress[0].source.ports,
+        vec![PortMatch::Range {
+            first: 1024,
+            last: 1024
+        }]
+    );
+    let destination = np.egress[0]
+        .destination
+        .services
+        .as_ref()
+        .expect("services");
+    assert_eq!(
+        (destination.name.as_str(), destination.namespace.as_str()),
+        ("db", "data")
+    );
+    let gnp = policy(&resources[1]);
+    let destination = gnp.egress[0]
+        .destination
+        .services
+        .as_ref()
+        .expect("services");
+    assert_eq!(
+        (destination.name.as_str(), destination.namespace.as_str()),
+        ("dns", "kube-system")
+    );
+}
+
+#[test]
+fn services_match_restrictions_name_the_field() {
+    let np = |rules: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, \
+             namespace: prod}}\nspec:\n{rules}"
+        )
+    };
+    // Only on the peer side.
+    assert_eq!(
+        errors_of(&np(
+            "  egress:\n  - action: Allow\n    source: {services: {name: a}}\n"
+        )),
+        vec![(
+            "spec.egress[0].source.services".to_owned(),
+            "not allowed in an egress rule's source".to_owned()
+        )]
+    );
+    assert_eq!(
+        fields_of(&np(
+            "  ingress:\n  - action: Allow\n    destination: {services: {name: a}}\n"
+        )),
+        vec!["spec.ingress[0].destination.services"]
+    );
+    // A name is required.
+    assert_eq!(
+        fields_of(&np(
+            "  egress:\n  - action: Allow\n    destination: {services: {}}\n"
+        )),
+        vec!["spec.egress[0].destination.services.name"]
+    );
+    assert_eq!(
+        fields_of(&np(
+            "  egress:\n  - action: Allow\n    destination: {services: {name: Bad_Name}}\n"
+        )),
+        vec!["spec.egress[0].destination.services.name"]
+    );
+    // Nothing else that matches addresses on the same side.
+    for (field, value) in [
+        ("selector", "\"app == 'a'\""),
+        ("notSelector", "\"app == 'a'\""),
+        ("namespaceSelector", "all()"),
+        ("nets", "[10.0.0.0/8]"),
+        ("notNets", "[10.0.0.0/8]"),
+        ("serviceAccounts", "{names: [a]}"),
+    ] {
+        let errors = errors_of(&np(&format!(
+            "  ingress:\n  - action: Allow\n    source: {{services: {{name: a}}, {field}: \
+             {value}}}\n"
+        )));
+        assert_eq!(
+            errors,
+            vec![(
+                format!("spec.ingress[0].source.{field}"),
+                "cannot be specified with services on the same side of a rule".to_owned()
+            )],
+            "{field}"
+        );
+    }
+    // A destination Service brings its ports.
+    for field in ["ports", "notPorts"] {
+        assert_eq!(
+            fields_of(&np(&format!(
+                "  egress:\n  - action: Allow\n    protocol: TCP\n    destination: {{services: \
+                 {{name: a}}, {field}: [80]}}\n"
+            ))),
+            vec![format!("spec.egress[0].destination.{field}")],
+            "{field}"
+        );
+    }
+    // A GlobalNetworkPolicy has no namespace to default to.
+    let gnp = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\n\
+               spec:\n  ingress:\n  - action: Allow\n    source: {services: {name: a}}\n";
+    assert_eq!(
+        errors_of(gnp),
+        vec![(
+            "spec.ingress[0].source.services.namespace".to_owned(),
+            "must specify a namespace (a GlobalNetworkPolicy has none of its own)".to_owned()
+        )]
+    );
+    // Unknown fields are refused as the schema refuses them.
+    let unknown = errors_of(&np(
+        "  egress:\n  - action: Allow\n    destination: {services: {name: a, port: 80}}\n",
+    ));
+    assert_eq!(unknown.len(), 1);
+    assert!(unknown[0].1.contains("unknown field `port`"), "{unknown:?}");
+}

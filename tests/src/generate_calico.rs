@@ -4,7 +4,9 @@
 //! entity fields Palisade enforces (nets, notNets, selector, notSelector, namespaceSelector
 //! including `global()`, destination and source ports and notPorts with ranges and named
 //! ports, serviceAccounts, protocol, notProtocol, ipVersion, icmp and notICMP types and
-//! codes), and network sets and host endpoints (as peers) that rule selectors match by label.
+//! codes, `services` on the peer side), and network sets and host endpoints (as peers) that
+//! rule selectors match by label, and EndpointSlices of the Services rules match, whose
+//! endpoints are the world's addresses.
 //!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
 //! resources reach the tests; what the datastore refuses (a peer's named source port in an
@@ -36,6 +38,13 @@ impl CalicoCase {
         let mut cluster = agent_cluster(&self.kubernetes_world());
         for resource in &self.resources {
             cluster.calico.insert(resource.clone());
+        }
+        for slice in &self.world.endpoint_slices {
+            let slice = policy_agent::model::convert::endpoint_slice(slice)
+                .expect("generated EndpointSlices are valid");
+            cluster
+                .endpoint_slices
+                .insert((slice.namespace.clone(), slice.name.clone()), slice);
         }
         cluster
     }
@@ -129,8 +138,29 @@ enum Ports {
     Numbers,
 }
 
-/// One side of a rule.
-fn entity(ports: Ports, destination: bool, v6: bool) -> impl Strategy<Value = Value> {
+/// The Services rules match (`services`) and EndpointSlices are generated for.
+const SERVICES: [&str; 2] = ["svc-a", "svc-b"];
+
+/// A `services` match: a Service, with or without its namespace (a GlobalNetworkPolicy's is
+/// filled in by [`policy`]).
+fn service_match() -> impl Strategy<Value = Value> {
+    (
+        select(SERVICES.to_vec()),
+        prop::option::weighted(
+            0.6,
+            select(vec![NAMESPACES[0], NAMESPACES[0], NAMESPACES[1]]),
+        ),
+    )
+        .prop_map(|(name, namespace)| match namespace {
+            Some(ns) => json!({ "name": name, "namespace": ns }),
+            None => json!({ "name": name }),
+        })
+}
+
+/// One side of a rule; `peer`: the side a `services` match may be on (an ingress rule's
+/// source, an egress rule's destination), which it then is on alone, but for a source's
+/// ports (Calico's validation).
+fn entity(ports: Ports, destination: bool, v6: bool, peer: bool) -> impl Strategy<Value = Value> {
     let mut pool = vec![
         json!(80),
         json!(81),
@@ -159,9 +189,32 @@ fn entity(ports: Ports, destination: bool, v6: bool) -> impl Strategy<Value = Va
         prop::option::weighted(ports_weight, prop::collection::vec(port.clone(), 1..3)),
         prop::option::weighted(ports_weight / 2.0, prop::collection::vec(port, 1..2)),
         prop::bool::weighted(0.1),
+        prop::option::weighted(0.25, service_match()),
     )
         .prop_map(
-            move |(nets, not_nets, selector, not_selector, ns, ports, not_ports, accounts)| {
+            move |(
+                nets,
+                not_nets,
+                selector,
+                not_selector,
+                ns,
+                ports,
+                not_ports,
+                accounts,
+                service,
+            )| {
+                if let Some(service) = service.filter(|_| peer) {
+                    let mut out = json!({ "services": service });
+                    if with_ports && !destination {
+                        if let Some(p) = ports {
+                            out["ports"] = json!(p);
+                        }
+                        if let Some(p) = not_ports {
+                            out["notPorts"] = json!(p);
+                        }
+                    }
+                    return out;
+                }
                 let mut out = json!({});
                 if let Some(nets) = nets {
                     out["nets"] = json!(nets);
@@ -227,9 +280,36 @@ pub fn icmp_picks(max: usize) -> impl Strategy<Value = Vec<IcmpPick>> {
 /// decide (a source-port list in a rule with every other field is rarely reached).
 fn rule(egress: bool) -> impl Strategy<Value = Value> {
     prop_oneof![
-        3 => any_rule(egress),
-        1 => source_port_rule(egress),
+        6 => any_rule(egress),
+        2 => source_port_rule(egress),
+        1 => service_rule(egress),
     ]
+}
+
+/// Allow, Deny or Pass by a `services` match on the peer side alone (and sometimes a
+/// protocol, or an ingress rule's source ports), so that Services often decide.
+fn service_rule(egress: bool) -> impl Strategy<Value = Value> {
+    (
+        select(vec!["Allow", "Deny", "Pass"]),
+        select(vec![None, Some("TCP"), Some("UDP")]),
+        service_match(),
+        prop::option::weighted(0.3, select(vec![json!(["0:1023"]), json!([40_000, 53])])),
+    )
+        .prop_map(move |(action, protocol, service, source_ports)| {
+            let mut rule = json!({ "action": action });
+            if let Some(p) = protocol {
+                rule["protocol"] = json!(p);
+            }
+            if egress {
+                rule["destination"] = json!({ "services": service });
+            } else {
+                rule["source"] = json!({ "services": service });
+                if let (Some(ports), Some(_)) = (source_ports, protocol) {
+                    rule["source"]["ports"] = ports;
+                }
+            }
+            rule
+        })
 }
 
 /// Allow or Deny by protocol and source ports (and sometimes a destination port).
@@ -314,8 +394,8 @@ fn any_rule(egress: bool) -> impl Strategy<Value = Value> {
                     (true, false) => (Ports::Numbers, Ports::Any),
                 };
                 (
-                    entity(source_ports, false, v6),
-                    entity(destination_ports, true, v6),
+                    entity(source_ports, false, v6, !egress),
+                    entity(destination_ports, true, v6, egress),
                 )
                     .prop_map(move |(source, destination)| {
                         let mut rule = json!({ "action": action });
@@ -398,6 +478,15 @@ fn policy(index: usize) -> impl Strategy<Value = Value> {
                         if let Some(s) = ns_selector.filter(|s| *s != "global()") {
                             spec["namespaceSelector"] = json!(s);
                         }
+                        // A global policy's `services` must name the namespace.
+                        for (list, side) in [("ingress", "source"), ("egress", "destination")] {
+                            for rule in spec[list].as_array_mut().into_iter().flatten() {
+                                let service = &mut rule[side]["services"];
+                                if service.is_object() && service.get("namespace").is_none() {
+                                    service["namespace"] = json!(NAMESPACES[0]);
+                                }
+                            }
+                        }
                         "GlobalNetworkPolicy"
                     }
                 };
@@ -474,6 +563,96 @@ fn host_endpoint(index: usize) -> impl Strategy<Value = Value> {
         })
 }
 
+/// The ports of a generated EndpointSlice: at the flows' ports, over each protocol, and
+/// none, or one without a number (no port for Calico's destination match).
+fn slice_ports() -> impl Strategy<Value = Value> {
+    select(vec![
+        json!([{ "name": "http", "port": 80, "protocol": "TCP" }]),
+        json!([{ "port": 53, "protocol": "UDP" }]),
+        json!([{ "name": "a", "port": 8080 }, { "name": "b", "port": 53, "protocol": "UDP" }]),
+        json!([{ "port": 9000, "protocol": "SCTP" }, { "name": "x", "port": 443, "protocol": "TCP" }]),
+        json!([]),
+        json!([{ "name": "all" }]),
+    ])
+}
+
+/// An EndpointSlice before its addresses are known: namespace, Service, family, the
+/// picks of its endpoints' addresses (of that family, from the world's), their ports, and
+/// whether the endpoints are ready (Calico does not look).
+type SliceSpec = (
+    &'static str,
+    &'static str,
+    bool,
+    Vec<prop::sample::Index>,
+    Value,
+    bool,
+);
+
+fn slice_spec() -> impl Strategy<Value = SliceSpec> {
+    (
+        select(vec![
+            NAMESPACES[0],
+            NAMESPACES[0],
+            NAMESPACES[1],
+            NAMESPACES[2],
+        ]),
+        select(SERVICES.to_vec()),
+        prop::bool::weighted(0.3),
+        prop::collection::vec(any::<prop::sample::Index>(), 1..6),
+        slice_ports(),
+        prop::bool::weighted(0.8),
+    )
+}
+
+/// The addresses of one family the picks choose among the world's; none when it has none.
+fn pick_addresses(
+    addrs: &[std::net::IpAddr],
+    v6: bool,
+    picks: &[prop::sample::Index],
+) -> Vec<String> {
+    let family: Vec<_> = addrs.iter().filter(|a| a.is_ipv6() == v6).collect();
+    if family.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = picks
+        .iter()
+        .map(|pick| pick.get(&family).to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// An EndpointSlice object as the endpointslice controller writes one.
+fn endpoint_slice(
+    index: usize,
+    spec: &SliceSpec,
+    addrs: &[std::net::IpAddr],
+) -> Option<k8s_openapi::api::discovery::v1::EndpointSlice> {
+    let (namespace, service, v6, picks, ports, ready) = spec;
+    let addresses = pick_addresses(addrs, *v6, picks);
+    if addresses.is_empty() {
+        return None;
+    }
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({ "addresses": [a], "conditions": { "ready": ready } }))
+        .collect();
+    let value = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{service}-{index}"),
+            "namespace": namespace,
+            "labels": { "kubernetes.io/service-name": service },
+        },
+        "addressType": if *v6 { "IPv6" } else { "IPv4" },
+        "endpoints": endpoints,
+        "ports": ports,
+    });
+    Some(serde_json::from_value(value).expect("a generated EndpointSlice"))
+}
+
 /// A random world with Calico resources (and Kubernetes NetworkPolicies among them).
 pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     let tiers = prop::collection::vec(tier(), 0..3);
@@ -482,35 +661,49 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     let hosts = (0usize..3).prop_flat_map(|n| (0..n).map(host_endpoint).collect::<Vec<_>>());
     let sets = (sets, hosts)
         .prop_map(|(sets, hosts)| sets.into_iter().chain(hosts).collect::<Vec<Value>>());
-    (world(), tiers, policies, sets).prop_map(|(kubernetes, tiers, policies, sets)| {
-        let mut seen = std::collections::BTreeSet::new();
-        let documents: Vec<Value> = tiers
-            .into_iter()
-            .flatten()
-            // One declaration per tier name.
-            .filter(|t| seen.insert(t["metadata"]["name"].to_string()))
-            .chain(policies)
-            .chain(sets)
-            .collect();
-        let yaml = documents
-            .iter()
-            .map(|d| serde_yaml::to_string(d).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("---\n");
-        let resources: Vec<CalicoResource> = parse_documents(&yaml)
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|e| panic!("generated an invalid resource: {e}\n{yaml}")))
-            .collect();
-        let mut world = CalicoWorld::from(&kubernetes);
-        for resource in &resources {
-            world.add(resource.clone());
-        }
-        CalicoCase {
-            world,
-            yaml,
-            resources,
-        }
-    })
+    let slices = prop::collection::vec(slice_spec(), 0..6);
+    (world(), tiers, policies, sets, slices).prop_map(
+        |(kubernetes, tiers, policies, sets, slices)| {
+            let mut seen = std::collections::BTreeSet::new();
+            let documents: Vec<Value> = tiers
+                .into_iter()
+                .flatten()
+                // One declaration per tier name.
+                .filter(|t| seen.insert(t["metadata"]["name"].to_string()))
+                .chain(policies)
+                .chain(sets)
+                .collect();
+            let yaml = documents
+                .iter()
+                .map(|d| serde_yaml::to_string(d).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("---\n");
+            let resources: Vec<CalicoResource> = parse_documents(&yaml)
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|e| panic!("generated an invalid resource: {e}\n{yaml}")))
+                .collect();
+            let mut world = CalicoWorld::from(&kubernetes);
+            for resource in &resources {
+                world.add(resource.clone());
+            }
+            let addrs = crate::generate::addresses(&kubernetes);
+            world.endpoint_slices = slices
+                .iter()
+                .enumerate()
+                .filter_map(|(index, spec)| endpoint_slice(index, spec, &addrs))
+                .collect();
+            let mut yaml = yaml;
+            for slice in &world.endpoint_slices {
+                yaml.push_str("---\n");
+                yaml.push_str(&serde_yaml::to_string(slice).unwrap_or_default());
+            }
+            CalicoCase {
+                world,
+                yaml,
+                resources,
+            }
+        },
+    )
 }
 
 /// A change to a case's Calico policies, for the incremental tests: what an operator's
@@ -525,6 +718,10 @@ pub enum CalicoEdit {
     /// Replaces the CIDRs of one of the case's network sets (none when it has none), labels
     /// kept: the change a block list's updates make.
     SetNets(prop::sample::Index, Vec<ipnet::IpNet>),
+    /// Replaces the endpoints of one of the case's EndpointSlices (none when it has none)
+    /// with addresses of its family picked from the world's, or empties it: a Service's pods
+    /// coming and going.
+    SetEndpoints(prop::sample::Index, Vec<prop::sample::Index>),
 }
 
 pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
@@ -537,6 +734,11 @@ pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
                 other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
             }
         }),
+        (
+            any::<prop::sample::Index>(),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..3)
+        )
+            .prop_map(|(index, picks)| CalicoEdit::SetEndpoints(index, picks)),
         (any::<prop::sample::Index>(), any::<bool>()).prop_flat_map(|(index, v6)| {
             nets(v6).prop_map(move |nets| {
                 let nets = nets
@@ -573,6 +775,28 @@ fn policy_key(resource: &CalicoResource) -> Option<(Option<String>, String)> {
 impl CalicoCase {
     /// Applies an edit to the resources, the model's world and the YAML a failure prints.
     pub fn apply(&mut self, edit: &CalicoEdit) {
+        if let CalicoEdit::SetEndpoints(index, picks) = edit {
+            let count = self.world.endpoint_slices.len();
+            if count == 0 {
+                return;
+            }
+            let addrs = crate::generate::addresses(&self.kubernetes_world());
+            let slice = &mut self.world.endpoint_slices[index.index(count)];
+            let v6 = slice.address_type == "IPv6";
+            let addresses = pick_addresses(&addrs, v6, picks);
+            slice.endpoints = addresses
+                .iter()
+                .map(|a| k8s_openapi::api::discovery::v1::Endpoint {
+                    addresses: vec![a.clone()],
+                    ..Default::default()
+                })
+                .collect();
+            self.yaml.push_str(&format!(
+                "# then set EndpointSlice {:?}/{:?}'s endpoints to {addresses:?}\n",
+                slice.metadata.namespace, slice.metadata.name
+            ));
+            return;
+        }
         if let CalicoEdit::SetNets(index, nets) = edit {
             let keys: Vec<_> = self.resources.iter().filter_map(set_key).collect();
             if keys.is_empty() {
@@ -610,7 +834,7 @@ impl CalicoCase {
                 Some(key) => key,
                 None => return,
             },
-            CalicoEdit::SetNets(..) => return,
+            CalicoEdit::SetNets(..) | CalicoEdit::SetEndpoints(..) => return,
         };
         self.resources
             .retain(|r| policy_key(r).as_ref() != Some(&removed));
@@ -631,7 +855,7 @@ impl CalicoCase {
                     "# then applied {namespace}/{name}: {resource:?}\n"
                 ));
             }
-            CalicoEdit::SetNets(..) => {}
+            CalicoEdit::SetNets(..) | CalicoEdit::SetEndpoints(..) => {}
         }
     }
 }
@@ -683,6 +907,53 @@ impl CalicoCase {
                     sport,
                     key_port: *port,
                     model: Packet::new(src, dst, Protocol(number), sport, *port),
+                });
+            }
+        }
+        // Flows to and from the Services' endpoints at their slices' ports (random pairs
+        // rarely land on one with its port): what `services` matches decide.
+        for (i, slice) in self.world.endpoint_slices.iter().enumerate() {
+            let Some(endpoint) = slice
+                .endpoints
+                .first()
+                .and_then(|e| e.addresses.first())
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            else {
+                continue;
+            };
+            let (number, port) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find_map(|p| {
+                    let number = match p.protocol.as_deref() {
+                        Some("UDP") => 17,
+                        Some("SCTP") => 132,
+                        _ => 6,
+                    };
+                    p.port
+                        .and_then(|n| u16::try_from(n).ok())
+                        .map(|n| (number, n))
+                })
+                .unwrap_or((6, 80));
+            let peers: Vec<_> = addrs
+                .iter()
+                .copied()
+                .filter(|a| usable(*a, endpoint))
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let peer = peers[(i * 7 + usize::from(port)) % peers.len()];
+            let sport = SOURCE_PORTS[i % SOURCE_PORTS.len()];
+            for (src, dst) in [(peer, endpoint), (endpoint, peer)] {
+                flows.push(CalicoFlow {
+                    src,
+                    dst,
+                    protocol: number,
+                    sport,
+                    key_port: port,
+                    model: Packet::new(src, dst, Protocol(number), sport, port),
                 });
             }
         }

@@ -183,7 +183,13 @@ impl Engine {
     /// Gives every block prefix and pod address the CIDR class of its memberships under the
     /// current relevance, and rewrites their identity entries.
     fn classify_blocks(&mut self) {
-        let prefixes = self.relevance.block_prefixes();
+        let mut prefixes = self.relevance.block_prefixes();
+        // A block that is exactly a node address (a Service endpoint of a host-network pod,
+        // a network set listing a node) never decides: the address's entry is the host's.
+        // A class for it would be carried by no identity entry, its rule entries by nobody.
+        prefixes.retain(|prefix| {
+            prefix.prefix_len() != prefix.max_prefix_len() || !self.host.contains(&prefix.addr())
+        });
         let mut classes = BTreeMap::new();
         for prefix in &prefixes {
             let covering = self.relevance.covering(prefix);

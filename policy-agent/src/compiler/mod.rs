@@ -227,9 +227,14 @@ impl Compiler {
             .then(|| Relevance::numbered_after(cluster, &self.engine.relevance))
             .filter(|relevance| *relevance != self.engine.relevance);
         let relevance_changed = relevance.is_some();
+        // The endpoints of a Service that a Calico rule matches changed: its addresses are
+        // blocks and its ports are in the rules, so like a network set changing more than
+        // its CIDRs, that takes a rebuild.
+        let services_changed = self.matched_services_changed(cluster);
         // Only what network sets list changed: new memberships, no rebuild.
         let owned_blocks = relevance.filter(|relevance| {
             self.scope.as_ref() == Some(scope)
+                && !services_changed
                 && self.engine.calico.is_some()
                 && relevance.same_but_owned_blocks(&self.engine.relevance)
                 && self.only_set_nets_changed(cluster, &changes)
@@ -243,8 +248,10 @@ impl Compiler {
             self.update(cluster, scope, &changes, true);
             changes.apply_to(&mut self.input, cluster);
             self.input.calico = cluster.calico.clone();
+            self.follow_endpoint_slices(cluster);
         } else if self.scope.as_ref() != Some(scope)
             || relevance_changed
+            || services_changed
             || self.calico_context_changed(cluster, &changes)
         {
             let previous = Arc::clone(&self.engine.maps);
@@ -258,6 +265,9 @@ impl Compiler {
             if calico_changed {
                 self.input.calico = cluster.calico.clone();
             }
+            self.follow_endpoint_slices(cluster);
+        } else {
+            self.follow_endpoint_slices(cluster);
         }
         Compiled {
             maps: Arc::clone(&self.engine.maps),
@@ -282,6 +292,27 @@ impl Compiler {
         old.network_sets != new.network_sets
             || old.host_endpoints != new.host_endpoints
             || self.set_namespace_relabelled(cluster, changes)
+    }
+
+    /// Whether the endpoints (addresses, ports) of a Service that a Calico rule now matches
+    /// differ from what the last compile saw.
+    fn matched_services_changed(&self, cluster: &Cluster) -> bool {
+        if cluster.calico.policies.is_empty() {
+            return false;
+        }
+        ordered::service_match::matched(cluster)
+            .iter()
+            .any(|(service, groups)| {
+                ordered::service_match::endpoint_groups(&self.input, service) != *groups
+            })
+    }
+
+    /// Keeps the compiled copy's EndpointSlices current when no rebuild took them, so that
+    /// [`Compiler::matched_services_changed`] compares with what was compiled.
+    fn follow_endpoint_slices(&mut self, cluster: &Cluster) {
+        if self.input.endpoint_slices != cluster.endpoint_slices {
+            self.input.endpoint_slices = cluster.endpoint_slices.clone();
+        }
     }
 
     /// Whether a changed namespace holds (or held) a NetworkSet: its labels are the set's

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
+use super::ordered::service_match;
 use crate::{
     calico::resources::{self as calico, EntityRule, Rule as CalicoRule},
     model::{Cluster, LabelSelector, NamespaceMatch, Peer, PortMatch, Protocol},
@@ -344,6 +345,13 @@ fn calico_relevance(
                 .iter()
                 .chain(&entity.not_nets)
                 .for_each(&mut block);
+            // A Service's endpoint addresses are matched like nets (see
+            // `ordered::build::service_matches`).
+            if let Some(service) = &entity.services {
+                for addr in service_match::addresses(cluster, service) {
+                    block(&IpNet::from(addr));
+                }
+            }
             peer_keys(entity, relevance);
             if egress {
                 egress_named_ports(rule, entity, relevance);

@@ -753,3 +753,88 @@ spec:
     assert!(!to_host(&other, 8080));
     assert!(to_host(&other, 22), "failsafe");
 }
+
+/// The pods, a Calico policy letting `frontend` reach only Service `api`'s endpoints, and one
+/// EndpointSlice of `api` with these addresses and TCP port.
+fn service_egress_cluster(addresses: &[&str], port: u16) -> Cluster {
+    let mut cluster = cluster(&[PODS]);
+    for resource in crate::calico::resources::parse_documents(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: frontend-to-api, namespace: default}
+spec:
+  selector: app == 'frontend'
+  types: [Egress]
+  egress:
+    - {action: Allow, destination: {services: {name: api}}}
+"#,
+    ) {
+        cluster.calico.insert(resource.expect("valid resource"));
+    }
+    let slice = serde_json::json!({
+        "metadata": {
+            "name": "api-1",
+            "namespace": "default",
+            "labels": { "kubernetes.io/service-name": "api" },
+        },
+        "addressType": "IPv4",
+        "endpoints": addresses.iter().map(|a| serde_json::json!({ "addresses": [a] })).collect::<Vec<_>>(),
+        "ports": [{ "port": port, "protocol": "TCP" }],
+    });
+    let slice: k8s_openapi::api::discovery::v1::EndpointSlice =
+        serde_json::from_value(slice).expect("slice");
+    let slice = convert::endpoint_slice(&slice).expect("valid slice");
+    cluster
+        .endpoint_slices
+        .insert((slice.namespace.clone(), slice.name.clone()), slice);
+    cluster
+}
+
+#[test]
+fn a_calico_services_match_follows_the_endpoint_slices() {
+    let egress = |maps: &MapContents, dst: &str, port| {
+        allows(maps, &tcp("10.42.0.10", dst, port), Direction::FromEndpoint)
+    };
+    let mut compiler = Compiler::new();
+    let maps = compiler
+        .compile(
+            &service_egress_cluster(&["10.42.0.11"], 8000),
+            &Scope::default(),
+        )
+        .maps;
+    assert!(egress(&maps, "10.42.0.11", 8000));
+    assert!(!egress(&maps, "10.42.0.11", 8001));
+    assert!(!egress(&maps, "10.42.0.13", 8000));
+    assert!(!allows(
+        &maps,
+        &packet("10.42.0.10", "10.42.0.11", 17, 8000),
+        Direction::FromEndpoint
+    ));
+    drop(maps);
+    // The Service's pod moves: the same compiler follows it.
+    let maps = compiler
+        .compile(
+            &service_egress_cluster(&["10.42.0.13"], 8000),
+            &Scope::default(),
+        )
+        .maps;
+    assert!(egress(&maps, "10.42.0.13", 8000));
+    assert!(!egress(&maps, "10.42.0.11", 8000));
+    drop(maps);
+    // Only its port changes: followed too.
+    let maps = compiler
+        .compile(
+            &service_egress_cluster(&["10.42.0.13"], 9000),
+            &Scope::default(),
+        )
+        .maps;
+    assert!(egress(&maps, "10.42.0.13", 9000));
+    assert!(!egress(&maps, "10.42.0.13", 8000));
+    drop(maps);
+    // No endpoints: the rule matches nothing, the tier's default denies.
+    let maps = compiler
+        .compile(&service_egress_cluster(&[], 9000), &Scope::default())
+        .maps;
+    assert!(!egress(&maps, "10.42.0.13", 9000));
+}

@@ -6,7 +6,7 @@ use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
 use policy_agent::calico::{
     resources::{
         Action, EntityRule, HostEndpoint, IcmpMatch, IpVersion, NetworkSet, Policy, PortMatch,
-        Rule, TierAction,
+        Rule, ServiceMatch, TierAction,
     },
     selector::Selector,
 };
@@ -426,6 +426,11 @@ impl<'a> Ctx<'a> {
         if entity.not_nets.iter().any(|n| n.contains(&addr)) {
             return Some(fields.not_nets);
         }
+        if let Some(service) = &entity.services
+            && !self.service_matches(service, addr, port, fields.destination)
+        {
+            return Some(fields.services);
+        }
         let owners = self.owners(addr);
         if !self.positive_selector_holds(entity, &owners, policy_ns) {
             return Some(fields.selector);
@@ -508,6 +513,53 @@ impl<'a> Ctx<'a> {
                     }
                     Owner::Set(_) | Owner::Host(_) => false,
                 })
+        })
+    }
+
+    /// A `services` match, as Felix's service index builds its IP sets: the EndpointSlices
+    /// in the match's namespace labelled `kubernetes.io/service-name: <name>` (the Service
+    /// object is not consulted); every address of every endpoint (whatever its conditions)
+    /// that parses as an IP; as a destination, only with a port of the same slice that has a
+    /// number, its protocol (TCP unless UDP or SCTP) and number those of the packet.
+    fn service_matches(
+        &self,
+        service: &ServiceMatch,
+        addr: IpAddr,
+        port: u16,
+        destination: bool,
+    ) -> bool {
+        self.world.endpoint_slices.iter().any(|slice| {
+            let meta = &slice.metadata;
+            let labelled = meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .is_some_and(|name| *name == service.name);
+            if meta.namespace.as_deref().unwrap_or("default") != service.namespace || !labelled {
+                return false;
+            }
+            let holds_addr = slice.endpoints.iter().any(|endpoint| {
+                endpoint
+                    .addresses
+                    .iter()
+                    .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a == addr))
+            });
+            if !holds_addr {
+                return false;
+            }
+            if !destination {
+                return true;
+            }
+            slice.ports.iter().flatten().any(|p| {
+                let protocol = match p.protocol.as_deref() {
+                    Some("UDP") => 17,
+                    Some("SCTP") => 132,
+                    _ => 6,
+                };
+                p.port.is_some_and(|n| i64::from(n) == i64::from(port))
+                    && protocol == self.packet.protocol
+                    && self.packet.has_ports()
+            })
         })
     }
 
@@ -639,6 +691,9 @@ struct EntityFields {
     not_selector: &'static str,
     ports: &'static str,
     not_ports: &'static str,
+    services: &'static str,
+    /// The destination side: a `services` match there also matches the endpoints' ports.
+    destination: bool,
 }
 
 const SOURCE_FIELDS: &EntityFields = &EntityFields {
@@ -648,6 +703,8 @@ const SOURCE_FIELDS: &EntityFields = &EntityFields {
     not_selector: "source.notSelector",
     ports: "source.ports",
     not_ports: "source.notPorts",
+    services: "source.services",
+    destination: false,
 };
 
 const DESTINATION_FIELDS: &EntityFields = &EntityFields {
@@ -657,6 +714,8 @@ const DESTINATION_FIELDS: &EntityFields = &EntityFields {
     not_selector: "destination.notSelector",
     ports: "destination.ports",
     not_ports: "destination.notPorts",
+    services: "destination.services",
+    destination: true,
 };
 
 fn icmp_is_empty(icmp: &IcmpMatch) -> bool {

@@ -4,6 +4,7 @@ use std::{fmt, net::IpAddr};
 
 use k8s_openapi::api::{
     core::v1::{Namespace, Pod},
+    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use policy_agent::calico::resources::{
@@ -31,6 +32,9 @@ pub struct CalicoWorld {
     pub network_sets: Vec<NetworkSet>,
     /// Host endpoints: peers that own their `expectedIPs` (never enforced on here).
     pub host_endpoints: Vec<HostEndpoint>,
+    /// EndpointSlices (discovery.k8s.io/v1), as the API server holds them: what a rule's
+    /// `services` match reads.
+    pub endpoint_slices: Vec<EndpointSlice>,
     /// The nodes' own addresses.
     pub node_addrs: Vec<IpAddr>,
 }
@@ -66,7 +70,8 @@ impl CalicoWorld {
     }
 
     /// Reads a multi-document YAML file holding Calico v3 resources (through
-    /// [`parse_documents`]) and Kubernetes `Namespace`, `Pod` and `NetworkPolicy` objects.
+    /// [`parse_documents`]) and Kubernetes `Namespace`, `Pod`, `NetworkPolicy` and
+    /// `EndpointSlice` objects.
     /// Node addresses are not part of the file: set [`CalicoWorld::node_addrs`].
     pub fn from_yaml(text: &str) -> Result<CalicoWorld, String> {
         let mut world = CalicoWorld::default();
@@ -101,9 +106,12 @@ impl CalicoWorld {
                 "NetworkPolicy" => world
                     .k8s_policies
                     .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
+                "EndpointSlice" => world
+                    .endpoint_slices
+                    .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
                 _ => {
                     return Err(context(
-                        &"only Calico resources and Namespace, Pod, NetworkPolicy are read",
+                        &"only Calico resources and Namespace, Pod, NetworkPolicy, EndpointSlice are read",
                     ));
                 }
             }

@@ -273,6 +273,21 @@ pub struct EntityRule {
     pub ports: Vec<PortMatch>,
     pub not_ports: Vec<PortMatch>,
     pub service_accounts: Option<ServiceAccountMatch>,
+    /// `services`: the endpoints of a Kubernetes Service. Validation allows it only on the
+    /// peer side (an ingress rule's `source`, an egress rule's `destination`), alone on its
+    /// side but for `ports`/`notPorts` of a `source`.
+    pub services: Option<ServiceMatch>,
+}
+
+/// `services`: a Service by name. The addresses of the endpoints in the EndpointSlices
+/// labelled `kubernetes.io/service-name: <name>` in `namespace` (Felix's service index); as a
+/// `destination`, together with each slice's ports (number and protocol).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceMatch {
+    pub name: String,
+    /// As written, or the policy's own namespace for a namespaced NetworkPolicy that leaves
+    /// it out (a GlobalNetworkPolicy must give it).
+    pub namespace: String,
 }
 
 /// A port, a range of ports, or a port named on the endpoint.

@@ -116,8 +116,14 @@ pub struct EntityRule {
     pub ports: Option<Vec<IntOrString>>,
     pub not_ports: Option<Vec<IntOrString>>,
     pub service_accounts: Option<ServiceAccountMatch>,
-    /// Kubernetes Service matches: accepted by the schema, refused by validation.
-    pub services: Option<serde_yaml::Value>,
+    pub services: Option<ServiceMatch>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceMatch {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
     Action, DEFAULT_TIER, EndpointPort, EntityRule, FieldError, HostEndpoint, IcmpMatch, IpVersion,
-    Kind, NetworkSet, Policy, PolicyTypes, PortMatch, Protocol, Rule, ServiceAccountMatch, Tier,
-    TierAction, raw,
+    Kind, NetworkSet, Policy, PolicyTypes, PortMatch, Protocol, Rule, ServiceAccountMatch,
+    ServiceMatch, Tier, TierAction, raw,
 };
 use crate::{
     calico::selector::{Selector, check_label_key},
@@ -332,8 +332,9 @@ fn policy(
         );
     }
 
-    let ingress = rules(&mut c, "spec.ingress", raw_ingress);
-    let egress = rules(&mut c, "spec.egress", raw_egress);
+    let ns = namespace.as_deref();
+    let ingress = rules(&mut c, "spec.ingress", raw_ingress, false, ns);
+    let egress = rules(&mut c, "spec.egress", raw_egress, true, ns);
     c.finish(Policy {
         name,
         namespace,
@@ -376,14 +377,28 @@ fn policy_types(c: &mut Checker, types: &[String]) -> PolicyTypes {
     out
 }
 
-fn rules(c: &mut Checker, field: &str, raw: Vec<raw::Rule>) -> Vec<Rule> {
+/// The rules of one direction (`egress`: `spec.egress`) of a policy in `policy_ns` (None for a
+/// GlobalNetworkPolicy).
+fn rules(
+    c: &mut Checker,
+    field: &str,
+    raw: Vec<raw::Rule>,
+    egress: bool,
+    policy_ns: Option<&str>,
+) -> Vec<Rule> {
     raw.into_iter()
         .enumerate()
-        .filter_map(|(i, r)| rule(c, &format!("{field}[{i}]"), r))
+        .filter_map(|(i, r)| rule(c, &format!("{field}[{i}]"), r, egress, policy_ns))
         .collect()
 }
 
-fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
+fn rule(
+    c: &mut Checker,
+    field: &str,
+    raw: raw::Rule,
+    egress: bool,
+    policy_ns: Option<&str>,
+) -> Option<Rule> {
     let before = c.errors.len();
     let action = match raw.action.as_deref() {
         Some("Allow") => Some(Action::Allow),
@@ -463,16 +478,39 @@ fn rule(c: &mut Checker, field: &str, raw: raw::Rule) -> Option<Rule> {
         );
     }
 
+    // Services only on the peer side (libcalico-go's policy spec validators): an ingress
+    // rule's source, an egress rule's destination.
     let source = entity_rule(
         c,
         &format!("{field}.source"),
         raw.source.unwrap_or_default(),
+        (!egress)
+            .then_some(policy_ns)
+            .ok_or("not allowed in an egress rule's source"),
     );
     let destination = entity_rule(
         c,
         &format!("{field}.destination"),
         raw.destination.unwrap_or_default(),
+        egress
+            .then_some(policy_ns)
+            .ok_or("not allowed in an ingress rule's destination"),
     );
+    // A destination Service brings its own ports (Calico's Rule CEL rule).
+    if destination.services.is_some() {
+        for (list, name) in [
+            (&destination.ports, "ports"),
+            (&destination.not_ports, "notPorts"),
+        ] {
+            if !list.is_empty() {
+                c.error(
+                    format!("{field}.destination.{name}"),
+                    "ports and notPorts cannot be specified with services (the Service's \
+                     endpoint ports are matched)",
+                );
+            }
+        }
+    }
 
     if !protocol.is_some_and(Protocol::has_ports) {
         for (side, rule) in [("source", &source), ("destination", &destination)] {
@@ -575,7 +613,18 @@ fn icmp_fields(c: &mut Checker, field: &str, raw: &raw::IcmpFields) -> IcmpMatch
     IcmpMatch { icmp_type, code }
 }
 
-fn entity_rule(c: &mut Checker, field: &str, raw: raw::EntityRule) -> EntityRule {
+/// One side of a rule. `services`: where a `services` match may appear, with the policy's
+/// namespace (None for a GlobalNetworkPolicy), or why it may not.
+fn entity_rule(
+    c: &mut Checker,
+    field: &str,
+    raw: raw::EntityRule,
+    services: Result<Option<&str>, &str>,
+) -> EntityRule {
+    let services = raw
+        .services
+        .as_ref()
+        .and_then(|m| service_match(c, field, m, &raw, services));
     let nets = rule_nets(c, &format!("{field}.nets"), raw.nets.unwrap_or_default());
     let not_nets = rule_nets(
         c,
@@ -611,12 +660,6 @@ fn entity_rule(c: &mut Checker, field: &str, raw: raw::EntityRule) -> EntityRule
             GlobalUse::Forbidden,
         ),
     });
-    if raw.services.is_some() {
-        c.error(
-            format!("{field}.services"),
-            "matching Kubernetes Services is not supported",
-        );
-    }
     EntityRule {
         nets,
         not_nets,
@@ -626,7 +669,82 @@ fn entity_rule(c: &mut Checker, field: &str, raw: raw::EntityRule) -> EntityRule
         ports,
         not_ports,
         service_accounts,
+        services,
     }
+}
+
+/// `services`, with Calico's restrictions: a name, a namespace in a GlobalNetworkPolicy
+/// (defaulted to the policy's in a NetworkPolicy), and no other address match on the same side
+/// (the EntityRule CEL rules of Calico's v3 API).
+fn service_match(
+    c: &mut Checker,
+    field: &str,
+    m: &raw::ServiceMatch,
+    side: &raw::EntityRule,
+    allowed: Result<Option<&str>, &str>,
+) -> Option<ServiceMatch> {
+    let before = c.errors.len();
+    let policy_ns = match allowed {
+        Ok(policy_ns) => policy_ns,
+        Err(why) => {
+            c.error(format!("{field}.services"), why);
+            None
+        }
+    };
+    let name = m.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        c.error(
+            format!("{field}.services.name"),
+            "required: services must specify a service name",
+        );
+    } else if !is_dns_subdomain(&name) {
+        c.error(
+            format!("{field}.services.name"),
+            format!("'{name}' {SUBDOMAIN_RULE}"),
+        );
+    }
+    let namespace = match m.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        Some(ns) => {
+            if !is_dns_subdomain(ns) {
+                c.error(
+                    format!("{field}.services.namespace"),
+                    format!("'{ns}' {SUBDOMAIN_RULE}"),
+                );
+            }
+            ns.to_owned()
+        }
+        None => match policy_ns {
+            Some(ns) => ns.to_owned(),
+            None => {
+                if allowed.is_ok() {
+                    c.error(
+                        format!("{field}.services.namespace"),
+                        "must specify a namespace (a GlobalNetworkPolicy has none of its own)",
+                    );
+                }
+                String::new()
+            }
+        },
+    };
+    let set = |text: &Option<String>| text.as_deref().is_some_and(|t| !t.is_empty());
+    let listed = |list: &Option<Vec<String>>| list.as_ref().is_some_and(|l| !l.is_empty());
+    let conflicts = [
+        ("selector", set(&side.selector)),
+        ("notSelector", set(&side.not_selector)),
+        ("namespaceSelector", set(&side.namespace_selector)),
+        ("nets", listed(&side.nets)),
+        ("notNets", listed(&side.not_nets)),
+        ("serviceAccounts", side.service_accounts.is_some()),
+    ];
+    for (other, present) in conflicts {
+        if present {
+            c.error(
+                format!("{field}.{other}"),
+                "cannot be specified with services on the same side of a rule",
+            );
+        }
+    }
+    (c.errors.len() == before).then_some(ServiceMatch { name, namespace })
 }
 
 /// Rule CIDRs: Calico's rule validator wants a CIDR (`10.0.0.1` alone is refused there,

@@ -9,6 +9,7 @@ use super::{
     CalicoContext, CalicoMatch, KubernetesMatch, KubernetesPeer, KubernetesPort, Matcher,
     OrderedContent, OrderedPolicy, OrderedRule, OrderedTier, PeerEntity, PortRule, ServiceAccounts,
     owners::{self, Owner},
+    service_match,
 };
 use crate::{
     calico::{
@@ -208,7 +209,7 @@ fn ordered_tiers(
             default_action: tier_default_action(cluster, name),
             policies: policies
                 .iter()
-                .map(|policy| ordered_policy(policy, relevance, local, direction))
+                .map(|policy| ordered_policy(policy, cluster, relevance, local, direction))
                 .collect(),
         })
         .collect()
@@ -440,6 +441,7 @@ impl<'a> Local<'a> {
 
 fn ordered_policy(
     policy: &Applying<'_>,
+    cluster: &Cluster,
     relevance: &Relevance,
     local: &Local<'_>,
     direction: Direction,
@@ -463,16 +465,21 @@ fn ordered_policy(
                 rules: rules
                     .iter()
                     .enumerate()
-                    .map(|(index, rule)| OrderedRule {
-                        action: rule.action,
-                        index: rule_index(index),
-                        matcher: Matcher::Calico(Box::new(calico_match(
+                    .flat_map(|(index, rule)| {
+                        let matched = calico_match(
                             rule,
                             calico_policy.namespace.as_deref(),
                             relevance,
                             local,
                             direction,
-                        ))),
+                        );
+                        service_matches(rule, matched, cluster, relevance, direction)
+                            .into_iter()
+                            .map(move |matcher| OrderedRule {
+                                action: rule.action,
+                                index: rule_index(index),
+                                matcher: Matcher::Calico(Box::new(matcher)),
+                            })
                     })
                     .collect(),
             }
@@ -572,6 +579,67 @@ fn calico_match(
         not_ports: ports(&rule.destination.not_ports, direction == Direction::Ingress),
         source_ports: ports(&rule.source.ports, direction == Direction::Egress),
         not_source_ports: ports(&rule.source.not_ports, direction == Direction::Egress),
+    }
+}
+
+/// A rule whose peer side matches a Service, as the rules it amounts to: the peer's `nets`
+/// become the Service's endpoint addresses; for a destination, one rule per set of slice
+/// ports, each matching its addresses with its (protocol, port) pairs. A Service without
+/// endpoints (or, as a destination, without endpoint ports) matches nothing: no rule. Those
+/// rules have the rule's action and index, so that the first to match decides as the rule
+/// would. A rule without `services` is itself.
+fn service_matches(
+    rule: &calico::Rule,
+    matched: CalicoMatch,
+    cluster: &Cluster,
+    relevance: &Relevance,
+    direction: Direction,
+) -> Vec<CalicoMatch> {
+    let (local_side, peer_side) = match direction {
+        Direction::Ingress => (&rule.destination, &rule.source),
+        Direction::Egress => (&rule.source, &rule.destination),
+    };
+    // Validation refuses `services` on the endpoint's own side; a rule built by hand with
+    // one there is not enforced loosely: it matches nothing.
+    if local_side.services.is_some() {
+        return Vec::new();
+    }
+    let Some(service) = &peer_side.services else {
+        return vec![matched];
+    };
+    let nets = |addrs: &mut dyn Iterator<Item = IpAddr>| -> Vec<(IpNet, usize)> {
+        let nets: Vec<IpNet> = addrs.map(IpNet::from).collect();
+        blocks(&nets, relevance)
+    };
+    match direction {
+        // Source addresses only (Felix's `svcnoport` IP set); the rule's own source ports
+        // still apply.
+        Direction::Ingress => {
+            let addrs = service_match::addresses(cluster, service);
+            if addrs.is_empty() {
+                return Vec::new();
+            }
+            let mut only = matched;
+            only.peer.nets = nets(&mut addrs.into_iter());
+            vec![only]
+        }
+        // (address, protocol, port): validation leaves the rule no destination ports.
+        Direction::Egress => service_match::endpoint_groups(cluster, service)
+            .into_iter()
+            .filter(|(ports, _)| !ports.is_empty())
+            .map(|(ports, addrs)| {
+                let mut one = matched.clone();
+                one.peer.nets = nets(&mut addrs.into_iter());
+                one.ports = Some(
+                    ports
+                        .into_iter()
+                        .map(|(protocol, port)| PortRule::Exact { protocol, port })
+                        .collect(),
+                );
+                one.not_ports = None;
+                one
+            })
+            .collect(),
     }
 }
 

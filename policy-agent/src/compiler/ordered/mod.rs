@@ -25,6 +25,7 @@
 mod build;
 pub mod cells;
 mod owners;
+pub mod service_match;
 
 pub use self::{
     build::{build, build_always, build_host},
