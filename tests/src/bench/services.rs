@@ -1,7 +1,7 @@
 //! Through a Service: new TCP connections per second and small UDP packets per second, client
 //! pod → server pod, addressed to the server's pod IP or to the ClusterIP of a Service in front
 //! of it (one backend, kube-proxy's iptables-mode rules in the node namespace, written by the
-//! lab), without an agent and with the real agent enforcing a policy that admits the flow.
+//! lab; see [`service`]), without an agent and with the real agent enforcing a policy that admits the flow.
 //!
 //! With the agent, the client's egress and the server's ingress are both isolated and each is
 //! admitted by pod selector on the target port, so a flow to the ClusterIP takes the deferred
@@ -25,22 +25,72 @@ use crate::lab::scenario::Object;
 /// port is the server's [`SERVER_PORT`].
 pub const CLUSTER_IP: &str = "10.96.0.80";
 pub const SERVICE_PORT: u16 = 80;
+/// The pods' addresses, fixed so that the Service's EndpointSlice can name the server's.
+pub const CLIENT_IP: &str = "10.42.0.10";
+pub const SERVER_IP: &str = "10.42.0.11";
+/// The Service's namespace: one without pods (see [`service`]).
+pub const SERVICE_NAMESPACE: &str = "bench-svc";
 
-/// The Service in front of the server pod: TCP and UDP, `port` 80 → `targetPort` 8080.
-pub fn service() -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "server", "namespace": "default"},
-        "spec": {
-            "clusterIP": CLUSTER_IP,
-            "selector": {"app": "server"},
+/// The client and server pods, as in the traffic part, with fixed addresses.
+pub fn pods() -> Vec<Value> {
+    [("client", CLIENT_IP), ("server", SERVER_IP)]
+        .into_iter()
+        .map(|(name, ip)| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+                "status": {"podIPs": [{"ip": ip}]},
+            })
+        })
+        .collect()
+}
+
+/// The Service in front of the server pod (TCP and UDP, `port` 80 → `targetPort` 8080) and its
+/// EndpointSlice, naming the server pod's address as the one ready endpoint.
+///
+/// Written by hand, in a namespace of its own, rather than derived by the lab from a selector:
+/// the lab serves every target port of every Service on every pod of the Service's namespace
+/// (its own echo servers, bound to the pod's address), so a selector Service in `default`
+/// would leave port 8080 of the server pod taken and the load generator's server could not
+/// bind it. kube-proxy's rules (KUBE-SERVICES → KUBE-SVC-* → KUBE-SEP-* with DNAT) and the
+/// agent's view (a backend address that is the server pod's) are the same as for a selector
+/// Service with that one backend.
+pub fn service() -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": SERVICE_NAMESPACE},
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "server", "namespace": SERVICE_NAMESPACE},
+            "spec": {
+                "clusterIP": CLUSTER_IP,
+                "ports": [
+                    {"name": "tcp", "protocol": "TCP", "port": SERVICE_PORT, "targetPort": SERVER_PORT},
+                    {"name": "udp", "protocol": "UDP", "port": SERVICE_PORT, "targetPort": SERVER_PORT}
+                ]
+            }
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "server",
+                "namespace": SERVICE_NAMESPACE,
+                "labels": {"kubernetes.io/service-name": "server"}
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [SERVER_IP], "conditions": {"ready": true}}],
             "ports": [
-                {"name": "tcp", "protocol": "TCP", "port": SERVICE_PORT, "targetPort": SERVER_PORT},
-                {"name": "udp", "protocol": "UDP", "port": SERVICE_PORT, "targetPort": SERVER_PORT}
+                {"name": "tcp", "protocol": "TCP", "port": SERVER_PORT},
+                {"name": "udp", "protocol": "UDP", "port": SERVER_PORT}
             ]
-        }
-    })
+        }),
+    ]
 }
 
 /// Client egress and server ingress isolated, each admitting the other by pod selector on the
@@ -80,9 +130,9 @@ pub fn policies() -> Vec<Value> {
     ]
 }
 
-fn resources() -> anyhow::Result<Vec<Object>> {
-    std::iter::once(service())
-        .chain(policies())
+fn objects(manifests: Vec<Value>) -> anyhow::Result<Vec<Object>> {
+    manifests
+        .into_iter()
         .map(|m| Object::from_manifest(m).context("building a manifest"))
         .collect()
 }
@@ -90,10 +140,12 @@ fn resources() -> anyhow::Result<Vec<Object>> {
 /// Runs the part and prints one JSON line per measurement:
 /// `{"kind": "service_traffic", "enforcer": "none"|"palisade", "to": "pod"|"service", ...}`.
 pub fn run(budget: &Budget) -> anyhow::Result<()> {
+    emit_load("start");
     let started = Instant::now();
-    let plain = Testbed::start(resources()?, false)
+    let extra = || objects(service().into_iter().chain(policies()).collect());
+    let plain = Testbed::start_with(objects(pods())?, extra()?, false)
         .context("starting the lab with the Service, without an agent")?;
-    let palisade = Testbed::start(resources()?, true)
+    let palisade = Testbed::start_with(objects(pods())?, extra()?, true)
         .context("starting the lab with the Service and the agent")?;
     eprintln!(
         "services: both labs up in {:.1} s",
@@ -123,7 +175,26 @@ pub fn run(budget: &Budget) -> anyhow::Result<()> {
             }
         }
     }
+    emit_load("end");
     Ok(())
+}
+
+/// How busy the machine was (the 1, 5 and 15-minute load averages, /proc/loadavg) and when:
+/// the report prints both beside the figures, which other load on a shared machine moves.
+fn emit_load(when: &str) {
+    let loadavg: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    emit(
+        &json!({"kind": "part_load", "part": "services", "when": when, "unix": unix,
+        "loadavg": loadavg, "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get)}),
+    );
 }
 
 #[cfg(test)]
@@ -133,7 +204,8 @@ mod tests {
     #[test]
     fn the_policies_admit_the_target_port_not_the_service_port() {
         let s = service();
-        assert_eq!(s["spec"]["ports"][0]["targetPort"], SERVER_PORT);
+        assert_eq!(s[1]["spec"]["ports"][0]["targetPort"], SERVER_PORT);
+        assert_eq!(s[2]["endpoints"][0]["addresses"][0], SERVER_IP);
         for p in policies() {
             let rules = p["spec"]["egress"]
                 .as_array()

@@ -53,7 +53,12 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn start(extra: Vec<Object>, agent: bool) -> anyhow::Result<Self> {
-        let mut resources = pods()?;
+        Self::start_with(pods()?, extra, agent)
+    }
+
+    /// As [`Testbed::start`] with the given pods (client first, server second).
+    pub fn start_with(pods: Vec<Object>, extra: Vec<Object>, agent: bool) -> anyhow::Result<Self> {
+        let mut resources = pods;
         resources.extend(extra);
         let scenario = Scenario {
             kube_proxy: crate::lab::KubeProxyMode::default(),

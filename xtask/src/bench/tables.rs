@@ -206,6 +206,43 @@ pub fn services_section(results: &Results, out: &mut String) {
         .filter_map(|v| size(v, "rep"))
         .max()
         .map_or(0, |r| r + 1);
+    let load = |when: &str| {
+        results
+            .of_kind("part_load")
+            .find(|v| v["part"] == "services" && v["when"] == when)
+    };
+    if let (Some(start), Some(end)) = (load("start"), load("end")) {
+        let date = start["unix"]
+            .as_u64()
+            .and_then(|t| {
+                crate::process::output(
+                    "date",
+                    &["-u", "-d", &format!("@{t}"), "+%Y-%m-%d %H:%M UTC"],
+                )
+            })
+            .unwrap_or_default();
+        let avg = |v: &Value| {
+            v["loadavg"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_f64)
+                        .map(|x| format!("{x:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let _ = writeln!(
+            out,
+            "Measured {}, over {:.0} s; load average (1, 5, 15 min) {} at the start and {} at the end, on {} cores.\n",
+            date.trim(),
+            end["unix"].as_f64().unwrap_or(0.0) - start["unix"].as_f64().unwrap_or(0.0),
+            avg(start),
+            avg(end),
+            start["cores"],
+        );
+    }
     let _ = writeln!(
         out,
         "Rates (median [min, max] over {reps} repetitions) and ratios of medians:\n"
