@@ -236,7 +236,10 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
         "The same two pods and the same load as above (TCP: new connections, 32-byte request and \
          echo, closed by reset; UDP: 32-byte datagrams counted at the sink), addressed either to \
          the server's **pod IP** (port 8080) or to the ClusterIP of a **Service** in front of it \
-         (`10.96.0.80:80` → `targetPort` 8080, TCP and UDP, one backend), whose DNAT is done by \
+         (`10.96.0.80:80` → `targetPort` 8080, TCP and UDP, one backend: the server pod, named by a \
+         hand-written EndpointSlice, the Service in a namespace without pods because the lab \
+         serves every Service target port on the pods of the Service's namespace, which would \
+         take the server's port), whose DNAT is done by \
          the kube-proxy-shaped iptables rules the lab writes in the node namespace (`KUBE-SERVICES` \
          → `KUBE-SVC-*` → `KUBE-SEP-*`, `kubeProxy: iptables`). **none**: no agent (kube-proxy's \
          rules only). **Palisade**: the release agent enforcing two NetworkPolicies that isolate \
@@ -248,7 +251,9 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
          the four cases are interleaved within every repetition. Ratios are of medians: \
          *Service ÷ pod IP* is what the ClusterIP (kube-proxy's DNAT, and with Palisade the \
          deferred decision) costs; *Palisade ÷ none* is what enforcement costs on each path. \
-         Figures include the whole path (veths, routing, netfilter, sockets).\n\n",
+         Figures include the whole path (veths, routing, netfilter, sockets). The \
+         section states when it was measured and how busy the machine was (it may come from a \
+         later run than the rest of this page, appended to `results.jsonl`).\n\n",
     );
     tables::services_section(results, &mut md);
 
