@@ -8,6 +8,7 @@
 pub mod control;
 pub mod procs;
 pub mod rules;
+pub mod services;
 pub mod traffic;
 
 /// How much to measure.

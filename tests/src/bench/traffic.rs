@@ -53,7 +53,12 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn start(extra: Vec<Object>, agent: bool) -> anyhow::Result<Self> {
-        let mut resources = pods()?;
+        Self::start_with(pods()?, extra, agent)
+    }
+
+    /// As [`Testbed::start`] with the given pods (client first, server second).
+    pub fn start_with(pods: Vec<Object>, extra: Vec<Object>, agent: bool) -> anyhow::Result<Self> {
+        let mut resources = pods;
         resources.extend(extra);
         let scenario = Scenario {
             kube_proxy: crate::lab::KubeProxyMode::default(),
@@ -84,8 +89,21 @@ impl Testbed {
         })
     }
 
-    /// New TCP connections per second over `seconds`.
+    /// New TCP connections per second over `seconds`, to the server pod's address.
     pub fn tcp_rate(&self, seconds: f64) -> anyhow::Result<f64> {
+        self.tcp_rate_to(&format!("{}:{SERVER_PORT}", self.server_ip), seconds)
+    }
+
+    /// Small UDP datagrams per second received by the server over `seconds` of sending, to
+    /// the server pod's address.
+    pub fn udp_rate(&self, seconds: f64) -> anyhow::Result<f64> {
+        self.udp_rate_to(&format!("{}:{SERVER_PORT}", self.server_ip), seconds)
+    }
+
+    /// New TCP connections per second over `seconds`, the client connecting to `to` (the
+    /// server's address, or an address kube-proxy translates to it); the server listens on
+    /// [`SERVER_PORT`].
+    pub fn tcp_rate_to(&self, to: &str, seconds: f64) -> anyhow::Result<f64> {
         let mut server = Loadgen::spawn(
             &self.server,
             &args(
@@ -94,8 +112,7 @@ impl Testbed {
             ),
         )?;
         server.next_line().context("waiting for the TCP server")?;
-        let to = format!("{}:{SERVER_PORT}", self.server_ip);
-        let client = Loadgen::spawn(&self.client, &args(&["tcp", "--to", &to], seconds))?;
+        let client = Loadgen::spawn(&self.client, &args(&["tcp", "--to", to], seconds))?;
         let result = client.finish()?;
         drop(server);
         let ok = result["ok"].as_u64().unwrap_or(0);
@@ -105,8 +122,9 @@ impl Testbed {
         rate(&result)
     }
 
-    /// Small UDP datagrams per second received by the server over `seconds` of sending.
-    pub fn udp_rate(&self, seconds: f64) -> anyhow::Result<f64> {
+    /// Small UDP datagrams per second received by the server (on [`SERVER_PORT`]) over
+    /// `seconds` of sending to `to`.
+    pub fn udp_rate_to(&self, to: &str, seconds: f64) -> anyhow::Result<f64> {
         let port = SERVER_PORT.to_string();
         let sink = Loadgen::spawn(
             &self.server,
@@ -114,8 +132,7 @@ impl Testbed {
         )?;
         let mut sink = sink;
         sink.next_line().context("waiting for the UDP sink")?;
-        let to = format!("{}:{SERVER_PORT}", self.server_ip);
-        let sent = Loadgen::spawn(&self.client, &args(&["udp", "--to", &to], seconds))?.finish()?;
+        let sent = Loadgen::spawn(&self.client, &args(&["udp", "--to", to], seconds))?.finish()?;
         let received = sink.finish()?;
         if received["received"].as_u64().unwrap_or(0) == 0 {
             bail!("no UDP datagram arrived (sent {sent})");

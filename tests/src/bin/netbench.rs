@@ -1,5 +1,5 @@
 //! The real-traffic and control-plane parts of `cargo xtask bench` (see `palisade_tests::bench`).
-//! As root: `netbench traffic|control [--quick]`. Prints JSON lines on stdout, progress on
+//! As root: `netbench traffic|services|control [--quick]`. Prints JSON lines on stdout, progress on
 //! stderr; everything it creates is removed on exit, error, panic and Ctrl-C.
 
 use anyhow::{Result, bail};
@@ -17,6 +17,7 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum Part {
     Traffic,
+    Services,
     Control,
 }
 
@@ -28,6 +29,7 @@ fn main() -> Result<()> {
     let budget: Budget = if cli.quick { bench::QUICK } else { bench::FULL };
     match cli.part {
         Part::Traffic => bench::traffic::run(&budget),
+        Part::Services => bench::services::run(&budget),
         Part::Control => {
             bench::control::latency(&budget)?;
             for &pods in budget.pod_counts {

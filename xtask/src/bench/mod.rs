@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the whole benchmark suite in one command. Runs the kernel decision
-//! bench, the real-traffic comparison, the control-plane measurements and the compile bench,
+//! bench, the real-traffic comparison, the same traffic through a Service, the control-plane measurements and the compile bench,
 //! prints the tables, and writes `docs/benchmarks.md` with PNG plots in `docs/plots/`
 //! (`--quick`: a CI smoke run that writes to `target/bench-quick/` instead and checks that
 //! every part produced figures, never what they are).
@@ -81,6 +81,9 @@ fn measure(root: &Path, quick: bool) -> Result<collect::Results> {
     results
         .lines
         .extend(collect::netbench(root, "traffic", quick)?);
+    results
+        .lines
+        .extend(collect::netbench(root, "services", quick)?);
     results
         .lines
         .extend(collect::netbench(root, "control", quick)?);

@@ -231,6 +231,32 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
         let _ = writeln!(md, "![{caption}](plots/{file})\n");
     }
 
+    md.push_str("## Through a Service\n\n`target/release/netbench services` (root; `tests/src/bench/services.rs`, load from `tests/src/bin/loadgen.rs`)\n\n");
+    md.push_str(
+        "The same two pods and the same load as above (TCP: new connections, 32-byte request and \
+         echo, closed by reset; UDP: 32-byte datagrams counted at the sink), addressed either to \
+         the server's **pod IP** (port 8080) or to the ClusterIP of a **Service** in front of it \
+         (`10.96.0.80:80` → `targetPort` 8080, TCP and UDP, one backend: the server pod, named by a \
+         hand-written EndpointSlice, the Service in a namespace without pods because the lab \
+         serves every Service target port on the pods of the Service's namespace, which would \
+         take the server's port), whose DNAT is done by \
+         the kube-proxy-shaped iptables rules the lab writes in the node namespace (`KUBE-SERVICES` \
+         → `KUBE-SVC-*` → `KUBE-SEP-*`, `kubeProxy: iptables`). **none**: no agent (kube-proxy's \
+         rules only). **Palisade**: the release agent enforcing two NetworkPolicies that isolate \
+         the client's egress and the server's ingress and admit each other by pod selector on port \
+         8080 only; to the pod IP both are decided at the client's and the server's interfaces, \
+         to the ClusterIP the client's egress decision is deferred at its interface (tc ingress) \
+         and taken by `palisade_after_nat` on tc egress of the server's interface, after the DNAT, \
+         on the backend and its target port. Both labs hold the same pods, Service and policies; \
+         the four cases are interleaved within every repetition. Ratios are of medians: \
+         *Service ÷ pod IP* is what the ClusterIP (kube-proxy's DNAT, and with Palisade the \
+         deferred decision) costs; *Palisade ÷ none* is what enforcement costs on each path. \
+         Figures include the whole path (veths, routing, netfilter, sockets). The \
+         section states when it was measured and how busy the machine was (it may come from a \
+         later run than the rest of this page, appended to `results.jsonl`).\n\n",
+    );
+    tables::services_section(results, &mut md);
+
     md.push_str("## Control plane\n\n`target/release/netbench control` (root; `tests/src/bench/control.rs`)\n\n");
     md.push_str(
         "Latency: the lab with the agent, the server isolated by a default-deny policy, and a file of \
@@ -276,6 +302,8 @@ pub fn console(results: &Results) -> String {
     tables::decision_section(results, &mut out);
     out.push_str("\nReal traffic\n\n");
     tables::traffic_section(results, &mut out);
+    out.push_str("Through a Service\n\n");
+    tables::services_section(results, &mut out);
     out.push_str("Control plane\n\n");
     tables::control_section(results, &mut out);
     out

@@ -182,6 +182,91 @@ pub fn traffic_section(results: &Results, out: &mut String) {
     }
 }
 
+/// Service-traffic rate for one enforcer (`none`, `palisade`), destination (`pod`,
+/// `service`) and metric, over its repetitions.
+pub fn service_traffic(
+    results: &Results,
+    enforcer: &str,
+    to: &str,
+    metric: &str,
+) -> Option<Summary> {
+    let samples: Vec<f64> = results
+        .of_kind("service_traffic")
+        .filter(|v| v["enforcer"] == enforcer && v["to"] == to && v["metric"] == metric)
+        .filter_map(|v| num(v, "value"))
+        .collect();
+    summarize(&samples)
+}
+
+/// The Service part's table: one row per metric, the four cases side by side, then the
+/// same-run ratios.
+pub fn services_section(results: &Results, out: &mut String) {
+    let reps = results
+        .of_kind("service_traffic")
+        .filter_map(|v| size(v, "rep"))
+        .max()
+        .map_or(0, |r| r + 1);
+    let load = |when: &str| {
+        results
+            .of_kind("part_load")
+            .find(|v| v["part"] == "services" && v["when"] == when)
+    };
+    if let (Some(start), Some(end)) = (load("start"), load("end")) {
+        let date = start["unix"]
+            .as_u64()
+            .and_then(|t| {
+                crate::process::output(
+                    "date",
+                    &["-u", "-d", &format!("@{t}"), "+%Y-%m-%d %H:%M UTC"],
+                )
+            })
+            .unwrap_or_default();
+        let avg = |v: &Value| {
+            v["loadavg"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_f64)
+                        .map(|x| format!("{x:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let _ = writeln!(
+            out,
+            "Measured {}, over {:.0} s; load average (1, 5, 15 min) {} at the start and {} at the end, on {} cores.\n",
+            date.trim(),
+            end["unix"].as_f64().unwrap_or(0.0) - start["unix"].as_f64().unwrap_or(0.0),
+            avg(start),
+            avg(end),
+            start["cores"],
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Rates (median [min, max] over {reps} repetitions) and ratios of medians:\n"
+    );
+    out.push_str("| metric | pod IP, none | Service, none | pod IP, Palisade | Service, Palisade | Service ÷ pod IP, none | Service ÷ pod IP, Palisade | Palisade ÷ none, pod IP | Palisade ÷ none, Service |\n");
+    out.push_str("|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (metric, title) in METRICS {
+        let s = |e: &str, to: &str| service_traffic(results, e, to, metric);
+        let _ = writeln!(
+            out,
+            "| {title} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(s("none", "pod"), 0),
+            cell(s("none", "service"), 0),
+            cell(s("palisade", "pod"), 0),
+            cell(s("palisade", "service"), 0),
+            ratio(s("none", "service"), s("none", "pod")),
+            ratio(s("palisade", "service"), s("palisade", "pod")),
+            ratio(s("palisade", "pod"), s("none", "pod")),
+            ratio(s("palisade", "service"), s("none", "service")),
+        );
+    }
+    out.push('\n');
+}
+
 /// Part 3: latency percentiles, agent footprint, rule-set load times.
 pub fn control_section(results: &Results, out: &mut String) {
     let latency: Vec<f64> = results
@@ -266,6 +351,16 @@ pub fn check_complete(results: &Results) -> anyhow::Result<()> {
                     && num(v, "value").is_some_and(|x| x > 0.0)),
                 "no {metric} figure for {enforcer}"
             );
+        }
+    }
+    for enforcer in ["none", "palisade"] {
+        for to in ["pod", "service"] {
+            for (metric, _) in METRICS {
+                anyhow::ensure!(
+                    service_traffic(results, enforcer, to, metric).is_some_and(|s| s.min > 0.0),
+                    "no {metric} figure through the {to} address for {enforcer}"
+                );
+            }
         }
     }
     for kind in ["latency", "agent", "load"] {
