@@ -12,13 +12,20 @@
 //! as upstream's model makes them (`model.go`, `kubemanager.go`), upstream's
 //! `waitForHTTPServers` as a first step, then every probe of every matrix (81 ordered pairs
 //! minus the 9 pairs of a pod with itself, which upstream ignores and which never cross a pod's
-//! interface). `gen-conformance` writes them to `examples/conformance/`, and
-//! `tests/conformance.rs` checks the committed files are exactly what this generates and runs
-//! them all through the lab.
+//! interface). `gen-conformance` writes them to `examples/conformance/`.
+//!
+//! Upstream probes each server through its own Service (`kubemanager.go` creates one per pod,
+//! `probe.go` connects to its ClusterIP). [`generate::service_scenario`] writes the Services
+//! variant of each case to `examples/conformance-services/`: the same scenario with upstream's
+//! Service per pod, every matrix probed both to the pod addresses (the probes of
+//! `examples/conformance/`) and through the ClusterIPs, in the kube-proxy mode(s)
+//! [`kube_proxy_modes`] gives it. `tests/conformance.rs` checks the committed files are exactly
+//! what this generates and runs every [`service_runs`] entry through the lab.
 //!
 //! The SCTP context's cases probe SCTP, which this kernel cannot open sockets for: they are
 //! BPF-only ([`model::Case::bpf_only`]) and go to `examples/conformance-sctp/` instead, where
-//! the lab test does not look. `tests/conformance_bpf.rs` runs both directories at the BPF
+//! the lab test does not look (and have no Services variant). `tests/conformance_bpf.rs` runs
+//! both pod-address directories ([`SCENARIO_DIRS`]) at the BPF
 //! level: every probe as crafted frames through the real programs (`BPF_PROG_TEST_RUN`) on
 //! maps programmed by the real agent code.
 //!
