@@ -1,11 +1,22 @@
-//! The upstream Kubernetes NetworkPolicy e2e suite (examples/conformance/, generated from
-//! tests/src/conformance/) through the lab with the real agent.
+//! The upstream Kubernetes NetworkPolicy e2e suite (generated from tests/src/conformance/)
+//! through the lab with the real agent, over real connections.
+//!
+//! The lab runs examples/conformance-services/: each of the 45 TCP and UDP cases with
+//! upstream's Service per pod (`kubemanager.go`), every reachability matrix probed twice in the
+//! same step, to the server pod's address (exactly the probes of the same file in
+//! examples/conformance/) and through the server's Service ClusterIP (as upstream's
+//! `probe.go`). Each case runs in one kube-proxy mode, `conformance::service_runs`: chosen
+//! so that iptables and nftables mode each run every kind of case, and the two cases that are
+//! alone of their kind (a namespace relabelled, policies deleted) run in both;
+//! `PALISADE_LAB_KUBE_PROXY` runs every file once in the mode it names instead. One lab per
+//! run carries both variants: the ClusterIP probes add no lab of their own, and a step's
+//! probes run concurrently.
 //!
 //! Every scenario runs as `cargo xtask run <file> --json` runs it (`target/debug/lab run <file>
 //! --agent <policy-agent> --json`), a few at a time; the test fails listing every probe that
 //! did not observe what upstream expects, per scenario. A second test checks the committed
-//! scenarios (these and the BPF-only ones in examples/conformance-sctp/, which
-//! `tests/conformance_bpf.rs` runs) are exactly what the Rust description generates.
+//! scenarios (these, examples/conformance/ and the BPF-only ones in examples/conformance-sctp/,
+//! which `tests/conformance_bpf.rs` replays) are exactly what the Rust description generates.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,8 +30,8 @@ use std::{
 };
 
 use palisade_tests::{
-    conformance::{self, SCENARIO_DIR},
-    lab::{Scenario, agent_binary},
+    conformance::{self, SERVICE_SCENARIO_DIR},
+    lab::{KubeProxyMode, Scenario, agent_binary},
     require_root, workspace_root,
 };
 use serde_json::Value;
@@ -32,8 +43,11 @@ const CONCURRENCY: usize = 3;
 /// Lines of the lab's stderr shown when it could not run a scenario.
 const STDERR_TAIL: usize = 30;
 
+/// The environment variable with which the lab overrides every scenario's kube-proxy mode.
+const KUBE_PROXY_ENV: &str = "PALISADE_LAB_KUBE_PROXY";
+
 fn scenario_dir() -> PathBuf {
-    workspace_root().join(SCENARIO_DIR)
+    workspace_root().join(SERVICE_SCENARIO_DIR)
 }
 
 #[test]
@@ -51,9 +65,15 @@ fn committed_scenarios_are_what_the_generator_writes() -> anyhow::Result<()> {
 /// What one scenario run observed.
 struct Outcome {
     file: String,
+    /// The kube-proxy mode the lab ran (the file's, or the environment's override).
+    mode: Option<KubeProxyMode>,
     expected_probes: usize,
     probes: usize,
+    /// Of `probes`, those to a Service (`to: service/...`).
+    service_probes: usize,
     mismatches: Vec<String>,
+    /// Of `mismatches`, those of probes to a Service.
+    service_mismatches: usize,
     /// The lab could not run the scenario, or its output was incomplete.
     error: Option<String>,
     elapsed: Duration,
@@ -88,7 +108,9 @@ fn describe_line(line: &Value) -> String {
     )
 }
 
-fn run_scenario(lab: &Path, agent: &Path, path: &Path) -> Outcome {
+/// Runs `path` in the lab, in kube-proxy mode `mode` when given (else the file's, or the
+/// environment's override).
+fn run_scenario(lab: &Path, agent: &Path, path: &Path, mode: Option<KubeProxyMode>) -> Outcome {
     let start = Instant::now();
     let file = path
         .file_name()
@@ -96,29 +118,37 @@ fn run_scenario(lab: &Path, agent: &Path, path: &Path) -> Outcome {
         .unwrap_or_default();
     let mut outcome = Outcome {
         file,
+        mode,
         expected_probes: 0,
         probes: 0,
+        service_probes: 0,
         mismatches: Vec::new(),
+        service_mismatches: 0,
         error: None,
         elapsed: Duration::ZERO,
     };
     match Scenario::from_file(path) {
         Ok(scenario) => {
             outcome.expected_probes = scenario.steps.iter().map(|s| s.probes.len()).sum();
+            outcome.mode = outcome.mode.or(Some(scenario.kube_proxy));
         }
         Err(e) => {
             outcome.error = Some(format!("{:#}", anyhow::Error::from(e)));
             return outcome;
         }
     }
-    // Exactly what `cargo xtask run <file> --json` runs.
-    let output = Command::new(lab)
+    // Exactly what `cargo xtask run <file> --json [--kube-proxy MODE]` runs.
+    let mut command = Command::new(lab);
+    command
         .arg("run")
         .arg(path)
         .arg("--agent")
         .arg(agent)
-        .arg("--json")
-        .output();
+        .arg("--json");
+    if let Some(mode) = mode {
+        command.arg("--kube-proxy").arg(mode.to_string());
+    }
+    let output = command.output();
     outcome.elapsed = start.elapsed();
     let output = match output {
         Ok(output) => output,
@@ -136,11 +166,16 @@ fn run_scenario(lab: &Path, agent: &Path, path: &Path) -> Outcome {
                 continue;
             }
         };
+        let to_service = value["to"]
+            .as_str()
+            .is_some_and(|to| to.starts_with("service/"));
         if value.get("from").is_some() {
             outcome.probes += 1;
+            outcome.service_probes += usize::from(to_service);
         }
         if value["ok"] != Value::Bool(true) {
             outcome.mismatches.push(describe_line(&value));
+            outcome.service_mismatches += usize::from(to_service);
         }
     }
     let code = output.status.code();
@@ -181,21 +216,46 @@ fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
     let dir = scenario_dir();
     let files = conformance::scenario_files(&dir)?;
     anyhow::ensure!(!files.is_empty(), "no scenarios in {}", dir.display());
+    // Each file in the modes `conformance::service_runs` gives it, unless the environment
+    // forces one mode for every file.
+    let runs: Vec<(PathBuf, Option<KubeProxyMode>)> = match std::env::var(KUBE_PROXY_ENV) {
+        Ok(mode) => {
+            let mode = mode
+                .parse::<KubeProxyMode>()
+                .map_err(|e| anyhow::anyhow!("{KUBE_PROXY_ENV}: {e}"))?;
+            files.iter().map(|f| (f.clone(), Some(mode))).collect()
+        }
+        Err(_) => conformance::service_runs()
+            .into_iter()
+            .map(|(name, mode)| (dir.join(name), Some(mode)))
+            .collect(),
+    };
+    for file in &files {
+        anyhow::ensure!(
+            runs.iter().any(|(path, _)| path == file),
+            "{} is not run: regenerate with `cargo run -p palisade-tests --bin gen-conformance`",
+            file.display()
+        );
+    }
 
     let start = Instant::now();
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     thread::scope(|scope| {
-        for _ in 0..CONCURRENCY.min(files.len()) {
+        for _ in 0..CONCURRENCY.min(runs.len()) {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let outcome = run_scenario(&lab, &agent, path);
+                    let Some((path, mode)) = runs.get(i) else {
+                        break;
+                    };
+                    let outcome = run_scenario(&lab, &agent, path, *mode);
                     eprintln!(
-                        "{:>8}  {:>4} probes  {:>5.1} s  {}",
+                        "{:>8}  {:>4} probes ({:>4} via Service, kube-proxy {})  {:>5.1} s  {}",
                         if outcome.failed() { "FAILED" } else { "ok" },
                         outcome.probes,
+                        outcome.service_probes,
+                        outcome.mode.map_or("?".to_owned(), |m| m.to_string()),
                         outcome.elapsed.as_secs_f64(),
                         outcome.file
                     );
@@ -210,33 +270,52 @@ fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
     let mut outcomes = outcomes
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a scenario thread panicked"))?;
-    outcomes.sort_by(|a, b| a.file.cmp(&b.file));
+    outcomes.sort_by_key(|o| (o.file.clone(), o.mode.map(|m| m.to_string())));
     anyhow::ensure!(
-        outcomes.len() == files.len(),
-        "{} of {} scenarios reported",
+        outcomes.len() == runs.len(),
+        "{} of {} runs reported",
         outcomes.len(),
-        files.len()
+        runs.len()
     );
 
     let probes: usize = outcomes.iter().map(|o| o.probes).sum();
     let mismatched: usize = outcomes.iter().map(|o| o.mismatches.len()).sum();
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed()).collect();
+    for mode in [KubeProxyMode::Iptables, KubeProxyMode::Nftables] {
+        let in_mode: Vec<&Outcome> = outcomes.iter().filter(|o| o.mode == Some(mode)).collect();
+        let service_probes: usize = in_mode.iter().map(|o| o.service_probes).sum();
+        let pod_probes = in_mode.iter().map(|o| o.probes).sum::<usize>() - service_probes;
+        let service_mismatches: usize = in_mode.iter().map(|o| o.service_mismatches).sum();
+        let pod_mismatches =
+            in_mode.iter().map(|o| o.mismatches.len()).sum::<usize>() - service_mismatches;
+        eprintln!(
+            "kube-proxy {mode}: {} runs, {pod_probes} probes to pod addresses \
+             ({pod_mismatches} mismatches), {service_probes} through ClusterIPs \
+             ({service_mismatches} mismatches)",
+            in_mode.len()
+        );
+    }
     eprintln!(
-        "\nconformance: {} scenarios, {probes} probes, {mismatched} mismatches, {} scenarios \
+        "\nconformance: {} runs of {} scenarios, {probes} probes, {mismatched} mismatches, {} runs \
          failed, {:.1} s wall time",
         outcomes.len(),
+        files.len(),
         failed.len(),
         wall.as_secs_f64()
     );
     let mut report = String::new();
     for outcome in &failed {
         report.push_str(&format!(
-            "\n{} ({} mismatching probes; `target/debug/lab run {}/{}` shows the tables and \
-             the agent's errors):\n",
+            "\n{}, kube-proxy {} ({} mismatching probes, {} of them through a Service; \
+             `target/debug/lab run {}/{} --kube-proxy {}` shows the tables and the agent's \
+             errors):\n",
             outcome.file,
+            outcome.mode.map_or("?".to_owned(), |m| m.to_string()),
             outcome.mismatches.len(),
-            SCENARIO_DIR,
-            outcome.file
+            outcome.service_mismatches,
+            SERVICE_SCENARIO_DIR,
+            outcome.file,
+            outcome.mode.map_or("?".to_owned(), |m| m.to_string()),
         ));
         if let Some(error) = &outcome.error {
             report.push_str(&format!("  error: {error}\n"));
@@ -247,7 +326,7 @@ fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
     }
     assert!(
         failed.is_empty(),
-        "{} of {} conformance scenarios failed ({mismatched} mismatching probes of {probes}):{report}",
+        "{} of {} conformance runs failed ({mismatched} mismatching probes of {probes}):{report}",
         failed.len(),
         outcomes.len()
     );

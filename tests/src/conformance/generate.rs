@@ -15,7 +15,23 @@ use super::{
     model::{Case, CaseStep, Change, Check, NAMESPACES, PodStr, all_pods, pod_ip},
     yaml::{Yaml, emit_seq_item, map, string_map},
 };
-use crate::lab::scenario::Protocol;
+use crate::lab::{KubeProxyMode, scenario::Protocol};
+
+/// Which addresses a scenario's probes connect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Each server pod's own address (the lab's first port of the suite; the BPF runner
+    /// replays these).
+    PodAddresses,
+    /// As upstream: each pod has its Service (`kubemanager.go`), and every check probes the
+    /// 72 pairs twice, once to the server's pod address and once to its Service's ClusterIP,
+    /// in one lab whose kube-proxy runs in `mode` (and, when `also` is set, in a second lab
+    /// in that mode: see [`super::kube_proxy_modes`]).
+    Services {
+        mode: KubeProxyMode,
+        also: Option<KubeProxyMode>,
+    },
+}
 
 /// The image upstream's containers run (`imageutils.Agnhost`); the lab runs its own echo
 /// servers instead.
@@ -109,6 +125,54 @@ fn pod_manifest(case: &Case, pod: PodStr, labels: &BTreeMap<String, String>) -> 
             ]),
         ),
         ("status", map([("podIP", pod_ip(pod).to_string().into())])),
+    ])
+}
+
+/// Upstream's `Pod.ServiceName(namespace)`: `s-<namespace>-<pod>`.
+pub fn service_name(pod: PodStr) -> String {
+    format!("s-{}-{}", pod.namespace, pod.name)
+}
+
+/// Upstream's `Pod.Service(namespace)`, which `kubeManager.initializeClusterFromModel` creates
+/// with each pod: selector `pod: <name>` (the pod's own label: upstream's relabels only add
+/// labels, so it keeps selecting exactly that pod), one port per container, named
+/// `service-port-<proto>-<port>`, with the container's protocol and port. Upstream gives no
+/// `targetPort`, so the API server defaults it to `port`: the container port.
+pub fn service_manifest(case: &Case, pod: PodStr) -> Yaml {
+    let ports: Vec<Yaml> = case
+        .ports
+        .iter()
+        .flat_map(|port| {
+            case.protocols.iter().map(move |p| {
+                let proto = protocol_name(*p);
+                map([
+                    (
+                        "name",
+                        format!("service-port-{}-{port}", proto.to_lowercase()).into(),
+                    ),
+                    ("protocol", proto.into()),
+                    ("port", (*port).into()),
+                ])
+            })
+        })
+        .collect();
+    map([
+        ("apiVersion", "v1".into()),
+        ("kind", "Service".into()),
+        (
+            "metadata",
+            map([
+                ("name", service_name(pod).into()),
+                ("namespace", pod.namespace.into()),
+            ]),
+        ),
+        (
+            "spec",
+            map([
+                ("selector", string_map(&[("pod", pod.name)])),
+                ("ports", Yaml::Seq(ports)),
+            ]),
+        ),
     ])
 }
 
@@ -220,8 +284,22 @@ impl State {
     }
 }
 
-/// The probes of one check: every ordered pair of distinct pods.
+/// The probes of one check: every ordered pair of distinct pods, to the server pod's address.
 pub fn probes(check: &Check) -> Vec<Yaml> {
+    probes_to(check, |pod| pod.to_string())
+}
+
+/// The probes of one check through the servers' Services: every ordered pair of distinct
+/// pods, to `service/<ns>/s-<ns>-<pod>` on the Service port (upstream's `probeWorker` connects
+/// to `job.PodTo.ServiceIP` on `ToPort`); the expectation is the pair's, since the Service has
+/// that one pod as its only backend.
+pub fn service_probes(check: &Check) -> Vec<Yaml> {
+    probes_to(check, |pod| {
+        format!("service/{}/{}", pod.namespace, service_name(pod))
+    })
+}
+
+fn probes_to(check: &Check, to_address: impl Fn(PodStr) -> String) -> Vec<Yaml> {
     let pods = all_pods();
     let table = check.reachability.table();
     let mut out = Vec::new();
@@ -233,7 +311,7 @@ pub fn probes(check: &Check) -> Vec<Yaml> {
             let expect = if table[f][t] { "allow" } else { "deny" };
             out.push(map([
                 ("from", from.to_string().into()),
-                ("to", to.to_string().into()),
+                ("to", to_address(*to).into()),
                 ("port", check.port.into()),
                 ("protocol", protocol_name(check.protocol).into()),
                 ("expect", expect.into()),
@@ -290,7 +368,7 @@ fn check_comment(out: &mut String, indent: usize, check: &Check) {
     }
 }
 
-fn header(case: &Case) -> String {
+fn header(case: &Case, variant: Variant) -> String {
     let ports: Vec<String> = case.ports.iter().map(u16::to_string).collect();
     let protocols: Vec<&str> = case.protocols.iter().map(|p| protocol_name(*p)).collect();
     let mut out = String::new();
@@ -324,11 +402,52 @@ fn header(case: &Case) -> String {
     out.push_str(
         "# Probes: each ValidateOrFail is the full matrix of ordered pairs of the 9 pods on its\n\
          # port and protocol, except a pod to itself: upstream ignores those (ignoreLoopback), and\n\
-         # a pod reaching its own address never crosses its interface, so no policy applies.\n\
-         # Upstream connects to each server pod's Service ClusterIP; the lab has no Services and\n\
-         # connects to the pod address, which is what NetworkPolicy sees once the Service is\n\
-         # translated. The first step is upstream's waitForHTTPServers (no policy yet).\n",
+         # a pod reaching its own address never crosses its interface, so no policy applies.\n",
     );
+    match variant {
+        Variant::PodAddresses => {
+            out.push_str(
+                "# Upstream connects to each server pod's Service ClusterIP; these probes connect to\n\
+                 # the pod address, which is what NetworkPolicy judges once kube-proxy has translated\n",
+            );
+            if case.bpf_only() {
+                out.push_str(
+                    "# the ClusterIP (no Services variant: the lab has no SCTP sockets or Service rules).\n",
+                );
+            } else {
+                out.push_str(
+                    "# the ClusterIP (examples/conformance-services/ has the same case through Services).\n",
+                );
+            }
+            out.push_str("# The first step is upstream's waitForHTTPServers (no policy yet).\n");
+        }
+        Variant::Services { mode, also } => {
+            out.push_str(
+                "# Services, as upstream's kubemanager.go creates them: one per pod, s-<ns>-<pod>,\n\
+                 # selecting exactly that pod (pod: <name>), one port per container\n\
+                 # (service-port-<proto>-<port>, port = targetPort = the container port); the lab\n\
+                 # assigns ClusterIPs, derives EndpointSlices and writes kube-proxy's rules.\n\
+                 # Every matrix is probed twice in the same step: to the server pod's address (the\n\
+                 # probes of examples/conformance/, same file name) and, as upstream's probe.go does,\n\
+                 # to the server's Service ClusterIP on the Service port (to: service/NS/NAME),\n\
+                 # judged on the one backend kube-proxy can choose. The first step is upstream's\n\
+                 # waitForHTTPServers (no policy yet).\n",
+            );
+            let _ = writeln!(
+                out,
+                "# kube-proxy: {mode}. Each case runs in one mode, chosen so that both modes run\n\
+                 # every kind of case (conformance::kube_proxy_modes); `lab run --kube-proxy MODE`\n\
+                 # runs it in another."
+            );
+            if let Some(also) = also {
+                let _ = writeln!(
+                    out,
+                    "# tests/conformance.rs also runs it in {also} mode: no other case is of its\n\
+                     # kind (conformance::kinds)."
+                );
+            }
+        }
+    }
     if case.bpf_only() {
         out.push_str(
             "#\n\
@@ -341,7 +460,7 @@ fn header(case: &Case) -> String {
     out
 }
 
-fn emit_step(out: &mut String, name: &str, edits: &Edits, checks: &[Check]) {
+fn emit_step(out: &mut String, name: &str, edits: &Edits, checks: &[Check], variant: Variant) {
     let _ = writeln!(out, "  - name: {}", Yaml::from(name).flow());
     if !edits.apply.is_empty() {
         out.push_str("    apply:\n");
@@ -360,6 +479,15 @@ fn emit_step(out: &mut String, name: &str, edits: &Edits, checks: &[Check]) {
         check_comment(out, 6, check);
         for probe in probes(check) {
             emit_seq_item(out, 6, &probe);
+        }
+        if let Variant::Services { .. } = variant {
+            let _ = writeln!(
+                out,
+                "      # the same pairs through the server's Service ClusterIP"
+            );
+            for probe in service_probes(check) {
+                emit_seq_item(out, 6, &probe);
+            }
         }
     }
 }
@@ -383,10 +511,34 @@ fn servers_ready(case: &Case) -> CaseStep {
     }
 }
 
-/// The scenario file for `case`.
+/// The scenario file for `case`, probing pod addresses.
 pub fn scenario(case: &Case) -> anyhow::Result<String> {
+    render(case, Variant::PodAddresses)
+}
+
+/// The scenario file for `case` with each pod's Service, probing pod addresses and Services;
+/// `modes` are the kube-proxy modes it runs in, the file's own first.
+pub fn service_scenario(case: &Case, modes: &[KubeProxyMode]) -> anyhow::Result<String> {
+    if case.bpf_only() {
+        bail!(
+            "{}: the lab has no SCTP (sockets or Service rules): no Service variant",
+            case.title
+        );
+    }
+    let (mode, also) = match modes {
+        [mode] => (*mode, None),
+        [mode, also] => (*mode, Some(*also)),
+        _ => bail!("{}: {} kube-proxy modes", case.title, modes.len()),
+    };
+    render(case, Variant::Services { mode, also })
+}
+
+fn render(case: &Case, variant: Variant) -> anyhow::Result<String> {
     let mut state = State::new();
-    let mut out = header(case);
+    let mut out = header(case, variant);
+    if let Variant::Services { mode, .. } = variant {
+        let _ = writeln!(out, "kubeProxy: {mode}");
+    }
     out.push_str("resources:\n");
     for ns in NAMESPACES {
         emit_seq_item(
@@ -402,9 +554,20 @@ pub fn scenario(case: &Case) -> anyhow::Result<String> {
             &pod_manifest(case, pod, &state.pod_labels[&pod]),
         );
     }
+    if let Variant::Services { .. } = variant {
+        for pod in all_pods() {
+            emit_seq_item(&mut out, 2, &service_manifest(case, pod));
+        }
+    }
     out.push_str("\nsteps:\n");
     let first = servers_ready(case);
-    emit_step(&mut out, &first.name, &Edits::default(), &first.checks);
+    emit_step(
+        &mut out,
+        &first.name,
+        &Edits::default(),
+        &first.checks,
+        variant,
+    );
     for step in &case.steps {
         let mut edits = Edits::default();
         for change in &step.changes {
@@ -416,12 +579,13 @@ pub fn scenario(case: &Case) -> anyhow::Result<String> {
             bail!("{}: step {:?} checks nothing", case.title, step.name);
         }
         out.push('\n');
-        emit_step(&mut out, &step.name, &edits, &step.checks);
+        emit_step(&mut out, &step.name, &edits, &step.checks, variant);
     }
     Ok(out)
 }
 
-/// How many probes the scenario for `case` makes.
+/// How many probes the scenario for `case` makes to pod addresses (in either variant; the
+/// Services variant makes as many again to ClusterIPs).
 pub fn probe_count(case: &Case) -> usize {
     std::iter::once(&servers_ready(case))
         .chain(&case.steps)

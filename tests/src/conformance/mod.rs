@@ -12,13 +12,20 @@
 //! as upstream's model makes them (`model.go`, `kubemanager.go`), upstream's
 //! `waitForHTTPServers` as a first step, then every probe of every matrix (81 ordered pairs
 //! minus the 9 pairs of a pod with itself, which upstream ignores and which never cross a pod's
-//! interface). `gen-conformance` writes them to `examples/conformance/`, and
-//! `tests/conformance.rs` checks the committed files are exactly what this generates and runs
-//! them all through the lab.
+//! interface). `gen-conformance` writes them to `examples/conformance/`.
+//!
+//! Upstream probes each server through its own Service (`kubemanager.go` creates one per pod,
+//! `probe.go` connects to its ClusterIP). [`generate::service_scenario`] writes the Services
+//! variant of each case to `examples/conformance-services/`: the same scenario with upstream's
+//! Service per pod, every matrix probed both to the pod addresses (the probes of
+//! `examples/conformance/`) and through the ClusterIPs, in the kube-proxy mode(s)
+//! [`kube_proxy_modes`] gives it. `tests/conformance.rs` checks the committed files are exactly
+//! what this generates and runs every [`service_runs`] entry through the lab.
 //!
 //! The SCTP context's cases probe SCTP, which this kernel cannot open sockets for: they are
 //! BPF-only ([`model::Case::bpf_only`]) and go to `examples/conformance-sctp/` instead, where
-//! the lab test does not look. `tests/conformance_bpf.rs` runs both directories at the BPF
+//! the lab test does not look (and have no Services variant). `tests/conformance_bpf.rs` runs
+//! both pod-address directories ([`SCENARIO_DIRS`]) at the BPF
 //! level: every probe as crafted frames through the real programs (`BPF_PROG_TEST_RUN`) on
 //! maps programmed by the real agent code.
 //!
@@ -39,6 +46,8 @@ use std::{
 
 use anyhow::Context as _;
 
+use crate::lab::KubeProxyMode;
+
 /// The upstream revision the cases are translated from.
 pub const UPSTREAM_COMMIT: &str = "9db638c0807a720aa050ebcef69c32e4d4cce280";
 pub const UPSTREAM_DIR: &str = "test/e2e/network/netpol";
@@ -50,8 +59,135 @@ pub const SCENARIO_DIR: &str = "examples/conformance";
 /// Where the BPF-only scenarios (they probe SCTP) live, relative to the workspace root.
 pub const SCTP_SCENARIO_DIR: &str = "examples/conformance-sctp";
 
-/// Every directory scenarios are generated into.
+/// Where the Services variant of every [`SCENARIO_DIR`] scenario lives, relative to the
+/// workspace root: the same case with upstream's Service per pod, each matrix probed both to
+/// the pod addresses and through the ClusterIPs (see [`generate::Variant::Services`]).
+pub const SERVICE_SCENARIO_DIR: &str = "examples/conformance-services";
+
+/// The directories of scenarios probing pod addresses only (the BPF runner replays these).
 pub const SCENARIO_DIRS: [&str; 2] = [SCENARIO_DIR, SCTP_SCENARIO_DIR];
+
+/// Every directory scenarios are generated into.
+pub const GENERATED_DIRS: [&str; 3] = [SCENARIO_DIR, SCTP_SCENARIO_DIR, SERVICE_SCENARIO_DIR];
+
+/// The kube-proxy modes the Services variant of each case of `cases` (the lab cases, in
+/// upstream's order) runs in, the file's own (`kubeProxy`) first. Each case runs in one mode,
+/// chosen so that both modes run every kind of case ([`kinds`]) at the cost of one lab per
+/// case: a case goes to the mode in which more of its kinds have not run yet (ties alternate
+/// with the previous case). A kind whose cases all went to one mode (the kinds with a single
+/// case) has its first case run in the other mode too.
+pub fn kube_proxy_modes(cases: &[model::Case]) -> Vec<Vec<KubeProxyMode>> {
+    use std::collections::BTreeSet;
+    const MODES: [KubeProxyMode; 2] = [KubeProxyMode::Iptables, KubeProxyMode::Nftables];
+    let mut ran: [BTreeSet<&'static str>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    let mut out: Vec<Vec<KubeProxyMode>> = Vec::new();
+    let mut previous = 1;
+    for case in cases {
+        let kinds = kinds(case);
+        let new_in = |m: usize| kinds.iter().filter(|k| !ran[m].contains(*k)).count();
+        let m = match new_in(0).cmp(&new_in(1)) {
+            std::cmp::Ordering::Greater => 0,
+            std::cmp::Ordering::Less => 1,
+            std::cmp::Ordering::Equal => 1 - previous,
+        };
+        ran[m].extend(kinds);
+        out.push(vec![MODES[m]]);
+        previous = m;
+    }
+    for (i, case) in cases.iter().enumerate() {
+        for kind in kinds(case) {
+            for m in 0..2 {
+                if !ran[m].contains(kind) {
+                    ran[m].insert(kind);
+                    out[i].push(MODES[m]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each run of the Services variant: the file name (in [`SERVICE_SCENARIO_DIR`]) and the
+/// kube-proxy mode, per [`kube_proxy_modes`].
+pub fn service_runs() -> Vec<(String, KubeProxyMode)> {
+    let cases: Vec<model::Case> = cases::all().into_iter().filter(|c| !c.bpf_only()).collect();
+    kube_proxy_modes(&cases)
+        .into_iter()
+        .zip(&cases)
+        .flat_map(|(modes, case)| {
+            let name = case.file_name();
+            modes.into_iter().map(move |m| (name.clone(), m))
+        })
+        .collect()
+}
+
+/// What kinds of upstream case `case` is, for spreading cases over kube-proxy modes: the
+/// rules its policies have (ingress, egress, ipBlock, `except`, namespaceSelector,
+/// matchExpressions, named ports), whether it probes UDP, and the changes it makes between
+/// checks (policy updated, policies deleted, pod or namespace relabelled).
+pub fn kinds(case: &model::Case) -> Vec<&'static str> {
+    use crate::lab::scenario::Protocol;
+    let mut out = Vec::new();
+    let policies: Vec<String> = case
+        .steps
+        .iter()
+        .flat_map(|s| &s.changes)
+        .filter_map(|c| match c {
+            model::Change::Create { namespace, policy }
+            | model::Change::Update { namespace, policy } => {
+                Some(policy.manifest(namespace).to_json().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let any = |needle: &str| policies.iter().any(|p| p.contains(needle));
+    let change = |f: fn(&model::Change) -> bool| case.steps.iter().flat_map(|s| &s.changes).any(f);
+    if any("\"ingress\"") {
+        out.push("ingress rules");
+    }
+    if any("\"egress\"") {
+        out.push("egress rules");
+    }
+    if any("ipBlock") {
+        out.push("ipBlock");
+    }
+    if any("except") {
+        out.push("ipBlock except");
+    }
+    if any("namespaceSelector") {
+        out.push("namespaceSelector");
+    }
+    if any("matchExpressions") {
+        out.push("matchExpressions");
+    }
+    if policies
+        .iter()
+        .any(|p| p.contains("\"port\":\"") || p.contains("\"port\": \""))
+    {
+        out.push("named port");
+    }
+    if case
+        .steps
+        .iter()
+        .flat_map(|s| &s.checks)
+        .any(|c| c.protocol == Protocol::Udp)
+    {
+        out.push("UDP");
+    }
+    if change(|c| matches!(c, model::Change::Update { .. })) {
+        out.push("policy updated");
+    }
+    if change(|c| matches!(c, model::Change::CleanPolicies)) {
+        out.push("policies deleted");
+    }
+    if change(|c| matches!(c, model::Change::AddPodLabels { .. })) {
+        out.push("pod relabelled");
+    }
+    if change(|c| matches!(c, model::Change::AddNamespaceLabel { .. })) {
+        out.push("namespace relabelled");
+    }
+    out
+}
 
 /// An upstream case that is not ported, and why.
 #[derive(Debug, Clone, Copy)]
@@ -68,19 +204,32 @@ pub const LEFT_OUT: &[LeftOut] = &[];
 /// One generated scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
-    /// [`SCENARIO_DIR`] or [`SCTP_SCENARIO_DIR`].
+    /// One of [`GENERATED_DIRS`].
     pub dir: &'static str,
     pub name: String,
     pub contents: String,
 }
 
-/// Every scenario, in upstream's order (one per case of [`cases::all`]).
+/// Every scenario, in upstream's order: one per case of [`cases::all`] in its
+/// [`model::Case::scenario_dir`], then the Services variant of each lab case in
+/// [`SERVICE_SCENARIO_DIR`] (same file name).
 pub fn generate() -> anyhow::Result<Vec<Generated>> {
     let mut files: Vec<Generated> = Vec::new();
-    for case in cases::all() {
+    let mut variants: Vec<Generated> = Vec::new();
+    let all = cases::all();
+    let lab_cases: Vec<model::Case> = all.iter().filter(|c| !c.bpf_only()).cloned().collect();
+    let modes = kube_proxy_modes(&lab_cases);
+    for case in all {
         let name = case.file_name();
         if files.iter().any(|f| f.name == name) {
             anyhow::bail!("two cases would be written to {name}");
+        }
+        if !case.bpf_only() {
+            variants.push(Generated {
+                dir: SERVICE_SCENARIO_DIR,
+                contents: generate::service_scenario(&case, &modes[variants.len()])?,
+                name: name.clone(),
+            });
         }
         files.push(Generated {
             dir: case.scenario_dir(),
@@ -88,6 +237,7 @@ pub fn generate() -> anyhow::Result<Vec<Generated>> {
             name,
         });
     }
+    files.extend(variants);
     Ok(files)
 }
 
@@ -112,7 +262,7 @@ pub fn scenario_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn write_all(root: &Path) -> anyhow::Result<Vec<(PathBuf, usize)>> {
     let files = generate()?;
     let mut written = Vec::new();
-    for dir_name in SCENARIO_DIRS {
+    for dir_name in GENERATED_DIRS {
         let dir = root.join(dir_name);
         let mine: Vec<&Generated> = files.iter().filter(|f| f.dir == dir_name).collect();
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -140,7 +290,7 @@ pub fn write_all(root: &Path) -> anyhow::Result<Vec<(PathBuf, usize)>> {
 pub fn differences(root: &Path) -> anyhow::Result<Vec<String>> {
     let files = generate()?;
     let mut out = Vec::new();
-    for dir_name in SCENARIO_DIRS {
+    for dir_name in GENERATED_DIRS {
         let dir = root.join(dir_name);
         let mine: Vec<&Generated> = files.iter().filter(|f| f.dir == dir_name).collect();
         for file in &mine {
@@ -187,7 +337,10 @@ mod tests {
     #[test]
     fn every_scenario_parses_and_probes_every_pair() -> anyhow::Result<()> {
         let cases = cases::all();
-        let files = generate()?;
+        let files: Vec<Generated> = generate()?
+            .into_iter()
+            .filter(|f| f.dir != SERVICE_SCENARIO_DIR)
+            .collect();
         assert_eq!(files.len(), cases.len());
         for (case, file) in cases.iter().zip(&files) {
             let name = &file.name;
@@ -231,13 +384,163 @@ mod tests {
     #[test]
     fn titles_and_files_are_unique_and_cover_upstream() -> anyhow::Result<()> {
         let files = generate()?;
-        // 42 cases in the TCP context, 3 in the UDP one and 3 in the SCTP one; none left out.
-        assert_eq!(files.len(), 48);
+        // 42 cases in the TCP context, 3 in the UDP one and 3 in the SCTP one; none left out;
+        // a Services variant of each of the 45 the lab runs.
+        assert_eq!(files.len(), 48 + 45);
         assert!(LEFT_OUT.is_empty());
         let in_dir = |dir: &str| files.iter().filter(|f| f.dir == dir).count();
         assert_eq!(in_dir(SCENARIO_DIR), 45);
         assert_eq!(in_dir(SCTP_SCENARIO_DIR), 3);
+        assert_eq!(in_dir(SERVICE_SCENARIO_DIR), 45);
         Ok(())
+    }
+
+    /// A probe reduced to what it checks: (from, to, port, protocol, expect).
+    fn key(p: &crate::lab::Probe) -> String {
+        format!(
+            "{} {} {} {:?} {:?}",
+            p.from, p.to, p.port, p.protocol, p.expect
+        )
+    }
+
+    #[test]
+    fn services_variant_adds_each_pods_service_and_probes_through_it() -> anyhow::Result<()> {
+        use crate::lab::scenario::ServiceTarget;
+        let files = generate()?;
+        let modes: Vec<KubeProxyMode> = files
+            .iter()
+            .filter(|f| f.dir == SERVICE_SCENARIO_DIR)
+            .map(|f| Scenario::from_yaml(&f.contents).map(|s| s.kube_proxy))
+            .collect::<Result<_, _>>()?;
+        let runs = service_runs();
+        for (name, mode) in files
+            .iter()
+            .filter(|f| f.dir == SERVICE_SCENARIO_DIR)
+            .map(|f| &f.name)
+            .zip(&modes)
+        {
+            assert_eq!(
+                runs.iter().find(|(n, _)| n == name).map(|(_, m)| *m),
+                Some(*mode),
+                "{name}: its first run is in its own mode"
+            );
+        }
+        for case in cases::all().iter().filter(|c| !c.bpf_only()) {
+            let name = case.file_name();
+            let find = |dir: &str| {
+                files
+                    .iter()
+                    .find(|f| f.dir == dir && f.name == name)
+                    .with_context(|| format!("{dir}/{name}"))
+            };
+            let direct = Scenario::from_yaml(&find(SCENARIO_DIR)?.contents)?;
+            let services = Scenario::from_yaml(&find(SERVICE_SCENARIO_DIR)?.contents)?;
+            assert_eq!(services.pods()?, direct.pods()?, "{name}");
+            // One Service per pod, named and shaped as upstream's Pod.Service.
+            let declared: Vec<&crate::lab::scenario::Object> = services
+                .resources
+                .iter()
+                .filter(|o| o.key.kind == "Service")
+                .collect();
+            assert_eq!(declared.len(), 9, "{name}");
+            for pod in model::all_pods() {
+                let expected = generate::service_manifest(case, pod).to_json();
+                assert!(
+                    declared.iter().any(|o| o.manifest == expected),
+                    "{name}: {}",
+                    generate::service_name(pod)
+                );
+            }
+            // Upstream's relabels never change a pod's `pod` label: each Service keeps
+            // selecting exactly its pod.
+            for step in &case.steps {
+                for change in &step.changes {
+                    if let model::Change::AddPodLabels { pod, labels } = change {
+                        assert!(
+                            labels.iter().all(|(k, v)| *k != "pod" || *v == pod.name),
+                            "{name}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(services.steps.len(), direct.steps.len(), "{name}");
+            for (s, (with, without)) in services.steps.iter().zip(&direct.steps).enumerate() {
+                assert_eq!(with.apply.len(), without.apply.len(), "{name} step {s}");
+                assert_eq!(with.delete.len(), without.delete.len(), "{name} step {s}");
+                let (through, to_pods): (Vec<_>, Vec<_>) =
+                    with.probes.iter().partition(|p| p.service.is_some());
+                // The pod-address probes are exactly the direct variant's.
+                let pod_keys: Vec<String> = to_pods.iter().map(|p| key(p)).collect();
+                let direct_keys: Vec<String> = without.probes.iter().map(key).collect();
+                assert_eq!(pod_keys, direct_keys, "{name} step {s}");
+                // And every one of them again through the server's Service.
+                assert_eq!(through.len(), to_pods.len(), "{name} step {s}");
+                for (svc, direct) in through.iter().zip(&without.probes) {
+                    let expected_service = ServiceTarget::ClusterIp {
+                        namespace: direct.to.namespace.clone(),
+                        name: format!("s-{}-{}", direct.to.namespace, direct.to.name),
+                    };
+                    assert_eq!(svc.service.as_ref(), Some(&expected_service), "{name}");
+                    assert_eq!(
+                        (svc.from.to_string(), svc.port, svc.protocol, svc.expect),
+                        (
+                            direct.from.to_string(),
+                            direct.port,
+                            direct.protocol,
+                            direct.expect
+                        ),
+                        "{name} step {s}"
+                    );
+                }
+                assert!(with.probes.len() <= MAX_PROBES_PER_STEP, "{name} step {s}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn both_modes_cover_every_kind() {
+        use std::collections::BTreeMap;
+        let lab_cases: Vec<model::Case> =
+            cases::all().into_iter().filter(|c| !c.bpf_only()).collect();
+        let modes = kube_proxy_modes(&lab_cases);
+        let mut covered: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for (case, modes) in lab_cases.iter().zip(&modes) {
+            for kind in kinds(case) {
+                let entry = covered.entry(kind).or_default();
+                for mode in modes {
+                    match mode {
+                        KubeProxyMode::Iptables => entry.0 += 1,
+                        KubeProxyMode::Nftables => entry.1 += 1,
+                    }
+                }
+            }
+        }
+        eprintln!("{covered:?}");
+        assert_eq!(covered.len(), 12, "{covered:?}");
+        for (kind, (iptables, nftables)) in &covered {
+            assert!(
+                *iptables > 0 && *nftables > 0,
+                "{kind}: {iptables} cases with iptables, {nftables} with nftables"
+            );
+        }
+        // One lab per case, but for the kinds that have a single case.
+        let twice: Vec<String> = lab_cases
+            .iter()
+            .zip(&modes)
+            .filter(|(_, m)| m.len() > 1)
+            .map(|(c, _)| c.file_name())
+            .collect();
+        eprintln!("in both modes: {twice:?}");
+        assert!(modes.iter().all(|m| !m.is_empty() && m.len() <= 2));
+        assert!(twice.len() <= 2, "{twice:?}");
+        let runs = service_runs();
+        let count = |mode| runs.iter().filter(|(_, m)| *m == mode).count();
+        eprintln!(
+            "{} runs in iptables mode, {} in nftables mode",
+            count(KubeProxyMode::Iptables),
+            count(KubeProxyMode::Nftables)
+        );
     }
 
     #[test]
