@@ -73,6 +73,11 @@ pub struct Flow {
     /// ICMP and ICMPv6: type in the high byte, code in the low byte (what rule entries key
     /// ICMP on instead of a port); 0 for other protocols.
     pub icmp_type_code: u16,
+    /// Four bytes that network address translation leaves alone, to recognise a packet after
+    /// kube-proxy rewrote both of its addresses (a pod reaching itself through its own
+    /// Service): TCP's sequence number, the first four bytes of a UDP payload, an SCTP
+    /// packet's first chunk value (an INIT's initiate tag); 0 when there are none.
+    pub fingerprint: u32,
 }
 
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
@@ -298,6 +303,7 @@ fn no_transport(out: &mut Flow) {
     out.tcp_flags = 0;
     out.quoted.valid = false;
     out.icmp_type_code = 0;
+    out.fingerprint = 0;
 }
 
 /// (source, destination) port: TCP, UDP and SCTP all start with them.
@@ -319,10 +325,14 @@ fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) ->
             let header: [u8; 14] = read(ctx, l4_offset)?;
             out.sport = u16::from_be_bytes([header[0], header[1]]);
             out.dport = u16::from_be_bytes([header[2], header[3]]);
+            out.fingerprint = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
             out.tcp_flags = header[13];
         }
         IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => {
-            (out.sport, out.dport) = ports(ctx, l4_offset)?
+            (out.sport, out.dport) = ports(ctx, l4_offset)?;
+            // A payload too short to hold one simply has none (0).
+            let at = if protocol == IPPROTO_SCTP { 16 } else { 8 };
+            out.fingerprint = read::<u32>(ctx, l4_offset + at).unwrap_or(0);
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => icmp(ctx, protocol, l4_offset, out)?,
         _ => {}
