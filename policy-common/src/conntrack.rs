@@ -25,6 +25,11 @@
 
 pub const ALLOWED_BY_EGRESS: u32 = 1;
 pub const ALLOWED_BY_INGRESS: u32 = 1 << 1;
+/// Not a connection of its own: kube-proxy's masquerade of a pod reaching itself through its
+/// own Service, as delivered (masquerade address and port → the pod). Checks that meet it
+/// judge the pod's own socket in its place (`PALISADE_SERVICE_HAIRPINS` names it; see
+/// `crate::service`). It allows nothing by itself.
+pub const MASQUERADED_HAIRPIN: u32 = 1 << 2;
 
 /// Index of each check's generation stamp in [`ConntrackValue::generation`].
 pub const EGRESS_CHECK: usize = 0;

@@ -42,9 +42,13 @@ pub mod map_names {
     pub const SERVICE_PENDING: &str = "PALISADE_SERVICE_PENDING";
     /// The backend of each allowed flow to a frontend.
     pub const SERVICE_FLOWS: &str = "PALISADE_SERVICE_FLOWS";
+    /// A pod's new flow to a frontend that may send it back to the pod, by fingerprint.
+    pub const SERVICE_HAIRPIN_PENDING: &str = "PALISADE_SERVICE_HAIRPIN_PENDING";
+    /// The pod's own socket behind each masqueraded hairpin flow.
+    pub const SERVICE_HAIRPINS: &str = "PALISADE_SERVICE_HAIRPINS";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         ENDPOINTS,
         IDENTITIES,
         ADDRESSES,
@@ -60,6 +64,8 @@ pub mod map_names {
         SERVICE_BACKENDS,
         SERVICE_PENDING,
         SERVICE_FLOWS,
+        SERVICE_HAIRPIN_PENDING,
+        SERVICE_HAIRPINS,
     ];
 }
 
@@ -116,6 +122,10 @@ pub mod capacity {
     pub const SERVICE_PENDING: u32 = 16_384;
     /// Allowed flows to frontends: as many as tracked connections.
     pub const SERVICE_FLOWS: u32 = CONNTRACK;
+    /// Pods' new flows that may come back to themselves, in flight.
+    pub const SERVICE_HAIRPIN_PENDING: u32 = 4096;
+    /// Masqueraded hairpin flows.
+    pub const SERVICE_HAIRPINS: u32 = 16_384;
 }
 
 /// Protocol number the datapath matches a packet with when it cannot find the packet's

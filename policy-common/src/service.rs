@@ -23,6 +23,30 @@
 //! The backend's own ingress policy is checked where it always is: on the backend's interface,
 //! after the translation.
 //!
+//! **A pod reaching itself through its own Service (hairpin).** kube-proxy masquerades that
+//! flow to the node's address before any tc hook sees it translated, so neither hook would see
+//! the pod as its source. Calico's iptables dataplane judges it before the masquerade, as the
+//! pod's egress to itself and its ingress from itself, and so does Palisade:
+//!
+//! 4. When `palisade_from_endpoint` defers a flow to a frontend that has the sender's own
+//!    address among its backends (a pair with port 0 in [`PALISADE_SERVICE_BACKENDS`]), it
+//!    also records the packet's [`HairpinKey`] (the sender's address and the packet's
+//!    NAT-proof fingerprint: TCP's sequence number, the first bytes of a UDP payload) in
+//!    [`PALISADE_SERVICE_HAIRPIN_PENDING`], with the sender's port.
+//! 5. `palisade_after_nat` sees a packet from an address that is not a local pod's, to that
+//!    pod, with that fingerprint: the hairpin, masqueraded. If the pod's pending frontend has
+//!    the destination as a backend, it records the delivered tuple (masquerade address and
+//!    port → pod) in [`PALISADE_SERVICE_HAIRPINS`] with the pod's own socket, marks it in
+//!    `PALISADE_CONNTRACK` (`MASQUERADED_HAIRPIN`), and decides the packet as the pod sent it
+//!    to its backend, like any flow in step 2.
+//! 6. From then on every check that meets that marked tuple (the pod's ingress on the way in,
+//!    its egress for the replies) first puts the pod's socket back in place of the masquerade
+//!    address, so the connection is tracked, re-checked after policy changes and cut as the
+//!    pod talking to itself.
+//!
+//! [`PALISADE_SERVICE_HAIRPIN_PENDING`]: crate::map_names::SERVICE_HAIRPIN_PENDING
+//! [`PALISADE_SERVICE_HAIRPINS`]: crate::map_names::SERVICE_HAIRPINS
+//!
 //! [`PALISADE_SERVICES`]: crate::map_names::SERVICES
 //! [`PALISADE_SERVICE_PENDING`]: crate::map_names::SERVICE_PENDING
 //! [`PALISADE_SERVICE_BACKENDS`]: crate::map_names::SERVICE_BACKENDS
@@ -61,7 +85,9 @@ pub struct FrontendValue {
     pub flags: u32,
 }
 
-/// `PALISADE_SERVICE_BACKENDS` key: one backend of one frontend (the value is 1).
+/// `PALISADE_SERVICE_BACKENDS` key: one backend of one frontend (the value is 1). Every
+/// backend address also has a pair with port [`ANY_BACKEND_PORT`], which says only that the
+/// address is one of the frontend's backends (a sender that may reach itself through it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct BackendKey {
@@ -70,6 +96,28 @@ pub struct BackendKey {
     pub backend: TransportAddr,
 }
 
+/// The backend port of the address-only pairs of `PALISADE_SERVICE_BACKENDS`: no Service has
+/// a target port 0, so kube-proxy never translates to it.
+pub const ANY_BACKEND_PORT: u16 = 0;
+
+/// `PALISADE_SERVICE_HAIRPIN_PENDING` key: a packet a pod sent to a frontend that may send it
+/// back to the pod itself, by what survives kube-proxy's DNAT and masquerade. The value is the
+/// pod's source port (as u32).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct HairpinKey {
+    /// The sending pod's address: after the translation, the packet's destination.
+    pub addr: [u8; 16],
+    /// The packet's NAT-proof fingerprint (TCP sequence number, first four bytes of a UDP
+    /// payload, an SCTP packet's first chunk value).
+    pub fingerprint: u32,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C); 16 + 4 + 1 + 3 = 24 bytes, no padding.
+unsafe impl aya::Pod for HairpinKey {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C); 16 + 2 + 1 + 1 = 20 bytes, no padding.
 unsafe impl aya::Pod for TransportAddr {}

@@ -37,7 +37,7 @@ use policy_common::{
     fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentityValue},
     rule::{RuleKey, RuleValue},
-    service::{BackendKey, FrontendValue, TransportAddr},
+    service::{BackendKey, FrontendValue, HairpinKey, TransportAddr},
 };
 
 use crate::{
@@ -134,6 +134,23 @@ static PALISADE_SERVICE_FLOWS: LruHashMap<
     ConntrackKey,
     TransportAddr,
     { capacity::SERVICE_FLOWS as usize },
+> = LruHashMap::new();
+
+/// A pod's new flow to a frontend that may send it back to the pod itself, by the packet's
+/// fingerprint: the value is the pod's source port.
+#[btf_map]
+static PALISADE_SERVICE_HAIRPIN_PENDING: LruHashMap<
+    HairpinKey,
+    u32,
+    { capacity::SERVICE_HAIRPIN_PENDING as usize },
+> = LruHashMap::new();
+
+/// The pod's own socket behind each masqueraded hairpin flow, keyed by the flow as delivered.
+#[btf_map]
+static PALISADE_SERVICE_HAIRPINS: LruHashMap<
+    ConntrackKey,
+    TransportAddr,
+    { capacity::SERVICE_HAIRPINS as usize },
 > = LruHashMap::new();
 
 #[classifier]

@@ -78,6 +78,11 @@ pub struct Flow {
     /// Service): TCP's sequence number, the first four bytes of a UDP payload, an SCTP
     /// packet's first chunk value (an INIT's initiate tag); 0 when there are none.
     pub fingerprint: u32,
+    /// Not the parser's: where `palisade_after_nat` found a pod's packet to its own Service
+    /// masqueraded, the masquerade's address and port (the packet's source as delivered),
+    /// once `flow` has been rewritten to the pod's own socket. Meaningful only then.
+    pub masquerade_addr: [u8; 16],
+    pub masquerade_port: u16,
 }
 
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct

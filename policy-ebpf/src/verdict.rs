@@ -6,7 +6,7 @@ use policy_common::{
     config,
     conntrack::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
-        INGRESS_CHECK, state,
+        INGRESS_CHECK, MASQUERADED_HAIRPIN, state,
     },
     endpoint::{
         EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, kind, lookup,
@@ -15,14 +15,15 @@ use policy_common::{
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, RuleValue, action, flags as rule_flags},
-    service::{BackendKey, TransportAddr, frontend},
+    service::{ANY_BACKEND_PORT, BackendKey, HairpinKey, TransportAddr, frontend},
 };
 
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
     PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
     PALISADE_RULES_EXACT, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
-    PALISADE_SERVICE_PENDING, PALISADE_SERVICES, PALISADE_TUPLES,
+    PALISADE_SERVICE_HAIRPIN_PENDING, PALISADE_SERVICE_HAIRPINS, PALISADE_SERVICE_PENDING,
+    PALISADE_SERVICES, PALISADE_TUPLES,
     packet::{Flow, Fragment, tcp_flags},
 };
 
@@ -73,8 +74,11 @@ pub enum Verdict {
 /// `host`: the program runs on a host endpoint's interface, where packets of other
 /// addresses (forwarded pod traffic, the node's other addresses) are not this endpoint's to
 /// judge and pass; the pods' own programs judge theirs.
+///
+/// `flow` may be rewritten: a masqueraded hairpin is judged as the pod sent it (see
+/// `policy_common::service`), and its flow event says so.
 #[inline(never)]
-pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Verdict {
+pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -> Verdict {
     // After netfilter, packets of anyone but a local pod (remote pods' replies, the node's own
     // traffic, forwarded traffic) are not this hook's to judge.
     let after_nat = matches!(direction, Direction::AfterNat);
@@ -83,18 +87,24 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
     } else {
         Verdict::Deny
     };
-    let (endpoint_addr, peer_addr) = if direction.egress() {
-        (flow.src, flow.dst)
+    let endpoint_addr = if direction.egress() {
+        flow.src
     } else {
-        (flow.dst, flow.src)
+        flow.dst
     };
     // SAFETY: the value is read in place (it is too large to copy onto the 512-byte stack);
     // the agent replaces an endpoint's value with one map update, never field by field.
-    let Some(endpoint) = (unsafe {
+    let mut found = unsafe {
         PALISADE_ENDPOINTS.get(EndpointKey {
             addr: endpoint_addr,
         })
-    }) else {
+    };
+    if found.is_none() && after_nat && unmasquerade_new_hairpin(flow) {
+        // A pod's packet to its own Service, masqueraded: now as the pod sent it.
+        // SAFETY: as above.
+        found = unsafe { PALISADE_ENDPOINTS.get(EndpointKey { addr: flow.src }) };
+    }
+    let Some(endpoint) = found else {
         // Not an address of a known endpoint (spoofed, or not programmed yet): drop, unless
         // this is a host interface, where it is simply someone else's traffic.
         return not_ours;
@@ -135,15 +145,17 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
             }
         }
         Fragment::First(id) => {
-            let verdict = decide_flow(flow, direction, endpoint, &peer_addr, ifindex);
+            // Keyed as the later fragments will be, before the decision may rewrite `flow`.
+            let key = fragment_key(id);
+            let verdict = decide_flow(flow, direction, endpoint, ifindex);
             let value = FragmentValue {
                 allowed: u32::from(verdict != Verdict::Deny),
             };
             // A failed insert (map full) only means the later fragments are dropped.
-            let _ = PALISADE_FRAGMENTS.insert(fragment_key(id), value, 0);
+            let _ = PALISADE_FRAGMENTS.insert(key, value, 0);
             verdict
         }
-        Fragment::No => decide_flow(flow, direction, endpoint, &peer_addr, ifindex),
+        Fragment::No => decide_flow(flow, direction, endpoint, ifindex),
     }
 }
 
@@ -151,10 +163,9 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
 /// or policy. Not inlined, like the parser, for its own stack frame.
 #[inline(never)]
 fn decide_flow(
-    flow: &Flow,
+    flow: &mut Flow,
     direction: Direction,
     endpoint: &EndpointPolicy,
-    peer_addr: &[u8; 16],
     ifindex: u32,
 ) -> Verdict {
     let egress = direction.egress();
@@ -188,19 +199,42 @@ fn decide_flow(
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let keys = unsafe { &mut *keys };
-    keys.forward.src = flow.src;
-    keys.forward.dst = flow.dst;
-    keys.forward.sport = flow.sport;
-    keys.forward.dport = flow.dport;
-    keys.forward.protocol = flow.protocol;
-    keys.forward._pad = [0; 3];
-    keys.original.src = flow.dst;
-    keys.original.dst = flow.src;
-    keys.original.sport = flow.dport;
-    keys.original.dport = flow.sport;
-    keys.original.protocol = flow.protocol;
-    keys.original._pad = [0; 3];
+    keys.fill(flow);
+
+    // A masqueraded hairpin (kube-proxy's rewrite of a pod's flow to its own Service) is
+    // judged as the pod's own socket: the delivered tuple on its way in, the reversed one for
+    // its replies. Other packets pay nothing more: these are the lookups they need anyway.
+    let mut forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
+    let mut original_entry = None;
+    let mut original_looked_up = false;
+    if let Some(entry) = forward_entry
+        // SAFETY: as below; only the flags are read.
+        && unsafe { (*entry).flags } & MASQUERADED_HAIRPIN != 0
+    {
+        if !unmasquerade(flow, &keys.forward, entry, false, now) {
+            // We no longer know whose it is: the safe side.
+            return Verdict::Deny;
+        }
+        keys.fill(flow);
+        forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
+    } else if forward_entry.is_none() {
+        original_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.original);
+        original_looked_up = true;
+        if let Some(entry) = original_entry
+            // SAFETY: as above.
+            && unsafe { (*entry).flags } & MASQUERADED_HAIRPIN != 0
+        {
+            if !unmasquerade(flow, &keys.original, entry, true, now) {
+                return Verdict::Deny;
+            }
+            keys.fill(flow);
+            // The reply's original is now the pod's own flow to itself; the pod has no other
+            // flow from the backend's port to its own client socket to find forward.
+            original_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.original);
+        }
+    }
     let (forward, original) = (&keys.forward, &keys.original);
+    let peer_addr = if egress { &flow.dst } else { &flow.src };
 
     // The verifier walks every path through the rule loop once per call site, so the
     // decision below needs policy at most once, from a single call: first find out what to
@@ -210,7 +244,7 @@ fn decide_flow(
 
     // A later packet of a flow this check allowed: no policy lookup, unless policy changed
     // since (then it is checked again, and cut if no longer allowed).
-    if let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(forward) {
+    if let Some(entry) = forward_entry {
         // SAFETY: the entry stays valid for the program run (RCU); concurrent updates of
         // its fields by another CPU are benign races on plain integers.
         let value = unsafe { &mut *entry };
@@ -227,7 +261,11 @@ fn decide_flow(
     // A reply: this endpoint's side of the connection was allowed when it was opened. The
     // original's destination port is our reply's source port.
     if matches!(pending, Pending::New)
-        && let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(original)
+        && let Some(entry) = if original_looked_up {
+            original_entry
+        } else {
+            PALISADE_CONNTRACK.get_ptr_mut(original)
+        }
     {
         // SAFETY: as above.
         let value = unsafe { &mut *entry };
@@ -382,7 +420,113 @@ fn defer_to_service(flow: &Flow) -> Frontend {
     // the flow is still decided after the translation, but its replies are judged as new
     // packets from the frontend, the safe side.
     let _ = PALISADE_SERVICE_PENDING.insert(socket, key, 0);
+    // The sender is one of the frontend's backends: kube-proxy may send the packet back to it,
+    // masqueraded, so remember the packet by what the masquerade leaves alone.
+    let own = BackendKey {
+        frontend: key,
+        backend: TransportAddr {
+            addr: flow.src,
+            port: ANY_BACKEND_PORT,
+            protocol: flow.protocol,
+            _pad: 0,
+        },
+    };
+    // SAFETY: only presence is read.
+    if unsafe { PALISADE_SERVICE_BACKENDS.get(own) }.is_some() {
+        let hairpin = HairpinKey {
+            addr: flow.src,
+            fingerprint: flow.fingerprint,
+            protocol: flow.protocol,
+            _pad: [0; 3],
+        };
+        // A failed insert: the hairpin is judged as the node's traffic, which is allowed.
+        let _ = PALISADE_SERVICE_HAIRPIN_PENDING.insert(hairpin, u32::from(flow.sport), 0);
+    }
     Frontend::Deferred
+}
+
+/// After netfilter, on a packet from an address that is not a local pod's: whether it is a
+/// local pod's new flow to its own Service that kube-proxy masqueraded (the pod recorded the
+/// packet's fingerprint, and its pending frontend has this destination as a backend). If it
+/// is, `flow` becomes the packet as the pod sent it, to its backend, with the masquerade's
+/// address and port kept for [`link_service_flow`].
+#[inline(never)]
+fn unmasquerade_new_hairpin(flow: &mut Flow) -> bool {
+    let protocol = flow.protocol;
+    if protocol == IPPROTO_TCP {
+        if flow.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) != tcp_flags::SYN {
+            return false;
+        }
+    } else if protocol != IPPROTO_UDP && protocol != IPPROTO_SCTP {
+        return false;
+    }
+    let pending = HairpinKey {
+        addr: flow.dst,
+        fingerprint: flow.fingerprint,
+        protocol,
+        _pad: [0; 3],
+    };
+    // SAFETY: copied out at once.
+    let Some(sport) = (unsafe { PALISADE_SERVICE_HAIRPIN_PENDING.get(pending) }).copied() else {
+        return false;
+    };
+    let socket = TransportAddr {
+        addr: flow.dst,
+        port: sport as u16,
+        protocol,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let Some(frontend) = (unsafe { PALISADE_SERVICE_PENDING.get(socket) }).copied() else {
+        return false;
+    };
+    let pair = BackendKey {
+        frontend,
+        backend: TransportAddr {
+            addr: flow.dst,
+            port: flow.dport,
+            protocol,
+            _pad: 0,
+        },
+    };
+    // SAFETY: only presence is read.
+    if flow.dport == ANY_BACKEND_PORT || unsafe { PALISADE_SERVICE_BACKENDS.get(pair) }.is_none() {
+        return false;
+    }
+    let _ = PALISADE_SERVICE_HAIRPIN_PENDING.remove(pending);
+    flow.masquerade_addr = flow.src;
+    flow.masquerade_port = flow.sport;
+    flow.src = flow.dst;
+    flow.sport = socket.port;
+    true
+}
+
+/// Puts a masqueraded hairpin's pod socket in place of the masquerade address and port:
+/// the source of a packet on its way in (`reply` false), the destination of a reply. Keeps
+/// the marker alive as long as the connection (its state follows the packets). False when
+/// the socket is no longer known.
+#[inline(never)]
+fn unmasquerade(
+    flow: &mut Flow,
+    delivered: &ConntrackKey,
+    marker: *mut ConntrackValue,
+    reply: bool,
+    now: u64,
+) -> bool {
+    // SAFETY: copied out at once.
+    let Some(socket) = (unsafe { PALISADE_SERVICE_HAIRPINS.get(delivered) }).copied() else {
+        return false;
+    };
+    // SAFETY: a conntrack entry found by the caller, valid for the program run (RCU).
+    track(unsafe { &mut *marker }, flow, reply, now);
+    if reply {
+        flow.dst = socket.addr;
+        flow.dport = socket.port;
+    } else {
+        flow.src = socket.addr;
+        flow.sport = socket.port;
+    }
+    true
 }
 
 /// After netfilter, on a flow policy just allowed: if the pod sent it to a frontend that has
@@ -404,6 +548,9 @@ pub fn link_service_flow(flow: &Flow) {
         protocol: flow.protocol,
         _pad: 0,
     };
+    if flow.dport == ANY_BACKEND_PORT {
+        return;
+    }
     // SAFETY: copied out at once.
     let Some(frontend) = (unsafe { PALISADE_SERVICE_PENDING.get(socket) }).copied() else {
         return;
@@ -441,6 +588,34 @@ pub fn link_service_flow(flow: &Flow) {
     // cut, the safe side.
     let _ = PALISADE_SERVICE_FLOWS.insert(sent, pair.backend, 0);
     let _ = PALISADE_SERVICE_PENDING.remove(socket);
+    if flow.src == flow.dst {
+        // A pod's packet reaches its own interface's egress from itself only as a hairpin
+        // found masqueraded (a pod's packets to itself never leave it otherwise): the checks
+        // that meet the delivered tuple judge the pod's socket in its place.
+        let delivered = ConntrackKey {
+            src: flow.masquerade_addr,
+            dst: flow.dst,
+            sport: flow.masquerade_port,
+            dport: flow.dport,
+            protocol: flow.protocol,
+            _pad: [0; 3],
+        };
+        let marker = ConntrackValue {
+            flags: MASQUERADED_HAIRPIN,
+            state: state::NEW,
+            last_seen_ns: now,
+            generation: [0; 2],
+        };
+        // The socket first: a marker without it denies. A failed insert leaves the pod's
+        // ingress judging the masquerade address (the node: allowed), as if no hairpin had
+        // been recognised; its egress was decided above.
+        if PALISADE_SERVICE_HAIRPINS
+            .insert(delivered, socket, 0)
+            .is_ok()
+        {
+            let _ = PALISADE_CONNTRACK.insert(delivered, marker, 0);
+        }
+    }
 }
 
 /// A packet's tuple as sent (`forward`) and reversed (`original`: the connection a reply
@@ -448,6 +623,26 @@ pub fn link_service_flow(flow: &Flow) {
 pub struct Tuples {
     pub forward: ConntrackKey,
     pub original: ConntrackKey,
+}
+
+impl Tuples {
+    /// Both tuples of `flow`, written field by field (see the parser's module documentation
+    /// on zeroed arrays).
+    #[inline(always)]
+    fn fill(&mut self, flow: &Flow) {
+        self.forward.src = flow.src;
+        self.forward.dst = flow.dst;
+        self.forward.sport = flow.sport;
+        self.forward.dport = flow.dport;
+        self.forward.protocol = flow.protocol;
+        self.forward._pad = [0; 3];
+        self.original.src = flow.dst;
+        self.original.dst = flow.src;
+        self.original.sport = flow.dport;
+        self.original.dport = flow.sport;
+        self.original.protocol = flow.protocol;
+        self.original._pad = [0; 3];
+    }
 }
 
 /// What the packet's decision waits on policy for.

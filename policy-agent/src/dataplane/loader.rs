@@ -19,7 +19,7 @@ use policy_common::{
     identity::{IdentityKey, IdentityValue},
     map_names, program_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue},
-    service::TransportAddr,
+    service::{HairpinKey, TransportAddr},
 };
 
 /// The prefix length of a whole identity key: an IPv6 (or IPv4-mapped) address.
@@ -160,7 +160,7 @@ pub(super) struct AttachedLink {
 /// (and fragments, and counts) outlive a restart, so established connections keep working.
 /// They hold addresses and ports, none of the compiler's numbers. Each with the layout this
 /// build gives it, which a previous agent's pin must have to be reused.
-const KEPT_MAPS: [KeptMap; 5] = [
+const KEPT_MAPS: [KeptMap; 7] = [
     KeptMap {
         name: map_names::CONNTRACK,
         key_size: size_of::<ConntrackKey>(),
@@ -191,6 +191,18 @@ const KEPT_MAPS: [KeptMap; 5] = [
         key_size: size_of::<ConntrackKey>(),
         value_size: size_of::<TransportAddr>(),
         max_entries: capacity::SERVICE_FLOWS,
+    },
+    KeptMap {
+        name: map_names::SERVICE_HAIRPIN_PENDING,
+        key_size: size_of::<HairpinKey>(),
+        value_size: size_of::<u32>(),
+        max_entries: capacity::SERVICE_HAIRPIN_PENDING,
+    },
+    KeptMap {
+        name: map_names::SERVICE_HAIRPINS,
+        key_size: size_of::<ConntrackKey>(),
+        value_size: size_of::<TransportAddr>(),
+        max_entries: capacity::SERVICE_HAIRPINS,
     },
 ];
 

@@ -13,7 +13,7 @@ use std::{
 use aya::maps::{HashMap, MapData, MapError};
 use policy_common::{
     map_names,
-    service::{BackendKey, FrontendValue, TransportAddr, frontend},
+    service::{ANY_BACKEND_PORT, BackendKey, FrontendValue, TransportAddr, frontend},
 };
 
 use super::{Datapath, DataplaneError, sync::SyncStats};
@@ -65,6 +65,12 @@ impl ServiceMaps {
                 maps.backends.insert(BackendKey {
                     frontend: key,
                     backend: transport(*addr, *port, spec.protocol),
+                });
+                // The address-only pair: a pod that is a backend may reach itself through the
+                // frontend (see `policy_common::service`, hairpin).
+                maps.backends.insert(BackendKey {
+                    frontend: key,
+                    backend: transport(*addr, ANY_BACKEND_PORT, spec.protocol),
                 });
             }
         }
