@@ -1,5 +1,6 @@
 //! The seed scenario (examples/seed/) and a Services scenario (examples/services/
-//! single-node.yaml: ClusterIPs of both families, a NodePort, a named targetPort, hairpin with and without policy)
+//! single-node.yaml: ClusterIPs of both families, a NodePort, a named targetPort, hairpin
+//! with and without policy)
 //! through the netns lab with the real agent on real traffic, their objects (Services and
 //! the lab's EndpointSlices too) published through the stand-in Kubernetes API server
 //! instead of the file datastore: the agent runs `--datastore kubernetes` in the lab's node
