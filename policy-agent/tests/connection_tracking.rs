@@ -3,6 +3,11 @@
 //! entries expire; revoking an allow cuts established connections at their next packet (a
 //! source-port deny only the connection from that port); ICMP
 //! echo is tracked by identifier and ICMP errors pass only for a tracked flow.
+//!
+//! And the bypasses a crafted-packet campaign found (issue 17), closed: a revoked connection
+//! stays cut whichever side speaks first; a TCP segment or an ICMP packet that cannot open a
+//! flow is judged alone and opens none; errors are related only to flows the receiving
+//! endpoint's own check allowed, within a router's size, unfragmented.
 //! Privileged: needs root (a failure under CI=true).
 
 use palisade_tests::require_root;
@@ -16,7 +21,7 @@ use policy_agent::{
     replay::Direction,
 };
 use policy_common::{
-    conntrack::{ConntrackKey, ConntrackValue, state, timeout},
+    conntrack::{ConntrackKey, ConntrackValue, REVOKED, state, timeout},
     ipv4_mapped, map_names,
 };
 
@@ -271,9 +276,11 @@ fn revoking_an_allow_cuts_established_connections_at_their_next_packet() {
     assert!(!node.send(&tcp(CLIENT, 40000, SERVER, 80, ACK)));
     assert!(!node.send(&tcp(SERVER, 80, CLIENT, 40000, ACK)));
     assert!(!node.send(&udp(SERVER, 53, CLIENT, 5353)));
-    assert!(
-        node.entry(&key(CLIENT, 40000, SERVER, 80, 6)).is_none(),
-        "entry removed"
+    assert_eq!(
+        node.entry(&key(CLIENT, 40000, SERVER, 80, 6))
+            .map(|e| e.flags),
+        Some(REVOKED),
+        "cut: only a tombstone left"
     );
 
     // Restored: a new connection works again; then the client's own egress is revoked, and
@@ -367,4 +374,164 @@ fn icmp_echo_is_tracked_by_identifier_and_errors_pass_only_for_tracked_flows() {
     assert!(!node.send(&icmp_unreachable(SERVER, CLIENT, &unseen)));
     // An error sent to someone other than the quoted packet's sender is not related either.
     assert!(!node.send(&icmp_unreachable(SERVER, OPEN, &query)));
+}
+
+/// An ICMP message of any type (code 0, identifier `id`, sequence 1).
+fn icmp_any(src: Ipv4Addr, dst: Ipv4Addr, kind: u8, id: u16) -> Vec<u8> {
+    icmp_echo(src, dst, kind, id)
+}
+
+/// The server may open anything: what the campaign's victim had.
+const SERVER_EGRESS_OPEN: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    metadata: {name: server-egress-open, namespace: default}\n\
+    spec: {podSelector: {matchLabels: {app: server}}, policyTypes: [Egress], egress: [{}]}\n";
+
+#[test]
+fn a_revoked_connection_stays_cut_whichever_side_speaks_first() {
+    if !require_root("a_revoked_connection_stays_cut_whichever_side_speaks_first") {
+        return;
+    }
+    let mut node = Node::new("server-first");
+    node.write("server-egress.yaml", SERVER_EGRESS_OPEN);
+    node.sync();
+    assert!(node.send(&tcp(CLIENT, 40100, SERVER, 80, SYN)));
+    assert!(node.send(&tcp(SERVER, 80, CLIENT, 40100, SYN | ACK)));
+    assert!(node.send(&tcp(CLIENT, 40100, SERVER, 80, ACK)));
+    assert!(node.send(&udp(CLIENT, 5400, SERVER, 53)));
+    assert!(node.send(&udp(SERVER, 53, CLIENT, 5400)));
+
+    node.remove("server-ingress.yaml");
+    node.sync();
+    // The server speaks first (a zero-window probe; a datagram pushed to the client), again
+    // and again: the first is cut as a reply, the later ones may leave the server (its egress
+    // is open) but open nothing, so the client's packets are never replies.
+    for _ in 0..3 {
+        assert!(!node.send(&tcp(SERVER, 80, CLIENT, 40100, ACK)));
+        assert!(!node.send(&udp(SERVER, 53, CLIENT, 5400)));
+    }
+    assert!(
+        node.run(
+            Direction::FromEndpoint,
+            &tcp(SERVER, 80, CLIENT, 40100, ACK)
+        ),
+        "the server's egress is open"
+    );
+    for _ in 0..3 {
+        assert!(!node.send(&tcp(CLIENT, 40100, SERVER, 80, ACK)));
+        assert!(!node.send(&udp(CLIENT, 5400, SERVER, 53)));
+    }
+    assert!(
+        node.entry(&key(SERVER, 80, CLIENT, 40100, 6)).is_none(),
+        "the server's packets recorded nothing"
+    );
+    assert!(node.entry(&key(SERVER, 53, CLIENT, 5400, 17)).is_none());
+
+    // The tombstone lasts while the tuple is in use; once it has been quiet for the UDP
+    // timeout, a datagram from the server is a new flow the server opens (its egress allows
+    // it), like any: the client's answers are then replies to it.
+    let cut = key(CLIENT, 5400, SERVER, 53, 17);
+    let mut quiet = node.entry(&cut).expect("tombstone");
+    assert_eq!(quiet.flags, REVOKED);
+    quiet.last_seen_ns = quiet
+        .last_seen_ns
+        .checked_sub(timeout::OTHER + 1_000_000_000)
+        .expect("the machine has been up longer than a minute");
+    node.conntrack().insert(cut, quiet, 0).expect("aging");
+    assert!(node.run(Direction::FromEndpoint, &udp(SERVER, 53, CLIENT, 5400)));
+    assert!(node.send(&udp(CLIENT, 5400, SERVER, 53)));
+
+    // A policy change voids the tombstones: the client connects again once allowed.
+    node.write("server-ingress.yaml", SERVER_INGRESS);
+    node.sync();
+    assert!(node.send(&tcp(CLIENT, 40100, SERVER, 80, SYN)));
+    assert!(node.send(&tcp(SERVER, 80, CLIENT, 40100, SYN | ACK)));
+}
+
+#[test]
+fn a_segment_or_icmp_packet_that_cannot_open_a_flow_opens_none() {
+    if !require_root("a_segment_or_icmp_packet_that_cannot_open_a_flow_opens_none") {
+        return;
+    }
+    let node = Node::new("no-open");
+    // A mid-stream segment nobody tracks, allowed both ways by policy: it passes, alone.
+    assert!(node.send(&tcp(CLIENT, 40300, SERVER, 80, ACK)));
+    assert!(node.entry(&key(CLIENT, 40300, SERVER, 80, 6)).is_none());
+    assert!(
+        !node.send(&tcp(SERVER, 80, CLIENT, 40300, ACK)),
+        "the server's answer is no reply"
+    );
+    // SYN-ACK, FIN and RST open nothing either.
+    for flags in [SYN | ACK, FIN | ACK, RST] {
+        assert!(node.send(&tcp(CLIENT, 40301, SERVER, 80, flags)));
+        assert!(node.entry(&key(CLIENT, 40301, SERVER, 80, 6)).is_none());
+    }
+
+    // ICMP that is not an echo request is never tracked: a timestamp request the client may
+    // send leaves nothing for open's messages of any type to answer.
+    const REQUEST: u8 = 8;
+    const REPLY: u8 = 0;
+    assert!(node.send(&icmp_any(CLIENT, OPEN, 13, 0)));
+    assert!(node.entry(&key(CLIENT, 0, OPEN, 0, 1)).is_none());
+    for kind in [14, 3, 40, 200] {
+        assert!(!node.send(&icmp_any(OPEN, CLIENT, kind, 0)), "type {kind}");
+    }
+    // An echo reply the client may send opens nothing: open's request with its identifier
+    // is not its reply.
+    assert!(node.send(&icmp_echo(CLIENT, OPEN, REPLY, 9)));
+    assert!(!node.send(&icmp_echo(OPEN, CLIENT, REQUEST, 9)));
+    // The client's echo request with identifier 0 is tracked, and only an echo reply
+    // answers it, not another type with the same (zero) identifier, nor a request.
+    assert!(node.send(&icmp_echo(CLIENT, OPEN, REQUEST, 0)));
+    assert!(!node.send(&icmp_any(OPEN, CLIENT, 13, 0)));
+    assert!(!node.send(&icmp_echo(OPEN, CLIENT, REQUEST, 0)));
+    assert!(node.send(&icmp_echo(OPEN, CLIENT, REPLY, 0)));
+}
+
+/// `frame` (an IPv4 frame) with its IP payload padded by `extra` bytes.
+fn padded(frame: &[u8], extra: usize) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    frame.resize(frame.len() + extra, 0);
+    let total = u16::try_from(frame.len() - 14).expect("small");
+    frame[16..18].copy_from_slice(&total.to_be_bytes());
+    frame
+}
+
+#[test]
+fn errors_are_related_only_to_the_receivers_own_allowed_flows() {
+    if !require_root("errors_are_related_only_to_the_receivers_own_allowed_flows") {
+        return;
+    }
+    let mut node = Node::new("related");
+    let query = udp(CLIENT, 5500, SERVER, 53);
+    assert!(node.send(&query));
+    let error = icmp_unreachable(SERVER, CLIENT, &query);
+    assert!(node.send(&error));
+    // Larger than a router may send, or fragmented: not related.
+    assert!(!node.send(&padded(&error, 600)));
+    let mut fragmented = error.clone();
+    fragmented[20] = 0x20; // more fragments, offset 0
+    assert!(!node.send(&fragmented));
+    // From someone who did not receive the quoted packet: open's isolated egress stops it.
+    assert!(!node.send(&icmp_unreachable(OPEN, CLIENT, &query)));
+
+    // A flow only its sender's egress allowed (the server no longer admits UDP 53): the
+    // sender cannot make errors "about" it reach the server, quoting it either way.
+    node.remove("server-ingress.yaml");
+    node.sync();
+    let denied = udp(CLIENT, 5501, SERVER, 53);
+    assert!(!node.send(&denied));
+    assert!(
+        node.entry(&key(CLIENT, 5501, SERVER, 53, 17))
+            .is_some_and(|e| e.flags == 1),
+        "recorded by the client's egress alone"
+    );
+    let reversed = udp(SERVER, 53, CLIENT, 5501);
+    assert!(!node.run(
+        Direction::ToEndpoint,
+        &icmp_unreachable(CLIENT, SERVER, &reversed)
+    ));
+    assert!(!node.run(
+        Direction::ToEndpoint,
+        &icmp_unreachable(CLIENT, SERVER, &denied)
+    ));
 }

@@ -30,6 +30,12 @@ pub const ALLOWED_BY_INGRESS: u32 = 1 << 1;
 /// judge the pod's own socket in its place (`PALISADE_SERVICE_HAIRPINS` names it; see
 /// `crate::service`). It allows nothing by itself.
 pub const MASQUERADED_HAIRPIN: u32 = 1 << 2;
+/// A connection policy cut (a revoked allow), kept as a tombstone: while it lives (the
+/// protocol's timeout, renewed by every packet that meets it) and policy has not changed
+/// since (`generation[0]` is the generation that cut it), neither end may open a flow on its
+/// tuple again. Their packets are still decided by policy one by one, but none of them is
+/// recorded, so none can turn the other direction's packets into replies. It allows nothing.
+pub const REVOKED: u32 = 1 << 3;
 
 /// Index of each check's generation stamp in [`ConntrackValue::generation`].
 pub const EGRESS_CHECK: usize = 0;
@@ -88,6 +94,15 @@ pub struct ConntrackValue {
 }
 
 impl ConntrackValue {
+    /// Whether this is a tombstone ([`REVOKED`]) that still holds at `generation` and
+    /// `now_ns`.
+    #[inline(always)]
+    pub fn revoked(&self, protocol: u8, generation: u32, now_ns: u64) -> bool {
+        self.flags & REVOKED != 0
+            && self.generation[0] == generation
+            && !self.expired(protocol, now_ns)
+    }
+
     /// Whether the entry has outlived its state's timeout at `now_ns`.
     #[inline(always)]
     pub fn expired(&self, protocol: u8, now_ns: u64) -> bool {

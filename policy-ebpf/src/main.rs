@@ -188,6 +188,7 @@ pub fn palisade_after_nat(ctx: TcContext) -> i32 {
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let flow = unsafe { &mut *flow };
+    flow.frame_len = ctx.len();
     match packet::parse(&ctx, flow) {
         Ok(Parsed::Ip) => match verdict::decide(flow, Direction::AfterNat, ifindex, false) {
             Verdict::Allow => TC_ACT_UNSPEC,
@@ -218,6 +219,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let flow = unsafe { &mut *flow };
+    flow.frame_len = ctx.len();
     let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
         Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex, host) {

@@ -83,6 +83,9 @@ pub struct Flow {
     /// once `flow` has been rewritten to the pod's own socket. Meaningful only then.
     pub masquerade_addr: [u8; 16],
     pub masquerade_port: u16,
+    /// Not the parser's: the frame's length (`skb->len`, from the Ethernet header), set by
+    /// the program before the decision.
+    pub frame_len: u32,
 }
 
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct

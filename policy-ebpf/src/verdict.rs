@@ -6,7 +6,7 @@ use policy_common::{
     config,
     conntrack::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
-        INGRESS_CHECK, MASQUERADED_HAIRPIN, state,
+        INGRESS_CHECK, MASQUERADED_HAIRPIN, REVOKED, state,
     },
     endpoint::{
         EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, kind, lookup,
@@ -32,6 +32,7 @@ const IPPROTO_UDP: u8 = 17;
 const IPPROTO_SCTP: u8 = 132;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+const ETH_HDR_LEN: u32 = 14;
 
 /// The type and code (as rule entries key them) of an echo request of `protocol`.
 #[inline(always)]
@@ -161,6 +162,8 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
 
 /// The verdict for a packet of a known endpoint: a tracked connection, a related ICMP error,
 /// or policy. Not inlined, like the parser, for its own stack frame.
+// Keys are passed to lookups by reference: a copy would take 40 bytes of the stack.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(never)]
 fn decide_flow(
     flow: &mut Flow,
@@ -201,12 +204,43 @@ fn decide_flow(
     let keys = unsafe { &mut *keys };
     keys.fill(flow);
 
+    // Which packets are tracked (see `conntrack`): a first packet opens a flow only if it can
+    // open one (a TCP SYN, an echo request, a datagram); an echo reply only ever matches as a
+    // reply and an echo request only as its own flow, so the identifier is paired with the
+    // type; other ICMP (errors, neighbour discovery, unknown types) is never tracked and is
+    // decided packet by packet (errors may pass as related, below).
+    let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
+    let (lookup_forward, lookup_reply, mut opens) = if icmp {
+        let icmp_type = flow.icmp_type_code >> 8;
+        let (request, reply) = if flow.protocol == IPPROTO_ICMPV6 {
+            (128, 129)
+        } else {
+            (8, 0)
+        };
+        (
+            icmp_type == request,
+            icmp_type == reply,
+            icmp_type == request,
+        )
+    } else if flow.protocol == IPPROTO_TCP {
+        // Only a SYN opens: a segment in the middle of a connection nobody tracks is decided
+        // by policy but opens nothing, so it cannot make the other side's packets replies.
+        let flags = flow.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST);
+        (true, true, flags == tcp_flags::SYN)
+    } else {
+        (true, true, true)
+    };
+
     // A masqueraded hairpin (kube-proxy's rewrite of a pod's flow to its own Service) is
     // judged as the pod's own socket: the delivered tuple on its way in, the reversed one for
     // its replies. Other packets pay nothing more: these are the lookups they need anyway.
-    let mut forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
+    let mut forward_entry = if lookup_forward {
+        PALISADE_CONNTRACK.get_ptr_mut(&keys.forward)
+    } else {
+        None
+    };
     let mut original_entry = None;
-    let mut original_looked_up = false;
+    let mut original_looked_up = !lookup_reply;
     if let Some(entry) = forward_entry
         // SAFETY: as below; only the flags are read.
         && unsafe { (*entry).flags } & MASQUERADED_HAIRPIN != 0
@@ -217,7 +251,7 @@ fn decide_flow(
         }
         keys.fill(flow);
         forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
-    } else if forward_entry.is_none() {
+    } else if forward_entry.is_none() && lookup_reply {
         original_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.original);
         original_looked_up = true;
         if let Some(entry) = original_entry
@@ -255,6 +289,9 @@ fn decide_flow(
             }
             pending = Pending::Forward;
             tracked = entry;
+        } else if value.revoked(flow.protocol, generation, now) {
+            value.last_seen_ns = now;
+            opens = false;
         }
     }
 
@@ -276,11 +313,18 @@ fn decide_flow(
             }
             pending = Pending::Reply;
             tracked = entry;
+        } else if value.revoked(flow.protocol, generation, now) {
+            value.last_seen_ns = now;
+            opens = false;
         }
     }
 
-    // An ICMP error about a tracked flow, on its way back to that flow's sender: related.
-    if matches!(pending, Pending::New) && flow.quoted.valid && related(flow) {
+    // An ICMP error about a flow this endpoint's own check allowed, on its way back to that
+    // flow's sender: related.
+    if matches!(pending, Pending::New)
+        && flow.quoted.valid
+        && related(flow, this_check | counterpart_check << 8)
+    {
         return Verdict::Allow;
     }
 
@@ -302,7 +346,6 @@ fn decide_flow(
     // A reply re-checked against a newer policy is checked as the packet it answers: for
     // ICMP that is an echo request (only echoes are tracked as connections).
     // The source port only matters to tables with source-port rules (port protocols only).
-    let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let (policy, sport, mut port) = match pending {
         Pending::Reply if icmp => (counterpart_policy, 0, echo_request(flow.protocol)),
         Pending::Reply => (counterpart_policy, flow.dport, flow.sport),
@@ -345,6 +388,9 @@ fn decide_flow(
             if !allowed {
                 return Verdict::Deny;
             }
+            if !opens {
+                return Verdict::Allow;
+            }
             remember(
                 forward,
                 flow,
@@ -355,17 +401,21 @@ fn decide_flow(
             return Verdict::AllowNew;
         }
         Pending::Forward | Pending::Reply => {
-            let (key, index, reply) = match pending {
-                Pending::Forward => (forward, this_index, false),
-                _ => (original, counterpart_index, true),
+            let (index, reply) = match pending {
+                Pending::Forward => (this_index, false),
+                _ => (counterpart_index, true),
             };
-            if !allowed {
-                // Policy no longer allows the connection: cut it.
-                let _ = PALISADE_CONNTRACK.remove(key);
-                return Verdict::Deny;
-            }
             // SAFETY: set from a successful lookup above, valid for the program run.
             let value = unsafe { &mut *tracked };
+            if !allowed {
+                // Policy no longer allows the connection: cut it, and leave a tombstone so
+                // that neither end re-opens it under this policy by speaking first.
+                value.flags = REVOKED;
+                value.state = state::CLOSED;
+                value.generation = [generation; 2];
+                value.last_seen_ns = now;
+                return Verdict::Deny;
+            }
             value.generation[index] = generation;
             track(value, flow, reply, now);
         }
@@ -656,28 +706,45 @@ enum Pending {
     Reply,
 }
 
-/// Whether an ICMP error quotes a tracked flow and travels back to that flow's sender, or
-/// is kube-proxy's rejection of a flow to a Service frontend without backends, sent from that
-/// frontend.
+/// Whether an ICMP error is related: it travels back to the sender of the packet it quotes
+/// (and, at an egress check, comes from that packet's destination), is no larger than a router may send (576 bytes IPv4, 1280 IPv6: RFC 1812, RFC 4443), is
+/// not fragmented (so it unlocks no later fragments), and quotes a flow this endpoint's own
+/// check allowed: as its original (`checks`' high byte: the counterpart check) or as a reply
+/// to it (the low byte: this check). Or it is kube-proxy's rejection of a flow to a Service
+/// frontend without backends, sent from that frontend.
 #[inline(never)]
-fn related(flow: &Flow) -> bool {
+fn related(flow: &Flow, checks: u32) -> bool {
     let quoted = &flow.quoted;
-    quoted.src == flow.dst
-        && (rejected_by_kube_proxy(flow)
-            || is_tracked(
-                &quoted.src,
-                &quoted.dst,
-                quoted.sport,
-                quoted.dport,
-                quoted.protocol,
-            )
-            || is_tracked(
-                &quoted.dst,
-                &quoted.src,
-                quoted.dport,
-                quoted.sport,
-                quoted.protocol,
-            ))
+    let largest = if flow.protocol == IPPROTO_ICMP {
+        576
+    } else {
+        1280
+    };
+    // A pod sends errors only about packets it received (it routes nothing): at an egress
+    // check the quoted packet was sent to the endpoint.
+    let egress = checks & 0xff == ALLOWED_BY_EGRESS;
+    if quoted.src != flow.dst
+        || (egress && quoted.dst != flow.src)
+        || !matches!(flow.fragment, Fragment::No)
+        || flow.frame_len > largest + ETH_HDR_LEN
+    {
+        return false;
+    }
+    rejected_by_kube_proxy(flow)
+        || tracked_by(
+            &quoted.src,
+            &quoted.dst,
+            u32::from(quoted.sport) << 16 | u32::from(quoted.dport),
+            quoted.protocol,
+            checks >> 8,
+        )
+        || tracked_by(
+            &quoted.dst,
+            &quoted.src,
+            u32::from(quoted.dport) << 16 | u32::from(quoted.sport),
+            quoted.protocol,
+            checks & 0xff,
+        )
 }
 
 /// Whether a direction's policy allows a packet: not isolated, or a table allows it.
@@ -771,18 +838,19 @@ fn rejected_by_kube_proxy(flow: &Flow) -> bool {
     unsafe { PALISADE_SERVICES.get(key) }.is_some_and(|v| v.flags & frontend::NO_BACKENDS != 0)
 }
 
+/// Whether the flow (`ports`: source in the high half) is tracked as allowed by `check`.
 #[inline(always)]
-fn is_tracked(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, protocol: u8) -> bool {
+fn tracked_by(src: &[u8; 16], dst: &[u8; 16], ports: u32, protocol: u8, check: u32) -> bool {
     let key = ConntrackKey {
         src: *src,
         dst: *dst,
-        sport,
-        dport,
+        sport: (ports >> 16) as u16,
+        dport: ports as u16,
         protocol,
         _pad: [0; 3],
     };
-    // SAFETY: only presence is read.
-    unsafe { PALISADE_CONNTRACK.get(key).is_some() }
+    // SAFETY: only the flags are read, at once.
+    unsafe { PALISADE_CONNTRACK.get(key) }.is_some_and(|v| v.flags & check != 0)
 }
 
 /// Follows a tracked connection's state with the packet just passed.
@@ -935,7 +1003,8 @@ fn remember(key: &ConntrackKey, flow: &Flow, check_and_index: u32, generation: u
     if let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(key) {
         // SAFETY: as in `decide_flow`.
         let entry = unsafe { &mut *entry };
-        if !entry.expired(flow.protocol, now) {
+        // (A tombstone of an older policy is simply replaced.)
+        if !entry.expired(flow.protocol, now) && entry.flags & REVOKED == 0 {
             // The other end's check (same-node traffic) recorded it first.
             entry.flags |= check;
             entry.generation[index] = generation;
