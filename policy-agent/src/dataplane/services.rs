@@ -231,10 +231,19 @@ mod tests {
         // One backend elsewhere: decided after the translation like any.
         assert_eq!(flags("10.96.0.2", 443), 0);
         assert_eq!(flags("10.96.0.3", 80), frontend::NO_BACKENDS);
-        assert_eq!(maps.backends.len(), 5);
+        // Five (frontend, backend) pairs, each with its address-only pair.
+        assert_eq!(maps.backends.len(), 10);
         assert!(maps.backends.contains(&BackendKey {
             frontend: transport("10.96.0.10".parse().expect("an address"), 53, 6),
             backend: transport("10.42.0.6".parse().expect("an address"), 5353, 6),
+        }));
+        assert!(maps.backends.contains(&BackendKey {
+            frontend: transport("10.96.0.10".parse().expect("an address"), 53, 6),
+            backend: transport(
+                "10.42.0.6".parse().expect("an address"),
+                ANY_BACKEND_PORT,
+                6
+            ),
         }));
     }
 }
