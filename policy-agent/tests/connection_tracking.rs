@@ -535,3 +535,47 @@ fn errors_are_related_only_to_the_receivers_own_allowed_flows() {
         &icmp_unreachable(CLIENT, SERVER, &denied)
     ));
 }
+
+/// A UDP datagram from client:5600 to server:53 in two IPv4 fragments (identification `id`):
+/// the first (carrying the ports) and the second.
+fn udp_fragments(id: u16) -> (Vec<u8>, Vec<u8>) {
+    let first = udp(CLIENT, 5600, SERVER, 53);
+    let set = |frame: &[u8], flags_offset: u16, payload: &[u8]| {
+        let mut frame = frame[..14 + 20].to_vec();
+        frame.extend_from_slice(payload);
+        let total = u16::try_from(frame.len() - 14).expect("small");
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame[18..20].copy_from_slice(&id.to_be_bytes());
+        frame[20..22].copy_from_slice(&flags_offset.to_be_bytes());
+        frame
+    };
+    // More fragments, offset 0: the UDP header and 8 bytes; then offset 2 (16 bytes), last.
+    let mut head = first[14 + 20..].to_vec();
+    head.resize(16, b'x');
+    (set(&first, 0x2000, &head), set(&first, 0x0002, b"the rest"))
+}
+
+#[test]
+fn later_fragments_follow_the_policy_generation() {
+    if !require_root("later_fragments_follow_the_policy_generation") {
+        return;
+    }
+    let mut node = Node::new("fragment-generation");
+    let (first, later) = udp_fragments(0x1111);
+    assert!(node.send(&first));
+    assert!(node.send(&later), "same policy: completed");
+
+    let (first, later) = udp_fragments(0x2222);
+    assert!(node.send(&first));
+    // Policy changes (even a change that still allows the datagram) before the rest arrives:
+    // the first fragment's verdict is no longer current, and the rest has no ports to be
+    // decided again.
+    node.write(
+        "unrelated-policy.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: open-egress, namespace: default}\n\
+         spec: {podSelector: {matchLabels: {app: open}}, egress: [{}]}\n",
+    );
+    node.sync();
+    assert!(!node.send(&later));
+}

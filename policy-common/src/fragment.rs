@@ -3,8 +3,10 @@
 //! Only the first fragment of an IPv4 or IPv6 packet carries the transport header, so only it
 //! can be decided by port. The program decides the first fragment like any packet and records
 //! the verdict under the packet's (addresses, identification, protocol, hook); later fragments
-//! pass only if that record says their first fragment passed at the same hook. A later
-//! fragment that arrives before its first one, or whose record was evicted, is dropped: never
+//! pass only if that record says their first fragment passed at the same hook, under the
+//! policy generation that is still current. A later fragment that arrives before its first
+//! one, whose record was evicted, or after a policy change (its first fragment's verdict may
+//! no longer hold, and a later fragment has no ports to decide it again) is dropped: never
 //! decided as a packet without ports.
 
 #[repr(C)]
@@ -26,11 +28,13 @@ pub struct FragmentKey {
 pub struct FragmentValue {
     /// 1 when the first fragment passed.
     pub allowed: u32,
+    /// The policy generation (`config::GENERATION`) it was decided under.
+    pub generation: u32,
 }
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C); 16 + 16 + 4 + 1 + 1 + 2 = 40 bytes, no padding.
 unsafe impl aya::Pod for FragmentKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C), one u32.
+// SAFETY: repr(C), two u32s.
 unsafe impl aya::Pod for FragmentValue {}

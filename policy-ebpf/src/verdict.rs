@@ -136,13 +136,13 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
     match flow.fragment {
         // A later fragment follows its first fragment's verdict, or is dropped.
         Fragment::Later(id) => {
-            // SAFETY: only the flag is read, immediately.
-            let first_passed =
-                unsafe { PALISADE_FRAGMENTS.get(fragment_key(id)).map(|v| v.allowed) };
-            if first_passed == Some(1) {
-                Verdict::Allow
-            } else {
-                Verdict::Deny
+            // SAFETY: copied out at once.
+            let first = unsafe { PALISADE_FRAGMENTS.get(fragment_key(id)) }.copied();
+            match first {
+                Some(first) if first.allowed == 1 && first.generation == current_generation() => {
+                    Verdict::Allow
+                }
+                _ => Verdict::Deny,
             }
         }
         Fragment::First(id) => {
@@ -151,6 +151,7 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
             let verdict = decide_flow(flow, direction, endpoint, ifindex);
             let value = FragmentValue {
                 allowed: u32::from(verdict != Verdict::Deny),
+                generation: current_generation(),
             };
             // A failed insert (map full) only means the later fragments are dropped.
             let _ = PALISADE_FRAGMENTS.insert(key, value, 0);
@@ -421,6 +422,15 @@ fn decide_flow(
         }
     }
     Verdict::Allow
+}
+
+/// The policy generation the agent last programmed.
+#[inline(always)]
+fn current_generation() -> u32 {
+    PALISADE_CONFIG
+        .get(config::GENERATION)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// What a pod's new flow is sending to.
