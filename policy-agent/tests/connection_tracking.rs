@@ -579,3 +579,49 @@ fn later_fragments_follow_the_policy_generation() {
     node.sync();
     assert!(!node.send(&later));
 }
+
+const CLIENT6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0x10);
+const OPEN6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0x12);
+
+/// An ICMPv6 message of `kind` with identifier `id` (checksum left 0: the programs do not
+/// verify it), hop limit 64.
+fn icmpv6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, kind: u8, id: u16) -> Vec<u8> {
+    let mut body = vec![kind, 0, 0, 0];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&[0, 1]);
+    let mut frame = ETHERNET.to_vec();
+    frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&u16::try_from(body.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&[58, 64]);
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn an_icmpv6_error_or_unknown_type_leaves_no_entry_to_answer() {
+    if !require_root("an_icmpv6_error_or_unknown_type_leaves_no_entry_to_answer") {
+        return;
+    }
+    let node = Node::new("icmpv6");
+    // The client may send open anything: a parameter problem (type 4, no quote the parser
+    // can read) and an unknown informational type. Neither is tracked...
+    for kind in [4, 200] {
+        assert!(node.send(&icmpv6(CLIENT6, OPEN6, kind, 0)), "type {kind}");
+    }
+    // ...so nothing open sends the client passes as an answer: echo requests and replies with
+    // identifier 0, type 200, a parameter problem of its own.
+    for (kind, id) in [(128, 0), (129, 0), (200, 0), (4, 0)] {
+        assert!(
+            !node.send(&icmpv6(OPEN6, CLIENT6, kind, id)),
+            "type {kind} id {id}"
+        );
+    }
+    // The client's echo request is tracked; only the echo reply answers it.
+    assert!(node.send(&icmpv6(CLIENT6, OPEN6, 128, 0)));
+    assert!(!node.send(&icmpv6(OPEN6, CLIENT6, 200, 0)));
+    assert!(!node.send(&icmpv6(OPEN6, CLIENT6, 128, 0)));
+    assert!(node.send(&icmpv6(OPEN6, CLIENT6, 129, 0)));
+}
