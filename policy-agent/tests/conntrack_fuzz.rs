@@ -15,8 +15,9 @@
 //!
 //! Privileged. `PALISADE_CT_FUZZ_WORLDS` sets the number of worlds (default 60, about 2,400
 //! hook runs); `PALISADE_CT_FUZZ_SEED` replays one seed. A long run:
-//! `PALISADE_CT_FUZZ_WORLDS=2500 cargo test -p policy-agent --test conntrack_fuzz` (more
-//! than 100,000 hook runs).
+//! `PALISADE_CT_FUZZ_WORLDS=2500 cargo test -p policy-agent --test conntrack_fuzz --
+//! --nocapture`: on 2026-12-07, 121,762 hook runs (29,728 packets past their sender's hook),
+//! 0 disagreements, 139 s on the 2-core machine with other work running.
 
 use std::{collections::HashMap, fmt::Write as _, net::Ipv4Addr, path::PathBuf};
 
