@@ -55,6 +55,10 @@ pub enum DatastoreConfig {
 /// How often to say that the first full list from the API server is still awaited (and to
 /// tell `/healthz` that the loop is alive meanwhile).
 const SYNC_WAIT_LOG: Duration = Duration::from_secs(5);
+/// A failed sync is tried again after this, doubling up to [`RETRY_MAX`] (jittered), as
+/// kube-runtime's controllers requeue: on a quiet cluster no event would ever retry it.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Which interfaces carry the programs.
 #[derive(Debug, Clone)]
@@ -140,6 +144,8 @@ pub async fn run(config: Config) -> Result<()> {
     let mut state = State {
         compiler: Compiler::with_failsafe(config.failsafe.clone()),
         programmed: MapContents::default(),
+        applied: MapContents::default(),
+        attempted_digest: String::new(),
         unsynced: MapChanges::default(),
         status: Status::default(),
         interfaces: config.interfaces.clone(),
@@ -174,19 +180,17 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         INTERFACE_SCAN
     });
+    let mut retry = Retry::default();
     loop {
+        let retry_at = retry.at;
         tokio::select! {
             Some(()) = events.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
-                if let Err(e) = state.sync(datastore.as_mut(), &mut datapath, &scope) {
-                    // The maps keep the last programmed state; the next event retries.
-                    health.sync_failed();
-                    error!(error = format!("{e:#}"), "sync failed");
-                    continue;
-                }
-                state.refresh_datapath_stats(&datapath);
-                state.report(config.status_file.as_ref());
+                state.sync_and_report(datastore.as_mut(), &mut datapath, &scope, &mut retry, config.status_file.as_ref());
+            }
+            () = sleep_until_some(retry_at) => {
+                state.sync_and_report(datastore.as_mut(), &mut datapath, &scope, &mut retry, config.status_file.as_ref());
             }
             changed = next_link_change(&mut links) => {
                 if let Err(e) = changed {
@@ -214,11 +218,57 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// When to try a failed sync again.
+#[derive(Default)]
+struct Retry {
+    /// Failed syncs in a row.
+    attempts: u32,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    /// After a failure: 1 s doubling to 30 s, each ±20% so that a fleet of agents failing
+    /// together does not retry together.
+    fn failed(&mut self) -> Duration {
+        self.attempts = self.attempts.saturating_add(1);
+        let base = RETRY_FIRST
+            .saturating_mul(1 << self.attempts.saturating_sub(1).min(5))
+            .min(RETRY_MAX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // 0.8 to 1.2 times the base, from the clock's low bits.
+        let delay = base.mul_f64(0.8 + f64::from(nanos % 1000) / 2500.0);
+        self.at = Some(tokio::time::Instant::now() + delay);
+        delay
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct State {
     /// Holds the last compiled maps (`Compiler::maps`, endpoints not yet bound to interfaces).
+    /// Possibly a compile that was refused: never read for a kernel write outside `sync`.
     compiler: Compiler,
     /// What the maps hold now: the compiled maps with endpoints bound to their interfaces.
     programmed: MapContents,
+    /// The endpoint entries (unbound) of the last compile written whole: the one source of
+    /// truth for everything written or chosen between syncs (binding endpoints to new
+    /// interfaces, selecting interfaces to attach to). A refused or failed compile never
+    /// reaches the kernel, not even in part.
+    applied: MapContents,
+    /// Digest of the datastore contents the current sync tries to program.
+    attempted_digest: String,
     /// Keys compiles changed that a failed sync did not bring into the maps.
     unsynced: MapChanges,
     status: Status,
@@ -238,10 +288,9 @@ impl State {
     ) -> Result<()> {
         let started = Instant::now();
         let snapshot = datastore.load()?;
+        self.attempted_digest.clone_from(&snapshot.digest);
         let compiled = self.compiler.compile(&snapshot.cluster, scope);
-        self.status.tables = crate::flows::table_names(&compiled);
-        datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
-        self.host_interfaces = compiled.host_interfaces;
+        let tables = crate::flows::table_names(&compiled);
         // Only the entries the compiles changed since the last successful sync are compared
         // and written, so a small change costs a small sync however large the maps are.
         let mut keys = std::mem::take(&mut self.unsynced);
@@ -251,12 +300,20 @@ impl State {
             self.unsynced = keys;
             return Err(e.into());
         }
+        // Host endpoints bind their addresses to their interfaces: those of this compile.
+        let mut routes = self.host_routes();
+        for host in &compiled.host_interfaces {
+            for ip in &host.ips {
+                routes.insert(*ip, host.interface.clone());
+            }
+        }
         let delta = MapDelta::between(
             &self.programmed,
             &compiled.maps,
             &keys,
-            &Binding::of(&self.host_routes()),
+            &Binding::of(&routes),
         );
+        let endpoints = compiled.maps.endpoints.clone();
         // Our share of the compiled maps goes now, so the next compile updates them in place.
         drop(compiled.maps);
         let stats = match datapath.write(&delta) {
@@ -268,6 +325,11 @@ impl State {
             }
         };
         delta.apply_to(&mut self.programmed);
+        // Written whole: this compile is the applied state now.
+        self.applied.endpoints = endpoints;
+        self.status.tables = tables;
+        datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
+        self.host_interfaces = compiled.host_interfaces;
         let services = service_maps(&snapshot.cluster, scope);
         let service_stats = datapath.sync_services(&services)?;
         self.status.digest = snapshot.digest;
@@ -296,6 +358,43 @@ impl State {
             "programmed"
         );
         Ok(())
+    }
+
+    /// A sync from the loop: on failure the maps keep what they hold, the failure is reported
+    /// (log, status file, health) and a retry is scheduled.
+    fn sync_and_report(
+        &mut self,
+        datastore: &mut dyn Datastore,
+        datapath: &mut Datapath,
+        scope: &Scope,
+        retry: &mut Retry,
+        status_file: Option<&PathBuf>,
+    ) {
+        match self.sync(datastore, datapath, scope) {
+            Ok(()) => {
+                retry.succeeded();
+                self.status.refused = None;
+            }
+            Err(e) => {
+                self.health.sync_failed();
+                let delay = retry.failed();
+                let error = format!("{e:#}");
+                error!(
+                    error,
+                    attempts = retry.attempts,
+                    retry_in_ms = delay.as_millis(),
+                    "sync failed; the maps keep what they held"
+                );
+                self.status.refused = Some(crate::status::Refusal {
+                    digest: self.attempted_digest.clone(),
+                    error,
+                    attempts: retry.attempts,
+                    retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        self.refresh_datapath_stats(datapath);
+        self.report(status_file);
     }
 
     /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
@@ -335,7 +434,7 @@ impl State {
         // (The node's loopback never gets it: nothing leaves through it.)
         match &self.interfaces {
             InterfaceSelection::Routed => {
-                let routed = routes::endpoint_interfaces(self.compiler.maps(), routes);
+                let routed = routes::endpoint_interfaces(&self.applied, routes);
                 datapath.attach_interfaces(&|name| routed.contains(name), &uplink)
             }
             InterfaceSelection::Pattern(pattern) => {
@@ -350,10 +449,10 @@ impl State {
         datapath: &mut Datapath,
         routes: &BTreeMap<IpAddr, String>,
     ) -> Result<bool> {
-        // Only endpoint entries carry bindings.
-        let compiled = self.compiler.maps();
+        // Only endpoint entries carry bindings; the applied state's, never a refused compile's.
+        let applied = &self.applied;
         let keys = MapChanges {
-            endpoints: compiled
+            endpoints: applied
                 .endpoints
                 .keys()
                 .chain(self.programmed.endpoints.keys())
@@ -361,7 +460,7 @@ impl State {
                 .collect(),
             ..MapChanges::default()
         };
-        let delta = MapDelta::between(&self.programmed, compiled, &keys, &Binding::of(routes));
+        let delta = MapDelta::between(&self.programmed, applied, &keys, &Binding::of(routes));
         if delta.is_empty() {
             return Ok(false);
         }

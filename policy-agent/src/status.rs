@@ -41,6 +41,23 @@ pub struct Status {
     /// decided a flow event (the tables' numbers are this agent's own).
     #[serde(default)]
     pub tables: std::collections::BTreeMap<u32, crate::flows::TableNames>,
+    /// The last sync that failed, while nothing has been programmed since: the maps hold the
+    /// state of `digest`, not of the contents refused here.
+    #[serde(default)]
+    pub refused: Option<Refusal>,
+}
+
+/// A sync the agent could not program whole (so it programmed none of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Digest of the datastore contents it tried to program.
+    pub digest: String,
+    /// Why, with its causes.
+    pub error: String,
+    /// Failed syncs in a row; the agent retries with backoff.
+    pub attempts: u32,
+    /// When it retries, in milliseconds from this report.
+    pub retry_in_ms: u64,
 }
 
 /// What the programs did with the packets of one interface (`PALISADE_COUNTERS`, summed over

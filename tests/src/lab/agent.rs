@@ -341,7 +341,10 @@ fn programmed(agent: &Awaited<'_>, digest: &str) -> Result<Status, Option<String
                 .interfaces
                 .iter()
                 .all(|i| status.interfaces.contains(i));
-            if status.digest == digest && attached {
+            // Programmed, or settled by refusing it whole (the step's `expectErrors` says
+            // whether that was expected: the refusal is among the agent's errors).
+            let refused = status.refused.as_ref().is_some_and(|r| r.digest == digest);
+            if (status.digest == digest || refused) && attached {
                 return Ok(status);
             }
             Err(Some(format!(

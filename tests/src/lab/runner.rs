@@ -599,6 +599,15 @@ impl Lab {
                     errors.push(e);
                 }
             }
+            // A step the agent refused whole: the maps kept the previous step's state.
+            for (status, _) in &programmed {
+                if let Some(refused) = status.refused.as_ref().filter(|r| r.digest == digest) {
+                    let e = format!("refused: {}", refused.error);
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
             (Some(all), by_node, errors)
         };
         let probes = self.run_probes(number, &step.probes)?;
