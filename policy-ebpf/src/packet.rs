@@ -27,6 +27,9 @@ const IPPROTO_UDPLITE: u8 = 136;
 
 const IPV4_MIN_HDR_LEN: usize = 20;
 const IPV6_HDR_LEN: usize = 40;
+const UDP_HDR_LEN: usize = 8;
+/// The smallest TCP data offset (in 32-bit words): the fixed header.
+const TCP_MIN_DATA_OFFSET: u8 = 5;
 /// Fragment offset bits of the IPv4 flags/offset field.
 const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
 /// "More fragments" bit of the IPv4 flags/offset field.
@@ -38,8 +41,9 @@ const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_AUTH: u8 = 51;
 const IPV6_DEST_OPTS: u8 = 60;
-/// The longest extension-header chain walked. Real traffic carries one or two; a longer
-/// chain is matched as [`PROTOCOL_UNKNOWN`] rather than walked further.
+/// The longest extension-header chain walked (this many headers, then the upper-layer header).
+/// Real traffic carries one or two; a longer chain is matched as [`PROTOCOL_UNKNOWN`] rather
+/// than walked further.
 const IPV6_MAX_EXT_HEADERS: usize = 8;
 
 /// Where a packet stands in fragmentation.
@@ -197,7 +201,13 @@ fn parse_ipv4(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
         // A later fragment has no transport header.
         Fragment::Later(_) => {}
         // A first fragment too short to hold the ports cannot be decided: drop.
-        _ => transport(ctx, header.protocol, ETH_HDR_LEN + header_len, out)?,
+        _ => transport(
+            ctx,
+            header.protocol,
+            ETH_HDR_LEN + header_len,
+            ETH_HDR_LEN + total_len,
+            out,
+        )?,
     }
     Ok(Parsed::Ip)
 }
@@ -237,7 +247,6 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     // Walk the extension headers (bounded) to the upper-layer header.
     let mut next = header.next_header;
     let mut offset = ETH_HDR_LEN + IPV6_HDR_LEN;
-    let mut walked_to_the_end = false;
     for _ in 0..IPV6_MAX_EXT_HEADERS {
         match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
@@ -266,14 +275,16 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
                     out.fragment = Fragment::First(id);
                 }
             }
-            _ => {
-                walked_to_the_end = true;
-                break;
-            }
+            _ => break,
         }
     }
-    if !walked_to_the_end {
-        // More extension headers than we walk: no transport header we could trust.
+    // Still at an extension header after walking the most we walk: a longer chain, and no
+    // transport header we could trust. (Checked after the loop rather than with one more turn
+    // of it: each turn costs the verifier a walk of the whole body.)
+    if matches!(
+        next,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
+    ) {
         out.protocol = PROTOCOL_UNKNOWN;
         return Ok(Parsed::Ip);
     }
@@ -286,7 +297,13 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
             return Ok(Parsed::Infrastructure);
         }
     }
-    transport(ctx, next, offset, out)?;
+    transport(
+        ctx,
+        next,
+        offset,
+        ETH_HDR_LEN + IPV6_HDR_LEN + payload_len,
+        out,
+    )?;
     Ok(Parsed::Ip)
 }
 
@@ -317,12 +334,25 @@ fn ports(ctx: &TcContext, l4_offset: usize) -> Result<(u16, u16), ()> {
 }
 
 /// Fills in what the transport header says (`out`'s transport fields start cleared).
+/// `ip_end`: where the IP packet ends in the frame (its length field, already checked against
+/// the frame).
 #[inline(always)]
-fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) -> Result<(), ()> {
+fn transport(
+    ctx: &TcContext,
+    protocol: u8,
+    l4_offset: usize,
+    ip_end: usize,
+    out: &mut Flow,
+) -> Result<(), ()> {
     match protocol {
         IPPROTO_TCP => {
-            // Ports and flags in one read: bytes 0-3 and 13 of the header.
+            // Ports, data offset and flags in one read: bytes 0-3, 12 and 13 of the header.
             let header: [u8; 14] = read(ctx, l4_offset)?;
+            // A data offset inside the fixed header is no TCP header a receiver accepts: judging
+            // it by its ports would pass what the endpoint's stack discards as malformed.
+            if header[12] >> 4 < TCP_MIN_DATA_OFFSET {
+                return Err(());
+            }
             out.sport = u16::from_be_bytes([header[0], header[1]]);
             out.dport = u16::from_be_bytes([header[2], header[3]]);
             out.fingerprint = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -330,6 +360,18 @@ fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) ->
         }
         IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => {
             (out.sport, out.dport) = ports(ctx, l4_offset)?;
+            if protocol == IPPROTO_UDP {
+                // A UDP length shorter than the header, or (unfragmented: a first fragment's
+                // length is the whole datagram's) longer than the IP payload, is a lie about
+                // where the datagram is; the receiving stack drops it. (UDP-Lite has a
+                // checksum coverage there instead.)
+                let len = usize::from(u16::from_be(read::<u16>(ctx, l4_offset + 4)?));
+                if len < UDP_HDR_LEN
+                    || (matches!(out.fragment, Fragment::No) && l4_offset + len > ip_end)
+                {
+                    return Err(());
+                }
+            }
             // A payload too short to hold one simply has none (0).
             let at = if protocol == IPPROTO_SCTP { 16 } else { 8 };
             out.fingerprint = read::<u32>(ctx, l4_offset + at).unwrap_or(0);
