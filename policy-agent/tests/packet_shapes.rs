@@ -223,6 +223,51 @@ fn ipv6_extension_headers_are_walked_and_fragments_tracked() {
     assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, HOP_BY_HOP, &mld)));
 }
 
+#[test]
+fn ipv6_fragments_with_destination_options_after_the_fragment_header() {
+    if !require_root("ipv6_fragments_with_destination_options_after_the_fragment_header") {
+        return;
+    }
+    let lab = lab("fragment-dest-opts");
+    // The first fragment: fragment header, destination options, UDP. A later fragment's
+    // fragment header names the destination options (all it has is payload after it).
+    let first = |id, dport| {
+        let mut chain = fragment_header(DEST_OPTS, 0, true, id);
+        chain.extend(options(UDP));
+        chain.extend(udp(dport));
+        ipv6(CLIENT6, SERVER6, FRAGMENT, &chain)
+    };
+    let later = |id, more| {
+        let mut chain = fragment_header(DEST_OPTS, 4, more, id);
+        chain.extend_from_slice(b"the rest of the datagram");
+        ipv6(CLIENT6, SERVER6, FRAGMENT, &chain)
+    };
+    // In order: the first fragment is decided by its ports, the later ones follow it.
+    assert!(lab.delivered(&first(0x100, 53)));
+    assert!(lab.delivered(&later(0x100, true)));
+    assert!(lab.delivered(&later(0x100, false)));
+    // A later fragment first: dropped (never decided without ports); once its first
+    // fragment passed, the rest pass.
+    assert!(!lab.delivered(&later(0x101, false)));
+    assert!(lab.delivered(&first(0x101, 53)));
+    assert!(lab.delivered(&later(0x101, false)));
+    // In both orders, a first fragment policy denies takes its later fragments with it.
+    assert!(!lab.delivered(&first(0x102, 54)));
+    assert!(!lab.delivered(&later(0x102, false)));
+    assert!(!lab.delivered(&later(0x103, false)));
+    assert!(!lab.delivered(&first(0x103, 54)));
+    assert!(!lab.delivered(&later(0x103, false)));
+    // Recorded per hook: what passed the server's ingress did not pass the client's egress.
+    assert!(lab.passes(Direction::FromEndpoint, &first(0x104, 53)));
+    assert!(lab.passes(Direction::FromEndpoint, &later(0x104, false)));
+    assert!(!lab.passes(Direction::FromEndpoint, &later(0x100, false)));
+    // Another packet's identification, or other addresses: no first fragment seen.
+    assert!(!lab.delivered(&later(0x105, false)));
+    let mut chain = fragment_header(DEST_OPTS, 4, false, 0x100);
+    chain.extend_from_slice(b"the rest of the datagram");
+    assert!(!lab.delivered(&ipv6(CLIENT6, OPEN6, FRAGMENT, &chain)));
+}
+
 /// A TCP SYN from port 40000 to `dport` with this data offset (in 32-bit words).
 fn tcp(dport: u16, data_offset: u8) -> Vec<u8> {
     let mut h = vec![0u8; 20];

@@ -84,6 +84,24 @@ pub struct Flow {
     pub fingerprint: u32,
 }
 
+impl Flow {
+    /// The protocol a fragmented packet's fragments are recorded under
+    /// (`policy_common::fragment`): as the kernel's reassembly keys them, IPv4 fragments by
+    /// their header's protocol, IPv6 fragments by addresses and identification alone (0 here).
+    /// What follows an IPv6 fragment header differs between the first fragment (the transport
+    /// protocol, after any destination options) and the later ones (the fragment header's next
+    /// header), so it cannot be part of their common key.
+    #[inline(always)]
+    pub fn fragment_protocol(&self) -> u8 {
+        // The parser drops IPv6 packets with IPv4-mapped addresses: mapped means IPv4.
+        if is_ipv4_mapped(&self.src) {
+            self.protocol
+        } else {
+            0
+        }
+    }
+}
+
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
 /// with a flag rather than an `Option`, so the parser can write it in place.
 #[derive(Clone, Copy)]

@@ -114,7 +114,7 @@ pub fn decide(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> Ve
         src: flow.src,
         dst: flow.dst,
         id,
-        protocol: flow.protocol,
+        protocol: flow.fragment_protocol(),
         hook: match direction {
             Direction::FromEndpoint => 0,
             Direction::ToEndpoint => 1,
