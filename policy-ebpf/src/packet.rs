@@ -46,6 +46,12 @@ const IPV6_DEST_OPTS: u8 = 60;
 /// than walked further.
 const IPV6_MAX_EXT_HEADERS: usize = 8;
 
+/// What the hop limit of on-link plumbing must be: RFC 4861 section 6.1 and 7.1 (receivers
+/// discard neighbour and router discovery with any other value, so a node's forwarding, which
+/// decrements it, cannot carry them); RFC 3810 section 5 (MLD is sent with hop limit 1).
+const ND_HOP_LIMIT: u8 = 255;
+const MLD_HOP_LIMIT: u8 = 1;
+
 /// Where a packet stands in fragmentation.
 #[derive(Clone, Copy)]
 pub enum Fragment {
@@ -123,9 +129,16 @@ pub mod tcp_flags {
 }
 
 pub enum Parsed {
-    /// Link-layer plumbing every endpoint needs to reach anything (ARP, IPv6 neighbour
-    /// discovery and MLD). NetworkPolicy does not govern it; Calico and Cilium pass it too.
+    /// Link-layer plumbing every endpoint needs to reach anything (ARP; IPv6 neighbour and
+    /// router discovery and MLD between link-local or unspecified addresses, on-link: see
+    /// [`link_plumbing`]). NetworkPolicy does not govern it; Calico and Cilium pass it too.
     Infrastructure,
+    /// On-link neighbour discovery that carries a routable address of an endpoint: a
+    /// solicitation or advertisement the endpoint sends from its own address to a link-scope
+    /// destination, or one delivered to the endpoint's own address (the node's reachability
+    /// probes). Plumbing only where that address is the endpoint's on this interface (the
+    /// anti-spoofing binding); else an ICMPv6 packet like any other, described in the `Flow`.
+    OwnInfrastructure,
     /// An IP packet, described in the `Flow` passed to [`parse`].
     Ip,
 }
@@ -262,6 +275,9 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     out.fragment = Fragment::No;
     no_transport(out);
 
+    // Kept for the plumbing check below: the rest of the header is not (stack).
+    let hop_limit = header.hop_limit;
+
     // Walk the extension headers (bounded) to the upper-layer header.
     let mut next = header.next_header;
     let mut offset = ETH_HDR_LEN + IPV6_HDR_LEN;
@@ -307,14 +323,6 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
         return Ok(Parsed::Ip);
     }
     out.protocol = next;
-    if next == IPPROTO_ICMPV6 && matches!(out.fragment, Fragment::No) {
-        let icmp_type: u8 = read(ctx, offset)?;
-        // 130-132, 143: MLD (sent with a hop-by-hop router alert); 133-137: router and
-        // neighbour solicitation and advertisement, redirect.
-        if matches!(icmp_type, 130..=137 | 143) {
-            return Ok(Parsed::Infrastructure);
-        }
-    }
     transport(
         ctx,
         next,
@@ -322,7 +330,96 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
         ETH_HDR_LEN + IPV6_HDR_LEN + payload_len,
         out,
     )?;
+    // Neighbour discovery and MLD are plumbing only unfragmented (RFC 6980 forbids fragmenting
+    // them) and in the shape of link plumbing; anything else of their types is an ICMPv6
+    // packet decided by policy (its type and code are already in `out`).
+    if next == IPPROTO_ICMPV6 && matches!(out.fragment, Fragment::No) {
+        return Ok(link_plumbing(
+            (out.icmp_type_code >> 8) as u8,
+            hop_limit,
+            &out.src,
+            &out.dst,
+        ));
+    }
     Ok(Parsed::Ip)
+}
+
+/// Whether ICMPv6 neighbour discovery (133 router solicitation, 134 router advertisement,
+/// 135 neighbour solicitation, 136 neighbour advertisement, 137 redirect) or MLD (130 query,
+/// 131 and 143 reports, 132 done) is link plumbing between an endpoint and its own node, from
+/// fields the parser has read anyway. A campaign of crafted packets showed these types, passed
+/// whatever their shape, to be a covert channel between pods (routed through the node, from
+/// foreign sources, with large payloads). They are plumbing only when:
+///
+/// * on-link: hop limit 255 (neighbour and router discovery) or 1 (MLD). A packet the node
+///   forwarded has had its hop limit decremented, so it is never plumbing where it arrives;
+/// * to a link-scope destination: link-local unicast, the all-nodes, all-routers or
+///   MLDv2-routers group, a solicited-node group (`ff02::1:ffXX:XXXX`), and for MLD any
+///   `ff02::/16` group (reports and queries go to the group they are about). Link-scope
+///   destinations are never forwarded;
+/// * from a link-local or the unspecified address, as RFC 4861 and 3810 have them sent
+///   ([`Parsed::Infrastructure`]); or a neighbour solicitation or advertisement, which
+///   RFC 4861 lets carry a routable source, from the endpoint's own address
+///   ([`Parsed::OwnInfrastructure`]: the binding is checked by the caller);
+/// * or a neighbour solicitation or advertisement on-link to a routable address: the node
+///   probing the reachability of an endpoint's own address (RFC 4861 section 7.3.3), plumbing
+///   only when delivered to that endpoint ([`Parsed::OwnInfrastructure`]).
+///
+/// Everything else is [`Parsed::Ip`]: decided by policy, keyed by type and code like any
+/// ICMPv6 packet.
+#[inline(always)]
+fn link_plumbing(icmp_type: u8, hop_limit: u8, src: &[u8; 16], dst: &[u8; 16]) -> Parsed {
+    let mld = matches!(icmp_type, 130..=132 | 143);
+    let nd = matches!(icmp_type, 133..=137);
+    let on_link = (nd && hop_limit == ND_HOP_LIMIT) || (mld && hop_limit == MLD_HOP_LIMIT);
+    if !on_link {
+        return Parsed::Ip;
+    }
+    // NS and NA: the types that carry routable addresses in practice (address resolution
+    // from the address of the packet that needed it, reachability probes to a unicast
+    // address). RFC 4861 has advertisements and redirects sent from link-local addresses, and
+    // Linux sends router solicitations from one (or the unspecified address).
+    let neighbour = matches!(icmp_type, 135 | 136);
+    let link_scope_dst = if dst[0] == 0xff {
+        // ff02::/16, and within it the groups plumbing goes to. The rest of the address as
+        // two words: ff02::X is zeros then X; a solicited-node group is ff02::1:ffXX:XXXX.
+        let (high, low) = words(dst);
+        let group = low & 0xffff_ffff_ff00_0000;
+        dst[1] == 0x02
+            && (mld
+                || (high == 0xff02_0000_0000_0000
+                    && (matches!(low, 1 | 2 | 0x16) || group == 0x0000_0001_ff00_0000)))
+    } else {
+        is_link_local(dst)
+    };
+    let (src_high, src_low) = words(src);
+    let link_src = is_link_local(src) || (src_high == 0 && src_low == 0);
+    if link_scope_dst && link_src {
+        Parsed::Infrastructure
+    } else if neighbour && (link_scope_dst || dst[0] != 0xff) {
+        Parsed::OwnInfrastructure
+    } else {
+        Parsed::Ip
+    }
+}
+
+/// `fe80::/10`.
+#[inline(always)]
+fn is_link_local(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xfe && addr[1] & 0xc0 == 0x80
+}
+
+/// An address as its two big-endian 64-bit halves.
+#[inline(always)]
+fn words(addr: &[u8; 16]) -> (u64, u64) {
+    // SAFETY: two unaligned 8-byte reads inside the 16-byte array.
+    unsafe {
+        let p = addr.as_ptr();
+        (
+            u64::from_be(core::ptr::read_unaligned(p.cast::<u64>())),
+            u64::from_be(core::ptr::read_unaligned(p.add(8).cast::<u64>())),
+        )
+    }
 }
 
 #[inline(always)]
