@@ -177,7 +177,9 @@ pub fn parse(ctx: &TcContext, flow: &mut Flow) -> Result<Parsed, ()> {
         ETH_P_IP => parse_ipv4(ctx, flow),
         ETH_P_IPV6 => parse_ipv6(ctx, flow),
         ETH_P_ARP => Ok(Parsed::Infrastructure),
-        // VLAN tags, MPLS and anything else have no business on a pod interface.
+        // A single VLAN tag never gets here: the kernel keeps it in the skb's metadata, not
+        // the frame, before tc runs, and the packet inside is judged. A tag still in the frame
+        // (a second one), MPLS and anything else have no business on a pod interface.
         _ => Err(()),
     }
 }
