@@ -1,7 +1,7 @@
 //! Every packet shape through the real programs (`BPF_PROG_TEST_RUN`): IPv4 and IPv6
 //! fragments follow their first fragment's verdict, IPv6 extension-header chains are walked to
 //! the transport header (or matched as an unknown protocol), lying length fields fail closed,
-//! and every outcome is counted. Privileged: needs root (a failure under CI=true).
+//! and every outcome is counted. (Neighbour discovery and MLD: `neighbour_discovery.rs`.) Privileged: needs root (a failure under CI=true).
 
 use palisade_tests::require_root;
 use std::{
@@ -24,6 +24,7 @@ const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x10);
 const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11);
 const OPEN6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x12);
 
+const TCP: u8 = 6;
 const UDP: u8 = 17;
 const HOP_BY_HOP: u8 = 0;
 const DEST_OPTS: u8 = 60;
@@ -172,13 +173,25 @@ fn ipv6_extension_headers_are_walked_and_fragments_tracked() {
     closed.extend(udp(54));
     assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, DEST_OPTS, &closed)));
 
-    // Nine options headers: more than the program walks. The packet is matched as an unknown
-    // protocol: only a rule for every protocol and port (open's) lets it through.
+    // Eight options headers: the most the program walks, to the ports.
+    let chain_of = |n: usize, dport: u16| {
+        let mut chain = Vec::new();
+        for i in 0..n {
+            chain.extend(options(if i + 1 == n { UDP } else { DEST_OPTS }));
+        }
+        chain.extend(udp(dport));
+        ipv6(CLIENT6, SERVER6, DEST_OPTS, &chain)
+    };
+    assert!(lab.delivered(&chain_of(8, 53)));
+    assert!(!lab.delivered(&chain_of(8, 54)));
+    // Nine: more than the program walks. The packet is matched as an unknown protocol: only
+    // a rule for every protocol and port (open's) lets it through.
     let mut long = Vec::new();
     for i in 0..9 {
         long.extend(options(if i == 8 { UDP } else { DEST_OPTS }));
     }
     long.extend(udp(53));
+    assert!(!lab.delivered(&chain_of(9, 53)));
     assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, DEST_OPTS, &long)));
     assert!(lab.delivered(&ipv6(CLIENT6, OPEN6, DEST_OPTS, &long)));
 
@@ -203,11 +216,132 @@ fn ipv6_extension_headers_are_walked_and_fragments_tracked() {
     assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, FRAGMENT, &first_closed)));
     assert!(!lab.delivered(&later(0xabcf)));
 
-    // MLD reports travel behind a hop-by-hop router alert: link plumbing, passed even to an
-    // isolated pod.
+    // An MLD report behind a hop-by-hop router alert between pods' own addresses, routed
+    // (hop limit 64): not link plumbing, and the isolated server's ingress denies ICMPv6
+    // (`neighbour_discovery.rs` has the plumbing shapes).
     let mut mld = options(ICMPV6);
     mld.extend_from_slice(&[143, 0, 0, 0, 0, 0, 0, 0]);
-    assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, HOP_BY_HOP, &mld)));
+    assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, HOP_BY_HOP, &mld)));
+    assert!(lab.delivered(&ipv6(CLIENT6, OPEN6, HOP_BY_HOP, &mld)));
+}
+
+#[test]
+fn ipv6_fragments_with_destination_options_after_the_fragment_header() {
+    if !require_root("ipv6_fragments_with_destination_options_after_the_fragment_header") {
+        return;
+    }
+    let lab = lab("fragment-dest-opts");
+    // The first fragment: fragment header, destination options, UDP. A later fragment's
+    // fragment header names the destination options (all it has is payload after it).
+    let first = |id, dport| {
+        let mut chain = fragment_header(DEST_OPTS, 0, true, id);
+        chain.extend(options(UDP));
+        chain.extend(udp(dport));
+        ipv6(CLIENT6, SERVER6, FRAGMENT, &chain)
+    };
+    let later = |id, more| {
+        let mut chain = fragment_header(DEST_OPTS, 4, more, id);
+        chain.extend_from_slice(b"the rest of the datagram");
+        ipv6(CLIENT6, SERVER6, FRAGMENT, &chain)
+    };
+    // In order: the first fragment is decided by its ports, the later ones follow it.
+    assert!(lab.delivered(&first(0x100, 53)));
+    assert!(lab.delivered(&later(0x100, true)));
+    assert!(lab.delivered(&later(0x100, false)));
+    // A later fragment first: dropped (never decided without ports); once its first
+    // fragment passed, the rest pass.
+    assert!(!lab.delivered(&later(0x101, false)));
+    assert!(lab.delivered(&first(0x101, 53)));
+    assert!(lab.delivered(&later(0x101, false)));
+    // In both orders, a first fragment policy denies takes its later fragments with it.
+    assert!(!lab.delivered(&first(0x102, 54)));
+    assert!(!lab.delivered(&later(0x102, false)));
+    assert!(!lab.delivered(&later(0x103, false)));
+    assert!(!lab.delivered(&first(0x103, 54)));
+    assert!(!lab.delivered(&later(0x103, false)));
+    // Recorded per hook: what passed the server's ingress did not pass the client's egress.
+    assert!(lab.passes(Direction::FromEndpoint, &first(0x104, 53)));
+    assert!(lab.passes(Direction::FromEndpoint, &later(0x104, false)));
+    assert!(!lab.passes(Direction::FromEndpoint, &later(0x100, false)));
+    // Another packet's identification, or other addresses: no first fragment seen.
+    assert!(!lab.delivered(&later(0x105, false)));
+    let mut chain = fragment_header(DEST_OPTS, 4, false, 0x100);
+    chain.extend_from_slice(b"the rest of the datagram");
+    assert!(!lab.delivered(&ipv6(CLIENT6, OPEN6, FRAGMENT, &chain)));
+}
+
+/// A TCP SYN from port 40000 to `dport` with this data offset (in 32-bit words).
+fn tcp(dport: u16, data_offset: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 20];
+    h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[12] = data_offset << 4;
+    h[13] = 0x02;
+    h
+}
+
+#[test]
+fn short_tcp_offsets_and_lying_udp_lengths_are_malformed() {
+    if !require_root("short_tcp_offsets_and_lying_udp_lengths_are_malformed") {
+        return;
+    }
+    let lab = lab("transport-lengths");
+    let malformed = |lab: &Lab| {
+        lab.datapath
+            .counters()
+            .expect("reading counters")
+            .values()
+            .map(|c| c.malformed)
+            .sum::<u64>()
+    };
+    let v4 = |protocol: u8, l4: &[u8]| {
+        let mut frame = ipv4(CLIENT4, SERVER4, 1, 0, l4);
+        frame[14 + 9] = protocol;
+        frame
+    };
+    // TCP: a data offset of 5 words or more is decided by its ports; below 5, malformed.
+    assert!(lab.delivered(&v4(TCP, &tcp(80, 5))));
+    assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, TCP, &tcp(80, 5))));
+    for offset in 0..5 {
+        let before = malformed(&lab);
+        assert!(
+            !lab.delivered(&v4(TCP, &tcp(80, offset))),
+            "offset {offset}"
+        );
+        assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, TCP, &tcp(80, offset))));
+        assert_eq!(malformed(&lab), before + 2, "offset {offset}");
+    }
+    // UDP: the length field must hold the header and fit in the IP payload. Shorter than the
+    // payload is padding the receiver trims: decided by the ports.
+    let with_len = |len: u16| {
+        let mut l4 = udp(53);
+        l4[4..6].copy_from_slice(&len.to_be_bytes());
+        l4
+    };
+    for len in [8, 12, 16] {
+        assert!(lab.delivered(&v4(UDP, &with_len(len))), "length {len}");
+        assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, UDP, &with_len(len))));
+    }
+    for len in [0, 1, 7, 17, 1400, u16::MAX] {
+        let before = malformed(&lab);
+        assert!(!lab.delivered(&v4(UDP, &with_len(len))), "length {len}");
+        assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, UDP, &with_len(len))));
+        assert_eq!(malformed(&lab), before + 2, "length {len}");
+    }
+    // Behind IPv6 extension headers, the payload is what follows them.
+    let mut chain = options(UDP);
+    chain.extend(with_len(16));
+    assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, HOP_BY_HOP, &chain)));
+    let mut chain = options(UDP);
+    chain.extend(with_len(24));
+    assert!(!lab.delivered(&ipv6(CLIENT6, SERVER6, HOP_BY_HOP, &chain)));
+    // A first fragment's UDP length is the whole datagram's, longer than the fragment: fine.
+    const MORE: u16 = 0x2000;
+    assert!(lab.delivered(&ipv4(CLIENT4, SERVER4, 20, MORE, &with_len(1400))));
+    assert!(!lab.delivered(&ipv4(CLIENT4, SERVER4, 21, MORE, &with_len(7))));
+    let mut chain = fragment_header(UDP, 0, true, 0x200);
+    chain.extend(with_len(1400));
+    assert!(lab.delivered(&ipv6(CLIENT6, SERVER6, FRAGMENT, &chain)));
 }
 
 #[test]

@@ -8,6 +8,13 @@
 //! one, whose record was evicted, or after a policy change (its first fragment's verdict may
 //! no longer hold, and a later fragment has no ports to decide it again) is dropped: never
 //! decided as a packet without ports.
+//!
+//! The key is what the kernel's reassembly keys a packet's fragments on: for IPv4 the
+//! addresses, identification and protocol (all in every fragment's IP header); for IPv6 the
+//! addresses and identification alone (`protocol` 0). What follows an IPv6 fragment header is
+//! not the same in every fragment: the first fragment is decided on its transport protocol,
+//! found after any destination options that follow the fragment header, while a later
+//! fragment only has the fragment header's next header (60 when destination options follow).
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,7 +23,7 @@ pub struct FragmentKey {
     pub dst: [u8; 16],
     /// IPv4 identification (16 bits) or IPv6 fragment identification (32 bits).
     pub id: u32,
-    /// The upper-layer protocol.
+    /// IPv4: the header's protocol. IPv6: 0 (see the module documentation).
     pub protocol: u8,
     /// 0: `palisade_from_endpoint`, 1: `palisade_to_endpoint`, 2: `palisade_after_nat`.
     pub hook: u8,

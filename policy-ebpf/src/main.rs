@@ -32,7 +32,7 @@ use policy_common::{
     capacity, config,
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
-    endpoint::{EndpointKey, EndpointPolicy},
+    endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND},
     flow::{self as flow_event, FlowBudget, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentityValue},
@@ -205,7 +205,8 @@ pub fn palisade_after_nat(ctx: TcContext) -> i32 {
                 TC_ACT_SHOT
             }
         },
-        Ok(Parsed::Infrastructure) | Err(()) => TC_ACT_UNSPEC,
+        // Plumbing stays on its link (its own programs judged it on the pod's interface).
+        Ok(Parsed::Infrastructure | Parsed::OwnInfrastructure) | Err(()) => TC_ACT_UNSPEC,
     }
 }
 
@@ -222,10 +223,16 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     flow.frame_len = ctx.len();
     let (verdict, outcome) = match packet::parse(ctx, flow) {
         Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
-        Ok(Parsed::Ip) => match verdict::decide(flow, direction, ifindex, host) {
-            Verdict::Allow | Verdict::AllowNew => (Verdict::Allow, Outcome::Allowed),
-            Verdict::Deny => (Verdict::Deny, Outcome::Denied),
-        },
+        Ok(Parsed::OwnInfrastructure) if own_plumbing(flow, direction, ifindex, host) => {
+            (Verdict::Allow, Outcome::Allowed)
+        }
+        // Not plumbing here: an ICMPv6 packet like any other.
+        Ok(Parsed::Ip | Parsed::OwnInfrastructure) => {
+            match verdict::decide(flow, direction, ifindex, host) {
+                Verdict::Allow | Verdict::AllowNew => (Verdict::Allow, Outcome::Allowed),
+                Verdict::Deny => (Verdict::Deny, Outcome::Denied),
+            }
+        }
         // Truncated or malformed headers: fail closed.
         Err(()) => (Verdict::Deny, Outcome::Malformed),
     };
@@ -235,6 +242,33 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
         Verdict::Allow | Verdict::AllowNew => TC_ACT_UNSPEC,
         Verdict::Deny => TC_ACT_SHOT,
     }
+}
+
+/// Whether on-link neighbour discovery carrying a routable address
+/// ([`Parsed::OwnInfrastructure`]) is this interface's endpoint's plumbing: sent from the
+/// endpoint's own address (to a link-scope destination), or delivered to it, where the address
+/// is bound to this interface (the anti-spoofing binding every packet of an endpoint address is
+/// held to); if not, the caller decides it by policy like any ICMPv6 packet. Delivered to a
+/// link-scope destination, the routable source is the node's own, or was checked by its
+/// sender's program: hop limit 255 proves nobody forwarded it. On a host endpoint's interface,
+/// the host's plumbing and its neighbours' pass, as before.
+#[inline(always)]
+fn own_plumbing(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> bool {
+    if host {
+        return true;
+    }
+    // Multicast (the parser only lets link-scope groups through) or link-local unicast.
+    let to_link = flow.dst[0] == 0xff || (flow.dst[0] == 0xfe && flow.dst[1] & 0xc0 == 0x80);
+    let addr = match direction {
+        Direction::FromEndpoint if to_link => flow.src,
+        Direction::ToEndpoint if to_link => return true,
+        Direction::ToEndpoint => flow.dst,
+        // A routable destination from an endpoint: bound for another link, policy decides.
+        _ => return false,
+    };
+    // SAFETY: only the interface is read, at once.
+    unsafe { PALISADE_ENDPOINTS.get(EndpointKey { addr }) }
+        .is_some_and(|e| e.ifindex == IFINDEX_UNBOUND || e.ifindex == ifindex)
 }
 
 enum Outcome {

@@ -27,6 +27,9 @@ const IPPROTO_UDPLITE: u8 = 136;
 
 const IPV4_MIN_HDR_LEN: usize = 20;
 const IPV6_HDR_LEN: usize = 40;
+const UDP_HDR_LEN: usize = 8;
+/// The smallest TCP data offset (in 32-bit words): the fixed header.
+const TCP_MIN_DATA_OFFSET: u8 = 5;
 /// Fragment offset bits of the IPv4 flags/offset field.
 const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
 /// "More fragments" bit of the IPv4 flags/offset field.
@@ -38,9 +41,16 @@ const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_AUTH: u8 = 51;
 const IPV6_DEST_OPTS: u8 = 60;
-/// The longest extension-header chain walked. Real traffic carries one or two; a longer
-/// chain is matched as [`PROTOCOL_UNKNOWN`] rather than walked further.
+/// The longest extension-header chain walked (this many headers, then the upper-layer header).
+/// Real traffic carries one or two; a longer chain is matched as [`PROTOCOL_UNKNOWN`] rather
+/// than walked further.
 const IPV6_MAX_EXT_HEADERS: usize = 8;
+
+/// What the hop limit of on-link plumbing must be: RFC 4861 section 6.1 and 7.1 (receivers
+/// discard neighbour and router discovery with any other value, so a node's forwarding, which
+/// decrements it, cannot carry them); RFC 3810 section 5 (MLD is sent with hop limit 1).
+const ND_HOP_LIMIT: u8 = 255;
+const MLD_HOP_LIMIT: u8 = 1;
 
 /// Where a packet stands in fragmentation.
 #[derive(Clone, Copy)]
@@ -88,6 +98,24 @@ pub struct Flow {
     pub frame_len: u32,
 }
 
+impl Flow {
+    /// The protocol a fragmented packet's fragments are recorded under
+    /// (`policy_common::fragment`): as the kernel's reassembly keys them, IPv4 fragments by
+    /// their header's protocol, IPv6 fragments by addresses and identification alone (0 here).
+    /// What follows an IPv6 fragment header differs between the first fragment (the transport
+    /// protocol, after any destination options) and the later ones (the fragment header's next
+    /// header), so it cannot be part of their common key.
+    #[inline(always)]
+    pub fn fragment_protocol(&self) -> u8 {
+        // The parser drops IPv6 packets with IPv4-mapped addresses: mapped means IPv4.
+        if is_ipv4_mapped(&self.src) {
+            self.protocol
+        } else {
+            0
+        }
+    }
+}
+
 /// The tuple of the packet an ICMP error quotes (as that packet was sent). A plain struct
 /// with a flag rather than an `Option`, so the parser can write it in place.
 #[derive(Clone, Copy)]
@@ -109,9 +137,16 @@ pub mod tcp_flags {
 }
 
 pub enum Parsed {
-    /// Link-layer plumbing every endpoint needs to reach anything (ARP, IPv6 neighbour
-    /// discovery and MLD). NetworkPolicy does not govern it; Calico and Cilium pass it too.
+    /// Link-layer plumbing every endpoint needs to reach anything (ARP; IPv6 neighbour and
+    /// router discovery and MLD between link-local or unspecified addresses, on-link: see
+    /// [`link_plumbing`]). NetworkPolicy does not govern it; Calico and Cilium pass it too.
     Infrastructure,
+    /// On-link neighbour discovery that carries a routable address of an endpoint: a
+    /// solicitation or advertisement the endpoint sends from its own address to a link-scope
+    /// destination, or one delivered to the endpoint's own address (the node's reachability
+    /// probes). Plumbing only where that address is the endpoint's on this interface (the
+    /// anti-spoofing binding); else an ICMPv6 packet like any other, described in the `Flow`.
+    OwnInfrastructure,
     /// An IP packet, described in the `Flow` passed to [`parse`].
     Ip,
 }
@@ -150,7 +185,9 @@ pub fn parse(ctx: &TcContext, flow: &mut Flow) -> Result<Parsed, ()> {
         ETH_P_IP => parse_ipv4(ctx, flow),
         ETH_P_IPV6 => parse_ipv6(ctx, flow),
         ETH_P_ARP => Ok(Parsed::Infrastructure),
-        // VLAN tags, MPLS and anything else have no business on a pod interface.
+        // A single VLAN tag never gets here: the kernel keeps it in the skb's metadata, not
+        // the frame, before tc runs, and the packet inside is judged. A tag still in the frame
+        // (a second one), MPLS and anything else have no business on a pod interface.
         _ => Err(()),
     }
 }
@@ -205,7 +242,13 @@ fn parse_ipv4(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
         // A later fragment has no transport header.
         Fragment::Later(_) => {}
         // A first fragment too short to hold the ports cannot be decided: drop.
-        _ => transport(ctx, header.protocol, ETH_HDR_LEN + header_len, out)?,
+        _ => transport(
+            ctx,
+            header.protocol,
+            ETH_HDR_LEN + header_len,
+            ETH_HDR_LEN + total_len,
+            out,
+        )?,
     }
     Ok(Parsed::Ip)
 }
@@ -242,10 +285,12 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     out.fragment = Fragment::No;
     no_transport(out);
 
+    // Kept for the plumbing check below: the rest of the header is not (stack).
+    let hop_limit = header.hop_limit;
+
     // Walk the extension headers (bounded) to the upper-layer header.
     let mut next = header.next_header;
     let mut offset = ETH_HDR_LEN + IPV6_HDR_LEN;
-    let mut walked_to_the_end = false;
     for _ in 0..IPV6_MAX_EXT_HEADERS {
         match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
@@ -274,28 +319,117 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
                     out.fragment = Fragment::First(id);
                 }
             }
-            _ => {
-                walked_to_the_end = true;
-                break;
-            }
+            _ => break,
         }
     }
-    if !walked_to_the_end {
-        // More extension headers than we walk: no transport header we could trust.
+    // Still at an extension header after walking the most we walk: a longer chain, and no
+    // transport header we could trust. (Checked after the loop rather than with one more turn
+    // of it: each turn costs the verifier a walk of the whole body.)
+    if matches!(
+        next,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
+    ) {
         out.protocol = PROTOCOL_UNKNOWN;
         return Ok(Parsed::Ip);
     }
     out.protocol = next;
+    transport(
+        ctx,
+        next,
+        offset,
+        ETH_HDR_LEN + IPV6_HDR_LEN + payload_len,
+        out,
+    )?;
+    // Neighbour discovery and MLD are plumbing only unfragmented (RFC 6980 forbids fragmenting
+    // them) and in the shape of link plumbing; anything else of their types is an ICMPv6
+    // packet decided by policy (its type and code are already in `out`).
     if next == IPPROTO_ICMPV6 && matches!(out.fragment, Fragment::No) {
-        let icmp_type: u8 = read(ctx, offset)?;
-        // 130-132, 143: MLD (sent with a hop-by-hop router alert); 133-137: router and
-        // neighbour solicitation and advertisement, redirect.
-        if matches!(icmp_type, 130..=137 | 143) {
-            return Ok(Parsed::Infrastructure);
-        }
+        return Ok(link_plumbing(
+            (out.icmp_type_code >> 8) as u8,
+            hop_limit,
+            &out.src,
+            &out.dst,
+        ));
     }
-    transport(ctx, next, offset, out)?;
     Ok(Parsed::Ip)
+}
+
+/// Whether ICMPv6 neighbour discovery (133 router solicitation, 134 router advertisement,
+/// 135 neighbour solicitation, 136 neighbour advertisement, 137 redirect) or MLD (130 query,
+/// 131 and 143 reports, 132 done) is link plumbing between an endpoint and its own node, from
+/// fields the parser has read anyway. A campaign of crafted packets showed these types, passed
+/// whatever their shape, to be a covert channel between pods (routed through the node, from
+/// foreign sources, with large payloads). They are plumbing only when:
+///
+/// * on-link: hop limit 255 (neighbour and router discovery) or 1 (MLD). A packet the node
+///   forwarded has had its hop limit decremented, so it is never plumbing where it arrives;
+/// * to a link-scope destination: link-local unicast, the all-nodes, all-routers or
+///   MLDv2-routers group, a solicited-node group (`ff02::1:ffXX:XXXX`), and for MLD any
+///   `ff02::/16` group (reports and queries go to the group they are about). Link-scope
+///   destinations are never forwarded;
+/// * from a link-local or the unspecified address, as RFC 4861 and 3810 have them sent
+///   ([`Parsed::Infrastructure`]); or a neighbour solicitation or advertisement, which
+///   RFC 4861 lets carry a routable source, from the endpoint's own address
+///   ([`Parsed::OwnInfrastructure`]: the binding is checked by the caller);
+/// * or a neighbour solicitation or advertisement on-link to a routable address: the node
+///   probing the reachability of an endpoint's own address (RFC 4861 section 7.3.3), plumbing
+///   only when delivered to that endpoint ([`Parsed::OwnInfrastructure`]).
+///
+/// Everything else is [`Parsed::Ip`]: decided by policy, keyed by type and code like any
+/// ICMPv6 packet.
+#[inline(always)]
+fn link_plumbing(icmp_type: u8, hop_limit: u8, src: &[u8; 16], dst: &[u8; 16]) -> Parsed {
+    let mld = matches!(icmp_type, 130..=132 | 143);
+    let nd = matches!(icmp_type, 133..=137);
+    let on_link = (nd && hop_limit == ND_HOP_LIMIT) || (mld && hop_limit == MLD_HOP_LIMIT);
+    if !on_link {
+        return Parsed::Ip;
+    }
+    // NS and NA: the types that carry routable addresses in practice (address resolution
+    // from the address of the packet that needed it, reachability probes to a unicast
+    // address). RFC 4861 has advertisements and redirects sent from link-local addresses, and
+    // Linux sends router solicitations from one (or the unspecified address).
+    let neighbour = matches!(icmp_type, 135 | 136);
+    let link_scope_dst = if dst[0] == 0xff {
+        // ff02::/16, and within it the groups plumbing goes to. The rest of the address as
+        // two words: ff02::X is zeros then X; a solicited-node group is ff02::1:ffXX:XXXX.
+        let (high, low) = words(dst);
+        let group = low & 0xffff_ffff_ff00_0000;
+        dst[1] == 0x02
+            && (mld
+                || (high == 0xff02_0000_0000_0000
+                    && (matches!(low, 1 | 2 | 0x16) || group == 0x0000_0001_ff00_0000)))
+    } else {
+        is_link_local(dst)
+    };
+    let (src_high, src_low) = words(src);
+    let link_src = is_link_local(src) || (src_high == 0 && src_low == 0);
+    if link_scope_dst && link_src {
+        Parsed::Infrastructure
+    } else if neighbour && (link_scope_dst || dst[0] != 0xff) {
+        Parsed::OwnInfrastructure
+    } else {
+        Parsed::Ip
+    }
+}
+
+/// `fe80::/10`.
+#[inline(always)]
+fn is_link_local(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xfe && addr[1] & 0xc0 == 0x80
+}
+
+/// An address as its two big-endian 64-bit halves.
+#[inline(always)]
+fn words(addr: &[u8; 16]) -> (u64, u64) {
+    // SAFETY: two unaligned 8-byte reads inside the 16-byte array.
+    unsafe {
+        let p = addr.as_ptr();
+        (
+            u64::from_be(core::ptr::read_unaligned(p.cast::<u64>())),
+            u64::from_be(core::ptr::read_unaligned(p.add(8).cast::<u64>())),
+        )
+    }
 }
 
 #[inline(always)]
@@ -325,12 +459,25 @@ fn ports(ctx: &TcContext, l4_offset: usize) -> Result<(u16, u16), ()> {
 }
 
 /// Fills in what the transport header says (`out`'s transport fields start cleared).
+/// `ip_end`: where the IP packet ends in the frame (its length field, already checked against
+/// the frame).
 #[inline(always)]
-fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) -> Result<(), ()> {
+fn transport(
+    ctx: &TcContext,
+    protocol: u8,
+    l4_offset: usize,
+    ip_end: usize,
+    out: &mut Flow,
+) -> Result<(), ()> {
     match protocol {
         IPPROTO_TCP => {
-            // Ports and flags in one read: bytes 0-3 and 13 of the header.
+            // Ports, data offset and flags in one read: bytes 0-3, 12 and 13 of the header.
             let header: [u8; 14] = read(ctx, l4_offset)?;
+            // A data offset inside the fixed header is no TCP header a receiver accepts: judging
+            // it by its ports would pass what the endpoint's stack discards as malformed.
+            if header[12] >> 4 < TCP_MIN_DATA_OFFSET {
+                return Err(());
+            }
             out.sport = u16::from_be_bytes([header[0], header[1]]);
             out.dport = u16::from_be_bytes([header[2], header[3]]);
             out.fingerprint = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
@@ -338,6 +485,18 @@ fn transport(ctx: &TcContext, protocol: u8, l4_offset: usize, out: &mut Flow) ->
         }
         IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => {
             (out.sport, out.dport) = ports(ctx, l4_offset)?;
+            if protocol == IPPROTO_UDP {
+                // A UDP length shorter than the header, or (unfragmented: a first fragment's
+                // length is the whole datagram's) longer than the IP payload, is a lie about
+                // where the datagram is; the receiving stack drops it. (UDP-Lite has a
+                // checksum coverage there instead.)
+                let len = usize::from(u16::from_be(read::<u16>(ctx, l4_offset + 4)?));
+                if len < UDP_HDR_LEN
+                    || (matches!(out.fragment, Fragment::No) && l4_offset + len > ip_end)
+                {
+                    return Err(());
+                }
+            }
             // A payload too short to hold one simply has none (0).
             let at = if protocol == IPPROTO_SCTP { 16 } else { 8 };
             out.fingerprint = read::<u32>(ctx, l4_offset + at).unwrap_or(0);

@@ -125,7 +125,7 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
         src: flow.src,
         dst: flow.dst,
         id,
-        protocol: flow.protocol,
+        protocol: flow.fragment_protocol(),
         hook: match direction {
             Direction::FromEndpoint => 0,
             Direction::ToEndpoint => 1,

@@ -14,8 +14,17 @@
 //!   and never matches a non-pod address;
 //! * pods without an address, terminated or host-network pods are nobody's peers;
 //! * traffic between a pod and its own node is always allowed.
+//!
+//! ICMPv6 is a protocol no rule can name: only rules without ports match it. Its neighbour
+//! discovery and MLD are link plumbing that policy does not govern only in the shapes
+//! [`neighbour_plumbing`] describes (Palisade's rule, docs/architecture.md "Every packet
+//! shape"), which it re-states from the RFCs' terms rather than the parser's bytes.
 
-use std::{collections::BTreeMap, net::IpAddr, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv6Addr},
+    str::FromStr,
+};
 
 use ipnet::IpNet;
 use k8s_openapi::{
@@ -40,7 +49,8 @@ pub struct World {
 pub struct Flow {
     pub src: IpAddr,
     pub dst: IpAddr,
-    /// "TCP", "UDP" or "SCTP".
+    /// "TCP", "UDP", "SCTP", or "ICMPv6" (then `port` is type << 8 | code, which no rule
+    /// names).
     pub protocol: &'static str,
     pub port: u16,
 }
@@ -59,6 +69,18 @@ impl World {
             None => true,
         };
         egress_ok && ingress_ok
+    }
+
+    /// Whether the source's egress allows `flow` (true when the source is no live pod).
+    pub fn egress_allows_flow(&self, flow: &Flow) -> bool {
+        live_pod(&self.pods, flow.src)
+            .is_none_or(|pod| self.egress_allows(pod, flow, live_pod(&self.pods, flow.dst)))
+    }
+
+    /// Whether the destination's ingress allows `flow` (true when it is no live pod).
+    pub fn ingress_allows_flow(&self, flow: &Flow) -> bool {
+        live_pod(&self.pods, flow.dst)
+            .is_none_or(|pod| self.ingress_allows(pod, flow, live_pod(&self.pods, flow.src)))
     }
 
     fn ingress_allows(&self, pod: &Pod, flow: &Flow, peer_pod: Option<&Pod>) -> bool {
@@ -295,4 +317,58 @@ pub(crate) fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
         .and_then(|ip| ip.parse().ok())
         .into_iter()
         .collect()
+}
+
+/// What an ICMPv6 neighbour-discovery or MLD message is to the hook of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plumbing {
+    /// Link plumbing: passes whatever the policy.
+    Passes,
+    /// Link plumbing if this address is the endpoint's (bound to the interface the hook runs
+    /// on); otherwise decided by policy like any ICMPv6 packet.
+    IfEndpoint(Ipv6Addr),
+    /// An ICMPv6 packet like any other: policy decides.
+    Policy,
+}
+
+/// Neighbour and router discovery (133-137) and MLD (130-132, 143) pass as plumbing only
+/// between an endpoint and its own node: unfragmented, on-link (RFC 4861: hop limit 255;
+/// RFC 3810: MLD with 1), to a link-scope destination (link-local unicast, a solicited-node
+/// group, all-nodes, all-routers, MLDv2-routers; MLD to any link-scope group), from a
+/// link-local or the unspecified address; a neighbour solicitation or advertisement may carry
+/// the endpoint's own routable address as its source (sent) or destination (delivered).
+/// `delivered`: the hook delivering to the endpoint (else the one it sends through).
+pub fn neighbour_plumbing(
+    icmp_type: u8,
+    hop_limit: u8,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    fragmented: bool,
+    delivered: bool,
+) -> Plumbing {
+    let mld = [130, 131, 132, 143].contains(&icmp_type);
+    let discovery = (133..=137).contains(&icmp_type);
+    let on_link = (discovery && hop_limit == 255) || (mld && hop_limit == 1);
+    if fragmented || !on_link {
+        return Plumbing::Policy;
+    }
+    let seg = dst.segments();
+    let link_scope_group = seg[0] == 0xff02;
+    let solicited_node =
+        link_scope_group && seg[1..5] == [0, 0, 0, 0] && seg[5] == 1 && seg[6] >> 8 == 0xff;
+    let well_known = [1, 2, 0x16]
+        .iter()
+        .any(|last| dst == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, *last));
+    let to_link =
+        dst.is_unicast_link_local() || (link_scope_group && (mld || well_known || solicited_node));
+    let from_link = src.is_unicast_link_local() || src.is_unspecified();
+    let neighbour = icmp_type == 135 || icmp_type == 136;
+    match (to_link, from_link) {
+        (true, true) => Plumbing::Passes,
+        // Delivered on-link from a routable source: the node's own.
+        (true, false) if neighbour && delivered => Plumbing::Passes,
+        (true, false) if neighbour => Plumbing::IfEndpoint(src),
+        (false, _) if neighbour && delivered && !dst.is_multicast() => Plumbing::IfEndpoint(dst),
+        _ => Plumbing::Policy,
+    }
 }
