@@ -27,11 +27,13 @@ fn rules(count: u32, prefix: u32) -> MapContents {
                 prefix_len: prefix,
                 data: RuleKey {
                     table: 1,
-                    peer_identity: 256 + i / 1000,
+                    // One peer each: distinct keys whatever the prefix (a trie entry has
+                    // no port to tell it apart).
+                    peer_identity: 256 + i,
                     protocol: 6,
                     source_class: 0,
                     port_be: if prefix == PREFIX_FULL {
-                        (1 + (i % 1000) as u16).to_be()
+                        80u16.to_be()
                     } else {
                         0
                     },
@@ -53,6 +55,11 @@ fn info(pins: &Path, map: &str) -> MapInfo {
 
 fn entries(pins: &Path, map: &str) -> usize {
     let data = MapData::from_pin(pins.join(map)).expect("opening the pinned map");
+    if map == map_names::RULES {
+        let trie: aya::maps::LpmTrie<_, RuleKey, RuleValue> =
+            aya::maps::LpmTrie::try_from(aya::maps::Map::LpmTrie(data)).expect("a trie");
+        return trie.keys().filter(Result::is_ok).count();
+    }
     let map = aya::maps::Map::HashMap(data);
     let hash: aya::maps::HashMap<_, RuleKey, RuleValue> =
         aya::maps::HashMap::try_from(map).expect("a hash map");
@@ -80,6 +87,33 @@ fn a_policy_that_does_not_fit_is_refused_whole_and_named() {
         .apply(&MapContents::default(), &fits)
         .expect("64 entries per map fit");
     assert_eq!(entries(&pins.0, map_names::RULES_EXACT), 64);
+    assert_eq!(entries(&pins.0, map_names::RULES), 64);
+
+    // One prefix too many: the trie's half of the check refuses it, writing nothing.
+    let mut too_many_prefixes = rules(64, PREFIX_FULL);
+    too_many_prefixes
+        .rules
+        .extend(rules(65, PREFIX_ANY_PORT).rules);
+    let error = datapath
+        .apply(&fits, &too_many_prefixes)
+        .expect_err("65 prefixes do not fit 64");
+    assert!(
+        matches!(
+            error,
+            DataplaneError::Capacity {
+                map: map_names::RULES,
+                needed: 65,
+                capacity: 64,
+                option: "--rule-capacity",
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        entries(&pins.0, map_names::RULES),
+        64,
+        "the trie keeps what it held"
+    );
 
     // One whole key too many: refused before anything is written.
     let too_many = rules(65, PREFIX_FULL);

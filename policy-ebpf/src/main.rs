@@ -221,20 +221,30 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let flow = unsafe { &mut *flow };
     flow.frame_len = ctx.len();
-    let (verdict, outcome) = match packet::parse(ctx, flow) {
-        Ok(Parsed::Infrastructure) => (Verdict::Allow, Outcome::Allowed),
+    // What the packet is, through map memory (`flow.parsed`): the verifier does not track it,
+    // so every kind of packet policy decides reaches the one `decide` call in one state, not
+    // one walk of the decision per kind (which would take the program past its budget).
+    flow.parsed = match packet::parse(ctx, flow) {
+        Ok(Parsed::Ip) => parsed::DECIDE,
+        Ok(Parsed::Infrastructure) => parsed::PLUMBING,
         Ok(Parsed::OwnInfrastructure) if own_plumbing(flow, direction, ifindex, host) => {
-            (Verdict::Allow, Outcome::Allowed)
+            parsed::PLUMBING
         }
         // Not plumbing here: an ICMPv6 packet like any other.
-        Ok(Parsed::Ip | Parsed::OwnInfrastructure) => {
-            match verdict::decide(flow, direction, ifindex, host) {
-                Verdict::Allow | Verdict::AllowNew => (Verdict::Allow, Outcome::Allowed),
-                Verdict::Deny => (Verdict::Deny, Outcome::Denied),
-            }
-        }
+        Ok(Parsed::OwnInfrastructure) => parsed::DECIDE,
         // Truncated or malformed headers: fail closed.
-        Err(()) => (Verdict::Deny, Outcome::Malformed),
+        Err(()) => parsed::MALFORMED,
+    };
+    // SAFETY: a field of this CPU's slot; read back (volatile, so that the compiler does not
+    // forward the value it just stored) as the verifier will see it: unknown.
+    let parsed = unsafe { core::ptr::read_volatile(&flow.parsed) };
+    let (verdict, outcome) = match parsed {
+        parsed::PLUMBING => (Verdict::Allow, Outcome::Allowed),
+        parsed::DECIDE => match verdict::decide(flow, direction, ifindex, host) {
+            Verdict::Allow | Verdict::AllowNew => (Verdict::Allow, Outcome::Allowed),
+            Verdict::Deny => (Verdict::Deny, Outcome::Denied),
+        },
+        _ => (Verdict::Deny, Outcome::Malformed),
     };
     count(ifindex, outcome);
     match verdict {
@@ -269,6 +279,13 @@ fn own_plumbing(flow: &Flow, direction: Direction, ifindex: u32, host: bool) -> 
     // SAFETY: only the interface is read, at once.
     unsafe { PALISADE_ENDPOINTS.get(EndpointKey { addr }) }
         .is_some_and(|e| e.ifindex == IFINDEX_UNBOUND || e.ifindex == ifindex)
+}
+
+/// Values of `Flow::parsed`.
+mod parsed {
+    pub const DECIDE: u32 = 1;
+    pub const PLUMBING: u32 = 2;
+    pub const MALFORMED: u32 = 3;
 }
 
 enum Outcome {

@@ -45,6 +45,8 @@ const IPV6_DEST_OPTS: u8 = 60;
 /// Real traffic carries one or two; a longer chain is matched as [`PROTOCOL_UNKNOWN`] rather
 /// than walked further.
 const IPV6_MAX_EXT_HEADERS: usize = 8;
+/// Past the longest chain walked (8 headers of at most 2,048 bytes after the fixed header).
+const MAX_TRANSPORT_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN + IPV6_MAX_EXT_HEADERS * 2048;
 
 /// What the hop limit of on-link plumbing must be: RFC 4861 section 6.1 and 7.1 (receivers
 /// discard neighbour and router discovery with any other value, so a node's forwarding, which
@@ -96,6 +98,11 @@ pub struct Flow {
     /// Not the parser's: the frame's length (`skb->len`, from the Ethernet header), set by
     /// the program before the decision.
     pub frame_len: u32,
+    /// Not the parser's: what the program made of the parse (see `tc_verdict`).
+    pub parsed: u32,
+    /// The parser's own scratch, not a result: where the IPv6 extension-header walk ended
+    /// (offset, then the header there), passed through map memory (see `parse_ipv6`).
+    pub walked: [u32; 2],
 }
 
 impl Flow {
@@ -331,6 +338,22 @@ fn parse_ipv6(ctx: &TcContext, out: &mut Flow) -> Result<Parsed, ()> {
     ) {
         out.protocol = PROTOCOL_UNKNOWN;
         return Ok(Parsed::Ip);
+    }
+    // The walk ends in many states (each number of headers, each kind): they converge here,
+    // through map memory the verifier does not track, so that the transport header is parsed
+    // in one walk rather than one per way the chain ended (which would take the programs past
+    // the verifier's budget). Volatile, so that the compiler does not forward the values.
+    out.walked = [offset as u32, u32::from(next)];
+    // SAFETY: fields of this CPU's slot, written just above.
+    let (offset, next) = unsafe {
+        (
+            core::ptr::read_volatile(&out.walked[0]) as usize,
+            core::ptr::read_volatile(&out.walked[1]) as u8,
+        )
+    };
+    // (A bound the verifier needs for packet arithmetic; no walk of 8 headers goes past it.)
+    if offset > MAX_TRANSPORT_OFFSET {
+        return Err(());
     }
     out.protocol = next;
     transport(

@@ -145,20 +145,54 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
                 _ => Verdict::Deny,
             }
         }
-        Fragment::First(id) => {
-            // Keyed as the later fragments will be, before the decision may rewrite `flow`.
-            let key = fragment_key(id);
-            let verdict = decide_flow(flow, direction, endpoint, ifindex);
-            let value = FragmentValue {
-                allowed: u32::from(verdict != Verdict::Deny),
-                generation: current_generation(),
-            };
-            // A failed insert (map full) only means the later fragments are dropped.
-            let _ = PALISADE_FRAGMENTS.insert(key, value, 0);
-            verdict
-        }
-        Fragment::No => decide_flow(flow, direction, endpoint, ifindex),
+        Fragment::First(_) | Fragment::No => decide_first(flow, direction, endpoint, ifindex),
     }
+}
+
+/// A packet with its transport header: decided, and a first fragment's verdict recorded for
+/// the rest of its packet. One call of the decision for both, with what differs between them
+/// kept in map memory: the verifier walks a decision once per way of reaching its call.
+#[inline(always)]
+fn decide_first(
+    flow: &mut Flow,
+    direction: Direction,
+    endpoint: &EndpointPolicy,
+    ifindex: u32,
+) -> Verdict {
+    let Some(keys) = PALISADE_TUPLES.get_ptr_mut(0) else {
+        return Verdict::Deny;
+    };
+    // SAFETY: this CPU's slot; `decide_flow` uses its other fields.
+    let keys = unsafe { &mut *keys };
+    // Keyed as the later fragments will be, before the decision may rewrite `flow`.
+    keys.first_fragment = if let Fragment::First(id) = flow.fragment {
+        keys.fragment = FragmentKey {
+            src: flow.src,
+            dst: flow.dst,
+            id,
+            protocol: flow.fragment_protocol(),
+            hook: match direction {
+                Direction::FromEndpoint => 0,
+                Direction::ToEndpoint => 1,
+                Direction::AfterNat => 2,
+            },
+            _pad: [0; 2],
+        };
+        1
+    } else {
+        0
+    };
+    let verdict = decide_flow(flow, direction, endpoint, ifindex);
+    // SAFETY: as above; volatile, read as the verifier sees it.
+    if unsafe { core::ptr::read_volatile(&keys.first_fragment) } != 0 {
+        let value = FragmentValue {
+            allowed: u32::from(verdict != Verdict::Deny),
+            generation: current_generation(),
+        };
+        // A failed insert (map full) only means the later fragments are dropped.
+        let _ = PALISADE_FRAGMENTS.insert(&keys.fragment, value, 0);
+    }
+    verdict
 }
 
 /// The verdict for a packet of a known endpoint: a tracked connection, a related ICMP error,
@@ -191,11 +225,6 @@ fn decide_flow(
         // We receive: a reply we receive answers what left through our egress check.
         (INGRESS_CHECK, ALLOWED_BY_EGRESS, EGRESS_CHECK)
     };
-    let (this_policy, counterpart_policy) = if egress {
-        (&endpoint.egress, &endpoint.ingress)
-    } else {
-        (&endpoint.ingress, &endpoint.egress)
-    };
     // The flow's tuple and its reverse, in per-CPU map memory rather than on the stack
     // (512 bytes for the whole call chain), written field by field.
     let Some(keys) = PALISADE_TUPLES.get_ptr_mut(0) else {
@@ -211,7 +240,7 @@ fn decide_flow(
     // type; other ICMP (errors, neighbour discovery, unknown types) is never tracked and is
     // decided packet by packet (errors may pass as related, below).
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
-    let (lookup_forward, lookup_reply, mut opens) = if icmp {
+    let (lookup_forward, lookup_reply, opens) = if icmp {
         let icmp_type = flow.icmp_type_code >> 8;
         let (request, reply) = if flow.protocol == IPPROTO_ICMPV6 {
             (128, 129)
@@ -231,6 +260,17 @@ fn decide_flow(
     } else {
         (true, true, true)
     };
+
+    // Through map memory, which the verifier does not track: the three kinds of packet
+    // converge here instead of each walking the rest of the decision with its own constants
+    // (which would take the program past the verifier's budget).
+    keys.tracking =
+        u32::from(lookup_forward) | u32::from(lookup_reply) << 1 | u32::from(opens) << 2;
+    // SAFETY: a field of this CPU's slot; volatile, so that the compiler does not forward the
+    // value it just stored.
+    let tracking = unsafe { core::ptr::read_volatile(&keys.tracking) };
+    let lookup_forward = tracking & 1 != 0;
+    let lookup_reply = tracking & 2 != 0;
 
     // A masqueraded hairpin (kube-proxy's rewrite of a pod's flow to its own Service) is
     // judged as the pod's own socket: the delivered tuple on its way in, the reversed one for
@@ -292,7 +332,7 @@ fn decide_flow(
             tracked = entry;
         } else if value.revoked(flow.protocol, generation, now) {
             value.last_seen_ns = now;
-            opens = false;
+            keys.tracking &= !4;
         }
     }
 
@@ -316,7 +356,7 @@ fn decide_flow(
             tracked = entry;
         } else if value.revoked(flow.protocol, generation, now) {
             value.last_seen_ns = now;
-            opens = false;
+            keys.tracking &= !4;
         }
     }
 
@@ -347,11 +387,11 @@ fn decide_flow(
     // A reply re-checked against a newer policy is checked as the packet it answers: for
     // ICMP that is an echo request (only echoes are tracked as connections).
     // The source port only matters to tables with source-port rules (port protocols only).
-    let (policy, sport, mut port) = match pending {
-        Pending::Reply if icmp => (counterpart_policy, 0, echo_request(flow.protocol)),
-        Pending::Reply => (counterpart_policy, flow.dport, flow.sport),
-        _ if icmp => (this_policy, 0, flow.icmp_type_code),
-        _ => (this_policy, flow.sport, flow.dport),
+    let (counterpart, sport, mut port) = match pending {
+        Pending::Reply if icmp => (true, 0, echo_request(flow.protocol)),
+        Pending::Reply => (true, flow.dport, flow.sport),
+        _ if icmp => (false, 0, flow.icmp_type_code),
+        _ => (false, flow.sport, flow.dport),
     };
     // A tracked flow to a Service frontend is checked again against the backend it was
     // allowed to, not the frontend.
@@ -367,9 +407,15 @@ fn decide_flow(
             port = backend.port;
         }
     }
-    let ports = u32::from(sport) << 16 | u32::from(port);
+    // The question for policy goes through map memory, which the verifier does not track:
+    // however many ways there are to get here (new or re-checked, sent or replied, via a
+    // Service, a hairpin, a tombstone), the rule loop is walked in one state, not one per way
+    // (which would take the program past the verifier's budget).
+    keys.peer = *peer;
+    keys.ports = u32::from(sport) << 16 | u32::from(port);
+    keys.question = u32::from(flow.protocol) | u32::from(egress != counterpart) << 8;
     let mut decided = Decided::default();
-    let allowed = to_own_node || allows(flow.protocol, ports, policy, peer, &mut decided);
+    let allowed = to_own_node || allows(endpoint, keys, &mut decided);
     if decided.flags & rule_flags::LOG != 0 || (!allowed && log_denies()) {
         let direction_bit = if egress {
             u32::from(flow_event::FROM_ENDPOINT)
@@ -389,7 +435,9 @@ fn decide_flow(
             if !allowed {
                 return Verdict::Deny;
             }
-            if !opens {
+            // SAFETY: as above.
+            if unsafe { core::ptr::read_volatile(&keys.tracking) } & 4 == 0 {
+                // Allowed, but not a packet that opens a flow, or on a revoked tuple.
                 return Verdict::Allow;
             }
             remember(
@@ -683,6 +731,19 @@ pub fn link_service_flow(flow: &Flow) {
 pub struct Tuples {
     pub forward: ConntrackKey,
     pub original: ConntrackKey,
+    /// Bits of the decision in progress, kept here rather than in registers (see
+    /// `decide_flow`): 1 look the tuple up, 2 look the reversed tuple up, 4 may open a flow.
+    pub tracking: u32,
+    /// What policy is asked about the packet (see `allows`): the protocol in the low byte,
+    /// bit 8 set for the egress policy (else ingress); the source port in the high half of
+    /// `ports`, the destination port (ICMP: type and code) in the low half; the peer.
+    pub question: u32,
+    pub ports: u32,
+    pub peer: [u8; 16],
+    /// Whether the packet is a first fragment (1), and the key its verdict is recorded under
+    /// (see `decide_first`).
+    pub first_fragment: u32,
+    pub fragment: FragmentKey,
 }
 
 impl Tuples {
@@ -757,18 +818,24 @@ fn related(flow: &Flow, checks: u32) -> bool {
         )
 }
 
-/// Whether a direction's policy allows a packet: not isolated, or a table allows it.
-/// `ports`: the source port in the high half, the destination port (ICMP: type and code) in
-/// the low half (five arguments is what a BPF subprogram can take).
-#[inline(always)]
-fn allows(
-    protocol: u8,
-    ports: u32,
-    policy: &PolicyList,
-    peer_addr: &[u8; 16],
-    decided: &mut Decided,
-) -> bool {
-    policy.isolated == 0 || policy_allows(protocol, ports, policy, peer_addr, decided)
+/// Whether the endpoint's policy allows the packet `keys` asks about (`question`, `ports`,
+/// `peer`): not isolated, or a table allows it.
+#[inline(never)]
+fn allows(endpoint: &EndpointPolicy, keys: &Tuples, decided: &mut Decided) -> bool {
+    // SAFETY: fields of this CPU's slot; volatile, so that the values are read as the
+    // verifier sees them (unknown), not forwarded from the caller's stores.
+    let (question, ports) = unsafe {
+        (
+            core::ptr::read_volatile(&keys.question),
+            core::ptr::read_volatile(&keys.ports),
+        )
+    };
+    let policy = if question & 1 << 8 != 0 {
+        &endpoint.egress
+    } else {
+        &endpoint.ingress
+    };
+    policy.isolated == 0 || policy_allows(question as u8, ports, policy, &keys.peer, decided)
 }
 
 /// Which entry decided a packet, for its flow event.

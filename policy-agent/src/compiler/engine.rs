@@ -618,8 +618,15 @@ impl Engine {
                                     peer: peer_id,
                                     block,
                                 },
-                                // Not reachable: relevance lists every block of every policy.
-                                None => ItemPeer::Pods(peer_id),
+                                // Not reachable: relevance lists every block of every
+                                // policy. Were it, the rule would match nothing: fail closed.
+                                None => {
+                                    tracing::error!(
+                                        %cidr,
+                                        "an ipBlock missing from the relevance; its rule matches nothing"
+                                    );
+                                    ItemPeer::Nothing
+                                }
                             }
                         }
                     }

@@ -32,12 +32,16 @@ pub enum ItemPeer {
     Pods(PeerId),
     /// An `ipBlock` peer: by CIDR identity (or by pod identity with an egress named port).
     Block { peer: PeerId, block: usize },
+    /// A peer that matches no address, so its rule allows nothing: what an `ipBlock` the
+    /// relevance does not list would be (it lists every block of every policy, so this only
+    /// keeps a broken invariant on the safe side).
+    Nothing,
 }
 
 impl ItemPeer {
     pub fn id(self) -> Option<PeerId> {
         match self {
-            ItemPeer::Any => None,
+            ItemPeer::Any | ItemPeer::Nothing => None,
             ItemPeer::Pods(id) | ItemPeer::Block { peer: id, .. } => Some(id),
         }
     }

@@ -19,7 +19,7 @@ use crate::{
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ExplainError {
-    #[error("{given}: no pod {given} in the datastore")]
+    #[error("{given}: no such pod in the datastore")]
     UnknownPod { given: String },
     #[error("{given}: pod has no IPv{family} address (status.podIPs)")]
     NoAddress { given: String, family: u8 },
