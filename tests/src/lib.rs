@@ -5,6 +5,7 @@ use nix::unistd::geteuid;
 pub mod bench;
 pub mod calico_reference;
 pub mod conformance;
+pub mod crafted;
 pub mod generate;
 pub mod generate_calico;
 pub mod kernel;
