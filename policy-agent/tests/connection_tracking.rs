@@ -21,7 +21,7 @@ use policy_agent::{
     replay::Direction,
 };
 use policy_common::{
-    conntrack::{ConntrackKey, ConntrackValue, REVOKED, state, timeout},
+    conntrack::{ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, REVOKED, state, timeout},
     ipv4_mapped, map_names,
 };
 
@@ -279,8 +279,8 @@ fn revoking_an_allow_cuts_established_connections_at_their_next_packet() {
     assert_eq!(
         node.entry(&key(CLIENT, 40000, SERVER, 80, 6))
             .map(|e| e.flags),
-        Some(REVOKED),
-        "cut: only a tombstone left"
+        Some(REVOKED | ALLOWED_BY_INGRESS),
+        "cut: only a tombstone left, naming the check that cut it (the server's ingress)"
     );
 
     // Restored: a new connection works again; then the client's own egress is revoked, and
@@ -431,7 +431,7 @@ fn a_revoked_connection_stays_cut_whichever_side_speaks_first() {
     // it), like any: the client's answers are then replies to it.
     let cut = key(CLIENT, 5400, SERVER, 53, 17);
     let mut quiet = node.entry(&cut).expect("tombstone");
-    assert_eq!(quiet.flags, REVOKED);
+    assert_eq!(quiet.flags, REVOKED | ALLOWED_BY_INGRESS);
     quiet.last_seen_ns = quiet
         .last_seen_ns
         .checked_sub(timeout::OTHER + 1_000_000_000)

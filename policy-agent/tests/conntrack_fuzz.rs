@@ -212,6 +212,9 @@ struct Entry {
     egress: bool,
     ingress: bool,
     revoked: bool,
+    /// A tombstone's check that cut it (0 egress, 1 ingress): the only one that may open the
+    /// tuple again, in its own direction.
+    cut: usize,
     /// Generation stamps: the egress check's, the ingress check's (a tombstone: the cut's).
     stamps: [u64; 2],
 }
@@ -266,7 +269,7 @@ impl Model {
                     return true;
                 }
                 pending = Pending::Forward;
-            } else if e.revoked && e.stamps[0] == g {
+            } else if e.revoked && e.stamps[0] == g && e.cut != this {
                 opens = false;
             }
         }
@@ -337,6 +340,7 @@ impl Model {
                 } else {
                     *entry = Entry {
                         revoked: true,
+                        cut: check,
                         stamps: [g, g],
                         ..Entry::default()
                     };

@@ -30,11 +30,13 @@ pub const ALLOWED_BY_INGRESS: u32 = 1 << 1;
 /// judge the pod's own socket in its place (`PALISADE_SERVICE_HAIRPINS` names it; see
 /// `crate::service`). It allows nothing by itself.
 pub const MASQUERADED_HAIRPIN: u32 = 1 << 2;
-/// A connection policy cut (a revoked allow), kept as a tombstone: while it lives (the
-/// protocol's timeout, renewed by every packet that meets it) and policy has not changed
-/// since (`generation[0]` is the generation that cut it), neither end may open a flow on its
-/// tuple again. Their packets are still decided by policy one by one, but none of them is
-/// recorded, so none can turn the other direction's packets into replies. It allows nothing.
+/// A connection policy cut (a revoked allow), kept as a tombstone with the bit of the check
+/// that cut it: while it lives (the protocol's timeout, renewed by every packet that meets
+/// it) and policy has not changed since (`generation[0]` is the generation that cut it),
+/// neither end may open a flow on its tuple again, except that check, in the tuple's own
+/// direction, once its policy allows the packet again. Packets are still decided by policy
+/// one by one, but no other is recorded, so none can turn the other direction's packets into
+/// replies. It allows nothing by itself (its check bit never counts without `REVOKED` clear).
 pub const REVOKED: u32 = 1 << 3;
 
 /// Index of each check's generation stamp in [`ConntrackValue::generation`].

@@ -323,7 +323,8 @@ fn decide_flow(
         // SAFETY: the entry stays valid for the program run (RCU); concurrent updates of
         // its fields by another CPU are benign races on plain integers.
         let value = unsafe { &mut *entry };
-        if value.flags & this_check != 0 && !value.expired(flow.protocol, now) {
+        if value.flags & (this_check | REVOKED) == this_check && !value.expired(flow.protocol, now)
+        {
             if value.generation[this_index] == generation {
                 track(value, flow, false, now);
                 return Verdict::Allow;
@@ -332,7 +333,12 @@ fn decide_flow(
             tracked = entry;
         } else if value.revoked(flow.protocol, generation, now) {
             value.last_seen_ns = now;
-            keys.tracking &= !4;
+            // Only the check that cut the flow may open it again, in its own direction, and
+            // only if its policy now allows it (the maps may hold a new policy a moment
+            // before the generation says so).
+            if value.flags & this_check == 0 {
+                keys.tracking &= !4;
+            }
         }
     }
 
@@ -347,7 +353,9 @@ fn decide_flow(
     {
         // SAFETY: as above.
         let value = unsafe { &mut *entry };
-        if value.flags & counterpart_check != 0 && !value.expired(flow.protocol, now) {
+        if value.flags & (counterpart_check | REVOKED) == counterpart_check
+            && !value.expired(flow.protocol, now)
+        {
             if value.generation[counterpart_index] == generation {
                 track(value, flow, true, now);
                 return Verdict::Allow;
@@ -450,19 +458,28 @@ fn decide_flow(
             return Verdict::AllowNew;
         }
         Pending::Forward | Pending::Reply => {
-            let (index, reply) = match pending {
-                Pending::Forward => (this_index, false),
-                _ => (counterpart_index, true),
+            let (index, reply, check) = match pending {
+                Pending::Forward => (this_index, false, this_check),
+                _ => (counterpart_index, true, counterpart_check),
             };
             // SAFETY: set from a successful lookup above, valid for the program run.
             let value = unsafe { &mut *tracked };
             if !allowed {
                 // Policy no longer allows the connection: cut it, and leave a tombstone so
                 // that neither end re-opens it under this policy by speaking first.
-                value.flags = REVOKED;
-                value.state = state::CLOSED;
-                value.generation = [generation; 2];
-                value.last_seen_ns = now;
+                // Another CPU may be reading the entry (the other direction's packets): the
+                // stamp first, the flags last, in this order (volatile: the compiler keeps
+                // it). A reader in between sees a connection still allowed for one more
+                // packet, never an allow-less entry of an old generation, which it would
+                // take for no tombstone at all and open a flow over.
+                // SAFETY: fields of a live map value, written in place.
+                unsafe {
+                    core::ptr::write_volatile(&mut value.generation, [generation; 2]);
+                    core::ptr::write_volatile(&mut value.last_seen_ns, now);
+                    core::ptr::write_volatile(&mut value.state, state::CLOSED);
+                    // With the check that cut it: the one that may open it again.
+                    core::ptr::write_volatile(&mut value.flags, REVOKED | check);
+                }
                 return Verdict::Deny;
             }
             value.generation[index] = generation;
@@ -927,7 +944,7 @@ fn tracked_by(src: &[u8; 16], dst: &[u8; 16], ports: u32, protocol: u8, check: u
         _pad: [0; 3],
     };
     // SAFETY: only the flags are read, at once.
-    unsafe { PALISADE_CONNTRACK.get(key) }.is_some_and(|v| v.flags & check != 0)
+    unsafe { PALISADE_CONNTRACK.get(key) }.is_some_and(|v| v.flags & (check | REVOKED) == check)
 }
 
 /// Follows a tracked connection's state with the packet just passed.
