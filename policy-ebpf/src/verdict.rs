@@ -152,6 +152,8 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
 /// A packet with its transport header: decided, and a first fragment's verdict recorded for
 /// the rest of its packet. One call of the decision for both, with what differs between them
 /// kept in map memory: the verifier walks a decision once per way of reaching its call.
+// The key is passed by reference: a copy would take 40 bytes of the stack.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
 fn decide_first(
     flow: &mut Flow,
