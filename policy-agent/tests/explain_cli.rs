@@ -148,7 +148,7 @@ fn bad_arguments_name_what_is_wrong() {
     );
     assert!(!ok);
     assert!(
-        text.contains("--from") && text.contains("no pod shop/nope"),
+        text.contains("--from") && text.contains("shop/nope: no such pod"),
         "{text}"
     );
     let (ok, text) = explain(
