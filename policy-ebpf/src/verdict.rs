@@ -121,7 +121,27 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
         // another endpoint's traffic crossing a host interface (theirs to judge).
         return not_ours;
     }
-    let fragment_key = |id| FragmentKey {
+    match flow.fragment {
+        // A later fragment follows its first fragment's verdict, or is dropped.
+        Fragment::Later(id) => {
+            // SAFETY: copied out at once.
+            let first =
+                unsafe { PALISADE_FRAGMENTS.get(fragment_key(flow, id, direction)) }.copied();
+            match first {
+                Some(first) if first.allowed == 1 && first.generation == current_generation() => {
+                    Verdict::Allow
+                }
+                _ => Verdict::Deny,
+            }
+        }
+        Fragment::First(_) | Fragment::No => decide_first(flow, direction, endpoint, ifindex),
+    }
+}
+
+/// The key a fragmented packet's first-fragment verdict is recorded under, at this hook.
+#[inline(always)]
+fn fragment_key(flow: &Flow, id: u32, direction: Direction) -> FragmentKey {
+    FragmentKey {
         src: flow.src,
         dst: flow.dst,
         id,
@@ -132,20 +152,6 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
             Direction::AfterNat => 2,
         },
         _pad: [0; 2],
-    };
-    match flow.fragment {
-        // A later fragment follows its first fragment's verdict, or is dropped.
-        Fragment::Later(id) => {
-            // SAFETY: copied out at once.
-            let first = unsafe { PALISADE_FRAGMENTS.get(fragment_key(id)) }.copied();
-            match first {
-                Some(first) if first.allowed == 1 && first.generation == current_generation() => {
-                    Verdict::Allow
-                }
-                _ => Verdict::Deny,
-            }
-        }
-        Fragment::First(_) | Fragment::No => decide_first(flow, direction, endpoint, ifindex),
     }
 }
 
@@ -168,18 +174,7 @@ fn decide_first(
     let keys = unsafe { &mut *keys };
     // Keyed as the later fragments will be, before the decision may rewrite `flow`.
     keys.first_fragment = if let Fragment::First(id) = flow.fragment {
-        keys.fragment = FragmentKey {
-            src: flow.src,
-            dst: flow.dst,
-            id,
-            protocol: flow.fragment_protocol(),
-            hook: match direction {
-                Direction::FromEndpoint => 0,
-                Direction::ToEndpoint => 1,
-                Direction::AfterNat => 2,
-            },
-            _pad: [0; 2],
-        };
+        keys.fragment = fragment_key(flow, id, direction);
         1
     } else {
         0
@@ -216,10 +211,7 @@ fn decide_flow(
     };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let generation = PALISADE_CONFIG
-        .get(config::GENERATION)
-        .copied()
-        .unwrap_or(0);
+    let generation = current_generation();
     let (this_index, counterpart_check, counterpart_index) = if egress {
         // We send: a reply we send answers what came in through our ingress check.
         (EGRESS_CHECK, ALLOWED_BY_INGRESS, INGRESS_CHECK)
@@ -665,10 +657,7 @@ fn unmasquerade(
 pub fn link_service_flow(flow: &Flow) {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let generation = PALISADE_CONFIG
-        .get(config::GENERATION)
-        .copied()
-        .unwrap_or(0);
+    let generation = current_generation();
     let socket = TransportAddr {
         addr: flow.src,
         port: flow.sport,
