@@ -16,7 +16,7 @@ use thiserror::Error;
 pub use self::{
     loader::{Capacities, Datapath},
     services::{FrontendSpec, ServiceMaps, service_maps},
-    sync::{MapDelta, SyncStats},
+    sync::{MapDelta, MapWrite, SyncStats},
     test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},
 };
 

@@ -1,10 +1,18 @@
 //! Bringing the maps from one compiled state to the next.
 //!
-//! Order matters, because the kernel reads the maps while we write them: first every entry a
-//! new state adds or changes in the rule map, then identities, then endpoints (which is what
-//! points an endpoint at a new policy id), and only then the deletions in the reverse order.
-//! Policy and identity numbers are never reused (see `compiler::allocator`), so at every moment
-//! each endpoint's policy id refers to a complete rule set: a change is make-before-break.
+//! Order matters, because the kernel reads the maps while we write them. [`MapDelta::writes`]
+//! is the one place that orders a delta, and both the kernel writes and the tests that hold
+//! the order follow it:
+//!
+//! 1. every rule entry the new state adds or changes,
+//! 2. then identities (an address's new identity finds its rules already there),
+//! 3. then endpoints (what points an endpoint at a new table: its rules are complete),
+//! 4. then the removals in the reverse order: endpoints, identities, rules.
+//!
+//! Policy and identity numbers are never reused (see `compiler::allocator`), so at every
+//! moment each endpoint's tables refer to complete rule sets: a change is make-before-break,
+//! and a packet decided in the middle of a sync gets the old verdict or the new one
+//! (`tests/tests/write_order.rs` replays every intermediate state to hold this).
 //! Last, the policy generation is bumped, so connections tracked under the old policy are
 //! checked against the new one at their next packet.
 
@@ -13,8 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use aya::maps::MapError;
 use policy_common::map_names;
 
+use policy_common::{
+    endpoint::{EndpointKey, EndpointPolicy},
+    identity::{IdentityKey, IdentityValue},
+    rule::{RuleKey, RuleValue},
+};
+
 use super::{Datapath, DataplaneError, routes::Binding};
-use crate::compiler::{MapChanges, MapContents};
+use crate::compiler::{LpmKey, MapChanges, MapContents};
 
 /// How many entries a sync wrote and removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,19 +94,70 @@ impl MapDelta {
         self.written == MapContents::default() && self.removed.is_empty()
     }
 
+    /// The delta as single map writes, in the order the kernel must see them (see the
+    /// module documentation).
+    pub fn writes(&self) -> impl Iterator<Item = MapWrite<'_>> {
+        let written = &self.written;
+        let removed = &self.removed;
+        (written.rules.iter().map(|(k, v)| MapWrite::Rule(k, v)))
+            .chain(
+                written
+                    .identities
+                    .iter()
+                    .map(|(k, v)| MapWrite::Identity(k, v)),
+            )
+            .chain(
+                written
+                    .endpoints
+                    .iter()
+                    .map(|(k, v)| MapWrite::Endpoint(k, v)),
+            )
+            .chain(removed.endpoints.iter().map(MapWrite::RemoveEndpoint))
+            .chain(removed.identities.iter().map(MapWrite::RemoveIdentity))
+            .chain(removed.rules.iter().map(MapWrite::RemoveRule))
+    }
+
     /// Brings a copy of the maps' contents along.
     pub fn apply_to(&self, maps: &mut MapContents) {
-        maps.endpoints.extend(&self.written.endpoints);
-        maps.identities.extend(&self.written.identities);
-        maps.rules.extend(&self.written.rules);
-        for key in &self.removed.endpoints {
-            maps.endpoints.remove(key);
+        for write in self.writes() {
+            write.apply_to(maps);
         }
-        for key in &self.removed.identities {
-            maps.identities.remove(key);
-        }
-        for key in &self.removed.rules {
-            maps.rules.remove(key);
+    }
+}
+
+/// One entry written to, or removed from, one of the policy maps (borrowed from a delta).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapWrite<'a> {
+    Rule(&'a LpmKey<RuleKey>, &'a RuleValue),
+    Identity(&'a LpmKey<IdentityKey>, &'a IdentityValue),
+    Endpoint(&'a EndpointKey, &'a EndpointPolicy),
+    RemoveEndpoint(&'a EndpointKey),
+    RemoveIdentity(&'a LpmKey<IdentityKey>),
+    RemoveRule(&'a LpmKey<RuleKey>),
+}
+
+impl MapWrite<'_> {
+    /// What this write does to a copy of the maps' contents.
+    pub fn apply_to(&self, maps: &mut MapContents) {
+        match *self {
+            MapWrite::Rule(key, value) => {
+                maps.rules.insert(*key, *value);
+            }
+            MapWrite::Identity(key, value) => {
+                maps.identities.insert(*key, *value);
+            }
+            MapWrite::Endpoint(key, value) => {
+                maps.endpoints.insert(*key, *value);
+            }
+            MapWrite::RemoveEndpoint(key) => {
+                maps.endpoints.remove(key);
+            }
+            MapWrite::RemoveIdentity(key) => {
+                maps.identities.remove(key);
+            }
+            MapWrite::RemoveRule(key) => {
+                maps.rules.remove(key);
+            }
         }
     }
 }
@@ -140,9 +205,28 @@ impl Datapath {
         self.capacities.check(maps)
     }
 
-    /// Writes a delta, in the make-before-break order the module documentation gives.
+    /// Writes a delta, in the make-before-break order of [`MapDelta::writes`], then bumps the
+    /// policy generation.
     pub fn write(&mut self, delta: &MapDelta) -> Result<SyncStats, DataplaneError> {
         let mut stats = SyncStats::default();
+        for write in delta.writes() {
+            self.write_one(&write)?;
+            match write {
+                MapWrite::Rule(..) | MapWrite::Identity(..) | MapWrite::Endpoint(..) => {
+                    stats.written += 1;
+                }
+                MapWrite::RemoveEndpoint(_)
+                | MapWrite::RemoveIdentity(_)
+                | MapWrite::RemoveRule(_) => stats.removed += 1,
+            }
+        }
+        if stats.written + stats.removed > 0 {
+            self.bump_generation()?;
+        }
+        Ok(stats)
+    }
+
+    fn write_one(&mut self, write: &MapWrite<'_>) -> Result<(), DataplaneError> {
         let map_err = |operation, map| {
             move |source| DataplaneError::MapUpdate {
                 operation,
@@ -150,39 +234,18 @@ impl Datapath {
                 source,
             }
         };
-
-        for (key, value) in &delta.written.rules {
-            self.rules.insert(key, value)?;
-            stats.written += 1;
-        }
-        for (key, value) in &delta.written.identities {
-            self.identities.insert(key, value)?;
-            stats.written += 1;
-        }
-        for (key, value) in &delta.written.endpoints {
-            self.endpoints
+        match *write {
+            MapWrite::Rule(key, value) => self.rules.insert(key, value),
+            MapWrite::Identity(key, value) => self.identities.insert(key, value),
+            MapWrite::Endpoint(key, value) => self
+                .endpoints
                 .insert(key, value, 0)
-                .map_err(map_err("insert", map_names::ENDPOINTS))?;
-            stats.written += 1;
+                .map_err(map_err("insert", map_names::ENDPOINTS)),
+            MapWrite::RemoveEndpoint(key) => ignore_missing(self.endpoints.remove(key))
+                .map_err(map_err("remove", map_names::ENDPOINTS)),
+            MapWrite::RemoveIdentity(key) => self.identities.remove(key),
+            MapWrite::RemoveRule(key) => self.rules.remove(key),
         }
-
-        for key in &delta.removed.endpoints {
-            ignore_missing(self.endpoints.remove(key))
-                .map_err(map_err("remove", map_names::ENDPOINTS))?;
-            stats.removed += 1;
-        }
-        for key in &delta.removed.identities {
-            self.identities.remove(key)?;
-            stats.removed += 1;
-        }
-        for key in &delta.removed.rules {
-            self.rules.remove(key)?;
-            stats.removed += 1;
-        }
-        if stats.written + stats.removed > 0 {
-            self.bump_generation()?;
-        }
-        Ok(stats)
     }
 
     /// Tells the programs that policy changed: tracked connections are checked against it
@@ -263,5 +326,46 @@ mod tests {
         let delta = MapDelta::between(&previous, &desired, &keys, &Binding::default());
         assert_eq!(delta.written, maps(&[(2, 21)]));
         assert!(delta.removed.is_empty());
+    }
+
+    fn rule(table: u32) -> LpmKey<RuleKey> {
+        LpmKey {
+            prefix_len: policy_common::rule::PREFIX_FULL,
+            data: RuleKey {
+                table,
+                peer_identity: 0,
+                protocol: 6,
+                source_class: 0,
+                port_be: 80u16.to_be(),
+            },
+        }
+    }
+
+    fn endpoint(byte: u8) -> EndpointKey {
+        EndpointKey { addr: [byte; 16] }
+    }
+
+    #[test]
+    fn writes_make_before_break() {
+        let mut delta = MapDelta::default();
+        delta.written.rules.insert(rule(1), RuleValue::default());
+        delta.written.identities.insert(identity(1), value(1));
+        delta
+            .written
+            .endpoints
+            .insert(endpoint(1), EndpointPolicy::default());
+        delta.removed.rules.insert(rule(2));
+        delta.removed.identities.insert(identity(2));
+        delta.removed.endpoints.insert(endpoint(2));
+        let rank = |write: &MapWrite| match write {
+            MapWrite::Rule(..) => 0,
+            MapWrite::Identity(..) => 1,
+            MapWrite::Endpoint(..) => 2,
+            MapWrite::RemoveEndpoint(_) => 3,
+            MapWrite::RemoveIdentity(_) => 4,
+            MapWrite::RemoveRule(_) => 5,
+        };
+        let ranks: Vec<_> = delta.writes().map(|w| rank(&w)).collect();
+        assert_eq!(ranks, [0, 1, 2, 3, 4, 5]);
     }
 }
