@@ -520,6 +520,9 @@ fn wire_pod(
     }
     if any_v6 {
         settings.push((format!("net.ipv6.conf.{host_if}.proxy_ndp"), "1"));
+        // Proxied neighbour advertisements wait a random 0 to 0.8 s by default too: under load
+        // that pushed a pod's first IPv6 connection past a probe's 1.5 s timeout.
+        settings.push((format!("net.ipv6.neigh.{host_if}.proxy_delay"), "0"));
     }
     node.sysctls(&settings)?;
     Ok(())
