@@ -99,6 +99,9 @@ pub struct Config {
     pub failsafe: crate::compiler::Failsafe,
     /// How many entries the policy maps are created to hold.
     pub capacities: Capacities,
+    /// How often to compare the policy maps with the applied state and repair drift; never
+    /// when `None`.
+    pub resync: Option<Duration>,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -181,6 +184,11 @@ pub async fn run(config: Config) -> Result<()> {
         INTERFACE_SCAN
     });
     let mut retry = Retry::default();
+    let mut resync = config.resync.map(|every| {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     loop {
         let retry_at = retry.at;
         tokio::select! {
@@ -206,6 +214,9 @@ pub async fn run(config: Config) -> Result<()> {
             _ = scan.tick() => {
                 health.beat();
                 state.rescan(&mut datapath, config.status_file.as_ref());
+            }
+            _ = next_tick(&mut resync) => {
+                state.resync(&mut datapath, config.status_file.as_ref());
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
@@ -245,6 +256,16 @@ impl Retry {
 
     fn succeeded(&mut self) {
         *self = Self::default();
+    }
+}
+
+/// The interval's next tick, or never.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -376,9 +397,13 @@ impl State {
                 self.status.refused = None;
             }
             Err(e) => {
-                self.health.sync_failed();
                 let delay = retry.failed();
                 let error = format!("{e:#}");
+                self.health.sync_failed(format!(
+                    "{} sync(s) in a row failed, retrying in {} ms: {error}",
+                    retry.attempts,
+                    delay.as_millis()
+                ));
                 error!(
                     error,
                     attempts = retry.attempts,
@@ -421,6 +446,47 @@ impl State {
         }
         // Also the periodic refresh of the datapath's figures (connections, packets).
         self.refresh_datapath_stats(datapath);
+        self.report(status_file);
+    }
+
+    /// Reads the policy maps back and repairs whatever differs from what the agent wrote
+    /// (`programmed`: the applied state, bound to interfaces): drift from another writer of
+    /// the pinned maps, or from a write the agent believes done.
+    fn resync(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
+        let started = Instant::now();
+        match datapath.repair(&self.programmed) {
+            Ok(drift) if drift.total() == 0 => {
+                info!(
+                    entries = self.programmed.endpoints.len()
+                        + self.programmed.identities.len()
+                        + self.programmed.rules.len(),
+                    millis = started.elapsed().as_millis(),
+                    "resync: the maps hold the applied state"
+                );
+                self.health.resynced(&drift);
+            }
+            Ok(drift) => {
+                for (map, counts) in drift.per_map() {
+                    if counts.total() > 0 {
+                        warn!(
+                            map,
+                            missing = counts.missing,
+                            unexpected = counts.unexpected,
+                            changed = counts.changed,
+                            "resync: the map differed from the applied state; repaired"
+                        );
+                    }
+                }
+                self.health.resynced(&drift);
+                self.status.drift_repaired += drift.total() as u64;
+            }
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "resync: reading or repairing the maps"
+                );
+            }
+        }
         self.report(status_file);
     }
 

@@ -2,7 +2,9 @@
 //!
 //! - `/healthz` answers 200 while the agent's loop is turning (it beats at least every few
 //!   seconds, also while it waits for the API server); 503 once it has been stuck for
-//!   [`LIVENESS_STALE`], so a kubelet restarts a wedged agent.
+//!   [`LIVENESS_STALE`], so a kubelet restarts a wedged agent. While syncs fail it still
+//!   answers 200 (the last applied state is enforced, and a restart would not help), with the
+//!   failure and the applied state's age in the body.
 //! - `/readyz` answers 200 once the first full state has been programmed into the maps and
 //!   the programs attached; it stays 200 while the API server is away, since enforcement of
 //!   the last known state goes on.
@@ -15,7 +17,7 @@
 use std::{
     convert::Infallible,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -55,6 +57,13 @@ struct MapLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DriftLabel {
+    map: &'static str,
+    /// `missing`, `unexpected` or `changed`.
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -73,6 +82,14 @@ pub struct Health {
     syncs: Counter,
     sync_failures: Counter,
     sync_seconds: Histogram,
+    /// Milliseconds since `started` when the applied state was last written whole;
+    /// `u64::MAX` before the first sync.
+    applied_at: AtomicU64,
+    applied_age: Gauge<f64, AtomicU64>,
+    /// Why syncs fail, while they do.
+    failing: Mutex<Option<String>>,
+    resyncs: Counter,
+    drift_entries: Family<DriftLabel, Counter>,
     map_entries: Family<MapLabel, Gauge>,
     rejected: Gauge,
     interfaces: Gauge,
@@ -109,6 +126,24 @@ impl Health {
             "sync_duration_seconds",
             "Time to read, compile and program one datastore state",
             sync_seconds.clone(),
+        );
+        let applied_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "applied_state_age_seconds",
+            "Seconds since the state the maps hold was programmed (it grows while syncs fail)",
+            applied_age.clone(),
+        );
+        let resyncs = Counter::default();
+        registry.register(
+            "resyncs",
+            "Periodic comparisons of the policy maps with the applied state",
+            resyncs.clone(),
+        );
+        let drift_entries = Family::<DriftLabel, Counter>::default();
+        registry.register(
+            "drift_entries",
+            "Policy map entries a resync found differing from the applied state, and repaired",
+            drift_entries.clone(),
         );
         let map_entries = Family::<MapLabel, Gauge>::default();
         registry.register(
@@ -159,6 +194,11 @@ impl Health {
             syncs,
             sync_failures,
             sync_seconds,
+            applied_at: AtomicU64::new(u64::MAX),
+            applied_age,
+            failing: Mutex::new(None),
+            resyncs,
+            drift_entries,
             map_entries,
             rejected,
             interfaces,
@@ -226,11 +266,57 @@ impl Health {
                 .set(gauge_value(entries));
         }
         self.rejected.set(gauge_value(rejected));
+        self.applied_at
+            .store(millis(self.since_start()), Ordering::Relaxed);
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.beat();
     }
 
-    pub fn sync_failed(&self) {
+    /// A sync failed: the maps keep the applied state; `why` goes into `/healthz`.
+    pub fn sync_failed(&self, why: String) {
         self.sync_failures.inc();
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
+
+    /// A resync compared the maps with the applied state (and repaired `drift`).
+    pub fn resynced(&self, drift: &crate::dataplane::Drift) {
+        self.resyncs.inc();
+        for (map, counts) in drift.per_map() {
+            for (kind, n) in [
+                ("missing", counts.missing),
+                ("unexpected", counts.unexpected),
+                ("changed", counts.changed),
+            ] {
+                if n > 0 {
+                    self.drift_entries
+                        .get_or_create(&DriftLabel { map, kind })
+                        .inc_by(n as u64);
+                }
+            }
+        }
+    }
+
+    /// How long ago the applied state was programmed; `None` before the first sync.
+    fn applied_age(&self) -> Option<Duration> {
+        let at = self.applied_at.load(Ordering::Relaxed);
+        (at != u64::MAX).then(|| self.since_start().saturating_sub(Duration::from_millis(at)))
+    }
+
+    /// `/healthz`'s body while alive: "ok", and why syncs fail while they do.
+    fn liveness_detail(&self) -> String {
+        let failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match (failing, self.applied_age()) {
+            (None, _) => "ok\n".to_owned(),
+            (Some(why), Some(age)) => format!(
+                "ok\nsync failing: {why}\nenforcing the state applied {} s ago\n",
+                age.as_secs()
+            ),
+            (Some(why), None) => format!("ok\nsync failing: {why}\nnothing applied yet\n"),
+        }
     }
 
     pub fn attached(&self, interfaces: usize) {
@@ -239,6 +325,9 @@ impl Health {
 
     /// The metrics in the OpenMetrics text format.
     pub fn metrics(&self) -> String {
+        if let Some(age) = self.applied_age() {
+            self.applied_age.set(age.as_secs_f64());
+        }
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             warn!(error = %e, "encoding metrics");
@@ -327,7 +416,7 @@ fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned());
     }
     match request.uri().path() {
-        "/healthz" if health.is_alive() => text(StatusCode::OK, "ok\n".to_owned()),
+        "/healthz" if health.is_alive() => text(StatusCode::OK, health.liveness_detail()),
         "/healthz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "the agent's loop is stuck\n".to_owned(),
@@ -425,5 +514,48 @@ mod tests {
         health.skew = LIVENESS_STALE + Duration::from_secs(1);
         assert!(!health.is_alive());
         assert_eq!(get(&health, "/healthz").0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_failing_sync_and_repaired_drift_are_reported() {
+        let health = Health::new();
+        health.beat();
+        health.synced(&MapContents::default(), 0, Duration::from_millis(1));
+        health.sync_failed("1 sync(s) in a row failed: map full".to_owned());
+        let (status, body) = get(&health, "/healthz");
+        // Alive (the applied state is enforced), with why the newer one is not.
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("sync failing: 1 sync(s) in a row failed: map full"),
+            "{body}"
+        );
+        assert!(
+            body.contains("enforcing the state applied 0 s ago"),
+            "{body}"
+        );
+
+        let mut drift = crate::dataplane::Drift::default();
+        drift.rules.missing = 3;
+        drift.endpoints.changed = 1;
+        health.resynced(&drift);
+        let metrics = get(&health, "/metrics").1;
+        for line in [
+            "palisade_sync_failures_total 1",
+            "palisade_resyncs_total 1",
+            "palisade_drift_entries_total{map=\"rules\",kind=\"missing\"} 3",
+            "palisade_drift_entries_total{map=\"endpoints\",kind=\"changed\"} 1",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        }
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("palisade_applied_state_age_seconds ")),
+            "{metrics}"
+        );
+
+        // The next successful sync clears it.
+        health.synced(&MapContents::default(), 0, Duration::from_millis(1));
+        assert_eq!(get(&health, "/healthz").1, "ok\n");
     }
 }

@@ -135,6 +135,11 @@ enum Command {
         /// Address entries each of PALISADE_ADDRESSES and PALISADE_IDENTITIES can hold.
         #[arg(long, default_value_t = policy_common::capacity::IDENTITIES)]
         identity_capacity: u32,
+        /// Every this many seconds, read the policy maps back and repair what differs from
+        /// the state the agent applied (logged, and counted in palisade_drift_entries_total).
+        /// 0 turns it off.
+        #[arg(long, default_value_t = 600)]
+        resync_seconds: u64,
     },
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
@@ -220,7 +225,9 @@ fn main() -> Result<()> {
             failsafe_outbound,
             rule_capacity,
             identity_capacity,
+            resync_seconds,
         } => runtime.block_on(agent::run(agent::Config {
+            resync: (resync_seconds > 0).then(|| Duration::from_secs(resync_seconds)),
             capacities: Capacities {
                 rules: rule_capacity,
                 identities: identity_capacity,

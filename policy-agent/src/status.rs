@@ -45,6 +45,10 @@ pub struct Status {
     /// state of `digest`, not of the contents refused here.
     #[serde(default)]
     pub refused: Option<Refusal>,
+    /// Map entries the periodic resync found differing from the applied state (and
+    /// repaired), since the agent started.
+    #[serde(default)]
+    pub drift_repaired: u64,
 }
 
 /// A sync the agent could not program whole (so it programmed none of it).

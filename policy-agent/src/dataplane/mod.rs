@@ -3,6 +3,7 @@
 
 mod attach;
 mod loader;
+mod readback;
 pub mod routes;
 mod services;
 mod split_table;
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 pub use self::{
     loader::{Capacities, Datapath},
+    readback::{Drift, DriftCounts},
     services::{FrontendSpec, ServiceMaps, service_maps},
     sync::{MapDelta, MapWrite, SyncStats},
     test_run::{KernelVerdict, TC_ACT_SHOT, TC_ACT_UNSPEC},

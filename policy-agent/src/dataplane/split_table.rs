@@ -5,6 +5,8 @@
 //! does (see `policy_common::identity` and `policy_common::rule`). A key never moves between
 //! the two maps: its prefix length decides.
 
+use std::collections::BTreeMap;
+
 use aya::{
     Pod,
     maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key},
@@ -63,6 +65,30 @@ impl<K: Pod, V: Pod> SplitTable<K, V> {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(source) => Err(update_error("remove", map)(source)),
         }
+    }
+}
+
+impl<K: Pod + Ord, V: Pod> SplitTable<K, V> {
+    /// Every entry both maps hold, as the compiler keys them.
+    pub(super) fn entries(&self) -> Result<BTreeMap<LpmKey<K>, V>, DataplaneError> {
+        let mut entries = BTreeMap::new();
+        for entry in self.exact.iter() {
+            let (data, value) = entry.map_err(update_error("read", self.exact_name))?;
+            let key = LpmKey {
+                prefix_len: self.full,
+                data,
+            };
+            entries.insert(key, value);
+        }
+        for entry in self.prefixes.iter() {
+            let (key, value) = entry.map_err(update_error("read", self.prefixes_name))?;
+            let key = LpmKey {
+                prefix_len: key.prefix_len(),
+                data: key.data(),
+            };
+            entries.insert(key, value);
+        }
+        Ok(entries)
     }
 }
 
