@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> Result<()> {
         applied: MapContents::default(),
         attempted_digest: String::new(),
         unsynced: MapChanges::default(),
+        renumbering: false,
         status: Status::default(),
         interfaces: config.interfaces.clone(),
         uplinks: config.uplinks.clone(),
@@ -292,6 +293,9 @@ struct State {
     attempted_digest: String,
     /// Keys compiles changed that a failed sync did not bring into the maps.
     unsynced: MapChanges,
+    /// A renumbering (see `dataplane::renumber`) was attempted and not finished: the next
+    /// sync finishes it, whatever its compile.
+    renumbering: bool,
     status: Status,
     interfaces: InterfaceSelection,
     uplinks: Option<glob::Pattern>,
@@ -328,24 +332,44 @@ impl State {
                 routes.insert(*ip, host.interface.clone());
             }
         }
-        let delta = MapDelta::between(
-            &self.programmed,
-            &compiled.maps,
-            &keys,
-            &Binding::of(&routes),
-        );
+        let binding = Binding::of(&routes);
         let endpoints = compiled.maps.endpoints.clone();
-        // Our share of the compiled maps goes now, so the next compile updates them in place.
-        drop(compiled.maps);
-        let stats = match datapath.write(&delta) {
-            Ok(stats) => stats,
-            Err(e) => {
-                // Written or not, these keys are compared again at the next sync.
-                self.unsynced = keys;
-                return Err(e.into());
+        let stats = if compiled.renumbered || self.renumbering {
+            // New numbers for every identity and table: switched over as a renumbering, so
+            // that no packet meets a table of one numbering and an identity of the other.
+            let mut desired = (*compiled.maps).clone();
+            drop(compiled.maps);
+            for (key, value) in &mut desired.endpoints {
+                *value = binding.bind(key, *value);
             }
+            self.renumbering = true;
+            let stats = match datapath.write_renumbering(&self.programmed, &desired) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    // Retried as the same renumbering, from what the maps held before it.
+                    self.unsynced = keys;
+                    return Err(e.into());
+                }
+            };
+            self.renumbering = false;
+            self.programmed = desired;
+            stats
+        } else {
+            let delta = MapDelta::between(&self.programmed, &compiled.maps, &keys, &binding);
+            // Our share of the compiled maps goes now, so the next compile updates them in
+            // place.
+            drop(compiled.maps);
+            let stats = match datapath.write(&delta) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    // Written or not, these keys are compared again at the next sync.
+                    self.unsynced = keys;
+                    return Err(e.into());
+                }
+            };
+            delta.apply_to(&mut self.programmed);
+            stats
         };
-        delta.apply_to(&mut self.programmed);
         // Written whole: this compile is the applied state now.
         self.applied.endpoints = endpoints;
         self.status.tables = tables;

@@ -12,7 +12,7 @@ use policy_agent::{
 };
 use policy_common::{
     endpoint::{EndpointKey, EndpointPolicy},
-    identity::{IdentityKey, IdentityValue},
+    identity::{IdentityKey, IdentitySlots, IdentityValue},
     map_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue, action},
 };
@@ -119,7 +119,7 @@ fn drift_in_the_pinned_maps_is_found_and_repaired() {
     rules
         .remove(&rule(2, PREFIX_FULL).data)
         .expect("removing a rule");
-    let mut prefixes: LpmTrie<_, IdentityKey, IdentityValue> =
+    let mut prefixes: LpmTrie<_, IdentityKey, IdentitySlots> =
         LpmTrie::try_from(Map::LpmTrie(pinned(&pins, map_names::IDENTITIES))).expect("trie");
     let stranger = identity(0, 112);
     let forged = IdentityValue {
@@ -127,7 +127,11 @@ fn drift_in_the_pinned_maps_is_found_and_repaired() {
         cidr_identity: 2,
     };
     prefixes
-        .insert(&Key::new(stranger.prefix_len, stranger.data), forged, 0)
+        .insert(
+            &Key::new(stranger.prefix_len, stranger.data),
+            IdentitySlots::both(forged),
+            0,
+        )
         .expect("adding a prefix");
     let mut endpoints: HashMap<_, EndpointKey, EndpointPolicy> =
         HashMap::try_from(Map::HashMap(pinned(&pins, map_names::ENDPOINTS))).expect("endpoints");

@@ -84,6 +84,9 @@ pub struct PolicyList {
     /// How many of `tables` are in use (at most [`MAX_TABLES`]).
     pub count: u32,
     pub tables: [TableRef; MAX_TABLES],
+    /// Which slot of a peer's [`crate::identity::IdentitySlots`] the tables were numbered for
+    /// (0 or 1). The compiler leaves it 0; the agent sets it when it writes the entry.
+    pub numbering: u32,
 }
 
 #[repr(C)]

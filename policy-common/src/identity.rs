@@ -46,9 +46,45 @@ pub struct IdentityValue {
     pub cidr_identity: u32,
 }
 
+/// What `PALISADE_ADDRESSES` and `PALISADE_IDENTITIES` hold for a prefix: its identities
+/// under two numberings. An endpoint's policy lists name the numbering their tables were built
+/// for ([`crate::endpoint::PolicyList::numbering`]), and the datapath reads that slot.
+///
+/// Between renumberings both slots hold the same value. A renumbering (a compiler rebuild, which
+/// gives every identity and table a new number) first fills the other slot of every prefix,
+/// then switches the endpoints over one by one, so a packet never meets a table of one
+/// numbering with a peer identity of the other: it gets the old verdict or the new one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct IdentitySlots {
+    pub slots: [IdentityValue; 2],
+}
+
+impl IdentitySlots {
+    /// The same value under both numberings.
+    pub const fn both(value: IdentityValue) -> Self {
+        Self {
+            slots: [value, value],
+        }
+    }
+
+    /// The value under `numbering` (its low bit).
+    #[inline(always)]
+    pub fn get(&self, numbering: u32) -> IdentityValue {
+        if numbering & 1 == 0 {
+            self.slots[0]
+        } else {
+            self.slots[1]
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), byte array, no padding.
 unsafe impl aya::Pod for IdentityKey {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), an array of two structs of two u32s.
+unsafe impl aya::Pod for IdentitySlots {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), two u32s.
 unsafe impl aya::Pod for IdentityValue {}

@@ -35,7 +35,7 @@ use policy_common::{
     endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND},
     flow::{self as flow_event, FlowBudget, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
-    identity::{IdentityKey, IdentityValue},
+    identity::{IdentityKey, IdentitySlots},
     rule::{RuleKey, RuleValue},
     service::{BackendKey, FrontendValue, HairpinKey, TransportAddr},
 };
@@ -50,12 +50,12 @@ static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDP
     HashMap::new();
 
 #[btf_map]
-static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentityValue, { capacity::IDENTITIES as usize }> =
+static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentitySlots, { capacity::IDENTITIES as usize }> =
     LpmTrie::new();
 
 /// The whole-address entries of the identity table (see `policy_common::identity`).
 #[btf_map]
-static PALISADE_ADDRESSES: HashMap<IdentityKey, IdentityValue, { capacity::ADDRESSES as usize }> =
+static PALISADE_ADDRESSES: HashMap<IdentityKey, IdentitySlots, { capacity::ADDRESSES as usize }> =
     HashMap::new();
 
 #[btf_map]

@@ -978,7 +978,9 @@ fn policy_allows(
     let exact = unsafe { PALISADE_ADDRESSES.get(peer) }.copied();
     let (pod_identity, cidr_identity) = exact
         .or_else(|| PALISADE_IDENTITIES.get(&Key::new(128, peer)).copied())
-        .map_or((identity::WORLD, identity::WORLD), |value| {
+        .map_or((identity::WORLD, identity::WORLD), |slots| {
+            // The numbering this endpoint's tables were built for (see IdentitySlots).
+            let value = slots.get(policy.numbering);
             (value.pod_identity, value.cidr_identity)
         });
     if pod_identity == identity::HOST {

@@ -1,6 +1,6 @@
 //! The real datapath as the kernel-vs-model tests drive it: programmed by the real compiler
-//! and sync (incrementally from the previous world's state), and asked about one packet at a
-//! time as a new flow.
+//! and sync as the agent does (incrementally from the previous world's state, or as a
+//! renumbering after a rebuild), and asked about one packet at a time as a new flow.
 
 use std::path::Path;
 
@@ -30,6 +30,16 @@ impl ProgrammedDatapath {
     /// Compiles `cluster` and writes what the compile reports changed, as the agent does.
     pub fn program(&mut self, cluster: &Cluster, scope: &Scope) -> Result<(), String> {
         let compiled = self.compiler.compile(cluster, scope);
+        if compiled.renumbered {
+            // New numbers for everything: the agent switches the kernel to them as a
+            // renumbering (both identity slots, endpoints restamped).
+            let desired = (*compiled.maps).clone();
+            self.datapath
+                .write_renumbering(&self.programmed, &desired)
+                .map_err(|e| format!("renumbering: {e:#}"))?;
+            self.programmed = desired;
+            return Ok(());
+        }
         let delta = MapDelta::between(
             &self.programmed,
             &compiled.maps,

@@ -3,35 +3,37 @@
 //! each packet as the old policy or the new one does, never a third way.
 //!
 //! Random clusters go through random edits (relabelled pods and namespaces, which renumber
-//! identities and move rules between tables; pods and policies added and removed) with one
-//! compiler, as the agent follows a datastore. After each compile, the delta the agent would
-//! write is applied one [`MapWrite`] at a time, in the order `Datapath::write` uses
-//! ([`MapDelta::writes`]), and after every write the userspace replay of the programs'
-//! lookups decides each sampled flow, at the sender's hook and at the receiver's.
+//! identities and move rules between tables; pods and policies added and removed, some of
+//! which make the compiler rebuild with new numbers for everything) with one compiler, as the
+//! agent follows a datastore. After each compile, the kernel writes the agent would make are
+//! applied one at a time to a model of the kernel's maps (identities under two numberings,
+//! endpoints stamped with theirs): [`MapDelta::writes`] for an incremental compile,
+//! [`renumbering_writes`] for a rebuild, exactly what `Datapath::write` and
+//! `Datapath::write_renumbering` execute. After every write, the userspace replay of the
+//! programs' lookups decides each sampled flow at the sender's hook and at the receiver's,
+//! reading the identity slot of that endpoint's numbering as the programs do.
 //!
-//! Incremental compiles hold this. A *rebuild* (a policy that changes what identities mean:
-//! a new label key, named port or `ipBlock`) renumbers every identity and table at once, and
-//! no order of single writes can switch an endpoint's tables and its peers' identities
-//! together: between the identity writes and the endpoint writes, an old table meets a new
-//! identity number. That known gap is the ignored test below (run it with `--ignored`); the
-//! fix needs the datapath to pick an identity by the endpoint's epoch (docs/architecture.md,
-//! "Write order").
-//!
-//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 1500).
+//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 4000).
 
 use std::{cell::Cell, net::IpAddr};
 
 use palisade_tests::{
     generate::{
-        addresses, agent_cluster, cases_from_env, edits, flow_picks, protocol_number, world,
+        FlowPick, addresses, agent_cluster, cases_from_env, edits, flow_picks, protocol_number,
+        world,
     },
     reference::World,
 };
 use policy_agent::{
-    compiler::{Compiler, MapChanges, MapContents, Scope},
-    dataplane::{MapDelta, MapWrite, routes::Binding},
+    compiler::{Compiler, MapContents, Scope, identity_addr},
+    dataplane::{
+        MapDelta,
+        renumber::{KernelMaps, KernelWrite, renumbering_writes},
+        routes::Binding,
+    },
     replay::{self, Direction, Packet},
 };
+use policy_common::endpoint::EndpointKey;
 use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestError, TestRunner},
@@ -44,7 +46,7 @@ fn scope(world: &World) -> Scope {
     }
 }
 
-/// What one intermediate state is checked against.
+/// What every intermediate state of one sync is checked against.
 struct Transition<'a> {
     old: &'a MapContents,
     new: &'a MapContents,
@@ -52,15 +54,29 @@ struct Transition<'a> {
 }
 
 impl Transition<'_> {
-    /// Every packet, at both hooks, decided in `state` as in the old or the new maps.
+    /// Every packet, at both hooks, decided in `kernel` as in the old or the new maps.
     fn check(
         &self,
-        state: &MapContents,
-        write: &MapWrite,
-        checks: &Cell<usize>,
+        kernel: &KernelMaps,
+        write: &KernelWrite,
+        counts: &Counts,
     ) -> Result<(), TestCaseError> {
+        // What a program reads under each numbering.
+        let views = [kernel.view(0), kernel.view(1)];
         for packet in self.packets {
             for direction in [Direction::FromEndpoint, Direction::ToEndpoint] {
+                let endpoint = match direction {
+                    Direction::FromEndpoint => packet.src,
+                    Direction::ToEndpoint => packet.dst,
+                };
+                let key = EndpointKey {
+                    addr: identity_addr(endpoint),
+                };
+                let numbering = kernel
+                    .endpoints
+                    .get(&key)
+                    .map_or(0, |value| value.ingress.numbering & 1);
+                let state = &views[numbering as usize];
                 let now = replay::allows(state, packet, direction);
                 let old = replay::allows(self.old, packet, direction);
                 let new = replay::allows(self.new, packet, direction);
@@ -74,9 +90,10 @@ impl Transition<'_> {
                     verdict(old),
                     verdict(new)
                 );
-                checks.set(checks.get() + 1);
+                counts.decisions.set(counts.decisions.get() + 1);
             }
         }
+        counts.states.set(counts.states.get() + 1);
         Ok(())
     }
 }
@@ -85,46 +102,19 @@ fn verdict(allowed: bool) -> &'static str {
     if allowed { "allowed" } else { "denied" }
 }
 
-/// Which compiles a run checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compiles {
-    Incremental,
-    Rebuilds,
+/// Intermediate states and decisions checked, per kind of sync.
+#[derive(Default)]
+struct Counts {
+    states: Cell<usize>,
+    decisions: Cell<usize>,
 }
 
 #[test]
-fn every_state_an_incremental_sync_passes_through_decides_as_the_old_or_the_new_policy() {
-    let (writes, checks) = check_transitions(Compiles::Incremental);
-    eprintln!(
-        "write order, incremental compiles: {writes} intermediate states, {checks} packet decisions, each the old or the new one"
-    );
-    // Edits that change nothing and flows that are skipped must not hollow the test out.
-    assert!(
-        writes > 1_000,
-        "only {writes} intermediate states were checked"
-    );
-    assert!(checks > 5_000, "only {checks} decisions were checked");
-}
-
-/// The known gap (see the module documentation): fails today.
-#[test]
-#[ignore = "a rebuild's renumbering is not atomic for packets yet (issue 18)"]
-fn every_state_a_rebuild_passes_through_decides_as_the_old_or_the_new_policy() {
-    let (writes, checks) = check_transitions(Compiles::Rebuilds);
-    eprintln!("write order, rebuilds: {writes} intermediate states, {checks} packet decisions");
-    assert!(
-        writes > 1_000,
-        "only {writes} intermediate states were checked"
-    );
-}
-
-/// Runs the property over the compiles of one kind; the intermediate states and the packet
-/// decisions checked.
-fn check_transitions(kind: Compiles) -> (usize, usize) {
-    let checks = Cell::new(0usize);
-    let writes = Cell::new(0usize);
+fn every_state_a_sync_passes_through_decides_as_the_old_or_the_new_policy() {
+    let incremental = Counts::default();
+    let renumbering = Counts::default();
     let mut runner = TestRunner::new(Config {
-        cases: cases_from_env(1500),
+        cases: cases_from_env(4000),
         failure_persistence: None,
         ..Config::default()
     });
@@ -134,47 +124,50 @@ fn check_transitions(kind: Compiles) -> (usize, usize) {
             let mut world = world;
             let mut compiler = Compiler::new();
             let mut synced = MapContents::default();
+            let mut kernel = KernelMaps::default();
+            let mut numbering = 0;
             let first = compiler.compile(&agent_cluster(&world), &scope(&world));
-            MapDelta::full(&synced, &first.maps).apply_to(&mut synced);
+            for write in renumbering_writes(&synced, &first.maps, numbering, numbering ^ 1) {
+                kernel.apply(&write);
+            }
+            numbering ^= 1;
+            synced = (*first.maps).clone();
             drop(first);
             for edit in &edits {
                 edit.apply(&mut world);
                 let compiled = compiler.compile(&agent_cluster(&world), &scope(&world));
-                let delta = MapDelta::between(
-                    &synced,
-                    &compiled.maps,
-                    &compiled.changes,
-                    &Binding::default(),
-                );
-                let kind_here = if is_rebuild(&synced, &compiled.changes) {
-                    Compiles::Rebuilds
-                } else {
-                    Compiles::Incremental
-                };
                 let new = (*compiled.maps).clone();
-                drop(compiled);
-                let mut state = synced.clone();
-                if kind_here == kind {
-                    let packets = packets(&world, &picks);
-                    let transition = Transition {
-                        old: &synced,
-                        new: &new,
-                        packets: &packets,
-                    };
-                    for write in delta.writes() {
-                        write.apply_to(&mut state);
-                        transition.check(&state, &write, &checks)?;
-                        writes.set(writes.get() + 1);
-                    }
+                let (writes, counts, next) = if compiled.renumbered {
+                    let writes = renumbering_writes(&synced, &new, numbering, numbering ^ 1);
+                    (writes, &renumbering, numbering ^ 1)
                 } else {
-                    delta.apply_to(&mut state);
+                    let delta = MapDelta::between(
+                        &synced,
+                        &compiled.maps,
+                        &compiled.changes,
+                        &Binding::default(),
+                    );
+                    let writes = delta.writes().map(|w| w.in_kernel(numbering)).collect();
+                    (writes, &incremental, numbering)
+                };
+                drop(compiled);
+                let packets = packets(&world, &picks);
+                let transition = Transition {
+                    old: &synced,
+                    new: &new,
+                    packets: &packets,
+                };
+                for write in &writes {
+                    kernel.apply(write);
+                    transition.check(&kernel, write, counts)?;
                 }
+                numbering = next;
                 prop_assert!(
-                    state == new,
-                    "the writes of {:?} arrive at the compiled maps",
+                    kernel.view(numbering) == new,
+                    "the writes after {:?} arrive at the compiled maps",
                     edit
                 );
-                synced = state;
+                synced = new;
             }
             Ok(())
         },
@@ -188,21 +181,22 @@ fn check_transitions(kind: Compiles) -> (usize, usize) {
         }
         Err(e) => panic!("{e}"),
     }
-    (writes.get(), checks.get())
-}
-
-/// Whether a compile renumbered everything: it reports every key the maps held as changed
-/// (`Compiler::compile` does exactly that after a rebuild, and an incremental compile of a
-/// cluster with any policy keeps some).
-fn is_rebuild(previous: &MapContents, changes: &MapChanges) -> bool {
-    let all = MapChanges::all_of(previous);
-    !previous.identities.is_empty()
-        && all.identities.is_subset(&changes.identities)
-        && all.rules.is_subset(&changes.rules)
+    for (kind, counts) in [("incremental", &incremental), ("renumbering", &renumbering)] {
+        let (states, decisions) = (counts.states.get(), counts.decisions.get());
+        eprintln!(
+            "write order, {kind} syncs: {states} intermediate states, {decisions} packet decisions, each the old or the new one"
+        );
+        // Edits that change nothing and flows that are skipped must not hollow the test out.
+        assert!(states > 1_000, "only {states} {kind} states were checked");
+        assert!(
+            decisions > 5_000,
+            "only {decisions} {kind} decisions were checked"
+        );
+    }
 }
 
 /// The sampled flows between distinct addresses of one family, as first packets.
-fn packets(world: &World, picks: &[palisade_tests::generate::FlowPick]) -> Vec<Packet> {
+fn packets(world: &World, picks: &[FlowPick]) -> Vec<Packet> {
     let addrs = addresses(world);
     picks
         .iter()

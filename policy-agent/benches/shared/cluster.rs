@@ -364,7 +364,7 @@ pub fn print_sizes(compiler: &Compiler, maps: &MapContents) {
         bytes(
             maps.identities.len(),
             4 + size_of::<IdentityKey>(),
-            size_of::<IdentityValue>()
+            size_of::<IdentitySlots>()
         )
     );
     eprintln!(

@@ -151,6 +151,10 @@ pub struct Compiled {
     /// This node's host endpoints: the interfaces the agent attaches the host programs to, and
     /// the addresses bound to each.
     pub host_interfaces: Vec<HostInterface>,
+    /// Whether this compile rebuilt everything with new identity and table numbers: the maps
+    /// must then be switched over as a renumbering (see `dataplane::renumber`), since no
+    /// order of single writes keeps every packet's verdict the old or the new one.
+    pub renumbered: bool,
 }
 
 /// A host endpoint's interface and its expected addresses.
@@ -227,6 +231,7 @@ impl Compiler {
             .then(|| Relevance::numbered_after(cluster, &self.engine.relevance))
             .filter(|relevance| *relevance != self.engine.relevance);
         let relevance_changed = relevance.is_some();
+        let mut renumbered = false;
         // The endpoints of a Service that a Calico rule matches changed: its addresses are
         // blocks and its ports are in the rules, so like a network set changing more than
         // its CIDRs, that takes a rebuild.
@@ -256,6 +261,7 @@ impl Compiler {
         {
             let previous = Arc::clone(&self.engine.maps);
             self.rebuild(cluster, scope);
+            renumbered = true;
             // The new numbering replaces every entry: what the old state held must go too.
             self.engine.changes.include(&previous);
             self.input = cluster.clone();
@@ -274,6 +280,7 @@ impl Compiler {
             changes: std::mem::take(&mut self.engine.changes),
             explanations: Arc::clone(&self.engine.explanations),
             host_interfaces: self.host_interfaces.clone(),
+            renumbered,
         }
     }
 

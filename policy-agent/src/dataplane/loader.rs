@@ -16,7 +16,7 @@ use policy_common::{
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
-    identity::{IdentityKey, IdentityValue},
+    identity::{IdentityKey, IdentitySlots},
     map_names, program_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue},
     service::{HairpinKey, TransportAddr},
@@ -121,7 +121,7 @@ pub struct Datapath {
     pub(super) ebpf: Ebpf,
     pub(super) endpoints: HashMap<MapData, EndpointKey, EndpointPolicy>,
     /// `PALISADE_ADDRESSES` and `PALISADE_IDENTITIES`.
-    pub(super) identities: SplitTable<IdentityKey, IdentityValue>,
+    pub(super) identities: SplitTable<IdentityKey, IdentitySlots>,
     /// `PALISADE_RULES_EXACT` and `PALISADE_RULES`.
     pub(super) rules: SplitTable<RuleKey, RuleValue>,
     pub(super) conntrack: HashMap<MapData, ConntrackKey, ConntrackValue>,
@@ -138,6 +138,10 @@ pub struct Datapath {
     pub(super) flows: Option<aya::maps::RingBuf<MapData>>,
     /// The policy generation last written to `PALISADE_CONFIG`.
     pub(super) generation: u32,
+    /// The identity numbering endpoints are stamped with (see `renumber`).
+    pub(super) numbering: u32,
+    /// A renumbering has switched some endpoints to `numbering` and not finished.
+    pub(super) switching: bool,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
@@ -337,6 +341,8 @@ impl Datapath {
             flows: Some(typed_map(&mut ebpf, map_names::FLOWS)?),
             ebpf,
             generation: previous_generation.unwrap_or(0),
+            numbering: 0,
+            switching: false,
             attached: BTreeMap::new(),
             host_interfaces: Default::default(),
             policy_maps_staged,

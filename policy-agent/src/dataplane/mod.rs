@@ -4,6 +4,7 @@
 mod attach;
 mod loader;
 mod readback;
+pub mod renumber;
 pub mod routes;
 mod services;
 mod split_table;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use policy_common::map_names;
 
-use super::{Datapath, DataplaneError, MapDelta};
+use super::{Datapath, DataplaneError, MapDelta, renumber::KernelMaps};
 use crate::compiler::MapContents;
 
 /// How the kernel's maps differ from what the agent wrote, per map: entries missing, entries
@@ -74,7 +74,7 @@ fn counts<K: Ord, V: PartialEq>(
 
 impl Datapath {
     /// Every entry of the policy maps (endpoints, identities, rules) as the kernel holds it.
-    pub fn read_policy_maps(&self) -> Result<MapContents, DataplaneError> {
+    pub fn read_kernel_maps(&self) -> Result<KernelMaps, DataplaneError> {
         let mut endpoints = std::collections::BTreeMap::new();
         for entry in self.endpoints.iter() {
             let (key, value) = entry.map_err(|source| DataplaneError::MapUpdate {
@@ -84,11 +84,17 @@ impl Datapath {
             })?;
             endpoints.insert(key, value);
         }
-        Ok(MapContents {
+        Ok(KernelMaps {
             endpoints,
             identities: self.identities.entries()?,
             rules: self.rules.entries()?,
         })
+    }
+
+    /// The policy maps as the programs read them now, in the compiler's terms (an endpoint
+    /// stamped with another numbering than the current one shows it, and so differs).
+    pub fn read_policy_maps(&self) -> Result<MapContents, DataplaneError> {
+        Ok(self.read_kernel_maps()?.view(self.numbering))
     }
 
     /// Compares the policy maps with `expected` (what the agent last wrote) and writes what

@@ -12,7 +12,8 @@
 //! Policy and identity numbers are never reused (see `compiler::allocator`), so at every
 //! moment each endpoint's tables refer to complete rule sets: a change is make-before-break,
 //! and a packet decided in the middle of a sync gets the old verdict or the new one
-//! (`tests/tests/write_order.rs` replays every intermediate state to hold this).
+//! (`tests/tests/write_order.rs` replays every intermediate state to hold this). A compile
+//! that renumbered everything is written as a renumbering instead (see [`super::renumber`]).
 //! Last, the policy generation is bumped, so connections tracked under the old policy are
 //! checked against the new one at their next packet.
 
@@ -27,7 +28,11 @@ use policy_common::{
     rule::{RuleKey, RuleValue},
 };
 
-use super::{Datapath, DataplaneError, routes::Binding};
+use super::{
+    Datapath, DataplaneError,
+    renumber::{KernelWrite, renumbering_writes},
+    routes::Binding,
+};
 use crate::compiler::{LpmKey, MapChanges, MapContents};
 
 /// How many entries a sync wrote and removed.
@@ -35,6 +40,19 @@ use crate::compiler::{LpmKey, MapChanges, MapContents};
 pub struct SyncStats {
     pub written: usize,
     pub removed: usize,
+}
+
+impl SyncStats {
+    fn count(&mut self, write: &MapWrite<'_>) {
+        match write {
+            MapWrite::Rule(..) | MapWrite::Identity(..) | MapWrite::Endpoint(..) => {
+                self.written += 1;
+            }
+            MapWrite::RemoveEndpoint(_) | MapWrite::RemoveIdentity(_) | MapWrite::RemoveRule(_) => {
+                self.removed += 1;
+            }
+        }
+    }
 }
 
 /// The entries to write and the keys to remove that bring the maps from one state to the
@@ -210,15 +228,8 @@ impl Datapath {
     pub fn write(&mut self, delta: &MapDelta) -> Result<SyncStats, DataplaneError> {
         let mut stats = SyncStats::default();
         for write in delta.writes() {
-            self.write_one(&write)?;
-            match write {
-                MapWrite::Rule(..) | MapWrite::Identity(..) | MapWrite::Endpoint(..) => {
-                    stats.written += 1;
-                }
-                MapWrite::RemoveEndpoint(_)
-                | MapWrite::RemoveIdentity(_)
-                | MapWrite::RemoveRule(_) => stats.removed += 1,
-            }
+            self.write_kernel(&write.in_kernel(self.numbering))?;
+            stats.count(&write);
         }
         if stats.written + stats.removed > 0 {
             self.bump_generation()?;
@@ -226,7 +237,45 @@ impl Datapath {
         Ok(stats)
     }
 
-    fn write_one(&mut self, write: &MapWrite<'_>) -> Result<(), DataplaneError> {
+    /// Switches the maps from `previous` to `desired` (endpoints bound to their interfaces),
+    /// a compile that gave identities and tables new numbers, as a renumbering (see
+    /// [`super::renumber`]). After a failure, calling it again with the same `previous`
+    /// finishes the same switch.
+    pub fn write_renumbering(
+        &mut self,
+        previous: &MapContents,
+        desired: &MapContents,
+    ) -> Result<SyncStats, DataplaneError> {
+        self.capacities.check(desired)?;
+        // Endpoints may already read the target numbering if the last attempt failed after
+        // switching some: the same target then, never back.
+        let to = if self.switching {
+            self.numbering
+        } else {
+            self.numbering ^ 1
+        };
+        let from = to ^ 1;
+        let mut stats = SyncStats::default();
+        for write in renumbering_writes(previous, desired, from, to) {
+            if matches!(write, KernelWrite::Endpoint(..)) && !self.switching {
+                self.switching = true;
+                self.numbering = to;
+            }
+            self.write_kernel(&write)?;
+            match write {
+                KernelWrite::Rule(..) | KernelWrite::Identity(..) | KernelWrite::Endpoint(..) => {
+                    stats.written += 1;
+                }
+                _ => stats.removed += 1,
+            }
+        }
+        self.switching = false;
+        self.numbering = to;
+        self.bump_generation()?;
+        Ok(stats)
+    }
+
+    fn write_kernel(&mut self, write: &KernelWrite) -> Result<(), DataplaneError> {
         let map_err = |operation, map| {
             move |source| DataplaneError::MapUpdate {
                 operation,
@@ -234,17 +283,17 @@ impl Datapath {
                 source,
             }
         };
-        match *write {
-            MapWrite::Rule(key, value) => self.rules.insert(key, value),
-            MapWrite::Identity(key, value) => self.identities.insert(key, value),
-            MapWrite::Endpoint(key, value) => self
+        match write {
+            KernelWrite::Rule(key, value) => self.rules.insert(key, value),
+            KernelWrite::Identity(key, slots) => self.identities.insert(key, slots),
+            KernelWrite::Endpoint(key, value) => self
                 .endpoints
-                .insert(key, value, 0)
+                .insert(key, value.as_ref(), 0)
                 .map_err(map_err("insert", map_names::ENDPOINTS)),
-            MapWrite::RemoveEndpoint(key) => ignore_missing(self.endpoints.remove(key))
+            KernelWrite::RemoveEndpoint(key) => ignore_missing(self.endpoints.remove(key))
                 .map_err(map_err("remove", map_names::ENDPOINTS)),
-            MapWrite::RemoveIdentity(key) => self.identities.remove(key),
-            MapWrite::RemoveRule(key) => self.rules.remove(key),
+            KernelWrite::RemoveIdentity(key) => self.identities.remove(key),
+            KernelWrite::RemoveRule(key) => self.rules.remove(key),
         }
     }
 
