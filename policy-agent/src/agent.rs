@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
     dataplane::{
-        Capacities, Datapath, DataplaneError, MapDelta,
+        Capacities, Datapath, DataplaneError, MapDelta, fault,
         routes::{self, Binding},
         service_maps,
     },
@@ -144,7 +144,21 @@ pub async fn run(config: Config) -> Result<()> {
         node_name: config.node_name.clone(),
         host_addrs: host_addresses().context("listing the node's addresses")?,
     };
+    let fault_plan = match std::env::var(fault::FAIL_WRITES_ENV) {
+        Ok(value) => {
+            let plan = fault::FaultPlan::parse(&value).with_context(|| {
+                format!(
+                    "{}={value:?}: expected SYNCS:SKIP:COUNT",
+                    fault::FAIL_WRITES_ENV
+                )
+            })?;
+            warn!(?plan, "test seam: map writes will fail");
+            Some(plan)
+        }
+        Err(_) => None,
+    };
     let mut state = State {
+        fault_plan,
         compiler: Compiler::with_failsafe(config.failsafe.clone()),
         programmed: MapContents::default(),
         applied: MapContents::default(),
@@ -168,6 +182,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
+    state.arm_faults(&mut datapath);
     state.status.interfaces = state.attach(&mut datapath, &state.host_routes())?;
     health.attached(state.status.interfaces.len());
     state.refresh_datapath_stats(&datapath);
@@ -296,6 +311,8 @@ struct State {
     /// A renumbering (see `dataplane::renumber`) was attempted and not finished: the next
     /// sync finishes it, whatever its compile.
     renumbering: bool,
+    /// Map writes to fail on purpose, from the test-only `dataplane::fault` seam.
+    fault_plan: Option<fault::FaultPlan>,
     status: Status,
     interfaces: InterfaceSelection,
     uplinks: Option<glob::Pattern>,
@@ -419,6 +436,7 @@ impl State {
             Ok(()) => {
                 retry.succeeded();
                 self.status.refused = None;
+                self.arm_faults(datapath);
             }
             Err(e) => {
                 let delay = retry.failed();
@@ -444,6 +462,20 @@ impl State {
         }
         self.refresh_datapath_stats(datapath);
         self.report(status_file);
+    }
+
+    /// After a successful sync: counts it towards the test-only fault plan, and arms its
+    /// faults when their turn comes.
+    fn arm_faults(&mut self, datapath: &mut Datapath) {
+        let Some(plan) = &mut self.fault_plan else {
+            return;
+        };
+        plan.after_syncs = plan.after_syncs.saturating_sub(1);
+        if plan.after_syncs == 0 {
+            warn!(faults = ?plan.faults, "test seam: the next map writes fail");
+            datapath.inject_write_faults(plan.faults);
+            self.fault_plan = None;
+        }
     }
 
     /// New pods bring new interfaces and routes: attach to them, and bind their addresses.

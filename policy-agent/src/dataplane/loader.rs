@@ -142,6 +142,8 @@ pub struct Datapath {
     pub(super) numbering: u32,
     /// A renumbering has switched some endpoints to `numbering` and not finished.
     pub(super) switching: bool,
+    /// Map writes to fail on purpose (tests only, see `fault`).
+    pub(super) faults: super::fault::WriteFaults,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
@@ -343,6 +345,7 @@ impl Datapath {
             generation: previous_generation.unwrap_or(0),
             numbering: 0,
             switching: false,
+            faults: Default::default(),
             attached: BTreeMap::new(),
             host_interfaces: Default::default(),
             policy_maps_staged,

@@ -2,6 +2,7 @@
 //! interfaces, and keep the maps equal to the compiler's output.
 
 mod attach;
+pub mod fault;
 mod loader;
 mod readback;
 pub mod renumber;
@@ -87,6 +88,8 @@ pub enum DataplaneError {
         capacity: u32,
         option: &'static str,
     },
+    #[error("a map write failed on purpose ({env} is set)", env = fault::FAIL_WRITES_ENV)]
+    InjectedFault,
     #[error("{operation} in map {map}")]
     MapUpdate {
         operation: &'static str,

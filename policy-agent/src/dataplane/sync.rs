@@ -275,7 +275,15 @@ impl Datapath {
         Ok(stats)
     }
 
+    /// Arms the test-only write failures (see [`super::fault`]).
+    pub fn inject_write_faults(&mut self, faults: super::fault::WriteFaults) {
+        self.faults = faults;
+    }
+
     fn write_kernel(&mut self, write: &KernelWrite) -> Result<(), DataplaneError> {
+        if self.faults.next_fails() {
+            return Err(DataplaneError::InjectedFault);
+        }
         let map_err = |operation, map| {
             move |source| DataplaneError::MapUpdate {
                 operation,

@@ -1,0 +1,71 @@
+//! A test-only seam: make map writes fail, to show what the agent does when the kernel
+//! refuses one (`tests/tests/write_failure.rs`). Armed only by the environment variable
+//! [`FAIL_WRITES_ENV`], which nothing sets outside tests; unarmed, it costs one branch per
+//! map write.
+
+/// `SYNCS:SKIP:COUNT`: once the agent has programmed `SYNCS` states, let `SKIP` map writes
+/// through, then fail the next `COUNT`.
+pub const FAIL_WRITES_ENV: &str = "PALISADE_TEST_FAIL_WRITES";
+
+/// When to arm which faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Successful syncs still to come before the faults are armed.
+    pub after_syncs: u32,
+    pub faults: WriteFaults,
+}
+
+impl FaultPlan {
+    /// From [`FAIL_WRITES_ENV`]'s value; `None` for anything else than `SYNCS:SKIP:COUNT`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut fields = value.split(':').map(|f| f.trim().parse::<u32>().ok());
+        let plan = Self {
+            after_syncs: fields.next()??,
+            faults: WriteFaults {
+                skip: fields.next()??,
+                fail: fields.next()??,
+            },
+        };
+        fields.next().is_none().then_some(plan)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteFaults {
+    /// Writes still to let through before failing.
+    pub skip: u32,
+    /// Writes still to fail.
+    pub fail: u32,
+}
+
+impl WriteFaults {
+    /// Whether the next write fails.
+    pub fn next_fails(&mut self) -> bool {
+        if self.skip > 0 {
+            self.skip -= 1;
+            false
+        } else if self.fail > 0 {
+            self.fail -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_then_fails_then_lets_everything_through() {
+        let plan = FaultPlan::parse("3:2:1").expect("a valid value");
+        assert_eq!(plan.after_syncs, 3);
+        let mut faults = plan.faults;
+        let outcomes: Vec<bool> = (0..5).map(|_| faults.next_fails()).collect();
+        assert_eq!(outcomes, [false, false, true, false, false]);
+        for invalid in ["2:1", "a:1:1", "1:1:1:1", ""] {
+            assert_eq!(FaultPlan::parse(invalid), None, "{invalid}");
+        }
+    }
+}
