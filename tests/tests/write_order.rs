@@ -13,7 +13,8 @@
 //! programs' lookups decides each sampled flow at the sender's hook and at the receiver's,
 //! reading the identity slot of that endpoint's numbering as the programs do.
 //!
-//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 4000).
+//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 4000 Kubernetes cases, and a
+//! sixteenth as many Calico ones).
 
 use std::{cell::Cell, net::IpAddr};
 
@@ -22,6 +23,7 @@ use palisade_tests::{
         FlowPick, addresses, agent_cluster, cases_from_env, edits, flow_picks, protocol_number,
         world,
     },
+    generate_calico::{CalicoCase, IcmpPick, calico_case, calico_edit, icmp_picks},
     reference::World,
 };
 use policy_agent::{
@@ -31,6 +33,7 @@ use policy_agent::{
         renumber::{KernelMaps, KernelWrite, renumbering_writes},
         routes::Binding,
     },
+    model::Cluster,
     replay::{self, Direction, Packet},
 };
 use policy_common::endpoint::EndpointKey;
@@ -109,90 +112,216 @@ struct Counts {
     decisions: Cell<usize>,
 }
 
-#[test]
-fn every_state_a_sync_passes_through_decides_as_the_old_or_the_new_policy() {
-    let incremental = Counts::default();
-    let renumbering = Counts::default();
+/// One compiler followed through a sequence of clusters, as the agent follows a datastore,
+/// with a model of what the kernel holds.
+struct Follower {
+    compiler: Compiler,
+    synced: MapContents,
+    kernel: KernelMaps,
+    numbering: u32,
+}
+
+impl Follower {
+    fn new() -> Self {
+        Self {
+            compiler: Compiler::new(),
+            synced: MapContents::default(),
+            kernel: KernelMaps::default(),
+            numbering: 0,
+        }
+    }
+
+    /// Compiles `cluster` and applies the kernel writes the agent would make one at a time,
+    /// checking `packets` after each (the first compile is not checked: nothing was there).
+    fn step(
+        &mut self,
+        cluster: &Cluster,
+        scope: &Scope,
+        packets: &[Packet],
+        counts: (&Counts, &Counts),
+        what: &str,
+    ) -> Result<(), TestCaseError> {
+        let compiled = self.compiler.compile(cluster, scope);
+        let new = (*compiled.maps).clone();
+        let first = self.synced == MapContents::default();
+        let (writes, counts, next) = if compiled.renumbered {
+            let writes = renumbering_writes(&self.synced, &new, self.numbering, self.numbering ^ 1);
+            (writes, counts.1, self.numbering ^ 1)
+        } else {
+            let delta = MapDelta::between(
+                &self.synced,
+                &compiled.maps,
+                &compiled.changes,
+                &Binding::default(),
+            );
+            let writes = delta
+                .writes()
+                .map(|w| w.in_kernel(self.numbering))
+                .collect();
+            (writes, counts.0, self.numbering)
+        };
+        drop(compiled);
+        let transition = Transition {
+            old: &self.synced,
+            new: &new,
+            packets,
+        };
+        for write in &writes {
+            self.kernel.apply(write);
+            if !first {
+                transition.check(&self.kernel, write, counts)?;
+            }
+        }
+        self.numbering = next;
+        prop_assert!(
+            self.kernel.view(self.numbering) == new,
+            "the writes after {} arrive at the compiled maps",
+            what
+        );
+        self.synced = new;
+        Ok(())
+    }
+}
+
+/// Runs `strategy`'s cases through `test`; panics with the minimal failing case.
+fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
     let mut runner = TestRunner::new(Config {
-        cases: cases_from_env(4000),
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(
-        &(world(), edits(6), flow_picks(16)),
-        |(world, edits, picks)| {
-            let mut world = world;
-            let mut compiler = Compiler::new();
-            let mut synced = MapContents::default();
-            let mut kernel = KernelMaps::default();
-            let mut numbering = 0;
-            let first = compiler.compile(&agent_cluster(&world), &scope(&world));
-            for write in renumbering_writes(&synced, &first.maps, numbering, numbering ^ 1) {
-                kernel.apply(&write);
-            }
-            numbering ^= 1;
-            synced = (*first.maps).clone();
-            drop(first);
-            for edit in &edits {
-                edit.apply(&mut world);
-                let compiled = compiler.compile(&agent_cluster(&world), &scope(&world));
-                let new = (*compiled.maps).clone();
-                let (writes, counts, next) = if compiled.renumbered {
-                    let writes = renumbering_writes(&synced, &new, numbering, numbering ^ 1);
-                    (writes, &renumbering, numbering ^ 1)
-                } else {
-                    let delta = MapDelta::between(
-                        &synced,
-                        &compiled.maps,
-                        &compiled.changes,
-                        &Binding::default(),
-                    );
-                    let writes = delta.writes().map(|w| w.in_kernel(numbering)).collect();
-                    (writes, &incremental, numbering)
-                };
-                drop(compiled);
-                let packets = packets(&world, &picks);
-                let transition = Transition {
-                    old: &synced,
-                    new: &new,
-                    packets: &packets,
-                };
-                for write in &writes {
-                    kernel.apply(write);
-                    transition.check(&kernel, write, counts)?;
-                }
-                numbering = next;
-                prop_assert!(
-                    kernel.view(numbering) == new,
-                    "the writes after {:?} arrive at the compiled maps",
-                    edit
-                );
-                synced = new;
-            }
-            Ok(())
-        },
-    );
-    match result {
+    match runner.run(&strategy, test) {
         Ok(()) => {}
-        Err(TestError::Fail(reason, (world, edits, picks))) => {
-            panic!(
-                "{reason}\nminimal failing case:\n{world:#?}\nedits: {edits:#?}\nflows: {picks:?}"
-            )
+        Err(TestError::Fail(reason, value)) => {
+            panic!("{reason}\nminimal failing case:\n{value:#?}")
         }
         Err(e) => panic!("{e}"),
     }
-    for (kind, counts) in [("incremental", &incremental), ("renumbering", &renumbering)] {
+}
+
+fn report(counts: [(&str, &Counts); 2], floor: usize) {
+    for (kind, counts) in counts {
         let (states, decisions) = (counts.states.get(), counts.decisions.get());
         eprintln!(
             "write order, {kind} syncs: {states} intermediate states, {decisions} packet decisions, each the old or the new one"
         );
         // Edits that change nothing and flows that are skipped must not hollow the test out.
-        assert!(states > 1_000, "only {states} {kind} states were checked");
+        assert!(states > floor, "only {states} {kind} states were checked");
         assert!(
-            decisions > 5_000,
+            decisions > 5 * floor,
             "only {decisions} {kind} decisions were checked"
         );
     }
+}
+
+#[test]
+fn every_state_a_sync_passes_through_decides_as_the_old_or_the_new_policy() {
+    let counts = (Counts::default(), Counts::default());
+    run(
+        cases_from_env(4000),
+        (world(), edits(6), flow_picks(16)),
+        |(world, edits, picks)| {
+            let mut world = world;
+            let mut follower = Follower::new();
+            let counts = (&counts.0, &counts.1);
+            follower.step(
+                &agent_cluster(&world),
+                &scope(&world),
+                &[],
+                counts,
+                "the start",
+            )?;
+            for edit in &edits {
+                edit.apply(&mut world);
+                let packets = packets(&world, &picks);
+                let what = format!("{edit:?}");
+                follower.step(
+                    &agent_cluster(&world),
+                    &scope(&world),
+                    &packets,
+                    counts,
+                    &what,
+                )?;
+            }
+            Ok(())
+        },
+    );
+    report(
+        [("incremental", &counts.0), ("renumbering", &counts.1)],
+        1_000,
+    );
+}
+
+/// The same with Calico tiers, policies, network sets (whose CIDR changes update identities
+/// in place) and Services.
+#[test]
+fn every_state_a_calico_sync_passes_through_decides_as_the_old_or_the_new_policy() {
+    let counts = (Counts::default(), Counts::default());
+    let strategy = (
+        calico_case(),
+        edits(4),
+        prop::collection::vec(calico_edit(), 4),
+        flow_picks(16),
+        icmp_picks(4),
+    );
+    // A Calico case costs about sixteen Kubernetes ones.
+    run(
+        cases_from_env(4000) / 16,
+        strategy,
+        |(case, edits, calico_edits, picks, icmp)| {
+            let mut case = case;
+            let scope = Scope {
+                node_name: None,
+                host_addrs: case.world.node_addrs.clone(),
+            };
+            let mut follower = Follower::new();
+            let counts = (&counts.0, &counts.1);
+            follower.step(&case.agent_cluster(), &scope, &[], counts, "the start")?;
+            for (edit, calico_edit) in edits.iter().zip(&calico_edits) {
+                let mut kubernetes = case.kubernetes_world();
+                edit.apply(&mut kubernetes);
+                case.world.namespaces = kubernetes.namespaces;
+                case.world.pods = kubernetes.pods;
+                case.world.k8s_policies = kubernetes.policies;
+                let packets = calico_packets(&case, &picks, &icmp);
+                follower.step(
+                    &case.agent_cluster(),
+                    &scope,
+                    &packets,
+                    counts,
+                    &format!("{edit:?}"),
+                )?;
+                case.apply(calico_edit);
+                let packets = calico_packets(&case, &picks, &icmp);
+                let what = format!("{calico_edit:?}");
+                follower.step(&case.agent_cluster(), &scope, &packets, counts, &what)?;
+            }
+            Ok(())
+        },
+    );
+    report(
+        [
+            ("Calico incremental", &counts.0),
+            ("Calico renumbering", &counts.1),
+        ],
+        200,
+    );
+}
+
+fn calico_packets(case: &CalicoCase, picks: &[FlowPick], icmp: &[IcmpPick]) -> Vec<Packet> {
+    case.flows(picks, icmp)
+        .iter()
+        .map(|flow| Packet {
+            src: flow.src,
+            dst: flow.dst,
+            protocol: flow.protocol,
+            sport: flow.sport,
+            dport: flow.key_port,
+        })
+        .collect()
 }
 
 /// The sampled flows between distinct addresses of one family, as first packets.
