@@ -509,6 +509,11 @@ impl State {
     /// (`programmed`: the applied state, bound to interfaces): drift from another writer of
     /// the pinned maps, or from a write the agent believes done.
     fn resync(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
+        if self.renumbering {
+            // Half switched on purpose: the retry of the renumbering finishes it.
+            info!("resync: skipped while a renumbering is retried");
+            return;
+        }
         let started = Instant::now();
         match datapath.repair(&self.programmed) {
             Ok(drift) if drift.total() == 0 => {
@@ -571,6 +576,11 @@ impl State {
         datapath: &mut Datapath,
         routes: &BTreeMap<IpAddr, String>,
     ) -> Result<bool> {
+        // A renumbering that failed part way holds endpoints of both numberings: the sync that
+        // finishes it binds them all.
+        if self.renumbering {
+            return Ok(false);
+        }
         // Only endpoint entries carry bindings; the applied state's, never a refused compile's.
         let applied = &self.applied;
         let keys = MapChanges {
