@@ -19,9 +19,13 @@ use k8s_openapi::api::{
     core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
 };
 use serde::Deserialize;
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::{Snapshot, digest};
+use super::{
+    Snapshot, digest,
+    watch::{DirectoryWatcher, WatchError, Writing},
+};
 use crate::{
     calico::resources::{self as calico, CalicoResource},
     model::{Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert},
@@ -84,6 +88,8 @@ pub struct FileDatastore {
     dir: PathBuf,
     /// Objects accepted from each file by the previous load, by file name.
     accepted: BTreeMap<String, Vec<Object>>,
+    /// Files a writer has open and is writing (kept up to date by [`FileDatastore::watch`]).
+    writing: Writing,
 }
 
 impl FileDatastore {
@@ -91,11 +97,20 @@ impl FileDatastore {
         Self {
             dir: dir.into(),
             accepted: BTreeMap::new(),
+            writing: Writing::default(),
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Watches the directory: `changes` gets a message whenever a load would see something
+    /// new. From then on a file being written (modified and not yet closed) keeps the objects
+    /// it held before until its writer closes it, so a load never takes in half a file; the
+    /// watch also follows the directory when it is replaced (see [`super::watch`]).
+    pub fn watch(&mut self, changes: UnboundedSender<()>) -> Result<DirectoryWatcher, WatchError> {
+        DirectoryWatcher::start(&self.dir, self.writing.clone(), changes)
     }
 
     /// Reads every manifest file and returns the cluster they describe.
@@ -106,7 +121,18 @@ impl FileDatastore {
         let mut accepted = BTreeMap::new();
         for (name, contents) in &files {
             let previous = self.accepted.remove(name).unwrap_or_default();
-            let objects = parse_file(name, contents, previous, &mut errors);
+            let objects = if self.writing.contains(name) {
+                errors.push(ObjectError {
+                    source: name.clone(),
+                    object: None,
+                    field: None,
+                    message: "being written (modified and not closed yet); keeping the objects it held before"
+                        .to_owned(),
+                });
+                previous
+            } else {
+                parse_file(name, contents, previous, &mut errors)
+            };
             accepted.insert(name.clone(), objects);
         }
         self.accepted = accepted;

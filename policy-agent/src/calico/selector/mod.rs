@@ -20,7 +20,7 @@ mod tests;
 
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
-pub use self::parser::ParseError;
+pub use self::parser::{MAX_NESTING, ParseError};
 pub(crate) use self::parser::check_label_key;
 use crate::model::Labels;
 
