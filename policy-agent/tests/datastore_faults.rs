@@ -102,7 +102,7 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"team": name}}})
 }
 
-/// Lets `from` reach `app` on `port`.
+/// Lets `from` (in any namespace) reach `app` on `port`.
 fn policy(namespace: &str, name: &str, app: &str, from: &str, port: u16) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -112,7 +112,10 @@ fn policy(namespace: &str, name: &str, app: &str, from: &str, port: u16) -> Valu
             "podSelector": {"matchLabels": {"app": app}},
             "policyTypes": ["Ingress"],
             "ingress": [{
-                "from": [{"podSelector": {"matchLabels": {"app": from}}}],
+                "from": [{
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app": from}},
+                }],
                 "ports": [{"protocol": "TCP", "port": port}],
             }],
         },
@@ -198,7 +201,9 @@ async fn converged(
 }
 
 fn fresh(dir: &Path) -> Cluster {
-    let snapshot = FileDatastore::new(dir).load().expect("reading the directory");
+    let snapshot = FileDatastore::new(dir)
+        .load()
+        .expect("reading the directory");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     snapshot.cluster
 }
@@ -244,7 +249,8 @@ async fn a_manifest_written_in_pieces_is_taken_whole_or_not_at_all() {
         changed(&mut changes, "the other file").await;
         let meanwhile = load(&mut store);
         assert_eq!(
-            meanwhile.cluster, expected,
+            meanwhile.cluster,
+            expected,
             "step {step}: a reload took in {cut} of {} bytes",
             bytes.len()
         );
@@ -461,7 +467,11 @@ async fn a_configmap_volume_is_read_and_followed_through_its_swaps() {
     // Regression: the manifests are symlinks, which the datastore skipped: it read nothing.
     let first = load(&mut store);
     assert!(first.errors.is_empty(), "{:?}", first.errors);
-    assert_eq!(first.cluster.pods.len(), 3, "the ConfigMap's objects were read");
+    assert_eq!(
+        first.cluster.pods.len(),
+        3,
+        "the ConfigMap's objects were read"
+    );
     assert_eq!(first.cluster.policies.len(), 2);
 
     let (tx, mut changes) = unbounded_channel();
@@ -481,11 +491,17 @@ async fn a_configmap_volume_is_read_and_followed_through_its_swaps() {
         let snapshot = converged(&mut store, &mut changes, "the ConfigMap update").await;
         assert_eq!(snapshot.cluster, fresh(&volume.dir));
         assert_eq!(
-            snapshot.cluster.namespaces.contains_key(&format!("extra-{generation}")),
+            snapshot
+                .cluster
+                .namespaces
+                .contains_key(&format!("extra-{generation}")),
             generation % 2 == 1
         );
     }
-    println!("ConfigMap volume: 4 swaps followed, {:?}", started.elapsed());
+    println!(
+        "ConfigMap volume: 4 swaps followed, {:?}",
+        started.elapsed()
+    );
 }
 
 /// [`BURST`] objects in several files: 100 namespaces, pods spread over 10 nodes, a policy
@@ -502,10 +518,23 @@ fn burst_files() -> Vec<(String, String)> {
     while total < BURST {
         let ns = format!("ns-{}", i % 100);
         let ip = format!("10.{}.{}.{}", 64 + i / 65_536, (i / 256) % 256, i % 256);
-        let node = format!("node-{}", if i % 10 == 0 { "a".to_owned() } else { (i % 10).to_string() });
-        objects.push(pod(&ns, &format!("pod-{i}"), &format!("app-{}", i % 50), &ip, &node));
+        let node = format!(
+            "node-{}",
+            if i.is_multiple_of(10) {
+                "a".to_owned()
+            } else {
+                (i % 10).to_string()
+            }
+        );
+        objects.push(pod(
+            &ns,
+            &format!("pod-{i}"),
+            &format!("app-{}", i % 50),
+            &ip,
+            &node,
+        ));
         total += 1;
-        if i % 5 == 0 && total < BURST {
+        if i.is_multiple_of(5) && total < BURST {
             objects.push(policy(
                 &ns,
                 &format!("policy-{i}"),
@@ -564,7 +593,10 @@ async fn ten_thousand_objects_appearing_at_once_converge_in_bounded_time() {
     let loaded = started.elapsed();
     let compiled = compiler.compile(&snapshot.cluster, &scope);
     let total = started.elapsed();
-    assert_eq!(object_count(&snapshot.cluster), BURST + object_count(&before.cluster));
+    assert_eq!(
+        object_count(&snapshot.cluster),
+        BURST + object_count(&before.cluster)
+    );
     // The pods of node-a are its endpoints: one in ten, plus the small cluster's three.
     assert_eq!(
         compiled.maps.endpoints.len(),
@@ -617,7 +649,11 @@ fn burst_changes() -> Vec<Change> {
     while changes.len() < BURST {
         let ns = format!("burst-{}", i % 50);
         let ip = format!("10.{}.{}.{}", 64 + i / 65_536, (i / 256) % 256, i % 256);
-        let node = if i % 10 == 0 { NODE.to_owned() } else { format!("node-{}", i % 10) };
+        let node = if i.is_multiple_of(10) {
+            NODE.to_owned()
+        } else {
+            format!("node-{}", i % 10)
+        };
         changes.push(Change::Apply(pod(
             &ns,
             &format!("pod-{i}"),
@@ -625,7 +661,7 @@ fn burst_changes() -> Vec<Change> {
             &ip,
             &node,
         )));
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             changes.push(Change::Apply(policy(
                 &ns,
                 &format!("policy-{i}"),
@@ -695,7 +731,11 @@ async fn the_api_server_going_away_during_a_relist_and_returning_compacted() {
     // watch sees, so the relist is the only way to it, and it fails.
     server.go_away_on_next_list();
     server.expire_watches(vec![Change::Apply(pod(
-        "shop", "late", "web", "10.42.0.12", NODE,
+        "shop",
+        "late",
+        "web",
+        "10.42.0.12",
+        NODE,
     ))]);
     gone_during_relist(&server).await;
     // Away: the burst lands, and etcd compacts.
@@ -707,7 +747,10 @@ async fn the_api_server_going_away_during_a_relist_and_returning_compacted() {
     let lists_before = server.lists(Kind::Pod);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let meanwhile = store.snapshot();
-    assert_eq!(meanwhile.cluster, before.cluster, "the state changed while the server was away");
+    assert_eq!(
+        meanwhile.cluster, before.cluster,
+        "the state changed while the server was away"
+    );
     assert!(store.is_synced());
 
     let started = Instant::now();
@@ -726,14 +769,22 @@ async fn the_api_server_going_away_during_a_relist_and_returning_compacted() {
         let _ = tokio::time::timeout(Duration::from_millis(100), changes.recv()).await;
     };
     let converged = started.elapsed();
-    assert!(server.lists(Kind::Pod) > lists_before, "the pods were relisted");
+    assert!(
+        server.lists(Kind::Pod) > lists_before,
+        "the pods were relisted"
+    );
     assert!(
         !after
             .cluster
             .policies
             .contains_key(&("shop".into(), "db-from-web".into()))
     );
-    assert!(after.cluster.pods.contains_key(&("shop".into(), "late".into())));
+    assert!(
+        after
+            .cluster
+            .pods
+            .contains_key(&("shop".into(), "late".into()))
+    );
     let scope = Scope {
         node_name: Some(NODE.to_owned()),
         host_addrs: Vec::new(),
@@ -808,7 +859,10 @@ impl Agent {
                 return started.elapsed();
             }
             if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!("the agent exited ({exit}) waiting for {what}:\n{}", self.log());
+                panic!(
+                    "the agent exited ({exit}) waiting for {what}:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 started.elapsed() < WAIT,
@@ -864,7 +918,9 @@ async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
         "kubernetes",
         &["--datastore", "kubernetes", "--kubeconfig", &kubeconfig],
     );
-    agent.converged(&server_digest(&server), "the first list").await;
+    agent
+        .converged(&server_digest(&server), "the first list")
+        .await;
     let seeded: BTreeSet<IpAddr> = ["10.42.0.10", "10.42.0.11"]
         .iter()
         .map(|a| a.parse().expect("address"))
@@ -872,7 +928,10 @@ async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
     assert_eq!(agent.endpoints(), seeded);
     let deadline = Instant::now() + WAIT;
     while server.open_watches() < Kind::ALL.len() {
-        assert!(Instant::now() < deadline, "the agent's watches did not open");
+        assert!(
+            Instant::now() < deadline,
+            "the agent's watches did not open"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -884,7 +943,11 @@ async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
     server.compact();
     // Away: the agent keeps what it enforced.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(agent.endpoints(), seeded, "the maps changed while the server was away");
+    assert_eq!(
+        agent.endpoints(),
+        seeded,
+        "the maps changed while the server was away"
+    );
 
     server.restart().await;
     let took = agent
@@ -918,8 +981,14 @@ async fn the_agent_follows_a_configmap_volume() {
     let dir = volume.dir.to_str().expect("UTF-8 path").to_owned();
     let mut agent = Agent::start("configmap", &["--datastore", &dir]);
     let digest = dir_digest(&volume.dir).expect("digest");
-    agent.converged(&digest, "the ConfigMap's first contents").await;
-    assert_eq!(agent.endpoints().len(), 3, "the ConfigMap's pods are endpoints");
+    agent
+        .converged(&digest, "the ConfigMap's first contents")
+        .await;
+    assert_eq!(
+        agent.endpoints().len(),
+        3,
+        "the ConfigMap's pods are endpoints"
+    );
     for generation in 1..=2u16 {
         volume.update(&[("cluster.yaml", small_cluster(generation))]);
         let digest = dir_digest(&volume.dir).expect("digest");
@@ -927,7 +996,10 @@ async fn the_agent_follows_a_configmap_volume() {
         let expected: IpAddr = format!("10.42.0.{}", 20 + generation)
             .parse()
             .expect("address");
-        assert!(agent.endpoints().contains(&expected), "generation {generation}");
+        assert!(
+            agent.endpoints().contains(&expected),
+            "generation {generation}"
+        );
         assert!(agent.status().is_some_and(|s| s.errors.is_empty()));
         println!("agent: ConfigMap swap {generation} converged in {took:?}");
     }

@@ -198,6 +198,18 @@ fn parse_file(
     previous: Vec<Object>,
     errors: &mut Vec<ObjectError>,
 ) -> Vec<Object> {
+    if let Some((line, column)) = flow_nesting_past(contents, MAX_FLOW_NESTING) {
+        errors.push(ObjectError {
+            source: file.to_owned(),
+            object: None,
+            field: None,
+            message: format!(
+                "not valid YAML: '[' and '{{' nested more than {MAX_FLOW_NESTING} deep at line \
+                 {line} column {column}; keeping the objects it held before"
+            ),
+        });
+        return previous;
+    }
     let mut documents = Vec::new();
     for document in serde_yaml::Deserializer::from_slice(contents) {
         match serde_yaml::Value::deserialize(document) {
@@ -244,6 +256,80 @@ fn parse_file(
         }
     }
     objects
+}
+
+/// How deeply flow collections (`[...]`, `{...}`) may nest: serde_yaml's own recursion limit,
+/// past which it refuses the document anyway. Checked first because the YAML scanner costs
+/// time in proportion to the nesting for every token: 100,000 `[` (a 200 KB file) kept the
+/// agent's loop busy for over a minute before serde_yaml gave up.
+const MAX_FLOW_NESTING: usize = 128;
+
+/// Where (line, column, from 1) the flow collections of `contents` first nest deeper than
+/// `limit`, if they do. A quick scan, not a YAML parser: brackets in quoted scalars and
+/// comments do not count, those in plain scalars do (more than `limit` unclosed ones in plain
+/// text would be refused). The parser still has the last word on everything the scan lets
+/// through; the scan only spares it the pathological inputs.
+fn flow_nesting_past(contents: &[u8], limit: usize) -> Option<(usize, usize)> {
+    #[derive(PartialEq)]
+    enum In {
+        Plain,
+        Single,
+        Double,
+        Comment,
+    }
+    let mut state = In::Plain;
+    let mut depth = 0usize;
+    let (mut line, mut column) = (1, 0);
+    let mut previous = b'\n';
+    let mut escaped = false;
+    for &byte in contents {
+        column += 1;
+        match state {
+            In::Plain => match byte {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some((line, column));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                // A quote opens a quoted scalar only where a scalar can start.
+                b'\'' | b'"'
+                    if matches!(
+                        previous,
+                        b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':' | b'-'
+                    ) =>
+                {
+                    state = if byte == b'"' { In::Double } else { In::Single };
+                }
+                b'#' if matches!(previous, b' ' | b'\t' | b'\n') => state = In::Comment,
+                _ => {}
+            },
+            In::Single => {
+                // `''` inside is an escaped quote: closing and reopening reads the same.
+                if byte == b'\'' {
+                    state = In::Plain;
+                }
+            }
+            In::Double => {
+                if byte == b'"' && !escaped {
+                    state = In::Plain;
+                }
+                escaped = byte == b'\\' && !escaped;
+            }
+            In::Comment => {
+                if byte == b'\n' {
+                    state = In::Plain;
+                }
+            }
+        }
+        if byte == b'\n' {
+            line += 1;
+            column = 0;
+        }
+        previous = byte;
+    }
+    None
 }
 
 /// (kind, namespace, name) read leniently from an unvalidated document.

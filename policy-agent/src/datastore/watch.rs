@@ -78,7 +78,9 @@ impl Writing {
     }
 
     fn start(&self, name: &str) {
-        self.lock().entry(name.to_owned()).or_insert_with(Instant::now);
+        self.lock()
+            .entry(name.to_owned())
+            .or_insert_with(Instant::now);
     }
 
     fn end(&self, name: &str) -> bool {
@@ -95,7 +97,10 @@ impl Writing {
 
     /// When the oldest file stops counting as being written.
     fn next_expiry(&self) -> Option<Instant> {
-        self.lock().values().min().map(|since| *since + WRITING_TIMEOUT)
+        self.lock()
+            .values()
+            .min()
+            .map(|since| *since + WRITING_TIMEOUT)
     }
 
     fn clear(&self) {
@@ -302,7 +307,9 @@ impl Worker {
         // The old directory's watch may be gone with it already.
         let _not_watched_any_more = watcher.unwatch(&self.dir);
         match watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
-            Ok(()) => info!(dir = %self.dir.display(), "the manifest directory was replaced; watching the new one"),
+            Ok(()) => {
+                info!(dir = %self.dir.display(), "the manifest directory was replaced; watching the new one")
+            }
             Err(e) => {
                 // Replaced again meanwhile, or removed: the parent's next event retries.
                 warn!(error = %e, dir = %self.dir.display(), "watching the replaced manifest directory");
