@@ -979,3 +979,34 @@ fn deeply_nested_flow_collections_are_refused_quickly() {
         )]
     );
 }
+
+/// Regression (found by the long run): an unknown key `""` at a Calico resource's root was
+/// reported with no field (serde_path_to_error gives no path for it); it is named `""` now,
+/// and an unknown key anywhere names itself.
+#[test]
+fn an_unknown_empty_key_is_named_as_the_field() {
+    let scratch = Scratch::new("empty-key");
+    let manifest = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\n\
+                    spec: {order: 100}\n\"\": x\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: other}\n\
+                    spec: {order: 100, \"\": x}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\n\
+                    metadata: {name: set}\nextra: 1\n";
+    let snapshot = ingest(&scratch.0, "keys.yaml", manifest.as_bytes().to_vec()).expect("ingest");
+    let rejected: Vec<_> = snapshot
+        .errors
+        .iter()
+        .map(|e| (e.object.as_deref(), e.field.as_deref()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (Some("Tier (projectcalico.org/v3) security"), Some("\"\"")),
+            (Some("Tier (projectcalico.org/v3) other"), Some("spec.\"\"")),
+            (
+                Some("GlobalNetworkSet (projectcalico.org/v3) set"),
+                Some("extra")
+            ),
+        ]
+    );
+}

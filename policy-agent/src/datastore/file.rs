@@ -8,6 +8,12 @@
 //! `kubectl apply` leaves the old object in place. A file that is not even YAML keeps all the
 //! objects it held before. Either way the error names the file, the object and the field, and
 //! every other object keeps being enforced.
+//!
+//! A file cut short is one of these cases when the cut leaves invalid YAML or an invalid
+//! object; a cut that leaves valid YAML (at a document boundary, inside a value) cannot be told
+//! from an edit by its contents. Watched through [`FileDatastore::watch`], a file still being
+//! written keeps the objects it held before until its writer closes it (see [`super::watch`]).
+//! Manifests may be symlinks, as a ConfigMap volume's are.
 
 use std::{
     collections::BTreeMap,
