@@ -7,6 +7,10 @@
 //!   reload comes when the writer closes it, and a reload that happens meanwhile (another file
 //!   changed) keeps the objects the file held before (see [`FileDatastore::watch`]). A file
 //!   nobody closes stops counting as being written after [`WRITING_TIMEOUT`], and is then read.
+//!   What this cannot see: a load that starts between a write and this thread's handling of
+//!   its event (microseconds, unless the thread is starved) reads the piece; the writer's close
+//!   then reloads the whole file. Writers that rename a complete file into place (`kubectl`-less
+//!   GitOps tools, `mv`, the kubelet) never expose a piece at all.
 //! - **The directory replaced** (renamed away and a new one put in its place, as GitOps sync
 //!   tools do, or a symlinked directory swapped): inotify watches an inode, so a plain watch
 //!   follows the old directory and never sees the new one change. The parent directory is
@@ -53,7 +57,13 @@ pub enum WatchError {
         #[source]
         source: notify::Error,
     },
-    #[error("starting to watch {path}")]
+    #[error("making {path} absolute (the current directory is gone?)")]
+    Absolute {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("starting the thread that watches {path}")]
     Thread {
         path: PathBuf,
         #[source]
@@ -123,7 +133,7 @@ impl DirectoryWatcher {
         changes: UnboundedSender<()>,
     ) -> Result<DirectoryWatcher, WatchError> {
         // Events name paths as the watch was given them: compare against one absolute form.
-        let dir = &std::path::absolute(dir).map_err(|source| WatchError::Thread {
+        let dir = &std::path::absolute(dir).map_err(|source| WatchError::Absolute {
             path: dir.to_owned(),
             source,
         })?;
