@@ -23,6 +23,10 @@
 //!   server's state and its pinned endpoints map holds the new local pods;
 //! - on a ConfigMap-shaped directory: its status follows two `..data` swaps.
 //!
+//! The agent binary watches its directory with `agent.rs`'s own watcher, which follows
+//! neither a replaced directory nor a write in progress; the file cases above are checked on
+//! the datastore and its [`FileDatastore::watch`], which the agent is meant to use instead.
+//!
 //! Every wait is bounded ([`WAIT`]); figures are printed (`--nocapture`).
 
 mod kubernetes_apiserver;

@@ -7,18 +7,23 @@
 //!
 //! 1. structure-aware mutations of every valid object in `examples/` and
 //!    `tests/data/calico/valid.yaml` (every kind the agent reads): wrong types, removed fields,
-//!    huge and negative numbers, bad CIDRs, bad selectors, unicode, deep nesting, duplicate
-//!    keys, truncation, YAML or JSON;
-//! 2. arbitrary YAML documents (with a known `apiVersion`/`kind` or none) and raw bytes;
+//!    huge and negative numbers, bad CIDRs, bad selectors, unicode, unknown keys, deep
+//!    nesting, duplicate keys, truncation, YAML or JSON;
+//! 2. arbitrary YAML documents (with a known `apiVersion`/`kind` or none), raw bytes, and
+//!    flow collections nested up to the input bound;
 //! 3. selector-like text, deeply nested included, for the selector parser alone.
 //!
 //! Properties: nothing panics; each file is processed within a time bound (a hang fails the
 //! test instead of stalling it); every rejection names its file, and, unless the file is not
 //! YAML at all, the object (`Kind namespace/name`, or `document N` when the document has no
-//! readable kind and name) and the field; whatever was accepted compiles.
+//! readable kind and name) and the field; a mutated edit of valid objects that is rejected
+//! leaves the version accepted before in force (the whole file's, when it is not YAML);
+//! whatever was accepted compiles.
 //!
 //! Inputs are bounded ([`MAX_INPUT`] bytes per file). `cargo test` runs a short pass
-//! ([`DEFAULT_CASES`] per generator); `PALISADE_INGEST_FUZZ_CASES=N` runs N per generator.
+//! ([`DEFAULT_CASES`] per generator, about 10 s in a debug build);
+//! `PALISADE_INGEST_FUZZ_CASES=N` runs N per generator (20,000 took 9 minutes). Failures are
+//! saved in `ingestion_fuzz.proptest-regressions` beside this file and replayed first.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
