@@ -39,7 +39,7 @@ pub fn read_manifest_files(dir: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !is_manifest_name(&name) || !entry.file_type()?.is_file() {
+        if !is_manifest_name(&name) || !is_file(&entry)? {
             continue;
         }
         match fs::read(entry.path()) {
@@ -51,6 +51,21 @@ pub fn read_manifest_files(dir: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether the entry is a regular file, or a symlink to one: a ConfigMap volume's files are
+/// symlinks (`policy.yaml -> ..data/policy.yaml`, `..data -> ..2024_01_01_00_00_00.0123`), and so
+/// are manifests an operator links in. A dangling link is no file.
+fn is_file(entry: &fs::DirEntry) -> io::Result<bool> {
+    let file_type = entry.file_type()?;
+    if !file_type.is_symlink() {
+        return Ok(file_type.is_file());
+    }
+    match fs::metadata(entry.path()) {
+        Ok(target) => Ok(target.is_file()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Digest of the manifest files currently in `dir`.

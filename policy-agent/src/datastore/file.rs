@@ -8,6 +8,12 @@
 //! `kubectl apply` leaves the old object in place. A file that is not even YAML keeps all the
 //! objects it held before. Either way the error names the file, the object and the field, and
 //! every other object keeps being enforced.
+//!
+//! A file cut short is one of these cases when the cut leaves invalid YAML or an invalid
+//! object; a cut that leaves valid YAML (at a document boundary, inside a value) cannot be told
+//! from an edit by its contents. Watched through [`FileDatastore::watch`], a file still being
+//! written keeps the objects it held before until its writer closes it (see [`super::watch`]).
+//! Manifests may be symlinks, as a ConfigMap volume's are.
 
 use std::{
     collections::BTreeMap,
@@ -19,9 +25,13 @@ use k8s_openapi::api::{
     core::v1 as core, discovery::v1 as discovery, networking::v1 as networking,
 };
 use serde::Deserialize;
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::{Snapshot, digest};
+use super::{
+    Snapshot, digest,
+    watch::{DirectoryWatcher, WatchError, Writing},
+};
 use crate::{
     calico::resources::{self as calico, CalicoResource},
     model::{Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert},
@@ -84,6 +94,8 @@ pub struct FileDatastore {
     dir: PathBuf,
     /// Objects accepted from each file by the previous load, by file name.
     accepted: BTreeMap<String, Vec<Object>>,
+    /// Files a writer has open and is writing (kept up to date by [`FileDatastore::watch`]).
+    writing: Writing,
 }
 
 impl FileDatastore {
@@ -91,11 +103,20 @@ impl FileDatastore {
         Self {
             dir: dir.into(),
             accepted: BTreeMap::new(),
+            writing: Writing::default(),
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Watches the directory: `changes` gets a message whenever a load would see something
+    /// new. From then on a file being written (modified and not yet closed) keeps the objects
+    /// it held before until its writer closes it, so a load never takes in half a file; the
+    /// watch also follows the directory when it is replaced (see [`super::watch`]).
+    pub fn watch(&mut self, changes: UnboundedSender<()>) -> Result<DirectoryWatcher, WatchError> {
+        DirectoryWatcher::start(&self.dir, self.writing.clone(), changes)
     }
 
     /// Reads every manifest file and returns the cluster they describe.
@@ -106,7 +127,18 @@ impl FileDatastore {
         let mut accepted = BTreeMap::new();
         for (name, contents) in &files {
             let previous = self.accepted.remove(name).unwrap_or_default();
-            let objects = parse_file(name, contents, previous, &mut errors);
+            let objects = if self.writing.contains(name) {
+                errors.push(ObjectError {
+                    source: name.clone(),
+                    object: None,
+                    field: None,
+                    message: "being written (modified and not closed yet); keeping the objects it held before"
+                        .to_owned(),
+                });
+                previous
+            } else {
+                parse_file(name, contents, previous, &mut errors)
+            };
             accepted.insert(name.clone(), objects);
         }
         self.accepted = accepted;
@@ -172,6 +204,18 @@ fn parse_file(
     previous: Vec<Object>,
     errors: &mut Vec<ObjectError>,
 ) -> Vec<Object> {
+    if let Some((line, column)) = flow_nesting_past(contents, MAX_FLOW_NESTING) {
+        errors.push(ObjectError {
+            source: file.to_owned(),
+            object: None,
+            field: None,
+            message: format!(
+                "not valid YAML: '[' and '{{' nested more than {MAX_FLOW_NESTING} deep at line \
+                 {line} column {column}; keeping the objects it held before"
+            ),
+        });
+        return previous;
+    }
     let mut documents = Vec::new();
     for document in serde_yaml::Deserializer::from_slice(contents) {
         match serde_yaml::Value::deserialize(document) {
@@ -218,6 +262,80 @@ fn parse_file(
         }
     }
     objects
+}
+
+/// How deeply flow collections (`[...]`, `{...}`) may nest: serde_yaml's own recursion limit,
+/// past which it refuses the document anyway. Checked first because the YAML scanner costs
+/// time in proportion to the nesting for every token: 100,000 `[` (a 200 KB file) kept the
+/// agent's loop busy for over a minute before serde_yaml gave up.
+const MAX_FLOW_NESTING: usize = 128;
+
+/// Where (line, column, from 1) the flow collections of `contents` first nest deeper than
+/// `limit`, if they do. A quick scan, not a YAML parser: brackets in quoted scalars and
+/// comments do not count, those in plain scalars do (more than `limit` unclosed ones in plain
+/// text would be refused). The parser still has the last word on everything the scan lets
+/// through; the scan only spares it the pathological inputs.
+fn flow_nesting_past(contents: &[u8], limit: usize) -> Option<(usize, usize)> {
+    #[derive(PartialEq)]
+    enum In {
+        Plain,
+        Single,
+        Double,
+        Comment,
+    }
+    let mut state = In::Plain;
+    let mut depth = 0usize;
+    let (mut line, mut column) = (1, 0);
+    let mut previous = b'\n';
+    let mut escaped = false;
+    for &byte in contents {
+        column += 1;
+        match state {
+            In::Plain => match byte {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some((line, column));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                // A quote opens a quoted scalar only where a scalar can start.
+                b'\'' | b'"'
+                    if matches!(
+                        previous,
+                        b' ' | b'\t' | b'\n' | b'[' | b'{' | b',' | b':' | b'-'
+                    ) =>
+                {
+                    state = if byte == b'"' { In::Double } else { In::Single };
+                }
+                b'#' if matches!(previous, b' ' | b'\t' | b'\n') => state = In::Comment,
+                _ => {}
+            },
+            In::Single => {
+                // `''` inside is an escaped quote: closing and reopening reads the same.
+                if byte == b'\'' {
+                    state = In::Plain;
+                }
+            }
+            In::Double => {
+                if byte == b'"' && !escaped {
+                    state = In::Plain;
+                }
+                escaped = byte == b'\\' && !escaped;
+            }
+            In::Comment => {
+                if byte == b'\n' {
+                    state = In::Plain;
+                }
+            }
+        }
+        if byte == b'\n' {
+            line += 1;
+            column = 0;
+        }
+        previous = byte;
+    }
+    None
 }
 
 /// (kind, namespace, name) read leniently from an unvalidated document.

@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod file;
 pub mod kubernetes;
+pub mod watch;
 
 use std::{io, path::PathBuf};
 

@@ -16,7 +16,8 @@
 //! - Resource versions are one global counter, like etcd's revision.
 //!
 //! The test drives it: change objects, send bookmarks, drop watches, expire them (410), stop
-//! the server and start it again on the same port.
+//! the server and start it again on the same port, or have it go away in the middle of a
+//! relist ([`ApiServer::go_away_on_next_list`]).
 
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
@@ -212,6 +213,9 @@ struct State {
     calico_absent: bool,
     /// Discovery requests for Calico's group version.
     discoveries: u64,
+    /// Set by [`ApiServer::go_away_on_next_list`]: the next list request finds the server
+    /// going away (see there).
+    go_away_on_list: bool,
 }
 
 /// A change made while no watch can see it (see [`ApiServer::expire_watches`]).
@@ -447,6 +451,19 @@ impl ApiServer {
         state.compact();
     }
 
+    /// The API server goes away in the middle of the next relist: the next list request (of
+    /// any kind) is answered 503, and from then on the server serves nothing, as one shutting
+    /// down does; the test then calls [`ApiServer::stop`] to close the port (see
+    /// [`ApiServer::is_stopped`]) and [`ApiServer::restart`] to bring it back.
+    pub fn go_away_on_next_list(&self) {
+        self.state().go_away_on_list = true;
+    }
+
+    /// Whether the server is stopped, by [`ApiServer::stop`] or by going away during a list.
+    pub fn is_stopped(&self) -> bool {
+        self.state().stopped
+    }
+
     /// Whether Calico's CRDs are served (the default) or not (a cluster without Calico: 404s).
     /// Objects of them the test applies are kept either way.
     pub fn serve_calico(&self, served: bool) {
@@ -674,6 +691,14 @@ fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
         .insert((group.to_owned(), resource.to_owned(), verb.to_owned()));
     if watching {
         watch(&mut state, kind, &query)
+    } else if state.go_away_on_list {
+        state.go_away_on_list = false;
+        state.stopped = true;
+        state.watches.clear();
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"kind": "Status", "code": 503, "message": "shutting down"}),
+        )
     } else {
         *state.lists.entry(kind).or_default() += 1;
         let items: Vec<&Value> = state

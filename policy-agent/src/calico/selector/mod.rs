@@ -20,8 +20,8 @@ mod tests;
 
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
-pub use self::parser::ParseError;
 pub(crate) use self::parser::check_label_key;
+pub use self::parser::{MAX_NESTING, ParseError};
 use crate::model::Labels;
 
 /// A parsed selector expression.

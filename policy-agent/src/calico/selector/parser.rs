@@ -32,8 +32,18 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// How deeply `!` and `(` may nest. Each level is a few stack frames of this recursive-descent
+/// parser (and of evaluating, printing and dropping the tree), so without a bound a selector of
+/// a hundred thousand `!` or `(` — a 100 KB string in a manifest — overflows the stack and
+/// aborts the agent. Real selectors nest a handful of levels.
+pub const MAX_NESTING: usize = 64;
+
 pub(super) fn parse(input: &str) -> Result<Selector, ParseError> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        depth: 0,
+    };
     parser.skip_ws();
     if parser.at_end() {
         return Ok(Selector::All);
@@ -49,6 +59,8 @@ pub(super) fn parse(input: &str) -> Result<Selector, ParseError> {
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
+    /// `!` and `(` open around the current position (see [`MAX_NESTING`]).
+    depth: usize,
 }
 
 /// Characters Calico's tokenizer accepts in a label key; the key is then checked against
@@ -87,6 +99,7 @@ impl<'a> Parser<'a> {
         let saved = Parser {
             input: self.input,
             pos: position,
+            depth: self.depth,
         };
         ParseError {
             position,
@@ -158,17 +171,36 @@ impl<'a> Parser<'a> {
     fn unary(&mut self) -> Result<Selector, ParseError> {
         self.skip_ws();
         // `!=` cannot start an operand, so a `!` here is always negation.
+        let start = self.pos;
         if self.eat("!") {
-            return Ok(Selector::Not(Box::new(self.unary()?)));
+            self.enter(start)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Selector::Not(Box::new(inner)));
         }
         self.primary()
     }
 
+    /// One more level of `!` or `(`, opened at `position`; refused past [`MAX_NESTING`].
+    fn enter(&mut self, position: usize) -> Result<(), ParseError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ParseError {
+                position,
+                message: format!("'!' and '(' nested more than {MAX_NESTING} deep"),
+            });
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn primary(&mut self) -> Result<Selector, ParseError> {
         self.skip_ws();
+        let open = self.pos;
         if self.eat("(") {
+            self.enter(open)?;
             let inner = self.or()?;
             self.expect(")", "expected ')' to close the '('")?;
+            self.depth -= 1;
             return Ok(inner);
         }
         let start = self.pos;
