@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use notify::{RecursiveMode, Watcher as _};
 use tokio::{
     signal::unix::{Signal, SignalKind},
     sync::mpsc,
@@ -118,10 +117,15 @@ pub async fn run(config: Config) -> Result<()> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     // The file watcher stops when dropped: it lives as long as the loop.
     let (mut datastore, _file_watcher): (Box<dyn Datastore>, _) = match &config.datastore {
-        DatastoreConfig::Files(dir) => (
-            Box::new(FileDatastore::new(dir)),
-            Some(watch_directory(dir, events_tx)?),
-        ),
+        DatastoreConfig::Files(dir) => {
+            let mut files = FileDatastore::new(dir);
+            // Follows the directory when it is replaced, and holds back a file being written
+            // until its writer closes it (see `datastore::watch`).
+            let watcher = files
+                .watch(events_tx)
+                .with_context(|| format!("watching {}", dir.display()))?;
+            (Box::new(files) as Box<dyn Datastore>, Some(watcher))
+        }
         DatastoreConfig::Kubernetes { kubeconfig } => {
             let client = kube_client(kubeconfig.as_deref()).await?;
             let store =
@@ -674,25 +678,6 @@ async fn next_link_change(links: &mut Option<LinkEvents>) -> std::io::Result<()>
         Some(links) => links.changed().await,
         None => std::future::pending().await,
     }
-}
-
-/// Watches a manifest directory; every change is a message on `events`.
-fn watch_directory(
-    dir: &Path,
-    events: mpsc::UnboundedSender<()>,
-) -> Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // The receiver only needs to know that something changed; it rereads the directory.
-        // Access events (our own reads open and close the files) change nothing.
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ignored_if_shutting_down = events.send(());
-        }
-    })
-    .context("creating the datastore watcher")?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
-    Ok(watcher)
 }
 
 /// A client for the API server: from `kubeconfig` if given, else inferred (`KUBECONFIG`,
