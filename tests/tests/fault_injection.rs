@@ -26,7 +26,12 @@ use palisade_tests::{
         prober::{FlowKind, Pace, Prober},
         respawn::{self, OwnAgent},
     },
-    lab::{Lab, LabOptions, Scenario, Step, agent, cleanup::Resources, netns::Netns, topology},
+    lab::{
+        Lab, LabOptions, Scenario, Step, agent,
+        cleanup::Resources,
+        netns::{self, Netns},
+        topology,
+    },
     require_root,
 };
 
@@ -397,9 +402,16 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
             .map(|i| std::net::Ipv4Addr::new(10, 49, 1, i))
             .collect(),
         newcomer_every: 10,
-        destinations: ["server", "stranger", "client"]
-            .map(|pod| std::net::SocketAddr::from((address(pod), 8001)))
-            .to_vec(),
+        // Denied by the destination (server, stranger), by the newcomer's own egress policy
+        // (client 8001), and allowed (client 8002: the control that the wiring works).
+        destinations: [
+            ("server", 8001),
+            ("stranger", 8001),
+            ("client", 8001),
+            ("client", 8002),
+        ]
+        .map(|(pod, port)| std::net::SocketAddr::from((address(pod), port)))
+        .to_vec(),
         limit: Duration::from_secs(30),
     };
     let resources = Resources::new(&format!("{id}-churn"));
@@ -456,8 +468,12 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
             (sent + n.sent[destination], echoed + n.echoed[destination])
         })
     };
-    let (to_server, to_stranger, to_client) =
-        (newcomer_totals(0), newcomer_totals(1), newcomer_totals(2));
+    let (to_server, to_stranger, to_client, allowed) = (
+        newcomer_totals(0),
+        newcomer_totals(1),
+        newcomer_totals(2),
+        newcomer_totals(3),
+    );
     eprintln!(
         "interface churn: {} interfaces created, {} deleted, {} policy changes, in {:.1} s; \
          {} leaked link pins, {} live interfaces without pins",
@@ -470,15 +486,17 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
     );
     eprintln!(
         "interface churn: {} newcomers; echoes/sent to the server {}/{}, to the stranger {}/{} \
-         (both deny them), to the client {}/{} (open: only the newcomer's own egress policy, on \
-         its new interface, stops these)",
+         (both deny them), to the client's 8001 {}/{} (only the newcomer's own egress policy, \
+         on its new interface, denies these), to the client's 8002 {}/{} (allowed)",
         churned.newcomers.len(),
         to_server.1,
         to_server.0,
         to_stranger.1,
         to_stranger.0,
         to_client.1,
-        to_client.0
+        to_client.0,
+        allowed.1,
+        allowed.0
     );
     print_judgement("interface churn", &judgement);
     let log = lab.agent_log_tail();
@@ -504,10 +522,88 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         to_server.0 > 0 && to_stranger.0 > 0,
         "the newcomers sent nothing"
     );
+    // The control: every newcomer's wiring carried its allowed flow, so the zeros below are
+    // verdicts, not a broken pod.
+    let unwired: Vec<&str> = churned
+        .newcomers
+        .iter()
+        .filter(|n| n.echoed[3] == 0)
+        .map(|n| n.interface.as_str())
+        .collect();
+    assert!(
+        unwired.is_empty(),
+        "newcomers whose allowed flow got no echo: {unwired:?}"
+    );
     assert_eq!(
         (to_server.1, to_stranger.1),
         (0, 0),
         "a newcomer's datagrams passed a destination that denies it"
     );
     assert_judgement(&judgement, changes.len(), &log);
+}
+
+/// Found by case 4: an interface the agent sees before its host route exists (a CNI creates
+/// the veth, then routes the pod's address through it) is attached as an uplink, with the
+/// post-translation program only. Once the route appears it is a pod's interface and needs
+/// the pod's programs too; attaching the post-translation program to it a second time fails
+/// (TCX refuses the same program twice on one hook), so the pod's programs were never
+/// attached and its policy went unenforced on that interface for as long as it existed.
+#[test]
+fn an_interface_routed_after_it_appeared_gets_the_pod_programs() {
+    if !require_root("an_interface_routed_after_it_appeared_gets_the_pod_programs") {
+        return;
+    }
+    let scenario = scenario("interfaces.yaml");
+    let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
+    let first = scenario.steps.first().expect("step 1");
+    let report = lab.run_step(1, first).expect("the ghosts");
+    assert!(report.all_ok(), "{}", report.render_table());
+    let node_name = topology::node_netns(lab.id());
+    let node = Netns::open(&node_name).expect("the node namespace");
+    let ip = |args: &[&str]| netns::ip_in(&node_name, args).expect("ip in the node");
+    ip(&[
+        "link", "add", "plq0", "type", "veth", "peer", "name", "plq1",
+    ]);
+    ip(&["link", "set", "plq0", "up"]);
+    ip(&["link", "set", "plq1", "up"]);
+    let index = interfaces::live_interfaces(&node)
+        .expect("the node's interfaces")
+        .into_iter()
+        .find(|(_, name)| name == "plq0")
+        .map(|(index, _)| index)
+        .expect("plq0");
+    // Bounded waits on the agent's link pins for plq0.
+    let wait_for = |hooks: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pins = interfaces::link_pins(&lab.pin_dir()).expect("the link pins");
+            let have = pins.get(&index).cloned().unwrap_or_default();
+            if hooks.iter().all(|h| have.iter().any(|p| p == h)) || Instant::now() >= deadline {
+                return have;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let as_uplink = wait_for(&["after-nat"]);
+    // The CNI routes the pod's address through it: a ghost pod of the datastore.
+    ip(&["route", "add", "10.49.1.1/32", "dev", "plq0"]);
+    let as_endpoint = wait_for(&["after-nat", "ingress", "egress"]);
+    let programs =
+        interfaces::programs_per_hook(&node, &["plq0".to_owned()]).expect("querying plq0");
+    let log = lab.agent_log_tail();
+    lab.finish().expect("finishing the lab");
+    eprintln!(
+        "routed after it appeared: pins before the route {as_uplink:?}, after {as_endpoint:?}; \
+         programs {programs:?}"
+    );
+    assert_eq!(as_uplink, ["after-nat"], "first attached as an uplink");
+    assert_eq!(
+        programs,
+        [
+            ("plq0".to_owned(), "ingress", 1),
+            ("plq0".to_owned(), "egress", 2)
+        ],
+        "the pod's programs on its interface\n{}",
+        log.join("\n")
+    );
 }
