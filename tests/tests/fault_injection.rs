@@ -355,13 +355,18 @@ fn a_refused_change_goes_in_once_capacity_is_raised() {
     );
 }
 
+/// Where the client counts datagrams from the newcomers (case 4).
+const TALLY_PORT: u16 = 8003;
+
 /// Case 4: 200 endpoint interfaces created and deleted in a tight loop in the node (each
 /// routing a ghost pod's address, so the agent attaches all its hooks) while the client is
 /// denied and allowed again, with probes running. Afterwards no link pin names a deleted
 /// interface and every live one has its pins, the pods' interfaces carry one program per
-/// hook, no probe saw a verdict no possible state gives, and no newcomer pod (a whole pod
-/// behind a fresh interface, sending from the moment its route exists) got an echo from a
-/// destination whose policy denies it.
+/// hook, and no probe saw a verdict no possible state gives. Every tenth interface is a
+/// newcomer, a whole pod behind a fresh interface that sends from the moment its route exists:
+/// it gets no echo from destinations whose ingress denies it, none of its datagrams that only
+/// its own egress policy (on its new interface) denies arrives at the client (counted where
+/// they land), and its allowed flow is echoed (the control that its wiring works).
 #[test]
 fn interface_churn_leaks_no_link_and_opens_nothing() {
     if !require_root("interface_churn_leaks_no_link_and_opens_nothing") {
@@ -402,12 +407,13 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
             .map(|i| std::net::Ipv4Addr::new(10, 49, 1, i))
             .collect(),
         newcomer_every: 10,
-        // Denied by the destination (server, stranger), by the newcomer's own egress policy
-        // (client 8001), and allowed (client 8002: the control that the wiring works).
+        // Denied by the destination (server, stranger: checked by their echoes), by the
+        // newcomer's own egress policy alone (client 8003: counted where it lands, by a
+        // tally), and allowed (client 8002: the control that the wiring works).
         destinations: [
             ("server", 8001),
             ("stranger", 8001),
-            ("client", 8001),
+            ("client", TALLY_PORT),
             ("client", 8002),
         ]
         .map(|(pod, port)| std::net::SocketAddr::from((address(pod), port)))
@@ -415,6 +421,23 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         limit: Duration::from_secs(30),
     };
     let resources = Resources::new(&format!("{id}-churn"));
+    let client = lab
+        .pods()
+        .iter()
+        .find(|p| p.pod.name == "client")
+        .map(|p| Netns::open(&p.netns(&id)).expect("the client's namespace"))
+        .expect("the client pod");
+    let tally =
+        interfaces::Tally::start(&client, TALLY_PORT, plan.ghosts.clone()).expect("a tally");
+    // The tally's control: the stranger's egress and the client's ingress are open.
+    let stranger = lab
+        .pods()
+        .iter()
+        .find(|p| p.pod.name == "stranger")
+        .map(|p| Netns::open(&p.netns(&id)).expect("the stranger's namespace"))
+        .expect("the stranger pod");
+    let tally_at = std::net::SocketAddr::from((address("client"), TALLY_PORT));
+    interfaces::send_from(&stranger, tally_at, 5).expect("the tally's control");
     let budget = Duration::from_secs(40);
     let deadline = Instant::now() + budget;
     let (prober, names) = start_prober(&lab, &plans, budget + Duration::from_secs(5));
@@ -442,6 +465,7 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
     churn::hold(DWELL, deadline);
     let samples = prober.finish().expect("the samples");
     let judgement = judge::judge(0, &changes, &cycle.verdicts, &names, &samples, origin);
+    let (landed, control) = tally.finish().expect("the tally");
 
     // The agent removes the pins of a deleted interface at its next rescan: wait for that,
     // bounded.
@@ -486,14 +510,14 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
     );
     eprintln!(
         "interface churn: {} newcomers; echoes/sent to the server {}/{}, to the stranger {}/{} \
-         (both deny them), to the client's 8001 {}/{} (only the newcomer's own egress policy, \
-         on its new interface, denies these), to the client's 8002 {}/{} (allowed)",
+         (both deny them), to the client's {TALLY_PORT} {landed} arrived of {} (only the \
+         newcomer's own egress policy, on its new interface, denies these; {control} of 5 \
+         control datagrams from the stranger), to the client's 8002 {}/{} (allowed)",
         churned.newcomers.len(),
         to_server.1,
         to_server.0,
         to_stranger.1,
         to_stranger.0,
-        to_client.1,
         to_client.0,
         allowed.1,
         allowed.0
@@ -538,6 +562,11 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         (to_server.1, to_stranger.1),
         (0, 0),
         "a newcomer's datagrams passed a destination that denies it"
+    );
+    assert!(control > 0, "the tally heard none of its control datagrams");
+    assert_eq!(
+        landed, 0,
+        "a newcomer's datagrams its own egress policy denies reached the client"
     );
     assert_judgement(&judgement, changes.len(), &log);
 }

@@ -4,8 +4,8 @@
 //! Each interface routes the address of one of the datastore's "ghost" pods, so the agent
 //! takes it for that pod's interface and attaches all three hooks. Every `newcomer_every`-th
 //! one is a whole pod: its peer end in a namespace of its own with the ghost's address, which
-//! sends datagrams from the moment its route exists to two destinations and counts the echoes
-//! (see [`Newcomer`]).
+//! sends datagrams from the moment its route exists to each destination and counts the echoes
+//! (see [`Newcomer`]); a [`Tally`] counts one-way what lands where no echo would come back.
 
 use std::{
     collections::BTreeMap,
@@ -274,4 +274,83 @@ pub fn programs_per_hook(
             Ok(counts)
         },
     )?
+}
+
+/// Counts the datagrams that arrive at a UDP port in a pod from some sources: one-way, where
+/// they land, so a datagram the sender's own egress policy should have stopped is seen even
+/// if its answer would be dropped on the way back.
+pub struct Tally {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<(usize, usize)>>>,
+}
+
+impl Tally {
+    pub fn start(pod: &Netns, port: u16, sources: Vec<Ipv4Addr>) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let socket = pod
+            .run(move || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .with_context(|| format!("binding UDP {port} in {}", pod.name()))?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .context("a read timeout")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("tally".into())
+            .spawn(move || -> anyhow::Result<(usize, usize)> {
+                let (mut count, mut others) = (0, 0);
+                let mut buf = [0u8; 64];
+                while !stopped.load(Ordering::Relaxed) {
+                    match socket.recv_from(&mut buf) {
+                        Ok((_, SocketAddr::V4(from))) if sources.contains(from.ip()) => count += 1,
+                        Ok(_) => others += 1,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) => return Err(e).context("receiving"),
+                    }
+                }
+                Ok((count, others))
+            })
+            .context("starting the tally thread")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops counting; how many arrived from the sources, and from anyone else (the control
+    /// that the tally hears at all).
+    pub fn finish(mut self) -> anyhow::Result<(usize, usize)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .context("finished twice")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the tally thread panicked"))?
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // Dropped on an error path: the count is not wanted any more.
+            drop(thread.join());
+        }
+    }
+}
+
+/// Sends `count` datagrams from `source` to `to` (the tally's control).
+pub fn send_from(source: &Netns, to: SocketAddr, count: usize) -> anyhow::Result<()> {
+    source.run(move || -> anyhow::Result<()> {
+        let socket = UdpSocket::bind("0.0.0.0:0").context("binding")?;
+        for _ in 0..count {
+            socket.send_to(b"control", to).context("sending")?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    })?
 }
