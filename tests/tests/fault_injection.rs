@@ -423,7 +423,7 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         ]
         .map(|(pod, port)| std::net::SocketAddr::from((address(pod), port)))
         .to_vec(),
-        limit: Duration::from_secs(30),
+        limit: Duration::from_secs(35),
     };
     let resources = Resources::new(&format!("{id}-churn"));
     let client = lab
@@ -443,7 +443,7 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         .expect("the stranger pod");
     let tally_at = std::net::SocketAddr::from((address("client"), TALLY_PORT));
     interfaces::send_from(&stranger, tally_at, 5).expect("the tally's control");
-    let budget = Duration::from_secs(40);
+    let budget = Duration::from_secs(45);
     let deadline = Instant::now() + budget;
     let (prober, names) = start_prober(&lab, &plans, budget + Duration::from_secs(5));
     let origin = Instant::now();
@@ -529,6 +529,24 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
     );
     print_judgement("interface churn", &judgement);
     let log = lab.agent_log_tail();
+    // What the agent said about newcomers whose allowed flow got no echo, for the failure.
+    let unwired: Vec<String> = churned
+        .newcomers
+        .iter()
+        .filter(|n| n.echoed[3] == 0)
+        .map(|n| n.interface.clone())
+        .collect();
+    let agent_log = std::env::temp_dir().join(format!("palisade-lab-{id}/agent.log"));
+    let about_unwired: Vec<String> = std::fs::read_to_string(&agent_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            unwired
+                .iter()
+                .any(|i| l.contains(&format!("{i} ")) || l.contains(&format!("{i}\"")))
+        })
+        .map(str::to_owned)
+        .collect();
     drop(resources);
     lab.finish().expect("finishing the lab");
     assert_eq!(
@@ -553,15 +571,10 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
     );
     // The control: every newcomer's wiring carried its allowed flow, so the zeros below are
     // verdicts, not a broken pod.
-    let unwired: Vec<&str> = churned
-        .newcomers
-        .iter()
-        .filter(|n| n.echoed[3] == 0)
-        .map(|n| n.interface.as_str())
-        .collect();
     assert!(
         unwired.is_empty(),
-        "newcomers whose allowed flow got no echo: {unwired:?}"
+        "newcomers whose allowed flow got no echo: {unwired:?}\n{}",
+        about_unwired.join("\n")
     );
     assert_eq!(
         (to_server.1, to_stranger.1),

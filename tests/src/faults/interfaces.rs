@@ -25,7 +25,7 @@ use crate::lab::{
 /// Interfaces alive at once: each is deleted this many creations later.
 const ALIVE: usize = 4;
 /// How long a newcomer sends (one datagram to each destination every `NEWCOMER_PACE`).
-const NEWCOMER_SENDS: Duration = Duration::from_millis(150);
+const NEWCOMER_SENDS: Duration = Duration::from_millis(250);
 const NEWCOMER_PACE: Duration = Duration::from_millis(2);
 
 /// What to churn.
