@@ -1,10 +1,11 @@
 //! What the kernel holds, read back from an agent's pins, and what it should hold: a fresh
 //! compile of the datastore as the agent of that node would make it.
 //!
-//! After a restart the agent builds its policy maps afresh from one compile, so once it has
-//! programmed the datastore the pinned maps must *equal* a fresh compile: anything more is a
-//! leftover of an agent killed mid-write, anything less a lapse. The split tables are read
-//! from both halves (the hash holds whole keys, the trie the rest).
+//! After a restart the agent builds its policy maps afresh, so once it has programmed the
+//! datastore the pinned maps must hold what a fresh compile holds, by the measure of
+//! [`crate::leftovers`] (an ordered table may be encoded differently and decide the same):
+//! anything more is a leftover of an agent killed mid-write. The split tables are read from
+//! both halves (the hash holds whole keys, the trie the rest).
 
 use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
