@@ -46,6 +46,13 @@ pub(super) enum Role {
 /// Where the links are pinned, under the pin directory.
 pub(super) const LINKS_DIR: &str = "links";
 
+/// An interface that did not get all its role's programs: why, and the links it has.
+struct AttachFailed {
+    /// Boxed: the error is large and this is the rare path.
+    error: Box<DataplaneError>,
+    attached: Vec<AttachedLink>,
+}
+
 impl Datapath {
     /// Attaches to every interface `wanted` accepts that is not attached yet, and forgets
     /// interfaces that are gone (the kernel detached their programs with them; their pins are
@@ -103,20 +110,32 @@ impl Datapath {
                     None => Role::Uplink,
                 }
             };
-            let previous = match self.attached.get(name) {
+            let (previous_role, previous) = match self.attached.get(name) {
                 Some((_, attached_role, _)) if *attached_role == role => continue,
                 // An uplink that turned out to be an endpoint's interface (its pod was
-                // programmed after the interface appeared): its new links replace the old
-                // ones before those are removed.
-                Some(_) => self.attached.remove(name).map(|(_, _, links)| links),
-                None => None,
+                // programmed, or its host route appeared, after the interface): it keeps the
+                // links both roles share and gets the others, before the old ones go.
+                Some(_) => match self.attached.remove(name) {
+                    Some((_, previous_role, links)) => (Some(previous_role), links),
+                    None => (None, Vec::new()),
+                },
+                None => (None, Vec::new()),
             };
-            let links = self.attach_one(name, *index, role)?;
-            for old in previous.into_iter().flatten() {
-                if !links.iter().any(|new| new.path == old.path) {
-                    remove_pin(&old.path)?;
+            let links = match self.attach_one(name, *index, role, previous) {
+                Ok(links) => links,
+                Err(failed) => {
+                    // What is attached stays recorded, under a role other than the wanted
+                    // one, so that the next scan tries again with these links kept:
+                    // forgotten, their programs would be attached a second time and fail
+                    // the same way, leaving the interface without its role's programs.
+                    if !failed.attached.is_empty() {
+                        let recorded = previous_role.unwrap_or(Role::Uplink);
+                        self.attached
+                            .insert(name.clone(), (*index, recorded, failed.attached));
+                    }
+                    return Err(*failed.error);
                 }
-            }
+            };
             info!(interface = %name, ?role, "attached");
             self.attached.insert(name.clone(), (*index, role, links));
         }
@@ -138,26 +157,34 @@ impl Datapath {
         self.host_interfaces = names.into_iter().collect();
     }
 
+    /// Attaches `role`'s programs to an interface that has `previous` links (from another
+    /// role): a link of the same program on the same hook is kept as it is, the others are
+    /// replaced (the new link's pin renamed over the old) or, on hooks the new role does not
+    /// use, removed. On failure, every link still attached comes back with the error.
     fn attach_one(
         &mut self,
         interface: &str,
         ifindex: u32,
         role: Role,
-    ) -> Result<Vec<AttachedLink>, DataplaneError> {
+        mut previous: Vec<AttachedLink>,
+    ) -> Result<Vec<AttachedLink>, AttachFailed> {
         // TCX (kernel 6.6+) lets our programs sit beside a CNI's own; older kernels need the
         // clsact qdisc for netlink attachment.
         if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {
             match tc::qdisc_add_clsact(interface) {
                 Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
                 Err(source) => {
-                    return Err(DataplaneError::Clsact {
-                        interface: interface.to_owned(),
-                        source,
+                    return Err(AttachFailed {
+                        error: Box::new(DataplaneError::Clsact {
+                            interface: interface.to_owned(),
+                            source,
+                        }),
+                        attached: previous,
                     });
                 }
             }
         }
-        let mut links = Vec::new();
+        let mut links: Vec<AttachedLink> = Vec::new();
         // A pod's host-side interface receives what the pod sends; a host endpoint's own
         // interface receives what is sent to the host.
         // After netfilter, before the interface's own egress program (TCX runs them in the
@@ -185,42 +212,88 @@ impl Datapath {
             Role::Uplink => &[after_nat],
         };
         for &(program, attach_type, hook) in programs {
-            let attach_error = |source| DataplaneError::Attach {
-                program,
-                interface: interface.to_owned(),
-                source,
-            };
-            self.ensure_loaded(program)?;
-            let classifier = classifier_mut(&mut self.ebpf, program)?;
-            let id = classifier
-                .attach(interface, attach_type)
-                .map_err(attach_error)?;
-            let link = classifier.take_link(id).map_err(attach_error)?;
-            let fd_link = FdLink::try_from(link).map_err(|source| DataplaneError::PinLink {
+            let path = self
+                .pin_dir
+                .join(LINKS_DIR)
+                .join(format!("{ifindex}-{hook}"));
+            if let Some(at) = previous
+                .iter()
+                .position(|l| l.program == program && l.path == path)
+            {
+                links.push(previous.swap_remove(at));
+                continue;
+            }
+            match self.attach_pinned(interface, program, attach_type, &path) {
+                Ok(link) => links.push(link),
+                Err(error) => {
+                    // A previous link whose pin a new one took is detached already.
+                    previous.retain(|old| !links.iter().any(|new| new.path == old.path));
+                    links.append(&mut previous);
+                    return Err(AttachFailed {
+                        error: Box::new(error),
+                        attached: links,
+                    });
+                }
+            }
+        }
+        for old in previous {
+            // Replaced by the rename of the new pin, or on a hook the new role leaves alone.
+            if !links.iter().any(|new| new.path == old.path)
+                && let Err(error) = remove_pin(&old.path)
+            {
+                links.push(old);
+                return Err(AttachFailed {
+                    error: Box::new(error),
+                    attached: links,
+                });
+            }
+        }
+        Ok(links)
+    }
+
+    /// Attaches `program` to one hook of `interface` and pins the link at `path`.
+    fn attach_pinned(
+        &mut self,
+        interface: &str,
+        program: &'static str,
+        attach_type: TcAttachType,
+        path: &Path,
+    ) -> Result<AttachedLink, DataplaneError> {
+        let attach_error = |source| DataplaneError::Attach {
+            program,
+            interface: interface.to_owned(),
+            source,
+        };
+        self.ensure_loaded(program)?;
+        let classifier = classifier_mut(&mut self.ebpf, program)?;
+        let id = classifier
+            .attach(interface, attach_type)
+            .map_err(attach_error)?;
+        let link = classifier.take_link(id).map_err(attach_error)?;
+        let fd_link = FdLink::try_from(link).map_err(|source| DataplaneError::PinLink {
+            interface: interface.to_owned(),
+            reason: source.to_string(),
+        })?;
+        let file = path.file_name().unwrap_or_default();
+        let staged = self.pin_dir.join(STAGING_DIR).join(file);
+        remove_pin(&staged)?;
+        let pinned = fd_link
+            .pin(&staged)
+            .map_err(|source| DataplaneError::PinLink {
                 interface: interface.to_owned(),
                 reason: source.to_string(),
             })?;
-            let file = format!("{ifindex}-{hook}");
-            let staged = self.pin_dir.join(STAGING_DIR).join(&file);
-            let path = self.pin_dir.join(LINKS_DIR).join(&file);
-            remove_pin(&staged)?;
-            let pinned = fd_link
-                .pin(&staged)
-                .map_err(|source| DataplaneError::PinLink {
-                    interface: interface.to_owned(),
-                    reason: source.to_string(),
-                })?;
-            // Atomically replaces (and so detaches) a previous agent's link on this hook.
-            fs::rename(&staged, &path).map_err(|source| DataplaneError::PinDir {
-                path: path.clone(),
-                source,
-            })?;
-            links.push(AttachedLink {
-                _link: pinned,
-                path,
-            });
-        }
-        Ok(links)
+        // Atomically replaces (and so detaches) a previous agent's link on this hook, or
+        // this agent's link of another role's program.
+        fs::rename(&staged, path).map_err(|source| DataplaneError::PinDir {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(AttachedLink {
+            _link: pinned,
+            path: path.to_owned(),
+            program,
+        })
     }
 
     /// Removes link pins that no attached interface owns.

@@ -160,6 +160,9 @@ pub(super) struct AttachedLink {
     /// Holds the link's fd; the pin keeps it attached after the agent exits.
     pub(super) _link: PinnedLink,
     pub(super) path: PathBuf,
+    /// The program it attaches: an interface changing role keeps the links of the programs
+    /// both roles run (TCX refuses the same program twice on one hook).
+    pub(super) program: &'static str,
 }
 
 /// Maps a restarted agent takes over from the previous one as they are: tracked connections
