@@ -13,40 +13,51 @@ use anyhow::Context as _;
 use aya::maps::{HashMap, LpmTrie, Map, MapData};
 use policy_agent::{
     compiler::{Compiler, LpmKey, MapContents, Scope},
-    dataplane::routes,
+    dataplane::{renumber::KernelMaps, routes},
     datastore::file::FileDatastore,
 };
-use policy_common::{map_names, rule::PREFIX_FULL};
+use policy_common::{
+    identity::{IdentityKey, IdentitySlots},
+    map_names,
+    rule::PREFIX_FULL,
+};
 
 use crate::lab::netns::Netns;
 
 /// The prefix length of a whole identity key (an IPv6 or IPv4-mapped address).
 const IDENTITY_KEY_BITS: u32 = 128;
 
-/// The policy maps pinned under `pin_dir`.
+/// The policy maps pinned under `pin_dir`, as the programs read them: identities in the
+/// slot of the numbering the endpoints are stamped with (a sync that finished stamps them all
+/// alike), endpoints unstamped, as the compiler writes them.
 pub fn read(pin_dir: &Path) -> anyhow::Result<MapContents> {
     let open = |name: &str| {
         let path = pin_dir.join(name);
         MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
     };
-    let mut maps = MapContents::default();
+    let mut kernel = KernelMaps::default();
     let endpoints: HashMap<MapData, _, _> =
         HashMap::try_from(Map::HashMap(open(map_names::ENDPOINTS)?)).context("the endpoint map")?;
     for entry in endpoints.iter() {
         let (key, value) = entry.context("reading the endpoint map")?;
-        maps.endpoints.insert(key, value);
+        kernel.endpoints.insert(key, value);
     }
-    maps.identities = split(
+    kernel.identities = split::<IdentityKey, IdentitySlots>(
         open(map_names::ADDRESSES)?,
         open(map_names::IDENTITIES)?,
         IDENTITY_KEY_BITS,
     )?;
-    maps.rules = split(
+    kernel.rules = split(
         open(map_names::RULES_EXACT)?,
         open(map_names::RULES)?,
         PREFIX_FULL,
     )?;
-    Ok(maps)
+    let numbering = kernel
+        .endpoints
+        .values()
+        .next()
+        .map_or(0, |value| value.ingress.numbering);
+    Ok(kernel.view(numbering))
 }
 
 fn split<K: aya::Pod + Ord, V: aya::Pod>(
