@@ -248,8 +248,12 @@ async fn a_manifest_written_in_pieces_is_taken_whole_or_not_at_all() {
             .expect("opening for the write");
         file.write_all(&bytes[..cut]).expect("first piece");
         file.flush().expect("flush");
-        // Something else changes meanwhile: a reload happens with the file half written.
-        fs::write(dir.join("other.yaml"), format!("# step {step}\n")).expect("other file");
+        // Something else changes meanwhile: a reload happens with the file half written. The
+        // other file is renamed into place, whole: written in place, the reload could come
+        // between its own write and close, and it would be "being written" too.
+        let staged = scratch.0.with_extension("other.staged");
+        fs::write(&staged, format!("# step {step}\n")).expect("other file");
+        fs::rename(&staged, dir.join("other.yaml")).expect("other file renamed into place");
         changed(&mut changes, "the other file").await;
         let meanwhile = load(&mut store);
         assert_eq!(
