@@ -39,13 +39,12 @@ use std::{
     os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use aya::maps::{HashMap, MapData};
 use kubernetes_apiserver::{ApiServer, Change, Kind};
-use palisade_tests::require_root;
+use palisade_tests::{require_root, scratch::Scratch};
 use policy_agent::{
     compiler::{Compiler, Scope},
     datastore::{
@@ -68,29 +67,6 @@ const BURST: usize = 10_000;
 /// Loading and compiling [`BURST`] objects, in a debug build on a shared 2-core machine.
 const BURST_BUDGET: Duration = Duration::from_secs(120);
 const NODE: &str = "node-a";
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-datastore-faults-{}-{test}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn pod(namespace: &str, name: &str, app: &str, ip: &str, node: &str) -> Value {
     json!({
@@ -219,8 +195,8 @@ fn fresh(dir: &Path) -> Cluster {
 /// cut to `port: 8`, valid and wrong).
 #[tokio::test]
 async fn a_manifest_written_in_pieces_is_taken_whole_or_not_at_all() {
-    let scratch = Scratch::new("pieces");
-    let dir = &scratch.0;
+    let scratch = Scratch::new("datastore-faults", "pieces");
+    let dir = &scratch.manifests;
     let path = dir.join("cluster.yaml");
     fs::write(&path, small_cluster(0)).expect("first version");
     let mut store = FileDatastore::new(dir);
@@ -251,7 +227,7 @@ async fn a_manifest_written_in_pieces_is_taken_whole_or_not_at_all() {
         // Something else changes meanwhile: a reload happens with the file half written. The
         // other file is renamed into place, whole: written in place, the reload could come
         // between its own write and close, and it would be "being written" too.
-        let staged = scratch.0.with_extension("other.staged");
+        let staged = scratch.manifests.with_extension("other.staged");
         fs::write(&staged, format!("# step {step}\n")).expect("other file");
         fs::rename(&staged, dir.join("other.yaml")).expect("other file renamed into place");
         changed(&mut changes, "the other file").await;
@@ -296,8 +272,8 @@ async fn a_manifest_written_in_pieces_is_taken_whole_or_not_at_all() {
 /// an edit.
 #[test]
 fn a_closed_truncated_file_keeps_what_it_held_when_it_is_not_valid() {
-    let scratch = Scratch::new("truncated");
-    let dir = &scratch.0;
+    let scratch = Scratch::new("datastore-faults", "truncated");
+    let dir = &scratch.manifests;
     let full = small_cluster(0);
     fs::write(dir.join("cluster.yaml"), &full).expect("write");
     fs::write(
@@ -354,8 +330,8 @@ fn a_closed_truncated_file_keeps_what_it_held_when_it_is_not_valid() {
 /// datastore holds the new directory's contents, and a later edit in the new directory is seen.
 #[tokio::test]
 async fn a_replaced_directory_keeps_being_watched() {
-    let scratch = Scratch::new("replaced");
-    let dir = scratch.0.join("manifests");
+    let scratch = Scratch::new("datastore-faults", "replaced");
+    let dir = scratch.manifests.join("manifests");
     fs::create_dir(&dir).expect("directory");
     fs::write(dir.join("cluster.yaml"), small_cluster(0)).expect("write");
     let mut store = FileDatastore::new(&dir);
@@ -367,10 +343,10 @@ async fn a_replaced_directory_keeps_being_watched() {
     for round in 1..=3u16 {
         quiet(&mut changes).await;
         // A GitOps tool's sync: build the new tree beside it, then swap.
-        let staging = scratch.0.join(format!("staging-{round}"));
+        let staging = scratch.manifests.join(format!("staging-{round}"));
         fs::create_dir(&staging).expect("staging");
         fs::write(staging.join("cluster.yaml"), small_cluster(round * 10)).expect("write");
-        let old = scratch.0.join(format!("old-{round}"));
+        let old = scratch.manifests.join(format!("old-{round}"));
         fs::rename(&dir, &old).expect("renaming the directory away");
         fs::rename(&staging, &dir).expect("putting the new one in place");
         fs::remove_dir_all(&old).expect("removing the old one");
@@ -391,8 +367,8 @@ async fn a_replaced_directory_keeps_being_watched() {
     }
 
     // A symlinked directory, swapped.
-    let link = scratch.0.join("current");
-    let target = |n: u16| scratch.0.join(format!("release-{n}"));
+    let link = scratch.manifests.join("current");
+    let target = |n: u16| scratch.manifests.join(format!("release-{n}"));
     fs::create_dir(target(0)).expect("release");
     fs::write(target(0).join("cluster.yaml"), small_cluster(40)).expect("write");
     symlink(target(0), &link).expect("symlink");
@@ -404,7 +380,7 @@ async fn a_replaced_directory_keeps_being_watched() {
         quiet(&mut link_changes).await;
         fs::create_dir(target(n)).expect("release");
         fs::write(target(n).join("cluster.yaml"), small_cluster(40 + n)).expect("write");
-        let tmp = scratch.0.join("current.tmp");
+        let tmp = scratch.manifests.join("current.tmp");
         symlink(target(n), &tmp).expect("new link");
         fs::rename(&tmp, &link).expect("swapping the link");
         let snapshot = converged(&mut linked, &mut link_changes, "the swapped link").await;
@@ -468,8 +444,8 @@ impl ConfigMapVolume {
 
 #[tokio::test]
 async fn a_configmap_volume_is_read_and_followed_through_its_swaps() {
-    let scratch = Scratch::new("configmap");
-    let mut volume = ConfigMapVolume::new(scratch.0.join("policies"));
+    let scratch = Scratch::new("datastore-faults", "configmap");
+    let mut volume = ConfigMapVolume::new(scratch.manifests.join("policies"));
     volume.update(&[("cluster.yaml", small_cluster(0))]);
     let mut store = FileDatastore::new(&volume.dir);
     // Regression: the manifests are symlinks, which the datastore skipped: it read nothing.
@@ -570,8 +546,8 @@ fn object_count(cluster: &Cluster) -> usize {
 
 #[tokio::test]
 async fn ten_thousand_objects_appearing_at_once_converge_in_bounded_time() {
-    let scratch = Scratch::new("burst");
-    let dir = scratch.0.join("manifests");
+    let scratch = Scratch::new("datastore-faults", "burst");
+    let dir = scratch.manifests.join("manifests");
     fs::create_dir(&dir).expect("directory");
     fs::write(dir.join("cluster.yaml"), small_cluster(0)).expect("write");
     let mut store = FileDatastore::new(&dir);
@@ -588,7 +564,7 @@ async fn ten_thousand_objects_appearing_at_once_converge_in_bounded_time() {
 
     // Written beside, then renamed in: they appear at once.
     let files = burst_files();
-    let staging = scratch.0.join("staging");
+    let staging = scratch.manifests.join("staging");
     fs::create_dir(&staging).expect("staging");
     for (name, contents) in &files {
         fs::write(staging.join(name), contents).expect("write");
@@ -918,8 +894,8 @@ async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
     }
     let server = ApiServer::start().await;
     seed_server(&server);
-    let scratch = Scratch::new("agent-kubernetes");
-    let kubeconfig = scratch.0.join("kubeconfig");
+    let scratch = Scratch::new("datastore-faults", "agent-kubernetes");
+    let kubeconfig = scratch.manifests.join("kubeconfig");
     fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
     let kubeconfig = kubeconfig.to_str().expect("UTF-8 path").to_owned();
     let mut agent = Agent::start(
@@ -983,8 +959,8 @@ async fn the_agent_follows_a_configmap_volume() {
     if !require_root("the_agent_follows_a_configmap_volume") {
         return;
     }
-    let scratch = Scratch::new("agent-configmap");
-    let mut volume = ConfigMapVolume::new(scratch.0.join("policies"));
+    let scratch = Scratch::new("datastore-faults", "agent-configmap");
+    let mut volume = ConfigMapVolume::new(scratch.manifests.join("policies"));
     volume.update(&[("cluster.yaml", small_cluster(0))]);
     let dir = volume.dir.to_str().expect("UTF-8 path").to_owned();
     let mut agent = Agent::start("configmap", &["--datastore", &dir]);
