@@ -43,14 +43,14 @@ pub struct SyncStats {
 }
 
 impl SyncStats {
-    fn count(&mut self, write: &MapWrite<'_>) {
+    fn count(&mut self, write: &KernelWrite) {
         match write {
-            MapWrite::Rule(..) | MapWrite::Identity(..) | MapWrite::Endpoint(..) => {
+            KernelWrite::Rule(..) | KernelWrite::Identity(..) | KernelWrite::Endpoint(..) => {
                 self.written += 1;
             }
-            MapWrite::RemoveEndpoint(_) | MapWrite::RemoveIdentity(_) | MapWrite::RemoveRule(_) => {
-                self.removed += 1;
-            }
+            KernelWrite::RemoveEndpoint(_)
+            | KernelWrite::RemoveIdentity(_)
+            | KernelWrite::RemoveRule(_) => self.removed += 1,
         }
     }
 }
@@ -228,7 +228,8 @@ impl Datapath {
     pub fn write(&mut self, delta: &MapDelta) -> Result<SyncStats, DataplaneError> {
         let mut stats = SyncStats::default();
         for write in delta.writes() {
-            self.write_kernel(&write.in_kernel(self.numbering))?;
+            let write = write.in_kernel(self.numbering);
+            self.write_kernel(&write)?;
             stats.count(&write);
         }
         if stats.written + stats.removed > 0 {
@@ -262,12 +263,7 @@ impl Datapath {
                 self.numbering = to;
             }
             self.write_kernel(&write)?;
-            match write {
-                KernelWrite::Rule(..) | KernelWrite::Identity(..) | KernelWrite::Endpoint(..) => {
-                    stats.written += 1;
-                }
-                _ => stats.removed += 1,
-            }
+            stats.count(&write);
         }
         self.switching = false;
         self.numbering = to;
