@@ -14,6 +14,7 @@
 //! objects.
 
 pub mod calico;
+mod crds;
 mod objects;
 mod watch;
 
@@ -41,7 +42,7 @@ pub struct Options {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     /// How often the API server is asked again whether it serves Calico's CRDs, while some are
-    /// not served (see [`calico`](self::calico)).
+    /// not served (see [`crds`](self::crds)).
     pub rediscover: Duration,
 }
 
