@@ -10,14 +10,20 @@
 //! cluster and the same compiled maps, and checks verdicts on the compiled maps with the
 //! userspace replay of the datapath's lookups. The optional CRDs in `deploy/network-policy-api/`
 //! are checked to define exactly what the watchers read.
+//!
+//! One test runs the real `policy-agent` binary against the stand-in (privileged: loads BPF
+//! programs and pins maps, so it needs root and is a failure under CI=true without it; it
+//! attaches to no interface and uses loopback only): ready without the CRDs, and picking them
+//! up on its own 60 s rediscovery, with a rejected object in its status file.
 
 mod kubernetes_apiserver;
 
 use std::{
     collections::BTreeSet,
     fs,
-    net::IpAddr,
-    path::PathBuf,
+    net::{IpAddr, Ipv6Addr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -25,8 +31,10 @@ use std::{
     time::Duration,
 };
 
+use aya::maps::{HashMap, MapData};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kubernetes_apiserver::{ANP_API_VERSION, ApiServer, CNP_API_VERSION, Kind};
+use kubernetes_apiserver::{ANP_API_VERSION, ApiServer, CALICO_API_VERSION, CNP_API_VERSION, Kind};
+use palisade_tests::require_root;
 use policy_agent::{
     cluster_policy::ApiKind,
     compiler::{Compiler, MapContents, Scope},
@@ -36,9 +44,14 @@ use policy_agent::{
         kubernetes::{self, KubernetesDatastore, Resource, digest_versions},
     },
     replay::{self, Direction, Packet},
+    status::Status,
 };
+use policy_common::endpoint::{EndpointKey, EndpointPolicy};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    sync::mpsc,
+};
 
 const NODE: &str = "node-a";
 /// Every wait in these tests ends by this, loudly.
@@ -597,4 +610,235 @@ fn the_optional_crds_define_what_the_watchers_read() {
         listed.iter().all(|r| !r.contains("network-policy-api")),
         "{listed:?}"
     );
+}
+
+/// The real agent binary against the stand-in; killed and its files removed on drop.
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+    pins: PathBuf,
+    port: u16,
+}
+
+impl Agent {
+    fn start(server: &ApiServer) -> Agent {
+        let id = std::process::id();
+        let dir = std::env::temp_dir().join(format!("palisade-cluster-policy-agent-{id}"));
+        let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-cluster-policy-agent-{id}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch directory");
+        let kubeconfig = dir.join("kubeconfig");
+        fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = fs::File::create(dir.join("agent.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+            .args(["run", "--datastore", "kubernetes", "--node-name", NODE])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--bpffs")
+            .arg(&pins)
+            .args(["--interface-pattern", "palisade-test-no-such-interface"])
+            // This test runs in the machine's own namespace: leave its interfaces alone.
+            .args(["--uplinks", ""])
+            .arg("--status-file")
+            .arg(dir.join("status.json"))
+            .args(["--metrics-port", &port.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting policy-agent");
+        Agent {
+            child,
+            dir,
+            pins,
+            port,
+        }
+    }
+
+    fn status(&self) -> Option<Status> {
+        Status::read(&self.dir.join("status.json")).expect("status file")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// GET `path` on the agent's health endpoint: status code and body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .ok()?;
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.ok()?;
+            let code = response.split(' ').nth(1)?.parse().ok()?;
+            let body = response.split_once("\r\n\r\n")?.1.to_owned();
+            Some((code, body))
+        };
+        tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits up to `within` until `check` holds, or fails with the agent's log.
+    async fn wait_for<F: AsyncFnMut(&Agent) -> bool>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut check: F,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if check(self).await {
+                return;
+            }
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "the agent exited ({exit}) waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; agent log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.pins);
+    }
+}
+
+/// The addresses in the pinned endpoints map.
+fn pinned_endpoints(pins: &Path) -> BTreeSet<IpAddr> {
+    let map = MapData::from_pin(pins.join(policy_common::map_names::ENDPOINTS))
+        .expect("opening the pinned endpoints map");
+    let map: HashMap<MapData, EndpointKey, EndpointPolicy> =
+        HashMap::try_from(aya::maps::Map::HashMap(map)).expect("endpoints map type");
+    map.keys()
+        .map(|k| {
+            let v6 = Ipv6Addr::from(k.expect("reading a key").addr);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        })
+        .collect()
+}
+
+fn digest_of(server: &ApiServer) -> String {
+    let versions = server.versions();
+    digest_versions(
+        versions
+            .iter()
+            .map(|(k, ns, n, v)| (k.as_str(), ns.as_str(), n.as_str(), v.as_str())),
+    )
+}
+
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() {
+    if !require_root("the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed") {
+        return;
+    }
+    // A cluster with none of the optional CRDs, Calico's included.
+    let server = ApiServer::start().await;
+    for api_version in [CALICO_API_VERSION, CNP_API_VERSION, ANP_API_VERSION] {
+        server.serve_group_version(api_version, false);
+    }
+    seed(&server);
+    let mut agent = Agent::start(&server);
+
+    // Ready, with the Kubernetes objects programmed.
+    agent
+        .wait_for("/readyz", Duration::from_secs(30), async |a| {
+            a.get("/readyz").await.is_some_and(|(code, _)| code == 200)
+        })
+        .await;
+    let status = agent.status().expect("status after the first sync");
+    assert_eq!(status.digest, digest_of(&server));
+    assert!(status.errors.is_empty(), "{:?}", status.errors);
+    let local: BTreeSet<IpAddr> = [FRONTEND, BACKEND, OTHER, SCRAPER]
+        .iter()
+        .map(|a| ip(a))
+        .collect();
+    assert_eq!(pinned_endpoints(&agent.pins), local);
+    let (_, metrics) = agent.get("/metrics").await.expect("metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "palisade_datastore_lists_total{resource=\"clusternetworkpolicies.policy.networking.k8s.io\"}"
+        ),
+        Some(1.0),
+        "not served, so listed (empty) once: {metrics}"
+    );
+    assert_eq!(group_requests(&server), []);
+
+    // The CRDs are installed and policies written: the agent's periodic rediscovery (60 s)
+    // finds them, and the status file names the rejected one.
+    server.apply(ops_to_backend("Accept", json!(10)));
+    let mut invalid = ops_to_backend("Accept", json!(10));
+    invalid["metadata"]["name"] = json!("no-tier");
+    invalid["spec"]["tier"] = json!("Emergency");
+    server.apply(invalid);
+    server.apply(baseline_deny_monitoring());
+    server.serve_group_version(CNP_API_VERSION, true);
+    server.serve_group_version(ANP_API_VERSION, true);
+    let expected = digest_of(&server);
+    agent
+        .wait_for("the cluster policies", Duration::from_secs(90), async |a| {
+            a.status().is_some_and(|s| s.digest == expected)
+        })
+        .await;
+    let status = agent.status().expect("status");
+    let errors: Vec<_> = status
+        .errors
+        .iter()
+        .map(|e| (e.source.as_str(), e.object.as_deref(), e.field.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(
+            "kubernetes",
+            Some("ClusterNetworkPolicy no-tier"),
+            Some("spec.tier")
+        )]
+    );
+    // The translations are in the programmed rule tables.
+    let programmed: BTreeSet<&str> = status
+        .tables
+        .values()
+        .flat_map(|t| t.policies.iter().map(String::as_str))
+        .collect();
+    for name in [
+        "kcnp.kube-admin.ops-to-backend",
+        "kbanp.baselineadminnetworkpolicy.default",
+    ] {
+        assert!(
+            programmed.iter().any(|p| p.contains(name)),
+            "{name} not in {programmed:?}"
+        );
+    }
+    assert_eq!(agent.get("/readyz").await.map(|r| r.0), Some(200));
 }
