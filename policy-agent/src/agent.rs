@@ -83,6 +83,8 @@ impl InterfaceSelection {
 
 pub struct Config {
     pub datastore: DatastoreConfig,
+    /// How often the Kubernetes datastore asks again for CRDs it found not served.
+    pub crd_rediscovery: Duration,
     pub bpffs: PathBuf,
     pub interfaces: InterfaceSelection,
     /// Which other interfaces get the post-translation hook (`--uplinks`); none when `None`.
@@ -128,8 +130,11 @@ pub async fn run(config: Config) -> Result<()> {
         }
         DatastoreConfig::Kubernetes { kubeconfig } => {
             let client = kube_client(kubeconfig.as_deref()).await?;
-            let store =
-                KubernetesDatastore::start(client, kubernetes::Options::default(), events_tx);
+            let options = kubernetes::Options {
+                rediscover: config.crd_rediscovery,
+                ..kubernetes::Options::default()
+            };
+            let store = KubernetesDatastore::start(client, options, events_tx);
             health.watch_progress(store.progress());
             // Programming a partial list would drop traffic the full one allows: attach
             // nothing until every resource has been listed once.

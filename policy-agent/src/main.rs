@@ -140,6 +140,11 @@ enum Command {
         /// 0 turns it off.
         #[arg(long, default_value_t = 600)]
         resync_seconds: u64,
+        /// With `--datastore kubernetes`: while Calico's or network-policy-api's CRDs are not
+        /// served, ask the API server again every this many seconds (a CRD installed later is
+        /// then watched).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        crd_rediscovery_seconds: u64,
     },
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
@@ -226,8 +231,10 @@ fn main() -> Result<()> {
             rule_capacity,
             identity_capacity,
             resync_seconds,
+            crd_rediscovery_seconds,
         } => runtime.block_on(agent::run(agent::Config {
             resync: (resync_seconds > 0).then(|| Duration::from_secs(resync_seconds)),
+            crd_rediscovery: Duration::from_secs(crd_rediscovery_seconds),
             capacities: Capacities {
                 rules: rule_capacity,
                 identities: identity_capacity,

@@ -14,7 +14,8 @@
 //! One test runs the real `policy-agent` binary against the stand-in (privileged: loads BPF
 //! programs and pins maps, so it needs root and is a failure under CI=true without it; it
 //! attaches to no interface and uses loopback only): ready without the CRDs, and picking them
-//! up on its own 60 s rediscovery, with a rejected object in its status file.
+//! up on its own rediscovery (`--crd-rediscovery-seconds 1`), with a rejected object in its status
+//! file.
 
 mod kubernetes_apiserver;
 
@@ -643,6 +644,8 @@ impl Agent {
             .args(["--interface-pattern", "palisade-test-no-such-interface"])
             // This test runs in the machine's own namespace: leave its interfaces alone.
             .args(["--uplinks", ""])
+            // The default (60 s) would make this test wait a minute for the CRDs.
+            .args(["--crd-rediscovery-seconds", "1"])
             .arg("--status-file")
             .arg(dir.join("status.json"))
             .args(["--metrics-port", &port.to_string()])
@@ -795,7 +798,7 @@ async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() 
     );
     assert_eq!(group_requests(&server), []);
 
-    // The CRDs are installed and policies written: the agent's periodic rediscovery (60 s)
+    // The CRDs are installed and policies written: the agent's periodic rediscovery (1 s here)
     // finds them, and the status file names the rejected one.
     server.apply(ops_to_backend("Accept", json!(10)));
     let mut invalid = ops_to_backend("Accept", json!(10));
@@ -825,20 +828,31 @@ async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() 
             Some("spec.tier")
         )]
     );
-    // The translations are in the programmed rule tables.
+    // The programmed rule tables name them by their own kind and name.
     let programmed: BTreeSet<&str> = status
         .tables
         .values()
         .flat_map(|t| t.policies.iter().map(String::as_str))
         .collect();
     for name in [
-        "kcnp.kube-admin.ops-to-backend",
-        "kbanp.baselineadminnetworkpolicy.default",
+        "ClusterNetworkPolicy ops-to-backend",
+        "BaselineAdminNetworkPolicy default",
     ] {
-        assert!(
-            programmed.iter().any(|p| p.contains(name)),
-            "{name} not in {programmed:?}"
-        );
+        assert!(programmed.contains(name), "{name} not in {programmed:?}");
     }
+    // And the status file says which are accepted and enforced.
+    let states: Vec<_> = status
+        .cluster_policies
+        .iter()
+        .map(|s| (s.kind.as_str(), s.name.as_str(), s.accepted, s.enforced))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("BaselineAdminNetworkPolicy", "default", true, true),
+            ("ClusterNetworkPolicy", "no-tier", false, false),
+            ("ClusterNetworkPolicy", "ops-to-backend", true, true),
+        ]
+    );
     assert_eq!(agent.get("/readyz").await.map(|r| r.0), Some(200));
 }
