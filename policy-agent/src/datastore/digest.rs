@@ -42,7 +42,7 @@ pub fn read_manifest_files(dir: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
         if !is_manifest_name(&name) || !is_file(&entry)? {
             continue;
         }
-        match fs::read(entry.path()) {
+        match read_capped(&entry.path()) {
             Ok(contents) => files.push((name, contents)),
             // Deleted between listing and reading: it is simply not part of this snapshot.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -51,6 +51,22 @@ pub fn read_manifest_files(dir: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The largest manifest file read whole (64 MiB: a cluster's every object of a kind fits
+/// many times over). A larger one is read only this far plus one byte, which is enough to
+/// tell it is too large (the loader refuses it and keeps what it held before) and bounds the
+/// memory a runaway writer can make the agent take.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+
+    let mut contents = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut contents)?;
+    Ok(contents)
 }
 
 /// Whether the entry is a regular file, or a symlink to one: a ConfigMap volume's files are

@@ -214,6 +214,19 @@ fn parse_file(
     previous: Vec<Object>,
     errors: &mut Vec<ObjectError>,
 ) -> Vec<Object> {
+    if contents.len() as u64 > digest::MAX_FILE_BYTES {
+        errors.push(ObjectError {
+            source: file.to_owned(),
+            object: None,
+            field: None,
+            message: format!(
+                "larger than {} MiB, the most a manifest file may hold; keeping the objects it \
+                 held before",
+                digest::MAX_FILE_BYTES >> 20
+            ),
+        });
+        return previous;
+    }
     if let Some((line, column)) = flow_nesting_past(contents, MAX_FLOW_NESTING) {
         errors.push(ObjectError {
             source: file.to_owned(),
@@ -765,6 +778,28 @@ spec:
                 .as_deref()
                 .is_some_and(|e| e.starts_with("field spec.priority"))
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_past_the_size_cap_keeps_what_it_held() {
+        let dir = scratch("huge");
+        let mut store = FileDatastore::new(&dir);
+        let path = dir.join("web.yaml");
+        fs::write(&path, POLICY).expect("write");
+        let before = store.load().expect("load");
+        assert_eq!(before.cluster.policies.len(), 1);
+        // A runaway writer: the file grows past the cap (sparse, so the test writes nothing).
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(digest::MAX_FILE_BYTES + 1))
+            .expect("grow");
+        let after = store.load().expect("load");
+        assert_eq!(after.cluster.policies, before.cluster.policies);
+        assert_eq!(after.errors.len(), 1);
+        assert_eq!(after.errors[0].source, "web.yaml");
+        assert!(after.errors[0].message.starts_with("larger than 64 MiB"));
         let _ = fs::remove_dir_all(&dir);
     }
 }
