@@ -1,0 +1,664 @@
+//! The kubernetes-sigs/network-policy-api conformance suite as lab scenarios.
+//!
+//! [`v1alpha2::tests`] (ClusterNetworkPolicy, upstream `HEAD` at [`UPSTREAM_COMMIT_V1ALPHA2`])
+//! and [`v1alpha1::tests`] (AdminNetworkPolicy and BaselineAdminNetworkPolicy, tag `v0.1.8` at
+//! [`UPSTREAM_COMMIT_V1ALPHA1`]) describe every ported `t.Run` of upstream's
+//! `conformance/tests/*.go`: the changes the Go code makes to the live objects between probes
+//! (rules swapped, an action or the priority set, a named port or a CIDR rule put in, a
+//! NetworkPolicy deleted, a namespace relabelled) and its `PokeServer` calls, in order. The
+//! policies are upstream's manifests, copied verbatim under `upstream/` (see
+//! [`upstream_manifest`]). The expectations come from upstream's code only.
+//!
+//! [`generate::scenario`] writes one scenario per version and tier (the `admin-network-policy-*`
+//! files, with the integration and priority tests, or the `baseline-*` ones), each test's
+//! subtests as consecutive steps: one lab (one agent start) runs a whole group, which keeps the
+//! cost of the suite to four labs. `gen-cnp-conformance` writes them to [`SCENARIO_DIR`] (TCP
+//! and UDP probes: `tests/cnp_conformance.rs` runs them in the lab) and [`SCTP_SCENARIO_DIR`]
+//! (the SCTP probes of the tests that have any: BPF-only, since this kernel has no SCTP sockets;
+//! `tests/conformance_bpf.rs` replays both directories through the real programs).
+//!
+//! Left out ([`LEFT_OUT`]): the node-peer tests, whose policies have `nodes` peers, which the
+//! agent rejects (naming the field).
+
+pub mod generate;
+pub mod model;
+pub mod v1alpha1;
+pub mod v1alpha2;
+
+use std::{fs, path::Path};
+
+use anyhow::Context as _;
+
+use crate::conformance::scenario_files;
+use generate::Variant;
+use model::{LeftOut, Test, Version};
+
+/// kubernetes-sigs/network-policy-api `HEAD` the v1alpha2 tests are transcribed from.
+pub const UPSTREAM_COMMIT_V1ALPHA2: &str = "0eec1b0e5fa92715b4c0f4c48d3c8d2913ed2159";
+/// kubernetes-sigs/network-policy-api tag `v0.1.8`, which the v1alpha1 tests come from.
+pub const UPSTREAM_COMMIT_V1ALPHA1: &str = "5a62954284765fb16f2e601f11907ca0b839b89f";
+
+/// Where the scenarios the lab runs live, relative to the workspace root.
+pub const SCENARIO_DIR: &str = "examples/cnp-conformance";
+/// Where the BPF-only (SCTP) scenarios live, relative to the workspace root.
+pub const SCTP_SCENARIO_DIR: &str = "examples/cnp-conformance-sctp";
+/// Both, as the BPF runner replays them.
+pub const SCENARIO_DIRS: [&str; 2] = [SCENARIO_DIR, SCTP_SCENARIO_DIR];
+
+const NODE_PEERS: &str = "its manifest (experimental-egress-selector-rules.yaml) has `nodes` \
+                          peers, which the agent rejects; its server is a host-network pod the \
+                          lab cannot run";
+
+/// Every upstream subtest without a step, and why.
+pub const LEFT_OUT: &[LeftOut] = &[
+    LeftOut {
+        version: Version::V1alpha2,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "CNPAdminTierEgressNodePeers",
+        subtest: "Should support an 'allow-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha2,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "CNPAdminTierEgressNodePeers",
+        subtest: "Should support a 'pass-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha2,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "CNPAdminTierEgressNodePeers",
+        subtest: "Should support a 'deny-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha2,
+        file: "baseline-admin-network-policy-experimental-egress-rules.go",
+        short_name: "CNPBaselineTierEgressNodePeers",
+        subtest: "Should support an 'allow-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha2,
+        file: "baseline-admin-network-policy-experimental-egress-rules.go",
+        short_name: "CNPBaselineTierEgressNodePeers",
+        subtest: "Should support a 'deny-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha1,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "AdminNetworkPolicyEgressNodePeers",
+        subtest: "Should support an 'allow-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha1,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "AdminNetworkPolicyEgressNodePeers",
+        subtest: "Should support a 'pass-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha1,
+        file: "admin-network-policy-experimental-egress-rules.go",
+        short_name: "AdminNetworkPolicyEgressNodePeers",
+        subtest: "Should support a 'deny-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha1,
+        file: "baseline-admin-network-policy-experimental-egress-rules.go",
+        short_name: "BaselineAdminNetworkPolicyEgressNodePeers",
+        subtest: "Should support an 'allow-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+    LeftOut {
+        version: Version::V1alpha1,
+        file: "baseline-admin-network-policy-experimental-egress-rules.go",
+        short_name: "BaselineAdminNetworkPolicyEgressNodePeers",
+        subtest: "Should support a 'deny-egress' rule policy for egress-node-peer",
+        reason: NODE_PEERS,
+    },
+];
+
+/// Upstream's manifests, verbatim, by version and path under `conformance/`.
+const MANIFESTS: &[(Version, &str, &str)] = &[
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-egress-inline-cidr-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/admin_network_policy/standard-egress-inline-cidr-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-egress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-egress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-egress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-egress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-egress-udp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-egress-udp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-gress-rules-combined.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-gress-rules-combined.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-ingress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-ingress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-ingress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-ingress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-ingress-udp-rules.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-ingress-udp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/admin_network_policy/standard-priority-field.yaml",
+        include_str!("upstream/v1alpha1/admin_network_policy/standard-priority-field.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/api_integration/standard-anp-np-banp.yaml",
+        include_str!("upstream/v1alpha1/api_integration/standard-anp-np-banp.yaml"),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-egress-inline-cidr-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-egress-inline-cidr-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-egress-sctp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-egress-sctp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-egress-tcp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-egress-tcp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-egress-udp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-egress-udp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-gress-rules-combined.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-gress-rules-combined.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-ingress-sctp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-ingress-sctp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-ingress-tcp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-ingress-tcp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha1,
+        "base/baseline_admin_network_policy/standard-ingress-udp-rules.yaml",
+        include_str!(
+            "upstream/v1alpha1/baseline_admin_network_policy/standard-ingress-udp-rules.yaml"
+        ),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-egress-inline-cidr-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-egress-inline-cidr-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-egress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-egress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-egress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-egress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-egress-udp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-egress-udp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-gress-rules-combined.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-gress-rules-combined.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-ingress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-ingress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-ingress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-ingress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-ingress-udp-rules.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-ingress-udp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/admin_tier/standard-priority-field.yaml",
+        include_str!("upstream/v1alpha2/admin_tier/standard-priority-field.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/api_integration/standard-anp-np-banp.yaml",
+        include_str!("upstream/v1alpha2/api_integration/standard-anp-np-banp.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-egress-inline-cidr-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-egress-inline-cidr-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-egress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-egress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-egress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-egress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-egress-udp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-egress-udp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-gress-rules-combined.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-gress-rules-combined.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-ingress-sctp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-ingress-sctp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-ingress-tcp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-ingress-tcp-rules.yaml"),
+    ),
+    (
+        Version::V1alpha2,
+        "base/baseline_tier/standard-ingress-udp-rules.yaml",
+        include_str!("upstream/v1alpha2/baseline_tier/standard-ingress-udp-rules.yaml"),
+    ),
+];
+
+/// The text of upstream's manifest `path` (`base/...`) at `version`'s revision.
+pub fn upstream_manifest(version: Version, path: &str) -> Option<&'static str> {
+    MANIFESTS
+        .iter()
+        .find(|(v, p, _)| *v == version && *p == path)
+        .map(|(_, _, text)| *text)
+}
+
+/// Every ported test of both versions, in upstream's order (v1alpha2 first).
+pub fn all_tests() -> Vec<Test> {
+    let mut tests = v1alpha2::tests();
+    tests.extend(v1alpha1::tests());
+    tests
+}
+
+/// One generated scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// [`SCENARIO_DIR`] or [`SCTP_SCENARIO_DIR`].
+    pub dir: &'static str,
+    pub name: String,
+    pub contents: String,
+}
+
+/// Every scenario: per version, the admin-tier group then the baseline one, in both variants.
+pub fn generate() -> anyhow::Result<Vec<Generated>> {
+    let tests = all_tests();
+    let mut files = Vec::new();
+    for (variant, dir) in [
+        (Variant::Lab, SCENARIO_DIR),
+        (Variant::Sctp, SCTP_SCENARIO_DIR),
+    ] {
+        for version in Version::ALL {
+            for baseline in [false, true] {
+                files.push(Generated {
+                    dir,
+                    name: generate::file_name(version, baseline, variant),
+                    contents: generate::scenario(version, &tests, baseline, variant)?,
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes every scenario under `root` (the workspace root; directories are created if
+/// missing) and removes `*.yaml` files there that nothing generates. Returns each directory
+/// with the number of files written to it.
+pub fn write_all(root: &Path) -> anyhow::Result<Vec<(std::path::PathBuf, usize)>> {
+    let files = generate()?;
+    let mut written = Vec::new();
+    for dir_name in SCENARIO_DIRS {
+        let dir = root.join(dir_name);
+        let mine: Vec<&Generated> = files.iter().filter(|f| f.dir == dir_name).collect();
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for stale in scenario_files(&dir)? {
+            let keep = stale
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| mine.iter().any(|f| f.name == n));
+            if !keep {
+                fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+            }
+        }
+        for file in &mine {
+            let path = dir.join(&file.name);
+            fs::write(&path, &file.contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        written.push((dir, mine.len()));
+    }
+    Ok(written)
+}
+
+/// Differences between what [`generate`] makes and the files under `root`, one line each
+/// (empty when identical).
+pub fn differences(root: &Path) -> anyhow::Result<Vec<String>> {
+    let files = generate()?;
+    let mut out = Vec::new();
+    for dir_name in SCENARIO_DIRS {
+        let dir = root.join(dir_name);
+        let mine: Vec<&Generated> = files.iter().filter(|f| f.dir == dir_name).collect();
+        for file in &mine {
+            match fs::read_to_string(dir.join(&file.name)) {
+                Ok(committed) if committed == file.contents => {}
+                Ok(committed) => {
+                    let line = committed
+                        .lines()
+                        .zip(file.contents.lines())
+                        .position(|(a, b)| a != b)
+                        .unwrap_or_else(|| {
+                            committed.lines().count().min(file.contents.lines().count())
+                        });
+                    out.push(format!(
+                        "{dir_name}/{}: differs from the generator (line {})",
+                        file.name,
+                        line + 1
+                    ));
+                }
+                Err(e) => out.push(format!("{dir_name}/{}: {e}", file.name)),
+            }
+        }
+        if !dir.is_dir() {
+            continue;
+        }
+        for path in scenario_files(&dir)? {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !mine.iter().any(|f| f.name == name) {
+                out.push(format!("{dir_name}/{name}: not generated"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::{
+        model::{Kind, Probe},
+        *,
+    };
+    use crate::lab::Scenario;
+
+    /// Where this machine keeps a clone of upstream (a git directory), if it does: the
+    /// transcription is then checked against the Go source.
+    const MIRROR: &str = "/work/.mirror/kubernetes-sigs+network-policy-api/repo";
+
+    #[test]
+    fn every_scenario_parses_and_carries_every_probe() -> anyhow::Result<()> {
+        let tests = all_tests();
+        let files = generate()?;
+        assert_eq!(files.len(), 8);
+        let mut seen: Vec<(Variant, usize)> = Vec::new();
+        for file in &files {
+            let scenario = Scenario::from_yaml(&file.contents)
+                .with_context(|| format!("{}/{}", file.dir, file.name))?;
+            assert_eq!(scenario.pods()?.len(), 8, "{}", file.name);
+            let variant = if file.dir == SCTP_SCENARIO_DIR {
+                Variant::Sctp
+            } else {
+                Variant::Lab
+            };
+            let probes: Vec<_> = scenario.steps.iter().flat_map(|s| &s.probes).collect();
+            assert!(
+                probes.iter().all(|p| variant.keeps(p.protocol)),
+                "{}",
+                file.name
+            );
+            seen.push((variant, probes.len()));
+            // The header names the upstream commit.
+            let header: String = file.contents.lines().take(3).collect();
+            assert!(
+                header.contains(UPSTREAM_COMMIT_V1ALPHA2)
+                    || header.contains(UPSTREAM_COMMIT_V1ALPHA1),
+                "{}",
+                file.name
+            );
+        }
+        for variant in [Variant::Lab, Variant::Sctp] {
+            let described = tests
+                .iter()
+                .flat_map(Test::probes)
+                .filter(|p| variant.keeps(p.protocol))
+                .count();
+            let written: usize = seen
+                .iter()
+                .filter(|(v, _)| *v == variant)
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(written, described, "{variant:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn counts_cover_upstream() {
+        for version in Version::ALL {
+            let mine: Vec<Test> = all_tests()
+                .into_iter()
+                .filter(|t| t.version == version)
+                .collect();
+            let subtests: usize = mine.iter().map(|t| t.subtests.len()).sum();
+            let left = LEFT_OUT.iter().filter(|l| l.version == version).count();
+            // 92 t.Run in each version's conformance/tests/*.go.
+            assert_eq!(subtests + left, 92, "{version}");
+            assert_eq!(left, 5, "{version}");
+            let probes = mine.iter().flat_map(Test::probes).count();
+            // 301 (HEAD) and 289 (v0.1.8) PokeServer calls, 9 of them in the left-out tests.
+            let upstream = match version {
+                Version::V1alpha2 => 301,
+                Version::V1alpha1 => 289,
+            };
+            assert_eq!(probes + 9, upstream, "{version}");
+            // Every manifest a test names is copied.
+            for test in &mine {
+                for path in &test.manifests {
+                    assert!(upstream_manifest(version, path).is_some(), "{path}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn policies_are_cluster_scoped_and_of_their_version() -> anyhow::Result<()> {
+        for file in generate()? {
+            let scenario = Scenario::from_yaml(&file.contents)?;
+            for object in scenario.steps.iter().flat_map(|s| &s.apply) {
+                let Some(kind) = Kind::from_name(&object.key.kind) else {
+                    continue;
+                };
+                if kind == Kind::NetworkPolicy {
+                    assert!(object.key.namespace.is_some());
+                    continue;
+                }
+                assert_eq!(object.key.namespace, None, "{}", file.name);
+                let expected = if file.name.contains("v1alpha2") {
+                    Version::V1alpha2
+                } else {
+                    Version::V1alpha1
+                };
+                assert_eq!(
+                    object.manifest["apiVersion"],
+                    expected.api_version(),
+                    "{}",
+                    file.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One `PokeServer` call read from the Go source: client pod, protocol, port and
+    /// shouldConnect (the server is a variable there).
+    fn go_probes(source: &str) -> Vec<(String, Vec<(String, String, u16, bool)>)> {
+        let mut subtests: Vec<(String, Vec<(String, String, u16, bool)>)> = Vec::new();
+        let mut rest = source;
+        loop {
+            let run = rest.find("t.Run(\"");
+            let poke = rest.find("PokeServer(t,");
+            match (run, poke) {
+                (Some(r), p) if p.is_none_or(|p| r < p) => {
+                    let after = &rest[r + 7..];
+                    let end = after.find("\", func").unwrap_or(0);
+                    subtests.push((after[..end].to_owned(), Vec::new()));
+                    rest = &after[end..];
+                }
+                (_, Some(p)) => {
+                    let after = &rest[p..];
+                    let end = after.find(")\n").unwrap_or(after.len());
+                    let call = &after[..end];
+                    let quoted: Vec<&str> = call.split('"').skip(1).step_by(2).collect();
+                    let port = call
+                        .split("int32(")
+                        .nth(1)
+                        .and_then(|s| s.split(')').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let should = call.trim_end().ends_with("true");
+                    if let (Some(last), [_, pod, proto, ..]) = (subtests.last_mut(), &quoted[..]) {
+                        last.1
+                            .push(((*pod).to_owned(), proto.to_uppercase(), port, should));
+                    }
+                    rest = &after[end..];
+                }
+                _ => break,
+            }
+        }
+        subtests
+    }
+
+    #[test]
+    fn transcription_matches_the_go_source() -> anyhow::Result<()> {
+        if !Path::new(MIRROR).is_dir() {
+            eprintln!("no upstream clone at {MIRROR}: the transcription is not checked");
+            return Ok(());
+        }
+        let tests = all_tests();
+        let mut checked = BTreeSet::new();
+        for test in &tests {
+            let (reference, _) = test.version.upstream();
+            let output = std::process::Command::new("git")
+                .args(["-C", MIRROR, "show"])
+                .arg(format!("{reference}:conformance/tests/{}", test.file))
+                .output()?;
+            anyhow::ensure!(output.status.success(), "git show {}", test.file);
+            let source = String::from_utf8(output.stdout)?;
+            // The file's subtests in order, less those of other tests in the same file.
+            let start = source
+                .find(&format!("var {} = suite.ConformanceTest", test.short_name))
+                .with_context(|| format!("{} not in {}", test.short_name, test.file))?;
+            let end = source[start + 1..]
+                .find("\nvar ")
+                .map_or(source.len(), |e| start + 1 + e);
+            let go = go_probes(&source[start..end]);
+            assert_eq!(go.len(), test.subtests.len(), "{}", test.short_name);
+            for ((title, calls), subtest) in go.iter().zip(&test.subtests) {
+                assert_eq!(title, subtest.title, "{}", test.short_name);
+                let mine: Vec<(String, String, u16, bool)> = subtest
+                    .phases
+                    .iter()
+                    .flat_map(|p| &p.probes)
+                    .map(|p: &Probe| {
+                        (
+                            p.client.name(),
+                            p.protocol.to_string().to_uppercase(),
+                            p.port,
+                            p.should_connect,
+                        )
+                    })
+                    .collect();
+                assert_eq!(calls, &mine, "{} / {title}", test.short_name);
+            }
+            checked.insert((test.version, test.file));
+            // The copied manifests are upstream's, byte for byte.
+            for path in &test.manifests {
+                let output = std::process::Command::new("git")
+                    .args(["-C", MIRROR, "show"])
+                    .arg(format!("{reference}:conformance/{path}"))
+                    .output()?;
+                anyhow::ensure!(output.status.success(), "git show {path}");
+                assert_eq!(
+                    upstream_manifest(test.version, path).map(str::as_bytes),
+                    Some(&output.stdout[..]),
+                    "{path}"
+                );
+            }
+        }
+        // Every file of conformance/tests/ but main.go, in both versions.
+        assert_eq!(checked.len(), 2 * 22);
+        Ok(())
+    }
+}
