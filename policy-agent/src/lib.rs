@@ -4,6 +4,7 @@
 //! Data flows datastore → model → compiler → dataplane; `agent` runs the loop.
 pub mod agent;
 pub mod calico;
+pub mod cluster_policy;
 pub mod compiler;
 pub mod dataplane;
 pub mod datastore;

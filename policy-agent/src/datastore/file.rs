@@ -34,6 +34,7 @@ use super::{
 };
 use crate::{
     calico::resources::{self as calico, CalicoResource},
+    cluster_policy::{self, ApiKind, ClusterPolicy},
     model::{Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert},
     status::ObjectError,
 };
@@ -47,6 +48,7 @@ enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     Calico(CalicoResource),
+    ClusterPolicy(ClusterPolicy),
 }
 
 /// (kind, namespace, name): how objects are identified, as on an API server.
@@ -70,6 +72,11 @@ impl Object {
                 calico_kind(resource.kind().as_str()),
                 resource.namespace().unwrap_or_default().to_owned(),
                 resource.name().to_owned(),
+            ),
+            Object::ClusterPolicy(policy) => (
+                policy.kind.as_str().to_owned(),
+                String::new(),
+                policy.name.clone(),
             ),
         }
     }
@@ -183,6 +190,9 @@ impl FileDatastore {
                             .insert((s.namespace.clone(), s.name.clone()), s.clone());
                     }
                     Object::Calico(resource) => cluster.calico.insert(resource.clone()),
+                    Object::ClusterPolicy(policy) => {
+                        cluster.insert_cluster_policy(policy.clone());
+                    }
                 }
             }
         }
@@ -350,16 +360,19 @@ fn document_key(document: &serde_yaml::Value) -> Option<ObjectKey> {
     if calico_kind.is_some() {
         kind = self::calico_kind(&kind);
     }
-    let namespace = if kind == "Namespace" || calico_kind.is_some_and(|k| !k.is_namespaced()) {
-        String::new()
-    } else {
-        metadata
-            .get("namespace")
-            .and_then(|n| n.as_str())
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-            .to_owned()
-    };
+    let cluster_scoped = api_version.is_some_and(|v| ApiKind::from_api(v, &kind).is_some());
+    let namespace =
+        if kind == "Namespace" || cluster_scoped || calico_kind.is_some_and(|k| !k.is_namespaced())
+        {
+            String::new()
+        } else {
+            metadata
+                .get("namespace")
+                .and_then(|n| n.as_str())
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default")
+                .to_owned()
+        };
     Some((kind, namespace, name))
 }
 
@@ -409,13 +422,18 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
         (calico::API_VERSION, _) => calico::parse_value(document)
             .map(Object::Calico)
             .map_err(|e| e.field_and_message()),
-        _ => Err((
-            Some("kind".to_owned()),
-            format!(
-                "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod, v1 Service, networking.k8s.io/v1 NetworkPolicy, discovery.k8s.io/v1 EndpointSlice or a {} resource",
-                calico::API_VERSION
-            ),
-        )),
+        (api_version, kind) => match ApiKind::from_api(api_version, kind) {
+            Some(kind) => cluster_policy::parse_value(kind, document)
+                .map(Object::ClusterPolicy)
+                .map_err(|e| (Some(e.field).filter(|f| !f.is_empty()), e.message)),
+            None => Err((
+                Some("kind".to_owned()),
+                format!(
+                    "unsupported object {api_version:?} {kind:?}: expected v1 Namespace, v1 Pod, v1 Service, networking.k8s.io/v1 NetworkPolicy, discovery.k8s.io/v1 EndpointSlice, a {} resource, or policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy or v1alpha1 AdminNetworkPolicy or BaselineAdminNetworkPolicy",
+                    calico::API_VERSION
+                ),
+            )),
+        },
     }
 }
 

@@ -373,7 +373,7 @@ fn parse_cidr(value: &str, field: &str) -> Result<IpNet, ConvertError> {
         .map_err(|_| invalid(field, format!("{value:?} is not a CIDR (address/prefix)")))
 }
 
-fn label_selector(
+pub(crate) fn label_selector(
     selector: Option<&meta::LabelSelector>,
     field: &str,
 ) -> Result<LabelSelector, ConvertError> {

@@ -16,6 +16,11 @@ use std::{
 
 use ipnet::IpNet;
 
+use crate::{
+    calico::resources::CalicoResource,
+    cluster_policy::{ApiKind, ClusterPolicy, translate},
+};
+
 pub use self::{
     calico::CalicoObjects,
     selector::{LabelSelector, Labels},
@@ -35,8 +40,13 @@ pub struct Cluster {
     pub pods: BTreeMap<(String, String), Pod>,
     /// Keyed by (namespace, name).
     pub policies: BTreeMap<(String, String), NetworkPolicy>,
-    /// Calico's own resources (`projectcalico.org/v3`); empty on clusters without them.
+    /// Calico's own resources (`projectcalico.org/v3`); empty on clusters without them. Holds
+    /// the translations of `cluster_policies` too (see [`Cluster::insert_cluster_policy`]).
     pub calico: CalicoObjects,
+    /// Administrators' policy (network-policy-api ClusterNetworkPolicy, AdminNetworkPolicy,
+    /// BaselineAdminNetworkPolicy) as written, keyed by (kind, name). The compiler reads their
+    /// Calico translations in `calico`; explanations and reference models read these.
+    pub cluster_policies: BTreeMap<(ApiKind, String), ClusterPolicy>,
     /// Keyed by (namespace, name).
     pub services: BTreeMap<(String, String), Service>,
     /// Keyed by (namespace, name).
@@ -44,6 +54,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Adds (or replaces) an administrators' policy, with its Calico translation.
+    pub fn insert_cluster_policy(&mut self, policy: ClusterPolicy) {
+        self.calico
+            .insert(CalicoResource::GlobalNetworkPolicy(translate::to_calico(
+                &policy,
+            )));
+        self.cluster_policies
+            .insert((policy.kind, policy.name.clone()), policy);
+    }
+
     /// Labels of a namespace; a namespace that has no object (yet) still has its name label,
     /// as every namespace on a real API server does.
     pub fn namespace_labels(&self, name: &str) -> Labels {

@@ -161,6 +161,15 @@ fn policy_name(c: &mut Checker, meta: &ObjectMeta, tier: &str, kind: Kind) -> St
         c.error("metadata.name", "must be at most 253 characters");
         return name;
     }
+    if crate::cluster_policy::is_reserved_name(&name) {
+        c.error(
+            "metadata.name",
+            format!(
+                "'{name}' is reserved: Calico names its translations of ClusterNetworkPolicies and AdminNetworkPolicies so"
+            ),
+        );
+        return name;
+    }
     let base = if tier == DEFAULT_TIER {
         let base = name.strip_prefix("default.").unwrap_or(&name);
         // Kubernetes NetworkPolicies show up in Calico as `knp.default.<name>`.
@@ -860,6 +869,31 @@ pub(super) fn tier(object: raw::Object<raw::TierSpec>) -> Result<Tier, Vec<Field
                 format!("'{other}' is not a tier default action (Deny or Pass)"),
             );
             TierAction::Deny
+        }
+    };
+    // Calico creates the tiers of administrators' policy itself, with fixed values that its
+    // v3 API refuses to change; one declared here may only repeat them.
+    let builtin = match name.as_str() {
+        crate::cluster_policy::ADMIN_TIER => Some(crate::cluster_policy::ADMIN_TIER_ORDER),
+        crate::cluster_policy::BASELINE_TIER => Some(crate::cluster_policy::BASELINE_TIER_ORDER),
+        _ => None,
+    };
+    let (order, default_action) = match builtin {
+        None => (order, default_action),
+        Some(fixed) => {
+            if order.is_some_and(|o| o != fixed) {
+                c.error(
+                    "spec.order",
+                    format!("the built-in tier '{name}' has order {fixed} and no other"),
+                );
+            }
+            if spec.default_action.as_deref().is_some_and(|a| a != "Pass") {
+                c.error(
+                    "spec.defaultAction",
+                    format!("the built-in tier '{name}' has default action Pass and no other"),
+                );
+            }
+            (Some(fixed), TierAction::Pass)
         }
     };
     c.finish(Tier {

@@ -19,6 +19,7 @@ use crate::{
         },
         selector::Scope,
     },
+    cluster_policy,
     compiler::{
         relevance::{Relevance, model_protocol},
         tables::{Direction, PolicyKind, PolicyName},
@@ -248,19 +249,32 @@ fn applying_host<'a>(
         .collect()
 }
 
+/// A tier's order: as declared, else the built-in tier's (Calico creates `default`,
+/// `kube-admin` and `kube-baseline` itself; validation refuses other values for them).
 fn tier_order(cluster: &Cluster, name: &str) -> Option<f64> {
     match cluster.calico.tiers.get(name) {
         Some(tier) => tier.order,
-        None => (name == DEFAULT_TIER).then_some(DEFAULT_TIER_ORDER),
+        None => builtin_tier(name).map(|(order, _)| order),
     }
 }
 
 fn tier_default_action(cluster: &Cluster, name: &str) -> TierAction {
-    cluster
-        .calico
-        .tiers
-        .get(name)
-        .map_or(TierAction::Deny, |t| t.default_action)
+    match cluster.calico.tiers.get(name) {
+        Some(tier) => tier.default_action,
+        None => builtin_tier(name).map_or(TierAction::Deny, |(_, action)| action),
+    }
+}
+
+/// (order, default action) of Calico's built-in tiers.
+pub fn builtin_tier(name: &str) -> Option<(f64, TierAction)> {
+    match name {
+        DEFAULT_TIER => Some((DEFAULT_TIER_ORDER, TierAction::Deny)),
+        cluster_policy::ADMIN_TIER => Some((cluster_policy::ADMIN_TIER_ORDER, TierAction::Pass)),
+        cluster_policy::BASELINE_TIER => {
+            Some((cluster_policy::BASELINE_TIER_ORDER, TierAction::Pass))
+        }
+        _ => None,
+    }
 }
 
 /// Every policy applying to `pod` in `direction`.
