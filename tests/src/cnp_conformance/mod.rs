@@ -563,8 +563,11 @@ mod tests {
 
     /// One `PokeServer` call read from the Go source: client pod, protocol, port and
     /// shouldConnect (the server is a variable there).
-    fn go_probes(source: &str) -> Vec<(String, Vec<(String, String, u16, bool)>)> {
-        let mut subtests: Vec<(String, Vec<(String, String, u16, bool)>)> = Vec::new();
+    type GoProbe = (String, String, u16, bool);
+
+    /// Each `t.Run` title of `source` with its `PokeServer` calls.
+    fn go_probes(source: &str) -> Vec<(String, Vec<GoProbe>)> {
+        let mut subtests: Vec<(String, Vec<GoProbe>)> = Vec::new();
         let mut rest = source;
         loop {
             let run = rest.find("t.Run(\"");
@@ -627,7 +630,7 @@ mod tests {
             assert_eq!(go.len(), test.subtests.len(), "{}", test.short_name);
             for ((title, calls), subtest) in go.iter().zip(&test.subtests) {
                 assert_eq!(title, subtest.title, "{}", test.short_name);
-                let mine: Vec<(String, String, u16, bool)> = subtest
+                let mine: Vec<GoProbe> = subtest
                     .phases
                     .iter()
                     .flat_map(|p| &p.probes)
