@@ -561,15 +561,45 @@ mod tests {
         Ok(())
     }
 
-    /// One `PokeServer` call read from the Go source: client pod, protocol, port and
-    /// shouldConnect (the server is a variable there).
-    type GoProbe = (String, String, u16, bool);
+    /// One `PokeServer` call read from the Go source: client pod, protocol, server pod, port
+    /// and shouldConnect.
+    type GoProbe = (String, String, String, u16, bool);
+
+    /// The first quoted string of `text`.
+    fn first_quoted(text: &str) -> Option<&str> {
+        text.split('"').nth(1)
+    }
+
+    /// The pod the Go variable `var` was last fetched as in `before`: `var := kubernetes
+    /// .GetPod(t, c, "ns", "name", ...)` (HEAD) or `s.Client.Get(ctx, client.ObjectKey{...,
+    /// Name: "name"}, var)` (v0.1.8).
+    fn server_of(before: &str, var: &str) -> Option<String> {
+        let get_pod = [
+            format!("{var} := kubernetes.GetPod("),
+            format!("{var} = kubernetes.GetPod("),
+        ]
+        .iter()
+        .filter_map(|needle| before.rfind(needle.as_str()))
+        .max();
+        let object_key = before.rfind(&format!("}}, {var})"));
+        match (get_pod, object_key) {
+            (Some(g), k) if k.is_none_or(|k| g > k) => {
+                before[g..].split('"').nth(3).map(str::to_owned)
+            }
+            (_, Some(k)) => {
+                let name = before[..k].rfind("Name:")?;
+                first_quoted(&before[name..k]).map(str::to_owned)
+            }
+            _ => None,
+        }
+    }
 
     /// Each `t.Run` title of `source` with its `PokeServer` calls.
     fn go_probes(source: &str) -> Vec<(String, Vec<GoProbe>)> {
         let mut subtests: Vec<(String, Vec<GoProbe>)> = Vec::new();
-        let mut rest = source;
+        let mut offset = 0;
         loop {
+            let rest = &source[offset..];
             let run = rest.find("t.Run(\"");
             let poke = rest.find("PokeServer(t,");
             match (run, poke) {
@@ -577,7 +607,7 @@ mod tests {
                     let after = &rest[r + 7..];
                     let end = after.find("\", func").unwrap_or(0);
                     subtests.push((after[..end].to_owned(), Vec::new()));
-                    rest = &after[end..];
+                    offset += r + 7 + end;
                 }
                 (_, Some(p)) => {
                     let after = &rest[p..];
@@ -591,11 +621,22 @@ mod tests {
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(0);
                     let should = call.trim_end().ends_with("true");
+                    let server = call
+                        .split(".Status.PodIP")
+                        .next()
+                        .and_then(|s| s.rsplit([' ', ',', '\t', '\n']).next())
+                        .and_then(|var| server_of(&source[..offset + p], var))
+                        .unwrap_or_default();
                     if let (Some(last), [_, pod, proto, ..]) = (subtests.last_mut(), &quoted[..]) {
-                        last.1
-                            .push(((*pod).to_owned(), proto.to_uppercase(), port, should));
+                        last.1.push((
+                            (*pod).to_owned(),
+                            proto.to_uppercase(),
+                            server,
+                            port,
+                            should,
+                        ));
                     }
-                    rest = &after[end..];
+                    offset += p + end;
                 }
                 _ => break,
             }
@@ -638,6 +679,7 @@ mod tests {
                         (
                             p.client.name(),
                             p.protocol.to_string().to_uppercase(),
+                            p.server.name(),
                             p.port,
                             p.should_connect,
                         )
