@@ -448,7 +448,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::{
-        model::{Kind, Probe},
+        model::{Change, Kind, Probe},
         *,
     };
     use crate::lab::Scenario;
@@ -644,6 +644,152 @@ mod tests {
         subtests
     }
 
+    /// The text between the first `"` after `needle`'s last occurrence in `text` and the next.
+    fn quoted_after_last(text: &str, needle: &str) -> Option<String> {
+        let at = text.rfind(needle)?;
+        first_quoted(&text[at + needle.len()..]).map(str::to_owned)
+    }
+
+    /// The name of the policy the Go code last fetched in `before`: `GetClusterNetworkPolicy(t,
+    /// c, "name", ...)` (HEAD) or `s.Client.Get(ctx, client.ObjectKey{Name: "name"}, anp)`.
+    fn policy_of(before: &str) -> Option<String> {
+        let get = before.rfind("GetClusterNetworkPolicy(");
+        let key = ["}, anp)", "}, banp)"]
+            .iter()
+            .filter_map(|n| before.rfind(n))
+            .max();
+        match (get, key) {
+            (Some(g), k) if k.is_none_or(|k| g > k) => {
+                before[g..].split('"').nth(1).map(str::to_owned)
+            }
+            (_, Some(k)) => quoted_after_last(&before[..k], "Name:"),
+            _ => None,
+        }
+    }
+
+    /// `Spec.Egress[3]` → `("egress", 3)`.
+    fn rule_ref(text: &str) -> Option<(String, usize)> {
+        let at = text.find("Spec.")?;
+        let rest = &text[at + 5..];
+        let (gress, rest) = rest.split_once('[')?;
+        let index = rest.split(']').next()?.parse().ok()?;
+        Some((gress.to_lowercase(), index))
+    }
+
+    /// Each subtest of `source` (one test's Go code) as the sequence of what it does: its
+    /// changes, as [`change_key`] writes them, and `probe` for each `PokeServer` call.
+    fn go_events(source: &str) -> Vec<Vec<String>> {
+        let mut subtests: Vec<Vec<String>> = Vec::new();
+        let mut strings: Vec<(String, String)> = Vec::new();
+        let mut rule: Option<(String, usize)> = None;
+        let mut action = String::new();
+        let mut cidrs: Vec<String> = Vec::new();
+        for line in source.lines() {
+            let at = line.as_ptr() as usize - source.as_ptr() as usize;
+            let before = &source[..at];
+            let t = line.trim();
+            if t.starts_with("//") {
+                continue;
+            }
+            if t.contains("t.Run(\"") {
+                subtests.push(Vec::new());
+                continue;
+            }
+            let Some(events) = subtests.last_mut() else {
+                continue;
+            };
+            let policy = || policy_of(before).unwrap_or_default();
+            if t.contains("PokeServer(t,") {
+                events.push("probe".to_owned());
+            } else if let Some((left, right)) = t.split_once(" = ")
+                && left.starts_with("mutate.Spec.")
+                && right.starts_with("mutate.Spec.")
+            {
+                if let (Some((g, i)), Some((_, j))) = (rule_ref(left), rule_ref(right)) {
+                    events.push(format!("{}: swap {g} {i} {j}", policy()));
+                }
+            } else if let Some((left, right)) = t.split_once(".Action = ") {
+                if let (Some((g, i)), Some(a)) = (rule_ref(left), right.split("RuleAction").nth(1))
+                {
+                    events.push(format!("{}: action {g} {i} {a}", policy()));
+                }
+            } else if let Some(priority) = t.strip_prefix("mutate.Spec.Priority = ") {
+                events.push(format!("{}: priority {priority}", policy()));
+            } else if t.contains(":= mutate") && t.contains(".Spec.") {
+                rule = rule_ref(t);
+            } else if let Some((var, value)) = t.split_once(" := \"") {
+                strings.push((var.to_owned(), value.trim_end_matches('"').to_owned()));
+            } else if let Some(var) = t
+                .strip_prefix("DestinationNamedPort: ")
+                .or_else(|| t.strip_prefix("NamedPort: &"))
+            {
+                let var = var.trim_end_matches(',');
+                let port = strings
+                    .iter()
+                    .rev()
+                    .find(|(v, _)| v == var)
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default();
+                if let Some((g, i)) = &rule {
+                    events.push(format!("{}: named {g} {i} {port}", policy()));
+                }
+            } else if let Some(a) = t.strip_prefix("Action: ") {
+                action = a.trim_end_matches(',').trim_matches('"').to_owned();
+            } else if let Some(var) = t
+                .split_once("CIDR(")
+                .and_then(|(_, s)| s.split_once(".Status.PodIP + mask"))
+                .map(|(var, _)| var)
+            {
+                cidrs.push(server_of(before, var).unwrap_or_default());
+            } else if t.starts_with("mutate.Spec.Egress = append(newRule") {
+                events.push(format!(
+                    "{}: prepend {action} {}",
+                    policy(),
+                    std::mem::take(&mut cidrs).join(" ")
+                ));
+            } else if let Some(labels) = t.split("SetLabels(").nth(1) {
+                let namespace =
+                    quoted_after_last(before, "GetNamespace(t, s.Client, ").unwrap_or_default();
+                let value = labels.split('"').nth(3).unwrap_or_default();
+                events.push(format!("labels {namespace} {value}"));
+            } else if t.contains("s.Client.Delete(ctx, np)") {
+                let name = quoted_after_last(before, "Name:").unwrap_or_default();
+                events.push(format!("delete {name}"));
+            }
+        }
+        subtests
+    }
+
+    /// A change as [`go_events`] reads it from the Go code.
+    fn change_key(change: &Change) -> String {
+        let policy = change.policy().map(|p| p.name).unwrap_or_default();
+        match change {
+            Change::SwapRules { gress, i, j, .. } => {
+                format!("{policy}: swap {} {i} {j}", gress.field())
+            }
+            Change::SetAction {
+                gress,
+                index,
+                action,
+                ..
+            } => format!("{policy}: action {} {index} {action}", gress.field()),
+            Change::SetPriority { priority, .. } => format!("{policy}: priority {priority}"),
+            Change::SetNamedPort {
+                gress, index, port, ..
+            } => format!("{policy}: named {} {index} {port}", gress.field()),
+            Change::PrependNetworksEgressRule { action, pods, .. } => format!(
+                "{policy}: prepend {action} {} {}",
+                pods[0].name(),
+                pods[1].name()
+            ),
+            Change::DeleteNetworkPolicy { name, .. } => format!("delete {name}"),
+            Change::SetNamespaceLabels { house, labels } => {
+                let value = labels.iter().map(|(_, v)| *v).collect::<Vec<_>>().join(",");
+                format!("labels {} {value}", house.namespace())
+            }
+        }
+    }
+
     #[test]
     fn transcription_matches_the_go_source() -> anyhow::Result<()> {
         if !Path::new(MIRROR).is_dir() {
@@ -686,6 +832,22 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(calls, &mine, "{} / {title}", test.short_name);
+            }
+            // And the changes between them, in the same places.
+            let events = go_events(&source[start..end]);
+            assert_eq!(events.len(), test.subtests.len(), "{}", test.short_name);
+            for (go, subtest) in events.iter().zip(&test.subtests) {
+                let mine: Vec<String> = subtest
+                    .phases
+                    .iter()
+                    .flat_map(|p| {
+                        p.changes
+                            .iter()
+                            .map(change_key)
+                            .chain(p.probes.iter().map(|_| "probe".to_owned()))
+                    })
+                    .collect();
+                assert_eq!(go, &mine, "{} / {}", test.short_name, subtest.title);
             }
             checked.insert((test.version, test.file));
             // The copied manifests are upstream's, byte for byte.
