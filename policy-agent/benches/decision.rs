@@ -13,6 +13,8 @@
 //! allowed packet matches the *last* policy. Maps are filled by the real compiler and sync.
 //! `--calico nets|source-ports` puts a Calico GlobalNetworkPolicy in front (see
 //! [`CalicoFront`]), to compare an ordered table with and without source-port classes.
+//! `--shape cluster` replaces the NetworkPolicies with ClusterNetworkPolicies (see
+//! [`Shape::Cluster`]); its figures are JSON lines of kind `decision_cluster`.
 
 use std::{
     collections::BTreeSet,
@@ -67,7 +69,8 @@ impl Settings {
         let shape = match value("--shape").as_deref() {
             None | Some("ipblock") => Shape::IpBlock,
             Some("selector") => Shape::Selector,
-            Some(other) => bail!("--shape {other}: expected selector or ipblock"),
+            Some("cluster") => Shape::Cluster,
+            Some(other) => bail!("--shape {other}: expected selector, ipblock or cluster"),
         };
         let calico = match value("--calico").as_deref() {
             None => None,
@@ -143,6 +146,12 @@ enum Shape {
     Selector,
     /// An `ipBlock` of that client's /32 (no client pods).
     IpBlock,
+    /// Administrators' policy instead of NetworkPolicies: N Admin-tier ClusterNetworkPolicies,
+    /// policy i accepting the client pod `client: c<i>` on one TCP port (priority i, at most
+    /// 1000), and a Baseline one denying the server's ingress from every pod. The unknown
+    /// peer is a pod (`client: stranger`): an address that is no pod matches no
+    /// ClusterNetworkPolicy peer, and would be allowed.
+    Cluster,
 }
 
 /// A GlobalNetworkPolicy selecting the server, at order 100 in tier `default` (before the
@@ -181,6 +190,62 @@ impl CalicoFront {
     }
 }
 
+/// The address of the pod no policy admits, and of the unknown peer of the other shapes.
+const STRANGER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// [`Shape::Cluster`]'s policies and client pods, through the same parser and translation the
+/// datastores use.
+fn cluster_policies(cluster: &mut Cluster, policies: usize) -> anyhow::Result<()> {
+    use policy_agent::cluster_policy::{self, ApiKind};
+
+    let mut add = |yaml: String| -> anyhow::Result<()> {
+        let value: serde_yaml::Value = serde_yaml::from_str(&yaml)?;
+        let policy = cluster_policy::parse_value(ApiKind::ClusterNetworkPolicy, value)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        cluster.insert_cluster_policy(policy);
+        Ok(())
+    };
+    for i in 0..policies {
+        add(format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
+             metadata: {{name: allow-c{i}}}\nspec:\n  tier: Admin\n  priority: {}\n\
+             \x20 subject: {{pods: {{podSelector: {{matchLabels: {{app: server}}}}}}}}\n\
+             \x20 ingress:\n  - action: Accept\n    from: [{{pods: {{podSelector: {{matchLabels: {{client: c{i}}}}}}}}}]\n\
+             \x20   protocols: [{{tcp: {{destinationPort: {{number: {}}}}}}}]\n",
+            i.min(1000),
+            client_port(i)
+        ))?;
+    }
+    add(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
+         metadata: {name: baseline-deny}\nspec:\n  tier: Baseline\n  priority: 0\n\
+         \x20 subject: {pods: {podSelector: {matchLabels: {app: server}}}}\n\
+         \x20 ingress: [{action: Deny, from: [{namespaces: {}}]}]\n"
+            .to_owned(),
+    )?;
+    for i in 0..policies {
+        let client = pod(
+            format!("client-{i}"),
+            &[("client", format!("c{i}"))],
+            client_ip(i),
+            "elsewhere",
+        );
+        cluster
+            .pods
+            .insert(("default".into(), client.name.clone()), client);
+    }
+    let stranger = pod(
+        "stranger".into(),
+        &[("client", "stranger".into())],
+        STRANGER,
+        "elsewhere",
+    );
+    cluster
+        .pods
+        .insert(("default".into(), stranger.name.clone()), stranger);
+    Ok(())
+}
+
 fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow::Result<Cluster> {
     let mut cluster = Cluster::default();
     if let Some(front) = calico {
@@ -194,6 +259,10 @@ fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow
     cluster
         .pods
         .insert(("default".into(), "server".into()), server);
+    if shape == Shape::Cluster {
+        cluster_policies(&mut cluster, policies)?;
+        return Ok(cluster);
+    }
     for i in 0..policies {
         let peer = match shape {
             Shape::Selector => {
@@ -211,7 +280,7 @@ fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow
                     pods: selector("client", format!("c{i}")),
                 }
             }
-            Shape::IpBlock => Peer::IpBlock {
+            Shape::IpBlock | Shape::Cluster => Peer::IpBlock {
                 cidr: ipnet::IpNet::from(IpAddr::V4(client_ip(i))),
                 except: Vec::new(),
             },
@@ -284,10 +353,16 @@ fn emit(case: &str, shape: &str, size: usize, rules: usize, mut samples: Vec<f64
         samples[0],
         samples[samples.len() - 1]
     );
+    // Administrators' policy is its own series: xtask tables it beside the NetworkPolicy one.
+    let kind = if shape == "cluster" {
+        "decision_cluster"
+    } else {
+        "decision"
+    };
     println!(
         "{}",
         serde_json::json!({
-            "kind": "decision",
+            "kind": kind,
             "case": case,
             "shape": shape,
             "policies": size,
@@ -383,7 +458,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             ..allowed
         };
         let denied_peer = Packet {
-            src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            src: IpAddr::V4(STRANGER),
             ..allowed
         };
         // The server opened a connection to the last client (its egress is not isolated, so

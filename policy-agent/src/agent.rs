@@ -403,6 +403,8 @@ impl State {
         self.status.endpoints = self.programmed.endpoints.len();
         self.status.identities = self.programmed.identities.len();
         self.status.rules = self.programmed.rules.len();
+        self.status.cluster_policies =
+            crate::status::cluster_policy_states(&snapshot.cluster, &snapshot.errors);
         self.status.errors = snapshot.errors;
         self.status.sync_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.health.synced(
@@ -410,6 +412,7 @@ impl State {
             self.status.errors.len(),
             started.elapsed(),
         );
+        self.health.cluster_policies(&self.status.cluster_policies);
         info!(
             generation = self.status.generation,
             written = stats.written,

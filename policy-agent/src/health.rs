@@ -57,6 +57,12 @@ struct MapLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClusterPolicyLabel {
+    kind: &'static str,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DriftLabel {
     map: &'static str,
     /// `missing`, `unexpected` or `changed`.
@@ -92,6 +98,7 @@ pub struct Health {
     drift_entries: Family<DriftLabel, Counter>,
     map_entries: Family<MapLabel, Gauge>,
     rejected: Gauge,
+    cluster_policies: Family<ClusterPolicyLabel, Gauge>,
     interfaces: Gauge,
     ready_gauge: Gauge,
     conntrack_entries: Gauge,
@@ -157,6 +164,12 @@ impl Health {
             "Objects rejected by the last load (see the status file for which and why)",
             rejected.clone(),
         );
+        let cluster_policies = Family::<ClusterPolicyLabel, Gauge>::default();
+        registry.register(
+            "cluster_policies",
+            "Administrators' policies by kind and state: accepted (enforced as written), rejected_previous (rejected, the last accepted version enforced), rejected (not enforced); the status file names them",
+            cluster_policies.clone(),
+        );
         let interfaces = Gauge::default();
         registry.register(
             "attached_interfaces",
@@ -201,6 +214,7 @@ impl Health {
             drift_entries,
             map_entries,
             rejected,
+            cluster_policies,
             interfaces,
             ready_gauge,
             conntrack_entries,
@@ -270,6 +284,32 @@ impl Health {
             .store(millis(self.since_start()), Ordering::Relaxed);
         *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.beat();
+    }
+
+    /// The administrators' policies of the sync just programmed, counted by kind and state.
+    pub fn cluster_policies(&self, states: &[crate::status::ClusterPolicyState]) {
+        for kind in crate::cluster_policy::ApiKind::ALL {
+            for state in ["accepted", "rejected_previous", "rejected"] {
+                let count = states
+                    .iter()
+                    .filter(|s| s.kind == kind.as_str())
+                    .filter(|s| {
+                        state
+                            == match (s.accepted, s.enforced) {
+                                (true, _) => "accepted",
+                                (false, true) => "rejected_previous",
+                                (false, false) => "rejected",
+                            }
+                    })
+                    .count();
+                self.cluster_policies
+                    .get_or_create(&ClusterPolicyLabel {
+                        kind: kind.as_str(),
+                        state,
+                    })
+                    .set(gauge_value(count));
+            }
+        }
     }
 
     /// A sync failed: the maps keep the applied state; `why` goes into `/healthz`.
@@ -503,6 +543,35 @@ mod tests {
             assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
         }
         assert_eq!(get(&health, "/other").0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn cluster_policies_are_counted_by_kind_and_state() {
+        let health = Health::new();
+        let state = |kind: &str, accepted, enforced| crate::status::ClusterPolicyState {
+            kind: kind.to_owned(),
+            name: "p".to_owned(),
+            accepted,
+            enforced,
+            tier: None,
+            priority: None,
+            error: None,
+        };
+        health.cluster_policies(&[
+            state("ClusterNetworkPolicy", true, true),
+            state("ClusterNetworkPolicy", true, true),
+            state("ClusterNetworkPolicy", false, true),
+            state("AdminNetworkPolicy", false, false),
+        ]);
+        let metrics = health.metrics();
+        for line in [
+            "palisade_cluster_policies{kind=\"ClusterNetworkPolicy\",state=\"accepted\"} 2",
+            "palisade_cluster_policies{kind=\"ClusterNetworkPolicy\",state=\"rejected_previous\"} 1",
+            "palisade_cluster_policies{kind=\"AdminNetworkPolicy\",state=\"rejected\"} 1",
+            "palisade_cluster_policies{kind=\"BaselineAdminNetworkPolicy\",state=\"accepted\"} 0",
+        ] {
+            assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        }
     }
 
     #[test]

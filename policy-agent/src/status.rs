@@ -49,6 +49,92 @@ pub struct Status {
     /// repaired), since the agent started.
     #[serde(default)]
     pub drift_repaired: u64,
+    /// Every administrators' policy (ClusterNetworkPolicy, AdminNetworkPolicy,
+    /// BaselineAdminNetworkPolicy) the datastore holds, accepted or not. The agent does not
+    /// write `status.conditions` back to the API server (that needs `update` on the status
+    /// subresource, which its read-only RBAC leaves out): this is where acceptance is reported.
+    #[serde(default)]
+    pub cluster_policies: Vec<ClusterPolicyState>,
+}
+
+/// Whether one administrators' policy is enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPolicyState {
+    pub kind: String,
+    pub name: String,
+    /// The datastore's current version passed validation.
+    pub accepted: bool,
+    /// A version of it is in the kernel: the current one, or, when the current one was
+    /// rejected, the last accepted one.
+    pub enforced: bool,
+    /// `Admin` or `Baseline`, and the priority, of the enforced version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Why the current version was rejected: the field and the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The state of every administrators' policy: those `cluster` enforces, and those `errors`
+/// names (rejected, with or without an older version in force).
+pub fn cluster_policy_states(
+    cluster: &crate::model::Cluster,
+    errors: &[ObjectError],
+) -> Vec<ClusterPolicyState> {
+    use std::collections::BTreeMap;
+
+    use crate::cluster_policy::{ApiKind, PolicyTier};
+
+    let mut states: BTreeMap<(String, String), ClusterPolicyState> = BTreeMap::new();
+    for ((kind, name), policy) in &cluster.cluster_policies {
+        states.insert(
+            (kind.as_str().to_owned(), name.clone()),
+            ClusterPolicyState {
+                kind: kind.as_str().to_owned(),
+                name: name.clone(),
+                accepted: true,
+                enforced: true,
+                tier: Some(
+                    match policy.tier {
+                        PolicyTier::Admin => "Admin",
+                        PolicyTier::Baseline => "Baseline",
+                    }
+                    .to_owned(),
+                ),
+                priority: Some(policy.priority),
+                error: None,
+            },
+        );
+    }
+    for error in errors {
+        // Datastores name objects `Kind name` (cluster-scoped: no namespace).
+        let Some((kind, name)) = error.object.as_deref().and_then(|o| o.split_once(' ')) else {
+            continue;
+        };
+        if !ApiKind::ALL.iter().any(|k| k.as_str() == kind) {
+            continue;
+        }
+        let message = match &error.field {
+            Some(field) => format!("field {field}: {}", error.message),
+            None => error.message.clone(),
+        };
+        let state = states
+            .entry((kind.to_owned(), name.to_owned()))
+            .or_insert_with(|| ClusterPolicyState {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                accepted: false,
+                enforced: false,
+                tier: None,
+                priority: None,
+                error: None,
+            });
+        state.accepted = false;
+        state.error = Some(message);
+    }
+    states.into_values().collect()
 }
 
 /// A sync the agent could not program whole (so it programmed none of it).

@@ -3,7 +3,8 @@
 //! (examples/stateful/: replies through isolation both ways, ICMP echo, established
 //! connections kept across a change and cut when their allow is revoked) and restarts
 //! (examples/restart/), Calico's tiers, global policies and network sets (examples/calico/),
-//! Calico's source ports (examples/calico-source-ports/), and
+//! Calico's source ports (examples/calico-source-ports/), administrators' ClusterNetworkPolicies
+//! (examples/admin-guard-rails/), and
 //! several nodes, each enforcing its own pods with its own agent (examples/multi-node/), and a
 //! Calico host endpoint reached from pods and reaching them across the fabric
 //! (examples/hep-plumbing/).
@@ -131,6 +132,16 @@ fn calico_source_ports_scenario_is_enforced() -> anyhow::Result<()> {
         return Ok(());
     }
     run_example("calico-source-ports").map(drop)
+}
+
+/// Administrators' policy (ClusterNetworkPolicy): an Admin guard-rail no NetworkPolicy
+/// overrides, Admin Pass to the namespace owners, a Baseline deny a NetworkPolicy relaxes.
+#[test]
+fn admin_guard_rails_scenario_is_enforced() -> anyhow::Result<()> {
+    if !require_root("admin_guard_rails_scenario_is_enforced") {
+        return Ok(());
+    }
+    run_example("admin-guard-rails").map(drop)
 }
 
 fn run_example(name: &str) -> anyhow::Result<Report> {

@@ -38,6 +38,13 @@ pub const RULE_NAME_ANNOTATION: &str = "policy.networking.k8s.io/rule-name";
 /// The label Calico gives every pod endpoint, and nothing else.
 const ORCHESTRATOR_KEY: &str = "projectcalico.org/orchestrator";
 
+/// The position of the written rule a translated Calico rule comes from.
+pub fn written_index(rule: &Rule) -> Option<usize> {
+    let at = rule.annotations.get(RULE_ANNOTATION)?;
+    let inner = at.split_once('[')?.1.strip_suffix(']')?;
+    inner.parse().ok()
+}
+
 /// The Calico policy name of `policy`.
 pub fn calico_name(policy: &ClusterPolicy) -> String {
     let prefix = policy

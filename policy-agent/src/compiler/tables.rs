@@ -7,6 +7,7 @@
 //! endpoints with the same tables share their entries: rule entries grow with distinct sets of
 //! selecting policies, not with pods.
 
+use crate::cluster_policy::ApiKind;
 use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
 
 use policy_common::endpoint::MAX_TABLES;
@@ -138,6 +139,9 @@ pub enum PolicyKind {
     GlobalNetworkPolicy,
     /// Calico's failsafe ports of a host endpoint, allowed before any policy.
     Failsafe,
+    /// An administrators' policy (network-policy-api), by its own kind and name; its rules are
+    /// numbered as written.
+    Cluster(ApiKind),
 }
 
 impl fmt::Display for PolicyName {
@@ -151,6 +155,7 @@ impl fmt::Display for PolicyName {
             ),
             PolicyKind::GlobalNetworkPolicy => write!(f, "GlobalNetworkPolicy {}", self.name),
             PolicyKind::Failsafe => f.write_str("failsafe ports"),
+            PolicyKind::Cluster(kind) => write!(f, "{kind} {}", self.name),
         }
     }
 }

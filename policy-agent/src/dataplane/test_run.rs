@@ -22,6 +22,9 @@ pub struct KernelVerdict {
     pub per_run: Duration,
 }
 
+/// Attempts of one test run interrupted by signals before the interruption is an error.
+const EINTR_ATTEMPTS: u32 = 10;
+
 impl KernelVerdict {
     pub fn allowed(&self) -> bool {
         self.return_code == TC_ACT_UNSPEC
@@ -74,13 +77,23 @@ impl Datapath {
         frame: &[u8],
         repeat: u32,
     ) -> Result<KernelVerdict, DataplaneError> {
-        let result = classifier(&self.ebpf, name)?
-            .test_run(TestRunOptions {
+        let program = classifier(&self.ebpf, name)?;
+        // The kernel gives up a test run with EINTR when a signal is pending for the thread
+        // (`bpf_test_timer_continue`), and does not restart it: run it again, a few times.
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            match program.test_run(TestRunOptions {
                 data_in: Some(frame),
                 repeat: repeat.max(1),
                 ..Default::default()
-            })
-            .map_err(|source| DataplaneError::Program { name, source })?;
+            }) {
+                Err(aya::programs::ProgramError::SyscallError(e))
+                    if e.io_error.kind() == std::io::ErrorKind::Interrupted
+                        && attempts < EINTR_ATTEMPTS => {}
+                other => break other.map_err(|source| DataplaneError::Program { name, source })?,
+            }
+        };
         #[expect(
             clippy::cast_possible_wrap,
             reason = "the kernel returns the program's i32 verdict as u32"

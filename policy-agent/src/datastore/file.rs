@@ -711,4 +711,60 @@ spec: {order: 100}
         );
         let _ = fs::remove_dir_all(&dir);
     }
+
+    const CNP: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard, namespace: ignored}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  egress: [{action: Deny, to: [{networks: [10.9.0.0/16]}]}]
+"#;
+
+    #[test]
+    fn cluster_policies_are_cluster_scoped_and_a_broken_edit_keeps_the_accepted_one() {
+        let dir = scratch("cnp");
+        let mut store = FileDatastore::new(&dir);
+        fs::write(dir.join("guard.yaml"), CNP).expect("write");
+        let before = store.load().expect("load");
+        assert!(before.errors.is_empty(), "{:?}", before.errors);
+        let key = (ApiKind::ClusterNetworkPolicy, "guard".to_owned());
+        assert!(before.cluster.cluster_policies.contains_key(&key));
+        // Its translation is what the compiler reads.
+        assert!(
+            before
+                .cluster
+                .calico
+                .policies
+                .contains_key(&(String::new(), "kcnp.kube-admin.guard".to_owned()))
+        );
+
+        fs::write(
+            dir.join("guard.yaml"),
+            CNP.replace("priority: 10", "priority: 1001"),
+        )
+        .expect("write");
+        let after = store.load().expect("load");
+        assert_eq!(
+            after.cluster.cluster_policies,
+            before.cluster.cluster_policies
+        );
+        let error = &after.errors[0];
+        assert_eq!(error.object.as_deref(), Some("ClusterNetworkPolicy guard"));
+        assert_eq!(error.field.as_deref(), Some("spec.priority"));
+
+        let states = crate::status::cluster_policy_states(&after.cluster, &after.errors);
+        assert_eq!(states.len(), 1);
+        assert!(!states[0].accepted && states[0].enforced);
+        assert_eq!(states[0].priority, Some(10));
+        assert!(
+            states[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("field spec.priority"))
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -1,11 +1,14 @@
-//! An in-process stand-in for the Kubernetes API server, for Namespaces, Pods,
-//! NetworkPolicies, Services and EndpointSlices (`discovery.k8s.io/v1`), and Calico's custom resources (`crd.projectcalico.org/v1`): enough of the
-//! real list/watch protocol for kube-rs's watcher to run against it unchanged.
+//! An in-process stand-in for the Kubernetes API server (not a real one: none can run on these
+//! machines), for Namespaces, Pods, NetworkPolicies, Services and EndpointSlices
+//! (`discovery.k8s.io/v1`), Calico's custom resources (`crd.projectcalico.org/v1`) and
+//! network-policy-api's (`policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy,
+//! `policy.networking.k8s.io/v1alpha1` AdminNetworkPolicy and BaselineAdminNetworkPolicy):
+//! enough of the real list/watch protocol for kube-rs's watcher to run against it unchanged.
 //!
-//! - `GET /apis/crd.projectcalico.org/v1` is the group version's discovery document (an
-//!   `APIResourceList`). [`ApiServer::serve_calico`]`(false)` makes the server one without
-//!   Calico's CRDs: discovery and Calico's collections are 404s, as a real API server's are
-//!   for a group it does not serve.
+//! - `GET /apis/<group>/<version>` of a custom group version is its discovery document (an
+//!   `APIResourceList`). [`ApiServer::serve_group_version`]`(v, false)` (or
+//!   [`ApiServer::serve_calico`]`(false)`) makes the server one without those CRDs: discovery
+//!   and the collections are 404s, as a real API server's are for a group it does not serve.
 //! - `GET <collection>` lists every object with the current resource version in the list's
 //!   metadata (one page: the server may ignore `limit`, and does).
 //! - `GET <collection>?watch=true&resourceVersion=N` streams newline-separated JSON events
@@ -38,8 +41,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 
-/// The collections, as kube-rs requests them cluster-wide: the Kubernetes ones and Calico's
-/// custom resources.
+/// The collections, as kube-rs requests them cluster-wide: the Kubernetes ones, Calico's
+/// custom resources and network-policy-api's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Namespace,
@@ -54,13 +57,25 @@ pub enum Kind {
     GlobalNetworkSet,
     NetworkSet,
     HostEndpoint,
+    /// `policy.networking.k8s.io/v1alpha2`.
+    ClusterNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1`.
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1`.
+    BaselineAdminNetworkPolicy,
 }
 
 /// Calico's custom resources' API version.
 pub const CALICO_API_VERSION: &str = "crd.projectcalico.org/v1";
+/// ClusterNetworkPolicy's API version (network-policy-api v0.2.0).
+pub const CNP_API_VERSION: &str = "policy.networking.k8s.io/v1alpha2";
+/// AdminNetworkPolicy's and BaselineAdminNetworkPolicy's (network-policy-api v0.1.x).
+pub const ANP_API_VERSION: &str = "policy.networking.k8s.io/v1alpha1";
+/// The custom group versions, whose CRDs a test may "uninstall".
+pub const CUSTOM_API_VERSIONS: [&str; 3] = [CALICO_API_VERSION, CNP_API_VERSION, ANP_API_VERSION];
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
@@ -72,6 +87,9 @@ impl Kind {
         Kind::GlobalNetworkSet,
         Kind::NetworkSet,
         Kind::HostEndpoint,
+        Kind::ClusterNetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
     ];
 
     pub const KUBERNETES: [Kind; 5] = [
@@ -91,8 +109,20 @@ impl Kind {
         Kind::HostEndpoint,
     ];
 
+    /// network-policy-api's.
+    pub const CLUSTER_POLICY: [Kind; 3] = [
+        Kind::ClusterNetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
+    ];
+
     pub fn is_calico(self) -> bool {
         Kind::CALICO.contains(&self)
+    }
+
+    /// Whether a CRD defines it (Calico's, network-policy-api's): the server may not serve it.
+    pub fn is_custom(self) -> bool {
+        !Kind::KUBERNETES.contains(&self)
     }
 
     fn path(self) -> String {
@@ -102,7 +132,7 @@ impl Kind {
             Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies".to_owned(),
             Kind::Service => "/api/v1/services".to_owned(),
             Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices".to_owned(),
-            _ => format!("/apis/{CALICO_API_VERSION}/{}", self.rbac().1),
+            _ => format!("/apis/{}/{}", self.api_version(), self.rbac().1),
         }
     }
 
@@ -119,11 +149,14 @@ impl Kind {
             Kind::GlobalNetworkSet => "GlobalNetworkSet",
             Kind::NetworkSet => "NetworkSet",
             Kind::HostEndpoint => "HostEndpoint",
+            Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            Kind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            Kind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
         }
     }
 
     /// The kind as the agent's datastore names it in errors and digests: Calico's carry their
-    /// API version.
+    /// API version (network-policy-api's names are unique: they do not).
     pub fn qualified_name(self) -> String {
         if self.is_calico() {
             format!("{} ({CALICO_API_VERSION})", self.name())
@@ -132,11 +165,13 @@ impl Kind {
         }
     }
 
-    fn api_version(self) -> &'static str {
+    pub fn api_version(self) -> &'static str {
         match self {
             Kind::Namespace | Kind::Pod | Kind::Service => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::ClusterNetworkPolicy => CNP_API_VERSION,
+            Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => ANP_API_VERSION,
             _ => CALICO_API_VERSION,
         }
     }
@@ -155,6 +190,11 @@ impl Kind {
             Kind::GlobalNetworkSet => ("crd.projectcalico.org", "globalnetworksets"),
             Kind::NetworkSet => ("crd.projectcalico.org", "networksets"),
             Kind::HostEndpoint => ("crd.projectcalico.org", "hostendpoints"),
+            Kind::ClusterNetworkPolicy => ("policy.networking.k8s.io", "clusternetworkpolicies"),
+            Kind::AdminNetworkPolicy => ("policy.networking.k8s.io", "adminnetworkpolicies"),
+            Kind::BaselineAdminNetworkPolicy => {
+                ("policy.networking.k8s.io", "baselineadminnetworkpolicies")
+            }
         }
     }
 
@@ -209,10 +249,11 @@ struct State {
     /// not serve is recorded as ("?", path, method). Discovery is not: it is a non-resource
     /// URL every authenticated user may read (`system:discovery`).
     requests: BTreeSet<(String, String, String)>,
-    /// Whether Calico's CRDs are "installed" (see [`ApiServer::serve_calico`]).
-    calico_absent: bool,
-    /// Discovery requests for Calico's group version.
-    discoveries: u64,
+    /// Custom group versions whose CRDs are not "installed" (see
+    /// [`ApiServer::serve_group_version`]).
+    absent: BTreeSet<&'static str>,
+    /// Discovery requests, per custom group version.
+    discoveries: BTreeMap<&'static str, u64>,
     /// Set by [`ApiServer::go_away_on_next_list`]: the next list request finds the server
     /// going away (see there).
     go_away_on_list: bool,
@@ -467,17 +508,41 @@ impl ApiServer {
     /// Whether Calico's CRDs are served (the default) or not (a cluster without Calico: 404s).
     /// Objects of them the test applies are kept either way.
     pub fn serve_calico(&self, served: bool) {
+        self.serve_group_version(CALICO_API_VERSION, served);
+    }
+
+    /// Whether the CRDs of `api_version` (one of [`CUSTOM_API_VERSIONS`]) are served (the
+    /// default) or not (their CRDs are not installed: discovery and collections are 404s).
+    /// Objects of them the test applies are kept either way, and served again with it.
+    pub fn serve_group_version(&self, api_version: &str, served: bool) {
+        let api_version = CUSTOM_API_VERSIONS
+            .into_iter()
+            .find(|v| *v == api_version)
+            .expect("a custom group version");
         let mut state = self.state();
-        state.calico_absent = !served;
-        if !served {
+        if served {
+            state.absent.remove(api_version);
+        } else {
+            state.absent.insert(api_version);
             // Open watches end, as the API server ends them when a CRD is deleted.
-            state.watches.retain(|w| !w.kind.is_calico());
+            state
+                .watches
+                .retain(|w| w.kind.api_version() != api_version);
         }
     }
 
     /// Discovery requests for Calico's group version so far.
     pub fn discoveries(&self) -> u64 {
-        self.state().discoveries
+        self.discoveries_of(CALICO_API_VERSION)
+    }
+
+    /// Discovery requests for `api_version` (a custom group version) so far.
+    pub fn discoveries_of(&self, api_version: &str) -> u64 {
+        self.state()
+            .discoveries
+            .get(api_version)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Full lists served for `kind` so far.
@@ -504,12 +569,15 @@ impl ApiServer {
         self.state().watches.len()
     }
 
-    /// Every object, as the agent's datastore digest sees them: (kind, namespace, name,
-    /// resource version).
+    /// Every object served, as the agent's datastore digest sees them: (kind, namespace, name,
+    /// resource version). Objects of a group version not served are left out, as the agent
+    /// cannot see them.
     pub fn versions(&self) -> Vec<(String, String, String, String)> {
-        self.state()
+        let state = self.state();
+        state
             .objects
             .iter()
+            .filter(|((kind, ..), _)| !state.absent.contains(kind.api_version()))
             .map(|((kind, namespace, name), object)| {
                 (
                     kind.qualified_name(),
@@ -524,12 +592,16 @@ impl ApiServer {
             .collect()
     }
 
-    /// Every object as one multi-document YAML manifest, for the file datastore: Calico's as
-    /// the `projectcalico.org/v3` documents they stand for.
+    /// Every object served as one multi-document YAML manifest, for the file datastore:
+    /// Calico's as the `projectcalico.org/v3` documents they stand for (network-policy-api's
+    /// are read as written). Like [`ApiServer::versions`], objects of a group version not
+    /// served are left out.
     pub fn manifests(&self) -> String {
-        self.state()
+        let state = self.state();
+        state
             .objects
             .iter()
+            .filter(|((kind, ..), _)| !state.absent.contains(kind.api_version()))
             .map(|((kind, ..), object)| {
                 let mut object = object.clone();
                 if kind.is_calico() {
@@ -595,10 +667,11 @@ fn not_found() -> Response<Body> {
     )
 }
 
-/// `crd.projectcalico.org/v1`'s discovery document.
-fn calico_discovery() -> Value {
-    let resources: Vec<Value> = Kind::CALICO
+/// A custom group version's discovery document.
+fn discovery(api_version: &str) -> Value {
+    let resources: Vec<Value> = Kind::ALL
         .into_iter()
+        .filter(|k| k.is_custom() && k.api_version() == api_version)
         .map(|k| {
             json!({
                 "name": k.rbac().1,
@@ -612,33 +685,37 @@ fn calico_discovery() -> Value {
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": CALICO_API_VERSION,
+        "groupVersion": api_version,
         "resources": resources,
     })
 }
 
 fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> Response<Body> {
-    if request.uri().path() == format!("/apis/{CALICO_API_VERSION}") {
+    if let Some(api_version) = CUSTOM_API_VERSIONS
+        .into_iter()
+        .find(|v| request.uri().path() == format!("/apis/{v}"))
+    {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        state.discoveries += 1;
+        *state.discoveries.entry(api_version).or_default() += 1;
         if state.stopped {
             return json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"kind": "Status", "code": 503}),
             );
         }
-        if state.calico_absent {
+        if state.absent.contains(api_version) {
             return not_found();
         }
-        return json_response(StatusCode::OK, &calico_discovery());
+        return json_response(StatusCode::OK, &discovery(api_version));
     }
-    let calico_absent = state
+    let absent = state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .calico_absent;
+        .absent
+        .clone();
     let Some(kind) = Kind::ALL
         .into_iter()
-        .filter(|k| !(calico_absent && k.is_calico()))
+        .filter(|k| !absent.contains(k.api_version()))
         .find(|k| k.path() == request.uri().path())
     else {
         state

@@ -157,6 +157,17 @@ fn terminate_tree(pid: u32) {
 /// by `cargo test` (debug, as CI has already built the crate: a smoke run checks that it
 /// runs, not how fast).
 pub fn decision(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    decision_with(root, quick, &[])
+}
+
+/// The same bench with ClusterNetworkPolicies instead of NetworkPolicies (`--shape cluster`),
+/// up to 1,000 of them (the API's priorities run 0 to 1,000).
+pub fn decision_cluster(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    let sizes = if quick { "10,100" } else { "10,100,1000" };
+    decision_with(root, quick, &["--shape", "cluster", "--sizes", sizes])
+}
+
+fn decision_with(root: &Path, quick: bool, args: &[&str]) -> Result<Vec<Value>> {
     let mut cmd = cargo(root);
     let subcommand = if quick { "test" } else { "bench" };
     cmd.args([
@@ -170,6 +181,7 @@ pub fn decision(root: &Path, quick: bool) -> Result<Vec<Value>> {
     if quick {
         cmd.arg("--quick");
     }
+    cmd.args(args);
     json_lines(
         cmd,
         "kernel decision cost",

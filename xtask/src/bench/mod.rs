@@ -80,6 +80,9 @@ fn measure(root: &Path, quick: bool) -> Result<collect::Results> {
     results.lines.extend(collect::decision(root, quick)?);
     results
         .lines
+        .extend(collect::decision_cluster(root, quick)?);
+    results
+        .lines
         .extend(collect::netbench(root, "traffic", quick)?);
     results
         .lines

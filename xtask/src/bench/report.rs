@@ -189,6 +189,14 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     tables::decision_section(results, &mut md);
     md.push('\n');
     md.push_str(
+        "**With ClusterNetworkPolicies** (`-- --shape cluster`): the same server, N Admin-tier \
+         ClusterNetworkPolicies, policy i accepting the client pod `client: c<i>` on one TCP \
+         port (priority i), and a Baseline policy denying the server's ingress from every pod; \
+         the unknown peer is a pod no policy accepts. The policies are translated into Calico \
+         tiers and compiled into one ordered table, looked up with the same hash lookups:\n\n",
+    );
+    tables::cluster_decision_section(results, &mut md);
+    md.push_str(
         "What bounds these figures: on a new flow the program parses the headers, looks up \
          ENDPOINTS (hash), the tuple and the reversed tuple in CONNTRACK (LRU hash), the peer in \
          ADDRESSES (hash; the IDENTITIES trie only on a miss), then, in the endpoint's table, the \
@@ -300,6 +308,8 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
 pub fn console(results: &Results) -> String {
     let mut out = String::from("\nKernel decision cost (ns per packet)\n\n");
     tables::decision_section(results, &mut out);
+    out.push_str("\nWith ClusterNetworkPolicies (ns per packet)\n\n");
+    tables::cluster_decision_section(results, &mut out);
     out.push_str("\nReal traffic\n\n");
     tables::traffic_section(results, &mut out);
     out.push_str("Through a Service\n\n");

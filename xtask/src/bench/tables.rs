@@ -41,8 +41,12 @@ pub fn sizes<'a>(lines: impl Iterator<Item = &'a Value>, key: &str) -> Vec<usize
 
 /// Kernel ns per run for one case at one policy count.
 pub fn decision(results: &Results, case: &str, policies: usize) -> Option<Summary> {
+    decision_of(results, "decision", case, policies)
+}
+
+fn decision_of(results: &Results, kind: &str, case: &str, policies: usize) -> Option<Summary> {
     let samples: Vec<f64> = results
-        .of_kind("decision")
+        .of_kind(kind)
         .filter(|v| v["case"] == case && size(v, "policies") == Some(policies))
         .flat_map(|v| v["samples_ns"].as_array().cloned().unwrap_or_default())
         .filter_map(|s| s.as_f64())
@@ -335,12 +339,50 @@ pub fn control_section(results: &Results, out: &mut String) {
     out.push('\n');
 }
 
+/// The decision cost with N ClusterNetworkPolicies, beside the NetworkPolicy figure at the
+/// same N (taken in the same run).
+pub fn cluster_decision_section(results: &Results, out: &mut String) {
+    let sizes = sizes(results.of_kind("decision_cluster"), "policies");
+    out.push_str("| ClusterNetworkPolicies | RULES entries | conntrack hit | new allowed | new denied (port) | new denied (peer) | new allowed ÷ NetworkPolicies' |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
+    for &n in &sizes {
+        let rules = results
+            .of_kind("decision_cluster")
+            .find(|v| size(v, "policies") == Some(n))
+            .and_then(|v| size(v, "rules"))
+            .unwrap_or(0);
+        let _ = write!(out, "| {n} | {rules} |");
+        for case in &DECISION_CASES[1..] {
+            let _ = write!(
+                out,
+                " {} |",
+                cell(decision_of(results, "decision_cluster", case, n), 0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            " {} |",
+            ratio(
+                decision_of(results, "decision_cluster", "new_allowed", n),
+                decision(results, "new_allowed", n)
+            )
+        );
+    }
+    out.push('\n');
+}
+
 /// What the smoke run must have produced: every part, every enforcer, every decision case.
 pub fn check_complete(results: &Results) -> anyhow::Result<()> {
     for case in DECISION_CASES {
         anyhow::ensure!(
             results.of_kind("decision").any(|v| v["case"] == case),
             "no kernel decision figure for {case}"
+        );
+        anyhow::ensure!(
+            results
+                .of_kind("decision_cluster")
+                .any(|v| v["case"] == case),
+            "no kernel decision figure with ClusterNetworkPolicies for {case}"
         );
     }
     for enforcer in ENFORCERS {

@@ -466,8 +466,16 @@ fn ordered_policy(
                 Direction::Ingress => &calico_policy.ingress,
                 Direction::Egress => &calico_policy.egress,
             };
-            OrderedPolicy {
-                name: PolicyName {
+            // An administrators' policy is named as written, and its rules by their written
+            // position (one written rule is several Calico rules).
+            let origin = cluster_policy::origin_of(&calico_policy.name);
+            let name = match origin {
+                Some((kind, _, name)) => PolicyName {
+                    kind: PolicyKind::Cluster(kind),
+                    namespace: String::new(),
+                    name: name.to_owned(),
+                },
+                None => PolicyName {
                     kind: if calico_policy.namespace.is_some() {
                         PolicyKind::CalicoNetworkPolicy
                     } else {
@@ -476,10 +484,19 @@ fn ordered_policy(
                     namespace: calico_policy.namespace.clone().unwrap_or_default(),
                     name: calico_policy.name.clone(),
                 },
+            };
+            OrderedPolicy {
+                name,
                 rules: rules
                     .iter()
                     .enumerate()
                     .flat_map(|(index, rule)| {
+                        let index = match origin {
+                            Some(_) => {
+                                cluster_policy::translate::written_index(rule).unwrap_or(index)
+                            }
+                            None => index,
+                        };
                         let matched = calico_match(
                             rule,
                             calico_policy.namespace.as_deref(),

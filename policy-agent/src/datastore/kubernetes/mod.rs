@@ -1,6 +1,9 @@
 //! The Kubernetes datastore: Pods (of every node: remote pods are peers), Namespaces,
 //! NetworkPolicies, Services and EndpointSlices (`discovery.k8s.io/v1`) from the API server, through kube-rs watchers feeding reflector stores, and
-//! Calico's custom resources where the API server serves them ([`calico`](self::calico)).
+//! Calico's custom resources and network-policy-api's ClusterNetworkPolicy,
+//! AdminNetworkPolicy and BaselineAdminNetworkPolicy where the API server serves them
+//! ([`calico`](self::calico), [`cluster_policy`](self::cluster_policy), both through
+//! [`crds`](self::crds)).
 //!
 //! Resilience comes from the watcher's protocol handling and from the stores: a dropped watch
 //! is resumed from the last resource version; an expired one (410 Gone) is relisted, and the
@@ -10,10 +13,13 @@
 //!
 //! [`KubernetesDatastore::load`] converts the stores' objects with the same `model::convert`
 //! functions the file datastore uses (and Calico's resources with the same
-//! `calico::resources::parse_value`), so the two produce the same [`Snapshot`] for the same
+//! `calico::resources::parse_value`, network-policy-api's with the same
+//! `cluster_policy::parse_value`), so the two produce the same [`Snapshot`] for the same
 //! objects.
 
 pub mod calico;
+mod cluster_policy;
+mod crds;
 mod objects;
 mod watch;
 
@@ -40,8 +46,8 @@ pub struct Options {
     /// First wait after an error; doubles up to `retry_max` (with jitter) while errors last.
     pub retry_initial: Duration,
     pub retry_max: Duration,
-    /// How often the API server is asked again whether it serves Calico's CRDs, while some are
-    /// not served (see [`calico`](self::calico)).
+    /// How often the API server is asked again whether it serves Calico's or
+    /// network-policy-api's CRDs, while some are not served (see [`crds`](self::crds)).
     pub rediscover: Duration,
 }
 
@@ -64,13 +70,14 @@ pub struct KubernetesDatastore {
     services: reflector::Store<core::Service>,
     endpoint_slices: reflector::Store<discovery::EndpointSlice>,
     calico: Vec<(crate::calico::resources::Kind, calico::Store)>,
+    cluster_policies: Vec<(crate::cluster_policy::ApiKind, cluster_policy::Store)>,
     converted: objects::Converted,
     progress: Arc<WatchProgress>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl KubernetesDatastore {
-    /// Starts the watchers (and Calico's discovery) on the current tokio runtime. `changes` receives a message
+    /// Starts the watchers (and the custom resources' discovery) on the current tokio runtime. `changes` receives a message
     /// whenever a store changed (a completed list, an added, modified or deleted object).
     pub fn start(client: Client, options: Options, changes: mpsc::UnboundedSender<()>) -> Self {
         let progress = Arc::new(WatchProgress::default());
@@ -100,7 +107,19 @@ impl KubernetesDatastore {
             progress.clone(),
             changes.clone(),
         );
-        let (calico, calico_task) = calico::spawn(client, &options, progress.clone(), changes);
+        let (calico, calico_task) =
+            calico::spawn(client.clone(), &options, progress.clone(), changes.clone());
+        let (cluster_policies, cluster_policy_tasks) =
+            cluster_policy::spawn(client, &options, progress.clone(), changes);
+        let mut tasks = vec![
+            ns_task,
+            pod_task,
+            np_task,
+            svc_task,
+            slice_task,
+            calico_task,
+        ];
+        tasks.extend(cluster_policy_tasks);
         Self {
             namespaces,
             pods,
@@ -108,22 +127,17 @@ impl KubernetesDatastore {
             services,
             endpoint_slices,
             calico,
+            cluster_policies,
             converted: objects::Converted::default(),
             progress,
-            tasks: vec![
-                ns_task,
-                pod_task,
-                np_task,
-                svc_task,
-                slice_task,
-                calico_task,
-            ],
+            tasks,
         }
     }
 
     /// Whether every watcher has completed its first full list: only then is a snapshot the
-    /// cluster's state rather than a part of it. A Calico resource the API server does not
-    /// serve counts as listed (and empty) once discovery has said so.
+    /// cluster's state rather than a part of it. A custom resource (Calico's,
+    /// network-policy-api's) the API server does not serve counts as listed (and empty) once
+    /// discovery has said so.
     pub fn is_synced(&self) -> bool {
         self.progress.all_synced()
     }
@@ -140,6 +154,11 @@ impl KubernetesDatastore {
             .iter()
             .map(|(kind, store)| (*kind, store.state()))
             .collect();
+        let cluster_policies: Vec<_> = self
+            .cluster_policies
+            .iter()
+            .map(|(kind, store)| (*kind, store.state()))
+            .collect();
         self.converted.snapshot(&objects::Stores {
             namespaces: &self.namespaces.state(),
             pods: &self.pods.state(),
@@ -147,6 +166,7 @@ impl KubernetesDatastore {
             services: &self.services.state(),
             endpoint_slices: &self.endpoint_slices.state(),
             calico: &calico,
+            cluster_policies: &cluster_policies,
         })
     }
 }

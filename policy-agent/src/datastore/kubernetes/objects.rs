@@ -5,7 +5,9 @@
 //! version is rejected keeps its last accepted version in force (as a failed update leaves the
 //! file datastore's old object in place). A deleted object is forgotten. Calico's custom
 //! resources go through [`calico::parse_value`] as the v3 documents they stand for, as the
-//! file datastore's v3 documents do.
+//! file datastore's v3 documents do; network-policy-api's through [`cluster_policy::parse_value`]
+//! (and [`Cluster::insert_cluster_policy`], which adds the Calico translation the compiler
+//! reads), as the file datastore's do.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -16,9 +18,10 @@ use kube::{ResourceExt as _, api::DynamicObject};
 use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
-use super::{SOURCE, calico::to_v3};
+use super::{SOURCE, calico::to_v3, cluster_policy::to_document};
 use crate::{
     calico::resources::{self as calico, CalicoResource, ResourceError},
+    cluster_policy::{self, ApiKind, ClusterPolicy, ClusterPolicyError},
     datastore::Snapshot,
     model::{self, Cluster, convert},
     status::ObjectError,
@@ -32,6 +35,8 @@ enum Kind {
     Service,
     EndpointSlice,
     Calico(calico::Kind),
+    /// network-policy-api's kinds, named as written: no other kind shares their names.
+    ClusterPolicy(ApiKind),
 }
 
 impl Kind {
@@ -45,12 +50,13 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Calico(kind) => calico_kind_name(kind),
+            Kind::ClusterPolicy(kind) => kind.as_str(),
         }
     }
 
     fn is_namespaced(self) -> bool {
         match self {
-            Kind::Namespace => false,
+            Kind::Namespace | Kind::ClusterPolicy(_) => false,
             Kind::Pod | Kind::NetworkPolicy | Kind::Service | Kind::EndpointSlice => true,
             Kind::Calico(kind) => kind.is_namespaced(),
         }
@@ -80,6 +86,7 @@ enum Object {
     Service(model::Service),
     EndpointSlice(model::EndpointSlice),
     Calico(CalicoResource),
+    ClusterPolicy(ClusterPolicy),
 }
 
 /// Why an object was rejected.
@@ -106,8 +113,21 @@ impl From<ResourceError> for Rejection {
     }
 }
 
+impl From<ClusterPolicyError> for Rejection {
+    /// An empty field (the whole object) is no field.
+    fn from(e: ClusterPolicyError) -> Self {
+        Rejection {
+            field: Some(e.field).filter(|f| !f.is_empty()),
+            message: e.message,
+        }
+    }
+}
+
 /// Calico's stores' objects, by kind.
 pub(super) type CalicoObjects = [(calico::Kind, Vec<Arc<DynamicObject>>)];
+
+/// network-policy-api's stores' objects, by kind.
+pub(super) type ClusterPolicyObjects = [(ApiKind, Vec<Arc<DynamicObject>>)];
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -126,6 +146,7 @@ pub(super) struct Stores<'a> {
     pub services: &'a [Arc<core::Service>],
     pub endpoint_slices: &'a [Arc<discovery::EndpointSlice>],
     pub calico: &'a CalicoObjects,
+    pub cluster_policies: &'a ClusterPolicyObjects,
 }
 
 /// The conversion cache; lives as long as the datastore.
@@ -181,6 +202,21 @@ impl Converted {
                 });
             }
         }
+        for (kind, objects) in stores.cluster_policies {
+            for object in objects {
+                self.update(
+                    &mut previous,
+                    Kind::ClusterPolicy(*kind),
+                    object.as_ref(),
+                    |o| {
+                        let document = to_document(*kind, o);
+                        Ok(Object::ClusterPolicy(cluster_policy::parse_value(
+                            *kind, &document,
+                        )?))
+                    },
+                );
+            }
+        }
 
         let mut cluster = Cluster::default();
         let mut errors = Vec::new();
@@ -210,6 +246,9 @@ impl Converted {
                         .insert((s.namespace.clone(), s.name.clone()), s.clone());
                 }
                 Some(Object::Calico(resource)) => cluster.calico.insert(resource.clone()),
+                Some(Object::ClusterPolicy(policy)) => {
+                    cluster.insert_cluster_policy(policy.clone());
+                }
                 None => {}
             }
             errors.extend(entry.error.clone());
@@ -320,6 +359,8 @@ pub fn digest_versions<'a>(
 mod tests {
     use k8s_openapi::apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString};
 
+    use serde_json::Value;
+
     use super::*;
 
     fn policy(name: &str, version: &str, protocol: &str) -> Arc<networking::NetworkPolicy> {
@@ -356,6 +397,7 @@ mod tests {
             services,
             endpoint_slices,
             calico: &[],
+            cluster_policies: &[],
         })
     }
 
@@ -502,6 +544,116 @@ mod tests {
         let third = snapshot(&mut converted, &[], &[], &[]);
         assert!(third.cluster.policies.is_empty());
         assert!(third.errors.is_empty());
+    }
+
+    fn cluster_policy(kind: ApiKind, name: &str, version: &str, spec: Value) -> Arc<DynamicObject> {
+        let object = serde_json::json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.as_str(),
+            "metadata": {"name": name, "resourceVersion": version},
+            "spec": spec,
+        });
+        Arc::new(serde_json::from_value(object).unwrap_or_else(|e| panic!("object: {e}")))
+    }
+
+    fn guard(priority: Value) -> Value {
+        serde_json::json!({
+            "tier": "Admin",
+            "priority": priority,
+            "subject": {"namespaces": {"matchLabels": {"team": "db"}}},
+            "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+        })
+    }
+
+    #[test]
+    fn cluster_policies_are_translated_and_a_rejected_update_keeps_the_last() {
+        let mut converted = Converted::default();
+        let mut snapshot = |objects: Vec<(ApiKind, Vec<Arc<DynamicObject>>)>| {
+            converted.snapshot(&Stores {
+                namespaces: &[],
+                pods: &[],
+                policies: &[],
+                services: &[],
+                endpoint_slices: &[],
+                calico: &[],
+                cluster_policies: &objects,
+            })
+        };
+        let baseline = serde_json::json!({
+            "subject": {"namespaces": {}},
+            "egress": [{"action": "Deny", "to": [{"networks": ["192.0.2.0/24"]}]}],
+        });
+        let first = snapshot(vec![
+            (
+                ApiKind::ClusterNetworkPolicy,
+                vec![cluster_policy(
+                    ApiKind::ClusterNetworkPolicy,
+                    "guard",
+                    "1",
+                    guard(serde_json::json!(10)),
+                )],
+            ),
+            (
+                ApiKind::BaselineAdminNetworkPolicy,
+                vec![cluster_policy(
+                    ApiKind::BaselineAdminNetworkPolicy,
+                    "default",
+                    "2",
+                    baseline,
+                )],
+            ),
+        ]);
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        let keys: Vec<_> = first.cluster.cluster_policies.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                (ApiKind::ClusterNetworkPolicy, "guard".to_owned()),
+                (ApiKind::BaselineAdminNetworkPolicy, "default".to_owned()),
+            ]
+        );
+        // Each with the Calico translation the compiler reads.
+        assert_eq!(first.cluster.calico.policies.len(), 2);
+
+        // Priority out of range: reported with its field; the accepted version stays.
+        let second = snapshot(vec![(
+            ApiKind::ClusterNetworkPolicy,
+            vec![cluster_policy(
+                ApiKind::ClusterNetworkPolicy,
+                "guard",
+                "3",
+                guard(serde_json::json!(1001)),
+            )],
+        )]);
+        let rejected: Vec<_> = second
+            .errors
+            .iter()
+            .map(|e| (e.source.as_str(), e.object.as_deref(), e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [(
+                "kubernetes",
+                Some("ClusterNetworkPolicy guard"),
+                Some("spec.priority")
+            )]
+        );
+        assert!(
+            second.errors[0]
+                .message
+                .ends_with("the previously accepted version stays in force")
+        );
+        let keys: Vec<_> = second.cluster.cluster_policies.keys().cloned().collect();
+        assert_eq!(keys, [(ApiKind::ClusterNetworkPolicy, "guard".to_owned())]);
+        assert_eq!(
+            second.cluster.cluster_policies[&(ApiKind::ClusterNetworkPolicy, "guard".to_owned())]
+                .priority,
+            10
+        );
+        assert_eq!(
+            second.digest,
+            digest_versions([("ClusterNetworkPolicy", "", "guard", "3")])
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use super::Options;
-use crate::calico::resources as calico;
+use crate::{calico::resources as calico, cluster_policy};
 
 /// The watched resources: a closed set, so metric labels stay bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,10 +45,15 @@ pub enum Resource {
     CalicoGlobalNetworkSets,
     CalicoNetworkSets,
     CalicoHostEndpoints,
+    /// network-policy-api's administrators' policy (`policy.networking.k8s.io`, `v1alpha2` and
+    /// `v1alpha1`); optional like Calico's (see [`super::cluster_policy`]).
+    ClusterNetworkPolicies,
+    AdminNetworkPolicies,
+    BaselineAdminNetworkPolicies,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 11] = [
+    pub const ALL: [Resource; 14] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::NetworkPolicies,
@@ -60,6 +65,16 @@ impl Resource {
         Resource::CalicoGlobalNetworkSets,
         Resource::CalicoNetworkSets,
         Resource::CalicoHostEndpoints,
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
+    ];
+
+    /// network-policy-api's resources, in [`cluster_policy::ApiKind::ALL`]'s order.
+    pub const CLUSTER_POLICY: [Resource; 3] = [
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
     ];
 
     /// Calico's resources, in [`calico::Kind::ALL`]'s order.
@@ -72,9 +87,9 @@ impl Resource {
         Resource::CalicoHostEndpoints,
     ];
 
-    /// The API's plural name, as RBAC and URLs spell it; Calico's are qualified with their
-    /// group (as `kubectl get` names them), so that its `networkpolicies` and Kubernetes' stay
-    /// distinct metric labels.
+    /// The API's plural name, as RBAC and URLs spell it; custom resources' are qualified with
+    /// their group (as `kubectl get` names them), so that Calico's `networkpolicies` and
+    /// Kubernetes' stay distinct metric labels.
     pub fn plural(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
@@ -88,6 +103,11 @@ impl Resource {
             Resource::CalicoGlobalNetworkSets => "globalnetworksets.crd.projectcalico.org",
             Resource::CalicoNetworkSets => "networksets.crd.projectcalico.org",
             Resource::CalicoHostEndpoints => "hostendpoints.crd.projectcalico.org",
+            Resource::ClusterNetworkPolicies => "clusternetworkpolicies.policy.networking.k8s.io",
+            Resource::AdminNetworkPolicies => "adminnetworkpolicies.policy.networking.k8s.io",
+            Resource::BaselineAdminNetworkPolicies => {
+                "baselineadminnetworkpolicies.policy.networking.k8s.io"
+            }
         }
     }
 
@@ -98,13 +118,28 @@ impl Resource {
             | Resource::Pods
             | Resource::NetworkPolicies
             | Resource::Services
-            | Resource::EndpointSlices => None,
+            | Resource::EndpointSlices
+            | Resource::ClusterNetworkPolicies
+            | Resource::AdminNetworkPolicies
+            | Resource::BaselineAdminNetworkPolicies => None,
             Resource::CalicoGlobalNetworkPolicies => Some(calico::Kind::GlobalNetworkPolicy),
             Resource::CalicoNetworkPolicies => Some(calico::Kind::NetworkPolicy),
             Resource::CalicoTiers => Some(calico::Kind::Tier),
             Resource::CalicoGlobalNetworkSets => Some(calico::Kind::GlobalNetworkSet),
             Resource::CalicoNetworkSets => Some(calico::Kind::NetworkSet),
             Resource::CalicoHostEndpoints => Some(calico::Kind::HostEndpoint),
+        }
+    }
+
+    /// The network-policy-api kind this resource holds, for those resources.
+    pub fn cluster_policy_kind(self) -> Option<cluster_policy::ApiKind> {
+        match self {
+            Resource::ClusterNetworkPolicies => Some(cluster_policy::ApiKind::ClusterNetworkPolicy),
+            Resource::AdminNetworkPolicies => Some(cluster_policy::ApiKind::AdminNetworkPolicy),
+            Resource::BaselineAdminNetworkPolicies => {
+                Some(cluster_policy::ApiKind::BaselineAdminNetworkPolicy)
+            }
+            _ => None,
         }
     }
 
@@ -144,7 +179,7 @@ impl WatchProgress {
         self.errors[resource.index()].load(Ordering::Relaxed)
     }
 
-    /// A full list of `resource` is in its store (for a Calico resource the API server does
+    /// A full list of `resource` is in its store (for a custom resource the API server does
     /// not serve: its store was emptied, which is the complete list).
     pub(super) fn listed(&self, resource: Resource) {
         self.lists[resource.index()].fetch_add(1, Ordering::Relaxed);
