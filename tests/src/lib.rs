@@ -4,6 +4,7 @@ use nix::unistd::geteuid;
 
 pub mod bench;
 pub mod calico_reference;
+pub mod cnp_conformance;
 pub mod conformance;
 pub mod crafted;
 pub mod faults;

@@ -16,6 +16,10 @@
 //!
 //! This is the only runner for the SCTP context (the lab cannot open SCTP sockets on this
 //! kernel). Privileged; the test fails listing every probe whose verdict is not upstream's.
+//!
+//! It replays the kubernetes-sigs/network-policy-api conformance scenarios the same way
+//! (examples/cnp-conformance/ and, SCTP only, examples/cnp-conformance-sctp/, generated from
+//! tests/src/cnp_conformance/): the only runner of their SCTP probes.
 
 use std::{
     fs,
@@ -26,6 +30,7 @@ use std::{
 
 use anyhow::Context as _;
 use palisade_tests::{
+    cnp_conformance,
     conformance::{self, SCENARIO_DIRS},
     lab::{
         Scenario,
@@ -311,7 +316,11 @@ fn conformance_scenarios_hold_in_the_kernel() -> anyhow::Result<()> {
     }
     let root = workspace_root();
     let mut files = Vec::new();
-    for dir in SCENARIO_DIRS {
+    let dirs: Vec<&str> = SCENARIO_DIRS
+        .into_iter()
+        .chain(cnp_conformance::SCENARIO_DIRS)
+        .collect();
+    for dir in dirs.iter().copied() {
         let found = conformance::scenario_files(&root.join(dir))?;
         anyhow::ensure!(!found.is_empty(), "no scenarios in {dir}");
         files.extend(found.into_iter().map(|path| (dir, path)));
@@ -369,7 +378,7 @@ fn conformance_scenarios_hold_in_the_kernel() -> anyhow::Result<()> {
         .iter()
         .filter(|o| o.error.is_some() || !o.mismatches.is_empty())
         .collect();
-    for dir in SCENARIO_DIRS {
+    for dir in dirs {
         let mine = outcomes
             .iter()
             .filter(|o| o.file.starts_with(&format!("{dir}/")));

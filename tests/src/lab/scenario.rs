@@ -218,11 +218,21 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Kinds without a namespace among those a scenario may plausibly hold (Calico's global
-/// resources among them).
+/// resources, and policy.networking.k8s.io's ClusterNetworkPolicy (v1alpha2) and
+/// AdminNetworkPolicy and BaselineAdminNetworkPolicy (v1alpha1), among them). By kind alone:
+/// a `delete` entry names no apiVersion, and no namespaced kind shares these names.
 pub fn is_cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "Node" | "GlobalNetworkPolicy" | "Tier" | "GlobalNetworkSet" | "HostEndpoint"
+        "Namespace"
+            | "Node"
+            | "GlobalNetworkPolicy"
+            | "Tier"
+            | "GlobalNetworkSet"
+            | "HostEndpoint"
+            | "ClusterNetworkPolicy"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
     )
 }
 
@@ -1961,6 +1971,47 @@ steps:
         ] {
             assert!(parse(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn network_policy_api_kinds_are_cluster_scoped() -> anyhow::Result<()> {
+        for (api_version, kind) in [
+            ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
+            ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy"),
+            (
+                "policy.networking.k8s.io/v1alpha1",
+                "BaselineAdminNetworkPolicy",
+            ),
+        ] {
+            let object = Object::from_manifest(serde_json::json!({
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": {"name": "default"},
+                "spec": {},
+            }))?;
+            assert_eq!(object.key.namespace, None, "{kind}");
+            assert_eq!(
+                object.key.file_name(),
+                format!("{}-default.yaml", kind.to_lowercase())
+            );
+            // A namespace given anyway is ignored, as the API server ignores it.
+            let reference = ObjectRef {
+                kind: kind.to_owned(),
+                namespace: Some("prod".to_owned()),
+                name: "default".to_owned(),
+            };
+            assert_eq!(reference.key(), object.key);
+            let manifest = crate::lab::datastore::complete(&object, &[])?;
+            assert!(manifest["metadata"].get("namespace").is_none(), "{kind}");
+        }
+        // The namespaced NetworkPolicy still defaults to `default`.
+        assert_eq!(
+            ObjectKey::new("NetworkPolicy", None, "p")
+                .namespace
+                .as_deref(),
+            Some(DEFAULT_NAMESPACE)
+        );
+        Ok(())
     }
 
     #[test]
