@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
     dataplane::{
-        Capacities, Datapath, DataplaneError, MapDelta, fault,
+        Attachment, Capacities, Datapath, DataplaneError, MapDelta, fault,
         routes::{self, Binding},
         service_maps,
     },
@@ -166,6 +166,12 @@ pub async fn run(config: Config) -> Result<()> {
         }
         Err(_) => None,
     };
+    if let Ok(value) = std::env::var(fault::FAIL_ATTACH_ENV) {
+        let pattern = glob::Pattern::new(&value)
+            .with_context(|| format!("{}={value:?}: expected a glob", fault::FAIL_ATTACH_ENV))?;
+        warn!(interfaces = %value, "test seam: attaching to these interfaces will fail");
+        datapath.inject_attach_faults(pattern);
+    }
     let mut state = State {
         fault_plan,
         compiler: Compiler::with_failsafe(config.failsafe.clone()),
@@ -192,8 +198,8 @@ pub async fn run(config: Config) -> Result<()> {
     // Maps first, then attach: an attached program with empty maps would drop everything.
     state.sync(datastore.as_mut(), &mut datapath, &scope)?;
     state.arm_faults(&mut datapath);
-    state.status.interfaces = state.attach(&mut datapath, &state.host_routes())?;
-    health.attached(state.status.interfaces.len());
+    let attachment = state.attach(&mut datapath, &state.host_routes())?;
+    state.attached(attachment);
     state.refresh_datapath_stats(&datapath);
     state.report(config.status_file.as_ref());
     health.set_ready();
@@ -494,24 +500,17 @@ impl State {
     fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
         // One read of the route table serves both.
         let routes = self.host_routes();
-        let attached = match self.attach(datapath, &routes) {
-            Ok(interfaces) => interfaces,
+        let attachment = match self.attach(datapath, &routes) {
+            Ok(attachment) => attachment,
             Err(e) => {
                 warn!(error = format!("{e:#}"), "attaching to interfaces");
                 return;
             }
         };
-        let rebound = match self.rebind(datapath, &routes) {
-            Ok(changed) => changed,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
-                false
-            }
-        };
-        if rebound || attached != self.status.interfaces {
-            self.health.attached(attached.len());
-            self.status.interfaces = attached;
+        if let Err(e) = self.rebind(datapath, &routes) {
+            warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
         }
+        self.attached(attachment);
         // Also the periodic refresh of the datapath's figures (connections, packets).
         self.refresh_datapath_stats(datapath);
         self.report(status_file);
@@ -563,12 +562,30 @@ impl State {
         self.report(status_file);
     }
 
+    /// Records what a scan attached: status and metrics, and an error log per interface
+    /// that newly fails (each scan retries it).
+    fn attached(&mut self, attachment: Attachment) {
+        for failure in &attachment.failed {
+            if !self.status.attach_failures.contains(failure) {
+                error!(
+                    interface = %failure.interface,
+                    error = %failure.error,
+                    "could not attach the programs: this interface's endpoints are not enforced here"
+                );
+            }
+        }
+        self.health
+            .attached(attachment.interfaces.len(), attachment.failed.len());
+        self.status.interfaces = attachment.interfaces;
+        self.status.attach_failures = attachment.failed;
+    }
+
     /// Attaches to the selected interfaces (`routes`: the host routes, for the routed mode).
     fn attach(
         &self,
         datapath: &mut Datapath,
         routes: &BTreeMap<IpAddr, String>,
-    ) -> Result<Vec<String>, DataplaneError> {
+    ) -> Result<Attachment, DataplaneError> {
         let uplink = |name: &str| self.uplinks.as_ref().is_some_and(|p| p.matches(name));
         // (The node's loopback never gets it: nothing leaves through it.)
         match &self.interfaces {

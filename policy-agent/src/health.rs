@@ -100,6 +100,7 @@ pub struct Health {
     rejected: Gauge,
     cluster_policies: Family<ClusterPolicyLabel, Gauge>,
     interfaces: Gauge,
+    attach_failures: Gauge,
     ready_gauge: Gauge,
     conntrack_entries: Gauge,
     packets: Family<OutcomeLabel, Gauge>,
@@ -176,6 +177,12 @@ impl Health {
             "Endpoint interfaces the programs are attached to",
             interfaces.clone(),
         );
+        let attach_failures = Gauge::default();
+        registry.register(
+            "attach_failures",
+            "Interfaces that should run the programs and could not be attached to (their endpoints are not enforced there; the status file names them)",
+            attach_failures.clone(),
+        );
         let ready_gauge = Gauge::default();
         registry.register(
             "ready",
@@ -216,6 +223,7 @@ impl Health {
             rejected,
             cluster_policies,
             interfaces,
+            attach_failures,
             ready_gauge,
             conntrack_entries,
             packets,
@@ -359,8 +367,10 @@ impl Health {
         }
     }
 
-    pub fn attached(&self, interfaces: usize) {
+    /// Interfaces running the programs, and those that should and do not.
+    pub fn attached(&self, interfaces: usize, failed: usize) {
         self.interfaces.set(gauge_value(interfaces));
+        self.attach_failures.set(gauge_value(failed));
     }
 
     /// The metrics in the OpenMetrics text format.
@@ -546,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn cluster_policies_are_counted_by_kind_and_state() {
+    fn cluster_policies_and_attach_failures_are_counted() {
         let health = Health::new();
         let state = |kind: &str, accepted, enforced| crate::status::ClusterPolicyState {
             kind: kind.to_owned(),
@@ -557,6 +567,7 @@ mod tests {
             priority: None,
             error: None,
         };
+        health.attached(2, 1);
         health.cluster_policies(&[
             state("ClusterNetworkPolicy", true, true),
             state("ClusterNetworkPolicy", true, true),
@@ -569,6 +580,8 @@ mod tests {
             "palisade_cluster_policies{kind=\"ClusterNetworkPolicy\",state=\"rejected_previous\"} 1",
             "palisade_cluster_policies{kind=\"AdminNetworkPolicy\",state=\"rejected\"} 1",
             "palisade_cluster_policies{kind=\"BaselineAdminNetworkPolicy\",state=\"accepted\"} 0",
+            "palisade_attached_interfaces 2",
+            "palisade_attach_failures 1",
         ] {
             assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
         }

@@ -55,6 +55,10 @@ pub struct Status {
     /// subresource, which its read-only RBAC leaves out): this is where acceptance is reported.
     #[serde(default)]
     pub cluster_policies: Vec<ClusterPolicyState>,
+    /// Interfaces that should run the programs and do not (their endpoints are not enforced
+    /// there): each is tried again at every interface scan.
+    #[serde(default)]
+    pub attach_failures: Vec<crate::dataplane::AttachFailure>,
 }
 
 /// Whether one administrators' policy is enforced.

@@ -46,6 +46,35 @@ pub(super) enum Role {
 /// Where the links are pinned, under the pin directory.
 pub(super) const LINKS_DIR: &str = "links";
 
+/// What a scan attached, and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachment {
+    /// Interfaces running their role's programs (endpoints' and host endpoints').
+    pub interfaces: Vec<String>,
+    /// Interfaces that should and do not: each is tried again at the next scan.
+    pub failed: Vec<AttachFailure>,
+}
+
+/// An interface the programs could not be attached to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttachFailure {
+    pub interface: String,
+    /// The error with its causes.
+    pub error: String,
+}
+
+/// `error: cause: cause`, as `{:#}` prints an anyhow error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// An interface that did not get all its role's programs: why, and the links it has.
 struct AttachFailed {
     /// Boxed: the error is large and this is the rare path.
@@ -60,12 +89,15 @@ impl Datapath {
     /// longer names it: a pod whose object is gone but whose interface lingers must be dropped
     /// by the program (its address is no endpoint's), not left unenforced. Pins of links on
     /// interfaces this agent does not attach are removed, which detaches what a previous agent
-    /// left there. Returns the names of the attached interfaces.
+    /// left there. One interface that fails does not keep the others from being attached: it
+    /// is reported in the returned [`Attachment`] and tried again at the next scan. An error is
+    /// a failure of the scan itself (listing interfaces, pins).
     pub fn attach_interfaces(
         &mut self,
         wanted: &dyn Fn(&str) -> bool,
         uplink: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<String>, DataplaneError> {
+    ) -> Result<Attachment, DataplaneError> {
+        let mut failed = Vec::new();
         let mut uplinks = Vec::new();
         let present: Vec<(String, u32)> = if_nameindex()
             .map_err(DataplaneError::Interfaces)?
@@ -123,17 +155,23 @@ impl Datapath {
             };
             let links = match self.attach_one(name, *index, role, previous) {
                 Ok(links) => links,
-                Err(failed) => {
+                Err(failure) => {
                     // What is attached stays recorded, under a role other than the wanted
                     // one, so that the next scan tries again with these links kept:
                     // forgotten, their programs would be attached a second time and fail
                     // the same way, leaving the interface without its role's programs.
-                    if !failed.attached.is_empty() {
+                    if !failure.attached.is_empty() {
                         let recorded = previous_role.unwrap_or(Role::Uplink);
                         self.attached
-                            .insert(name.clone(), (*index, recorded, failed.attached));
+                            .insert(name.clone(), (*index, recorded, failure.attached));
                     }
-                    return Err(*failed.error);
+                    let error = error_chain(&*failure.error);
+                    warn!(interface = %name, ?role, %error, "attaching");
+                    failed.push(AttachFailure {
+                        interface: name.clone(),
+                        error,
+                    });
+                    continue;
                 }
             };
             info!(interface = %name, ?role, "attached");
@@ -142,12 +180,20 @@ impl Datapath {
         self.remove_stale_link_pins()?;
         // Every interface runs this agent's programs now: the previous agent's maps can go.
         self.publish_policy_maps()?;
-        Ok(self
-            .attached
-            .iter()
-            .filter(|(_, (_, role, _))| *role != Role::Uplink)
-            .map(|(name, _)| name.clone())
-            .collect())
+        Ok(Attachment {
+            interfaces: self
+                .attached
+                .iter()
+                .filter(|(_, (_, role, _))| *role != Role::Uplink)
+                .map(|(name, _)| name.clone())
+                .collect(),
+            failed,
+        })
+    }
+
+    /// Arms the test-only attachment failures (see [`super::fault::FAIL_ATTACH_ENV`]).
+    pub fn inject_attach_faults(&mut self, interfaces: glob::Pattern) {
+        self.fail_attach = Some(interfaces);
     }
 
     /// The interfaces of this node's host endpoints: attached (by the next
@@ -168,6 +214,18 @@ impl Datapath {
         role: Role,
         mut previous: Vec<AttachedLink>,
     ) -> Result<Vec<AttachedLink>, AttachFailed> {
+        if self
+            .fail_attach
+            .as_ref()
+            .is_some_and(|p| p.matches(interface))
+        {
+            return Err(AttachFailed {
+                error: Box::new(DataplaneError::InjectedAttachFault {
+                    interface: interface.to_owned(),
+                }),
+                attached: previous,
+            });
+        }
         // TCX (kernel 6.6+) lets our programs sit beside a CNI's own; older kernels need the
         // clsact qdisc for netlink attachment.
         if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(6, 6, 0)) {

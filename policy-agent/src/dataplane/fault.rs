@@ -1,11 +1,15 @@
-//! A test-only seam: make map writes fail, to show what the agent does when the kernel
-//! refuses one (`tests/tests/write_failure.rs`). Armed only by the environment variable
-//! [`FAIL_WRITES_ENV`], which nothing sets outside tests; unarmed, it costs one branch per
-//! map write.
+//! Test-only seams: make map writes fail, to show what the agent does when the kernel
+//! refuses one (`tests/tests/write_failure.rs`), and make attaching to chosen interfaces fail.
+//! Armed only by the environment variables [`FAIL_WRITES_ENV`] and [`FAIL_ATTACH_ENV`], which
+//! nothing sets outside tests; unarmed, they cost one branch per map write or attachment.
 
 /// `SYNCS:SKIP:COUNT`: once the agent has programmed `SYNCS` states, let `SKIP` map writes
 /// through, then fail the next `COUNT`.
 pub const FAIL_WRITES_ENV: &str = "PALISADE_TEST_FAIL_WRITES";
+
+/// A glob of interface names whose attachment fails (`tests/tests/attach_failure.rs`): the
+/// agent must go on attaching the others, and report these.
+pub const FAIL_ATTACH_ENV: &str = "PALISADE_TEST_FAIL_ATTACH";
 
 /// When to arm which faults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

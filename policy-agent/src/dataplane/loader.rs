@@ -144,6 +144,8 @@ pub struct Datapath {
     pub(super) switching: bool,
     /// Map writes to fail on purpose (tests only, see `fault`).
     pub(super) faults: super::fault::WriteFaults,
+    /// Interfaces whose attachment fails on purpose (see [`super::fault::FAIL_ATTACH_ENV`]).
+    pub(super) fail_attach: Option<glob::Pattern>,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
@@ -349,6 +351,7 @@ impl Datapath {
             numbering: 0,
             switching: false,
             faults: Default::default(),
+            fail_attach: None,
             attached: BTreeMap::new(),
             host_interfaces: Default::default(),
             policy_maps_staged,

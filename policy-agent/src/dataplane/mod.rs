@@ -17,6 +17,7 @@ use std::{io, path::PathBuf};
 use thiserror::Error;
 
 pub use self::{
+    attach::{AttachFailure, Attachment},
     loader::{Capacities, Datapath},
     readback::{Drift, DriftCounts},
     services::{FrontendSpec, ServiceMaps, service_maps},
@@ -90,6 +91,8 @@ pub enum DataplaneError {
     },
     #[error("a map write failed on purpose ({env} is set)", env = fault::FAIL_WRITES_ENV)]
     InjectedFault,
+    #[error("attaching to {interface} failed on purpose ({env} is set)", env = fault::FAIL_ATTACH_ENV)]
+    InjectedAttachFault { interface: String },
     #[error("{operation} in map {map}")]
     MapUpdate {
         operation: &'static str,

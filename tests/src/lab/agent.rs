@@ -236,7 +236,7 @@ pub fn describe_tail(path: &Path) -> String {
 }
 
 /// Polls the status file until the agent reports `digest` as programmed and lists every
-/// interface in `interfaces`. Fails when the agent exits or the deadline passes.
+/// interface in `interfaces` as attached (or as failing to attach). Fails when the agent exits or the deadline passes.
 pub fn wait_programmed(
     paths: &AgentPaths,
     resources: &Resources,
@@ -337,10 +337,12 @@ fn node_label(node: &str) -> String {
 fn programmed(agent: &Awaited<'_>, digest: &str) -> Result<Status, Option<String>> {
     match Status::read(&agent.paths.status_file) {
         Ok(Some(status)) => {
-            let attached = agent
-                .interfaces
-                .iter()
-                .all(|i| status.interfaces.contains(i));
+            // Attached, or reported as failing to attach: either way the agent has dealt with
+            // the interface (a test of attach failures reads the report).
+            let attached = agent.interfaces.iter().all(|i| {
+                status.interfaces.contains(i)
+                    || status.attach_failures.iter().any(|f| &f.interface == i)
+            });
             // Programmed, or settled by refusing it whole (the step's `expectErrors` says
             // whether that was expected: the refusal is among the agent's errors).
             let refused = status.refused.as_ref().is_some_and(|r| r.digest == digest);

@@ -822,6 +822,20 @@ impl Lab {
         Ok(report)
     }
 
+    /// The status file of each node's agent, by node (None: not written yet).
+    pub fn agent_statuses(
+        &self,
+    ) -> anyhow::Result<Vec<(String, Option<policy_agent::status::Status>)>> {
+        self.agents
+            .iter()
+            .map(|a| {
+                let status = policy_agent::status::Status::read(&a.paths.status_file)
+                    .with_context(|| format!("reading {}", a.paths.status_file.display()))?;
+                Ok((a.node.clone(), status))
+            })
+            .collect()
+    }
+
     /// The end of the agent's log; with several nodes, of each node's, every line prefixed
     /// with its node.
     pub fn agent_log_tail(&self) -> Vec<String> {
