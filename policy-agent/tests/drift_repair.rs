@@ -1,20 +1,24 @@
-//! The periodic resync's repair on the real maps (issue 18): the policy maps read back equal
+//! The periodic resync's repair on the real maps (issue 18): the policy and Service maps read
+//! back equal
 //! what was written, and entries changed behind the agent's back (removed, added, rewritten
 //! through the pinned maps, as another process could) are found, counted per map and kind,
 //! and written back to the applied state, with the policy generation bumped.
 //! Privileged: needs root (a failure under CI=true).
 
+use std::collections::BTreeSet;
+
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, lpm_trie::Key};
 use palisade_tests::{require_root, scratch::Pins};
 use policy_agent::{
     compiler::{LpmKey, MapContents},
-    dataplane::{Datapath, DriftCounts},
+    dataplane::{Datapath, DriftCounts, FrontendSpec, ServiceMaps},
 };
 use policy_common::{
     endpoint::{EndpointKey, EndpointPolicy},
     identity::{IdentityKey, IdentitySlots, IdentityValue},
     map_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue, action},
+    service::{BackendKey, FrontendValue, TransportAddr},
 };
 
 fn rule(table: u32, prefix_len: u32) -> LpmKey<RuleKey> {
@@ -160,4 +164,73 @@ fn drift_in_the_pinned_maps_is_found_and_repaired() {
         "verdicts may have been wrong: tracked connections are checked again"
     );
     assert_eq!(datapath.repair(&expected).expect("a resync").total(), 0);
+}
+
+/// The Service maps too: a frontend removed and a backend pair added behind the agent's back
+/// are found and put back as the agent last wrote them.
+#[test]
+fn drift_in_the_service_maps_is_found_and_repaired() {
+    if !require_root("drift_in_the_service_maps_is_found_and_repaired") {
+        return;
+    }
+    let pins = Pins::new("drift-services");
+    let mut datapath = Datapath::load(&pins.0).expect("loading the datapath");
+    let spec = FrontendSpec {
+        addr: "10.96.0.10".parse().expect("an address"),
+        protocol: 6,
+        port: 80,
+        backends: [("10.42.0.5".parse().expect("an address"), 8080)].into(),
+    };
+    let expected = ServiceMaps::build([&spec], &BTreeSet::new());
+    datapath
+        .sync_services(&expected)
+        .expect("programming the Service maps");
+    assert_eq!(
+        datapath.read_service_maps().expect("reading them back"),
+        expected
+    );
+    let nothing = datapath.repair(&MapContents::default()).expect("a resync");
+    assert_eq!(nothing.total(), 0, "{nothing:?}");
+
+    let mut frontends: HashMap<_, TransportAddr, FrontendValue> =
+        HashMap::try_from(Map::HashMap(pinned(&pins, map_names::SERVICES))).expect("frontends");
+    let frontend = *expected.frontends.keys().next().expect("one frontend");
+    frontends.remove(&frontend).expect("removing the frontend");
+    let mut backends: HashMap<_, BackendKey, u32> =
+        HashMap::try_from(Map::HashMap(pinned(&pins, map_names::SERVICE_BACKENDS)))
+            .expect("backends");
+    let forged = BackendKey {
+        frontend,
+        backend: expected
+            .backends
+            .iter()
+            .next()
+            .map(|pair| TransportAddr {
+                port: 9,
+                ..pair.backend
+            })
+            .expect("a pair"),
+    };
+    backends.insert(forged, 1, 0).expect("adding a pair");
+
+    let drift = datapath.repair(&MapContents::default()).expect("a resync");
+    let one = |missing, unexpected, changed| DriftCounts {
+        missing,
+        unexpected,
+        changed,
+    };
+    assert_eq!(drift.services, one(1, 0, 0), "{drift:?}");
+    assert_eq!(drift.service_backends, one(0, 1, 0), "{drift:?}");
+    assert_eq!(
+        datapath.read_service_maps().expect("reading them back"),
+        expected,
+        "the repair brings back what the agent wrote"
+    );
+    assert_eq!(
+        datapath
+            .repair(&MapContents::default())
+            .expect("a resync")
+            .total(),
+        0
+    );
 }

@@ -1,12 +1,12 @@
-//! Reading the policy maps back from the kernel, to find and repair drift: entries that
-//! differ from what the agent last wrote (another process writing the pinned maps, a write
-//! lost to a bug). The agent's periodic resync compares them with its applied state.
+//! Reading the policy and Service maps back from the kernel, to find and repair drift: entries
+//! that differ from what the agent last wrote (another process writing the pinned maps, a
+//! write lost to a bug). The agent's periodic resync compares them with its applied state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use policy_common::map_names;
 
-use super::{Datapath, DataplaneError, MapDelta, renumber::KernelMaps};
+use super::{Datapath, DataplaneError, MapDelta, ServiceMaps, renumber::KernelMaps};
 use crate::compiler::MapContents;
 
 /// How the kernel's maps differ from what the agent wrote, per map: entries missing, entries
@@ -16,6 +16,9 @@ pub struct Drift {
     pub endpoints: DriftCounts,
     pub identities: DriftCounts,
     pub rules: DriftCounts,
+    /// `PALISADE_SERVICES` (frontends) and `PALISADE_SERVICE_BACKENDS`.
+    pub services: DriftCounts,
+    pub service_backends: DriftCounts,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,19 +41,22 @@ impl Drift {
             endpoints: counts(&kernel.endpoints, &expected.endpoints),
             identities: counts(&kernel.identities, &expected.identities),
             rules: counts(&kernel.rules, &expected.rules),
+            ..Self::default()
         }
     }
 
     pub fn total(&self) -> usize {
-        self.endpoints.total() + self.identities.total() + self.rules.total()
+        self.per_map().iter().map(|(_, c)| c.total()).sum()
     }
 
     /// The counts with the map each belongs to, for logs and metrics.
-    pub fn per_map(&self) -> [(&'static str, DriftCounts); 3] {
+    pub fn per_map(&self) -> [(&'static str, DriftCounts); 5] {
         [
             ("endpoints", self.endpoints),
             ("identities", self.identities),
             ("rules", self.rules),
+            ("services", self.services),
+            ("service_backends", self.service_backends),
         ]
     }
 }
@@ -100,11 +106,53 @@ impl Datapath {
     /// Compares the policy maps with `expected` (what the agent last wrote) and writes what
     /// differs back, in the usual order (and with a generation bump, since verdicts may have
     /// been wrong meanwhile). Returns what was found.
+    /// The Service maps are compared with what the agent last wrote to them and repaired the
+    /// same way, in their own order (see [`Datapath::sync_services`]).
     pub fn repair(&mut self, expected: &MapContents) -> Result<Drift, DataplaneError> {
         let kernel = self.read_policy_maps()?;
-        let drift = Drift::between(&kernel, expected);
+        let mut drift = Drift::between(&kernel, expected);
         if drift.total() > 0 {
             self.write(&MapDelta::full(&kernel, expected))?;
+        }
+        let (services, service_backends) = self.repair_services()?;
+        drift.services = services;
+        drift.service_backends = service_backends;
+        Ok(drift)
+    }
+
+    /// The Service maps as the kernel holds them.
+    pub fn read_service_maps(&self) -> Result<ServiceMaps, DataplaneError> {
+        let read = |map| {
+            move |source| DataplaneError::MapUpdate {
+                operation: "read",
+                map,
+                source,
+            }
+        };
+        let mut maps = ServiceMaps::default();
+        for entry in self.services.frontends.iter() {
+            let (key, value) = entry.map_err(read(map_names::SERVICES))?;
+            maps.frontends.insert(key, value);
+        }
+        for key in self.services.backends.keys() {
+            maps.backends
+                .insert(key.map_err(read(map_names::SERVICE_BACKENDS))?);
+        }
+        Ok(maps)
+    }
+
+    fn repair_services(&mut self) -> Result<(DriftCounts, DriftCounts), DataplaneError> {
+        let expected = self.services().clone();
+        let kernel = self.read_service_maps()?;
+        let as_map = |set: &BTreeSet<_>| set.iter().map(|k| (*k, ())).collect::<BTreeMap<_, _>>();
+        let drift = (
+            counts(&kernel.frontends, &expected.frontends),
+            counts(&as_map(&kernel.backends), &as_map(&expected.backends)),
+        );
+        if drift.0.total() + drift.1.total() > 0 {
+            // What the maps hold now is the starting point of the sync back to the expected.
+            self.services.held = kernel;
+            self.sync_services(&expected)?;
         }
         Ok(drift)
     }
