@@ -272,6 +272,7 @@ impl Datapath {
                 source,
             })?;
         }
+        clear_staging(&staging)?;
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(map_names::RULES, capacities.rules)
@@ -513,6 +514,24 @@ fn clear<K: aya::Pod, V: aya::Pod>(
 }
 
 /// Removes a pin if there is one.
+/// Removes what a previous agent left in the staging directory. Anything there was staged by
+/// an agent that died before renaming it into place: a link pinned there runs beside the link
+/// it was to replace (still pinned under `links/`), a second program on the hook until
+/// something removes its pin, and no later agent would, unless it happened to stage a link of
+/// the same name; staged policy maps are used by no pin. Removing them detaches those links
+/// (their hooks keep the links pinned under `links/`) and frees the maps no program holds.
+fn clear_staging(staging: &Path) -> Result<(), DataplaneError> {
+    let entries = fs::read_dir(staging).map_err(|source| DataplaneError::PinDir {
+        path: staging.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        warn!(pin = %entry.path().display(), "removing a pin a previous agent left staged");
+        remove_pin(&entry.path())?;
+    }
+    Ok(())
+}
+
 pub(super) fn remove_pin(path: &Path) -> Result<(), DataplaneError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
