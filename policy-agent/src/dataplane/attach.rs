@@ -177,8 +177,14 @@ impl Datapath {
             info!(interface = %name, ?role, "attached");
             self.attached.insert(name.clone(), (*index, role, links));
         }
-        self.remove_stale_link_pins()?;
-        // Every interface runs this agent's programs now: the previous agent's maps can go.
+        let failed_indexes: Vec<u32> = present
+            .iter()
+            .filter(|(name, _)| failed.iter().any(|f: &AttachFailure| &f.interface == name))
+            .map(|(_, index)| *index)
+            .collect();
+        self.remove_stale_link_pins(&failed_indexes)?;
+        // Every interface runs this agent's programs now (but those that failed, which keep
+        // the previous agent's): the previous agent's maps can go.
         self.publish_policy_maps()?;
         Ok(Attachment {
             interfaces: self
@@ -354,8 +360,10 @@ impl Datapath {
         })
     }
 
-    /// Removes link pins that no attached interface owns.
-    fn remove_stale_link_pins(&self) -> Result<(), DataplaneError> {
+    /// Removes link pins that no attached interface owns, except those of the interfaces
+    /// (`keep`, by index) this agent failed to attach to: a previous agent's programs there
+    /// enforce its last policy, which is better than none until the attachment succeeds.
+    fn remove_stale_link_pins(&self, keep: &[u32]) -> Result<(), DataplaneError> {
         let dir = self.pin_dir.join(LINKS_DIR);
         let owned: Vec<&Path> = self
             .attached
@@ -369,7 +377,13 @@ impl Datapath {
         };
         for entry in entries.flatten() {
             let path: PathBuf = entry.path();
-            if !owned.contains(&path.as_path()) {
+            let kept = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.split_once('-'))
+                .and_then(|(index, _)| index.parse::<u32>().ok())
+                .is_some_and(|index| keep.contains(&index));
+            if !kept && !owned.contains(&path.as_path()) {
                 warn!(pin = %path.display(), "removing a link pin no attached interface owns");
                 remove_pin(&path)?;
             }
