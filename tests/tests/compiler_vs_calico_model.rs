@@ -453,6 +453,57 @@ spec:
     );
 }
 
+#[test]
+fn crafted_baseline_pass_and_calico_policies_in_the_builtin_tiers() {
+    // Baseline: a Pass (only ClusterNetworkPolicies have it there) before the BANP's Deny, a
+    // Calico policy at the same order whose name sorts after the translations', and a
+    // declared kube-admin tier repeating its built-in values.
+    assert_crafted_agree(
+        "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: kube-admin}
+spec: {order: 1000, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-admin.deny-sctp}
+spec:
+  tier: kube-admin
+  order: 0
+  selector: all()
+  ingress: [{action: Deny, protocol: SCTP}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: accept-sctp-from-dev}
+spec:
+  tier: Admin
+  priority: 0
+  subject: {namespaces: {}}
+  ingress: [{action: Accept, from: [{namespaces: {matchLabels: {team: b}}}], protocols: [{sctp: {destinationPort: {number: 9000}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: pass-dev}
+spec:
+  tier: Baseline
+  priority: 0
+  subject: {namespaces: {}}
+  ingress: [{action: Pass, from: [{namespaces: {matchLabels: {team: b}}}]}]
+  egress: [{action: Pass, to: [{networks: [0.0.0.0/0]}], protocols: [{udp: {destinationPort: {number: 53}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+  egress: [{action: Deny, to: [{networks: [0.0.0.0/0]}]}]
+",
+    );
+}
+
 /// A known disagreement, kept as a test that fails until the agent changes: the
 /// network-policy-api selectors select on the objects' own labels, but the agent evaluates
 /// them (through their Calico translation, as Calico 3.32 does) on Calico's endpoint labels,
