@@ -1,9 +1,12 @@
 //! The Calico reference model: Calico's ordered, tiered policy semantics evaluated directly on
-//! the checked v3 resources ([`policy_agent::calico::resources`]) and the Kubernetes API objects,
-//! one packet at a time, with a trace of every tier, policy and rule consulted.
+//! the checked v3 resources ([`policy_agent::calico::resources`]), the Kubernetes API objects
+//! and the validated network-policy-api objects
+//! ([`ClusterPolicy`](policy_agent::cluster_policy::ClusterPolicy)), one packet at a time, with
+//! a trace of every tier, policy and rule consulted.
 //!
 //! Like [`crate::reference`] it is a test oracle: brute force, obviously right rather than fast,
-//! sharing no code with the agent's compiler or `policy_agent::model`. It evaluates selectors
+//! sharing no code with the agent's compiler or `policy_agent::model` (only the data types a
+//! `ClusterPolicy` is made of, never their functions). It evaluates selectors
 //! with its own small recursive evaluator over the
 //! [`Selector`](policy_agent::calico::selector::Selector) AST (never
 //! `Selector::evaluate`), so that a bug in either shows up as a disagreement. Kubernetes
