@@ -8,6 +8,13 @@
 //! rule selectors match by label, and EndpointSlices of the Services rules match, whose
 //! endpoints are the world's addresses.
 //!
+//! Administrators' policy comes with them: network-policy-api ClusterNetworkPolicies in both
+//! tiers (priorities from a small pool, so that they collide), AdminNetworkPolicies and the
+//! BaselineAdminNetworkPolicy, with Accept/Allow, Deny and Pass, `namespaces`, `pods` and
+//! `networks` peers, ports, ranges and named ports, and Calico policies placed in their tiers
+//! `kube-admin` and `kube-baseline` too. A sixteenth of the cases have no Calico tiers or
+//! policies, so that the translations alone make the tables ordered.
+//!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
 //! resources reach the tests; what the datastore refuses (a peer's named source port in an
 //! ingress rule) is never generated.
@@ -21,6 +28,7 @@ use crate::{
 };
 use policy_agent::{
     calico::resources::{CalicoResource, parse_documents},
+    cluster_policy::{self, ApiKind, ClusterPolicy},
     model::Cluster,
 };
 
@@ -39,6 +47,9 @@ impl CalicoCase {
         for resource in &self.resources {
             cluster.calico.insert(resource.clone());
         }
+        for policy in &self.world.cluster_policies {
+            cluster.insert_cluster_policy(policy.clone());
+        }
         for slice in &self.world.endpoint_slices {
             let slice = policy_agent::model::convert::endpoint_slice(slice)
                 .expect("generated EndpointSlices are valid");
@@ -51,6 +62,16 @@ impl CalicoCase {
 }
 
 const TIERS: [&str; 3] = ["default", "security", "platform"];
+
+/// Tiers Calico policies are put in: the declared ones and, seldom, Calico's built-in tiers
+/// of administrators' policy (which are never declared with other values). Seldom, because
+/// those end in Pass where an undeclared tier ends in Deny: more would make denials rare.
+fn policy_tier() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        12 => select(TIERS.to_vec()),
+        1 => select(vec!["kube-admin", "kube-baseline"]),
+    ]
+}
 
 fn tier() -> impl Strategy<Value = Option<Value>> {
     (
@@ -429,7 +450,7 @@ fn any_rule(egress: bool) -> impl Strategy<Value = Value> {
 fn policy(index: usize) -> impl Strategy<Value = Value> {
     (
         prop::option::of(select(NAMESPACES.to_vec())),
-        select(TIERS.to_vec()),
+        policy_tier(),
         select(vec![
             Value::Null,
             json!(10),
@@ -498,6 +519,248 @@ fn policy(index: usize) -> impl Strategy<Value = Value> {
                 })
             },
         )
+}
+
+// ---- Administrators' policy (network-policy-api) ----
+
+/// Namespace selectors over the generated namespaces' labels (`team`, the name label).
+fn k8s_namespace_selector() -> impl Strategy<Value = Value> {
+    select(vec![
+        json!({}),
+        json!({}),
+        json!({ "matchLabels": { "team": "a" } }),
+        json!({ "matchExpressions": [{ "key": "team", "operator": "DoesNotExist" }] }),
+        json!({ "matchExpressions": [{ "key": "team", "operator": "In", "values": ["a", "b"] }] }),
+        json!({ "matchLabels": { "kubernetes.io/metadata.name": "y" } }),
+        json!({ "matchExpressions": [{ "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["x"] }] }),
+    ])
+}
+
+/// Pod selectors over the generated pods' labels (`app`, `tier`).
+fn k8s_pod_selector() -> impl Strategy<Value = Value> {
+    select(vec![
+        json!({}),
+        json!({ "matchLabels": { "app": "a" } }),
+        json!({ "matchLabels": { "app": "b", "tier": "1" } }),
+        json!({ "matchExpressions": [{ "key": "tier", "operator": "NotIn", "values": ["1"] }] }),
+        json!({ "matchExpressions": [{ "key": "app", "operator": "Exists" }] }),
+    ])
+}
+
+/// A `subject`, or a `namespaces`/`pods` peer (the same shape); `v1alpha1` requires a pod's
+/// `namespaceSelector`.
+fn pod_group(v1alpha1: bool) -> impl Strategy<Value = Value> {
+    (
+        any::<bool>(),
+        prop::option::weighted(0.7, k8s_namespace_selector()),
+        k8s_namespace_selector(),
+        k8s_pod_selector(),
+    )
+        .prop_map(move |(by_namespace, pod_namespaces, namespaces, pods)| {
+            // v1alpha1 has no default for it: all namespaces is `{}` there.
+            let pod_namespaces = pod_namespaces.or_else(|| v1alpha1.then(|| json!({})));
+            if by_namespace {
+                return json!({ "namespaces": namespaces });
+            }
+            let mut selector = json!({ "podSelector": pods });
+            if let Some(namespaces) = pod_namespaces {
+                selector["namespaceSelector"] = namespaces;
+            }
+            json!({ "pods": selector })
+        })
+}
+
+/// A `networks` peer: pods' addresses, parts of them, the outside and everything.
+fn networks_peer() -> impl Strategy<Value = Value> {
+    prop::collection::btree_set(
+        select(vec![
+            "10.0.0.0/24",
+            "10.0.0.8/29",
+            "10.0.0.12/32",
+            "0.0.0.0/0",
+            "192.0.2.0/24",
+            "fd00::/64",
+            "fd00::10/126",
+            "::/0",
+            "2001:db8::/32",
+        ]),
+        1..3,
+    )
+    .prop_map(|nets| json!({ "networks": nets }))
+}
+
+/// A port of a rule, in its version's shape: numbers and ranges at the flows' ports on each
+/// protocol, and the pods' port names.
+fn cluster_port(v1alpha1: bool) -> impl Strategy<Value = Value> {
+    if v1alpha1 {
+        select(vec![
+            json!({ "portNumber": { "port": 80 } }),
+            json!({ "portNumber": { "protocol": "UDP", "port": 53 } }),
+            json!({ "portNumber": { "protocol": "SCTP", "port": 9000 } }),
+            json!({ "portRange": { "start": 80, "end": 443 } }),
+            json!({ "portRange": { "protocol": "UDP", "start": 50, "end": 8080 } }),
+            json!({ "namedPort": "http" }),
+            json!({ "namedPort": "dns" }),
+        ])
+    } else {
+        select(vec![
+            json!({ "tcp": { "destinationPort": { "number": 80 } } }),
+            json!({ "tcp": { "destinationPort": { "range": { "start": 81, "end": 8080 } } } }),
+            json!({ "udp": { "destinationPort": { "number": 53 } } }),
+            json!({ "udp": { "destinationPort": { "range": { "start": 443, "end": 9000 } } } }),
+            json!({ "sctp": { "destinationPort": { "range": { "start": 53, "end": 9000 } } } }),
+            json!({ "destinationNamedPort": "http" }),
+            json!({ "destinationNamedPort": "dns" }),
+            json!({ "destinationNamedPort": "web" }),
+        ])
+    }
+}
+
+/// One rule: `actions` are the kind's, peers of `namespaces`/`pods` (and `networks` in
+/// egress), and ports in two rules out of three. A named port with a `networks` peer is
+/// refused by the CRDs: such a rule keeps its numbers, or loses its networks.
+fn cluster_rule(
+    egress: bool,
+    actions: Vec<&'static str>,
+    v1alpha1: bool,
+) -> impl Strategy<Value = Value> {
+    // Every pod, often: selective peers alone would seldom meet a flow's random pair.
+    let every_pod = Just(json!({ "namespaces": {} }));
+    let peer = if egress {
+        // Networks often: flows to addresses outside the pods are many, and only they decide
+        // those.
+        prop_oneof![1 => every_pod, 2 => pod_group(v1alpha1), 2 => networks_peer()].boxed()
+    } else {
+        prop_oneof![1 => every_pod, 2 => pod_group(v1alpha1)].boxed()
+    };
+    (
+        select(actions),
+        prop::collection::vec(peer, 1..3),
+        prop::option::weighted(0.65, prop::collection::vec(cluster_port(v1alpha1), 1..3)),
+        prop::option::weighted(0.2, select(vec!["guard", "to-owners"])),
+    )
+        .prop_map(move |(action, peers, ports, name)| {
+            let named =
+                |p: &Value| p.get("namedPort").is_some() || p.get("destinationNamedPort").is_some();
+            let mut peers = peers;
+            let mut ports = ports;
+            let networks = peers.iter().any(|p| p.get("networks").is_some());
+            if networks && ports.as_ref().is_some_and(|ports| ports.iter().any(named)) {
+                let others: Vec<Value> = peers
+                    .iter()
+                    .filter(|p| p.get("networks").is_none())
+                    .cloned()
+                    .collect();
+                if others.is_empty() {
+                    ports = ports
+                        .map(|ports| ports.into_iter().filter(|p| !named(p)).collect::<Vec<_>>())
+                        .filter(|ports| !ports.is_empty());
+                } else {
+                    peers = others;
+                }
+            }
+            let mut rule = json!({ "action": action });
+            rule[if egress { "to" } else { "from" }] = json!(peers);
+            if let Some(ports) = ports {
+                rule[if v1alpha1 { "ports" } else { "protocols" }] = json!(ports);
+            }
+            if let Some(name) = name {
+                rule["name"] = json!(name);
+            }
+            rule
+        })
+}
+
+/// The rules of one direction: none (a direction the policy leaves alone) in a quarter of
+/// them. Few, as the compile of their translation is most of a case's cost.
+fn cluster_rules(
+    egress: bool,
+    actions: Vec<&'static str>,
+    v1alpha1: bool,
+) -> impl Strategy<Value = Vec<Value>> {
+    select(vec![0usize, 1, 1, 2]).prop_flat_map(move |n| {
+        prop::collection::vec(cluster_rule(egress, actions.clone(), v1alpha1), n)
+    })
+}
+
+/// A ClusterNetworkPolicy (in either tier), an AdminNetworkPolicy or the
+/// BaselineAdminNetworkPolicy (`default`, the only name it may have), as YAML would hold it.
+fn cluster_policy_document(index: usize) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => Just(ApiKind::ClusterNetworkPolicy),
+        2 => Just(ApiKind::AdminNetworkPolicy),
+        1 => Just(ApiKind::BaselineAdminNetworkPolicy),
+    ]
+    .prop_flat_map(move |kind| {
+        let v1alpha1 = kind != ApiKind::ClusterNetworkPolicy;
+        let actions = match kind {
+            // Mostly Deny: an Admin Accept overrides every NetworkPolicy and Calico tier
+            // after it, and the tests want both verdicts well represented.
+            ApiKind::ClusterNetworkPolicy => {
+                vec!["Accept", "Deny", "Deny", "Deny", "Deny", "Pass"]
+            }
+            ApiKind::AdminNetworkPolicy => vec!["Allow", "Deny", "Deny", "Deny", "Pass"],
+            ApiKind::BaselineAdminNetworkPolicy => vec!["Allow", "Deny", "Deny"],
+        };
+        (
+            Just(kind),
+            any::<bool>(),
+            // Few values, so that equal priorities (and the names' tie-break) are common.
+            select(vec![0u32, 5, 5, 10, 1000]),
+            // Two names per kind: a later policy may replace an earlier one.
+            select(vec!["p", "q"]),
+            pod_group(v1alpha1),
+            cluster_rules(false, actions.clone(), v1alpha1),
+            cluster_rules(true, actions, v1alpha1),
+        )
+    })
+    .prop_map(
+        move |(kind, baseline, priority, name, subject, ingress, egress)| {
+            let name = match kind {
+                ApiKind::BaselineAdminNetworkPolicy => "default".to_owned(),
+                _ => format!("{name}{}", index % 2),
+            };
+            let mut spec = json!({ "subject": subject, "ingress": ingress, "egress": egress });
+            match kind {
+                ApiKind::ClusterNetworkPolicy => {
+                    spec["tier"] = json!(if baseline { "Baseline" } else { "Admin" });
+                    spec["priority"] = json!(priority);
+                }
+                ApiKind::AdminNetworkPolicy => spec["priority"] = json!(priority),
+                ApiKind::BaselineAdminNetworkPolicy => {}
+            }
+            json!({
+                "apiVersion": kind.api_version(),
+                "kind": kind.as_str(),
+                "metadata": { "name": name },
+                "spec": spec,
+            })
+        },
+    )
+}
+
+/// The document as the agent validates it (every generated one is valid).
+fn cluster_policy_of(document: &Value) -> ClusterPolicy {
+    let field = |name: &str| document[name].as_str().unwrap_or_default();
+    let kind = ApiKind::from_api(field("apiVersion"), field("kind")).expect("a generated kind");
+    cluster_policy::parse_value(kind, document.clone()).unwrap_or_else(|e| {
+        panic!(
+            "generated an invalid {kind}: {e}\n{}",
+            serde_yaml::to_string(document).unwrap_or_default()
+        )
+    })
+}
+
+/// A generated administrators' policy and its YAML.
+pub fn cluster_policy() -> impl Strategy<Value = (ClusterPolicy, String)> {
+    (0usize..4)
+        .prop_flat_map(cluster_policy_document)
+        .prop_map(|document| {
+            (
+                cluster_policy_of(&document),
+                serde_yaml::to_string(&document).unwrap_or_default(),
+            )
+        })
 }
 
 fn network_set(index: usize) -> impl Strategy<Value = Value> {
@@ -653,7 +916,8 @@ fn endpoint_slice(
     Some(serde_json::from_value(value).expect("a generated EndpointSlice"))
 }
 
-/// A random world with Calico resources (and Kubernetes NetworkPolicies among them).
+/// A random world with Calico resources (and Kubernetes NetworkPolicies among them), and
+/// administrators' policy in most.
 pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     let tiers = prop::collection::vec(tier(), 0..3);
     let policies = (1usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
@@ -662,8 +926,20 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
     let sets = (sets, hosts)
         .prop_map(|(sets, hosts)| sets.into_iter().chain(hosts).collect::<Vec<Value>>());
     let slices = prop::collection::vec(slice_spec(), 0..6);
-    (world(), tiers, policies, sets, slices).prop_map(
-        |(kubernetes, tiers, policies, sets, slices)| {
+    // One or two administrators' policies in most worlds: each costs its translation's
+    // compile, and the test's run time is to stay about what it was without them.
+    let cluster = prop_oneof![1 => Just(0usize), 4 => 1usize..3]
+        .prop_flat_map(|n| (0..n).map(cluster_policy_document).collect::<Vec<_>>());
+    // A sixteenth of the worlds have no Calico tiers or policies: administrators' policy
+    // (when there is some) and NetworkPolicies alone. Few, as they deny little (the kernel
+    // test wants a tenth of its flows denied); elsewhere the endpoints no Calico policy
+    // applies to already get ordered tables from the translations alone.
+    let calico = prop_oneof![
+        1 => Just((Vec::new(), Vec::new())),
+        15 => (tiers, policies),
+    ];
+    (world(), calico, sets, slices, cluster).prop_map(
+        |(kubernetes, (tiers, policies), sets, slices, cluster)| {
             let mut seen = std::collections::BTreeSet::new();
             let documents: Vec<Value> = tiers
                 .into_iter()
@@ -686,13 +962,28 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
             for resource in &resources {
                 world.add(resource.clone());
             }
+            let mut yaml = yaml;
+            // One object per kind and name, the last generated one: as the API server holds
+            // them.
+            let mut cluster_documents: Vec<Value> = Vec::new();
+            for document in cluster.into_iter().rev() {
+                let key = |d: &Value| (d["kind"].clone(), d["metadata"]["name"].clone());
+                if !cluster_documents.iter().any(|d| key(d) == key(&document)) {
+                    cluster_documents.push(document);
+                }
+            }
+            cluster_documents.reverse();
+            for document in &cluster_documents {
+                world.cluster_policies.push(cluster_policy_of(document));
+                yaml.push_str("---\n");
+                yaml.push_str(&serde_yaml::to_string(document).unwrap_or_default());
+            }
             let addrs = crate::generate::addresses(&kubernetes);
             world.endpoint_slices = slices
                 .iter()
                 .enumerate()
                 .filter_map(|(index, spec)| endpoint_slice(index, spec, &addrs))
                 .collect();
-            let mut yaml = yaml;
             for slice in &world.endpoint_slices {
                 yaml.push_str("---\n");
                 yaml.push_str(&serde_yaml::to_string(slice).unwrap_or_default());
@@ -722,10 +1013,18 @@ pub enum CalicoEdit {
     /// with addresses of its family picked from the world's, or empties it: a Service's pods
     /// coming and going.
     SetEndpoints(prop::sample::Index, Vec<prop::sample::Index>),
+    /// Deletes one of the case's administrators' policies (none when it has none).
+    RemoveClusterPolicy(prop::sample::Index),
+    /// Applies an administrators' policy (its YAML for the failure's listing): added, or
+    /// replacing the one of the same kind and name.
+    PutClusterPolicy(Box<ClusterPolicy>, String),
 }
 
 pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
     prop_oneof![
+        any::<prop::sample::Index>().prop_map(CalicoEdit::RemoveClusterPolicy),
+        cluster_policy()
+            .prop_map(|(policy, yaml)| CalicoEdit::PutClusterPolicy(Box::new(policy), yaml)),
         any::<prop::sample::Index>().prop_map(CalicoEdit::RemovePolicy),
         (0usize..5).prop_flat_map(policy).prop_map(|document| {
             let yaml = serde_yaml::to_string(&document).unwrap_or_default();
@@ -775,6 +1074,29 @@ fn policy_key(resource: &CalicoResource) -> Option<(Option<String>, String)> {
 impl CalicoCase {
     /// Applies an edit to the resources, the model's world and the YAML a failure prints.
     pub fn apply(&mut self, edit: &CalicoEdit) {
+        match edit {
+            CalicoEdit::RemoveClusterPolicy(index) => {
+                let count = self.world.cluster_policies.len();
+                if count > 0 {
+                    let removed = self.world.cluster_policies.remove(index.index(count));
+                    self.yaml
+                        .push_str(&format!("# then deleted: {}\n", removed.describe()));
+                }
+                return;
+            }
+            CalicoEdit::PutClusterPolicy(policy, yaml) => {
+                let policies = &mut self.world.cluster_policies;
+                policies.retain(|p| (p.kind, &p.name) != (policy.kind, &policy.name));
+                policies.push(policy.as_ref().clone());
+                // Commented out, as the other edits are: the listing stays the first world.
+                self.yaml.push_str("# then applied:\n");
+                for line in yaml.lines() {
+                    self.yaml.push_str(&format!("#   {line}\n"));
+                }
+                return;
+            }
+            _ => {}
+        }
         if let CalicoEdit::SetEndpoints(index, picks) = edit {
             let count = self.world.endpoint_slices.len();
             if count == 0 {
@@ -834,7 +1156,10 @@ impl CalicoCase {
                 Some(key) => key,
                 None => return,
             },
-            CalicoEdit::SetNets(..) | CalicoEdit::SetEndpoints(..) => return,
+            CalicoEdit::SetNets(..)
+            | CalicoEdit::SetEndpoints(..)
+            | CalicoEdit::RemoveClusterPolicy(_)
+            | CalicoEdit::PutClusterPolicy(..) => return,
         };
         self.resources
             .retain(|r| policy_key(r).as_ref() != Some(&removed));
@@ -855,7 +1180,10 @@ impl CalicoCase {
                     "# then applied {namespace}/{name}: {resource:?}\n"
                 ));
             }
-            CalicoEdit::SetNets(..) | CalicoEdit::SetEndpoints(..) => {}
+            CalicoEdit::SetNets(..)
+            | CalicoEdit::SetEndpoints(..)
+            | CalicoEdit::RemoveClusterPolicy(_)
+            | CalicoEdit::PutClusterPolicy(..) => {}
         }
     }
 }

@@ -14,11 +14,24 @@
 //! model, a sync that writes only the keys the compile reports changed must arrive at the
 //! same maps, and nothing may be left behind (`palisade_tests::leftovers`).
 //!
-//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 2000, 500 for the edits).
+//! Administrators' policy (ClusterNetworkPolicy, AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy) is part of most worlds and of the edits, given to the agent
+//! through `Cluster::insert_cluster_policy`; each property prints how many flows the model
+//! walked through the tiers `kube-admin`/`kube-baseline` and how many a rule there decided.
+//! The `crafted_*` tests hold both to hand-written worlds at the API's corners (Pass, then a
+//! NetworkPolicy, then Baseline; equal priorities; named ports; networks over pods).
+//!
+//! `PALISADE_PROPTEST_CASES` raises the number of cases (default 1600, 400 for the edits:
+//! worlds with administrators' policy cost about a quarter more to compile and explain, and
+//! these defaults keep the run time what 2000 and 500 took without them).
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use palisade_tests::{
+    calico_reference::CalicoWorld,
     generate::{FlowPick, cases_from_env, edits, flow_picks},
     generate_calico::{CalicoCase, IcmpPick, calico_case, calico_edit, icmp_picks},
     leftovers,
@@ -33,6 +46,9 @@ use policy_agent::{
 };
 use proptest::{prelude::*, test_runner::TestCaseError};
 
+/// The default number of worlds of the first property (a quarter of it for the second).
+const CASES: u32 = 1600;
+
 fn scope(case: &CalicoCase) -> Scope {
     Scope {
         node_name: None,
@@ -40,15 +56,65 @@ fn scope(case: &CalicoCase) -> Scope {
     }
 }
 
+/// Flows checked by one property: all, through the administrators' tiers, decided there.
+struct Counts {
+    cases: AtomicUsize,
+    flows: AtomicUsize,
+    through: AtomicUsize,
+    decided: AtomicUsize,
+}
+
+impl Counts {
+    const fn new() -> Self {
+        Counts {
+            cases: AtomicUsize::new(0),
+            flows: AtomicUsize::new(0),
+            through: AtomicUsize::new(0),
+            decided: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a passing case; after `total` of them, prints the counts. (Proptest runs
+    /// `total` new cases after replaying the persisted ones and offers no hook after the last
+    /// one, so the figures leave out the last few cases. No assertion here: a panic would be
+    /// shrunk and persisted as a regression of the world at hand; `kernel_vs_calico_model`,
+    /// on the same generator, fails when too few flows involve administrators' policy.)
+    fn case_passed(&self, name: &str, total: u32) {
+        let cases = self.cases.fetch_add(1, Ordering::Relaxed) + 1;
+        if cases != total as usize {
+            return;
+        }
+        let flows = self.flows.load(Ordering::Relaxed);
+        let through = self.through.load(Ordering::Relaxed);
+        let decided = self.decided.load(Ordering::Relaxed);
+        eprintln!(
+            "{name}: {cases} cases, {flows} flow checks; {through} through kube-admin/kube-baseline, {decided} decided by a ClusterNetworkPolicy/ANP/BANP rule"
+        );
+    }
+}
+
+static SINGLE: Counts = Counts::new();
+static INCREMENTAL: Counts = Counts::new();
+
 fn check_flows(
     case: &CalicoCase,
     cluster: &Cluster,
     maps: &MapContents,
     picks: &[FlowPick],
     icmp: &[IcmpPick],
+    counts: &Counts,
 ) -> Result<(), TestCaseError> {
     for flow in case.flows(picks, icmp) {
         let model = case.world.verdict(&flow.model);
+        counts.flows.fetch_add(1, Ordering::Relaxed);
+        counts.through.fetch_add(
+            usize::from(model.through_cluster_tiers()),
+            Ordering::Relaxed,
+        );
+        counts.decided.fetch_add(
+            usize::from(model.decided_by_cluster_policy()),
+            Ordering::Relaxed,
+        );
         let packet = Packet {
             src: flow.src,
             dst: flow.dst,
@@ -98,7 +164,7 @@ fn check_flows(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases_from_env(2000), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES), ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_ordered_tables_agree_with_the_calico_model(
@@ -108,12 +174,13 @@ proptest! {
     ) {
         let cluster = case.agent_cluster();
         let maps = Compiler::new().compile(&cluster, &scope(&case)).maps;
-        check_flows(&case, &cluster, &maps, &picks, &icmp)?;
+        check_flows(&case, &cluster, &maps, &picks, &icmp, &SINGLE)?;
+        SINGLE.case_passed("compiled_ordered_tables_agree_with_the_calico_model", cases_from_env(CASES));
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases_from_env(2000) / 4, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES) / 4, ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_ordered_compiles_agree_with_the_model_and_leave_nothing_behind(
@@ -139,6 +206,10 @@ proptest! {
             case.apply(calico_edit);
             step(&mut compiler, &mut synced, &case, &picks, &icmp, &format!("{calico_edit:?}"))?;
         }
+        INCREMENTAL.case_passed(
+            "incremental_ordered_compiles_agree_with_the_model_and_leave_nothing_behind",
+            cases_from_env(CASES) / 4,
+        );
     }
 }
 
@@ -161,7 +232,7 @@ fn step(
         edit
     );
     let maps = compiled.maps;
-    check_flows(case, &cluster, &maps, picks, icmp)?;
+    check_flows(case, &cluster, &maps, picks, icmp, &INCREMENTAL)?;
     let fresh = Compiler::new().compile(&cluster, &scope(case)).maps;
     prop_assert_eq!(
         leftovers::counts(&maps),
@@ -177,4 +248,308 @@ fn step(
         orphans
     );
     Ok(())
+}
+
+// ---- Crafted worlds: administrators' policy at its corners ----
+
+/// Namespaces `prod` (team=a) and `dev` (team=b); web (8080/TCP named `http`, 53/UDP named
+/// `dns`) and db in prod, client in dev.
+const PODS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev, labels: {team: b}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: prod, labels: {app: web}}
+spec:
+  containers:
+  - name: c
+    ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 53, protocol: UDP}]
+status: {phase: Running, podIP: 10.0.0.10, podIPs: [{ip: 10.0.0.10}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: prod, labels: {app: db}}
+spec: {containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.0.11, podIPs: [{ip: 10.0.0.11}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: dev, labels: {app: client}}
+spec: {containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.0.12, podIPs: [{ip: 10.0.0.12}]}
+";
+
+/// The world of `PODS` and `objects`, as a case of the generator's (the agent gets the
+/// administrators' policies through `Cluster::insert_cluster_policy`).
+fn crafted(objects: &str) -> CalicoCase {
+    use policy_agent::calico::resources::CalicoResource;
+    let yaml = format!("{PODS}---\n{objects}");
+    let mut world = CalicoWorld::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    world.node_addrs = vec!["10.0.0.1".parse().expect("addr")];
+    let mut resources: Vec<CalicoResource> = world
+        .tiers
+        .iter()
+        .cloned()
+        .map(CalicoResource::Tier)
+        .collect();
+    resources.extend(world.policies.iter().cloned().map(|p| {
+        if p.namespace.is_some() {
+            CalicoResource::NetworkPolicy(p)
+        } else {
+            CalicoResource::GlobalNetworkPolicy(p)
+        }
+    }));
+    CalicoCase {
+        world,
+        yaml,
+        resources,
+    }
+}
+
+/// Every ordered pair of the pods and an outside address, on TCP 80 and 8080, UDP 53 and
+/// 8080, SCTP 9000 and ICMP echo: the model and the compiled maps must agree on each.
+fn crafted_disagreements(case: &CalicoCase) -> Vec<String> {
+    use palisade_tests::calico_reference::Packet as ModelPacket;
+    use policy_agent::calico::resources::Protocol;
+    let cluster = case.agent_cluster();
+    let maps = Compiler::new().compile(&cluster, &scope(case)).maps;
+    let addrs: Vec<IpAddr> = ["10.0.0.10", "10.0.0.11", "10.0.0.12", "192.0.2.7"]
+        .iter()
+        .map(|a| a.parse().expect("addr"))
+        .collect();
+    let mut out = Vec::new();
+    for &src in &addrs {
+        for &dst in addrs.iter().filter(|d| **d != src) {
+            let mut packets: Vec<ModelPacket> =
+                [(6, 80), (6, 8080), (17, 53), (17, 8080), (132, 9000)]
+                    .into_iter()
+                    .map(|(protocol, port)| {
+                        ModelPacket::new(src, dst, Protocol(protocol), 40_000, port)
+                    })
+                    .collect();
+            packets.push(ModelPacket::icmp(src, dst, 8, 0));
+            for model_packet in packets {
+                let key_port = match model_packet.icmp {
+                    Some(icmp) => u16::from(icmp.icmp_type) << 8 | u16::from(icmp.code),
+                    None => model_packet.dst_port,
+                };
+                let packet = Packet {
+                    src,
+                    dst,
+                    protocol: model_packet.protocol,
+                    sport: model_packet.src_port,
+                    dport: key_port,
+                };
+                let endpoint = |ip: IpAddr| {
+                    maps.endpoints
+                        .contains_key(&policy_common::endpoint::EndpointKey {
+                            addr: policy_agent::compiler::identity_addr(ip),
+                        })
+                };
+                let egress =
+                    !endpoint(src) || replay::allows(&maps, &packet, Direction::FromEndpoint);
+                let ingress =
+                    !endpoint(dst) || replay::allows(&maps, &packet, Direction::ToEndpoint);
+                let model = case.world.verdict(&model_packet);
+                if (egress && ingress) != model.allowed {
+                    out.push(format!(
+                        "{model_packet}: compiled egress {egress} ingress {ingress}\nmodel:\n{model}"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn assert_crafted_agree(objects: &str) {
+    let case = crafted(objects);
+    let disagreements = crafted_disagreements(&case);
+    assert!(
+        disagreements.is_empty(),
+        "{}\nresources:\n{}",
+        disagreements.join("\n"),
+        case.yaml
+    );
+}
+
+#[test]
+fn crafted_admin_pass_then_network_policy_then_baseline() {
+    assert_crafted_agree(
+        "
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: owners-decide}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress:
+  - {action: Pass, from: [{namespaces: {matchLabels: {team: b}}}]}
+  - {action: Deny, from: [{namespaces: {}}], protocols: [{udp: {destinationPort: {number: 53}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-db, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: db}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {matchLabels: {team: b}}}]}]
+  egress: [{action: Deny, to: [{networks: [192.0.2.0/24]}]}]
+",
+    );
+}
+
+#[test]
+fn crafted_equal_priorities_and_named_ports() {
+    assert_crafted_agree(
+        "
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: a-accept-http}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {}}
+  ingress:
+  - action: Accept
+    from: [{namespaces: {}}]
+    protocols: [{destinationNamedPort: http}, {destinationNamedPort: dns}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: z-deny-8080}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  ingress:
+  - action: Deny
+    from: [{pods: {namespaceSelector: {matchLabels: {team: b}}, podSelector: {}}}]
+    ports: [{portRange: {protocol: TCP, start: 8000, end: 8100}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: b-deny-rest}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+  egress:
+  - {action: Deny, to: [{networks: [10.0.0.10/32]}], protocols: [{udp: {destinationPort: {number: 8080}}}]}
+",
+    );
+}
+
+#[test]
+fn crafted_baseline_pass_and_calico_policies_in_the_builtin_tiers() {
+    // Baseline: a Pass (only ClusterNetworkPolicies have it there) before the BANP's Deny, a
+    // Calico policy at the same order whose name sorts after the translations', and a
+    // declared kube-admin tier repeating its built-in values.
+    assert_crafted_agree(
+        "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: kube-admin}
+spec: {order: 1000, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-admin.deny-sctp}
+spec:
+  tier: kube-admin
+  order: 0
+  selector: all()
+  ingress: [{action: Deny, protocol: SCTP}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: accept-sctp-from-dev}
+spec:
+  tier: Admin
+  priority: 0
+  subject: {namespaces: {}}
+  ingress: [{action: Accept, from: [{namespaces: {matchLabels: {team: b}}}], protocols: [{sctp: {destinationPort: {number: 9000}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: pass-dev}
+spec:
+  tier: Baseline
+  priority: 0
+  subject: {namespaces: {}}
+  ingress: [{action: Pass, from: [{namespaces: {matchLabels: {team: b}}}]}]
+  egress: [{action: Pass, to: [{networks: [0.0.0.0/0]}], protocols: [{udp: {destinationPort: {number: 53}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+  egress: [{action: Deny, to: [{networks: [0.0.0.0/0]}]}]
+",
+    );
+}
+
+/// A known disagreement, kept as a test that fails until the agent changes: the
+/// network-policy-api selectors select on the objects' own labels, but the agent evaluates
+/// them (through their Calico translation, as Calico 3.32 does) on Calico's endpoint labels,
+/// which add `projectcalico.org/name` to every namespace and `projectcalico.org/namespace`,
+/// `projectcalico.org/orchestrator` and `projectcalico.org/serviceaccount` to every pod. A
+/// selector on those keys therefore selects other pods than the API says: each world below
+/// has 36, 36 and 12 disagreeing flows. Not fixable in `translate.rs` alone (Calico overrides
+/// a user's label of those keys, so its value is lost): validation could refuse such keys.
+#[test]
+#[ignore = "known disagreement: selectors on Calico's automatic label keys (see the comment)"]
+fn selectors_on_calico_automatic_labels_select_the_objects_own_labels() {
+    for objects in [
+        // Every namespace lacks the label: the API denies everything, the agent nothing.
+        "
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-all}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {matchExpressions: [{key: projectcalico.org/name, operator: DoesNotExist}]}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+",
+        // Every pod lacks the label: a peer of every pod for the API, of none for the agent.
+        "
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-all}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{pods: {podSelector: {matchExpressions: [{key: projectcalico.org/orchestrator, operator: DoesNotExist}]}}}]}]
+",
+        // No pod has the label: no subject for the API, dev's pods for the agent.
+        "
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-all}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {pods: {podSelector: {matchLabels: {projectcalico.org/namespace: dev}}}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+",
+    ] {
+        assert_crafted_agree(objects);
+    }
 }

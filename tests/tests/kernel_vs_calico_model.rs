@@ -5,6 +5,10 @@
 //! real agent code (compiler + incremental sync from the previous case's state). For every
 //! flow, `policy-agent explain`'s walk must give the kernel's verdict too.
 //!
+//! Most worlds hold administrators' policy too (ClusterNetworkPolicy, AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy); the test prints how many flows the model walked through the
+//! tiers `kube-admin`/`kube-baseline` and how many a rule there decided.
+//!
 //! Privileged. `PALISADE_KERNEL_CASES` sets the number of worlds (default 300).
 
 use std::cell::RefCell;
@@ -36,6 +40,8 @@ fn kernel_verdicts_agree_with_the_calico_model() {
     let pins = Pins::new("kernel-vs-calico");
     let datapath = RefCell::new(ProgrammedDatapath::load(&pins.0));
     let (flows_checked, denied) = (RefCell::new(0usize), RefCell::new(0usize));
+    // Flows whose model walk went through the administrators' tiers, and decided there.
+    let (through, decided) = (RefCell::new(0usize), RefCell::new(0usize));
 
     let mut runner = TestRunner::new(Config {
         cases: std::env::var("PALISADE_KERNEL_CASES")
@@ -89,6 +95,8 @@ fn kernel_verdicts_agree_with_the_calico_model() {
                 prop_assert_eq!(kernel, model.allowed, "{}\nmodel:\n{}", flow.model, model);
                 *flows_checked.borrow_mut() += 1;
                 *denied.borrow_mut() += usize::from(!kernel);
+                *through.borrow_mut() += usize::from(model.through_cluster_tiers());
+                *decided.borrow_mut() += usize::from(model.decided_by_cluster_policy());
             }
             Ok(())
         },
@@ -110,5 +118,14 @@ fn kernel_verdicts_agree_with_the_calico_model() {
         denied * 10 > checked && denied * 10 < checked * 9,
         "{denied} of {checked} flows denied"
     );
-    eprintln!("kernel vs Calico model: {checked} flows agreed ({denied} denied)");
+    let (through, decided) = (*through.borrow(), *decided.borrow());
+    eprintln!(
+        "kernel vs Calico model: {checked} flows agreed ({denied} denied); {through} through kube-admin/kube-baseline, {decided} decided by a ClusterNetworkPolicy/ANP/BANP rule"
+    );
+    assert!(
+        // About 14% and 2% in practice: only pod-to-pod flows (and egress to `networks`) can
+        // be decided there, and they are a minority of the random pairs.
+        through * 10 > checked && decided * 100 > checked,
+        "administrators' policy in too few flows ({through} and {decided} of {checked})"
+    );
 }

@@ -1,9 +1,12 @@
 //! The Calico reference model: Calico's ordered, tiered policy semantics evaluated directly on
-//! the checked v3 resources ([`policy_agent::calico::resources`]) and the Kubernetes API objects,
-//! one packet at a time, with a trace of every tier, policy and rule consulted.
+//! the checked v3 resources ([`policy_agent::calico::resources`]), the Kubernetes API objects
+//! and the validated network-policy-api objects
+//! ([`ClusterPolicy`](policy_agent::cluster_policy::ClusterPolicy)), one packet at a time, with
+//! a trace of every tier, policy and rule consulted.
 //!
 //! Like [`crate::reference`] it is a test oracle: brute force, obviously right rather than fast,
-//! sharing no code with the agent's compiler or `policy_agent::model`. It evaluates selectors
+//! sharing no code with the agent's compiler or `policy_agent::model` (only the data types a
+//! `ClusterPolicy` is made of, never their functions). It evaluates selectors
 //! with its own small recursive evaluator over the
 //! [`Selector`](policy_agent::calico::selector::Selector) AST (never
 //! `Selector::evaluate`), so that a bug in either shows up as a disagreement. Kubernetes
@@ -136,6 +139,42 @@
 //!   namespace-restricted (libcalico-go passes it through unchanged), but in a namespaced policy
 //!   its presence alone adds the namespace restriction to the positive part, so a namespaced
 //!   policy's `notSelector`-only rule matches only owners in its own namespace.
+
+//!
+//! ## Administrators' policy (network-policy-api)
+//! Source: the network-policy-api v1alpha2 API reference (ClusterNetworkPolicy) and v1alpha1
+//! (AdminNetworkPolicy, BaselineAdminNetworkPolicy); where they leave placement among
+//! Calico's own tiers open, Calico 3.32's built-in tiers. The objects are read through the
+//! agent's validation (`policy_agent::cluster_policy::parse_value`: which objects are valid
+//! is not this model's question) and evaluated as written: never through their Calico
+//! translation (`translate.rs`) or any function of the agent's compiler or model (only the
+//! data types `ClusterPolicy` is made of: its selectors' requirements, its protocols).
+//! * Tiers: Admin policies are in tier `kube-admin` (order 1,000, so before the `default`
+//!   tier at 1,000,000 that holds NetworkPolicies), Baseline ones in `kube-baseline` (order
+//!   10,000,000); both end in Pass. Calico policies may live in them too, and the tier walk
+//!   above decides everything: without Calico resources that is "Admin, then NetworkPolicy
+//!   (a selected pod is allowed or denied there, by the `default` tier's Deny), then Baseline,
+//!   then allow". A Tier resource of either name can only repeat these values.
+//! * Order in a tier: `priority` ascending (a BaselineAdminNetworkPolicy has 0), then the
+//!   name Calico gives the translation, Felix's tie-break: `kanp.adminnetworkpolicy.<name>`
+//!   < `kbanp.baselineadminnetworkpolicy.<name>` < `kcnp.<tier>.<name>` (so at equal
+//!   priorities an AdminNetworkPolicy comes before a ClusterNetworkPolicy, then by name; the
+//!   API leaves this open). *(choice, as Calico does)*
+//! * A policy applies to a direction only when it has rules in it, and to the live pods
+//!   (never host-network ones) of the namespaces its subject's namespace selector matches
+//!   (and, for `pods`, whose labels the pod selector matches). Rules in written order: the
+//!   first whose peers and ports match decides; Accept/Allow allows, Deny denies, Pass ends
+//!   the tier.
+//! * Label selectors are matched by [`crate::reference`]'s Kubernetes selector matching on
+//!   the objects' own labels (a namespace's plus `kubernetes.io/metadata.name`), not on
+//!   Calico's endpoint labels.
+//! * Peers: `namespaces` are the live, non-host-network pods of matching namespaces; `pods`
+//!   those whose labels match too; `networks` every address in the CIDRs, pods' included.
+//!   The peer is the packet's source for ingress, its destination for egress.
+//! * Ports: none means every protocol and port, ICMP included; otherwise the packet must
+//!   have ports and match one entry: a (protocol, port range), or a named port, which is a
+//!   container port of the live pod at the destination address with that name, its own
+//!   protocol and number (never a non-pod destination).
 
 mod eval;
 mod trace;

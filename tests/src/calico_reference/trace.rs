@@ -48,9 +48,33 @@ pub enum PolicyKind {
     NetworkPolicy,
     /// A Kubernetes NetworkPolicy, as Calico places it.
     KubernetesNetworkPolicy,
+    /// network-policy-api v1alpha2, in tier `kube-admin`, or `kube-baseline` when `baseline`.
+    ClusterNetworkPolicy {
+        baseline: bool,
+    },
+    /// network-policy-api v1alpha1, in tier `kube-admin`.
+    AdminNetworkPolicy,
+    /// network-policy-api v1alpha1, in tier `kube-baseline`.
+    BaselineAdminNetworkPolicy,
 }
 
-/// A policy as the trace names it. A Kubernetes NetworkPolicy is named `knp.default.<name>`.
+/// The name prefixes Calico gives its GlobalNetworkPolicies for administrators' policy
+/// (`kcnp.<tier>.` for ClusterNetworkPolicies since Calico 3.32, the v1alpha1 kinds' from
+/// 3.29–3.31). Written here again, not taken from the agent: they are what breaks ties
+/// between equal priorities (Felix's name order), so the model states them itself.
+/// Calico's built-in tiers for administrators' policy.
+pub const ADMIN_TIER: &str = "kube-admin";
+pub const BASELINE_TIER: &str = "kube-baseline";
+const CLUSTER_TIERS: [&str; 2] = [ADMIN_TIER, BASELINE_TIER];
+
+const KCNP_ADMIN: &str = "kcnp.kube-admin.";
+const KCNP_BASELINE: &str = "kcnp.kube-baseline.";
+const KANP: &str = "kanp.adminnetworkpolicy.";
+const KBANP: &str = "kbanp.baselineadminnetworkpolicy.";
+
+/// A policy as the trace names it. A Kubernetes NetworkPolicy is named `knp.default.<name>`;
+/// administrators' policies by their own name (`tier` tells the two ClusterNetworkPolicy
+/// tiers apart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PolicyId {
     pub kind: PolicyKind,
@@ -60,12 +84,33 @@ pub struct PolicyId {
 
 impl PolicyId {
     /// Felix's policy key name, the tie-break between policies of equal order:
-    /// `<namespace>/<name>` or `<name>`.
+    /// `<namespace>/<name>` or `<name>`; for administrators' policy, the name Calico gives
+    /// its translation (`kcnp.kube-admin.<name>`, ...), so that at equal priorities an
+    /// AdminNetworkPolicy comes before a ClusterNetworkPolicy, then names decide.
     pub fn key(&self) -> String {
+        let prefix = match self.kind {
+            PolicyKind::ClusterNetworkPolicy { baseline: true } => KCNP_BASELINE,
+            PolicyKind::ClusterNetworkPolicy { baseline: false } => KCNP_ADMIN,
+            PolicyKind::AdminNetworkPolicy => KANP,
+            PolicyKind::BaselineAdminNetworkPolicy => KBANP,
+            PolicyKind::GlobalNetworkPolicy
+            | PolicyKind::NetworkPolicy
+            | PolicyKind::KubernetesNetworkPolicy => "",
+        };
         match &self.namespace {
-            Some(ns) => format!("{ns}/{}", self.name),
-            None => self.name.clone(),
+            Some(ns) => format!("{ns}/{prefix}{}", self.name),
+            None => format!("{prefix}{}", self.name),
         }
+    }
+
+    /// Whether this is an administrators' policy (a ClusterNetworkPolicy, ANP or BANP).
+    pub fn is_cluster_policy(&self) -> bool {
+        matches!(
+            self.kind,
+            PolicyKind::ClusterNetworkPolicy { .. }
+                | PolicyKind::AdminNetworkPolicy
+                | PolicyKind::BaselineAdminNetworkPolicy
+        )
     }
 }
 
@@ -75,7 +120,14 @@ impl fmt::Display for PolicyId {
             PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             PolicyKind::NetworkPolicy => "NetworkPolicy",
             PolicyKind::KubernetesNetworkPolicy => "Kubernetes NetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy { .. } => "ClusterNetworkPolicy",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
         };
+        if self.is_cluster_policy() {
+            // Their own name, not the translation's: what the administrator wrote.
+            return write!(f, "{kind} {}", self.name);
+        }
         write!(f, "{kind} {}", self.key())
     }
 }
@@ -209,6 +261,25 @@ impl Decision {
     /// What decided `direction`, when that side was evaluated.
     pub fn decided_by(&self, direction: Direction) -> Option<&DecidedBy> {
         self.side(direction).trace().map(|t| &t.decided_by)
+    }
+
+    /// Whether either side's walk went through a tier of administrators' policy
+    /// (`kube-admin` or `kube-baseline`): some policy there applied to the endpoint, whatever
+    /// decided in the end.
+    pub fn through_cluster_tiers(&self) -> bool {
+        [&self.egress, &self.ingress]
+            .into_iter()
+            .filter_map(Side::trace)
+            .flat_map(|t| &t.tiers)
+            .any(|tier| CLUSTER_TIERS.contains(&tier.name.as_str()))
+    }
+
+    /// Whether a rule of an administrators' policy decided either side.
+    pub fn decided_by_cluster_policy(&self) -> bool {
+        [&self.egress, &self.ingress]
+            .into_iter()
+            .filter_map(Side::trace)
+            .any(|t| matches!(&t.decided_by, DecidedBy::Rule { policy, .. } if policy.is_cluster_policy()))
     }
 
     /// The side that denied (egress first), if any.

@@ -7,8 +7,11 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
-use policy_agent::calico::resources::{
-    CalicoResource, HostEndpoint, NetworkSet, Policy, Protocol, Tier, parse_documents,
+use policy_agent::{
+    calico::resources::{
+        CalicoResource, HostEndpoint, NetworkSet, Policy, Protocol, Tier, parse_documents,
+    },
+    cluster_policy::{self, ApiKind, ClusterPolicy},
 };
 use serde_yaml::Value;
 
@@ -35,6 +38,10 @@ pub struct CalicoWorld {
     /// EndpointSlices (discovery.k8s.io/v1), as the API server holds them: what a rule's
     /// `services` match reads.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Administrators' policy (network-policy-api ClusterNetworkPolicy, AdminNetworkPolicy,
+    /// BaselineAdminNetworkPolicy), validated but evaluated as written: placed in the tiers
+    /// `kube-admin` and `kube-baseline` by the model itself.
+    pub cluster_policies: Vec<ClusterPolicy>,
     /// The nodes' own addresses.
     pub node_addrs: Vec<IpAddr>,
 }
@@ -70,8 +77,9 @@ impl CalicoWorld {
     }
 
     /// Reads a multi-document YAML file holding Calico v3 resources (through
-    /// [`parse_documents`]) and Kubernetes `Namespace`, `Pod`, `NetworkPolicy` and
-    /// `EndpointSlice` objects.
+    /// [`parse_documents`]), network-policy-api objects (through the agent's validation,
+    /// [`cluster_policy::parse_value`]: the model needs valid objects, not their meaning) and
+    /// Kubernetes `Namespace`, `Pod`, `NetworkPolicy` and `EndpointSlice` objects.
     /// Node addresses are not part of the file: set [`CalicoWorld::node_addrs`].
     pub fn from_yaml(text: &str) -> Result<CalicoWorld, String> {
         let mut world = CalicoWorld::default();
@@ -96,6 +104,12 @@ impl CalicoWorld {
                 }
                 continue;
             }
+            if let Some(kind) = ApiKind::from_api(&api_version, &kind) {
+                world
+                    .cluster_policies
+                    .push(cluster_policy::parse_value(kind, value).map_err(|e| context(&e))?);
+                continue;
+            }
             match kind.as_str() {
                 "Namespace" => world
                     .namespaces
@@ -111,7 +125,7 @@ impl CalicoWorld {
                     .push(serde_yaml::from_value(value).map_err(|e| context(&e))?),
                 _ => {
                     return Err(context(
-                        &"only Calico resources and Namespace, Pod, NetworkPolicy, EndpointSlice are read",
+                        &"only Calico resources, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy and Namespace, Pod, NetworkPolicy, EndpointSlice are read",
                     ));
                 }
             }
