@@ -222,6 +222,16 @@ fn invalid_policies_are_refused_with_the_field_named() {
             "spec: {subject: {namespaces: {}}, ingress: [{action: Pass, from: [{namespaces: {}}]}]}",
             "metadata.name",
         ),
+        (
+            ApiKind::ClusterNetworkPolicy,
+            "spec: {tier: Admin, priority: 1, subject: {namespaces: {matchExpressions: [{key: a, operator: Exists}, {key: projectcalico.org/name, operator: DoesNotExist}]}}}",
+            "spec.subject.namespaces.matchExpressions[1].key",
+        ),
+        (
+            ApiKind::ClusterNetworkPolicy,
+            "spec: {tier: Admin, priority: 1, subject: {pods: {podSelector: {matchLabels: {projectcalico.org/namespace: dev}}}}}",
+            "spec.subject.pods.podSelector.matchLabels",
+        ),
     ];
     for (kind, spec, field) in cases {
         let name = if *kind == ApiKind::BaselineAdminNetworkPolicy {

@@ -36,6 +36,10 @@ const NETWORKS_MAX: usize = 25;
 /// `CIDR`'s `MaxLength`.
 const CIDR_MAX_LEN: usize = 43;
 const PRIORITY_MAX: i64 = 1000;
+/// Label keys Calico sets itself on the namespaces and pods its selectors see.
+const CALICO_LABEL_PREFIX: &str = "projectcalico.org/";
+const RESERVED_KEY: &str = "label keys under projectcalico.org/ are not supported: Calico's automatic labels (which this agent's selectors see) replace the objects' own";
+
 /// The only name a BaselineAdminNetworkPolicy may have.
 pub const BASELINE_SINGLETON: &str = "default";
 
@@ -361,6 +365,34 @@ fn selector(raw: raw::LabelSelector, field: &str) -> Result<LabelSelector, Clust
                 ),
             ));
         }
+    }
+    // The compiler judges these selectors on the labels Calico's selectors see, where Calico
+    // sets its automatic labels (`projectcalico.org/name` on namespaces; `/namespace`,
+    // `/orchestrator`, `/serviceaccount` on pods) over the objects' own: a selector on those
+    // keys would select other pods than the API says. Refused rather than enforced wrongly.
+    let reserved = |key: &str| key.starts_with(CALICO_LABEL_PREFIX);
+    if let Some(key) = raw
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| reserved(k))
+    {
+        return Err(error(
+            format!("{field}.matchLabels"),
+            format!("{key:?}: {RESERVED_KEY}"),
+        ));
+    }
+    if let Some(i) = raw
+        .match_expressions
+        .iter()
+        .flatten()
+        .position(|e| reserved(&e.key))
+    {
+        return Err(error(
+            format!("{field}.matchExpressions[{i}].key"),
+            RESERVED_KEY.to_owned(),
+        ));
     }
     let selector = meta::LabelSelector {
         match_labels: raw.match_labels,
