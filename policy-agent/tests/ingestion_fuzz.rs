@@ -159,10 +159,15 @@ fn object_name(document: &Value) -> Option<String> {
             "HostEndpoint",
         ]
         .contains(&kind);
+    // network-policy-api's kinds are cluster-scoped (under their own API versions only).
+    let cluster_scoped = document
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| policy_agent::cluster_policy::ApiKind::from_api(v, kind).is_some());
     let namespaced = if calico {
         matches!(kind, "NetworkPolicy" | "NetworkSet")
     } else {
-        kind != "Namespace"
+        kind != "Namespace" && !cluster_scoped
     };
     let kind = if calico {
         format!("{kind} (projectcalico.org/v3)")
