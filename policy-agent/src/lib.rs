@@ -14,5 +14,6 @@ pub mod health;
 pub mod link_events;
 pub mod model;
 pub mod replay;
+pub mod serde_field;
 pub mod services;
 pub mod status;

@@ -975,7 +975,10 @@ fn an_unknown_empty_key_is_named_as_the_field() {
                     apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: other}\n\
                     spec: {order: 100, \"\": x}\n---\n\
                     apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\n\
-                    metadata: {name: set}\nextra: 1\n";
+                    metadata: {name: set}\nextra: 1\n---\n\
+                    apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+                    metadata: {name: admin}\nspec: {priority: 6, subject: {namespaces: {}}}\n\
+                    \"\": x\n";
     let snapshot = ingest(
         &scratch.manifests,
         "keys.yaml",
@@ -996,6 +999,7 @@ fn an_unknown_empty_key_is_named_as_the_field() {
                 Some("GlobalNetworkSet (projectcalico.org/v3) set"),
                 Some("extra")
             ),
+            (Some("AdminNetworkPolicy admin"), Some("\"\"")),
         ]
     );
 }

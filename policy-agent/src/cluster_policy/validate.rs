@@ -12,6 +12,7 @@ use super::{
     RuleAction, Subject, raw,
 };
 use crate::model::{LabelSelector, Protocol, convert};
+use crate::serde_field;
 
 /// Limits of the two API versions' schemas.
 struct Limits {
@@ -77,11 +78,7 @@ pub fn parse_value<'de, D: Deserializer<'de>>(
 fn typed<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     document: D,
 ) -> Result<T, ClusterPolicyError> {
-    serde_path_to_error::deserialize(document).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        error(field, e.into_inner().to_string())
-    })
+    serde_field::deserialize(document).map_err(|e| error(e.field, e.message))
 }
 
 /// The document is of the kind its reader expected (a caller chooses by these fields).

@@ -451,10 +451,7 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(document: serde_yaml::Value) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(document).map_err(|e| {
-        let path = e.path().to_string();
-        (Some(path), e.into_inner().to_string())
-    })
+    crate::serde_field::deserialize(document).map_err(|e| (Some(e.field), e.message))
 }
 
 fn convert_error(e: convert::ConvertError) -> ParseError {

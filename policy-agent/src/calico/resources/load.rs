@@ -7,6 +7,8 @@
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::serde_field;
+
 use super::{
     API_VERSION, CalicoResource, FieldError, Kind, ResourceError, ResourceRef, raw, validate,
 };
@@ -206,68 +208,14 @@ fn resource(value: Value, at: Location) -> Result<CalicoResource, ResourceError>
     checked.map_err(|errors| at.errors(resource, errors))
 }
 
-/// The raw object, or the path of the first field serde could not read.
+/// The raw object, or the field serde could not read.
 fn typed<S: DeserializeOwned>(value: Value) -> Result<raw::Object<S>, Vec<FieldError>> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        vec![field_error(&error_field(&path, &message), message)]
-    })
-}
-
-/// The field a serde error is about: its path, or, for an unknown or missing field, the field
-/// the message names (serde_path_to_error's path stops at the object holding it; for an
-/// unknown key `""` it is no path at all, which read as "the whole document"). Empty for the
-/// document as a whole.
-fn error_field(path: &str, message: &str) -> String {
-    let root = path.is_empty() || path == ".";
-    let named = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(name, _)| name)
-    };
-    if let Some(name) = named("missing field `") {
-        return if root {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        };
-    }
-    match named("unknown field `") {
-        // The empty key, quoted so that the field is not mistaken for the document.
-        Some("") if root => "\"\"".to_owned(),
-        Some("") if path.ends_with('.') => format!("{path}\"\""),
-        Some(name) if root => name.to_owned(),
-        _ if root => String::new(),
-        _ => path.to_owned(),
-    }
+    serde_field::deserialize(value).map_err(|e| vec![field_error(&e.field, e.message)])
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{error_field, split_documents};
-
-    #[test]
-    fn serde_errors_name_the_field() {
-        assert_eq!(
-            error_field("", "unknown field ``, expected one of `spec`"),
-            "\"\""
-        );
-        assert_eq!(
-            error_field(".", "unknown field `foo`, expected `spec`"),
-            "foo"
-        );
-        assert_eq!(error_field("foo", "unknown field `foo`"), "foo");
-        assert_eq!(error_field("spec.", "unknown field ``"), "spec.\"\"");
-        assert_eq!(error_field(".", "missing field `spec`"), "spec");
-        assert_eq!(error_field("spec", "missing field `x`"), "spec.x");
-        assert_eq!(error_field(".", "invalid type: sequence"), "");
-        assert_eq!(
-            error_field("spec.order", "invalid type: string"),
-            "spec.order"
-        );
-    }
+    use super::split_documents;
 
     #[test]
     fn splits_at_separator_lines_only() {
