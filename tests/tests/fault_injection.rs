@@ -444,6 +444,7 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         ]
         .map(|(pod, port)| std::net::SocketAddr::from((address(pod), port)))
         .to_vec(),
+        control: 3,
         limit: Duration::from_secs(35),
     };
     let resources = Resources::new(&format!("{id}-churn"));
@@ -548,13 +549,28 @@ fn interface_churn_leaks_no_link_and_opens_nothing() {
         allowed.1,
         allowed.0
     );
+    let mut wired: Vec<Duration> = churned
+        .newcomers
+        .iter()
+        .filter_map(|n| n.first_control_echo)
+        .collect();
+    wired.sort();
+    if let (Some(median), Some(max)) = (wired.get(wired.len() / 2), wired.last()) {
+        eprintln!(
+            "interface churn: a newcomer's first allowed echo came after {:.0} ms (median), \
+             {:.0} ms (max) of {} newcomers",
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            wired.len()
+        );
+    }
     print_judgement("interface churn", &judgement);
     let log = lab.agent_log_tail();
     // What the agent said about newcomers whose allowed flow got no echo, for the failure.
     let unwired: Vec<String> = churned
         .newcomers
         .iter()
-        .filter(|n| n.echoed[3] == 0)
+        .filter(|n| n.echoed[plan.control] == 0)
         .map(|n| n.interface.clone())
         .collect();
     let agent_log = std::env::temp_dir().join(format!("palisade-lab-{id}/agent.log"));

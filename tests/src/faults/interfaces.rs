@@ -27,6 +27,12 @@ const ALIVE: usize = 4;
 /// How long a newcomer sends (one datagram to each destination every `NEWCOMER_PACE`).
 const NEWCOMER_SENDS: Duration = Duration::from_millis(250);
 const NEWCOMER_PACE: Duration = Duration::from_millis(2);
+/// How long a newcomer goes on sending, past [`NEWCOMER_SENDS`], while its control flow has
+/// had no echo. Until the agent has handled the new interface (its rescan waits behind a policy
+/// sync on a loaded machine) the newcomer's packets are dropped as spoofed, which is right;
+/// the control proves that the wiring works once the agent has caught up, and the time it
+/// took is reported.
+const CONTROL_WAIT: Duration = Duration::from_secs(5);
 
 /// What to churn.
 #[derive(Debug, Clone)]
@@ -41,6 +47,9 @@ pub struct Plan {
     pub newcomer_every: usize,
     /// Where newcomers send: the destinations must echo and deny the ghosts.
     pub destinations: Vec<SocketAddr>,
+    /// The destination (an index into `destinations`) that allows the ghosts: a newcomer
+    /// sends until it echoes, for at most [`CONTROL_WAIT`] more.
+    pub control: usize,
     /// The churn stops here whatever the count.
     pub limit: Duration,
 }
@@ -51,6 +60,8 @@ pub struct Newcomer {
     pub interface: String,
     pub sent: Vec<usize>,
     pub echoed: Vec<usize>,
+    /// From the first send to the control's first echo (None: it never echoed).
+    pub first_control_echo: Option<Duration>,
 }
 
 /// What the churn did.
@@ -147,18 +158,19 @@ fn newcomer_round(plan: &Plan, host: &str, pod: &str, ghost: Ipv4Addr) -> anyhow
         &plan.node,
         &["route", "add", &format!("{ghost}/32"), "dev", host],
     )?;
-    let destinations = plan.destinations.clone();
-    let (sent, echoed) = Netns::open(pod)?.run(move || send_and_count(&destinations))??;
+    let (destinations, control) = (plan.destinations.clone(), plan.control);
+    let counted = Netns::open(pod)?.run(move || send_and_count(&destinations, control))??;
     Ok(Newcomer {
         interface: host.to_owned(),
-        sent,
-        echoed,
+        ..counted
     })
 }
 
-/// Sends numbered datagrams to every destination for [`NEWCOMER_SENDS`] and counts the
-/// echoes (a short tail after the last send lets late ones in).
-fn send_and_count(destinations: &[SocketAddr]) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+/// Sends datagrams to every destination for [`NEWCOMER_SENDS`], and on while the control
+/// destination has not echoed (up to [`CONTROL_WAIT`] more), and counts the echoes (a short
+/// tail after the last send lets late ones in).
+fn send_and_count(destinations: &[SocketAddr], control: usize) -> anyhow::Result<Newcomer> {
+    anyhow::ensure!(control < destinations.len(), "no control destination");
     let sockets = destinations
         .iter()
         .map(|to| {
@@ -168,28 +180,43 @@ fn send_and_count(destinations: &[SocketAddr]) -> anyhow::Result<(Vec<usize>, Ve
             Ok(socket)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut sent = vec![0; sockets.len()];
-    let mut echoed = vec![0; sockets.len()];
+    let mut counted = Newcomer {
+        sent: vec![0; sockets.len()],
+        echoed: vec![0; sockets.len()],
+        ..Newcomer::default()
+    };
     let mut buf = [0u8; 64];
-    let end = Instant::now() + NEWCOMER_SENDS;
-    let tail = end + Duration::from_millis(100);
-    while Instant::now() < tail {
+    let start = Instant::now();
+    let (mut end, give_up) = (
+        start + NEWCOMER_SENDS,
+        start + NEWCOMER_SENDS + CONTROL_WAIT,
+    );
+    let tail = Duration::from_millis(100);
+    while Instant::now() < end + tail {
+        let sending = Instant::now() < end;
         for (i, socket) in sockets.iter().enumerate() {
-            if Instant::now() < end {
+            if sending {
                 // A send error (no neighbour yet) is a datagram that does not come back.
                 if socket.send(b"newcomer").is_ok() {
-                    sent[i] += 1;
+                    counted.sent[i] += 1;
                 }
             }
             while let Ok(n) = socket.recv(&mut buf) {
                 if buf.get(..n) == Some(b"newcomer".as_slice()) {
-                    echoed[i] += 1;
+                    counted.echoed[i] += 1;
+                    if i == control && counted.first_control_echo.is_none() {
+                        counted.first_control_echo = Some(start.elapsed());
+                    }
                 }
             }
         }
+        // Not wired yet: go on sending, bounded.
+        if !sending && counted.echoed[control] == 0 && end < give_up {
+            end = (end + NEWCOMER_PACE).min(give_up);
+        }
         std::thread::sleep(NEWCOMER_PACE);
     }
-    Ok((sent, echoed))
+    Ok(counted)
 }
 
 /// The link pins under `pin_dir/links`, `<ifindex>-<hook>`, by ifindex.
