@@ -58,6 +58,12 @@ const SYNC_WAIT_LOG: Duration = Duration::from_secs(5);
 /// kube-runtime's controllers requeue: on a quiet cluster no event would ever retry it.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// An interface scan that could not attach to or bind every endpoint interface (one that
+/// vanished or was still being set up under the agent, a transient kernel refusal) is tried
+/// again after this, doubling up to [`RESCAN_RETRY_MAX`]: the next link event may be long in
+/// coming on a quiet node, and until then that pod's packets are dropped (fail closed).
+const RESCAN_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RESCAN_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Which interfaces carry the programs.
 #[derive(Debug, Clone)]
@@ -167,10 +173,14 @@ pub async fn run(config: Config) -> Result<()> {
         Err(_) => None,
     };
     if let Ok(value) = std::env::var(fault::FAIL_ATTACH_ENV) {
-        let pattern = glob::Pattern::new(&value)
-            .with_context(|| format!("{}={value:?}: expected a glob", fault::FAIL_ATTACH_ENV))?;
+        let faults = fault::AttachFaults::parse(&value).map_err(|e| {
+            anyhow::anyhow!(
+                "{}={value:?}: expected GLOB or GLOB:COUNT: {e}",
+                fault::FAIL_ATTACH_ENV
+            )
+        })?;
         warn!(interfaces = %value, "test seam: attaching to these interfaces will fail");
-        datapath.inject_attach_faults(pattern);
+        datapath.inject_attach_faults(faults);
     }
     let mut state = State {
         fault_plan,
@@ -214,14 +224,15 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         INTERFACE_SCAN
     });
-    let mut retry = Retry::default();
+    let mut retry = Retry::new(RETRY_FIRST, RETRY_MAX);
+    let mut rescan_retry = Retry::new(RESCAN_RETRY_FIRST, RESCAN_RETRY_MAX);
     let mut resync = config.resync.map(|every| {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
     loop {
-        let retry_at = retry.at;
+        let (retry_at, rescan_at) = (retry.at, rescan_retry.at);
         tokio::select! {
             Some(()) = events.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
@@ -240,11 +251,15 @@ pub async fn run(config: Config) -> Result<()> {
                 }
                 // A CNI creates an interface, then its address and route: take them together.
                 tokio::time::sleep(DEBOUNCE).await;
-                state.rescan(&mut datapath, config.status_file.as_ref());
+                state.rescan(&mut datapath, &mut rescan_retry, config.status_file.as_ref());
+            }
+            () = sleep_until_some(rescan_at) => {
+                info!(attempts = rescan_retry.attempts, "interface scan: retrying");
+                state.rescan(&mut datapath, &mut rescan_retry, config.status_file.as_ref());
             }
             _ = scan.tick() => {
                 health.beat();
-                state.rescan(&mut datapath, config.status_file.as_ref());
+                state.rescan(&mut datapath, &mut rescan_retry, config.status_file.as_ref());
             }
             _ = next_tick(&mut resync) => {
                 state.resync(&mut datapath, config.status_file.as_ref());
@@ -260,22 +275,33 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// When to try a failed sync again.
-#[derive(Default)]
+/// When to try a failed sync (or interface scan) again.
 struct Retry {
-    /// Failed syncs in a row.
+    first: Duration,
+    max: Duration,
+    /// Failures in a row.
     attempts: u32,
     at: Option<tokio::time::Instant>,
 }
 
 impl Retry {
-    /// After a failure: 1 s doubling to 30 s, each ±20% so that a fleet of agents failing
-    /// together does not retry together.
+    fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            attempts: 0,
+            at: None,
+        }
+    }
+
+    /// After a failure: `first` doubling to `max`, each ±20% so that a fleet of agents
+    /// failing together does not retry together.
     fn failed(&mut self) -> Duration {
         self.attempts = self.attempts.saturating_add(1);
-        let base = RETRY_FIRST
-            .saturating_mul(1 << self.attempts.saturating_sub(1).min(5))
-            .min(RETRY_MAX);
+        let base = self
+            .first
+            .saturating_mul(1 << self.attempts.saturating_sub(1).min(6))
+            .min(self.max);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -286,7 +312,8 @@ impl Retry {
     }
 
     fn succeeded(&mut self) {
-        *self = Self::default();
+        self.attempts = 0;
+        self.at = None;
     }
 }
 
@@ -497,18 +524,40 @@ impl State {
     }
 
     /// New pods bring new interfaces and routes: attach to them, and bind their addresses.
-    fn rescan(&mut self, datapath: &mut Datapath, status_file: Option<&PathBuf>) {
+    /// Whatever could not be done is tried again soon (`retry`), not at the next link event.
+    fn rescan(
+        &mut self,
+        datapath: &mut Datapath,
+        retry: &mut Retry,
+        status_file: Option<&PathBuf>,
+    ) {
         // One read of the route table serves both.
         let routes = self.host_routes();
         let attachment = match self.attach(datapath, &routes) {
             Ok(attachment) => attachment,
             Err(e) => {
-                warn!(error = format!("{e:#}"), "attaching to interfaces");
+                let delay = retry.failed();
+                warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = delay.as_millis(),
+                    "attaching to interfaces"
+                );
                 return;
             }
         };
-        if let Err(e) = self.rebind(datapath, &routes) {
+        let bound = self.rebind(datapath, &routes);
+        if let Err(e) = &bound {
             warn!(error = format!("{e:#}"), "binding endpoints to interfaces");
+        }
+        if bound.is_err() || !attachment.failed.is_empty() {
+            let delay = retry.failed();
+            info!(
+                retry_in_ms = delay.as_millis(),
+                attempts = retry.attempts,
+                "interfaces not all attached and bound; scanning again"
+            );
+        } else {
+            retry.succeeded();
         }
         self.attached(attachment);
         // Also the periodic refresh of the datapath's figures (connections, packets).

@@ -198,8 +198,8 @@ impl Datapath {
     }
 
     /// Arms the test-only attachment failures (see [`super::fault::FAIL_ATTACH_ENV`]).
-    pub fn inject_attach_faults(&mut self, interfaces: glob::Pattern) {
-        self.fail_attach = Some(interfaces);
+    pub fn inject_attach_faults(&mut self, faults: super::fault::AttachFaults) {
+        self.fail_attach = Some(faults);
     }
 
     /// The interfaces of this node's host endpoints: attached (by the next
@@ -222,8 +222,8 @@ impl Datapath {
     ) -> Result<Vec<AttachedLink>, AttachFailed> {
         if self
             .fail_attach
-            .as_ref()
-            .is_some_and(|p| p.matches(interface))
+            .as_mut()
+            .is_some_and(|faults| faults.next_fails(interface))
         {
             return Err(AttachFailed {
                 error: Box::new(DataplaneError::InjectedAttachFault {

@@ -7,9 +7,54 @@
 /// through, then fail the next `COUNT`.
 pub const FAIL_WRITES_ENV: &str = "PALISADE_TEST_FAIL_WRITES";
 
-/// A glob of interface names whose attachment fails (`tests/tests/attach_failure.rs`): the
-/// agent must go on attaching the others, and report these.
+/// `GLOB` or `GLOB:COUNT`: interface names whose attachment fails (`tests/tests/
+/// attach_failure.rs`), every time or the first `COUNT` times for each. The agent must go on
+/// attaching the others, report these, and try again soon.
 pub const FAIL_ATTACH_ENV: &str = "PALISADE_TEST_FAIL_ATTACH";
+
+/// Which attachments fail on purpose (from [`FAIL_ATTACH_ENV`]).
+#[derive(Debug, Clone)]
+pub struct AttachFaults {
+    interfaces: glob::Pattern,
+    /// Attempts that fail per interface; `None`: all of them.
+    attempts: Option<u32>,
+    failed: std::collections::BTreeMap<String, u32>,
+}
+
+impl AttachFaults {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (pattern, attempts) = match value.rsplit_once(':') {
+            Some((pattern, count)) => {
+                let count = count
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("{count:?} after ':' is not a count: {e}"))?;
+                (pattern, Some(count))
+            }
+            None => (value, None),
+        };
+        let interfaces =
+            glob::Pattern::new(pattern).map_err(|e| format!("{pattern:?} is not a glob: {e}"))?;
+        Ok(Self {
+            interfaces,
+            attempts,
+            failed: Default::default(),
+        })
+    }
+
+    /// Whether this attempt to attach to `interface` fails (counted).
+    pub fn next_fails(&mut self, interface: &str) -> bool {
+        if !self.interfaces.matches(interface) {
+            return false;
+        }
+        let failed = self.failed.entry(interface.to_owned()).or_default();
+        if self.attempts.is_some_and(|limit| *failed >= limit) {
+            return false;
+        }
+        *failed += 1;
+        true
+    }
+}
 
 /// When to arm which faults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,5 +116,18 @@ mod tests {
         for invalid in ["2:1", "a:1:1", "1:1:1:1", ""] {
             assert_eq!(FaultPlan::parse(invalid), None, "{invalid}");
         }
+    }
+
+    #[test]
+    fn attach_faults_fail_every_time_or_the_first_count_times() {
+        let mut always = AttachFaults::parse("plh1").expect("a glob");
+        assert!((0..5).all(|_| always.next_fails("plh1")));
+        assert!(!always.next_fails("plh2"));
+        let mut twice = AttachFaults::parse("plh*:2").expect("a glob and a count");
+        let outcomes: Vec<bool> = (0..3).map(|_| twice.next_fails("plh1")).collect();
+        assert_eq!(outcomes, [true, true, false]);
+        assert!(twice.next_fails("plh2"), "counted per interface");
+        assert!(AttachFaults::parse("plh1:x").is_err());
+        assert!(AttachFaults::parse("[").is_err());
     }
 }

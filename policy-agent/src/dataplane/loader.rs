@@ -145,7 +145,7 @@ pub struct Datapath {
     /// Map writes to fail on purpose (tests only, see `fault`).
     pub(super) faults: super::fault::WriteFaults,
     /// Interfaces whose attachment fails on purpose (see [`super::fault::FAIL_ATTACH_ENV`]).
-    pub(super) fail_attach: Option<glob::Pattern>,
+    pub(super) fail_attach: Option<super::fault::AttachFaults>,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
     pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
