@@ -438,6 +438,9 @@ impl State {
         let service_stats = datapath.sync_services(&services)?;
         self.status.digest = snapshot.digest;
         self.status.generation += 1;
+        self.status.applied_at_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.status.endpoints = self.programmed.endpoints.len();
         self.status.identities = self.programmed.identities.len();
         self.status.rules = self.programmed.rules.len();

@@ -59,6 +59,10 @@ pub struct Status {
     /// there): each is tried again at every interface scan.
     #[serde(default)]
     pub attach_failures: Vec<crate::dataplane::AttachFailure>,
+    /// When the applied state (`digest`, `generation`) was written whole, in milliseconds
+    /// since the Unix epoch: with `refused` set, how long the kernel has held the old state.
+    #[serde(default)]
+    pub applied_at_unix_ms: u64,
 }
 
 /// Whether one administrators' policy is enforced.

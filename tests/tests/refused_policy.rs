@@ -21,8 +21,10 @@ fn a_refused_policy_is_never_half_enforced() {
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
     let mut failures = Vec::new();
+    let mut applied_at = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
         if i == 2 {
+            applied_at.push(applied_at_while_refused(&lab));
             // A CNI adds a pod: a veth and a host route in the node. The agent rescans on the
             // link event; before issue 18 it bound endpoints from the refused compile here.
             let node = topology::node_netns(lab.id());
@@ -39,6 +41,7 @@ fn a_refused_policy_is_never_half_enforced() {
             // Bounded: the agent takes the link event after a 20 ms debounce; retries of the
             // refused sync (1 s, then about 2 s) happen meanwhile.
             std::thread::sleep(Duration::from_secs(4));
+            applied_at.push(applied_at_while_refused(&lab));
         }
         let report = lab.run_step(i + 1, step).expect("running a step");
         eprintln!("{}", report.render_table());
@@ -59,4 +62,22 @@ fn a_refused_policy_is_never_half_enforced() {
         "the refused sync is retried with backoff:\n{log}"
     );
     drop(report);
+    // The status file dates the state the kernel still holds, not the refused retries.
+    assert!(
+        applied_at[0] > 0 && applied_at[0] == applied_at[1],
+        "applied_at_unix_ms moved while the change stayed refused: {applied_at:?}"
+    );
+}
+
+/// The status file's `applied_at_unix_ms`, checking that a refusal is in force.
+fn applied_at_while_refused(lab: &Lab) -> u64 {
+    let statuses = lab.agent_statuses().expect("the status file");
+    let [(_, Some(status))] = statuses.as_slice() else {
+        panic!("one node with a status file: {statuses:?}");
+    };
+    assert!(
+        status.refused.is_some(),
+        "step 2's change is refused: {status:?}"
+    );
+    status.applied_at_unix_ms
 }
