@@ -707,6 +707,10 @@ impl State {
     /// Reads the datapath's own figures (tracked connections, packet counts) into the status
     /// and the metrics. Bounded work: one pass over the conntrack map's keys.
     fn refresh_datapath_stats(&mut self, datapath: &Datapath) {
+        // Host endpoints' programs are loaded when first needed: the list can grow.
+        if self.status.programs.len() != datapath.programs().len() {
+            self.status.programs = datapath.programs().to_vec();
+        }
         match datapath.conntrack_occupancy() {
             Ok(entries) => self.status.conntrack_entries = entries,
             Err(e) => warn!(error = format!("{e:#}"), "counting tracked connections"),

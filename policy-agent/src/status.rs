@@ -63,6 +63,9 @@ pub struct Status {
     /// since the Unix epoch: with `refused` set, how long the kernel has held the old state.
     #[serde(default)]
     pub applied_at_unix_ms: u64,
+    /// The programs loaded, with what each cost the verifier and the headroom it left.
+    #[serde(default)]
+    pub programs: Vec<crate::dataplane::verifier::ProgramLoad>,
 }
 
 /// Whether one administrators' policy is enforced.

@@ -406,3 +406,33 @@ fn the_kernel_walks_every_table_of_a_full_list_with_every_lookup_kind() {
     // frontend: all 20 ports; other: only the peerless rules' ports (i % 3 == 2: 6 of them).
     assert_eq!(allowed, 20 + 6);
 }
+
+/// The verifier's figures are read back for each program loaded (issue 18: headroom reported).
+#[test]
+fn every_loaded_program_reports_what_it_cost_the_verifier() {
+    if !require_root("every_loaded_program_reports_what_it_cost_the_verifier") {
+        return;
+    }
+    let Seeded { datapath, .. } = seeded("verifier");
+    let programs = datapath.programs();
+    let names: Vec<&str> = programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "palisade_from_endpoint",
+            "palisade_to_endpoint",
+            "palisade_after_nat"
+        ]
+    );
+    for program in programs {
+        eprintln!("{program:?}");
+        // Kernel 5.16+ reports the count; this machine's 6.x does.
+        assert!(program.verified_insns > 0, "{program:?}");
+        assert!(program.xlated_bytes > 0, "{program:?}");
+        assert_eq!(
+            program.headroom_percent,
+            (1_000_000 - program.verified_insns.min(1_000_000)) * 100 / 1_000_000,
+            "{program:?}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use super::{
     DataplaneError, attach::LINKS_DIR, services::ServiceMapHandles, split_table::SplitTable,
+    verifier,
 };
 use crate::compiler::MapContents;
 
@@ -155,6 +156,8 @@ pub struct Datapath {
     /// previous agent's programs (see [`Datapath::load`]).
     pub(super) policy_maps_staged: bool,
     pub(super) pin_dir: PathBuf,
+    /// Each program loaded, with what it cost the verifier.
+    pub(super) programs: Vec<verifier::ProgramLoad>,
 }
 
 /// One of our programs attached to one hook of an interface, pinned at `path`.
@@ -288,15 +291,14 @@ impl Datapath {
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
         // The host endpoints' programs are loaded when a host endpoint's interface is first
         // attached: most nodes have none, and each program costs the verifier seconds.
-        for name in [
+        let programs = [
             program_names::FROM_ENDPOINT,
             program_names::TO_ENDPOINT,
             program_names::AFTER_NAT,
-        ] {
-            classifier_mut(&mut ebpf, name)?
-                .load()
-                .map_err(|source| DataplaneError::Program { name, source })?;
-        }
+        ]
+        .into_iter()
+        .map(|name| verifier::load_classifier(&mut ebpf, name))
+        .collect::<Result<Vec<_>, _>>()?;
 
         // With no previous agent's policy maps there is nothing to replace: pin in place.
         let policy_maps_staged = POLICY_MAPS.iter().any(|name| pin_dir.join(name).exists());
@@ -357,6 +359,7 @@ impl Datapath {
             host_interfaces: Default::default(),
             policy_maps_staged,
             pin_dir: pin_dir.to_owned(),
+            programs,
         };
         if let Some(generation) = previous_generation {
             datapath.bump_generation()?;
@@ -387,13 +390,16 @@ impl Datapath {
 
     /// Loads a program into the kernel unless it already is.
     pub(super) fn ensure_loaded(&mut self, name: &'static str) -> Result<(), DataplaneError> {
-        let program = classifier_mut(&mut self.ebpf, name)?;
-        if program.fd().is_err() {
-            program
-                .load()
-                .map_err(|source| DataplaneError::Program { name, source })?;
+        if classifier_mut(&mut self.ebpf, name)?.fd().is_err() {
+            let load = verifier::load_classifier(&mut self.ebpf, name)?;
+            self.programs.push(load);
         }
         Ok(())
+    }
+
+    /// The programs loaded so far, with what each cost the verifier.
+    pub fn programs(&self) -> &[verifier::ProgramLoad] {
+        &self.programs
     }
 
     pub fn pin_dir(&self) -> &Path {

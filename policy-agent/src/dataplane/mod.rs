@@ -11,6 +11,7 @@ mod services;
 mod split_table;
 mod sync;
 mod test_run;
+pub mod verifier;
 
 use std::{io, path::PathBuf};
 
