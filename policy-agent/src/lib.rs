@@ -9,6 +9,7 @@ pub mod compiler;
 pub mod dataplane;
 pub mod datastore;
 pub mod explain;
+pub mod flow_records;
 pub mod flows;
 pub mod health;
 pub mod link_events;
