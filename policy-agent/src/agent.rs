@@ -28,6 +28,7 @@ use crate::{
         file::FileDatastore,
         kubernetes::{self, KubernetesDatastore},
     },
+    flow_records::FlowRecords,
     health::{self, Health},
     link_events::LinkEvents,
     status::Status,
@@ -64,6 +65,10 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// coming on a quiet node, and until then that pod's packets are dropped (fail closed).
 const RESCAN_RETRY_FIRST: Duration = Duration::from_millis(100);
 const RESCAN_RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often the agent drains the flow event ring into its flow records (when it serves them):
+/// the ring holds 256 KiB, 4,096 events, and the datapath writes at most 2,000 per CPU per
+/// second.
+const FLOW_POLL: Duration = Duration::from_millis(250);
 
 /// Which interfaces carry the programs.
 #[derive(Debug, Clone)]
@@ -109,6 +114,12 @@ pub struct Config {
     /// How often to compare the policy maps with the applied state and repair drift; never
     /// when `None`.
     pub resync: Option<Duration>,
+    /// Where to serve flow records (`GET /flows`); when set, the agent reads the datapath's
+    /// flow events itself (`policy-agent flows --agent`), else `policy-agent flows` reads
+    /// the pinned ring.
+    pub flows_addr: Option<SocketAddr>,
+    /// The flow records' window and bounds.
+    pub flow_limits: crate::flow_records::Limits,
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -195,7 +206,19 @@ pub async fn run(config: Config) -> Result<()> {
         uplinks: config.uplinks.clone(),
         health: health.clone(),
         host_interfaces: Vec::new(),
+        flow_records: None,
     };
+    let mut flow_reader = None;
+    if let Some(addr) = config.flows_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the flow records endpoint {addr}"))?;
+        let records = Arc::new(FlowRecords::new(config.flow_limits));
+        tokio::spawn(crate::flow_records::http::serve(listener, records.clone()));
+        flow_reader = datapath.take_flows();
+        state.flow_records = Some(records);
+        info!(%addr, "serving flow records on /flows");
+    }
 
     // Subscribed before the first scan, so no interface created after it goes unnoticed.
     let mut links = match LinkEvents::subscribe() {
@@ -231,6 +254,8 @@ pub async fn run(config: Config) -> Result<()> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
+    let mut flow_poll = tokio::time::interval(FLOW_POLL);
+    flow_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (retry_at, rescan_at) = (retry.at, rescan_retry.at);
         tokio::select! {
@@ -260,6 +285,11 @@ pub async fn run(config: Config) -> Result<()> {
             _ = scan.tick() => {
                 health.beat();
                 state.rescan(&mut datapath, &mut rescan_retry, config.status_file.as_ref());
+            }
+            _ = flow_poll.tick(), if flow_reader.is_some() => {
+                if let (Some(reader), Some(records)) = (flow_reader.as_mut(), state.flow_records.as_ref()) {
+                    records.poll(reader, monotonic_ns());
+                }
             }
             _ = next_tick(&mut resync) => {
                 state.resync(&mut datapath, config.status_file.as_ref());
@@ -317,6 +347,16 @@ impl Retry {
     }
 }
 
+/// The kernel's `bpf_ktime_get_ns` clock (CLOCK_MONOTONIC), which flow events are stamped with.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
+    })
+}
+
 /// The interval's next tick, or never.
 async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
@@ -336,6 +376,8 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 }
 
 struct State {
+    /// The flow records served on `--flows-port`, when asked for.
+    flow_records: Option<Arc<FlowRecords>>,
     /// Holds the last compiled maps (`Compiler::maps`, endpoints not yet bound to interfaces).
     /// Possibly a compile that was refused: never read for a kernel write outside `sync`.
     compiler: Compiler,
@@ -431,6 +473,12 @@ impl State {
         };
         // Written whole: this compile is the applied state now.
         self.applied.endpoints = endpoints;
+        if let Some(records) = &self.flow_records {
+            records.set_view(
+                crate::flow_records::Directory::of(&snapshot.cluster),
+                tables.clone(),
+            );
+        }
         self.status.tables = tables;
         datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));
         self.host_interfaces = compiled.host_interfaces;

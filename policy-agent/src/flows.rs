@@ -93,7 +93,7 @@ pub fn table_names(compiled: &crate::compiler::Compiled) -> BTreeMap<u32, TableN
     names
 }
 
-fn address(bytes: [u8; 16]) -> IpAddr {
+pub fn address(bytes: [u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(bytes);
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),

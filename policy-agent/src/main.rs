@@ -18,6 +18,7 @@ use policy_agent::{
         kubernetes::{self, KubernetesDatastore},
     },
     explain::{service, verdict},
+    flow_records,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -118,6 +119,18 @@ enum Command {
         /// Calico `Log` rules.
         #[arg(long)]
         log_denies: bool,
+        /// Aggregate the datapath's flow events into flow records and serve them on this port
+        /// (`GET /flows`; `policy-agent flows --agent`). The agent then reads the events
+        /// itself. None when absent.
+        #[arg(long)]
+        flows_port: Option<u16>,
+        /// Address for --flows-port: loopback by default. Records name workloads: bind it
+        /// elsewhere only where that is wanted.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        flows_host: IpAddr,
+        /// The flow records' aggregation window.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        flow_window_seconds: u64,
         /// Ports every host endpoint accepts whatever policy says (Calico's failsafe):
         /// `proto:port,...`; default Felix's: tcp:22, udp:68, tcp:179, 2379, 2380, 5473, 6443,
         /// 6666, 6667. Empty for none.
@@ -149,6 +162,24 @@ enum Command {
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
     Flows {
+        /// Read the flow records of an agent run with `--flows-port` (HOST:PORT, e.g.
+        /// 127.0.0.1:9098) instead of the raw events of the pinned ring: each window is printed
+        /// once it closes.
+        #[arg(long)]
+        agent: Option<SocketAddr>,
+        /// With --agent: only records with this namespace at either end.
+        #[arg(long, requires = "agent")]
+        namespace: Option<String>,
+        /// With --agent: only records with this pod (NAME or NAMESPACE/NAME) at either end.
+        #[arg(long, requires = "agent")]
+        pod: Option<String>,
+        /// With --agent: only `allow` or `deny` records.
+        #[arg(long, requires = "agent", value_parser = ["allow", "deny"])]
+        verdict: Option<String>,
+        /// With --agent: only records whose deciding rule contains this text (a tier, a
+        /// policy's name, `ingress[2]`).
+        #[arg(long, requires = "agent")]
+        policy: Option<String>,
         /// The running agent's --bpffs directory.
         #[arg(long, default_value = "/sys/fs/bpf/palisade")]
         bpffs: PathBuf,
@@ -226,6 +257,9 @@ fn main() -> Result<()> {
             metrics_port,
             metrics_host,
             log_denies,
+            flows_port,
+            flows_host,
+            flow_window_seconds,
             failsafe_inbound,
             failsafe_outbound,
             rule_capacity,
@@ -261,13 +295,44 @@ fn main() -> Result<()> {
             status_file,
             health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
             log_denies,
+            flows_addr: flows_port.map(|port| SocketAddr::new(flows_host, port)),
+            flow_limits: policy_agent::flow_records::Limits {
+                window: Duration::from_secs(flow_window_seconds),
+                ..Default::default()
+            },
         })),
+        Command::Flows {
+            agent: Some(agent),
+            namespace,
+            pod,
+            verdict,
+            policy,
+            json,
+            count,
+            seconds,
+            ..
+        } => {
+            let filter = flow_records::client::Filter {
+                namespace,
+                pod,
+                verdict: verdict.map(|v| {
+                    if v == "allow" {
+                        flow_records::aggregate::Verdict::Allow
+                    } else {
+                        flow_records::aggregate::Verdict::Deny
+                    }
+                }),
+                policy,
+            };
+            runtime.block_on(follow_records(agent, &filter, json, count, seconds))
+        }
         Command::Flows {
             bpffs,
             status_file,
             json,
             count,
             seconds,
+            ..
         } => follow_flows(&bpffs, status_file.as_deref(), json, count, seconds),
         Command::Compile { source } => {
             let (snapshot, scope) = load(&runtime, &source)?;
@@ -345,6 +410,67 @@ fn failsafe(inbound: Option<&str>, outbound: Option<&str>) -> Result<Failsafe> {
             Failsafe::parse_ports(list).map_err(|e| anyhow::anyhow!("--failsafe-outbound {e}"))?;
     }
     Ok(failsafe)
+}
+
+/// Prints an agent's flow records window by window, as each closes, until `count` records or
+/// `seconds` (else until killed). The first answer's closed windows are printed too.
+async fn follow_records(
+    agent: SocketAddr,
+    filter: &flow_records::client::Filter,
+    json: bool,
+    count: Option<u64>,
+    seconds: Option<u64>,
+) -> Result<()> {
+    use std::io::Write as _;
+    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut since = 0;
+    let mut printed = 0u64;
+    loop {
+        let snapshot = flow_records::client::fetch(agent, since).await?;
+        since = snapshot.next;
+        let mut out = std::io::stdout().lock();
+        for window in &snapshot.closed {
+            for record in window.records.iter().filter(|r| filter.matches(r)) {
+                if count.is_some_and(|c| printed >= c) {
+                    return Ok(());
+                }
+                let line = if json {
+                    serde_json::json!({
+                        "window_start_ns": window.start_ns,
+                        "window_end_ns": window.end_ns,
+                        "record": record,
+                    })
+                    .to_string()
+                } else {
+                    flow_records::client::render_text(window, record)
+                };
+                writeln!(out, "{line}")?;
+                printed += 1;
+            }
+            if let Some(line) = flow_records::client::render_losses(window) {
+                // Losses are never silent; in JSON they are a line of their own.
+                let line = if json {
+                    serde_json::json!({
+                        "window_start_ns": window.start_ns,
+                        "lost_allowed": window.lost_allowed,
+                        "lost_denied": window.lost_denied,
+                    })
+                    .to_string()
+                } else {
+                    line
+                };
+                writeln!(out, "{line}")?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        if count.is_some_and(|c| printed >= c)
+            || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Prints flow events as they come, until `count` events or `seconds` (else until killed).

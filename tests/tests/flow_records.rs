@@ -1,0 +1,105 @@
+//! Flow records on real traffic (issue 21, first slice): an agent run with `--flows-port`
+//! reads the datapath's flow events, names both ends as workloads and aggregates them; the
+//! records `policy-agent flows --agent` prints, from inside the node namespace, are the
+//! scenario's flows with the rule that decided each. `examples/flow-records/scenario.yaml`.
+//! Privileged: needs root (a failure under CI=true).
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use palisade_tests::{
+    lab::{Lab, LabOptions, Scenario, agent, topology},
+    require_root,
+};
+use serde_json::Value;
+
+#[test]
+fn the_agent_serves_named_records_of_its_flow_events() {
+    if !require_root("the_agent_serves_named_records_of_its_flow_events") {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flow-records/scenario.yaml");
+    let scenario = Scenario::from_file(&path).expect("the scenario");
+    let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
+    let mut failures = Vec::new();
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let report = lab.run_step(i + 1, step).expect("running a step");
+        eprintln!("{}", report.render_table());
+        if !report.all_ok() {
+            failures.push(format!("step {}", i + 1));
+        }
+    }
+    // The windows are 1 s: read until both records are there, bounded.
+    let node = topology::node_netns(lab.id());
+    let binary = agent::agent_binary().expect("the agent binary");
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &node])
+            .arg(&binary)
+            .args([
+                "flows",
+                "--agent",
+                "127.0.0.1:9098",
+                "--json",
+                "--seconds",
+                "2",
+            ])
+            .output()
+            .expect("running policy-agent flows");
+        assert!(
+            output.status.success(),
+            "policy-agent flows --agent: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        lines.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned),
+        );
+        if found(&lines, "shop/client", "allow").is_some()
+            && found(&lines, "shop/stranger", "deny").is_some()
+        {
+            break;
+        }
+    }
+    let log = lab.agent_log_tail().join("\n");
+    lab.finish().expect("finishing the lab");
+    assert!(failures.is_empty(), "failed: {failures:?}\n{log}");
+    eprintln!("{}", lines.join("\n"));
+
+    let allowed = found(&lines, "shop/client", "allow").expect("the client's allowed flows");
+    assert_eq!(allowed["record"]["src"]["kind"], "pod");
+    assert_eq!(allowed["record"]["reporter"], "ingress");
+    assert_eq!(allowed["record"]["protocol"], 6);
+    assert_eq!(allowed["record"]["port"], 8000);
+    let by = allowed["record"]["decided_by"].as_str().unwrap_or_default();
+    assert!(by.contains("audit-web"), "decided by {by}");
+    let denied = found(&lines, "shop/stranger", "deny").expect("the stranger's denied flows");
+    assert_eq!(denied["record"]["dst"]["name"], "web");
+    assert!(denied["record"]["flows"].as_u64().unwrap_or(0) >= 1);
+    // Nothing else was recorded between these pods: no allow for the stranger.
+    assert!(
+        found(&lines, "shop/stranger", "allow").is_none(),
+        "{lines:?}"
+    );
+}
+
+/// The first record line from `src` (`namespace/name`) to the web pod with `verdict`.
+fn found(lines: &[String], src: &str, verdict: &str) -> Option<Value> {
+    let (namespace, name) = src.split_once('/')?;
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            let record = &v["record"];
+            record["src"]["namespace"] == namespace
+                && record["src"]["name"] == name
+                && record["dst"]["name"] == "web"
+                && record["verdict"] == verdict
+        })
+}
