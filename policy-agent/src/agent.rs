@@ -32,6 +32,7 @@ use crate::{
     health::{self, Health},
     link_events::LinkEvents,
     status::Status,
+    web::WebState,
 };
 
 /// How long to wait after a file event for the rest of a burst (an editor's save, a lab
@@ -114,10 +115,10 @@ pub struct Config {
     /// How often to compare the policy maps with the applied state and repair drift; never
     /// when `None`.
     pub resync: Option<Duration>,
-    /// Where to serve flow records (`GET /flows`); when set, the agent reads the datapath's
-    /// flow events itself (`policy-agent flows --agent`), else `policy-agent flows` reads
-    /// the pinned ring.
-    pub flows_addr: Option<SocketAddr>,
+    /// Where to serve the web view and flow records (`GET /`, `/flows`, `/explain`); when
+    /// set, the agent reads the datapath's flow events itself (`policy-agent flows --agent`),
+    /// else `policy-agent flows` reads the pinned ring.
+    pub ui_addr: Option<SocketAddr>,
     /// The flow records' window and bounds.
     pub flow_limits: crate::flow_records::Limits,
 }
@@ -206,18 +207,20 @@ pub async fn run(config: Config) -> Result<()> {
         uplinks: config.uplinks.clone(),
         health: health.clone(),
         host_interfaces: Vec::new(),
-        flow_records: None,
+        web: None,
     };
     let mut flow_reader = None;
-    if let Some(addr) = config.flows_addr {
+    if let Some(addr) = config.ui_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("binding the flow records endpoint {addr}"))?;
-        let records = Arc::new(FlowRecords::new(config.flow_limits));
-        tokio::spawn(crate::flow_records::http::serve(listener, records.clone()));
+            .with_context(|| format!("binding the web view {addr}"))?;
+        let web = Arc::new(WebState::new(Arc::new(FlowRecords::new(
+            config.flow_limits,
+        ))));
+        tokio::spawn(crate::web::serve(listener, web.clone()));
         flow_reader = datapath.take_flows();
-        state.flow_records = Some(records);
-        info!(%addr, "serving flow records on /flows");
+        state.web = Some(web);
+        info!(%addr, "serving the web view and flow records (/, /flows, /explain)");
     }
 
     // Subscribed before the first scan, so no interface created after it goes unnoticed.
@@ -287,8 +290,8 @@ pub async fn run(config: Config) -> Result<()> {
                 state.rescan(&mut datapath, &mut rescan_retry, config.status_file.as_ref());
             }
             _ = flow_poll.tick(), if flow_reader.is_some() => {
-                if let (Some(reader), Some(records)) = (flow_reader.as_mut(), state.flow_records.as_ref()) {
-                    records.poll(reader, monotonic_ns());
+                if let (Some(reader), Some(web)) = (flow_reader.as_mut(), state.web.as_ref()) {
+                    web.records.poll(reader, monotonic_ns());
                 }
             }
             _ = next_tick(&mut resync) => {
@@ -376,8 +379,8 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 }
 
 struct State {
-    /// The flow records served on `--flows-port`, when asked for.
-    flow_records: Option<Arc<FlowRecords>>,
+    /// The web view and flow records served on `--ui-port`, when asked for.
+    web: Option<Arc<WebState>>,
     /// Holds the last compiled maps (`Compiler::maps`, endpoints not yet bound to interfaces).
     /// Possibly a compile that was refused: never read for a kernel write outside `sync`.
     compiler: Compiler,
@@ -473,11 +476,12 @@ impl State {
         };
         // Written whole: this compile is the applied state now.
         self.applied.endpoints = endpoints;
-        if let Some(records) = &self.flow_records {
-            records.set_view(
+        if let Some(web) = &self.web {
+            web.records.set_view(
                 crate::flow_records::Directory::of(&snapshot.cluster),
                 tables.clone(),
             );
+            web.set_applied(Arc::new(snapshot.cluster.clone()), scope.clone());
         }
         self.status.tables = tables;
         datapath.set_host_interfaces(compiled.host_interfaces.iter().map(|h| h.interface.clone()));

@@ -18,3 +18,4 @@ pub mod replay;
 pub mod serde_field;
 pub mod services;
 pub mod status;
+pub mod web;

@@ -119,15 +119,15 @@ enum Command {
         /// Calico `Log` rules.
         #[arg(long)]
         log_denies: bool,
-        /// Aggregate the datapath's flow events into flow records and serve them on this port
-        /// (`GET /flows`; `policy-agent flows --agent`). The agent then reads the events
-        /// itself. None when absent.
+        /// Serve the web view on this port (`/`), with the flow records it shows (`/flows`,
+        /// which `policy-agent flows --agent` reads) and explanations (`/explain`). The agent
+        /// then reads the datapath's flow events itself. None when absent.
         #[arg(long)]
-        flows_port: Option<u16>,
-        /// Address for --flows-port: loopback by default. Records name workloads: bind it
+        ui_port: Option<u16>,
+        /// Address for --ui-port: loopback by default. The view names workloads: bind it
         /// elsewhere only where that is wanted.
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-        flows_host: IpAddr,
+        ui_host: IpAddr,
         /// The flow records' aggregation window.
         #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
         flow_window_seconds: u64,
@@ -162,7 +162,7 @@ enum Command {
     /// Print the datapath's flow events live: Calico `Log` rules, and denies with
     /// `run --log-denies`.
     Flows {
-        /// Read the flow records of an agent run with `--flows-port` (HOST:PORT, e.g.
+        /// Read the flow records of an agent run with `--ui-port` (HOST:PORT, e.g.
         /// 127.0.0.1:9098) instead of the raw events of the pinned ring: each window is printed
         /// once it closes.
         #[arg(long)]
@@ -257,8 +257,8 @@ fn main() -> Result<()> {
             metrics_port,
             metrics_host,
             log_denies,
-            flows_port,
-            flows_host,
+            ui_port,
+            ui_host,
             flow_window_seconds,
             failsafe_inbound,
             failsafe_outbound,
@@ -295,7 +295,7 @@ fn main() -> Result<()> {
             status_file,
             health_addr: metrics_port.map(|port| SocketAddr::new(metrics_host, port)),
             log_denies,
-            flows_addr: flows_port.map(|port| SocketAddr::new(flows_host, port)),
+            ui_addr: ui_port.map(|port| SocketAddr::new(ui_host, port)),
             flow_limits: policy_agent::flow_records::Limits {
                 window: Duration::from_secs(flow_window_seconds),
                 ..Default::default()

@@ -1,8 +1,11 @@
-//! Flow records on real traffic (issue 21, first slice): an agent run with `--flows-port`
-//! reads the datapath's flow events, names both ends as workloads and aggregates them; the
-//! records `policy-agent flows --agent` prints, from inside the node namespace, are the
-//! scenario's flows with the rule that decided each. `examples/flow-records/scenario.yaml`.
-//! Privileged: needs root (a failure under CI=true).
+//! Flow records and the web view on real traffic (issue 21, first slices): an agent run with
+//! `--ui-port` reads the datapath's flow events, names both ends as workloads and aggregates
+//! them; the records `policy-agent flows --agent` prints, from inside the node namespace, are
+//! the scenario's flows with the rule that decided each; and the page, opened in headless
+//! Chromium inside the node namespace, shows them, draws their edges and answers an explain
+//! question as `policy-agent explain` does. `examples/flow-records/scenario.yaml`.
+//! Privileged: needs root and Debian's `chromium` (a failure under CI=true; `cargo xtask`
+//! installs it).
 
 use std::{
     path::Path,
@@ -67,8 +70,35 @@ fn the_agent_serves_named_records_of_its_flow_events() {
             break;
         }
     }
+    let page = browse(
+        &node,
+        "http://127.0.0.1:9098/?explain=shop/stranger,shop/web,8000,tcp",
+        None,
+    );
+    let screenshot = std::env::var_os("PALISADE_WEB_SCREENSHOT");
+    if let Some(path) = &screenshot {
+        browse(
+            &node,
+            "http://127.0.0.1:9098/?explain=shop/stranger,shop/web,8000,tcp",
+            Some(Path::new(path)),
+        );
+    }
     let log = lab.agent_log_tail().join("\n");
     lab.finish().expect("finishing the lab");
+    // The page, after its scripts ran: the flow table, the graph's edges, the explanation.
+    for expected in [
+        "<td>shop/client</td><td>shop/web</td><td>tcp/8000</td><td class=\"allow\">allow</td>",
+        "<td>shop/stranger</td><td>shop/web</td><td>tcp/8000</td><td class=\"deny\">deny</td>",
+        "data-edge=\"shop/client -&gt; shop/web\"",
+        "class=\"edge deny\" data-edge=\"shop/stranger -&gt; shop/web\"",
+        "id=\"explain-verdict\">verdict: deny</p>",
+        "ingress of shop/web: deny, by the default action of tier default",
+    ] {
+        assert!(
+            page.contains(expected),
+            "the page lacks {expected:?}:\n{page}"
+        );
+    }
     assert!(failures.is_empty(), "failed: {failures:?}\n{log}");
     eprintln!("{}", lines.join("\n"));
 
@@ -87,6 +117,52 @@ fn the_agent_serves_named_records_of_its_flow_events() {
         found(&lines, "shop/stranger", "allow").is_none(),
         "{lines:?}"
     );
+}
+
+/// The page's DOM after its scripts ran (and with `screenshot`, a PNG of it instead), from
+/// headless Chromium inside the node namespace. Bounded: 20 s.
+fn browse(node: &str, url: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempdir();
+    let mut command = Command::new("ip");
+    command.args([
+        "netns",
+        "exec",
+        node,
+        "timeout",
+        "20",
+        "chromium",
+        "--headless",
+    ]);
+    // Root needs --no-sandbox; the profile is this test's own.
+    command.args([
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=6000",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.display()));
+    match screenshot {
+        Some(path) => {
+            command.arg(format!("--screenshot={}", path.display()));
+            command.arg("--window-size=1400,900");
+        }
+        None => {
+            command.arg("--dump-dom");
+        }
+    }
+    let output = command.arg(url).output().expect("running chromium");
+    std::fs::remove_dir_all(&profile).ok();
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("palisade-chromium-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a profile directory");
+    dir
 }
 
 /// The first record line from `src` (`namespace/name`) to the web pod with `verdict`.

@@ -156,18 +156,27 @@ fn find_missing(needs: Needs) -> Vec<Missing> {
             });
         }
         // The lab writes kube-proxy's rules for Services (iptables or nftables mode) in its
-        // node namespaces.
-        for (package, path) in [
-            ("iptables", "/usr/sbin/iptables-restore"),
-            ("nftables", "/usr/sbin/nft"),
+        // node namespaces; the web view's test opens the page in a real browser.
+        for (package, path, what) in [
+            (
+                "iptables",
+                "/usr/sbin/iptables-restore",
+                "iptables (the lab's kube-proxy rules, iptables mode)",
+            ),
+            (
+                "nftables",
+                "/usr/sbin/nft",
+                "nftables (the lab's kube-proxy rules, nftables mode)",
+            ),
+            (
+                "chromium",
+                "/usr/bin/chromium",
+                "chromium (the web view's test, headless)",
+            ),
         ] {
             if !Path::new(path).exists() {
                 missing.push(Missing {
-                    what: if package == "iptables" {
-                        "iptables (the lab's kube-proxy rules, iptables mode)"
-                    } else {
-                        "nftables (the lab's kube-proxy rules, nftables mode)"
-                    },
+                    what,
                     how: format!("apt-get install -y {package}"),
                     install: Some(Box::new(move || apt_get(&["install", "-y", "-q", package]))),
                 });

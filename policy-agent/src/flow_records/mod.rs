@@ -10,12 +10,12 @@
 //!   itself), from the agent's view of the cluster.
 //! - [`aggregate`]: the window, the bound, and what is lost when the bound is hit.
 //! - [`live`]: the agent's records while it runs, fed from the ring buffer.
-//! - [`http`]: `GET /flows`, on a listener of its own (records name workloads).
+//!
+//! Served by [`crate::web`] (`GET /flows`, and the web view).
 //! - [`client`]: `policy-agent flows --agent`: reads, filters and prints them.
 
 pub mod aggregate;
 pub mod client;
-pub mod http;
 pub mod live;
 pub mod workloads;
 

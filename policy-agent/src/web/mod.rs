@@ -1,0 +1,336 @@
+//! The web view and its data, on a listener of its own (`--ui-port`, loopback by default:
+//! everything here names workloads, unlike `/metrics`, which a cluster's Prometheus scrapes
+//! from everywhere).
+//!
+//! - `GET /`: the page (`page.html`, embedded; no build step, no library): a live flow table
+//!   with filters, a graph of which workloads talk to which, and an "explain this flow" panel.
+//! - `GET /flows?since=N`: the closed windows of flow records from N on and the open one, as
+//!   JSON ([`crate::flow_records::live::Snapshot`]); `policy-agent flows --agent` reads it.
+//! - `GET /explain?from=A&to=B&port=P&protocol=tcp&family=4`: the walk `policy-agent explain`
+//!   prints, as JSON, against the state the agent applied last.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::{
+    calico::resources::Protocol,
+    compiler::{Scope, trace::TracePacket},
+    explain::verdict,
+    flow_records::FlowRecords,
+    model::Cluster,
+};
+
+/// A client must send its request headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const PAGE: &str = include_str!("page.html");
+
+/// What the web view reads: the flow records, and the applied state for explanations.
+pub struct WebState {
+    pub records: Arc<FlowRecords>,
+    applied: Mutex<Option<(Arc<Cluster>, Scope)>>,
+}
+
+impl WebState {
+    pub fn new(records: Arc<FlowRecords>) -> Self {
+        Self {
+            records,
+            applied: Mutex::new(None),
+        }
+    }
+
+    /// The state just written whole: what explanations are about from now on.
+    pub fn set_applied(&self, cluster: Arc<Cluster>, scope: Scope) {
+        *self.applied.lock().unwrap_or_else(PoisonError::into_inner) = Some((cluster, scope));
+    }
+
+    fn applied(&self) -> Option<(Arc<Cluster>, Scope)> {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Serves the web view on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<WebState>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "accepting a web view connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&state, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "web view connection");
+            }
+        });
+    }
+}
+
+fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let query = query(request.uri().query());
+    match request.uri().path() {
+        "/" => with_type(
+            Response::new(Full::new(Bytes::from_static(PAGE.as_bytes()))),
+            "text/html; charset=utf-8",
+        ),
+        "/flows" => {
+            let since = match query.get("since").map(|v| v.parse::<u64>()) {
+                None => 0,
+                Some(Ok(since)) => since,
+                Some(Err(e)) => {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        &format!("since: not a window number: {e}\n"),
+                    );
+                }
+            };
+            json(&state.records.snapshot(since))
+        }
+        "/explain" => match explain(state, &query) {
+            Ok(value) => json(&value),
+            Err(message) => plain(StatusCode::BAD_REQUEST, &format!("{message}\n")),
+        },
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `policy-agent explain` for the query's packet, against the applied state.
+fn explain(state: &WebState, query: &HashMap<String, String>) -> Result<serde_json::Value, String> {
+    let (cluster, scope) = state
+        .applied()
+        .ok_or("no state applied yet: nothing to explain against")?;
+    let field = |name: &str| {
+        query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{name}: required"))
+    };
+    let family = match query.get("family").map(String::as_str) {
+        None | Some("" | "4") => 4,
+        Some("6") => 6,
+        Some(other) => return Err(format!("family {other:?}: expected 4 or 6")),
+    };
+    let protocol_name = query.get("protocol").map_or("tcp", String::as_str);
+    // The page's lower-case names, or Calico's spelling.
+    let protocol = Protocol::NAMES
+        .into_iter()
+        .find_map(|(name, p)| name.eq_ignore_ascii_case(protocol_name).then_some(p))
+        .map(|p| p.0)
+        .or_else(|| protocol_name.parse::<u8>().ok())
+        .ok_or_else(|| format!("protocol {protocol_name:?}: not a protocol name or number"))?;
+    let number = |name: &str, default: u16| -> Result<u16, String> {
+        match query.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| format!("{name} {v:?}: not a port: {e}")),
+        }
+    };
+    let packet = TracePacket {
+        src: verdict::resolve(&cluster, field("from")?, family)
+            .map_err(|e| format!("from: {e}"))?,
+        dst: verdict::resolve(&cluster, field("to")?, family).map_err(|e| format!("to: {e}"))?,
+        protocol,
+        sport: number("source_port", 40_000)?,
+        dport: number("port", 0)?,
+    };
+    let trace = verdict::explain(&cluster, &scope, &packet).map_err(|e| e.to_string())?;
+    Ok(verdict::render_json(&trace))
+}
+
+/// The query's `key=value` pairs, percent-decoded (`+` as a space, as forms send them).
+fn query(raw: Option<&str>) -> HashMap<String, String> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits: at most 255.
+                    out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_type(
+            Response::new(Full::new(Bytes::from(body))),
+            "application/json",
+        ),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding the answer: {e}\n"),
+        ),
+    }
+}
+
+fn with_type(
+    mut response: Response<Full<Bytes>>,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+    use crate::{datastore::file::FileDatastore, flow_records::Limits};
+
+    fn get(state: &WebState, uri: &str) -> (StatusCode, String) {
+        let request = Request::get(uri).body(()).expect("a request");
+        let response = respond(state, &request);
+        let status = response.status();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let bytes = runtime
+            .block_on(response.into_body().collect())
+            .expect("the body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn state() -> WebState {
+        WebState::new(Arc::new(FlowRecords::new(Limits::default())))
+    }
+
+    #[test]
+    fn flows_answers_json_and_refuses_what_it_cannot_read() {
+        let state = state();
+        let (status, body) = get(&state, "/flows");
+        assert_eq!(status, StatusCode::OK);
+        let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(value["next"], 0);
+        assert_eq!(value["closed"], serde_json::json!([]));
+        assert_eq!(get(&state, "/flows?since=3").0, StatusCode::OK);
+        let (status, body) = get(&state, "/flows?since=x");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("since"), "{body}");
+        assert_eq!(get(&state, "/metrics").0, StatusCode::NOT_FOUND);
+        let (status, page) = get(&state, "/");
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<title>Palisade"), "{page}");
+    }
+
+    #[test]
+    fn explain_answers_what_the_cli_does_for_the_applied_state() {
+        let state = state();
+        let (status, body) = get(&state, "/explain?from=default/frontend&to=default/backend");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("no state applied"), "{body}");
+
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let snapshot = FileDatastore::new(&data).load().expect("the seed");
+        let cluster = Arc::new(snapshot.cluster);
+        state.set_applied(cluster.clone(), Scope::default());
+        let pods: Vec<String> = cluster
+            .pods
+            .keys()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        let (from, to) = (&pods[0], &pods[1]);
+        let (status, body) = get(
+            &state,
+            &format!(
+                "/explain?from={}&to={}&port=80&protocol=tcp",
+                from.replace('/', "%2F"),
+                to
+            ),
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let packet = TracePacket {
+            src: verdict::resolve(&cluster, from, 4).expect("from"),
+            dst: verdict::resolve(&cluster, to, 4).expect("to"),
+            protocol: 6,
+            sport: 40_000,
+            dport: 80,
+        };
+        let cli = verdict::render_json(
+            &verdict::explain(&cluster, &Scope::default(), &packet).expect("explain"),
+        );
+        assert_eq!(answer, cli);
+        let (status, body) = get(&state, "/explain?from=nobody/x&to=default/backend");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.starts_with("from:"), "{body}");
+        let (status, body) = get(&state, &format!("/explain?from={from}&to={to}&port=x"));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("port"), "{body}");
+    }
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        let q = query(Some("from=default%2Fweb&to=10.0.0.1&x=a+b&bad=%zz&empty"));
+        assert_eq!(q["from"], "default/web");
+        assert_eq!(q["to"], "10.0.0.1");
+        assert_eq!(q["x"], "a b");
+        assert_eq!(q["bad"], "%zz");
+        assert_eq!(q["empty"], "");
+    }
+}
