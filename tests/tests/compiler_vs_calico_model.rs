@@ -288,23 +288,19 @@ status: {phase: Running, podIP: 10.0.0.12, podIPs: [{ip: 10.0.0.12}]}
 /// The world of `PODS` and `objects`, as a case of the generator's (the agent gets the
 /// administrators' policies through `Cluster::insert_cluster_policy`).
 fn crafted(objects: &str) -> CalicoCase {
-    use policy_agent::calico::resources::CalicoResource;
+    use policy_agent::calico::resources::{CalicoResource, parse_documents};
     let yaml = format!("{PODS}---\n{objects}");
     let mut world = CalicoWorld::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
     world.node_addrs = vec!["10.0.0.1".parse().expect("addr")];
-    let mut resources: Vec<CalicoResource> = world
-        .tiers
-        .iter()
-        .cloned()
-        .map(CalicoResource::Tier)
+    // The agent's own reading of the Calico resources among `objects`.
+    let calico: Vec<&str> = objects
+        .split("\n---")
+        .filter(|d| d.contains("projectcalico.org/"))
         .collect();
-    resources.extend(world.policies.iter().cloned().map(|p| {
-        if p.namespace.is_some() {
-            CalicoResource::NetworkPolicy(p)
-        } else {
-            CalicoResource::GlobalNetworkPolicy(p)
-        }
-    }));
+    let resources: Vec<CalicoResource> = parse_documents(&calico.join("\n---\n"))
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
     CalicoCase {
         world,
         yaml,
