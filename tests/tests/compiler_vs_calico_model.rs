@@ -568,3 +568,75 @@ spec:
         assert!(refused.message.contains("projectcalico.org/"), "{refused}");
     }
 }
+
+#[test]
+fn crafted_defaults_that_calico_fills_in() {
+    // Every field below is left for Calico to default, and each default decides a verdict:
+    // the agent reads them through its validation, the model applies them itself, so a
+    // defaulting bug on one side shows here (the generator leaves out `types`, `order`,
+    // `spec.tier` and a Service's namespace, but always writes a tier's order and action and
+    // a NetworkPolicy's namespace, and never declares a built-in tier).
+    // * Tier `strict`, no spec: order after every number (so after `default`), Deny.
+    // * `strict.only-web`: no `types`, ingress rules only: Ingress alone.
+    // * `isolate-db`: no rules and no `types`: Ingress.
+    // * kube-admin declared with an empty spec: Calico's fixed order and Pass all the same.
+    // * `deny-egress`, a NetworkPolicy without a namespace: namespace `default` (no pod).
+    // * `allow-client-in` without an order comes after `deny-udp-to-client` at 500.
+    assert_crafted_agree(
+        "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: strict}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: kube-admin}
+spec: {}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: strict.only-web}
+spec:
+  tier: strict
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: isolate-db}
+spec:
+  selector: app == 'db'
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-admin.pass-client}
+spec:
+  tier: kube-admin
+  order: 1
+  selector: app == 'client'
+  egress: [{action: Log}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-egress}
+spec:
+  types: [Egress]
+  egress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-udp-to-client}
+spec:
+  order: 500
+  selector: app == 'client'
+  ingress: [{action: Deny, protocol: UDP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: allow-client-in}
+spec:
+  selector: app == 'client'
+  ingress: [{action: Allow}]
+",
+    );
+}
