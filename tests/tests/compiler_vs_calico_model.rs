@@ -49,6 +49,16 @@ use proptest::{prelude::*, test_runner::TestCaseError};
 /// The default number of worlds of the first property (a quarter of it for the second).
 const CASES: u32 = 1600;
 
+/// `case` with the model's world read again from the case's YAML: the generator builds it
+/// from the resources the agent checked (and defaulted), which would hide a defaulting bug
+/// shared by the agent and the model; read from the YAML, the model applies Calico's
+/// defaults itself.
+fn read_by_the_model(mut case: CalicoCase) -> Result<CalicoCase, TestCaseError> {
+    case.world = CalicoWorld::read(&case.kubernetes_world(), &case.yaml)
+        .map_err(|e| TestCaseError::fail(format!("the model cannot read the case: {e}")))?;
+    Ok(case)
+}
+
 fn scope(case: &CalicoCase) -> Scope {
     Scope {
         node_name: None,
@@ -172,6 +182,7 @@ proptest! {
         picks in flow_picks(24),
         icmp in icmp_picks(8),
     ) {
+        let case = read_by_the_model(case)?;
         let cluster = case.agent_cluster();
         let maps = Compiler::new().compile(&cluster, &scope(&case)).maps;
         check_flows(&case, &cluster, &maps, &picks, &icmp, &SINGLE)?;
@@ -190,7 +201,9 @@ proptest! {
         picks in flow_picks(16),
         icmp in icmp_picks(4),
     ) {
-        let mut case = case;
+        // The edits of `calico_edit` reach the model as checked resources (see
+        // `CalicoWorld::add`); the world they start from is read by the model itself.
+        let mut case = read_by_the_model(case)?;
         let mut compiler = Compiler::new();
         // What a sync that writes only the reported changes leaves in the maps.
         let mut synced = MapContents::default();
@@ -288,23 +301,19 @@ status: {phase: Running, podIP: 10.0.0.12, podIPs: [{ip: 10.0.0.12}]}
 /// The world of `PODS` and `objects`, as a case of the generator's (the agent gets the
 /// administrators' policies through `Cluster::insert_cluster_policy`).
 fn crafted(objects: &str) -> CalicoCase {
-    use policy_agent::calico::resources::CalicoResource;
+    use policy_agent::calico::resources::{CalicoResource, parse_documents};
     let yaml = format!("{PODS}---\n{objects}");
     let mut world = CalicoWorld::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
     world.node_addrs = vec!["10.0.0.1".parse().expect("addr")];
-    let mut resources: Vec<CalicoResource> = world
-        .tiers
-        .iter()
-        .cloned()
-        .map(CalicoResource::Tier)
+    // The agent's own reading of the Calico resources among `objects`.
+    let calico: Vec<&str> = objects
+        .split("\n---")
+        .filter(|d| d.contains("projectcalico.org/"))
         .collect();
-    resources.extend(world.policies.iter().cloned().map(|p| {
-        if p.namespace.is_some() {
-            CalicoResource::NetworkPolicy(p)
-        } else {
-            CalicoResource::GlobalNetworkPolicy(p)
-        }
-    }));
+    let resources: Vec<CalicoResource> = parse_documents(&calico.join("\n---\n"))
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
     CalicoCase {
         world,
         yaml,
@@ -558,4 +567,76 @@ spec:
         assert!(refused.field.ends_with(".key") || refused.field.ends_with(".matchLabels"));
         assert!(refused.message.contains("projectcalico.org/"), "{refused}");
     }
+}
+
+#[test]
+fn crafted_defaults_that_calico_fills_in() {
+    // Every field below is left for Calico to default, and each default decides a verdict:
+    // the agent reads them through its validation, the model applies them itself, so a
+    // defaulting bug on one side shows here (the generator leaves out `types`, `order`,
+    // `spec.tier` and a Service's namespace, but always writes a tier's order and action and
+    // a NetworkPolicy's namespace, and never declares a built-in tier).
+    // * Tier `strict`, no spec: order after every number (so after `default`), Deny.
+    // * `strict.only-web`: no `types`, ingress rules only: Ingress alone.
+    // * `isolate-db`: no rules and no `types`: Ingress.
+    // * kube-admin declared with an empty spec: Calico's fixed order and Pass all the same.
+    // * `deny-egress`, a NetworkPolicy without a namespace: namespace `default` (no pod).
+    // * `allow-client-in` without an order comes after `deny-udp-to-client` at 500.
+    assert_crafted_agree(
+        "
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: strict}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: kube-admin}
+spec: {}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: strict.only-web}
+spec:
+  tier: strict
+  selector: app == 'web'
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: isolate-db}
+spec:
+  selector: app == 'db'
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-admin.pass-client}
+spec:
+  tier: kube-admin
+  order: 1
+  selector: app == 'client'
+  egress: [{action: Log}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-egress}
+spec:
+  types: [Egress]
+  egress: [{action: Deny}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-udp-to-client}
+spec:
+  order: 500
+  selector: app == 'client'
+  ingress: [{action: Deny, protocol: UDP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: allow-client-in}
+spec:
+  selector: app == 'client'
+  ingress: [{action: Allow}]
+",
+    );
 }

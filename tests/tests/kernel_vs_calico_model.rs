@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 
 use palisade_tests::{
+    calico_reference::CalicoWorld,
     generate::flow_picks,
     generate_calico::{calico_case, icmp_picks},
     kernel::ProgrammedDatapath,
@@ -54,6 +55,11 @@ fn kernel_verdicts_agree_with_the_calico_model() {
     let result = runner.run(
         &(calico_case(), flow_picks(24), icmp_picks(8)),
         |(case, picks, icmp)| {
+            // The model reads the case's resources from its YAML, applying Calico's defaults
+            // itself, rather than taking the ones the agent checked.
+            let mut case = case;
+            case.world = CalicoWorld::read(&case.kubernetes_world(), &case.yaml)
+                .map_err(|e| TestCaseError::fail(format!("the model cannot read the case: {e}")))?;
             let mut datapath = datapath.borrow_mut();
             let scope = Scope {
                 node_name: None,

@@ -72,19 +72,39 @@ pub fn to_calico(policy: &ClusterPolicy) -> Policy {
             ingress: !policy.ingress.is_empty(),
             egress: !policy.egress.is_empty(),
         },
-        ingress: rules(&policy.ingress, "ingress"),
-        egress: rules(&policy.egress, "egress"),
+        ingress: rules(&policy.ingress, Direction::Ingress),
+        egress: rules(&policy.egress, Direction::Egress),
         do_not_track: false,
         pre_dnat: false,
         apply_on_forward: false,
     }
 }
 
-fn rules(written: &[ClusterRule], direction: &str) -> Vec<Rule> {
+/// Which list of the policy a written rule is in: it names the rule in the annotation and
+/// decides which side of the Calico rule the peer goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    /// The field's name, as the annotation spells it (`ingress[2]`).
+    fn field(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+fn rules(written: &[ClusterRule], direction: Direction) -> Vec<Rule> {
     let mut out = Vec::new();
     for (index, rule) in written.iter().enumerate() {
-        let mut annotations =
-            BTreeMap::from([(RULE_ANNOTATION.to_owned(), format!("{direction}[{index}]"))]);
+        let mut annotations = BTreeMap::from([(
+            RULE_ANNOTATION.to_owned(),
+            format!("{}[{index}]", direction.field()),
+        )]);
         if !rule.name.is_empty() {
             annotations.insert(RULE_NAME_ANNOTATION.to_owned(), rule.name.clone());
         }
@@ -98,7 +118,7 @@ fn rules(written: &[ClusterRule], direction: &str) -> Vec<Rule> {
             for (protocol, ports) in port_groups(rule.ports.as_deref()) {
                 // Ports are always the destination's: the subject's own for ingress, the
                 // peer's for egress.
-                let (source, destination) = if direction == "ingress" {
+                let (source, destination) = if direction == Direction::Ingress {
                     (
                         peer_side.clone(),
                         EntityRule {

@@ -119,39 +119,20 @@ fn cluster_network_policy(
     };
     let priority = priority(spec.priority)?;
     let subject = subject(spec.subject, Version::V1alpha2)?;
-    let ingress = rules_list(spec.ingress, "spec.ingress", V1ALPHA2.rules)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let at = format!("spec.ingress[{i}]");
-            let action = cnp_action(rule.action.as_deref(), &at)?;
-            let peers = ingress_peers(rule.from, &at, &V1ALPHA2, Version::V1alpha2)?;
-            let ports = cnp_protocols(rule.protocols, &at)?;
-            Ok(ClusterRule {
-                name: rule_name(rule.name, &at)?,
-                action,
-                peers,
-                ports,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let egress = rules_list(spec.egress, "spec.egress", V1ALPHA2.rules)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let at = format!("spec.egress[{i}]");
-            let action = cnp_action(rule.action.as_deref(), &at)?;
-            let peers = egress_peers(rule.to, &at, &V1ALPHA2, Version::V1alpha2)?;
-            let ports = cnp_protocols(rule.protocols, &at)?;
-            named_ports_need_pods(&peers, ports.as_deref(), &at, "protocols")?;
-            Ok(ClusterRule {
-                name: rule_name(rule.name, &at)?,
-                action,
-                peers,
-                ports,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let ingress = rule_list(
+        spec.ingress,
+        "spec.ingress",
+        &V1ALPHA2,
+        Version::V1alpha2,
+        cnp_action,
+    )?;
+    let egress = rule_list(
+        spec.egress,
+        "spec.egress",
+        &V1ALPHA2,
+        Version::V1alpha2,
+        cnp_action,
+    )?;
     Ok(ClusterPolicy {
         kind: ApiKind::ClusterNetworkPolicy,
         name,
@@ -209,36 +190,20 @@ fn admin_network_policy(
         }
     };
     let subject = subject(spec.subject, Version::V1alpha1)?;
-    let ingress = rules_list(spec.ingress, "spec.ingress", V1ALPHA1.rules)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let at = format!("spec.ingress[{i}]");
-            Ok(ClusterRule {
-                action: action(rule.action.as_deref(), &at)?,
-                peers: ingress_peers(rule.from, &at, &V1ALPHA1, Version::V1alpha1)?,
-                ports: anp_ports(rule.ports, &at)?,
-                name: rule_name(rule.name, &at)?,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let egress = rules_list(spec.egress, "spec.egress", V1ALPHA1.rules)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, rule)| {
-            let at = format!("spec.egress[{i}]");
-            let action = action(rule.action.as_deref(), &at)?;
-            let peers = egress_peers(rule.to, &at, &V1ALPHA1, Version::V1alpha1)?;
-            let ports = anp_ports(rule.ports, &at)?;
-            named_ports_need_pods(&peers, ports.as_deref(), &at, "ports")?;
-            Ok(ClusterRule {
-                name: rule_name(rule.name, &at)?,
-                action,
-                peers,
-                ports,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let ingress = rule_list(
+        spec.ingress,
+        "spec.ingress",
+        &V1ALPHA1,
+        Version::V1alpha1,
+        action,
+    )?;
+    let egress = rule_list(
+        spec.egress,
+        "spec.egress",
+        &V1ALPHA1,
+        Version::V1alpha1,
+        action,
+    )?;
     Ok(ClusterPolicy {
         kind,
         name,
@@ -284,6 +249,111 @@ fn rules_list<T>(
         ));
     }
     Ok(rules)
+}
+
+/// What every written rule is made of, whichever API and direction it comes from: the
+/// four rule types differ only in their peers' field (`from`, `to`) and their ports' shape.
+struct RuleParts {
+    name: Option<String>,
+    action: Option<String>,
+    peers: Peers,
+    ports: Ports,
+}
+
+enum Peers {
+    /// `from` of an ingress rule.
+    From(Option<Vec<raw::IngressPeer>>),
+    /// `to` of an egress rule.
+    To(Option<Vec<raw::EgressPeer>>),
+}
+
+enum Ports {
+    /// A ClusterNetworkPolicy's `protocols`.
+    Protocols(Option<Vec<raw::CnpProtocol>>),
+    /// An (Baseline)AdminNetworkPolicy's `ports`.
+    Ports(Option<Vec<raw::AnpPort>>),
+}
+
+impl From<raw::CnpIngressRule> for RuleParts {
+    fn from(rule: raw::CnpIngressRule) -> Self {
+        RuleParts {
+            name: rule.name,
+            action: rule.action,
+            peers: Peers::From(rule.from),
+            ports: Ports::Protocols(rule.protocols),
+        }
+    }
+}
+
+impl From<raw::CnpEgressRule> for RuleParts {
+    fn from(rule: raw::CnpEgressRule) -> Self {
+        RuleParts {
+            name: rule.name,
+            action: rule.action,
+            peers: Peers::To(rule.to),
+            ports: Ports::Protocols(rule.protocols),
+        }
+    }
+}
+
+impl From<raw::AnpIngressRule> for RuleParts {
+    fn from(rule: raw::AnpIngressRule) -> Self {
+        RuleParts {
+            name: rule.name,
+            action: rule.action,
+            peers: Peers::From(rule.from),
+            ports: Ports::Ports(rule.ports),
+        }
+    }
+}
+
+impl From<raw::AnpEgressRule> for RuleParts {
+    fn from(rule: raw::AnpEgressRule) -> Self {
+        RuleParts {
+            name: rule.name,
+            action: rule.action,
+            peers: Peers::To(rule.to),
+            ports: Ports::Ports(rule.ports),
+        }
+    }
+}
+
+/// The rules of `field` (`spec.ingress`, `spec.egress`), checked in one order for every API
+/// and direction (action, peers, ports, the named-port rule, name), so that the first error
+/// reported is the same whichever of them a rule comes from. `action` reads the API's own
+/// actions.
+fn rule_list<R: Into<RuleParts>>(
+    rules: Option<Vec<R>>,
+    field: &str,
+    limits: &Limits,
+    version: Version,
+    action: impl Fn(Option<&str>, &str) -> Result<RuleAction, ClusterPolicyError>,
+) -> Result<Vec<ClusterRule>, ClusterPolicyError> {
+    rules_list(rules, field, limits.rules)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let rule: RuleParts = rule.into();
+            let at = format!("{field}[{i}]");
+            let action = action(rule.action.as_deref(), &at)?;
+            let peers = match rule.peers {
+                Peers::From(from) => ingress_peers(from, &at, limits, version)?,
+                Peers::To(to) => egress_peers(to, &at, limits, version)?,
+            };
+            let (ports, ports_field) = match rule.ports {
+                Ports::Protocols(protocols) => (cnp_protocols(protocols, &at)?, "protocols"),
+                Ports::Ports(ports) => (anp_ports(ports, &at)?, "ports"),
+            };
+            // Ingress peers are never `networks`: this holds for them by construction.
+            named_ports_need_pods(&peers, ports.as_deref(), &at, ports_field)?;
+            Ok(ClusterRule {
+                name: rule_name(rule.name, &at)?,
+                action,
+                peers,
+                ports,
+            })
+        })
+        .collect()
 }
 
 fn rule_name(name: Option<String>, at: &str) -> Result<String, ClusterPolicyError> {

@@ -7,13 +7,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement},
 };
 use policy_agent::{
-    calico::{
-        resources::{
-            Action, EntityRule, HostEndpoint, IcmpMatch, IpVersion, NetworkSet, Policy, PortMatch,
-            Rule, ServiceMatch, TierAction,
-        },
-        selector::Selector,
-    },
+    calico::selector::Selector,
     cluster_policy::{
         ApiKind, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, PolicyTier, RuleAction,
         Subject,
@@ -23,6 +17,11 @@ use policy_agent::{
 
 use super::{
     super::reference,
+    resources::{
+        ADMIN_TIER_ORDER, Action, BASELINE_TIER_ORDER, DEFAULT_TIER, EntityRule, HostEndpoint,
+        Icmp as IcmpMatch, IpVersion, NetworkSet, Policy, Port as PortMatch, Rule,
+        Service as ServiceMatch, TierAction,
+    },
     trace::{
         ADMIN_TIER, BASELINE_TIER, DecidedBy, Decision, Direction, EndpointId, EndpointTrace,
         PolicyId, PolicyKind, PolicyTrace, RuleTrace, Side, TierEnd, TierTrace,
@@ -32,11 +31,7 @@ use super::{
 
 type Labels = BTreeMap<String, String>;
 
-const DEFAULT_TIER: &str = "default";
 const KNP_ORDER: f64 = 1000.0;
-/// Calico's `KubeAdminTierOrder` and `KubeBaselineTierOrder`: before and after `default`.
-const ADMIN_TIER_ORDER: f64 = 1_000.0;
-const BASELINE_TIER_ORDER: f64 = 10_000_000.0;
 const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
 const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
 const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
@@ -528,10 +523,10 @@ impl<'a> Ctx<'a> {
                 return Some("ipVersion");
             }
         }
-        if rule.protocol.is_some_and(|proto| proto.0 != p.protocol) {
+        if rule.protocol.is_some_and(|proto| proto != p.protocol) {
             return Some("protocol");
         }
-        if rule.not_protocol.is_some_and(|proto| proto.0 == p.protocol) {
+        if rule.not_protocol.is_some_and(|proto| proto == p.protocol) {
             return Some("notProtocol");
         }
         if let Some(icmp) = &rule.icmp
@@ -731,7 +726,7 @@ impl<'a> Ctx<'a> {
                         host.expected_ips.contains(&addr)
                             && host.ports.iter().any(|p| {
                                 p.name == *name
-                                    && p.protocol.0 == self.packet.protocol
+                                    && p.protocol == self.packet.protocol
                                     && p.port == port
                             })
                     })

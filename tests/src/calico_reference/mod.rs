@@ -1,8 +1,21 @@
 //! The Calico reference model: Calico's ordered, tiered policy semantics evaluated directly on
-//! the checked v3 resources ([`policy_agent::calico::resources`]), the Kubernetes API objects
-//! and the validated network-policy-api objects
+//! the v3 resources as written (read by the model itself, [`resources`], with Calico's defaults
+//! applied there), the Kubernetes API objects and the validated network-policy-api objects
 //! ([`ClusterPolicy`](policy_agent::cluster_policy::ClusterPolicy)), one packet at a time, with
 //! a trace of every tier, policy and rule consulted.
+//!
+//! # What it shares with the agent
+//!
+//! Of the agent's Calico code the model shares **only the selector parser**
+//! ([`Selector::parse`](policy_agent::calico::selector::Selector::parse) and its AST). The
+//! agent's validation (`policy_agent::calico::resources::parse_documents`) is asked only
+//! whether a resource is valid; the model never reads the values it produces, because
+//! validation also *defaults* (`types` from the rules present, the `default` tier, the
+//! namespace, a Service's namespace, the built-in tiers' order and action), and a defaulting
+//! bug read by both sides would be invisible to `compiler_vs_calico_model`. The model applies
+//! those defaults itself, from Calico's API reference ([`resources`] lists them). The one
+//! exception is [`CalicoWorld::add`], which takes an already checked resource for callers that
+//! hold nothing else (see `checked.rs`); worlds read from YAML never use it.
 //!
 //! Like [`crate::reference`] it is a test oracle: brute force, obviously right rather than fast,
 //! sharing no code with the agent's compiler or `policy_agent::model` (only the data types a
@@ -176,7 +189,9 @@
 //!   container port of the live pod at the destination address with that name, its own
 //!   protocol and number (never a non-pod destination).
 
+mod checked;
 mod eval;
+pub mod resources;
 mod trace;
 mod world;
 
@@ -185,6 +200,7 @@ mod tests;
 
 pub use self::{
     eval::{selector_matches, verdict},
+    resources::{Action, TierAction},
     trace::{
         DecidedBy, Decision, Direction, EndpointId, EndpointTrace, PolicyId, PolicyKind,
         PolicyTrace, RuleTrace, Side, TierEnd, TierTrace,

@@ -6,7 +6,7 @@ use k8s_openapi::api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use policy_agent::calico::{
-    resources::{Action, Protocol, TierAction, parse_documents},
+    resources::{Protocol, parse_documents},
     selector::Selector,
 };
 
@@ -101,11 +101,15 @@ fn with(yaml: &str) -> CalicoWorld {
     world
 }
 
+/// Adds the Calico resources of `yaml`, read by the model from the YAML as written (after
+/// the agent's validation has accepted them).
 fn load(world: &mut CalicoWorld, yaml: &str) {
     for resource in parse_documents(yaml) {
-        let resource = resource.unwrap_or_else(|e| panic!("test resource rejected: {e}"));
-        assert!(world.add(resource));
+        resource.unwrap_or_else(|e| panic!("test resource rejected: {e}"));
     }
+    world
+        .extend_from_yaml(yaml)
+        .unwrap_or_else(|e| panic!("test resource unreadable: {e}"));
 }
 
 fn tcp(src: &str, dst: &str, port: u16) -> Packet {

@@ -3,9 +3,10 @@
 
 use std::fmt;
 
-use policy_agent::calico::resources::{Action, TierAction};
-
-use super::world::Packet;
+use super::{
+    resources::{Action, TierAction},
+    world::Packet,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {

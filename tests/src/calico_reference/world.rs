@@ -8,13 +8,12 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use policy_agent::{
-    calico::resources::{
-        CalicoResource, HostEndpoint, NetworkSet, Policy, Protocol, Tier, parse_documents,
-    },
+    calico::resources::{CalicoResource, Protocol, parse_documents},
     cluster_policy::{self, ApiKind, ClusterPolicy},
 };
 use serde_yaml::Value;
 
+use super::resources::{self, HostEndpoint, NetworkSet, Policy, Resource, Tier};
 use crate::reference::World;
 
 /// The order of the `default` tier when no Tier resource declares it (libcalico-go's
@@ -60,20 +59,31 @@ impl From<&World> for CalicoWorld {
 }
 
 impl CalicoWorld {
-    /// Adds one checked Calico resource (a host endpoint only as a peer); returns whether the
-    /// resource was taken (always, today).
-    pub fn add(&mut self, resource: CalicoResource) -> bool {
+    /// Adds one Calico resource as the model reads it (a host endpoint only as a peer);
+    /// returns whether the resource was taken (always, today).
+    pub fn insert(&mut self, resource: Resource) -> bool {
         match resource {
-            CalicoResource::GlobalNetworkPolicy(p) | CalicoResource::NetworkPolicy(p) => {
-                self.policies.push(p);
-            }
-            CalicoResource::Tier(t) => self.tiers.push(t),
-            CalicoResource::GlobalNetworkSet(s) | CalicoResource::NetworkSet(s) => {
-                self.network_sets.push(s);
-            }
-            CalicoResource::HostEndpoint(h) => self.host_endpoints.push(h),
+            Resource::Policy(p) => self.policies.push(*p),
+            Resource::Tier(t) => self.tiers.push(t),
+            Resource::NetworkSet(s) => self.network_sets.push(s),
+            Resource::HostEndpoint(h) => self.host_endpoints.push(h),
         }
         true
+    }
+
+    /// Adds one Calico v3 resource (not a `List`) read from its YAML as written, with
+    /// Calico's defaults applied by the model ([`resources`]). The resource is assumed
+    /// valid: check it with the agent's `parse_documents` first, as
+    /// [`CalicoWorld::from_yaml`] does.
+    pub fn add_document(&mut self, value: &Value) -> Result<(), String> {
+        self.insert(resources::read(value)?);
+        Ok(())
+    }
+
+    /// Adds one resource *already checked and defaulted by the agent*: not independent of
+    /// its validation (see [`super::checked`]). Prefer [`CalicoWorld::add_document`].
+    pub fn add(&mut self, resource: CalicoResource) -> bool {
+        self.insert(resource.into())
     }
 
     /// Reads a multi-document YAML file holding Calico v3 resources (through
@@ -83,6 +93,24 @@ impl CalicoWorld {
     /// Node addresses are not part of the file: set [`CalicoWorld::node_addrs`].
     pub fn from_yaml(text: &str) -> Result<CalicoWorld, String> {
         let mut world = CalicoWorld::default();
+        world.extend_from_yaml(text)?;
+        Ok(world)
+    }
+
+    /// The Kubernetes world `kubernetes` plus every object of `yaml` ([`CalicoWorld::from_yaml`]):
+    /// how the property tests rebuild a generated case's world from its YAML, so that the
+    /// model reads the Calico resources as written rather than as the agent checked them.
+    pub fn read(kubernetes: &World, yaml: &str) -> Result<CalicoWorld, String> {
+        let mut world = CalicoWorld::from(kubernetes);
+        world.extend_from_yaml(yaml)?;
+        Ok(world)
+    }
+
+    /// Adds every object of a multi-document YAML file, as [`CalicoWorld::from_yaml`] reads
+    /// them: Calico resources are checked by the agent's validation (which objects are valid
+    /// is its question) and then read from the YAML as written by the model itself.
+    pub fn extend_from_yaml(&mut self, text: &str) -> Result<(), String> {
+        let world = self;
         for (index, document) in split_documents(text).into_iter().enumerate() {
             let value: Value = serde_yaml::from_str(document)
                 .map_err(|e| format!("document {}: invalid YAML: {e}", index + 1))?;
@@ -100,7 +128,15 @@ impl CalicoWorld {
             let context = |e: &dyn fmt::Display| format!("document {} ({kind}): {e}", index + 1);
             if api_version.starts_with("projectcalico.org/") {
                 for resource in parse_documents(document) {
-                    world.add(resource.map_err(|e| context(&e))?);
+                    resource.map_err(|e| context(&e))?;
+                }
+                match value.get("items") {
+                    Some(Value::Sequence(items)) if kind.ends_with("List") => {
+                        for item in items {
+                            world.add_document(item).map_err(|e| context(&e))?;
+                        }
+                    }
+                    _ => world.add_document(&value).map_err(|e| context(&e))?,
                 }
                 continue;
             }
@@ -130,7 +166,7 @@ impl CalicoWorld {
                 }
             }
         }
-        Ok(world)
+        Ok(())
     }
 
     /// The verdict on `packet`; see [`crate::calico_reference`] for the semantics.
