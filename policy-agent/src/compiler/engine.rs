@@ -35,9 +35,10 @@ use super::{
         CalicoContext,
         cells::{self, Cell, CellMemo, OwnerLabels, Peer as OrderedPeer},
     },
+    policy_name::PolicyName,
     relevance::Relevance,
     rules::{self, Entries, ItemPeer, PeerId},
-    tables::{DirectionSpec, EndpointSpec, PolicyName, PortSpec, TableContent},
+    tables::{DirectionSpec, EndpointSpec, PortSpec, TableContent},
     views::{IdentityKey, PodView, peer_matches},
 };
 use crate::model::Peer;

@@ -14,6 +14,7 @@ mod diff;
 mod engine;
 mod interner;
 mod ordered;
+mod policy_name;
 mod ports;
 mod relevance;
 mod rules;
@@ -45,8 +46,9 @@ pub use self::{
         PROFILE_RULE_REF, TIER_DEFAULT_RULE, Verdict,
         cells::{PolicyTrace, RuleTrace, TierEnd, TierTrace},
     },
+    policy_name::{PolicyDirection, PolicyKind, PolicyName},
     ports::port_prefixes,
-    tables::{Direction, Failsafe, PolicyKind, PolicyName},
+    tables::Failsafe,
 };
 use crate::{
     calico::resources::HostEndpoint,
@@ -172,7 +174,7 @@ impl Compiled {
     pub fn explain(
         &self,
         endpoint: IpAddr,
-        direction: Direction,
+        direction: PolicyDirection,
         slot: usize,
         rule_ref: u32,
     ) -> Option<String> {
@@ -180,8 +182,8 @@ impl Compiled {
             addr: identity_addr(endpoint),
         })?;
         let slots = match direction {
-            Direction::Ingress => &slots.ingress,
-            Direction::Egress => &slots.egress,
+            PolicyDirection::Ingress => &slots.ingress,
+            PolicyDirection::Egress => &slots.egress,
         };
         let policy = slots.get(slot)?.get((rule_ref >> 16) as usize)?;
         Some(format!("{policy} {direction}[{}]", rule_ref & 0xffff))

@@ -25,7 +25,9 @@ use super::{
 };
 use crate::{
     calico::resources::{Action, Protocol as CalicoProtocol, TierAction},
-    compiler::{LpmKey, ports::port_prefixes, rules::Entries, tables::PolicyName, views::PodView},
+    compiler::{
+        LpmKey, policy_name::PolicyName, ports::port_prefixes, rules::Entries, views::PodView,
+    },
     model::NamespaceMatch,
 };
 

@@ -36,7 +36,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::tables::PolicyName;
+use super::policy_name::PolicyName;
 use crate::{
     calico::{
         resources::{Action, TierAction},
