@@ -39,9 +39,9 @@ use super::{
     relevance::Relevance,
     rules::{self, Entries, ItemPeer, PeerId},
     tables::{DirectionSpec, EndpointSpec, PortSpec, TableContent},
-    views::{IdentityKey, PodView, peer_matches},
+    views::{self, IdentityKey, PodView, peer_matches},
 };
-use crate::model::Peer;
+use crate::model::{Cluster, Peer};
 
 /// A pod by (namespace, name).
 pub type PodRef = (String, String);
@@ -173,12 +173,31 @@ impl Engine {
     /// the old one did (see [`Relevance::numbered_after`]). Every block prefix and pod address
     /// gets the CIDR class of its new memberships: classes that already exist keep their
     /// number and their entries, new ones get entries in every table, unused ones are
-    /// retired. The caller then refreshes the pod views (memberships are part of them) and
-    /// the endpoints' tables (their own side may be in a set).
-    pub fn set_owned_blocks(&mut self, relevance: Relevance, calico: Arc<CalicoContext>) {
+    /// retired. Then every pod's views follow (memberships are part of them). The endpoints'
+    /// tables are the caller's (their own side may be in a set): see
+    /// `Compiler::follow_memberships`, the one caller.
+    pub fn set_owned_blocks(
+        &mut self,
+        relevance: Relevance,
+        calico: Arc<CalicoContext>,
+        cluster: &Cluster,
+    ) {
         self.relevance = relevance;
         self.calico = Some(calico);
         self.classify_blocks();
+        self.view_pods(cluster);
+    }
+
+    /// Sets the views of every pod's addresses, from the engine's relevance.
+    pub fn view_pods(&mut self, cluster: &Cluster) {
+        for ((ns, name), pod) in &cluster.pods {
+            let views = views::pod_views(
+                pod,
+                &cluster.namespace_labels(&pod.namespace),
+                &self.relevance,
+            );
+            self.set_pod_views(&(ns.clone(), name.clone()), views);
+        }
     }
 
     /// Gives every block prefix and pod address the CIDR class of its memberships under the
