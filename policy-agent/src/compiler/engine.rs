@@ -46,6 +46,19 @@ use crate::model::{Cluster, Peer};
 /// A pod by (namespace, name).
 pub type PodRef = (String, String);
 
+/// A local endpoint the engine programs, by kind: the engine gives both kinds tables the same
+/// way, and only their entries' binding differs (see [`EndpointSpec::host`]).
+///
+/// The order decides which endpoint's entry an address shared by several gets (the first):
+/// host endpoints come before pods, as they always have.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointRef {
+    /// A Calico HostEndpoint of this node, by name.
+    Host(String),
+    /// A pod scheduled to this node.
+    Pod(PodRef),
+}
+
 /// Which policies stand behind each slot of an endpoint's table lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointExplanation {
@@ -112,8 +125,8 @@ pub struct Engine {
     host: BTreeSet<IpAddr>,
     addresses: BTreeMap<IpAddr, Address>,
     pod_views: HashMap<PodRef, Vec<(IpAddr, Arc<PodView>)>>,
-    endpoints: BTreeMap<PodRef, Endpoint>,
-    endpoint_owners: BTreeMap<IpAddr, BTreeSet<PodRef>>,
+    endpoints: BTreeMap<EndpointRef, Endpoint>,
+    endpoint_owners: BTreeMap<IpAddr, BTreeSet<EndpointRef>>,
     /// The compiled maps, shared with the last `Compiled` handed out: updated in place once
     /// that is dropped (a copy is made only while someone still holds it).
     pub maps: Arc<MapContents>,
@@ -480,10 +493,9 @@ impl Engine {
 
     // ---- endpoints and tables ----
 
-    /// Sets the tables of a local endpoint (none: the pod is not, or no longer, a local
-    /// endpoint).
-    pub fn set_endpoint(&mut self, pod: &PodRef, spec: Option<EndpointSpec>) {
-        if self.endpoints.get(pod).map(|e| &e.spec) == spec.as_ref() {
+    /// Sets the tables of a local endpoint (none: it is not, or no longer, a local endpoint).
+    pub fn set_endpoint(&mut self, endpoint: &EndpointRef, spec: Option<EndpointSpec>) {
+        if self.endpoints.get(endpoint).map(|e| &e.spec) == spec.as_ref() {
             return;
         }
         let new = spec.map(|spec| {
@@ -510,10 +522,10 @@ impl Engine {
             }
         });
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
-        if let Some(old) = self.endpoints.remove(pod) {
+        if let Some(old) = self.endpoints.remove(endpoint) {
             for ip in &old.spec.ips {
                 if let Some(owners) = self.endpoint_owners.get_mut(ip) {
-                    owners.remove(pod);
+                    owners.remove(endpoint);
                 }
                 touched.insert(*ip);
             }
@@ -526,10 +538,10 @@ impl Engine {
                 self.endpoint_owners
                     .entry(*ip)
                     .or_default()
-                    .insert(pod.clone());
+                    .insert(endpoint.clone());
                 touched.insert(*ip);
             }
-            self.endpoints.insert(pod.clone(), new);
+            self.endpoints.insert(endpoint.clone(), new);
         }
         for ip in touched {
             self.write_endpoint_entry(ip);
@@ -553,7 +565,7 @@ impl Engine {
         list
     }
 
-    /// The first pod (by name) claiming an address decides its entry.
+    /// The first endpoint (by [`EndpointRef`] order) claiming an address decides its entry.
     fn write_endpoint_entry(&mut self, ip: IpAddr) {
         let key = EndpointKey {
             addr: super::identity_addr(ip),
@@ -562,7 +574,7 @@ impl Engine {
             .endpoint_owners
             .get(&ip)
             .and_then(|owners| owners.first())
-            .and_then(|pod| self.endpoints.get(pod));
+            .and_then(|endpoint| self.endpoints.get(endpoint));
         self.changes.endpoints.insert(key);
         let explanations = Arc::make_mut(&mut self.explanations);
         match owner {

@@ -42,7 +42,7 @@ use policy_common::{
 
 use self::{
     diff::Changes,
-    engine::Engine,
+    engine::{EndpointRef, Engine},
     plan::{CompilePlan, Observed},
     relevance::Relevance,
 };
@@ -403,7 +403,7 @@ impl Compiler {
                     &mut self.contents,
                     ordered_inputs(&engine),
                 );
-                engine.set_endpoint(&(ns.clone(), name.clone()), Some(spec));
+                engine.set_endpoint(&EndpointRef::Pod((ns.clone(), name.clone())), Some(spec));
             }
         }
         self.engine = engine;
@@ -448,8 +448,7 @@ impl Compiler {
                 .collect(),
         };
         for (spec, interface) in hosts {
-            // Pods' keys are (namespace, name); no namespace starts with '#'.
-            let key = ("#hostendpoint".to_owned(), interface.endpoint.clone());
+            let key = EndpointRef::Host(interface.endpoint.clone());
             self.engine.set_endpoint(&key, Some(spec));
             self.host_interfaces.push(interface);
         }
@@ -533,7 +532,8 @@ impl Compiler {
                         ordered_inputs(&self.engine),
                     )
                 });
-            self.engine.set_endpoint(key, spec);
+            self.engine
+                .set_endpoint(&EndpointRef::Pod(key.clone()), spec);
         }
         if calico_changed {
             self.set_host_endpoints(cluster, scope);
