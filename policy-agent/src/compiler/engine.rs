@@ -34,6 +34,7 @@ use super::{
     ordered::{
         CalicoContext,
         cells::{self, Cell, CellMemo, OwnerLabels, Peer as OrderedPeer},
+        source_ports,
     },
     policy_name::PolicyName,
     relevance::Relevance,
@@ -837,7 +838,7 @@ impl Engine {
         let mut lookups = lookup::ORDERED | lookup::ANY;
         if let Some(classes) = memo.source_classes() {
             lookups |= lookup::SOURCE_PORTS;
-            let entries = cells::source_class_entries(id, classes);
+            let entries = source_ports::source_class_entries(id, classes);
             self.set_entries(id, reserved::SOURCE_PORTS, entries);
         }
         self.table_info.insert(
