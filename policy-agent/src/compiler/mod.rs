@@ -257,10 +257,10 @@ impl Compiler {
         let renumbered = plan == CompilePlan::Rebuild;
         match (plan, relevance) {
             (CompilePlan::Rebuild, _) => {
-                let previous = Arc::clone(&self.engine.maps);
+                let previous = Arc::clone(&self.engine.output.maps);
                 self.rebuild(cluster, scope);
                 // The new numbering replaces every entry: what the old state held must go too.
-                self.engine.changes.include(&previous);
+                self.engine.output.changes.include(&previous);
                 self.input = cluster.clone();
             }
             (CompilePlan::NewMemberships, Some(relevance)) => {
@@ -277,9 +277,9 @@ impl Compiler {
             }
         }
         Compiled {
-            maps: Arc::clone(&self.engine.maps),
-            changes: std::mem::take(&mut self.engine.changes),
-            explanations: Arc::clone(&self.engine.explanations),
+            maps: Arc::clone(&self.engine.output.maps),
+            changes: std::mem::take(&mut self.engine.output.changes),
+            explanations: Arc::clone(&self.engine.output.explanations),
             host_interfaces: self.host_interfaces.clone(),
             renumbered,
         }
@@ -314,7 +314,7 @@ impl Compiler {
 
     /// The maps as of the last compile.
     pub fn maps(&self) -> &MapContents {
-        &self.engine.maps
+        &self.engine.output.maps
     }
 
     /// Whether a change reaches what every ordered table is built on, so that only a rebuild
