@@ -20,7 +20,7 @@ use crate::{
         ordered::{CalicoContext, cells::OwnerLabels},
         relevance::Relevance,
         rules::Entries,
-        views::{self, IdentityKey, PodView, peer_matches},
+        views::{self, IdentityViews, PodView, peer_matches},
     },
     model::Cluster,
 };
@@ -137,7 +137,7 @@ impl Engine {
             self.release_identity(old_identity);
             self.release_cidr(old_cidr);
         } else {
-            let mut key: IdentityKey = address.owners.values().cloned().collect();
+            let mut key: IdentityViews = address.owners.values().cloned().collect();
             key.sort();
             key.dedup();
             let identity = self.acquire_identity(&key);
@@ -158,7 +158,7 @@ impl Engine {
         self.write_identity_entry(IpNet::from(ip));
     }
 
-    pub(super) fn acquire_identity(&mut self, key: &IdentityKey) -> u32 {
+    pub(super) fn acquire_identity(&mut self, key: &IdentityViews) -> u32 {
         match self
             .identities
             .acquire(key, &mut self.next_identity, reserved::FIRST_ALLOCATED)
@@ -180,7 +180,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn identity_created(&mut self, id: u32, key: &IdentityKey) {
+    pub(super) fn identity_created(&mut self, id: u32, key: &IdentityViews) {
         if self.calico.is_some()
             && let Some(view) = key.first()
         {
@@ -220,7 +220,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn identity_retired(&mut self, id: u32, key: &IdentityKey) {
+    pub(super) fn identity_retired(&mut self, id: u32, key: &IdentityViews) {
         self.owner_labels.remove(&id);
         for view in key {
             if let Some(ids) = self.by_namespace.get_mut(&view.namespace) {

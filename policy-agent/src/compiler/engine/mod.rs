@@ -40,13 +40,13 @@ use super::{
     interner::Interner,
     ordered::{
         CalicoContext,
-        cells::{Cell, OwnerLabels},
+        cells::{OwnerLabels, PeerVerdicts},
     },
     policy_name::PolicyName,
     relevance::Relevance,
     rules::{ItemPeer, PeerId},
     tables::{EndpointSpec, TableContent},
-    views::{IdentityKey, PodView},
+    views::{IdentityViews, PodView},
 };
 use crate::model::Peer;
 
@@ -103,7 +103,7 @@ pub struct Engine {
     next_identity: u32,
     next_table: u32,
     next_peer: u32,
-    identities: Interner<IdentityKey>,
+    identities: Interner<IdentityViews>,
     members: HashMap<u32, BTreeSet<PeerId>>,
     by_namespace: BTreeMap<String, BTreeSet<u32>>,
     /// Identities by (label key, value): a new peer's `In` requirement narrows the
@@ -120,7 +120,7 @@ pub struct Engine {
     unpeered_named: BTreeSet<u32>,
     /// Ordered tables (Calico) and the verdicts of their `ANY` entries: they need entries for
     /// every pod identity and every CIDR class whose verdicts differ from those.
-    ordered_tables: BTreeMap<u32, Cell>,
+    ordered_tables: BTreeMap<u32, PeerVerdicts>,
     /// Network sets and the like, for ordered tables; `None` without Calico resources.
     pub calico: Option<Arc<CalicoContext>>,
     /// With Calico resources: each pod identity's labels as Calico selectors see them, made

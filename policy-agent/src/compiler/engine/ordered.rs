@@ -12,7 +12,7 @@ use super::{Engine, TableInfo};
 use crate::compiler::{
     ordered::{
         CalicoContext,
-        cells::{self, CellMemo, Peer as OrderedPeer},
+        cells::{self, Peer as OrderedPeer, VerdictMemo},
         source_ports,
     },
     rules::Entries,
@@ -32,7 +32,7 @@ impl Engine {
             return;
         };
         let world: Vec<usize> = context.v4_world_block.into_iter().collect();
-        let mut memo = CellMemo::new(&ordered);
+        let mut memo = VerdictMemo::new(&ordered);
         let mut lookups = lookup::ORDERED | lookup::ANY;
         if let Some(classes) = memo.source_classes() {
             lookups |= lookup::SOURCE_PORTS;
@@ -105,7 +105,7 @@ impl Engine {
         ) else {
             return;
         };
-        let mut memo = CellMemo::new(&content);
+        let mut memo = VerdictMemo::new(&content);
         let (Some(number), Some(default)) = (
             cell(self, &mut memo, &context, peer),
             self.ordered_tables.get(&table),
@@ -124,7 +124,7 @@ impl Engine {
     /// The verdicts of an ordered table for a pod identity (their number in `memo`).
     pub(super) fn ordered_pod_cell(
         &self,
-        memo: &mut CellMemo<'_>,
+        memo: &mut VerdictMemo<'_>,
         context: &CalicoContext,
         identity: u32,
     ) -> Option<usize> {
@@ -142,7 +142,7 @@ impl Engine {
     /// block it lies in).
     pub(super) fn ordered_cidr_cell(
         &self,
-        memo: &mut CellMemo<'_>,
+        memo: &mut VerdictMemo<'_>,
         context: &CalicoContext,
         class: u32,
     ) -> Option<usize> {
@@ -175,7 +175,7 @@ impl Engine {
 /// most: cells with equal entries are one group, weighted by how many entries its peers would
 /// otherwise need. Ties go to the group whose first peer comes first, so the choice is the
 /// same on every compile of the same state.
-fn most_entries_shared(memo: &CellMemo<'_>, peers: &[(u32, usize)]) -> Option<usize> {
+fn most_entries_shared(memo: &VerdictMemo<'_>, peers: &[(u32, usize)]) -> Option<usize> {
     let mut count = vec![0usize; memo.len()];
     let mut first = vec![usize::MAX; memo.len()];
     for (index, (_, number)) in peers.iter().enumerate() {
@@ -200,4 +200,4 @@ fn most_entries_shared(memo: &CellMemo<'_>, peers: &[(u32, usize)]) -> Option<us
 }
 
 /// How a peer's cell in an ordered table is found: by pod identity or by CIDR class.
-type OrderedCellOf = fn(&Engine, &mut CellMemo<'_>, &CalicoContext, u32) -> Option<usize>;
+type OrderedCellOf = fn(&Engine, &mut VerdictMemo<'_>, &CalicoContext, u32) -> Option<usize>;

@@ -69,9 +69,10 @@ fn service_account(view: &PodView) -> &str {
     view.service_account.as_deref().unwrap_or("default")
 }
 
-/// Verdicts over the whole (protocol, source-port class, port) space, piecewise constant.
+/// One peer's verdicts in an ordered table over the whole (protocol, source-port class, port)
+/// space, piecewise constant: what the comments here call the peer's cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cell {
+pub struct PeerVerdicts {
     /// Protocols no rule names.
     pub other: Verdict,
     /// For each named protocol: (first port, verdict) intervals from port 0 on, adjacent
@@ -82,7 +83,7 @@ pub struct Cell {
     pub source_classes: BTreeMap<(u8, u8), Vec<(u32, Verdict)>>,
 }
 
-impl Cell {
+impl PeerVerdicts {
     /// The verdict for a packet of a source-port class, as the entries give it: a (class,
     /// protocol) without intervals falls to the any-protocol verdict.
     pub fn at_class(&self, class: u8, protocol: u8, port: u16) -> Verdict {
@@ -111,7 +112,7 @@ impl Cell {
     }
 
     /// Whether two cells give the same verdict everywhere.
-    pub fn same_as(&self, other: &Cell) -> bool {
+    pub fn same_as(&self, other: &PeerVerdicts) -> bool {
         if self.other != other.other {
             return false;
         }
@@ -181,7 +182,7 @@ pub fn trace(
 ) -> (Verdict, Vec<TierTrace>) {
     let mut tiers = Vec::new();
     let verdict =
-        Matching::new(content, context, peer).walk(protocol, sport, port, Some(&mut tiers));
+        PeerMatches::new(content, context, peer).walk(protocol, sport, port, Some(&mut tiers));
     (verdict, tiers)
 }
 
@@ -192,16 +193,16 @@ type CellKey = (Vec<bool>, Option<bool>, Vec<(u8, String, u16)>);
 /// The cells of one content for many peers, each computed once per distinct [`CellKey`]: a
 /// table's thousands of peers fall into a handful of those, so the cuts and walks are done a
 /// handful of times, and only the matching is done per peer. Cells are handed out by number
-/// ([`CellMemo::get`]), so equal cells are one value.
-pub struct CellMemo<'c> {
+/// ([`VerdictMemo::get`]), so equal cells are one value.
+pub struct VerdictMemo<'c> {
     content: &'c OrderedContent,
     sources: Option<SourceClasses>,
     named_ports: bool,
     numbers: HashMap<CellKey, usize>,
-    cells: Vec<Cell>,
+    cells: Vec<PeerVerdicts>,
 }
 
-impl<'c> CellMemo<'c> {
+impl<'c> VerdictMemo<'c> {
     pub fn new(content: &'c OrderedContent) -> Self {
         let named_ports = content
             .tiers
@@ -235,8 +236,8 @@ impl<'c> CellMemo<'c> {
         self.sources.as_ref()
     }
 
-    /// The cell numbered `number` by [`CellMemo::number`].
-    pub fn get(&self, number: usize) -> &Cell {
+    /// The cell numbered `number` by [`VerdictMemo::number`].
+    pub fn get(&self, number: usize) -> &PeerVerdicts {
         &self.cells[number]
     }
 
@@ -248,7 +249,7 @@ impl<'c> CellMemo<'c> {
     /// The number of the verdicts of the content for `peer` (over every protocol and port),
     /// computed only when no peer seen alike came before.
     pub fn number(&mut self, context: &CalicoContext, peer: &Peer<'_>) -> usize {
-        let matching = Matching::new(self.content, context, peer);
+        let matching = PeerMatches::new(self.content, context, peer);
         let named = if self.named_ports {
             matching
                 .named()
@@ -274,7 +275,7 @@ impl<'c> CellMemo<'c> {
 
 /// The verdicts of the matching's content for its peer, per source-port class when the
 /// content has them.
-fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
+fn cell_of(matching: &PeerMatches<'_>, sources: Option<&SourceClasses>) -> PeerVerdicts {
     let mut protocols: BTreeSet<u8> = BTreeSet::new();
     let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
     for rule in matching.rules() {
@@ -284,7 +285,7 @@ fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
         .rev()
         .find(|p| !protocols.contains(p) && !CalicoProtocol(*p).has_ports())
         .unwrap_or(u8::MAX);
-    let mut cell = Cell {
+    let mut cell = PeerVerdicts {
         other: matching.decide(other, 0, 0),
         protocols: BTreeMap::new(),
         source_classes: BTreeMap::new(),
@@ -340,7 +341,7 @@ fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
 /// Protocols and port boundaries one matching rule names.
 fn rule_grid(
     matcher: &Matcher,
-    matching: &Matching<'_>,
+    matching: &PeerMatches<'_>,
     protocols: &mut BTreeSet<u8>,
     cuts: &mut BTreeMap<u8, BTreeSet<u32>>,
 ) {
@@ -414,8 +415,9 @@ fn peer_named<'a>(peer: &Peer<'a>) -> impl Iterator<Item = (u8, &'a String, u16)
         .map(|(protocol, name, number)| (protocol.number(), name, *number))
 }
 
-/// The content's rules with their match on everything but protocol and port, for one peer.
-struct Matching<'a> {
+/// Which of the content's rules match one peer on everything but protocol and port: worked
+/// out once per peer, before the (protocol, port) space is cut and walked.
+struct PeerMatches<'a> {
     content: &'a OrderedContent,
     peer: Peer<'a>,
     /// Per policy (in evaluation order), per rule: matches apart from protocol and port.
@@ -425,7 +427,7 @@ struct Matching<'a> {
     host_ports: Vec<&'a (u8, String, u16)>,
 }
 
-impl<'a> Matching<'a> {
+impl<'a> PeerMatches<'a> {
     fn new(content: &'a OrderedContent, context: &'a CalicoContext, peer: &Peer<'a>) -> Self {
         let computed;
         let mut owners: Vec<Owner<'_>> = Vec::new();
@@ -471,7 +473,7 @@ impl<'a> Matching<'a> {
                 _ => [].iter(),
             })
             .collect();
-        Matching {
+        PeerMatches {
             content,
             peer: *peer,
             matches,
@@ -672,7 +674,7 @@ fn icmp_matches(icmp: (u8, Option<u8>), peer: &Peer<'_>, protocol: u8, port: u16
 
 fn calico_protocol_port(
     rule: &CalicoMatch,
-    matching: &Matching<'_>,
+    matching: &PeerMatches<'_>,
     protocol: u8,
     port: u16,
 ) -> bool {
@@ -740,7 +742,7 @@ fn kubernetes_ports(rule: &KubernetesMatch, peer: &Peer<'_>, protocol: u8, port:
 }
 
 /// The rule entries storing `cell` for `(table, identity)`.
-pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
+pub fn entries(table: u32, identity: u32, cell: &PeerVerdicts) -> Entries {
     let mut out = Entries::new();
     let mut insert = |prefix_len: u32, class: u8, protocol: u8, port: u16, verdict: Verdict| {
         let key = LpmKey {
