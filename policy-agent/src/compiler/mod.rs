@@ -9,6 +9,11 @@
 //! 3. [`tables`]: each local endpoint's list of rule tables, one per selecting policy.
 //! 4. [`engine`]: identities, tables and their rule entries, reference counted, so a change
 //!    touches only the entries of what it created or retired ([`rules`] computes them).
+//!
+//! Each compile first chooses one [`plan`] from what changed (nothing, an update, new
+//! network-set memberships, or a rebuild), then [`Compiler::compile`] carries it out.
+//! [`ordered`] builds Calico's ordered tables; [`policy_name`] names the policies behind
+//! every table, for explanations.
 
 mod diff;
 mod engine;
@@ -454,16 +459,16 @@ impl Compiler {
         }
     }
 
-    /// Follows changed objects. `calico_changed`: Calico policies or tiers changed (nothing
-    /// else of Calico's, see [`Compiler::calico_context_changed`]), so every local endpoint's
-    /// tables are evaluated again; new ordered contents get their cells, unchanged ones keep
-    /// their entries.
+    /// Follows changed objects ([`CompilePlan::Update`]). `every_endpoint`: Calico policies
+    /// or tiers changed (nothing else of Calico's, see [`Compiler::calico_context_changed`]),
+    /// so every local endpoint's tables are evaluated again; new ordered contents get their
+    /// cells, unchanged ones keep their entries.
     fn update(
         &mut self,
         cluster: &Cluster,
         scope: &Scope,
         changes: &Changes,
-        calico_changed: bool,
+        every_endpoint: bool,
     ) {
         let in_namespace = |ns: &String| -> Vec<(String, String)> {
             cluster
@@ -502,7 +507,7 @@ impl Compiler {
         for (ns, _) in &changes.policies {
             enforced.extend(in_namespace(ns));
         }
-        if calico_changed {
+        if every_endpoint {
             // Every local endpoint (a pod leaving this node is among the changed pods).
             enforced.extend(
                 cluster
@@ -535,7 +540,7 @@ impl Compiler {
             self.engine
                 .set_endpoint(&EndpointRef::Pod(key.clone()), spec);
         }
-        if calico_changed {
+        if every_endpoint {
             self.set_host_endpoints(cluster, scope);
         }
     }
