@@ -66,14 +66,15 @@ impl Engine {
         // a network set listing a node) never decides: the address's entry is the host's.
         // A class for it would be carried by no identity entry, its rule entries by nobody.
         prefixes.retain(|prefix| {
-            prefix.prefix_len() != prefix.max_prefix_len() || !self.host.contains(&prefix.addr())
+            prefix.prefix_len() != prefix.max_prefix_len()
+                || !self.addresses.host.contains(&prefix.addr())
         });
         let mut classes = BTreeMap::new();
         for prefix in &prefixes {
             let covering = self.relevance.covering(prefix);
             classes.insert(*prefix, self.acquire_cidr(&covering));
         }
-        let old = std::mem::replace(&mut self.block_prefixes, classes);
+        let old = std::mem::replace(&mut self.addresses.block_prefixes, classes);
         // Released after acquiring: a class still in use keeps its number.
         for class in old.values() {
             self.release_cidr(*class);
@@ -82,11 +83,11 @@ impl Engine {
         for prefix in touched {
             self.write_identity_entry(prefix);
         }
-        let addresses: Vec<IpAddr> = self.addresses.keys().copied().collect();
+        let addresses: Vec<IpAddr> = self.addresses.by_ip.keys().copied().collect();
         for ip in addresses {
             let covering = self.relevance.covering(&IpNet::from(ip));
             let class = self.acquire_cidr(&covering);
-            let old = match self.addresses.get_mut(&ip) {
+            let old = match self.addresses.by_ip.get_mut(&ip) {
                 Some(address) => std::mem::replace(&mut address.cidr, class),
                 None => reserved::WORLD,
             };
@@ -97,15 +98,15 @@ impl Engine {
 
     /// Sets the views of every address of a pod (none: the pod owns no address).
     pub fn set_pod_views(&mut self, pod: &PodRef, views: Vec<(IpAddr, Arc<PodView>)>) {
-        let old = self.pod_views.remove(pod).unwrap_or_default();
+        let old = self.addresses.pod_views.remove(pod).unwrap_or_default();
         if old == views {
             if !views.is_empty() {
-                self.pod_views.insert(pod.clone(), views);
+                self.addresses.pod_views.insert(pod.clone(), views);
             }
             return;
         }
         for (ip, view) in &views {
-            let address = self.addresses.entry(*ip).or_insert_with(|| Address {
+            let address = self.addresses.by_ip.entry(*ip).or_insert_with(|| Address {
                 owners: BTreeMap::new(),
                 pod_identity: reserved::WORLD,
                 cidr: reserved::WORLD,
@@ -117,23 +118,23 @@ impl Engine {
             if views.iter().any(|(new_ip, _)| new_ip == ip) {
                 continue;
             }
-            if let Some(address) = self.addresses.get_mut(ip) {
+            if let Some(address) = self.addresses.by_ip.get_mut(ip) {
                 address.owners.remove(pod);
             }
             self.refresh_address(*ip);
         }
         if !views.is_empty() {
-            self.pod_views.insert(pod.clone(), views);
+            self.addresses.pod_views.insert(pod.clone(), views);
         }
     }
 
     pub(super) fn refresh_address(&mut self, ip: IpAddr) {
-        let Some(address) = self.addresses.get(&ip) else {
+        let Some(address) = self.addresses.by_ip.get(&ip) else {
             return;
         };
         let (old_identity, old_cidr) = (address.pod_identity, address.cidr);
         if address.owners.is_empty() {
-            self.addresses.remove(&ip);
+            self.addresses.by_ip.remove(&ip);
             self.release_identity(old_identity);
             self.release_cidr(old_cidr);
         } else {
@@ -148,7 +149,7 @@ impl Engine {
             } else {
                 old_cidr
             };
-            if let Some(address) = self.addresses.get_mut(&ip) {
+            if let Some(address) = self.addresses.by_ip.get_mut(&ip) {
                 address.pod_identity = identity;
                 address.cidr = cidr;
             }
@@ -296,21 +297,24 @@ impl Engine {
     pub(super) fn write_identity_entry(&mut self, net: IpNet) {
         let key = identity_key(&net);
         let single = net.prefix_len() == net.max_prefix_len();
-        let value = if single && self.host.contains(&net.addr()) {
+        let value = if single && self.addresses.host.contains(&net.addr()) {
             Some(IdentityValue {
                 pod_identity: reserved::HOST,
                 cidr_identity: reserved::WORLD,
             })
-        } else if let Some(address) = self.addresses.get(&net.addr()).filter(|_| single) {
+        } else if let Some(address) = self.addresses.by_ip.get(&net.addr()).filter(|_| single) {
             Some(IdentityValue {
                 pod_identity: address.pod_identity,
                 cidr_identity: address.cidr,
             })
         } else {
-            self.block_prefixes.get(&net).map(|cidr| IdentityValue {
-                pod_identity: reserved::WORLD,
-                cidr_identity: *cidr,
-            })
+            self.addresses
+                .block_prefixes
+                .get(&net)
+                .map(|cidr| IdentityValue {
+                    pod_identity: reserved::WORLD,
+                    cidr_identity: *cidr,
+                })
         };
         self.output.write_identity(key, value);
     }

@@ -98,6 +98,26 @@ struct Endpoint {
     value: EndpointPolicy,
 }
 
+/// What the identity map is written from: every address and prefix something claims.
+struct Addresses {
+    /// Each block prefix's CIDR class.
+    block_prefixes: BTreeMap<IpNet, u32>,
+    /// The node's own addresses: their entries are the host's, whatever else claims them.
+    host: BTreeSet<IpAddr>,
+    /// Pod addresses, with the views of the pods claiming each.
+    by_ip: BTreeMap<IpAddr, Address>,
+    /// Each pod's addresses and their views, as last set.
+    pod_views: HashMap<PodRef, Vec<(IpAddr, Arc<PodView>)>>,
+}
+
+/// What the endpoint map is written from: the local endpoints and the addresses they claim.
+#[derive(Default)]
+struct Endpoints {
+    by_ref: BTreeMap<EndpointRef, Endpoint>,
+    /// Who claims each address; the first decides its entry.
+    owners: BTreeMap<IpAddr, BTreeSet<EndpointRef>>,
+}
+
 pub struct Engine {
     pub relevance: Relevance,
     next_identity: u32,
@@ -126,12 +146,10 @@ pub struct Engine {
     /// With Calico resources: each pod identity's labels as Calico selectors see them, made
     /// once rather than once per ordered table.
     owner_labels: HashMap<u32, OwnerLabels>,
-    block_prefixes: BTreeMap<IpNet, u32>,
-    host: BTreeSet<IpAddr>,
-    addresses: BTreeMap<IpAddr, Address>,
-    pod_views: HashMap<PodRef, Vec<(IpAddr, Arc<PodView>)>>,
-    endpoints: BTreeMap<EndpointRef, Endpoint>,
-    endpoint_owners: BTreeMap<IpAddr, BTreeSet<EndpointRef>>,
+    /// Pod addresses, node addresses and block prefixes: [`addresses`] alone keeps them.
+    addresses: Addresses,
+    /// Local endpoints and the addresses they claim: [`tables`] alone keeps them.
+    endpoints: Endpoints,
     /// The maps, what changed in them, and the explanations of their endpoint entries.
     pub output: MapOutput,
 }
@@ -164,12 +182,13 @@ impl Engine {
             ordered_tables: BTreeMap::new(),
             owner_labels: HashMap::new(),
             calico,
-            block_prefixes: BTreeMap::new(),
-            host: host_addrs.iter().copied().collect(),
-            addresses: BTreeMap::new(),
-            pod_views: HashMap::new(),
-            endpoints: BTreeMap::new(),
-            endpoint_owners: BTreeMap::new(),
+            addresses: Addresses {
+                block_prefixes: BTreeMap::new(),
+                host: host_addrs.iter().copied().collect(),
+                by_ip: BTreeMap::new(),
+                pod_views: HashMap::new(),
+            },
+            endpoints: Endpoints::default(),
             output: MapOutput::default(),
         };
         engine.classify_blocks();

@@ -29,7 +29,7 @@ use crate::{
 impl Engine {
     /// Sets the tables of a local endpoint (none: it is not, or no longer, a local endpoint).
     pub fn set_endpoint(&mut self, endpoint: &EndpointRef, spec: Option<EndpointSpec>) {
-        if self.endpoints.get(endpoint).map(|e| &e.spec) == spec.as_ref() {
+        if self.endpoints.by_ref.get(endpoint).map(|e| &e.spec) == spec.as_ref() {
             return;
         }
         let new = spec.map(|spec| {
@@ -56,9 +56,9 @@ impl Engine {
             }
         });
         let mut touched: BTreeSet<IpAddr> = BTreeSet::new();
-        if let Some(old) = self.endpoints.remove(endpoint) {
+        if let Some(old) = self.endpoints.by_ref.remove(endpoint) {
             for ip in &old.spec.ips {
-                if let Some(owners) = self.endpoint_owners.get_mut(ip) {
+                if let Some(owners) = self.endpoints.owners.get_mut(ip) {
                     owners.remove(endpoint);
                 }
                 touched.insert(*ip);
@@ -69,13 +69,14 @@ impl Engine {
         }
         if let Some(new) = new {
             for ip in &new.spec.ips {
-                self.endpoint_owners
+                self.endpoints
+                    .owners
                     .entry(*ip)
                     .or_default()
                     .insert(endpoint.clone());
                 touched.insert(*ip);
             }
-            self.endpoints.insert(endpoint.clone(), new);
+            self.endpoints.by_ref.insert(endpoint.clone(), new);
         }
         for ip in touched {
             self.write_endpoint_entry(ip);
@@ -109,10 +110,11 @@ impl Engine {
             addr: identity_addr(ip),
         };
         let owner = self
-            .endpoint_owners
+            .endpoints
+            .owners
             .get(&ip)
             .and_then(|owners| owners.first())
-            .and_then(|endpoint| self.endpoints.get(endpoint));
+            .and_then(|endpoint| self.endpoints.by_ref.get(endpoint));
         let entry = owner.map(|endpoint| {
             let names = |spec: &DirectionSpec| -> Vec<Arc<Vec<PolicyName>>> {
                 spec.slots.iter().map(|s| Arc::clone(&s.policies)).collect()
@@ -124,7 +126,7 @@ impl Engine {
             (endpoint.value, explanation)
         });
         if entry.is_none() {
-            self.endpoint_owners.remove(&ip);
+            self.endpoints.owners.remove(&ip);
         }
         self.output.write_endpoint(key, entry);
     }
