@@ -64,11 +64,12 @@ pub fn ensure(needs: Needs) -> Result<()> {
 
 /// What `cargo xtask bench` needs besides [`Needs::Everything`]: the two enforcers it compares
 /// Palisade with, and a font for the plots' text (plotters gets it as a file, no fontconfig).
-pub fn ensure_bench() -> Result<()> {
+/// The bench names the font file it loads, so this module knows machines, not plots.
+pub fn ensure_bench(font: &Path) -> Result<()> {
     let packages: Vec<&str> = [
         ("iptables", Path::new("/usr/sbin/iptables-restore")),
         ("nftables", Path::new("/usr/sbin/nft")),
-        ("fonts-dejavu-core", Path::new(crate::bench::FONT)),
+        ("fonts-dejavu-core", font),
     ]
     .into_iter()
     .filter(|(_, path)| !path.exists())

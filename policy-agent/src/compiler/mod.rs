@@ -9,11 +9,18 @@
 //! 3. [`tables`]: each local endpoint's list of rule tables, one per selecting policy.
 //! 4. [`engine`]: identities, tables and their rule entries, reference counted, so a change
 //!    touches only the entries of what it created or retired ([`rules`] computes them).
+//!
+//! Each compile first chooses one [`plan`] from what changed (nothing, an update, new
+//! network-set memberships, or a rebuild), then [`Compiler::compile`] carries it out.
+//! [`ordered`] builds Calico's ordered tables; [`policy_name`] names the policies behind
+//! every table, for explanations.
 
 mod diff;
 mod engine;
 mod interner;
 mod ordered;
+mod plan;
+mod policy_name;
 mod ports;
 mod relevance;
 mod rules;
@@ -38,15 +45,21 @@ use policy_common::{
     rule::{RuleKey, RuleValue},
 };
 
-use self::{diff::Changes, engine::Engine, relevance::Relevance};
+use self::{
+    diff::Changes,
+    engine::{EndpointRef, Engine},
+    plan::{CompilePlan, Observed},
+    relevance::Relevance,
+};
 pub use self::{
     engine::{Counts, EndpointExplanation},
     ordered::{
         PROFILE_RULE_REF, TIER_DEFAULT_RULE, Verdict,
         cells::{PolicyTrace, RuleTrace, TierEnd, TierTrace},
     },
+    policy_name::{PolicyDirection, PolicyKind, PolicyName},
     ports::port_prefixes,
-    tables::{Direction, Failsafe, PolicyKind, PolicyName},
+    tables::Failsafe,
 };
 use crate::{
     calico::resources::HostEndpoint,
@@ -172,7 +185,7 @@ impl Compiled {
     pub fn explain(
         &self,
         endpoint: IpAddr,
-        direction: Direction,
+        direction: PolicyDirection,
         slot: usize,
         rule_ref: u32,
     ) -> Option<String> {
@@ -180,8 +193,8 @@ impl Compiled {
             addr: identity_addr(endpoint),
         })?;
         let slots = match direction {
-            Direction::Ingress => &slots.ingress,
-            Direction::Egress => &slots.egress,
+            PolicyDirection::Ingress => &slots.ingress,
+            PolicyDirection::Egress => &slots.egress,
         };
         let policy = slots.get(slot)?.get((rule_ref >> 16) as usize)?;
         Some(format!("{policy} {direction}[{}]", rule_ref & 0xffff))
@@ -224,69 +237,89 @@ impl Compiler {
         }
     }
 
+    /// Brings the maps to `cluster`: observes what changed, chooses a [`CompilePlan`] from
+    /// that alone, and carries it out.
     pub fn compile(&mut self, cluster: &Cluster, scope: &Scope) -> Compiled {
         let changes = Changes::between(&self.input, cluster);
         let calico_changed = cluster.calico != self.input.calico;
         let relevance = (!changes.policies.is_empty() || calico_changed)
             .then(|| Relevance::numbered_after(cluster, &self.engine.relevance))
             .filter(|relevance| *relevance != self.engine.relevance);
-        let relevance_changed = relevance.is_some();
-        let mut renumbered = false;
-        // The endpoints of a Service that a Calico rule matches changed: its addresses are
-        // blocks and its ports are in the rules, so like a network set changing more than
-        // its CIDRs, that takes a rebuild.
-        let services_changed = self.matched_services_changed(cluster);
-        // Only what network sets list changed: new memberships, no rebuild.
-        let owned_blocks = relevance.filter(|relevance| {
-            self.scope.as_ref() == Some(scope)
-                && !services_changed
-                && self.engine.calico.is_some()
-                && relevance.same_but_owned_blocks(&self.engine.relevance)
-                && self.only_set_nets_changed(cluster, &changes)
-        });
-        if let Some(relevance) = owned_blocks {
-            let context = Arc::new(ordered::CalicoContext::of(cluster, &relevance));
-            self.engine.set_owned_blocks(relevance, context);
-            // Contents read the sets (an endpoint's own address may be in one).
-            self.contents = tables::ContentCache::default();
-            view_pods(&mut self.engine, cluster);
-            self.update(cluster, scope, &changes, true);
-            changes.apply_to(&mut self.input, cluster);
-            self.input.calico = cluster.calico.clone();
-            self.follow_endpoint_slices(cluster);
-        } else if self.scope.as_ref() != Some(scope)
-            || relevance_changed
-            || services_changed
-            || self.calico_context_changed(cluster, &changes)
-        {
-            let previous = Arc::clone(&self.engine.maps);
-            self.rebuild(cluster, scope);
-            renumbered = true;
-            // The new numbering replaces every entry: what the old state held must go too.
-            self.engine.changes.include(&previous);
-            self.input = cluster.clone();
-        } else if !changes.is_empty() || calico_changed {
-            self.update(cluster, scope, &changes, calico_changed);
-            changes.apply_to(&mut self.input, cluster);
-            if calico_changed {
-                self.input.calico = cluster.calico.clone();
+        let observed = Observed {
+            scope_changed: self.scope.as_ref() != Some(scope),
+            relevance_changed: relevance.is_some(),
+            only_set_members_changed: relevance.as_ref().is_some_and(|relevance| {
+                relevance.same_but_owned_blocks(&self.engine.relevance)
+                    && self.only_set_nets_changed(cluster, &changes)
+            }),
+            matched_services_changed: self.matched_services_changed(cluster),
+            calico_context_changed: self.calico_context_changed(cluster, &changes),
+            calico_changed,
+            objects_changed: !changes.is_empty(),
+            has_calico_context: self.engine.calico.is_some(),
+        };
+        let plan = CompilePlan::choose(&observed);
+        let renumbered = plan == CompilePlan::Rebuild;
+        match (plan, relevance) {
+            (CompilePlan::Rebuild, _) => {
+                let previous = Arc::clone(&self.engine.output.maps);
+                self.rebuild(cluster, scope);
+                // The new numbering replaces every entry: what the old state held must go too.
+                self.engine.output.changes.include(&previous);
+                self.input = cluster.clone();
             }
-            self.follow_endpoint_slices(cluster);
-        } else {
-            self.follow_endpoint_slices(cluster);
+            (CompilePlan::NewMemberships, Some(relevance)) => {
+                self.follow_memberships(relevance, cluster, scope, &changes);
+                self.follow_input(cluster, &changes, true);
+            }
+            (CompilePlan::Update { every_endpoint }, _) => {
+                self.update(cluster, scope, &changes, every_endpoint);
+                self.follow_input(cluster, &changes, calico_changed);
+            }
+            (CompilePlan::Nothing | CompilePlan::NewMemberships, _) => {
+                // New memberships come with a new relevance: `choose` says so.
+                self.follow_endpoint_slices(cluster);
+            }
         }
         Compiled {
-            maps: Arc::clone(&self.engine.maps),
-            changes: std::mem::take(&mut self.engine.changes),
-            explanations: Arc::clone(&self.engine.explanations),
+            maps: Arc::clone(&self.engine.output.maps),
+            changes: std::mem::take(&mut self.engine.output.changes),
+            explanations: Arc::clone(&self.engine.output.explanations),
             host_interfaces: self.host_interfaces.clone(),
             renumbered,
         }
     }
 
+    /// Keeps the compiled copy of the cluster equal to `cluster` after a plan that followed
+    /// `changes` (a rebuild copies it whole).
+    fn follow_input(&mut self, cluster: &Cluster, changes: &Changes, calico_changed: bool) {
+        changes.apply_to(&mut self.input, cluster);
+        if calico_changed {
+            self.input.calico = cluster.calico.clone();
+        }
+        self.follow_endpoint_slices(cluster);
+    }
+
+    /// [`CompilePlan::NewMemberships`], in one step: the blocks' and addresses' CIDR classes
+    /// under `relevance`, then the pods' views (memberships are part of them), then every
+    /// endpoint's tables, built afresh because their contents read the sets (an endpoint's
+    /// own address may be in one).
+    fn follow_memberships(
+        &mut self,
+        relevance: Relevance,
+        cluster: &Cluster,
+        scope: &Scope,
+        changes: &Changes,
+    ) {
+        let context = Arc::new(ordered::CalicoContext::of(cluster, &relevance));
+        self.engine.set_owned_blocks(relevance, context, cluster);
+        self.contents = tables::ContentCache::default();
+        self.update(cluster, scope, changes, true);
+    }
+
     /// The maps as of the last compile.
     pub fn maps(&self) -> &MapContents {
-        &self.engine.maps
+        &self.engine.output.maps
     }
 
     /// Whether a change reaches what every ordered table is built on, so that only a rebuild
@@ -365,7 +398,7 @@ impl Compiler {
             .calico
             .then(|| Arc::new(ordered::CalicoContext::of(cluster, &relevance)));
         let mut engine = Engine::new(relevance, calico, &scope.host_addrs, Some(&self.engine));
-        view_pods(&mut engine, cluster);
+        engine.view_pods(cluster);
         self.contents = tables::ContentCache::default();
         for ((ns, name), pod) in &cluster.pods {
             if pod.is_endpoint() && scope.is_local(pod) {
@@ -375,7 +408,7 @@ impl Compiler {
                     &mut self.contents,
                     ordered_inputs(&engine),
                 );
-                engine.set_endpoint(&(ns.clone(), name.clone()), Some(spec));
+                engine.set_endpoint(&EndpointRef::Pod((ns.clone(), name.clone())), Some(spec));
             }
         }
         self.engine = engine;
@@ -420,23 +453,22 @@ impl Compiler {
                 .collect(),
         };
         for (spec, interface) in hosts {
-            // Pods' keys are (namespace, name); no namespace starts with '#'.
-            let key = ("#hostendpoint".to_owned(), interface.endpoint.clone());
+            let key = EndpointRef::Host(interface.endpoint.clone());
             self.engine.set_endpoint(&key, Some(spec));
             self.host_interfaces.push(interface);
         }
     }
 
-    /// Follows changed objects. `calico_changed`: Calico policies or tiers changed (nothing
-    /// else of Calico's, see [`Compiler::calico_context_changed`]), so every local endpoint's
-    /// tables are evaluated again; new ordered contents get their cells, unchanged ones keep
-    /// their entries.
+    /// Follows changed objects ([`CompilePlan::Update`]). `every_endpoint`: Calico policies
+    /// or tiers changed (nothing else of Calico's, see [`Compiler::calico_context_changed`]),
+    /// so every local endpoint's tables are evaluated again; new ordered contents get their
+    /// cells, unchanged ones keep their entries.
     fn update(
         &mut self,
         cluster: &Cluster,
         scope: &Scope,
         changes: &Changes,
-        calico_changed: bool,
+        every_endpoint: bool,
     ) {
         let in_namespace = |ns: &String| -> Vec<(String, String)> {
             cluster
@@ -475,7 +507,7 @@ impl Compiler {
         for (ns, _) in &changes.policies {
             enforced.extend(in_namespace(ns));
         }
-        if calico_changed {
+        if every_endpoint {
             // Every local endpoint (a pod leaving this node is among the changed pods).
             enforced.extend(
                 cluster
@@ -505,23 +537,12 @@ impl Compiler {
                         ordered_inputs(&self.engine),
                     )
                 });
-            self.engine.set_endpoint(key, spec);
+            self.engine
+                .set_endpoint(&EndpointRef::Pod(key.clone()), spec);
         }
-        if calico_changed {
+        if every_endpoint {
             self.set_host_endpoints(cluster, scope);
         }
-    }
-}
-
-/// Sets the views of every pod's addresses, from the engine's relevance.
-fn view_pods(engine: &mut Engine, cluster: &Cluster) {
-    for ((ns, name), pod) in &cluster.pods {
-        let views = views::pod_views(
-            pod,
-            &cluster.namespace_labels(&pod.namespace),
-            &engine.relevance,
-        );
-        engine.set_pod_views(&(ns.clone(), name.clone()), views);
     }
 }
 

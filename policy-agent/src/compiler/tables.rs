@@ -7,8 +7,7 @@
 //! endpoints with the same tables share their entries: rule entries grow with distinct sets of
 //! selecting policies, not with pods.
 
-use crate::cluster_policy::ApiKind;
-use std::{collections::HashMap, fmt, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use policy_common::endpoint::MAX_TABLES;
 
@@ -22,6 +21,7 @@ const _: () = assert!(SEPARATE_TABLES >= 1 && SEPARATE_TABLES <= MAX_TABLES);
 
 use super::{
     ordered::{self, CalicoContext, OrderedContent},
+    policy_name::{PolicyDirection, PolicyKind, PolicyName},
     relevance::Relevance,
     views::named_port,
 };
@@ -29,21 +29,6 @@ use crate::{
     calico::resources::HostEndpoint,
     model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Protocol, Rule},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortSpec {
@@ -121,45 +106,6 @@ impl std::hash::Hash for TableContent {
     }
 }
 
-/// A policy by kind and name, for explanations.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PolicyName {
-    pub kind: PolicyKind,
-    /// Empty for a GlobalNetworkPolicy.
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PolicyKind {
-    /// networking.k8s.io/v1 NetworkPolicy.
-    Kubernetes,
-    /// projectcalico.org/v3 NetworkPolicy.
-    CalicoNetworkPolicy,
-    GlobalNetworkPolicy,
-    /// Calico's failsafe ports of a host endpoint, allowed before any policy.
-    Failsafe,
-    /// An administrators' policy (network-policy-api), by its own kind and name; its rules are
-    /// numbered as written.
-    Cluster(ApiKind),
-}
-
-impl fmt::Display for PolicyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            PolicyKind::Kubernetes => write!(f, "NetworkPolicy {}/{}", self.namespace, self.name),
-            PolicyKind::CalicoNetworkPolicy => write!(
-                f,
-                "NetworkPolicy {}/{} (projectcalico.org/v3)",
-                self.namespace, self.name
-            ),
-            PolicyKind::GlobalNetworkPolicy => write!(f, "GlobalNetworkPolicy {}", self.name),
-            PolicyKind::Failsafe => f.write_str("failsafe ports"),
-            PolicyKind::Cluster(kind) => write!(f, "{kind} {}", self.name),
-        }
-    }
-}
-
 /// One entry of an endpoint's table list and the policies it stands for (one, or several for
 /// the merged last slot; `rule_ref >> 16` indexes them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,8 +153,8 @@ impl ContentCache {
                         name: policy.name.clone(),
                     }]),
                     ingress: (!named_ingress)
-                        .then(|| Arc::new(content(pod, policy, Direction::Ingress))),
-                    egress: Some(Arc::new(content(pod, policy, Direction::Egress))),
+                        .then(|| Arc::new(content(pod, policy, PolicyDirection::Ingress))),
+                    egress: Some(Arc::new(content(pod, policy, PolicyDirection::Egress))),
                 }
             })
     }
@@ -249,8 +195,8 @@ pub fn endpoint_spec(
         return spec;
     };
     for (direction, slot) in [
-        (Direction::Ingress, &mut spec.ingress),
-        (Direction::Egress, &mut spec.egress),
+        (PolicyDirection::Ingress, &mut spec.ingress),
+        (PolicyDirection::Egress, &mut spec.egress),
     ] {
         if let Some(content) =
             ordered::build(pod, cluster, inputs.relevance, inputs.context, direction)
@@ -275,7 +221,7 @@ pub fn host_endpoint_spec(
     inputs: OrderedInputs<'_>,
     failsafe: &Failsafe,
 ) -> EndpointSpec {
-    let direction = |direction: Direction, ports: &[(u8, u16)]| {
+    let direction = |direction: PolicyDirection, ports: &[(u8, u16)]| {
         let content = ordered::build_host(
             host,
             cluster,
@@ -295,8 +241,8 @@ pub fn host_endpoint_spec(
     EndpointSpec {
         ips: host.expected_ips.clone(),
         host: true,
-        ingress: direction(Direction::Ingress, &failsafe.inbound),
-        egress: direction(Direction::Egress, &failsafe.outbound),
+        ingress: direction(PolicyDirection::Ingress, &failsafe.inbound),
+        egress: direction(PolicyDirection::Egress, &failsafe.outbound),
     }
 }
 
@@ -363,16 +309,16 @@ fn kubernetes_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> En
     EndpointSpec {
         ips: pod.ips.iter().copied().collect(),
         host: false,
-        ingress: direction_spec(pod, &selecting, Direction::Ingress, cache),
-        egress: direction_spec(pod, &selecting, Direction::Egress, cache),
+        ingress: direction_spec(pod, &selecting, PolicyDirection::Ingress, cache),
+        egress: direction_spec(pod, &selecting, PolicyDirection::Egress, cache),
     }
 }
 
 /// The table of one policy in one direction for `pod`.
-fn content(pod: &Pod, policy: &NetworkPolicy, direction: Direction) -> TableContent {
+fn content(pod: &Pod, policy: &NetworkPolicy, direction: PolicyDirection) -> TableContent {
     let rules = match direction {
-        Direction::Ingress => policy.ingress.as_deref(),
-        Direction::Egress => policy.egress.as_deref(),
+        PolicyDirection::Ingress => policy.ingress.as_deref(),
+        PolicyDirection::Egress => policy.egress.as_deref(),
     };
     let mut items = Vec::new();
     for (index, rule) in rules.unwrap_or_default().iter().enumerate() {
@@ -385,14 +331,14 @@ fn content(pod: &Pod, policy: &NetworkPolicy, direction: Direction) -> TableCont
 fn direction_spec(
     pod: &Pod,
     selecting: &[&NetworkPolicy],
-    direction: Direction,
+    direction: PolicyDirection,
     cache: &mut ContentCache,
 ) -> DirectionSpec {
     let mut spec = DirectionSpec::default();
     for policy in selecting {
         let applies = match direction {
-            Direction::Ingress => policy.ingress.is_some(),
-            Direction::Egress => policy.egress.is_some(),
+            PolicyDirection::Ingress => policy.ingress.is_some(),
+            PolicyDirection::Egress => policy.egress.is_some(),
         };
         if !applies {
             continue;
@@ -400,8 +346,8 @@ fn direction_spec(
         spec.isolated = true;
         let cached = cache.get(pod, policy);
         let cached_content = match direction {
-            Direction::Ingress => cached.ingress.clone(),
-            Direction::Egress => cached.egress.clone(),
+            PolicyDirection::Ingress => cached.ingress.clone(),
+            PolicyDirection::Egress => cached.egress.clone(),
         };
         let policies = Arc::clone(&cached.name);
         let content = cached_content.unwrap_or_else(|| Arc::new(content(pod, policy, direction)));
@@ -434,7 +380,7 @@ fn direction_spec(
 fn expand_rule(
     pod: &Pod,
     rule: &Rule,
-    direction: Direction,
+    direction: PolicyDirection,
     rule_ref: u32,
     items: &mut Vec<TableItem>,
 ) {
@@ -456,14 +402,14 @@ fn expand_rule(
                 // Ingress: the destination is this pod, so the name resolves here, or the
                 // port matches nothing.
                 PortMatch::Named { protocol, name } => match direction {
-                    Direction::Ingress => {
+                    PolicyDirection::Ingress => {
                         named_port(pod, *protocol, name).map(|port| PortSpec::Range {
                             protocol: *protocol,
                             first: port,
                             last: port,
                         })
                     }
-                    Direction::Egress => Some(PortSpec::EgressNamed {
+                    PolicyDirection::Egress => Some(PortSpec::EgressNamed {
                         protocol: *protocol,
                         name: name.clone(),
                     }),

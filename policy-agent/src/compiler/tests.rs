@@ -496,7 +496,7 @@ spec:
     assert_eq!(
         compiled.explain(
             BACKEND.parse().expect("addr"),
-            super::Direction::Ingress,
+            super::PolicyDirection::Ingress,
             slot,
             rule_ref
         ),
@@ -522,7 +522,7 @@ fn a_verdict_is_explained_by_the_policy_rule_that_made_it() {
     assert_eq!(
         compiled.explain(
             BACKEND.parse().expect("addr"),
-            super::Direction::Ingress,
+            super::PolicyDirection::Ingress,
             slot,
             rule_ref
         ),

@@ -16,8 +16,9 @@ use super::{
         self, CalicoContext,
         cells::{self, Peer, TierTrace},
     },
+    policy_name::PolicyDirection,
     relevance::Relevance,
-    tables::{Direction, Failsafe},
+    tables::Failsafe,
     views,
 };
 use crate::{
@@ -89,7 +90,7 @@ pub fn trace_with(
 ) -> PacketTrace {
     let relevance = Relevance::with_ordered(cluster, true);
     let context = CalicoContext::of(cluster, &relevance);
-    let side = |own: IpAddr, peer: IpAddr, direction: Direction| -> SideTrace {
+    let side = |own: IpAddr, peer: IpAddr, direction: PolicyDirection| -> SideTrace {
         let content = if let Some(pod) = owner(cluster, own).filter(|pod| scope.is_local(pod)) {
             let endpoint = (pod.namespace.clone(), pod.name.clone());
             if scope.host_addrs.contains(&peer) {
@@ -101,8 +102,8 @@ pub fn trace_with(
             )
         } else if let Some(host) = host_owner(cluster, scope, own) {
             let ports = match direction {
-                Direction::Ingress => &failsafe.inbound,
-                Direction::Egress => &failsafe.outbound,
+                PolicyDirection::Ingress => &failsafe.inbound,
+                PolicyDirection::Egress => &failsafe.outbound,
             };
             (
                 ("HostEndpoint".to_owned(), host.name.clone()),
@@ -145,8 +146,8 @@ pub fn trace_with(
     };
     PacketTrace {
         packet: *packet,
-        egress: side(packet.src, packet.dst, Direction::Egress),
-        ingress: side(packet.dst, packet.src, Direction::Ingress),
+        egress: side(packet.src, packet.dst, PolicyDirection::Egress),
+        ingress: side(packet.dst, packet.src, PolicyDirection::Ingress),
     }
 }
 

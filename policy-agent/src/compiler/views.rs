@@ -29,9 +29,11 @@ pub struct PodView {
     pub service_account: Option<String>,
 }
 
-/// The identity key of an address: normally one view; several when pods claim one address (a
-/// stale object), so that the address keeps what either pod is allowed, deterministically.
-pub type IdentityKey = Vec<Arc<PodView>>;
+/// The views that make an address's pod identity (what the engine interns identities by; not
+/// the identity map's key, `policy_common::identity::IdentityKey`, which is an address):
+/// normally one view; several when pods claim one address (a stale object), so that the
+/// address keeps what either pod is allowed, deterministically.
+pub type IdentityViews = Vec<Arc<PodView>>;
 
 fn project(labels: &Labels, keys: &std::collections::BTreeSet<String>) -> Labels {
     labels

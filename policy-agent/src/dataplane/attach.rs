@@ -29,22 +29,9 @@ use tracing::{info, warn};
 
 use super::{
     Datapath, DataplaneError,
-    loader::{AttachedLink, STAGING_DIR, classifier_mut, remove_pin},
+    loader::classifier_mut,
+    pins::{AttachedLink, LINKS_DIR, Role, STAGING_DIR, remove_pin},
 };
-
-/// What an interface is to the programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    /// A pod's host-side interface (or a bridge CNI's port).
-    Endpoints,
-    /// A Calico host endpoint's own interface.
-    HostEndpoint,
-    /// Any other interface of the node: only the post-translation hook.
-    Uplink,
-}
-
-/// Where the links are pinned, under the pin directory.
-pub(super) const LINKS_DIR: &str = "links";
 
 /// What a scan attached, and what it could not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

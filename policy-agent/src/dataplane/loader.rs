@@ -2,14 +2,14 @@
 
 use std::{
     collections::BTreeMap,
-    fs, io,
+    fs,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapInfo, PerCpuHashMap},
-    programs::{SchedClassifier, links::PinnedLink},
+    programs::SchedClassifier,
 };
 use policy_common::{
     capacity,
@@ -27,7 +27,10 @@ const IDENTITY_KEY_BITS: u32 = 128;
 use tracing::{info, warn};
 
 use super::{
-    DataplaneError, attach::LINKS_DIR, services::ServiceMapHandles, split_table::SplitTable,
+    DataplaneError,
+    pins::{AttachedLink, LINKS_DIR, Role, STAGING_DIR, remove_pin},
+    services::ServiceMapHandles,
+    split_table::SplitTable,
     verifier,
 };
 use crate::compiler::MapContents;
@@ -148,7 +151,7 @@ pub struct Datapath {
     /// Interfaces whose attachment fails on purpose (see [`super::fault::FAIL_ATTACH_ENV`]).
     pub(super) fail_attach: Option<super::fault::AttachFaults>,
     /// Interface name to (ifindex, pinned links), so a re-created interface is attached again.
-    pub(super) attached: BTreeMap<String, (u32, super::attach::Role, Vec<AttachedLink>)>,
+    pub(super) attached: BTreeMap<String, (u32, Role, Vec<AttachedLink>)>,
     /// Host endpoints' interfaces: attached with the host programs (see
     /// [`Datapath::set_host_interfaces`]).
     pub(super) host_interfaces: std::collections::BTreeSet<String>,
@@ -158,16 +161,6 @@ pub struct Datapath {
     pub(super) pin_dir: PathBuf,
     /// Each program loaded, with what it cost the verifier.
     pub(super) programs: Vec<verifier::ProgramLoad>,
-}
-
-/// One of our programs attached to one hook of an interface, pinned at `path`.
-pub(super) struct AttachedLink {
-    /// Holds the link's fd; the pin keeps it attached after the agent exits.
-    pub(super) _link: PinnedLink,
-    pub(super) path: PathBuf,
-    /// The program it attaches: an interface changing role keeps the links of the programs
-    /// both roles run (TCX refuses the same program twice on one hook).
-    pub(super) program: &'static str,
 }
 
 /// Maps a restarted agent takes over from the previous one as they are: tracked connections
@@ -243,10 +236,6 @@ const POLICY_MAPS: [&str; 10] = [
     map_names::SERVICES,
     map_names::SERVICE_BACKENDS,
 ];
-
-/// Where new policy maps and links are pinned before they replace the old ones by rename.
-/// (bpffs refuses names with a dot.)
-pub(super) const STAGING_DIR: &str = "staging";
 
 impl Datapath {
     /// Loads the programs and their maps, pinned under `pin_dir` (one directory per agent
@@ -536,17 +525,6 @@ fn clear_staging(staging: &Path) -> Result<(), DataplaneError> {
         remove_pin(&entry.path())?;
     }
     Ok(())
-}
-
-pub(super) fn remove_pin(path: &Path) -> Result<(), DataplaneError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(DataplaneError::PinDir {
-            path: path.to_owned(),
-            source,
-        }),
-    }
 }
 
 /// Removes a kept map's pin when its layout is not the one this build expects (an upgrade

@@ -4,6 +4,7 @@
 mod attach;
 pub mod fault;
 mod loader;
+mod pins;
 mod readback;
 pub mod renumber;
 pub mod routes;

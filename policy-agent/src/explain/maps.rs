@@ -12,7 +12,7 @@ use policy_common::{
     rule::{PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, action},
 };
 
-use crate::compiler::{Compiled, Direction, PROFILE_RULE_REF, TIER_DEFAULT_RULE};
+use crate::compiler::{Compiled, PROFILE_RULE_REF, PolicyDirection, TIER_DEFAULT_RULE};
 
 fn address(addr: [u8; 16], prefix_len: Option<u32>) -> String {
     let v6 = Ipv6Addr::from(addr);
@@ -54,19 +54,19 @@ pub fn render(compiled: &Compiled) -> String {
     let maps = &compiled.maps;
     // Which policies (and direction) each table stands for, from the endpoints using it: the
     // policies of a slot in order (several for a merged slot), and the direction.
-    let mut used_by: BTreeMap<u32, BTreeSet<(Vec<String>, Direction)>> = BTreeMap::new();
+    let mut used_by: BTreeMap<u32, BTreeSet<(Vec<String>, PolicyDirection)>> = BTreeMap::new();
 
     let _ = writeln!(out, "endpoints ({}):", maps.endpoints.len());
     for (key, value) in &maps.endpoints {
         let _ = writeln!(out, "  {}", address(key.addr, None));
         let explanation = compiled.explanations.get(key);
         for (direction, list) in [
-            (Direction::Ingress, &value.ingress),
-            (Direction::Egress, &value.egress),
+            (PolicyDirection::Ingress, &value.ingress),
+            (PolicyDirection::Egress, &value.egress),
         ] {
             let names = explanation.map(|e| match direction {
-                Direction::Ingress => &e.ingress,
-                Direction::Egress => &e.egress,
+                PolicyDirection::Ingress => &e.ingress,
+                PolicyDirection::Egress => &e.egress,
             });
             let _ = writeln!(
                 out,
@@ -170,9 +170,9 @@ pub fn render(compiled: &Compiled) -> String {
 
 fn describe_list(
     list: &PolicyList,
-    direction: Direction,
+    direction: PolicyDirection,
     names: Option<&Vec<std::sync::Arc<Vec<crate::compiler::PolicyName>>>>,
-    used_by: &mut BTreeMap<u32, BTreeSet<(Vec<String>, Direction)>>,
+    used_by: &mut BTreeMap<u32, BTreeSet<(Vec<String>, PolicyDirection)>>,
 ) -> String {
     if list.isolated == 0 {
         return "not isolated (no policy selects it)".to_owned();

@@ -10,8 +10,6 @@ mod report;
 mod stats;
 mod tables;
 
-pub use plot::FONT;
-
 use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, Result};
@@ -59,7 +57,7 @@ pub fn run(root: &Path, quick: bool, from: Option<&Path>) -> Result<()> {
 fn measure(root: &Path, quick: bool) -> Result<collect::Results> {
     let started = Instant::now();
     prereqs::ensure(prereqs::Needs::Everything)?;
-    prereqs::ensure_bench()?;
+    prereqs::ensure_bench(Path::new(plot::FONT))?;
     // Release builds: the agent's compile and sync times, and the load generator's own cost,
     // should be those of what would be deployed. The smoke run uses the debug binaries CI has.
     let mut build = cargo(root);

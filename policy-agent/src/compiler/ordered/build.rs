@@ -21,8 +21,8 @@ use crate::{
     },
     cluster_policy,
     compiler::{
+        policy_name::{PolicyDirection, PolicyKind, PolicyName},
         relevance::{Relevance, model_protocol},
-        tables::{Direction, PolicyKind, PolicyName},
         views::named_port,
     },
     model::{Cluster, NetworkPolicy, Peer, Pod, PortMatch, Rule},
@@ -65,7 +65,7 @@ pub fn build(
     cluster: &Cluster,
     relevance: &Relevance,
     context: &CalicoContext,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> Option<OrderedContent> {
     let only_kubernetes_semantics = cluster.calico.policies.is_empty()
         && tier_default_action(cluster, DEFAULT_TIER) == TierAction::Deny;
@@ -85,7 +85,7 @@ pub fn build_always(
     cluster: &Cluster,
     relevance: &Relevance,
     context: &CalicoContext,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> OrderedContent {
     let applying = applying(pod, cluster, direction);
     pod_content(pod, applying, cluster, relevance, context, direction)
@@ -97,7 +97,7 @@ fn pod_content(
     cluster: &Cluster,
     relevance: &Relevance,
     context: &CalicoContext,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> OrderedContent {
     let local = Local::pod(pod, cluster, context);
     OrderedContent {
@@ -120,7 +120,7 @@ pub fn build_host(
     cluster: &Cluster,
     relevance: &Relevance,
     context: &CalicoContext,
-    direction: Direction,
+    direction: PolicyDirection,
     failsafe: &[(u8, u16)],
 ) -> OrderedContent {
     let local = Local::host(host, context);
@@ -192,7 +192,7 @@ fn ordered_tiers(
     cluster: &Cluster,
     relevance: &Relevance,
     local: &Local<'_>,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> Vec<OrderedTier> {
     applying.sort_by(|a, b| cmp_optional_order(a.order, b.order).then_with(|| a.key.cmp(&b.key)));
     let mut by_tier: BTreeMap<&str, Vec<Applying<'_>>> = BTreeMap::new();
@@ -223,7 +223,7 @@ fn ordered_tiers(
 fn applying_host<'a>(
     host: &HostEndpoint,
     cluster: &'a Cluster,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> Vec<Applying<'a>> {
     cluster
         .calico
@@ -231,8 +231,8 @@ fn applying_host<'a>(
         .values()
         .filter(|policy| {
             let types_ok = match direction {
-                Direction::Ingress => policy.types.ingress,
-                Direction::Egress => policy.types.egress,
+                PolicyDirection::Ingress => policy.types.ingress,
+                PolicyDirection::Egress => policy.types.egress,
             };
             types_ok
                 && policy.namespace.is_none()
@@ -278,7 +278,7 @@ pub fn builtin_tier(name: &str) -> Option<(f64, TierAction)> {
 }
 
 /// Every policy applying to `pod` in `direction`.
-fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: Direction) -> Vec<Applying<'a>> {
+fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: PolicyDirection) -> Vec<Applying<'a>> {
     let labels = owners::pod_labels(&pod.labels, &pod.namespace, &pod.service_account);
     let namespace_labels =
         owners::namespace_labels(cluster.namespace_labels(&pod.namespace), &pod.namespace);
@@ -286,8 +286,8 @@ fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: Direction) -> Vec<Ap
     let mut out = Vec::new();
     for policy in cluster.calico.policies.values() {
         let types_ok = match direction {
-            Direction::Ingress => policy.types.ingress,
-            Direction::Egress => policy.types.egress,
+            PolicyDirection::Ingress => policy.types.ingress,
+            PolicyDirection::Egress => policy.types.egress,
         };
         let scope_ok = match &policy.namespace {
             Some(ns) => *ns == pod.namespace,
@@ -325,8 +325,8 @@ fn applying<'a>(pod: &Pod, cluster: &'a Cluster, direction: Direction) -> Vec<Ap
         .map(|(_, policy)| policy);
     for policy in in_namespace {
         let applies = match direction {
-            Direction::Ingress => policy.ingress.is_some(),
-            Direction::Egress => policy.egress.is_some(),
+            PolicyDirection::Ingress => policy.ingress.is_some(),
+            PolicyDirection::Egress => policy.egress.is_some(),
         };
         if applies && policy.pod_selector.matches(&pod.labels) {
             out.push(Applying {
@@ -458,13 +458,13 @@ fn ordered_policy(
     cluster: &Cluster,
     relevance: &Relevance,
     local: &Local<'_>,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> OrderedPolicy {
     match policy.source {
         Source::Calico(calico_policy) => {
             let rules = match direction {
-                Direction::Ingress => &calico_policy.ingress,
-                Direction::Egress => &calico_policy.egress,
+                PolicyDirection::Ingress => &calico_policy.ingress,
+                PolicyDirection::Egress => &calico_policy.egress,
             };
             // An administrators' policy is named as written, and its rules by their written
             // position (one written rule is several Calico rules).
@@ -517,8 +517,8 @@ fn ordered_policy(
         }
         Source::Kubernetes(np) => {
             let rules = match direction {
-                Direction::Ingress => np.ingress.as_deref(),
-                Direction::Egress => np.egress.as_deref(),
+                PolicyDirection::Ingress => np.ingress.as_deref(),
+                PolicyDirection::Egress => np.egress.as_deref(),
             };
             OrderedPolicy {
                 name: PolicyName {
@@ -552,11 +552,11 @@ fn calico_match(
     policy_namespace: Option<&str>,
     relevance: &Relevance,
     local: &Local<'_>,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> CalicoMatch {
     let (local_side, peer_side) = match direction {
-        Direction::Ingress => (&rule.destination, &rule.source),
-        Direction::Egress => (&rule.source, &rule.destination),
+        PolicyDirection::Ingress => (&rule.destination, &rule.source),
+        PolicyDirection::Egress => (&rule.source, &rule.destination),
     };
     let entity = |side: &EntityRule| PeerEntity {
         nets: blocks(&side.nets, relevance),
@@ -606,10 +606,16 @@ fn calico_match(
         icmp: rule.icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
         not_icmp: rule.not_icmp.and_then(|m| m.icmp_type.map(|t| (t, m.code))),
         peer: entity(peer_side),
-        ports: ports(&rule.destination.ports, direction == Direction::Ingress),
-        not_ports: ports(&rule.destination.not_ports, direction == Direction::Ingress),
-        source_ports: ports(&rule.source.ports, direction == Direction::Egress),
-        not_source_ports: ports(&rule.source.not_ports, direction == Direction::Egress),
+        ports: ports(
+            &rule.destination.ports,
+            direction == PolicyDirection::Ingress,
+        ),
+        not_ports: ports(
+            &rule.destination.not_ports,
+            direction == PolicyDirection::Ingress,
+        ),
+        source_ports: ports(&rule.source.ports, direction == PolicyDirection::Egress),
+        not_source_ports: ports(&rule.source.not_ports, direction == PolicyDirection::Egress),
     }
 }
 
@@ -624,11 +630,11 @@ fn service_matches(
     matched: CalicoMatch,
     cluster: &Cluster,
     relevance: &Relevance,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> Vec<CalicoMatch> {
     let (local_side, peer_side) = match direction {
-        Direction::Ingress => (&rule.destination, &rule.source),
-        Direction::Egress => (&rule.source, &rule.destination),
+        PolicyDirection::Ingress => (&rule.destination, &rule.source),
+        PolicyDirection::Egress => (&rule.source, &rule.destination),
     };
     // Validation refuses `services` on the endpoint's own side; a rule built by hand with
     // one there is not enforced loosely: it matches nothing.
@@ -645,7 +651,7 @@ fn service_matches(
     match direction {
         // Source addresses only (Felix's `svcnoport` IP set); the rule's own source ports
         // still apply.
-        Direction::Ingress => {
+        PolicyDirection::Ingress => {
             let addrs = service_match::addresses(cluster, service);
             if addrs.is_empty() {
                 return Vec::new();
@@ -655,7 +661,7 @@ fn service_matches(
             vec![only]
         }
         // (address, protocol, port): validation leaves the rule no destination ports.
-        Direction::Egress => service_match::endpoint_groups(cluster, service)
+        PolicyDirection::Egress => service_match::endpoint_groups(cluster, service)
             .into_iter()
             .filter(|(ports, _)| !ports.is_empty())
             .map(|(ports, addrs)| {
@@ -689,7 +695,7 @@ fn kubernetes_match(
     rule: &Rule,
     local: &Local<'_>,
     relevance: &Relevance,
-    direction: Direction,
+    direction: PolicyDirection,
 ) -> KubernetesMatch {
     let peers = rule.peers.as_ref().map(|peers| {
         peers
@@ -724,7 +730,7 @@ fn kubernetes_match(
                     last: *last,
                 }),
                 PortMatch::Named { protocol, name } => match direction {
-                    Direction::Ingress => {
+                    PolicyDirection::Ingress => {
                         local
                             .named_port(*protocol, name)
                             .map(|port| KubernetesPort::Range {
@@ -733,7 +739,7 @@ fn kubernetes_match(
                                 last: port,
                             })
                     }
-                    Direction::Egress => Some(KubernetesPort::PeerNamed {
+                    PolicyDirection::Egress => Some(KubernetesPort::PeerNamed {
                         protocol: protocol.number(),
                         name: name.clone(),
                     }),

@@ -10,22 +10,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use policy_common::{
-    identity,
-    rule::{
-        PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
-        flags as rule_flags,
-    },
+use policy_common::rule::{
+    PREFIX_ANY_PORT, PREFIX_ANY_PROTOCOL, RuleKey, RuleValue, action as verdict_action,
+    flags as rule_flags,
 };
 
 use super::{
     CalicoContext, CalicoMatch, KubernetesMatch, KubernetesPeer, KubernetesPort, Matcher,
     OrderedContent, PROFILE_RULE_REF, PortRule, TIER_DEFAULT_RULE, Verdict,
     owners::{self, Owner},
+    port_lists::{PORT_PROTOCOLS, port_lists_match},
+    source_ports::{SOURCE_OVERFLOW_RULE_REF, SourceClasses, source_ports_match},
 };
 use crate::{
     calico::resources::{Action, Protocol as CalicoProtocol, TierAction},
-    compiler::{LpmKey, ports::port_prefixes, rules::Entries, tables::PolicyName, views::PodView},
+    compiler::{
+        LpmKey, policy_name::PolicyName, ports::port_prefixes, rules::Entries, views::PodView,
+    },
     model::NamespaceMatch,
 };
 
@@ -68,9 +69,10 @@ fn service_account(view: &PodView) -> &str {
     view.service_account.as_deref().unwrap_or("default")
 }
 
-/// Verdicts over the whole (protocol, source-port class, port) space, piecewise constant.
+/// One peer's verdicts in an ordered table over the whole (protocol, source-port class, port)
+/// space, piecewise constant: what the comments here call the peer's cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cell {
+pub struct PeerVerdicts {
     /// Protocols no rule names.
     pub other: Verdict,
     /// For each named protocol: (first port, verdict) intervals from port 0 on, adjacent
@@ -81,7 +83,7 @@ pub struct Cell {
     pub source_classes: BTreeMap<(u8, u8), Vec<(u32, Verdict)>>,
 }
 
-impl Cell {
+impl PeerVerdicts {
     /// The verdict for a packet of a source-port class, as the entries give it: a (class,
     /// protocol) without intervals falls to the any-protocol verdict.
     pub fn at_class(&self, class: u8, protocol: u8, port: u16) -> Verdict {
@@ -110,7 +112,7 @@ impl Cell {
     }
 
     /// Whether two cells give the same verdict everywhere.
-    pub fn same_as(&self, other: &Cell) -> bool {
+    pub fn same_as(&self, other: &PeerVerdicts) -> bool {
         if self.other != other.other {
             return false;
         }
@@ -134,216 +136,6 @@ impl Cell {
             })
         })
     }
-}
-
-/// Protocols whose packets carry ports.
-const PORT_PROTOCOLS: [CalicoProtocol; 4] = [
-    CalicoProtocol::TCP,
-    CalicoProtocol::UDP,
-    CalicoProtocol::SCTP,
-    CalicoProtocol::UDPLITE,
-];
-
-/// `rule_ref` of the verdict given to source ports beyond the classes a table can tell
-/// apart (see [`SourceClasses::MAX`]): denied, the safe side.
-pub const SOURCE_OVERFLOW_RULE_REF: u32 = u32::MAX - 1;
-
-/// The source-port classes of a content whose rules match source ports (Calico's
-/// `source.ports`/`source.notPorts`): within one class, for one protocol, every such rule
-/// matches the same, so one source port of the class stands for all of it. The datapath
-/// finds a packet's class in the table's class entries ([`source_class_entries`]); class 0
-/// (no entry) is each protocol's class covering the most ports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceClasses {
-    /// Per port protocol: (first source port, class) from port 0 on.
-    pub intervals: BTreeMap<u8, Vec<(u32, u8)>>,
-    /// Per port protocol, per class: a source port of the class, `None` for the overflow
-    /// class.
-    representatives: BTreeMap<u8, Vec<Option<u16>>>,
-}
-
-impl SourceClasses {
-    /// Classes one table can tell apart (`RuleKey::source_class` is a byte). Source ports of
-    /// further classes share the last one, which denies every port protocol.
-    pub const MAX: usize = 256;
-
-    /// The classes of `content`; `None` when no rule matches source ports.
-    pub fn of(content: &OrderedContent) -> Option<SourceClasses> {
-        let rules: Vec<&CalicoMatch> = content
-            .tiers
-            .iter()
-            .flat_map(|tier| &tier.policies)
-            .flat_map(|policy| &policy.rules)
-            .filter_map(|rule| match &rule.matcher {
-                Matcher::Calico(calico)
-                    if calico.source_ports.is_some() || calico.not_source_ports.is_some() =>
-                {
-                    Some(calico.as_ref())
-                }
-                _ => None,
-            })
-            .collect();
-        if rules.is_empty() {
-            return None;
-        }
-        let mut intervals = BTreeMap::new();
-        let mut representatives = BTreeMap::new();
-        for protocol in PORT_PROTOCOLS.map(|p| p.0) {
-            // Calico wants a protocol on every rule with ports: only that protocol's
-            // packets reach the rule's source ports.
-            let rules: Vec<&CalicoMatch> = rules
-                .iter()
-                .copied()
-                .filter(|rule| rule.protocol.is_none_or(|p| p == protocol))
-                .collect();
-            let mut starts = BTreeSet::from([0u32]);
-            for rule in &rules {
-                for entry in rule
-                    .source_ports
-                    .iter()
-                    .chain(&rule.not_source_ports)
-                    .flatten()
-                {
-                    let (first, last) = match entry {
-                        PortRule::Range { first, last } => (*first, *last),
-                        PortRule::Exact { protocol: p, port } if *p == protocol => (*port, *port),
-                        PortRule::Exact { .. } | PortRule::PeerNamed(_) => continue,
-                    };
-                    starts.insert(u32::from(first));
-                    starts.insert(u32::from(last) + 1);
-                }
-            }
-            starts.retain(|start| *start <= u32::from(u16::MAX));
-            let starts: Vec<u32> = starts.into_iter().collect();
-            let span = |i: usize| starts.get(i + 1).copied().unwrap_or(1 << 16) - starts[i];
-            // Each interval's signature: which rules its source ports satisfy.
-            let signatures: Vec<Vec<bool>> = starts
-                .iter()
-                .map(|start| {
-                    let sport = u16::try_from(*start).unwrap_or(u16::MAX);
-                    rules
-                        .iter()
-                        .map(|rule| source_ports_match(rule, protocol, sport))
-                        .collect()
-                })
-                .collect();
-            let mut coverage: HashMap<&Vec<bool>, u32> = HashMap::new();
-            for (i, signature) in signatures.iter().enumerate() {
-                *coverage.entry(signature).or_default() += span(i);
-            }
-            // Class 0 needs no entries: the signature covering the most ports (the first of
-            // equals, so the choice is stable), with the first port that has it.
-            let mut numbers: HashMap<Vec<bool>, u8> = HashMap::new();
-            let mut reps: Vec<Option<u16>> = Vec::new();
-            if let Some((zero, signature)) = signatures
-                .iter()
-                .enumerate()
-                .max_by(|(i, a), (j, b)| coverage[a].cmp(&coverage[b]).then(j.cmp(i)))
-            {
-                numbers.insert(signature.clone(), 0);
-                reps.push(u16::try_from(starts[zero]).ok());
-            }
-            let mut classes: Vec<(u32, u8)> = Vec::new();
-            for (start, signature) in starts.iter().zip(&signatures) {
-                let sport = u16::try_from(*start).unwrap_or(u16::MAX);
-                let class = match numbers.get(signature) {
-                    Some(class) => *class,
-                    None if reps.len() < Self::MAX - 1 => {
-                        let class = u8::try_from(reps.len()).unwrap_or(u8::MAX);
-                        numbers.insert(signature.clone(), class);
-                        reps.push(Some(sport));
-                        class
-                    }
-                    None => {
-                        // Out of class numbers: the last class denies, whatever it holds.
-                        if reps.len() < Self::MAX {
-                            reps.push(None);
-                        }
-                        u8::MAX
-                    }
-                };
-                if classes.last().is_none_or(|(_, last)| *last != class) {
-                    classes.push((*start, class));
-                }
-            }
-            intervals.insert(protocol, classes);
-            representatives.insert(protocol, reps);
-        }
-        Some(SourceClasses {
-            intervals,
-            representatives,
-        })
-    }
-
-    /// The classes of `protocol` beyond 0, with a source port of each (`None`: the overflow
-    /// class).
-    fn extra_classes(&self, protocol: u8) -> impl Iterator<Item = (u8, Option<u16>)> + '_ {
-        self.representatives
-            .get(&protocol)
-            .into_iter()
-            .flat_map(|reps| reps.iter().enumerate().skip(1))
-            .map(|(class, rep)| (u8::try_from(class).unwrap_or(u8::MAX), *rep))
-    }
-
-    /// A source port of class 0 of `protocol` (any port for protocols without classes).
-    fn class_zero(&self, protocol: u8) -> u16 {
-        self.representatives
-            .get(&protocol)
-            .and_then(|reps| reps.first().copied().flatten())
-            .unwrap_or(0)
-    }
-}
-
-/// Whether a packet's source port satisfies a Calico rule's `source.ports` and
-/// `source.notPorts`.
-fn source_ports_match(rule: &CalicoMatch, protocol: u8, sport: u16) -> bool {
-    // A peer's named source port is refused by the datastores (`calico::resources::support`),
-    // so it never reaches here; were it to, it matches no port.
-    port_lists_match(
-        rule.source_ports.as_deref(),
-        rule.not_source_ports.as_deref(),
-        protocol,
-        sport,
-        |_| false,
-    )
-}
-
-/// A table's source-port class entries: (protocol, source-port prefix) to class, for every
-/// class but 0, keyed by [`identity::SOURCE_PORTS`].
-pub fn source_class_entries(table: u32, classes: &SourceClasses) -> Entries {
-    let mut out = Entries::new();
-    for (protocol, intervals) in &classes.intervals {
-        for (i, (start, class)) in intervals.iter().enumerate() {
-            if *class == 0 {
-                continue;
-            }
-            let end = intervals.get(i + 1).map_or(1 << 16, |(next, _)| *next);
-            let (first, last) = (
-                u16::try_from(*start).unwrap_or(u16::MAX),
-                u16::try_from(end - 1).unwrap_or(u16::MAX),
-            );
-            for (prefix_start, bits) in port_prefixes(first, last) {
-                out.insert(
-                    LpmKey {
-                        prefix_len: PREFIX_ANY_PORT + bits,
-                        data: RuleKey {
-                            table,
-                            peer_identity: identity::SOURCE_PORTS,
-                            protocol: *protocol,
-                            source_class: 0,
-                            port_be: prefix_start.to_be(),
-                        },
-                    },
-                    RuleValue {
-                        action: verdict_action::SOURCE_CLASS,
-                        rule_ref: u32::from(*class),
-                        flags: 0,
-                    },
-                );
-            }
-        }
-    }
-    out
 }
 
 /// One tier as the walk saw it.
@@ -390,7 +182,7 @@ pub fn trace(
 ) -> (Verdict, Vec<TierTrace>) {
     let mut tiers = Vec::new();
     let verdict =
-        Matching::new(content, context, peer).walk(protocol, sport, port, Some(&mut tiers));
+        PeerMatches::new(content, context, peer).walk(protocol, sport, port, Some(&mut tiers));
     (verdict, tiers)
 }
 
@@ -401,16 +193,16 @@ type CellKey = (Vec<bool>, Option<bool>, Vec<(u8, String, u16)>);
 /// The cells of one content for many peers, each computed once per distinct [`CellKey`]: a
 /// table's thousands of peers fall into a handful of those, so the cuts and walks are done a
 /// handful of times, and only the matching is done per peer. Cells are handed out by number
-/// ([`CellMemo::get`]), so equal cells are one value.
-pub struct CellMemo<'c> {
+/// ([`VerdictMemo::get`]), so equal cells are one value.
+pub struct VerdictMemo<'c> {
     content: &'c OrderedContent,
     sources: Option<SourceClasses>,
     named_ports: bool,
     numbers: HashMap<CellKey, usize>,
-    cells: Vec<Cell>,
+    cells: Vec<PeerVerdicts>,
 }
 
-impl<'c> CellMemo<'c> {
+impl<'c> VerdictMemo<'c> {
     pub fn new(content: &'c OrderedContent) -> Self {
         let named_ports = content
             .tiers
@@ -444,8 +236,8 @@ impl<'c> CellMemo<'c> {
         self.sources.as_ref()
     }
 
-    /// The cell numbered `number` by [`CellMemo::number`].
-    pub fn get(&self, number: usize) -> &Cell {
+    /// The cell numbered `number` by [`VerdictMemo::number`].
+    pub fn get(&self, number: usize) -> &PeerVerdicts {
         &self.cells[number]
     }
 
@@ -457,7 +249,7 @@ impl<'c> CellMemo<'c> {
     /// The number of the verdicts of the content for `peer` (over every protocol and port),
     /// computed only when no peer seen alike came before.
     pub fn number(&mut self, context: &CalicoContext, peer: &Peer<'_>) -> usize {
-        let matching = Matching::new(self.content, context, peer);
+        let matching = PeerMatches::new(self.content, context, peer);
         let named = if self.named_ports {
             matching
                 .named()
@@ -483,7 +275,7 @@ impl<'c> CellMemo<'c> {
 
 /// The verdicts of the matching's content for its peer, per source-port class when the
 /// content has them.
-fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
+fn cell_of(matching: &PeerMatches<'_>, sources: Option<&SourceClasses>) -> PeerVerdicts {
     let mut protocols: BTreeSet<u8> = BTreeSet::new();
     let mut cuts: BTreeMap<u8, BTreeSet<u32>> = BTreeMap::new();
     for rule in matching.rules() {
@@ -493,7 +285,7 @@ fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
         .rev()
         .find(|p| !protocols.contains(p) && !CalicoProtocol(*p).has_ports())
         .unwrap_or(u8::MAX);
-    let mut cell = Cell {
+    let mut cell = PeerVerdicts {
         other: matching.decide(other, 0, 0),
         protocols: BTreeMap::new(),
         source_classes: BTreeMap::new(),
@@ -549,7 +341,7 @@ fn cell_of(matching: &Matching<'_>, sources: Option<&SourceClasses>) -> Cell {
 /// Protocols and port boundaries one matching rule names.
 fn rule_grid(
     matcher: &Matcher,
-    matching: &Matching<'_>,
+    matching: &PeerMatches<'_>,
     protocols: &mut BTreeSet<u8>,
     cuts: &mut BTreeMap<u8, BTreeSet<u32>>,
 ) {
@@ -623,8 +415,9 @@ fn peer_named<'a>(peer: &Peer<'a>) -> impl Iterator<Item = (u8, &'a String, u16)
         .map(|(protocol, name, number)| (protocol.number(), name, *number))
 }
 
-/// The content's rules with their match on everything but protocol and port, for one peer.
-struct Matching<'a> {
+/// Which of the content's rules match one peer on everything but protocol and port: worked
+/// out once per peer, before the (protocol, port) space is cut and walked.
+struct PeerMatches<'a> {
     content: &'a OrderedContent,
     peer: Peer<'a>,
     /// Per policy (in evaluation order), per rule: matches apart from protocol and port.
@@ -634,7 +427,7 @@ struct Matching<'a> {
     host_ports: Vec<&'a (u8, String, u16)>,
 }
 
-impl<'a> Matching<'a> {
+impl<'a> PeerMatches<'a> {
     fn new(content: &'a OrderedContent, context: &'a CalicoContext, peer: &Peer<'a>) -> Self {
         let computed;
         let mut owners: Vec<Owner<'_>> = Vec::new();
@@ -680,7 +473,7 @@ impl<'a> Matching<'a> {
                 _ => [].iter(),
             })
             .collect();
-        Matching {
+        PeerMatches {
             content,
             peer: *peer,
             matches,
@@ -881,7 +674,7 @@ fn icmp_matches(icmp: (u8, Option<u8>), peer: &Peer<'_>, protocol: u8, port: u16
 
 fn calico_protocol_port(
     rule: &CalicoMatch,
-    matching: &Matching<'_>,
+    matching: &PeerMatches<'_>,
     protocol: u8,
     port: u16,
 ) -> bool {
@@ -912,40 +705,6 @@ fn calico_protocol_port(
                 .any(|(p, n, number)| p == protocol && n == name && number == port)
         },
     )
-}
-
-/// Calico's `ports` and `notPorts` of one side of a rule, for a packet's port on that side:
-/// packets without ports satisfy neither list. `peer_named`: whether the peer's port of
-/// that name is the packet's.
-fn port_lists_match(
-    ports: Option<&[PortRule]>,
-    not_ports: Option<&[PortRule]>,
-    protocol: u8,
-    port: u16,
-    peer_named: impl Fn(&str) -> bool,
-) -> bool {
-    let has_ports = CalicoProtocol(protocol).has_ports();
-    let any = |list: &[PortRule]| {
-        list.iter().any(|entry| match entry {
-            PortRule::Range { first, last } => (*first..=*last).contains(&port),
-            PortRule::Exact {
-                protocol: p,
-                port: n,
-            } => *p == protocol && *n == port,
-            PortRule::PeerNamed(name) => peer_named(name),
-        })
-    };
-    if let Some(ports) = ports
-        && !(has_ports && any(ports))
-    {
-        return false;
-    }
-    if let Some(not_ports) = not_ports
-        && (!has_ports || any(not_ports))
-    {
-        return false;
-    }
-    true
 }
 
 fn kubernetes_peer_matches(rule: &KubernetesMatch, peer: &Peer<'_>) -> bool {
@@ -983,7 +742,7 @@ fn kubernetes_ports(rule: &KubernetesMatch, peer: &Peer<'_>, protocol: u8, port:
 }
 
 /// The rule entries storing `cell` for `(table, identity)`.
-pub fn entries(table: u32, identity: u32, cell: &Cell) -> Entries {
+pub fn entries(table: u32, identity: u32, cell: &PeerVerdicts) -> Entries {
     let mut out = Entries::new();
     let mut insert = |prefix_len: u32, class: u8, protocol: u8, port: u16, verdict: Verdict| {
         let key = LpmKey {

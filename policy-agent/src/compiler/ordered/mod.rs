@@ -12,7 +12,7 @@
 //! CIDR class stands for, the verdict of every (protocol, port) is worked out by walking the
 //! tiers exactly as Calico does, and written as an `ANY`-protocol entry, protocol entries and
 //! port prefixes (only where they differ from the wider entry); a table whose rules match
-//! source ports first sorts source ports into classes ([`cells::SourceClasses`]) and has
+//! source ports first sorts source ports into classes ([`source_ports::SourceClasses`]) and has
 //! protocol and port entries per class. An identity whose verdicts
 //! all equal those of the table's `ANY` entries (an unknown peer) gets no entries. The
 //! datapath makes one lookup per ordered table (`lookup::ORDERED`, then `ANY`), whatever the
@@ -25,7 +25,9 @@
 mod build;
 pub mod cells;
 mod owners;
+mod port_lists;
 pub mod service_match;
+pub mod source_ports;
 
 pub use self::{
     build::{build, build_always, build_host},
@@ -36,7 +38,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::tables::PolicyName;
+use super::policy_name::PolicyName;
 use crate::{
     calico::{
         resources::{Action, TierAction},

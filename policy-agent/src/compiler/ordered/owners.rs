@@ -29,7 +29,7 @@ pub const LABEL_NAME: &str = "projectcalico.org/name";
 /// its `expectedIPs` (outside every namespace, as a global network set: selectors match the
 /// two alike, and neither has a service account).
 #[derive(Debug, Clone)]
-pub struct SetOwner {
+pub struct NetListOwner {
     /// Its labels as selectors see them (a namespaced set also carries its namespace).
     pub labels: Labels,
     pub namespace: Option<String>,
@@ -49,7 +49,7 @@ pub struct SetOwner {
 #[derive(Debug, Clone, Default)]
 pub struct CalicoContext {
     /// Network sets, then host endpoints (see [`Relevance::set_member`]).
-    pub sets: Vec<SetOwner>,
+    pub sets: Vec<NetListOwner>,
     /// The block of `0.0.0.0/0`: the typical peer ("an IPv4 address outside every pod and
     /// every set"), whose verdicts an ordered table keeps under `ANY`.
     pub v4_world_block: Option<usize>,
@@ -67,7 +67,7 @@ impl CalicoContext {
                 if let Some(ns) = &set.namespace {
                     labels.insert(LABEL_NAMESPACE.to_owned(), ns.clone());
                 }
-                SetOwner {
+                NetListOwner {
                     labels,
                     namespace: set.namespace.clone(),
                     namespace_labels: set
@@ -86,7 +86,7 @@ impl CalicoContext {
             .host_endpoints
             .values()
             .enumerate()
-            .map(|(index, host)| SetOwner {
+            .map(|(index, host)| NetListOwner {
                 labels: host.labels.clone(),
                 namespace: None,
                 namespace_labels: Labels::new(),
@@ -138,7 +138,7 @@ pub enum Owner<'a> {
         namespace_labels: &'a Labels,
         service_account: &'a str,
     },
-    Set(&'a SetOwner),
+    Set(&'a NetListOwner),
     /// A host endpoint (outside every namespace, like a global network set).
     Host {
         labels: &'a Labels,
