@@ -21,7 +21,7 @@ use policy_common::{
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
     PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
-    PALISADE_RULES_EXACT, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
+    PALISADE_RULES_EXACT, PALISADE_SCRATCH, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
     PALISADE_SERVICE_HAIRPIN_PENDING, PALISADE_SERVICE_HAIRPINS, PALISADE_SERVICE_PENDING,
     PALISADE_SERVICES, PALISADE_TUPLES,
     packet::{Flow, Fragment, tcp_flags},
@@ -424,11 +424,12 @@ fn decide_flow(
         } else {
             u32::from(flow_event::TO_ENDPOINT)
         };
-        emit(
-            flow,
+        // `flow` is this CPU's scratch slot, where the event is read from.
+        palisade_emit(
             direction_bit | u32::from(allowed) << 8,
             ifindex,
-            &decided,
+            decided.table,
+            decided.rule_ref,
             now,
         );
     }
@@ -862,13 +863,32 @@ fn log_denies() -> bool {
         .is_some_and(|v| *v != 0)
 }
 
-/// Writes a flow event, within this CPU's budget for the current second.
-/// `direction_and_allowed`: the event's direction in the low byte, allowed in the next (five
-/// arguments is what a BPF subprogram can take).
+/// Writes a flow event for the packet being decided (the `Flow` in this CPU's
+/// `PALISADE_SCRATCH` slot, as the decision left it), within this CPU's budget for the current
+/// second. `direction_and_allowed`: the event's direction in the low byte, allowed in the next;
+/// `table` and `rule_ref`: the entry that decided it (see `Decided`). Returns 0.
+///
+/// A global function, verified once on its own (see [`palisade_table_verdict`]): it runs for
+/// a few packets only (Calico `Log` rules, `--log-denies`), but as a static function the
+/// verifier walked it again for every state the decision reached it in, a fifth of what was
+/// left of the programs' verification. Hence scalar arguments, and the packet read from the
+/// scratch slot rather than passed by pointer.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided, now: u64) {
+pub extern "C" fn palisade_emit(
+    direction_and_allowed: u32,
+    ifindex: u32,
+    table: u32,
+    rule_ref: u32,
+    now: u64,
+) -> u32 {
+    let Some(flow) = PALISADE_SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, which the program run that called us is using; read only.
+    let flow = unsafe { &*flow };
     let Some(budget) = PALISADE_FLOW_BUDGET.get_ptr_mut(0) else {
-        return;
+        return 0;
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let budget = unsafe { &mut *budget };
@@ -878,7 +898,7 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
     }
     if budget.written >= flow_event::EVENTS_PER_SECOND {
         budget.dropped += 1;
-        return;
+        return 0;
     }
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let event = FlowEvent {
@@ -896,8 +916,8 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         allowed: ((direction_and_allowed >> 8) & 1) as u8,
         _pad: 0,
         ifindex,
-        table: decided.table,
-        rule_ref: decided.rule_ref,
+        table,
+        rule_ref,
     };
     if PALISADE_FLOWS.output(event, 0).is_ok() {
         budget.written += 1;
@@ -905,6 +925,7 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
     }
+    0
 }
 
 /// An ICMP error from a frontend without backends about a flow sent to it.
