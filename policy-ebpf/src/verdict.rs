@@ -21,7 +21,7 @@ use policy_common::{
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
     PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
-    PALISADE_RULES_EXACT, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
+    PALISADE_RULES_EXACT, PALISADE_SCRATCH, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
     PALISADE_SERVICE_HAIRPIN_PENDING, PALISADE_SERVICE_HAIRPINS, PALISADE_SERVICE_PENDING,
     PALISADE_SERVICES, PALISADE_TUPLES,
     packet::{Flow, Fragment, tcp_flags},
@@ -413,7 +413,13 @@ fn decide_flow(
     // however many ways there are to get here (new or re-checked, sent or replied, via a
     // Service, a hairpin, a tombstone), the rule loop is walked in one state, not one per way
     // (which would take the program past the verifier's budget).
-    keys.peer = *peer;
+    // Copied without overlap (`peer` is the packet's or a Service flow's, never `keys`):
+    // written as an assignment, LLVM makes it a call of a byte-at-a-time `memmove` loop,
+    // which the verifier walked again for each of the 20 states that reach it (4,000
+    // instructions, an eighth of the program) and every new flow ran; this is 16 loads and
+    // stores inline.
+    // SAFETY: two distinct 16-byte arrays.
+    unsafe { core::ptr::copy_nonoverlapping(peer.as_ptr(), keys.peer.as_mut_ptr(), 16) };
     keys.ports = u32::from(sport) << 16 | u32::from(port);
     keys.question = u32::from(flow.protocol) | u32::from(egress != counterpart) << 8;
     let mut decided = Decided::default();
@@ -424,11 +430,12 @@ fn decide_flow(
         } else {
             u32::from(flow_event::TO_ENDPOINT)
         };
-        emit(
-            flow,
+        // `flow` is this CPU's scratch slot, where the event is read from.
+        palisade_emit(
             direction_bit | u32::from(allowed) << 8,
             ifindex,
-            &decided,
+            decided.table,
+            decided.rule_ref,
             now,
         );
     }
@@ -846,7 +853,8 @@ fn allows(endpoint: &EndpointPolicy, keys: &Tuples, decided: &mut Decided) -> bo
     policy.isolated == 0 || policy_allows(question as u8, ports, policy, &keys.peer, decided)
 }
 
-/// Which entry decided a packet, for its flow event.
+/// Which entry decided a packet, for its flow event. `flags` holds only the bits the datapath
+/// reads (`rule::flags::LOG`).
 #[derive(Default)]
 struct Decided {
     table: u32,
@@ -861,13 +869,32 @@ fn log_denies() -> bool {
         .is_some_and(|v| *v != 0)
 }
 
-/// Writes a flow event, within this CPU's budget for the current second.
-/// `direction_and_allowed`: the event's direction in the low byte, allowed in the next (five
-/// arguments is what a BPF subprogram can take).
+/// Writes a flow event for the packet being decided (the `Flow` in this CPU's
+/// `PALISADE_SCRATCH` slot, as the decision left it), within this CPU's budget for the current
+/// second. `direction_and_allowed`: the event's direction in the low byte, allowed in the next;
+/// `table` and `rule_ref`: the entry that decided it (see `Decided`). Returns 0.
+///
+/// A global function, verified once on its own (see [`palisade_table_verdict`]): it runs for
+/// a few packets only (Calico `Log` rules, `--log-denies`), but as a static function the
+/// verifier walked it again for every state the decision reached it in, a fifth of what was
+/// left of the programs' verification. Hence scalar arguments, and the packet read from the
+/// scratch slot rather than passed by pointer.
+#[unsafe(no_mangle)]
 #[inline(never)]
-fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided, now: u64) {
+pub extern "C" fn palisade_emit(
+    direction_and_allowed: u32,
+    ifindex: u32,
+    table: u32,
+    rule_ref: u32,
+    now: u64,
+) -> u32 {
+    let Some(flow) = PALISADE_SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, which the program run that called us is using; read only.
+    let flow = unsafe { &*flow };
     let Some(budget) = PALISADE_FLOW_BUDGET.get_ptr_mut(0) else {
-        return;
+        return 0;
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let budget = unsafe { &mut *budget };
@@ -877,7 +904,7 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
     }
     if budget.written >= flow_event::EVENTS_PER_SECOND {
         budget.dropped += 1;
-        return;
+        return 0;
     }
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let event = FlowEvent {
@@ -895,8 +922,8 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         allowed: ((direction_and_allowed >> 8) & 1) as u8,
         _pad: 0,
         ifindex,
-        table: decided.table,
-        rule_ref: decided.rule_ref,
+        table,
+        rule_ref,
     };
     if PALISADE_FLOWS.output(event, 0).is_ok() {
         budget.written += 1;
@@ -904,6 +931,7 @@ fn emit(flow: &Flow, direction_and_allowed: u32, ifindex: u32, decided: &Decided
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
     }
+    0
 }
 
 /// An ICMP error from a frontend without backends about a flow sent to it.
@@ -986,59 +1014,116 @@ fn policy_allows(
     if pod_identity == identity::HOST {
         return true;
     }
-    let mut key = RuleKey {
-        table: 0,
-        peer_identity: 0,
-        protocol,
-        source_class: 0,
-        port_be: dport.to_be(),
-    };
+    let packet = u64::from(protocol) | u64::from(sport) << 16 | u64::from(dport) << 32;
     // The endpoint's tables in order; the first with a verdict decides. A bounded loop the
-    // verifier can check: at most MAX_TABLES tables of at most four lookups each.
+    // verifier can check: at most MAX_TABLES calls of a function it has verified once.
     for slot in 0..MAX_TABLES {
         if slot as u32 >= policy.count {
             break;
         }
         let table = policy.tables[slot];
-        key.table = table.table;
-        key.source_class = if table.lookups & lookup::SOURCE_PORTS != 0 {
-            source_class(table.table, protocol, sport)
-        } else {
-            0
-        };
-        // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules
-        // without peers by ANY: within a table, the first lookup that matches decides.
-        let mut verdict = None;
-        if table.lookups & lookup::ORDERED != 0 {
-            key.peer_identity = if pod_identity != identity::WORLD {
-                pod_identity
-            } else {
-                cidr_identity
-            };
-            verdict = rule_action(&key);
-        }
-        if verdict.is_none() && table.lookups & lookup::POD != 0 {
-            key.peer_identity = pod_identity;
-            verdict = rule_action(&key);
-        }
-        if verdict.is_none() && table.lookups & lookup::CIDR != 0 {
-            key.peer_identity = cidr_identity;
-            verdict = rule_action(&key);
-        }
-        if verdict.is_none() && table.lookups & lookup::ANY != 0 {
-            key.peer_identity = identity::ANY;
-            verdict = rule_action(&key);
-        }
-        if let Some(value) = verdict {
+        let answer = palisade_table_verdict(
+            table.table,
+            table.lookups,
+            pod_identity,
+            cidr_identity,
+            packet,
+        );
+        if answer & table_answer::FOUND != 0 {
             decided.table = table.table;
-            decided.rule_ref = value.rule_ref;
-            decided.flags = value.flags;
+            decided.rule_ref = answer as u32;
+            decided.flags = if answer & table_answer::LOG != 0 {
+                rule_flags::LOG
+            } else {
+                0
+            };
             // Explicit deny or an unknown action drops; only ALLOW passes.
-            return value.action == action::ALLOW;
+            return answer & table_answer::ALLOW != 0;
         }
     }
     // Isolated, and no table has a verdict: drop.
     false
+}
+
+/// What [`palisade_table_verdict`] answers: 0 when the table has no entry for the packet,
+/// else these bits over the entry's `rule_ref` (the low 32 bits).
+mod table_answer {
+    /// The table has an entry for the packet: it decides.
+    pub const FOUND: u64 = 1 << 32;
+    /// The entry's action is ALLOW (anything else drops).
+    pub const ALLOW: u64 = 1 << 33;
+    /// The entry's flags have `rule::flags::LOG` (the only flag the datapath reads).
+    pub const LOG: u64 = 1 << 34;
+}
+
+/// One table's verdict for a packet from a peer with these identities (`packet`: the
+/// protocol in the low byte, the source port at bit 16, the destination port, or ICMP type
+/// and code, at bit 32); see [`table_answer`].
+///
+/// A global function (exported, so its BTF linkage is global): the verifier checks it once,
+/// on its own, for any values of its arguments, and a call of it costs the caller one
+/// instruction and an unknown result. As a static function it was walked again for every
+/// state the table loop reached it in, and each of its lookups (hit or miss) multiplied the
+/// states of the next iteration: the loop of 16 tables was most of the programs' verification
+/// (about 500,000 of `palisade_from_endpoint`'s 570,000 instructions). Hence scalar arguments
+/// and a scalar result only: a global function's pointer arguments are checked by type, not
+/// by what the caller knows of them.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn palisade_table_verdict(
+    table: u32,
+    lookups: u32,
+    pod_identity: u32,
+    cidr_identity: u32,
+    packet: u64,
+) -> u64 {
+    let protocol = packet as u8;
+    let (sport, dport) = ((packet >> 16) as u16, (packet >> 32) as u16);
+    let mut key = RuleKey {
+        table,
+        peer_identity: 0,
+        protocol,
+        source_class: if lookups & lookup::SOURCE_PORTS != 0 {
+            source_class(table, protocol, sport)
+        } else {
+            0
+        },
+        port_be: dport.to_be(),
+    };
+    // Selector rules are keyed by pod identity, ipBlock rules by CIDR identity, rules
+    // without peers by ANY: within a table, the first lookup that matches decides.
+    let mut verdict = None;
+    if lookups & lookup::ORDERED != 0 {
+        key.peer_identity = if pod_identity != identity::WORLD {
+            pod_identity
+        } else {
+            cidr_identity
+        };
+        verdict = rule_action(&key);
+    }
+    if verdict.is_none() && lookups & lookup::POD != 0 {
+        key.peer_identity = pod_identity;
+        verdict = rule_action(&key);
+    }
+    if verdict.is_none() && lookups & lookup::CIDR != 0 {
+        key.peer_identity = cidr_identity;
+        verdict = rule_action(&key);
+    }
+    if verdict.is_none() && lookups & lookup::ANY != 0 {
+        key.peer_identity = identity::ANY;
+        verdict = rule_action(&key);
+    }
+    let Some(value) = verdict else {
+        return 0;
+    };
+    let mut answer = table_answer::FOUND | u64::from(value.rule_ref);
+    if value.action == action::ALLOW {
+        answer |= table_answer::ALLOW;
+    }
+    if value.flags & rule_flags::LOG != 0 {
+        answer |= table_answer::LOG;
+    }
+    answer
 }
 
 /// The class of a source port in a table with source-port rules: its class entry's, or 0.
