@@ -29,7 +29,7 @@
 //!
 //! Every wait is bounded ([`WAIT`]); figures are printed (`--nocapture`).
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     collections::BTreeSet,
@@ -807,7 +807,7 @@ impl Agent {
         let _ = fs::remove_dir_all(&pins);
         fs::create_dir_all(&dir).expect("agent directory");
         let log = fs::File::create(dir.join("agent.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+        let child = Command::new(crate::agent_binary())
             .arg("run")
             .args(datastore)
             .args(["--node-name", NODE])

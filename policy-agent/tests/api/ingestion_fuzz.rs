@@ -33,7 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::scratch::Scratch;
+use crate::scratch_dir;
 use policy_agent::{
     calico::selector::{MAX_NESTING, Selector},
     compiler::{Compiler, Scope},
@@ -764,12 +764,12 @@ proptest! {
     fn mutated_manifests_are_accepted_or_rejected_by_name_and_field(
         (originals, documents, encoding) in mutated_case()
     ) {
-        let scratch = Scratch::new("ingest-fuzz", "mutated");
+        let scratch = scratch_dir("ingest-fuzz-mutated");
         let (file, contents) = encode(&documents, encoding);
         bounded(&file, &contents)?;
         // The valid version first, in the same file: a rejected edit must leave it in force.
         let (_, original) = encode(&originals, Encoding::Yaml);
-        let (store, base) = ingest_into(FileDatastore::new(&scratch.manifests), &file, original)?;
+        let (store, base) = ingest_into(FileDatastore::new(scratch.path()), &file, original)?;
         let (_, snapshot) = ingest_into(store, &file, contents.clone())?;
         check_errors(&file, &contents, &snapshot)?;
         check_kept(&base, &originals, &snapshot, &contents)?;
@@ -781,11 +781,11 @@ proptest! {
         documents in prop::collection::vec(arbitrary_document(), 1..4),
         json in any::<bool>(),
     ) {
-        let scratch = Scratch::new("ingest-fuzz", "arbitrary");
+        let scratch = scratch_dir("ingest-fuzz-arbitrary");
         let encoding = if json { Encoding::Json } else { Encoding::Yaml };
         let (file, contents) = encode(&documents, encoding);
         bounded(&file, &contents)?;
-        let snapshot = ingest(&scratch.manifests, &file, contents.clone())?;
+        let snapshot = ingest(scratch.path(), &file, contents.clone())?;
         check_errors(&file, &contents, &snapshot)?;
     }
 
@@ -812,9 +812,9 @@ proptest! {
                 }),
         ],
     ) {
-        let scratch = Scratch::new("ingest-fuzz", "raw");
+        let scratch = scratch_dir("ingest-fuzz-raw");
         bounded("case.yaml", &contents)?;
-        let snapshot = ingest(&scratch.manifests, "case.yaml", contents.clone())?;
+        let snapshot = ingest(scratch.path(), "case.yaml", contents.clone())?;
         check_errors("case.yaml", &contents, &snapshot)?;
     }
 
@@ -845,10 +845,10 @@ proptest! {
 /// together compile.
 #[test]
 fn every_seed_is_accepted() {
-    let scratch = Scratch::new("ingest-fuzz", "seeds");
+    let scratch = scratch_dir("ingest-fuzz-seeds");
     for (index, seed) in seeds().iter().enumerate() {
         let text = serde_yaml::to_string(seed).expect("seed as YAML");
-        let snapshot = ingest(&scratch.manifests, "seed.yaml", text.into_bytes())
+        let snapshot = ingest(scratch.path(), "seed.yaml", text.into_bytes())
             .unwrap_or_else(|e| panic!("seed {index}: {e}"));
         assert!(
             snapshot.errors.is_empty(),
@@ -878,13 +878,13 @@ fn a_deeply_nested_selector_is_refused_not_a_stack_overflow() {
     assert!(Selector::parse(&deep).is_ok());
 
     // Through the file datastore: the policy is rejected by name and field.
-    let scratch = Scratch::new("ingest-fuzz", "deep-selector");
+    let scratch = scratch_dir("ingest-fuzz-deep-selector");
     let manifest = format!(
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: deep}}\n\
          spec:\n  selector: \"{}all()\"\n",
         "!".repeat(100_000)
     );
-    let snapshot = ingest(&scratch.manifests, "deep.yaml", manifest.into_bytes()).expect("ingest");
+    let snapshot = ingest(scratch.path(), "deep.yaml", manifest.into_bytes()).expect("ingest");
     let rejected: Vec<_> = snapshot
         .errors
         .iter()
@@ -905,7 +905,7 @@ fn a_deeply_nested_selector_is_refused_not_a_stack_overflow() {
 /// same outcome: not YAML, the file's previous objects kept.
 #[test]
 fn deeply_nested_flow_collections_are_refused_quickly() {
-    let scratch = Scratch::new("ingest-fuzz", "deep-flow");
+    let scratch = scratch_dir("ingest-fuzz-deep-flow");
     let header = "apiVersion: v1\nkind: Pod\nmetadata: {name: deep}\nspec: ";
     for (file, contents) in [
         (
@@ -919,7 +919,7 @@ fn deeply_nested_flow_collections_are_refused_quickly() {
         ("open.json", "[".repeat(200_000)),
     ] {
         let started = Instant::now();
-        let snapshot = ingest(&scratch.manifests, file, contents.into_bytes()).expect("ingest");
+        let snapshot = ingest(scratch.path(), file, contents.into_bytes()).expect("ingest");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "{file}: {took:?}");
         let messages: Vec<_> = snapshot.errors.iter().map(|e| e.message.as_str()).collect();
@@ -937,7 +937,7 @@ fn deeply_nested_flow_collections_are_refused_quickly() {
          # {0}\nspec: {{podSelector: {{}}}}\n",
         "[{".repeat(200)
     );
-    let snapshot = ingest(&scratch.manifests, "quoted.yaml", quoted.into_bytes()).expect("ingest");
+    let snapshot = ingest(scratch.path(), "quoted.yaml", quoted.into_bytes()).expect("ingest");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     assert_eq!(snapshot.cluster.policies.len(), 1);
 
@@ -949,7 +949,7 @@ fn deeply_nested_flow_collections_are_refused_quickly() {
         "[".repeat(120),
         "]".repeat(120)
     );
-    let snapshot = ingest(&scratch.manifests, "nested.yaml", nested.into_bytes()).expect("ingest");
+    let snapshot = ingest(scratch.path(), "nested.yaml", nested.into_bytes()).expect("ingest");
     let rejected: Vec<_> = snapshot
         .errors
         .iter()
@@ -969,7 +969,7 @@ fn deeply_nested_flow_collections_are_refused_quickly() {
 /// and an unknown key anywhere names itself.
 #[test]
 fn an_unknown_empty_key_is_named_as_the_field() {
-    let scratch = Scratch::new("ingest-fuzz", "empty-key");
+    let scratch = scratch_dir("ingest-fuzz-empty-key");
     let manifest = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\n\
                     spec: {order: 100}\n\"\": x\n---\n\
                     apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: other}\n\
@@ -979,12 +979,8 @@ fn an_unknown_empty_key_is_named_as_the_field() {
                     apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
                     metadata: {name: admin}\nspec: {priority: 6, subject: {namespaces: {}}}\n\
                     \"\": x\n";
-    let snapshot = ingest(
-        &scratch.manifests,
-        "keys.yaml",
-        manifest.as_bytes().to_vec(),
-    )
-    .expect("ingest");
+    let snapshot =
+        ingest(scratch.path(), "keys.yaml", manifest.as_bytes().to_vec()).expect("ingest");
     let rejected: Vec<_> = snapshot
         .errors
         .iter()

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use palisade_tests::scratch::Scratch;
+use tempfile::TempDir;
+
+use crate::scratch_dir;
 
 const RESOURCES: &str = r#"
 apiVersion: v1
@@ -50,11 +52,11 @@ spec:
       ports: [{port: http}]
 "#;
 
-fn explain(dir: &Scratch, args: &[&str]) -> (bool, String) {
+fn explain(dir: &TempDir, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
         .arg("explain")
         .arg("--datastore")
-        .arg(&dir.manifests)
+        .arg(dir.path())
         .args(args)
         .output()
         .expect("running policy-agent explain");
@@ -65,9 +67,9 @@ fn explain(dir: &Scratch, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn scratch(test: &str) -> Scratch {
-    let scratch = Scratch::new("explain", test);
-    scratch.write("resources.yaml", RESOURCES);
+fn scratch(test: &str) -> TempDir {
+    let scratch = scratch_dir(&format!("explain-{test}"));
+    std::fs::write(scratch.path().join("resources.yaml"), RESOURCES).expect("writing a manifest");
     scratch
 }
 
@@ -365,9 +367,9 @@ spec:
       ports: [{port: 8000}]
 "#;
 
-fn services(test: &str) -> Scratch {
-    let scratch = Scratch::new("explain", test);
-    scratch.write("services.yaml", SERVICES);
+fn services(test: &str) -> TempDir {
+    let scratch = scratch_dir(&format!("explain-{test}"));
+    std::fs::write(scratch.path().join("services.yaml"), SERVICES).expect("writing a manifest");
     scratch
 }
 

@@ -5,7 +5,7 @@
 //! compiled maps) and checks verdicts on the compiled maps with the userspace replay of the
 //! datapath's lookups.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -655,7 +655,7 @@ async fn compile_prints_the_same_maps_from_the_api_server_as_from_files() {
         let kubeconfig = kubeconfig.clone();
         // The server runs on this test's runtime: the binary is waited for off it.
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+            std::process::Command::new(crate::agent_binary())
                 .arg("compile")
                 .arg("--datastore")
                 .arg(datastore)

@@ -10,7 +10,7 @@
 //!
 //! Privileged (namespaces, BPF): needs root, a failure under CI=true.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     ffi::OsString,
@@ -152,7 +152,7 @@ fn run_through_the_api_server(file: &str) -> anyhow::Result<()> {
         .join(file);
     let scenario = Scenario::from_file(&path)?;
     let options = LabOptions {
-        agent: Some(PathBuf::from(env!("CARGO_BIN_EXE_policy-agent"))),
+        agent: Some(crate::agent_binary()),
         no_agent: false,
     };
     let report = run_scenario(&scenario, &options).with_context(|| file.to_owned())?;

@@ -7,7 +7,7 @@
 //! (`calico-crds.yaml`, not in the kustomization) define exactly the resources the watchers
 //! request from `crd.projectcalico.org`.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

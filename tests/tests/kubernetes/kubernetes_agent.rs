@@ -8,7 +8,7 @@
 //! attaches to no interface (its prefix matches none), so it changes nothing on the machine
 //! besides its own pin directory; its only network use is loopback.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use palisade_tests::require_root;
 use std::{
@@ -53,7 +53,7 @@ impl Agent {
             .expect("a free port")
             .port();
         let log = fs::File::create(dir.join("agent.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+        let child = Command::new(crate::agent_binary())
             .args(["run", "--datastore", "kubernetes", "--node-name", "node-a"])
             .arg("--kubeconfig")
             .arg(&kubeconfig)

@@ -158,7 +158,7 @@ fn the_flows_command_prints_events_from_the_pinned_ring() {
     let status_path = scratch.manifests.join("status.json");
     status.write_atomic(&status_path).expect("status file");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+    let mut child = Command::new(crate::agent_binary())
         .args([
             "flows",
             "--json",

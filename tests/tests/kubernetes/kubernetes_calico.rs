@@ -4,7 +4,7 @@
 //! documents), a rejected version is reported and the accepted one stays, and a cluster
 //! without Calico's CRDs still syncs, until they are installed.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     fs,

@@ -17,7 +17,7 @@
 //! up on its own rediscovery (`--crd-rediscovery-seconds 1`), with a rejected object in its status
 //! file.
 
-mod kubernetes_apiserver;
+use crate::kubernetes_apiserver;
 
 use std::{
     collections::BTreeSet,
@@ -635,7 +635,7 @@ impl Agent {
             .expect("a free port")
             .port();
         let log = fs::File::create(dir.join("agent.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_policy-agent"))
+        let child = Command::new(crate::agent_binary())
             .args(["run", "--datastore", "kubernetes", "--node-name", NODE])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
