@@ -24,7 +24,7 @@
 use std::{
     fs,
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -39,7 +39,9 @@ use palisade_tests::{
         scenario::{Family, PodRef, Probe, Verdict},
         topology::{self, PodPlan},
     },
-    require_root, workspace_root,
+    require_root,
+    scratch::Scratch,
+    workspace_root,
 };
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
@@ -50,29 +52,6 @@ use policy_agent::{
 
 /// The source port [`Packet::to_frame`] writes.
 const FRAME_SOURCE_PORT: u16 = 40000;
-
-/// The bpffs pin directory and the manifest directories, removed however the test ends.
-struct Scratch {
-    pins: PathBuf,
-    manifests: PathBuf,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        let id = format!("palisade-conformance-bpf-{}", std::process::id());
-        Self {
-            pins: Path::new("/sys/fs/bpf").join(&id),
-            manifests: std::env::temp_dir().join(id),
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.pins);
-        let _ = fs::remove_dir_all(&self.manifests);
-    }
-}
 
 /// What the kernel said about one probe.
 #[derive(Debug, Clone, Copy)]
@@ -330,7 +309,7 @@ fn conformance_scenarios_hold_in_the_kernel() -> anyhow::Result<()> {
         eprintln!("mounted a bpffs at /sys/fs/bpf (it stays mounted)");
     }
     let start = Instant::now();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("conformance-bpf", "kernel");
     let mut kernel = Kernel {
         datapath: Datapath::load(&scratch.pins).context("loading the datapath")?,
         compiler: Compiler::new(),

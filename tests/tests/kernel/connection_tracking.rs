@@ -10,8 +10,8 @@
 //! endpoint's own check allowed, within a router's size, unfragmented.
 //! Privileged: needs root (a failure under CI=true).
 
-use palisade_tests::require_root;
-use std::{net::Ipv4Addr, path::PathBuf};
+use palisade_tests::{require_root, scratch::Scratch};
+use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap, Map, MapData};
 use policy_agent::{
@@ -43,30 +43,18 @@ struct Node {
     datapath: Datapath,
     compiler: Compiler,
     maps: MapContents,
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    scratch: Scratch,
 }
 
 impl Node {
     fn new(test: &str) -> Self {
-        let id = format!("{}-{test}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("palisade-conntrack-{id}"));
-        std::fs::create_dir_all(&dir).expect("manifest dir");
-        let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-conntrack-{id}"));
-        let datapath = Datapath::load(&pins).expect("loading the datapath");
+        let scratch = Scratch::new("conntrack", test);
+        let datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
         let mut node = Self {
             datapath,
             compiler: Compiler::new(),
             maps: MapContents::default(),
-            dir,
-            pins,
+            scratch,
         };
         node.write("pods.yaml", PODS);
         node.write("server-ingress.yaml", SERVER_INGRESS);
@@ -76,16 +64,16 @@ impl Node {
     }
 
     fn write(&self, name: &str, contents: &str) {
-        std::fs::write(self.dir.join(name), contents).expect("writing a manifest");
+        self.scratch.write(name, contents);
     }
 
     fn remove(&self, name: &str) {
-        std::fs::remove_file(self.dir.join(name)).expect("removing a manifest");
+        self.scratch.remove(name);
     }
 
     /// Compiles the manifests and programs the change, as the agent does.
     fn sync(&mut self) {
-        let snapshot = FileDatastore::new(&self.dir)
+        let snapshot = FileDatastore::new(&self.scratch.manifests)
             .load()
             .expect("reading manifests");
         assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
@@ -112,7 +100,8 @@ impl Node {
 
     /// The conntrack map as a user (or `bpftool`) sees it, through its pin.
     fn conntrack(&self) -> HashMap<MapData, ConntrackKey, ConntrackValue> {
-        let data = MapData::from_pin(self.pins.join(map_names::CONNTRACK)).expect("pinned map");
+        let data =
+            MapData::from_pin(self.scratch.pins.join(map_names::CONNTRACK)).expect("pinned map");
         HashMap::try_from(Map::LruHashMap(data)).expect("conntrack is a hash map")
     }
 

@@ -25,13 +25,13 @@
 use std::{
     cell::RefCell,
     net::{IpAddr, Ipv6Addr},
-    path::PathBuf,
 };
 
 use palisade_tests::{
     generate::{PORTS, PROTOCOLS, addresses, agent_cluster, flow_picks, protocol_number, world},
     reference::{Flow, Plumbing, World, neighbour_plumbing},
     require_root,
+    scratch::Pins,
 };
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope, identity_addr},
@@ -43,15 +43,6 @@ use proptest::{
     prelude::*,
     test_runner::{Config, TestError, TestRunner},
 };
-
-/// Removes the pin directory however the test ends.
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What is done to a valid frame.
 #[derive(Debug, Clone)]
@@ -458,10 +449,7 @@ fn mutated_packets_pass_only_where_policy_allows_their_flow() {
     if !require_root("mutated_packets_pass_only_where_policy_allows_their_flow") {
         return;
     }
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/palisade-packet-fuzz-{}",
-        std::process::id()
-    )));
+    let pins = Pins::new("packet-fuzz");
     let state = RefCell::new(State {
         datapath: Datapath::load(&pins.0).expect("loading the datapath"),
         compiler: Compiler::new(),

@@ -3,11 +3,8 @@
 //! the transport header (or matched as an unknown protocol), lying length fields fail closed,
 //! and every outcome is counted. (Neighbour discovery and MLD: `neighbour_discovery.rs`.) Privileged: needs root (a failure under CI=true).
 
-use palisade_tests::require_root;
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    path::PathBuf,
-};
+use palisade_tests::{require_root, scratch::Scratch};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
@@ -34,36 +31,26 @@ const ICMPV6: u8 = 58;
 /// The datapath programmed with the shapes cluster; pins and manifests removed on drop.
 struct Lab {
     datapath: Datapath,
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    _scratch: Scratch,
 }
 
 fn lab(test: &str) -> Lab {
-    let id = format!("{}-{test}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("palisade-shapes-{id}"));
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("manifest");
-    let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-shapes-{id}"));
-    let snapshot = FileDatastore::new(&dir).load().expect("reading manifests");
+    let scratch = Scratch::new("shapes", test);
+    scratch.write("cluster.yaml", CLUSTER);
+    let snapshot = FileDatastore::new(&scratch.manifests)
+        .load()
+        .expect("reading manifests");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     let maps = Compiler::new()
         .compile(&snapshot.cluster, &Scope::default())
         .maps;
-    let mut datapath = Datapath::load(&pins).expect("loading the datapath");
+    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
     datapath
         .apply(&MapContents::default(), &maps)
         .expect("programming");
     Lab {
         datapath,
-        dir,
-        pins,
+        _scratch: scratch,
     }
 }
 

@@ -14,28 +14,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{
-    lab::{Lab, LabOptions, Scenario, agent::IFACE_PREFIX},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Scenario, agent::IFACE_PREFIX};
 use policy_agent::dataplane::fault::FAIL_ATTACH_ENV;
+
+use crate::AgentSeam;
 
 /// Both cases in one test: the seam is an environment variable the spawned agent inherits,
 /// so they must not run side by side.
 #[test]
 fn attach_failures_leave_the_others_enforced_are_reported_and_retried() {
-    if !require_root("attach_failures_leave_the_others_enforced_are_reported_and_retried") {
+    let Some(_turn) =
+        crate::lab_turn("attach_failures_leave_the_others_enforced_are_reported_and_retried")
+    else {
         return;
-    }
+    };
     one_interface_failing_to_attach_leaves_the_others_enforced_and_is_reported();
     a_failure_that_passes_is_retried_without_a_link_event();
 }
 
 fn one_interface_failing_to_attach_leaves_the_others_enforced_and_is_reported() {
     // The second pod's host-side interface, in the lab's node namespace.
-    // SAFETY: the only test in this binary, before the lab starts any thread; the agent it
-    // spawns inherits the variable.
-    unsafe { std::env::set_var(FAIL_ATTACH_ENV, format!("{IFACE_PREFIX}1")) };
+    let _seam = AgentSeam::set(FAIL_ATTACH_ENV, &format!("{IFACE_PREFIX}1"));
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/attach-failure/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
@@ -92,8 +91,8 @@ fn one_interface_failing_to_attach_leaves_the_others_enforced_and_is_reported() 
 
 fn a_failure_that_passes_is_retried_without_a_link_event() {
     // The first three attachments to the second pod's interface fail.
-    // SAFETY: as above; the previous lab and its agent are gone.
-    unsafe { std::env::set_var(FAIL_ATTACH_ENV, format!("{IFACE_PREFIX}1:3")) };
+    // The previous lab and its agent are gone.
+    let _seam = AgentSeam::set(FAIL_ATTACH_ENV, &format!("{IFACE_PREFIX}1:3"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/attach-retry/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
@@ -133,8 +132,6 @@ fn a_failure_that_passes_is_retried_without_a_link_event() {
     let statuses = lab.agent_statuses().expect("the status file");
     let log = lab.agent_log_tail();
     lab.finish().expect("finishing the lab");
-    // SAFETY: as above.
-    unsafe { std::env::remove_var(FAIL_ATTACH_ENV) };
     assert!(
         failures.is_empty(),
         "failed: {failures:?}\n{}",

@@ -26,7 +26,7 @@ use palisade_tests::{
     cnp_conformance::{self, SCENARIO_DIR},
     conformance::scenario_files,
     lab::{Scenario, agent_binary},
-    require_root, workspace_root,
+    workspace_root,
 };
 use serde_json::Value;
 
@@ -179,9 +179,9 @@ fn run_scenario(lab: &Path, agent: &Path, path: &Path) -> Outcome {
 
 #[test]
 fn cnp_conformance_scenarios_are_enforced() -> anyhow::Result<()> {
-    if !require_root("cnp_conformance_scenarios_are_enforced") {
+    let Some(_turn) = crate::lab_turn("cnp_conformance_scenarios_are_enforced") else {
         return Ok(());
-    }
+    };
     let lab = workspace_root().join("target/debug/lab");
     anyhow::ensure!(
         lab.is_file(),

@@ -32,7 +32,7 @@ use std::{
 use palisade_tests::{
     conformance::{self, SERVICE_SCENARIO_DIR},
     lab::{KubeProxyMode, Scenario, agent_binary},
-    require_root, workspace_root,
+    workspace_root,
 };
 use serde_json::Value;
 
@@ -202,9 +202,9 @@ fn run_scenario(lab: &Path, agent: &Path, path: &Path, mode: Option<KubeProxyMod
 
 #[test]
 fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
-    if !require_root("conformance_scenarios_are_enforced") {
+    let Some(_turn) = crate::lab_turn("conformance_scenarios_are_enforced") else {
         return Ok(());
-    }
+    };
     let lab = workspace_root().join("target/debug/lab");
     anyhow::ensure!(
         lab.is_file(),

@@ -45,7 +45,6 @@ use palisade_tests::{
         self, Capture, Frame, IPPROTO_TCP, IPPROTO_UDP, PodInterface, TCP_ACK, TCP_PSH, TCP_SYN,
     },
     lab::{Lab, LabOptions, Scenario, StepReport},
-    require_root,
 };
 
 /// How long after a batch of frames the captures are read: forwarding between veths is
@@ -1054,9 +1053,9 @@ fn campaign(lab: &mut Lab, scenario: &Scenario) -> anyhow::Result<()> {
 
 #[test]
 fn crafted_packets_reach_nothing_they_are_denied() -> anyhow::Result<()> {
-    if !require_root("crafted_packets_reach_nothing_they_are_denied") {
+    let Some(_turn) = crate::lab_turn("crafted_packets_reach_nothing_they_are_denied") else {
         return Ok(());
-    }
+    };
     let started = Instant::now();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bypasses/scenario.yaml");
     let scenario = Scenario::from_file(&path)?;

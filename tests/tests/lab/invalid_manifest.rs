@@ -1,10 +1,7 @@
 //! Invalid manifests next to valid ones: the agent must reject the invalid ones (naming the file
 //! and the field) and keep enforcing the valid ones.
 
-use palisade_tests::{
-    lab::{LabOptions, Scenario, run_scenario},
-    require_root,
-};
+use palisade_tests::lab::{LabOptions, Scenario, run_scenario};
 
 /// Not YAML at all: an unclosed flow sequence.
 const GARBAGE: &str =
@@ -110,9 +107,10 @@ fn scenario_writes_the_files_verbatim() -> anyhow::Result<()> {
 
 #[test]
 fn invalid_manifests_are_reported_and_valid_ones_enforced() -> anyhow::Result<()> {
-    if !require_root("invalid_manifests_are_reported_and_valid_ones_enforced") {
+    let Some(_turn) = crate::lab_turn("invalid_manifests_are_reported_and_valid_ones_enforced")
+    else {
         return Ok(());
-    }
+    };
     let report = run_scenario(&scenario()?, &LabOptions::default())?;
     for step in &report.steps {
         eprintln!("{}", step.render_table());

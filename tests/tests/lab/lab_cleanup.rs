@@ -4,10 +4,7 @@
 
 use std::{panic, path::Path, process::Command, thread};
 
-use palisade_tests::{
-    lab::{Lab, LabOptions, Report, Scenario, netns, run_scenario},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Report, Scenario, netns, run_scenario};
 
 const TINY: &str = r#"
 resources:
@@ -49,9 +46,9 @@ fn assert_clean(report: &Report) -> anyhow::Result<()> {
 
 #[test]
 fn nothing_remains_after_a_run_with_the_agent() -> anyhow::Result<()> {
-    if !require_root("nothing_remains_after_a_run_with_the_agent") {
+    let Some(_turn) = crate::lab_turn("nothing_remains_after_a_run_with_the_agent") else {
         return Ok(());
-    }
+    };
     let report = run_scenario(&Scenario::from_yaml(TINY)?, &LabOptions::default())?;
     assert!(report.pin_dir.is_some());
     assert_clean(&report)?;
@@ -75,9 +72,9 @@ steps:
 
 #[test]
 fn nothing_remains_after_a_multi_node_run() -> anyhow::Result<()> {
-    if !require_root("nothing_remains_after_a_multi_node_run") {
+    let Some(_turn) = crate::lab_turn("nothing_remains_after_a_multi_node_run") else {
         return Ok(());
-    }
+    };
     let report = run_scenario(&Scenario::from_yaml(THREE_NODES)?, &LabOptions::default())?;
     assert!(report.all_ok(), "{}", report.mismatches().join("\n"));
     assert_eq!(leftovers(&report.lab_id)?, Vec::<String>::new());
@@ -122,9 +119,9 @@ fn root_addresses() -> anyhow::Result<String> {
 
 #[test]
 fn nothing_remains_after_a_run_with_a_host_endpoint() -> anyhow::Result<()> {
-    if !require_root("nothing_remains_after_a_run_with_a_host_endpoint") {
+    let Some(_turn) = crate::lab_turn("nothing_remains_after_a_run_with_a_host_endpoint") else {
         return Ok(());
-    }
+    };
     let scenario = Scenario::from_yaml(HOST_ENDPOINT)?;
     let lab = Lab::start(&scenario, &LabOptions::default())?;
     let id = lab.id().to_owned();
@@ -156,9 +153,9 @@ fn nothing_remains_after_a_run_with_a_host_endpoint() -> anyhow::Result<()> {
 
 #[test]
 fn nothing_remains_after_a_panic() -> anyhow::Result<()> {
-    if !require_root("nothing_remains_after_a_panic") {
+    let Some(_turn) = crate::lab_turn("nothing_remains_after_a_panic") else {
         return Ok(());
-    }
+    };
     let scenario = Scenario::from_yaml(TINY)?;
     let options = LabOptions {
         no_agent: true,
@@ -181,9 +178,9 @@ fn nothing_remains_after_a_panic() -> anyhow::Result<()> {
 /// With several nodes and their agents running: every agent, namespace and pin directory goes.
 #[test]
 fn nothing_remains_after_a_panic_with_several_nodes() -> anyhow::Result<()> {
-    if !require_root("nothing_remains_after_a_panic_with_several_nodes") {
+    let Some(_turn) = crate::lab_turn("nothing_remains_after_a_panic_with_several_nodes") else {
         return Ok(());
-    }
+    };
     let scenario = Scenario::from_yaml(THREE_NODES)?;
     let lab = Lab::start(&scenario, &LabOptions::default())?;
     let id = lab.id().to_owned();
@@ -206,9 +203,9 @@ fn nothing_remains_after_a_panic_with_several_nodes() -> anyhow::Result<()> {
 
 #[test]
 fn two_labs_run_at_once() -> anyhow::Result<()> {
-    if !require_root("two_labs_run_at_once") {
+    let Some(_turn) = crate::lab_turn("two_labs_run_at_once") else {
         return Ok(());
-    }
+    };
     let scenario = Scenario::from_yaml(TINY)?;
     let options = LabOptions {
         no_agent: true,

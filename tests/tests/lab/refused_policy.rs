@@ -7,16 +7,13 @@
 
 use std::{path::Path, time::Duration};
 
-use palisade_tests::{
-    lab::{Lab, LabOptions, Scenario, netns, topology},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Scenario, netns, topology};
 
 #[test]
 fn a_refused_policy_is_never_half_enforced() {
-    if !require_root("a_refused_policy_is_never_half_enforced") {
+    let Some(_turn) = crate::lab_turn("a_refused_policy_is_never_half_enforced") else {
         return;
-    }
+    };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/refused/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");

@@ -11,10 +11,7 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use palisade_tests::{
-    lab::{Lab, LabOptions, Scenario},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Scenario};
 use policy_agent::compiler::identity_addr;
 use policy_common::{
     endpoint::{EndpointKey, EndpointPolicy},
@@ -26,9 +23,11 @@ const REPAIR_DEADLINE: Duration = Duration::from_secs(10);
 
 #[test]
 fn the_resync_repairs_an_endpoint_entry_removed_behind_the_agent() {
-    if !require_root("the_resync_repairs_an_endpoint_entry_removed_behind_the_agent") {
+    let Some(_turn) =
+        crate::lab_turn("the_resync_repairs_an_endpoint_entry_removed_behind_the_agent")
+    else {
         return;
-    }
+    };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resync/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");

@@ -12,32 +12,29 @@
 
 use std::path::Path;
 
-use palisade_tests::{
-    lab::{LabOptions, Report, Scenario, run_scenario, scenario::AgentAction},
-    require_root,
-};
+use palisade_tests::lab::{LabOptions, Report, Scenario, run_scenario, scenario::AgentAction};
 
 #[test]
 fn seed_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("seed_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("seed_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("seed").map(drop)
 }
 
 #[test]
 fn dual_stack_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("dual_stack_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("dual_stack_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("dual-stack").map(drop)
 }
 
 #[test]
 fn stateful_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("stateful_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("stateful_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("stateful").map(drop)
 }
 
@@ -46,9 +43,9 @@ fn stateful_scenario_is_enforced() -> anyhow::Result<()> {
 /// connection table.
 #[test]
 fn restart_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("restart_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("restart_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("restart").map(drop)
 }
 
@@ -57,9 +54,9 @@ fn restart_scenario_is_enforced() -> anyhow::Result<()> {
 /// Passes the rest.
 #[test]
 fn calico_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("calico_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("calico_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("calico").map(drop)
 }
 
@@ -68,9 +65,9 @@ fn calico_scenario_is_enforced() -> anyhow::Result<()> {
 /// source node's egress, IPv4 and IPv6, and a restart of every node's agent.
 #[test]
 fn multi_node_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("multi_node_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("multi_node_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     let report = run_example("multi-node")?;
     assert_eq!(
         report.pin_dirs.len(),
@@ -97,9 +94,9 @@ fn multi_node_scenario_is_enforced() -> anyhow::Result<()> {
 /// GlobalNetworkPolicy denies a pod the host endpoint by a selector on its labels.
 #[test]
 fn hep_plumbing_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("hep_plumbing_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("hep_plumbing_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     let report = run_example("hep-plumbing")?;
     // Both nodes run an agent, and the fabric exists.
     assert_eq!(report.pin_dirs.len(), 2, "{:?}", report.pin_dirs);
@@ -118,9 +115,9 @@ fn hep_plumbing_scenario_is_enforced() -> anyhow::Result<()> {
 /// failsafe ports open before any policy, the host's own egress limited to its mirror.
 #[test]
 fn host_endpoint_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("host_endpoint_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("host_endpoint_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("host-endpoint").map(drop)
 }
 
@@ -128,9 +125,9 @@ fn host_endpoint_scenario_is_enforced() -> anyhow::Result<()> {
 /// privileged-port deny (with a `notPorts` hole) and a client's egress from a source-port range.
 #[test]
 fn calico_source_ports_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("calico_source_ports_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("calico_source_ports_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("calico-source-ports").map(drop)
 }
 
@@ -138,20 +135,13 @@ fn calico_source_ports_scenario_is_enforced() -> anyhow::Result<()> {
 /// overrides, Admin Pass to the namespace owners, a Baseline deny a NetworkPolicy relaxes.
 #[test]
 fn admin_guard_rails_scenario_is_enforced() -> anyhow::Result<()> {
-    if !require_root("admin_guard_rails_scenario_is_enforced") {
+    let Some(_turn) = crate::lab_turn("admin_guard_rails_scenario_is_enforced") else {
         return Ok(());
-    }
+    };
     run_example("admin-guard-rails").map(drop)
 }
 
 fn run_example(name: &str) -> anyhow::Result<Report> {
-    // One lab at a time: each runs an agent per node, servers and probes with a 1.5 s timeout,
-    // and eight of them at once on two cores made first probes (IPv6 neighbour discovery
-    // across the fabric) miss that timeout.
-    static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_LAB_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(name)

@@ -12,13 +12,9 @@
 use std::{path::Path, process::Command};
 
 use anyhow::Context as _;
-use palisade_tests::{
-    lab::{KubeProxyMode, Lab, LabOptions, Report, Scenario, run_scenario, scenario::Verdict},
-    require_root,
+use palisade_tests::lab::{
+    KubeProxyMode, Lab, LabOptions, Report, Scenario, run_scenario, scenario::Verdict,
 };
-
-/// One lab at a time: two cores, two nodes with an agent each.
-static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The scenario files of examples/services.
 const FILES: [&str; 2] = ["scenario.yaml", "single-node.yaml"];
@@ -44,9 +40,6 @@ fn enforced(mode: KubeProxyMode) -> anyhow::Result<()> {
 }
 
 fn enforced_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<Report> {
-    let _turn = ONE_LAB_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let scenario = scenario(file, mode)?;
     let report = run_scenario(&scenario, &LabOptions::default())?;
     for step in &report.steps {
@@ -68,17 +61,17 @@ fn enforced_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<Report> {
 
 #[test]
 fn services_iptables_enforced() -> anyhow::Result<()> {
-    if !require_root("services_iptables_enforced") {
+    let Some(_turn) = crate::lab_turn("services_iptables_enforced") else {
         return Ok(());
-    }
+    };
     enforced(KubeProxyMode::Iptables)
 }
 
 #[test]
 fn services_nftables_enforced() -> anyhow::Result<()> {
-    if !require_root("services_nftables_enforced") {
+    let Some(_turn) = crate::lab_turn("services_nftables_enforced") else {
         return Ok(());
-    }
+    };
     enforced(KubeProxyMode::Nftables)
 }
 
@@ -106,9 +99,6 @@ fn wiring(mode: KubeProxyMode) -> anyhow::Result<()> {
 
 /// Every allowed probe of `file` gets through; for scenario.yaml, the rules are checked too.
 fn wiring_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<()> {
-    let _turn = ONE_LAB_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let scenario = scenario(file, mode)?;
     let check_rules = file == "scenario.yaml";
     let options = LabOptions {
@@ -225,16 +215,16 @@ fn wiring_file(file: &str, mode: KubeProxyMode) -> anyhow::Result<()> {
 
 #[test]
 fn services_iptables_wiring() -> anyhow::Result<()> {
-    if !require_root("services_iptables_wiring") {
+    let Some(_turn) = crate::lab_turn("services_iptables_wiring") else {
         return Ok(());
-    }
+    };
     wiring(KubeProxyMode::Iptables)
 }
 
 #[test]
 fn services_nftables_wiring() -> anyhow::Result<()> {
-    if !require_root("services_nftables_wiring") {
+    let Some(_turn) = crate::lab_turn("services_nftables_wiring") else {
         return Ok(());
-    }
+    };
     wiring(KubeProxyMode::Nftables)
 }

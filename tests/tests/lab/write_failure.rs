@@ -9,23 +9,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{
-    lab::{Lab, LabOptions, Scenario},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Scenario};
 use policy_agent::dataplane::fault::FAIL_WRITES_ENV;
+
+use crate::AgentSeam;
 
 /// Retries at about 1, 3 and 7 s after the change (±20%): the last one succeeds.
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_failed_map_write_is_retried_and_the_old_policy_holds_meanwhile() {
-    if !require_root("a_failed_map_write_is_retried_and_the_old_policy_holds_meanwhile") {
+    let Some(_turn) =
+        crate::lab_turn("a_failed_map_write_is_retried_and_the_old_policy_holds_meanwhile")
+    else {
         return;
-    }
-    // SAFETY: the only test in this binary, before the lab starts any thread; the agent it
-    // spawns inherits the variable.
-    unsafe { std::env::set_var(FAIL_WRITES_ENV, "2:1:3") };
+    };
+    let _seam = AgentSeam::set(FAIL_WRITES_ENV, "2:1:3");
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/write-failure/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
