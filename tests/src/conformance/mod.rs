@@ -37,6 +37,7 @@
 pub mod cases;
 pub mod generate;
 pub mod model;
+pub mod runner;
 pub mod yaml;
 
 use std::{

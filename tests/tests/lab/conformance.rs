@@ -18,30 +18,20 @@
 //! scenarios (these, examples/conformance/ and the BPF-only ones in examples/conformance-sctp/,
 //! which `tests/conformance_bpf.rs` replays) are exactly what the Rust description generates.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    thread,
-    time::{Duration, Instant},
-};
+use std::path::PathBuf;
 
 use palisade_tests::{
-    conformance::{self, SERVICE_SCENARIO_DIR},
-    lab::{KubeProxyMode, Scenario, agent_binary},
+    conformance::{
+        self, SERVICE_SCENARIO_DIR,
+        runner::{self, Outcome, Strictness},
+    },
+    lab::{KubeProxyMode, agent_binary},
     workspace_root,
 };
-use serde_json::Value;
 
 /// Scenarios run at once: each is a lab with 10 namespaces and its own agent; 3 keep 2 cores
 /// busy without starving the probes (a deny probe waits out its whole timeout anyway).
 const CONCURRENCY: usize = 3;
-
-/// Lines of the lab's stderr shown when it could not run a scenario.
-const STDERR_TAIL: usize = 30;
 
 /// The environment variable with which the lab overrides every scenario's kube-proxy mode.
 const KUBE_PROXY_ENV: &str = "PALISADE_LAB_KUBE_PROXY";
@@ -62,156 +52,12 @@ fn committed_scenarios_are_what_the_generator_writes() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one scenario run observed.
-struct Outcome {
-    file: String,
-    /// The kube-proxy mode the lab ran (the file's, or the environment's override).
-    mode: Option<KubeProxyMode>,
-    expected_probes: usize,
-    probes: usize,
-    /// Of `probes`, those to a Service (`to: service/...`).
-    service_probes: usize,
-    mismatches: Vec<String>,
-    /// Of `mismatches`, those of probes to a Service.
-    service_mismatches: usize,
-    /// The lab could not run the scenario, or its output was incomplete.
-    error: Option<String>,
-    elapsed: Duration,
-}
-
-impl Outcome {
-    fn failed(&self) -> bool {
-        self.error.is_some() || !self.mismatches.is_empty()
-    }
-}
-
-fn describe_line(line: &Value) -> String {
-    let text = |key: &str| line[key].as_str().unwrap_or("?").to_owned();
-    let step = line["step"].as_u64().unwrap_or(0);
-    if line.get("expectError").is_some() {
-        return format!(
-            "step {step} ({}): no agent error contains {:?}",
-            text("name"),
-            text("expectError")
-        );
-    }
-    format!(
-        "step {step} ({}): {} -> {}:{}/{} expected {} observed {} ({})",
-        text("name"),
-        text("from"),
-        text("to"),
-        line["port"].as_u64().unwrap_or(0),
-        text("protocol"),
-        text("expect"),
-        text("observed"),
-        text("detail"),
-    )
-}
-
-/// Runs `path` in the lab, in kube-proxy mode `mode` when given (else the file's, or the
-/// environment's override).
-fn run_scenario(lab: &Path, agent: &Path, path: &Path, mode: Option<KubeProxyMode>) -> Outcome {
-    let start = Instant::now();
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut outcome = Outcome {
-        file,
-        mode,
-        expected_probes: 0,
-        probes: 0,
-        service_probes: 0,
-        mismatches: Vec::new(),
-        service_mismatches: 0,
-        error: None,
-        elapsed: Duration::ZERO,
-    };
-    match Scenario::from_file(path) {
-        Ok(scenario) => {
-            outcome.expected_probes = scenario.steps.iter().map(|s| s.probes.len()).sum();
-            outcome.mode = outcome.mode.or(Some(scenario.kube_proxy));
-        }
-        Err(e) => {
-            outcome.error = Some(format!("{:#}", anyhow::Error::from(e)));
-            return outcome;
-        }
-    }
-    // Exactly what `cargo xtask run <file> --json [--kube-proxy MODE]` runs.
-    let mut command = Command::new(lab);
-    command
-        .arg("run")
-        .arg(path)
-        .arg("--agent")
-        .arg(agent)
-        .arg("--json");
-    if let Some(mode) = mode {
-        command.arg("--kube-proxy").arg(mode.to_string());
-    }
-    let output = command.output();
-    outcome.elapsed = start.elapsed();
-    let output = match output {
-        Ok(output) => output,
-        Err(e) => {
-            outcome.error = Some(format!("running {}: {e}", lab.display()));
-            return outcome;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-        let value: Value = match serde_json::from_str(line) {
-            Ok(value) => value,
-            Err(e) => {
-                outcome.error = Some(format!("unreadable output line {line:?}: {e}"));
-                continue;
-            }
-        };
-        let to_service = value["to"]
-            .as_str()
-            .is_some_and(|to| to.starts_with("service/"));
-        if value.get("from").is_some() {
-            outcome.probes += 1;
-            outcome.service_probes += usize::from(to_service);
-        }
-        if value["ok"] != Value::Bool(true) {
-            outcome.mismatches.push(describe_line(&value));
-            outcome.service_mismatches += usize::from(to_service);
-        }
-    }
-    let code = output.status.code();
-    let consistent = match code {
-        Some(0) => outcome.mismatches.is_empty(),
-        Some(1) => !outcome.mismatches.is_empty(),
-        _ => false,
-    };
-    if !consistent || outcome.probes != outcome.expected_probes {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let lines: Vec<&str> = stderr.lines().collect();
-        let tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].join("\n    ");
-        let problem = format!(
-            "lab exited with {} after reporting {} of {} probes; stderr:\n    {tail}",
-            output.status, outcome.probes, outcome.expected_probes
-        );
-        outcome.error = Some(match outcome.error.take() {
-            Some(earlier) => format!("{earlier}; {problem}"),
-            None => problem,
-        });
-    }
-    outcome
-}
-
 #[test]
 fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
     let Some(_turn) = crate::lab_turn("conformance_scenarios_are_enforced") else {
         return Ok(());
     };
-    let lab = workspace_root().join("target/debug/lab");
-    anyhow::ensure!(
-        lab.is_file(),
-        "{} is missing: build it with `cargo build -p policy-agent -p palisade-tests --bins` (or \
-         `cargo xtask test`)",
-        lab.display()
-    );
+    let lab = runner::lab_binary()?;
     let agent = agent_binary()?;
     let dir = scenario_dir();
     let files = conformance::scenario_files(&dir)?;
@@ -238,38 +84,24 @@ fn conformance_scenarios_are_enforced() -> anyhow::Result<()> {
         );
     }
 
-    let start = Instant::now();
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
-    thread::scope(|scope| {
-        for _ in 0..CONCURRENCY.min(runs.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, mode)) = runs.get(i) else {
-                        break;
-                    };
-                    let outcome = run_scenario(&lab, &agent, path, *mode);
-                    eprintln!(
-                        "{:>8}  {:>4} probes ({:>4} via Service, kube-proxy {})  {:>5.1} s  {}",
-                        if outcome.failed() { "FAILED" } else { "ok" },
-                        outcome.probes,
-                        outcome.service_probes,
-                        outcome.mode.map_or("?".to_owned(), |m| m.to_string()),
-                        outcome.elapsed.as_secs_f64(),
-                        outcome.file
-                    );
-                    if let Ok(mut all) = outcomes.lock() {
-                        all.push(outcome);
-                    }
-                }
-            });
-        }
-    });
-    let wall = start.elapsed();
-    let mut outcomes = outcomes
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a scenario thread panicked"))?;
+    let (mut outcomes, wall) = runner::run_all(
+        &lab,
+        &agent,
+        &runs,
+        CONCURRENCY,
+        Strictness::default(),
+        |outcome| {
+            eprintln!(
+                "{:>8}  {:>4} probes ({:>4} via Service, kube-proxy {})  {:>5.1} s  {}",
+                if outcome.failed() { "FAILED" } else { "ok" },
+                outcome.probes,
+                outcome.service_probes,
+                outcome.mode.map_or("?".to_owned(), |m| m.to_string()),
+                outcome.elapsed.as_secs_f64(),
+                outcome.file
+            );
+        },
+    )?;
     outcomes.sort_by_key(|o| (o.file.clone(), o.mode.map(|m| m.to_string())));
     anyhow::ensure!(
         outcomes.len() == runs.len(),
