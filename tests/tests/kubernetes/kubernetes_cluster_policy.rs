@@ -17,46 +17,24 @@
 //! up on its own rediscovery (`--crd-rediscovery-seconds 1`), with a rejected object in its status
 //! file.
 
-use crate::kubernetes_apiserver;
-
-use std::{
-    collections::BTreeSet,
-    fs,
-    net::{IpAddr, Ipv6Addr},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
+use crate::{
+    harness::{Agent, Datastore, NODE, digest_of, metric, pinned_endpoints},
+    kubernetes_apiserver,
 };
 
-use aya::maps::{HashMap, MapData};
+use std::{collections::BTreeSet, fs, net::IpAddr, path::PathBuf, time::Duration};
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kubernetes_apiserver::{ANP_API_VERSION, ApiServer, CALICO_API_VERSION, CNP_API_VERSION, Kind};
 use palisade_tests::require_root;
 use policy_agent::{
     cluster_policy::ApiKind,
-    compiler::{Compiler, MapContents, Scope},
-    datastore::{
-        Snapshot,
-        file::FileDatastore,
-        kubernetes::{self, KubernetesDatastore, Resource, digest_versions},
-    },
+    compiler::MapContents,
+    datastore::{Snapshot, kubernetes::Resource},
     replay::{self, Direction, Packet},
-    status::Status,
 };
-use policy_common::endpoint::{EndpointKey, EndpointPolicy};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    sync::mpsc,
-};
 
-const NODE: &str = "node-a";
-/// Every wait in these tests ends by this, loudly.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 const GROUP: &str = "policy.networking.k8s.io";
 
 const FRONTEND: &str = "10.42.0.10";
@@ -176,103 +154,6 @@ fn baseline_deny_monitoring() -> Value {
     })
 }
 
-struct Harness {
-    server: ApiServer,
-    store: KubernetesDatastore,
-    changes: mpsc::UnboundedReceiver<()>,
-    files: FileDatastore,
-    dir: PathBuf,
-}
-
-impl Harness {
-    fn new(server: ApiServer) -> Harness {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-kubernetes-cluster-policy-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("scratch directory");
-        let (tx, changes) = mpsc::unbounded_channel();
-        let options = kubernetes::Options {
-            retry_initial: Duration::from_millis(20),
-            retry_max: Duration::from_millis(200),
-            // Short, so that a CRD installed during the test is found quickly.
-            rediscover: Duration::from_millis(100),
-        };
-        let store = KubernetesDatastore::start(server.client(), options, tx);
-        Harness {
-            server,
-            store,
-            changes,
-            files: FileDatastore::new(&dir),
-            dir,
-        }
-    }
-
-    fn server_digest(&self) -> String {
-        let versions = self.server.versions();
-        digest_versions(
-            versions
-                .iter()
-                .map(|(k, ns, n, v)| (k.as_str(), ns.as_str(), n.as_str(), v.as_str())),
-        )
-    }
-
-    /// Waits until the datastore is synced and its snapshot satisfies `done`.
-    async fn until(&mut self, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            if self.store.is_synced() {
-                let snapshot = self.store.snapshot();
-                if done(&snapshot) {
-                    return snapshot;
-                }
-            }
-            match tokio::time::timeout_at(deadline, self.changes.recv()).await {
-                Ok(Some(())) => {}
-                Ok(None) => panic!("the datastore's watchers stopped"),
-                Err(_) => panic!(
-                    "{what}: not reached in {SETTLE_TIMEOUT:?} (synced: {})",
-                    self.store.is_synced()
-                ),
-            }
-        }
-    }
-
-    /// Waits until the datastore holds exactly the server's (served) object versions, checks
-    /// that the file datastore reading the same objects makes the same cluster and maps, and
-    /// returns the snapshot and the maps compiled for this node.
-    async fn compiled(&mut self) -> (Snapshot, MapContents) {
-        let expected = self.server_digest();
-        let snapshot = self
-            .until("the server's state", |s| s.digest == expected)
-            .await;
-        fs::write(self.dir.join("cluster.yaml"), self.server.manifests()).expect("manifests");
-        let from_files = self.files.load().expect("file datastore");
-        assert_eq!(
-            snapshot.cluster, from_files.cluster,
-            "the Kubernetes and file datastores disagree on the same objects"
-        );
-        let scope = Scope {
-            node_name: Some(NODE.to_owned()),
-            host_addrs: Vec::new(),
-        };
-        let maps = Compiler::new().compile(&snapshot.cluster, &scope).maps;
-        assert_eq!(
-            maps,
-            Compiler::new().compile(&from_files.cluster, &scope).maps
-        );
-        (snapshot, Arc::unwrap_or_clone(maps))
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
@@ -309,7 +190,12 @@ async fn cluster_policies_listed_and_watched_are_compiled_in_their_tiers() {
     seed(&server);
     // Listed: present before the datastore starts.
     server.apply(ops_to_backend("Accept", json!(10)));
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(
+        server,
+        "kubernetes-cluster-policy-test",
+        // Short, so that a CRD installed during the test is found quickly.
+        Duration::from_millis(100),
+    );
 
     let (snapshot, maps) = h.compiled().await;
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
@@ -383,7 +269,12 @@ async fn an_invalid_cluster_policy_is_reported_with_its_field_and_the_accepted_o
     let server = ApiServer::start().await;
     seed(&server);
     server.apply(ops_to_backend("Accept", json!(10)));
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(
+        server,
+        "kubernetes-cluster-policy-test",
+        // Short, so that a CRD installed during the test is found quickly.
+        Duration::from_millis(100),
+    );
     let (accepted, _) = h.compiled().await;
     assert!(accepted.errors.is_empty(), "{:?}", accepted.errors);
 
@@ -455,7 +346,12 @@ async fn without_the_crds_the_datastore_syncs_and_finds_them_once_installed() {
     // Kept by the server, not served while the CRDs are "not installed".
     server.apply(ops_to_backend("Accept", json!(10)));
     server.apply(baseline_deny_monitoring());
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(
+        server,
+        "kubernetes-cluster-policy-test",
+        // Short, so that a CRD installed during the test is found quickly.
+        Duration::from_millis(100),
+    );
 
     // Synced (what makes the agent ready) and enforcing the Kubernetes policy.
     let (snapshot, maps) = h.compiled().await;
@@ -514,7 +410,12 @@ async fn a_failing_discovery_keeps_the_datastore_from_syncing() {
     seed(&server);
     server.apply(ops_to_backend("Accept", json!(10)));
     server.stop();
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(
+        server,
+        "kubernetes-cluster-policy-test",
+        // Short, so that a CRD installed during the test is found quickly.
+        Duration::from_millis(100),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!h.store.is_synced());
     for resource in Resource::CLUSTER_POLICY {
@@ -613,153 +514,6 @@ fn the_optional_crds_define_what_the_watchers_read() {
     );
 }
 
-/// The real agent binary against the stand-in; killed and its files removed on drop.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-    pins: PathBuf,
-    port: u16,
-}
-
-impl Agent {
-    fn start(server: &ApiServer) -> Agent {
-        let id = std::process::id();
-        let dir = std::env::temp_dir().join(format!("palisade-cluster-policy-agent-{id}"));
-        let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-cluster-policy-agent-{id}"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        let kubeconfig = dir.join("kubeconfig");
-        fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = fs::File::create(dir.join("agent.log")).expect("log file");
-        let child = Command::new(crate::agent_binary())
-            .args(["run", "--datastore", "kubernetes", "--node-name", NODE])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--bpffs")
-            .arg(&pins)
-            .args(["--interface-pattern", "palisade-test-no-such-interface"])
-            // This test runs in the machine's own namespace: leave its interfaces alone.
-            .args(["--uplinks", ""])
-            // The default (60 s) would make this test wait a minute for the CRDs.
-            .args(["--crd-rediscovery-seconds", "1"])
-            .arg("--status-file")
-            .arg(dir.join("status.json"))
-            .args(["--metrics-port", &port.to_string()])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting policy-agent");
-        Agent {
-            child,
-            dir,
-            pins,
-            port,
-        }
-    }
-
-    fn status(&self) -> Option<Status> {
-        Status::read(&self.dir.join("status.json")).expect("status file")
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-    }
-
-    /// GET `path` on the agent's health endpoint: status code and body.
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .ok()?;
-            let request =
-                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.ok()?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.ok()?;
-            let code = response.split(' ').nth(1)?.parse().ok()?;
-            let body = response.split_once("\r\n\r\n")?.1.to_owned();
-            Some((code, body))
-        };
-        tokio::time::timeout(Duration::from_secs(5), exchange)
-            .await
-            .ok()
-            .flatten()
-    }
-
-    /// Waits up to `within` until `check` holds, or fails with the agent's log.
-    async fn wait_for<F: AsyncFnMut(&Agent) -> bool>(
-        &mut self,
-        what: &str,
-        within: Duration,
-        mut check: F,
-    ) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if check(self).await {
-                return;
-            }
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!(
-                    "the agent exited ({exit}) waiting for {what}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; agent log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-        let _ = fs::remove_dir_all(&self.pins);
-    }
-}
-
-/// The addresses in the pinned endpoints map.
-fn pinned_endpoints(pins: &Path) -> BTreeSet<IpAddr> {
-    let map = MapData::from_pin(pins.join(policy_common::map_names::ENDPOINTS))
-        .expect("opening the pinned endpoints map");
-    let map: HashMap<MapData, EndpointKey, EndpointPolicy> =
-        HashMap::try_from(aya::maps::Map::HashMap(map)).expect("endpoints map type");
-    map.keys()
-        .map(|k| {
-            let v6 = Ipv6Addr::from(k.expect("reading a key").addr);
-            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
-        })
-        .collect()
-}
-
-fn digest_of(server: &ApiServer) -> String {
-    let versions = server.versions();
-    digest_versions(
-        versions
-            .iter()
-            .map(|(k, ns, n, v)| (k.as_str(), ns.as_str(), n.as_str(), v.as_str())),
-    )
-}
-
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() {
     if !require_root("the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed") {
@@ -771,7 +525,12 @@ async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() 
         server.serve_group_version(api_version, false);
     }
     seed(&server);
-    let mut agent = Agent::start(&server);
+    let mut agent = Agent::start(
+        &server,
+        "cluster-policy-agent",
+        // The default (60 s) would make this test wait a minute for the CRDs.
+        &["--crd-rediscovery-seconds", "1"],
+    );
 
     // Ready, with the Kubernetes objects programmed.
     agent

@@ -5,34 +5,27 @@
 //! compiled maps) and checks verdicts on the compiled maps with the userspace replay of the
 //! datapath's lookups.
 
-use crate::kubernetes_apiserver;
+use crate::{
+    harness::{Datastore, NODE, SETTLE_TIMEOUT},
+    kubernetes_apiserver,
+};
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     net::IpAddr,
     path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 
 use kubernetes_apiserver::{ApiServer, Change, Kind};
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
-    datastore::{
-        Snapshot,
-        file::FileDatastore,
-        kubernetes::{self, KubernetesDatastore, Resource, digest_versions},
-    },
+    datastore::{Snapshot, kubernetes::Resource},
     replay::{self, Direction, Packet},
     services::{Backend, Frontend, FrontendKind, service_table},
 };
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-const NODE: &str = "node-a";
-/// Every wait in these tests ends by this, loudly.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 const FRONTEND: &str = "10.42.0.10";
 const BACKEND: &str = "10.42.0.11";
@@ -141,116 +134,6 @@ const RESOURCES: [(Resource, Kind); 5] = [
     (Resource::EndpointSlices, Kind::EndpointSlice),
 ];
 
-struct Harness {
-    server: ApiServer,
-    store: KubernetesDatastore,
-    changes: mpsc::UnboundedReceiver<()>,
-    /// The file datastore fed the same objects after every step, for comparison.
-    files: FileDatastore,
-    dir: PathBuf,
-}
-
-impl Harness {
-    fn new(server: ApiServer) -> Harness {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-kubernetes-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("scratch directory");
-        let (tx, changes) = mpsc::unbounded_channel();
-        // Short retries: the tests take the API server away on purpose.
-        let options = kubernetes::Options {
-            retry_initial: Duration::from_millis(20),
-            retry_max: Duration::from_millis(200),
-            rediscover: Duration::from_millis(200),
-        };
-        let store = KubernetesDatastore::start(server.client(), options, tx);
-        Harness {
-            server,
-            store,
-            changes,
-            files: FileDatastore::new(&dir),
-            dir,
-        }
-    }
-
-    /// The server's objects, at exactly the versions it holds, as the datastore digests them.
-    fn server_digest(&self) -> String {
-        let versions = self.server.versions();
-        digest_versions(
-            versions
-                .iter()
-                .map(|(k, ns, n, v)| (k.as_str(), ns.as_str(), n.as_str(), v.as_str())),
-        )
-    }
-
-    /// Waits until the datastore holds exactly what the server holds; returns its snapshot.
-    async fn settled(&mut self) -> Snapshot {
-        let expected = self.server_digest();
-        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            if self.store.is_synced() {
-                let snapshot = self.store.snapshot();
-                if snapshot.digest == expected {
-                    return snapshot;
-                }
-            }
-            match tokio::time::timeout_at(deadline, self.changes.recv()).await {
-                Ok(Some(())) => {}
-                Ok(None) => panic!("the datastore's watchers stopped"),
-                Err(_) => panic!(
-                    "the datastore did not reach the server's state in {SETTLE_TIMEOUT:?} \
-                     (synced: {})",
-                    self.store.is_synced()
-                ),
-            }
-        }
-    }
-
-    /// Waits until every watcher has its watch open (a synced store may still be between its
-    /// list and its watch).
-    async fn watching(&self) {
-        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
-        while self.server.open_watches() < Kind::ALL.len() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the watches did not open"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Settles, checks that the file datastore reading the same objects yields the same cluster
-    /// and the same maps, and returns the maps compiled for this node.
-    async fn compiled(&mut self) -> (Snapshot, MapContents) {
-        let snapshot = self.settled().await;
-        fs::write(self.dir.join("cluster.yaml"), self.server.manifests()).expect("manifests");
-        let from_files = self.files.load().expect("file datastore");
-        assert_eq!(
-            snapshot.cluster, from_files.cluster,
-            "the Kubernetes and file datastores disagree on the same objects"
-        );
-        let scope = Scope {
-            node_name: Some(NODE.to_owned()),
-            host_addrs: Vec::new(),
-        };
-        let maps = Compiler::new().compile(&snapshot.cluster, &scope).maps;
-        assert_eq!(
-            maps,
-            Compiler::new().compile(&from_files.cluster, &scope).maps
-        );
-        (snapshot, std::sync::Arc::unwrap_or_clone(maps))
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
@@ -293,7 +176,7 @@ async fn not_synced_until_every_resource_is_listed_then_the_seed_is_enforced() {
     // The API server is unreachable when the agent starts: nothing is synced, and the
     // snapshot (which the agent would not program) is empty.
     server.stop();
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!h.store.is_synced());
     assert!(h.store.snapshot().cluster.pods.is_empty());
@@ -326,7 +209,7 @@ async fn not_synced_until_every_resource_is_listed_then_the_seed_is_enforced() {
 async fn adds_modifications_deletions_and_label_changes_are_programmed() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let (_, maps) = h.compiled().await;
     assert!(!ingress(&maps, OTHER, BACKEND, 8000));
 
@@ -407,7 +290,7 @@ async fn adds_modifications_deletions_and_label_changes_are_programmed() {
 async fn a_rejected_object_is_reported_and_the_rest_enforced() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     h.compiled().await;
 
     // An update the compiler cannot accept: the previous version stays in force.
@@ -447,7 +330,7 @@ async fn a_rejected_object_is_reported_and_the_rest_enforced() {
 async fn a_dropped_watch_is_resumed_without_a_relist() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     h.compiled().await;
     h.watching().await;
 
@@ -488,7 +371,7 @@ async fn a_dropped_watch_is_resumed_without_a_relist() {
 async fn bookmarks_move_the_resume_point() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     h.compiled().await;
     // Namespaces last changed at version 2; many changes to other kinds follow.
     for i in 0..5 {
@@ -546,7 +429,7 @@ async fn bookmarks_move_the_resume_point() {
 async fn a_410_gone_relists_and_keeps_enforcing_meanwhile() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let (_, before) = h.compiled().await;
     h.watching().await;
 
@@ -598,7 +481,7 @@ async fn a_410_gone_relists_and_keeps_enforcing_meanwhile() {
 async fn the_api_server_going_away_and_coming_back() {
     let server = ApiServer::start().await;
     seed(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let (_, before) = h.compiled().await;
     let errors_before = h.store.progress().errors(Resource::Pods);
 
@@ -644,7 +527,7 @@ async fn the_api_server_going_away_and_coming_back() {
 async fn compile_prints_the_same_maps_from_the_api_server_as_from_files() {
     let server = ApiServer::start().await;
     seed(&server);
-    let h = Harness::new(server);
+    let h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let kubeconfig = h.dir.join("kubeconfig");
     fs::write(&kubeconfig, h.server.kubeconfig()).expect("kubeconfig");
     let files = h.dir.join("manifests");
@@ -780,7 +663,7 @@ async fn services_and_endpoint_slices_are_added_changed_and_deleted() {
     use FrontendKind::{ClusterIp, NodePort};
     let server = ApiServer::start().await;
     seed_services(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let (snapshot, _) = h.compiled().await;
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     assert_eq!(
@@ -896,7 +779,7 @@ async fn services_and_endpoint_slices_resync_after_a_410_gone() {
     use FrontendKind::ClusterIp;
     let server = ApiServer::start().await;
     seed_services(&server);
-    let mut h = Harness::new(server);
+    let mut h = Datastore::start(server, "kubernetes-test", Duration::from_millis(200));
     let (before, _) = h.compiled().await;
     h.watching().await;
 

@@ -5,6 +5,7 @@
 
 mod datastore_faults;
 mod deploy_manifests;
+mod harness;
 mod kubernetes_agent;
 mod kubernetes_apiserver;
 mod kubernetes_calico;
