@@ -44,7 +44,7 @@ use std::{
 
 use aya::maps::{HashMap, MapData};
 use kubernetes_apiserver::{ApiServer, Change, Kind};
-use palisade_tests::{require_root, scratch::Scratch};
+use palisade_tests::scratch::Scratch;
 use policy_agent::{
     compiler::{Compiler, Scope},
     datastore::{
@@ -889,9 +889,12 @@ impl Drop for Agent {
 /// state and its pinned endpoints are the new local pods.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
-    if !require_root("the_agent_converges_after_the_api_server_goes_away_during_a_relist") {
+    let Some(_turn) =
+        crate::agent_turn("the_agent_converges_after_the_api_server_goes_away_during_a_relist")
+            .await
+    else {
         return;
-    }
+    };
     let server = ApiServer::start().await;
     seed_server(&server);
     let scratch = Scratch::new("datastore-faults", "agent-kubernetes");
@@ -956,9 +959,9 @@ async fn the_agent_converges_after_the_api_server_goes_away_during_a_relist() {
 /// End to end: the real agent on a ConfigMap-shaped directory, through two `..data` swaps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_follows_a_configmap_volume() {
-    if !require_root("the_agent_follows_a_configmap_volume") {
+    let Some(_turn) = crate::agent_turn("the_agent_follows_a_configmap_volume").await else {
         return;
-    }
+    };
     let scratch = Scratch::new("datastore-faults", "agent-configmap");
     let mut volume = ConfigMapVolume::new(scratch.manifests.join("policies"));
     volume.update(&[("cluster.yaml", small_cluster(0))]);

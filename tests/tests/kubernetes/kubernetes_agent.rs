@@ -13,7 +13,6 @@ use crate::{
     kubernetes_apiserver,
 };
 
-use palisade_tests::require_root;
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use kubernetes_apiserver::{ApiServer, Kind};
@@ -33,9 +32,11 @@ fn pod(name: &str, labels: serde_json::Value, ip: &str, node: &str) -> serde_jso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_is_ready_only_once_the_api_servers_state_is_programmed() {
-    if !require_root("the_agent_is_ready_only_once_the_api_servers_state_is_programmed") {
+    let Some(_turn) =
+        crate::agent_turn("the_agent_is_ready_only_once_the_api_servers_state_is_programmed").await
+    else {
         return;
-    }
+    };
     let server = ApiServer::start().await;
     server.apply(json!({"kind": "Namespace", "metadata": {"name": "default"}}));
     server.apply(pod(

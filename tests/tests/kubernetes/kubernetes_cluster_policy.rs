@@ -26,7 +26,6 @@ use std::{collections::BTreeSet, fs, net::IpAddr, path::PathBuf, time::Duration}
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kubernetes_apiserver::{ANP_API_VERSION, ApiServer, CALICO_API_VERSION, CNP_API_VERSION, Kind};
-use palisade_tests::require_root;
 use policy_agent::{
     cluster_policy::ApiKind,
     compiler::MapContents,
@@ -516,9 +515,12 @@ fn the_optional_crds_define_what_the_watchers_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed() {
-    if !require_root("the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed") {
+    let Some(_turn) =
+        crate::agent_turn("the_agent_is_ready_without_the_crds_and_picks_them_up_when_installed")
+            .await
+    else {
         return;
-    }
+    };
     // A cluster with none of the optional CRDs, Calico's included.
     let server = ApiServer::start().await;
     for api_version in [CALICO_API_VERSION, CNP_API_VERSION, ANP_API_VERSION] {

@@ -24,14 +24,11 @@ use std::{
 
 use anyhow::Context as _;
 use kubernetes_apiserver::{ApiServer, Kind};
-use palisade_tests::{
-    lab::{
-        LabOptions, Scenario,
-        datastore::{self, Publisher},
-        run_scenario,
-        scenario::ObjectKey,
-    },
-    require_root,
+use palisade_tests::lab::{
+    LabOptions, Scenario,
+    datastore::{self, Publisher},
+    run_scenario,
+    scenario::ObjectKey,
 };
 use policy_agent::datastore::kubernetes::digest_versions;
 use serde_json::{Value, json};
@@ -113,9 +110,10 @@ impl Publisher for StandIn {
 
 #[test]
 fn scenarios_are_enforced_through_the_api_server() -> anyhow::Result<()> {
-    if !require_root("scenarios_are_enforced_through_the_api_server") {
+    let Some(_turn) = crate::agent_turn_blocking("scenarios_are_enforced_through_the_api_server")
+    else {
         return Ok(());
-    }
+    };
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let kubeconfig = std::env::temp_dir().join(format!(
         "palisade-kubernetes-lab-{}-{}.kubeconfig",
