@@ -22,7 +22,7 @@
 //! the server and start it again on the same port, or have it go away in the middle of a
 //! relist ([`ApiServer::go_away_on_next_list`]).
 
-// Each test crate that includes this module uses a different part of it.
+// Some of the stand-in is kept for completeness rather than used by a test.
 #![allow(dead_code)]
 
 use std::{

@@ -9,7 +9,7 @@
 //! step and probe (a denied probe must time out, as upstream's `doPokeServer` requires: a
 //! refused connection is a mismatch), with the end of the lab's log. A second test checks the
 //! committed scenarios (these and the BPF-only SCTP ones in examples/cnp-conformance-sctp/,
-//! which `tests/conformance_bpf.rs` replays) are exactly what the Rust description generates.
+//! which `tests/kernel/conformance_bpf.rs` replays) are exactly what the Rust description generates.
 
 use std::path::PathBuf;
 

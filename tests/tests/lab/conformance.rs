@@ -16,7 +16,7 @@
 //! --agent <policy-agent> --json`), a few at a time; the test fails listing every probe that
 //! did not observe what upstream expects, per scenario. A second test checks the committed
 //! scenarios (these, examples/conformance/ and the BPF-only ones in examples/conformance-sctp/,
-//! which `tests/conformance_bpf.rs` replays) are exactly what the Rust description generates.
+//! which `tests/kernel/conformance_bpf.rs` replays) are exactly what the Rust description generates.
 
 use std::path::PathBuf;
 

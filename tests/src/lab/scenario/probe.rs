@@ -66,7 +66,7 @@ pub enum Protocol {
     #[serde(rename = "UDP", alias = "udp")]
     Udp,
     /// Accepted in scenarios, but the lab cannot probe it (this kernel has no SCTP sockets):
-    /// it refuses to run such a probe. `tests/conformance_bpf.rs` checks SCTP probes at the
+    /// it refuses to run such a probe. `tests/kernel/conformance_bpf.rs` checks SCTP probes at the
     /// BPF level instead.
     #[serde(rename = "SCTP", alias = "sctp")]
     Sctp,
