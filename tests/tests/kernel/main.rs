@@ -1,8 +1,9 @@
-//! The BPF programs in the kernel, without the netns lab: the datapath loaded into a pin
-//! directory of its own, packets run through it with `BPF_PROG_TEST_RUN` or sent over veths in
-//! namespaces the test creates, verdicts held to the replay and the reference models. Needs
-//! root (bpffs, BPF, namespaces); see [`palisade_tests::require_root`] for what happens
-//! without it.
+//! The BPF programs in the kernel, without the netns lab: each test loads the datapath into a
+//! pin directory of its own ([`palisade_tests::scratch`]), runs packets through it with
+//! `BPF_PROG_TEST_RUN` and holds the verdicts to the replay and the reference models. Needs
+//! root (bpffs, BPF); each test starts with [`palisade_tests::require_root`], which fails it
+//! under `CI=true` and skips it loudly elsewhere. The tests share nothing but the kernel, so
+//! they run in parallel.
 
 mod conformance_bpf;
 mod connection_tracking;
