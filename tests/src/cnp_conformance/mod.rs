@@ -13,9 +13,9 @@
 //! files, with the integration and priority tests, or the `baseline-*` ones), each test's
 //! subtests as consecutive steps: one lab (one agent start) runs a whole group, which keeps the
 //! cost of the suite to four labs. `gen-cnp-conformance` writes them to [`SCENARIO_DIR`] (TCP
-//! and UDP probes: `tests/cnp_conformance.rs` runs them in the lab) and [`SCTP_SCENARIO_DIR`]
+//! and UDP probes: `tests/lab/cnp_conformance.rs` runs them in the lab) and [`SCTP_SCENARIO_DIR`]
 //! (the SCTP probes of the tests that have any: BPF-only, since this kernel has no SCTP sockets;
-//! `tests/conformance_bpf.rs` replays both directories through the real programs).
+//! `tests/kernel/conformance_bpf.rs` replays both directories through the real programs).
 //!
 //! Left out ([`LEFT_OUT`]): the node-peer tests, whose policies have `nodes` peers, which the
 //! agent rejects (naming the field).

@@ -19,12 +19,12 @@
 //! variant of each case to `examples/conformance-services/`: the same scenario with upstream's
 //! Service per pod, every matrix probed both to the pod addresses (the probes of
 //! `examples/conformance/`) and through the ClusterIPs, in the kube-proxy mode(s)
-//! [`kube_proxy_modes`] gives it. `tests/conformance.rs` checks the committed files are exactly
+//! [`kube_proxy_modes`] gives it. `tests/lab/conformance.rs` checks the committed files are exactly
 //! what this generates and runs every [`service_runs`] entry through the lab.
 //!
 //! The SCTP context's cases probe SCTP, which this kernel cannot open sockets for: they are
 //! BPF-only ([`model::Case::bpf_only`]) and go to `examples/conformance-sctp/` instead, where
-//! the lab test does not look (and have no Services variant). `tests/conformance_bpf.rs` runs
+//! the lab test does not look (and have no Services variant). `tests/kernel/conformance_bpf.rs` runs
 //! both pod-address directories ([`SCENARIO_DIRS`]) at the BPF
 //! level: every probe as crafted frames through the real programs (`BPF_PROG_TEST_RUN`) on
 //! maps programmed by the real agent code.
@@ -37,6 +37,7 @@
 pub mod cases;
 pub mod generate;
 pub mod model;
+pub mod runner;
 pub mod yaml;
 
 use std::{
