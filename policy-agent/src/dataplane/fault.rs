@@ -1,5 +1,5 @@
 //! Test-only seams: make map writes fail, to show what the agent does when the kernel
-//! refuses one (`tests/tests/write_failure.rs`), and make attaching to chosen interfaces fail.
+//! refuses one (`tests/tests/lab/write_failure.rs`), and make attaching to chosen interfaces fail.
 //! Armed only by the environment variables [`FAIL_WRITES_ENV`] and [`FAIL_ATTACH_ENV`], which
 //! nothing sets outside tests; unarmed, they cost one branch per map write or attachment.
 

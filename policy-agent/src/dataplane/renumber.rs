@@ -17,7 +17,7 @@
 //! 3. every endpoint, with its new tables and the new numbering: each switch is one write;
 //! 4. the removals (endpoints, prefixes, rules of the old state only).
 //!
-//! `tests/tests/write_order.rs` replays every intermediate state of both kinds of sync.
+//! `tests/tests/models/write_order.rs` replays every intermediate state of both kinds of sync.
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@
 //! Policy and identity numbers are never reused (see `compiler::allocator`), so at every
 //! moment each endpoint's tables refer to complete rule sets: a change is make-before-break,
 //! and a packet decided in the middle of a sync gets the old verdict or the new one
-//! (`tests/tests/write_order.rs` replays every intermediate state to hold this). A compile
+//! (`tests/tests/models/write_order.rs` replays every intermediate state to hold this). A compile
 //! that renumbered everything is written as a renumbering instead (see [`super::renumber`]).
 //! Last, the policy generation is bumped, so connections tracked under the old policy are
 //! checked against the new one at their next packet.

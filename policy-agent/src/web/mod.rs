@@ -256,6 +256,25 @@ mod tests {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: frontend, namespace: default, labels: {app: frontend}}
+spec: {containers: [{name: c, image: x}]}
+status: {podIP: 10.42.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: backend, namespace: default, labels: {app: backend}}
+spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.42.0.11}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: default}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
     fn state() -> WebState {
         WebState::new(Arc::new(FlowRecords::new(Limits::default())))
     }
@@ -285,8 +304,12 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("no state applied"), "{body}");
 
-        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-        let snapshot = FileDatastore::new(&data).load().expect("the seed");
+        let dir = std::env::temp_dir().join(format!("palisade-web-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("writing the cluster");
+        let snapshot = FileDatastore::new(&dir).load().expect("the cluster");
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
         let cluster = Arc::new(snapshot.cluster);
         state.set_applied(cluster.clone(), Scope::default());
         let pods: Vec<String> = cluster
@@ -294,7 +317,8 @@ mod tests {
             .keys()
             .map(|(ns, name)| format!("{ns}/{name}"))
             .collect();
-        let (from, to) = (&pods[0], &pods[1]);
+        assert_eq!(pods, ["default/backend", "default/frontend"]);
+        let (from, to) = (&pods[1], &pods[0]);
         let (status, body) = get(
             &state,
             &format!(
@@ -316,6 +340,8 @@ mod tests {
             &verdict::explain(&cluster, &Scope::default(), &packet).expect("explain"),
         );
         assert_eq!(answer, cli);
+        // deny-all isolates the backend's ingress.
+        assert_eq!(answer["allowed"], false, "{answer}");
         let (status, body) = get(&state, "/explain?from=nobody/x&to=default/backend");
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.starts_with("from:"), "{body}");

@@ -5,6 +5,7 @@ mod attach_failure;
 mod cnp_conformance;
 mod conformance;
 mod crafted_packets;
+mod flow_records;
 mod invalid_manifest;
 mod lab_cleanup;
 mod refused_policy;

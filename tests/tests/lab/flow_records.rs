@@ -13,17 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_tests::{
-    lab::{Lab, LabOptions, Scenario, agent, topology},
-    require_root,
-};
+use palisade_tests::lab::{Lab, LabOptions, Scenario, agent, topology};
 use serde_json::Value;
 
 #[test]
 fn the_agent_serves_named_records_of_its_flow_events() {
-    if !require_root("the_agent_serves_named_records_of_its_flow_events") {
+    let Some(_turn) = crate::lab_turn("the_agent_serves_named_records_of_its_flow_events") else {
         return;
-    }
+    };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flow-records/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
