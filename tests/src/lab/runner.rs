@@ -565,6 +565,20 @@ impl Lab {
 
     /// Applies a step's changes, waits until the agent programmed them, runs the probes and
     /// checks the expected errors.
+    /// Runs `steps` in order, printing each step's table; the steps whose probes did not all
+    /// see their expected verdict, as `step N`.
+    pub fn run_steps(&mut self, steps: &[Step]) -> anyhow::Result<Vec<String>> {
+        let mut failed = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let report = self.run_step(i + 1, step)?;
+            eprintln!("{}", report.render_table());
+            if !report.all_ok() {
+                failed.push(format!("step {}", i + 1));
+            }
+        }
+        Ok(failed)
+    }
+
     pub fn run_step(&mut self, number: usize, step: &Step) -> anyhow::Result<StepReport> {
         if let Some(action) = step.agent {
             self.agent_action(action)?;

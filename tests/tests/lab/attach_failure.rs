@@ -45,14 +45,7 @@ fn one_interface_failing_to_attach_leaves_the_others_enforced_and_is_reported() 
         .find(|p| p.pod.name == "broken" && p.index == 1)
         .map(|p| p.host_if())
         .expect("the broken pod's plan");
-    let mut failures = Vec::new();
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let report = lab.run_step(i + 1, step).expect("running a step");
-        eprintln!("{}", report.render_table());
-        if !report.all_ok() {
-            failures.push(format!("step {}", i + 1));
-        }
-    }
+    let failures = lab.run_steps(&scenario.steps).expect("running the steps");
     let statuses = lab.agent_statuses().expect("the status file");
     let log = lab.agent_log_tail();
     lab.finish().expect("finishing the lab");
@@ -121,14 +114,7 @@ fn a_failure_that_passes_is_retried_without_a_link_event() {
         started.elapsed().as_millis()
     );
     assert!(attached, "{flaky} was never attached");
-    let mut failures = Vec::new();
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let report = lab.run_step(i + 1, step).expect("running a step");
-        eprintln!("{}", report.render_table());
-        if !report.all_ok() {
-            failures.push(format!("step {}", i + 1));
-        }
-    }
+    let failures = lab.run_steps(&scenario.steps).expect("running the steps");
     let statuses = lab.agent_statuses().expect("the status file");
     let log = lab.agent_log_tail();
     lab.finish().expect("finishing the lab");

@@ -24,14 +24,7 @@ fn the_agent_serves_named_records_of_its_flow_events() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flow-records/scenario.yaml");
     let scenario = Scenario::from_file(&path).expect("the scenario");
     let mut lab = Lab::start(&scenario, &LabOptions::default()).expect("starting the lab");
-    let mut failures = Vec::new();
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let report = lab.run_step(i + 1, step).expect("running a step");
-        eprintln!("{}", report.render_table());
-        if !report.all_ok() {
-            failures.push(format!("step {}", i + 1));
-        }
-    }
+    let failures = lab.run_steps(&scenario.steps).expect("running the steps");
     // The windows are 1 s: read until both records are there, bounded.
     let node = topology::node_netns(lab.id());
     let binary = agent::agent_binary().expect("the agent binary");
