@@ -15,7 +15,6 @@
 //! (loopback by default).
 
 use std::{
-    convert::Infallible,
     sync::{
         Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -26,7 +25,7 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
@@ -39,17 +38,16 @@ use prometheus_client::{
     registry::Registry,
 };
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::{
     compiler::MapContents,
     datastore::kubernetes::{Resource, WatchProgress},
+    http_server::{self, text},
 };
 
 /// `/healthz` fails when the loop has not beaten for this long.
 pub const LIVENESS_STALE: Duration = Duration::from_secs(60);
-/// A client must send its request headers within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct MapLabel {
@@ -433,32 +431,7 @@ impl Collector for WatchCollector {
 
 /// Serves the endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                warn!(error = %e, "accepting a health/metrics connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let health = health.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let response = respond(&health, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "health/metrics connection");
-            }
-        });
-    }
+    http_server::serve(listener, "health/metrics", health, respond::<Incoming>).await;
 }
 
 fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
@@ -488,12 +461,6 @@ fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
     }
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
 }
 
 #[cfg(test)]

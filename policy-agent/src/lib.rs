@@ -12,6 +12,7 @@ pub mod explain;
 pub mod flow_records;
 pub mod flows;
 pub mod health;
+pub mod http_server;
 pub mod link_events;
 pub mod model;
 pub mod replay;

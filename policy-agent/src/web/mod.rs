@@ -11,28 +11,24 @@
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
 };
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
 
 use crate::{
     calico::resources::Protocol,
     compiler::{Scope, trace::TracePacket},
     explain::verdict,
     flow_records::FlowRecords,
+    http_server::{self, text},
     model::Cluster,
 };
 
-/// A client must send its request headers within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const PAGE: &str = include_str!("page.html");
 
 /// What the web view reads: the flow records, and the applied state for explanations.
@@ -64,36 +60,12 @@ impl WebState {
 
 /// Serves the web view on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<WebState>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                warn!(error = %e, "accepting a web view connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let response = respond(&state, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "web view connection");
-            }
-        });
-    }
+    http_server::serve(listener, "web view", state, respond::<Incoming>).await;
 }
 
 fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     let query = query(request.uri().query());
     match request.uri().path() {
@@ -106,9 +78,9 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
                 None => 0,
                 Some(Ok(since)) => since,
                 Some(Err(e)) => {
-                    return plain(
+                    return text(
                         StatusCode::BAD_REQUEST,
-                        &format!("since: not a window number: {e}\n"),
+                        format!("since: not a window number: {e}\n"),
                     );
                 }
             };
@@ -116,9 +88,9 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
         }
         "/explain" => match explain(state, &query) {
             Ok(value) => json(&value),
-            Err(message) => plain(StatusCode::BAD_REQUEST, &format!("{message}\n")),
+            Err(message) => text(StatusCode::BAD_REQUEST, format!("{message}\n")),
         },
-        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -211,9 +183,9 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
             Response::new(Full::new(Bytes::from(body))),
             "application/json",
         ),
-        Err(e) => plain(
+        Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("encoding the answer: {e}\n"),
+            format!("encoding the answer: {e}\n"),
         ),
     }
 }
@@ -229,18 +201,12 @@ fn with_type(
     response
 }
 
-fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *response.status_mut() = status;
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
-    use crate::{datastore::file::FileDatastore, flow_records::Limits};
+    use crate::{datastore::file::load_for_test, flow_records::Limits};
 
     fn get(state: &WebState, uri: &str) -> (StatusCode, String) {
         let request = Request::get(uri).body(()).expect("a request");
@@ -304,13 +270,7 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("no state applied"), "{body}");
 
-        let dir = std::env::temp_dir().join(format!("palisade-web-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("writing the cluster");
-        let snapshot = FileDatastore::new(&dir).load().expect("the cluster");
-        std::fs::remove_dir_all(&dir).ok();
-        assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
-        let cluster = Arc::new(snapshot.cluster);
+        let cluster = Arc::new(load_for_test("web", CLUSTER).cluster);
         state.set_applied(cluster.clone(), Scope::default());
         let pods: Vec<String> = cluster
             .pods
