@@ -207,15 +207,9 @@ impl Aggregator {
         self.closed_total += 1;
     }
 
-    /// The windows closed so far and still kept, oldest first, with the number of the first
+    /// The closed windows numbered `from` or later that are still kept, oldest first
     /// (windows are numbered from 0 since the agent started; a reader passes the next number
-    /// it wants to [`Aggregator::closed_since`]).
-    pub fn closed(&self) -> (u64, impl Iterator<Item = &Window>) {
-        let first = self.closed_total - self.closed.len() as u64;
-        (first, self.closed.iter())
-    }
-
-    /// The closed windows numbered `from` or later that are still kept.
+    /// it wants, [`Aggregator::next_window`] when it has seen them all).
     pub fn closed_since(&self, from: u64) -> impl Iterator<Item = &Window> {
         let first = self.closed_total - self.closed.len() as u64;
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
@@ -294,9 +288,8 @@ mod tests {
             observation(15 * SECOND, [10, 0, 0, 2], 80, Verdict::Allow),
             &directory,
         );
-        let (first, closed) = aggregator.closed();
-        let closed: Vec<&Window> = closed.collect();
-        assert_eq!(first, 0);
+        let closed: Vec<&Window> = aggregator.closed_since(0).collect();
+        assert_eq!(aggregator.next_window(), 1);
         assert_eq!(closed.len(), 1);
         assert_eq!((closed[0].start_ns, closed[0].end_ns), (0, 15 * SECOND));
         assert_eq!(closed[0].records.len(), 2);
@@ -353,10 +346,10 @@ mod tests {
             peak <= limits.max_records * (limits.keep_windows + 1),
             "peak {peak} records"
         );
-        let (first, closed) = aggregator.closed();
-        let closed: Vec<&Window> = closed.collect();
+        let closed: Vec<&Window> = aggregator.closed_since(0).collect();
         assert_eq!(closed.len(), limits.keep_windows);
-        assert_eq!(first, aggregator.next_window() - closed.len() as u64);
+        // Ten windows closed, the last four kept.
+        assert_eq!(aggregator.next_window(), 10);
         // Every window kept is full, and counts what it could not hold.
         for window in &closed {
             let held: u64 = window.records.iter().map(|r| r.flows).sum();

@@ -26,6 +26,13 @@ struct State {
     tables: BTreeMap<u32, TableNames>,
 }
 
+impl State {
+    fn observe(&mut self, event: &FlowEvent) {
+        let observation = observation(event, &self.tables);
+        self.aggregator.observe(observation, &self.directory);
+    }
+}
+
 /// What `/flows` answers: the closed windows a reader has not seen, and the open one.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -73,13 +80,7 @@ impl FlowRecords {
                 break;
             };
             read += 1;
-            let observation = observation(&event, &state.tables);
-            let State {
-                aggregator,
-                directory,
-                ..
-            } = &mut *state;
-            aggregator.observe(observation, directory);
+            state.observe(&event);
         }
         state.aggregator.tick(now_ns);
         read
@@ -87,14 +88,7 @@ impl FlowRecords {
 
     /// Feeds one event (tests, and readers other than the ring).
     pub fn record(&self, event: &FlowEvent) {
-        let mut state = self.lock();
-        let observation = observation(event, &state.tables);
-        let State {
-            aggregator,
-            directory,
-            ..
-        } = &mut *state;
-        aggregator.observe(observation, directory);
+        self.lock().observe(event);
     }
 
     /// Closes a window that is due at `now_ns`.
