@@ -458,6 +458,23 @@ fn convert_error(e: convert::ConvertError) -> ParseError {
     (Some(e.field), e.message)
 }
 
+/// `yaml` loaded as the one manifest file of a directory, as the agent reads it, for the unit
+/// tests of modules that need a cluster of every kind; `test` names the scratch directory.
+/// Panics on any error: a test's own manifest is valid.
+#[cfg(test)]
+pub(crate) fn load_for_test(test: &str, yaml: &str) -> Snapshot {
+    let dir = std::env::temp_dir().join(format!("palisade-manifest-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    std::fs::write(dir.join("cluster.yaml"), yaml).expect("writing the manifest");
+    let snapshot = FileDatastore::new(&dir)
+        .load()
+        .expect("loading the manifest");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
+    snapshot
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;

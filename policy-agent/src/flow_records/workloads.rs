@@ -143,7 +143,7 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datastore::file::FileDatastore;
+    use crate::datastore::file::load_for_test;
 
     const CLUSTER: &str = r#"
 apiVersion: v1
@@ -175,17 +175,7 @@ spec: {node: node1, interfaceName: eth0, expectedIPs: [10.0.0.1]}
 "#;
 
     fn directory() -> Directory {
-        let dir = std::env::temp_dir().join(format!(
-            "palisade-workloads-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("writing the cluster");
-        let snapshot = FileDatastore::new(&dir).load().expect("loading");
-        std::fs::remove_dir_all(&dir).ok();
-        assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
-        Directory::of(&snapshot.cluster)
+        Directory::of(&load_for_test("workloads", CLUSTER).cluster)
     }
 
     #[test]
