@@ -438,9 +438,27 @@ impl State {
         }
         let binding = Binding::of(&routes);
         let endpoints = compiled.maps.endpoints.clone();
-        let stats = if compiled.renumbered || self.renumbering {
-            // New numbers for every identity and table: switched over as a renumbering, so
-            // that no packet meets a table of one numbering and an identity of the other.
+        let delta = (!compiled.renumbered && !self.renumbering)
+            .then(|| MapDelta::between(&self.programmed, &compiled.maps, &keys, &binding))
+            .filter(|delta| !delta.needs_switch(&self.programmed));
+        let stats = if let Some(delta) = delta {
+            // Our share of the compiled maps goes now, so the next compile updates them in
+            // place.
+            drop(compiled.maps);
+            let stats = match datapath.write(&delta) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    // Written or not, these keys are compared again at the next sync.
+                    self.unsynced = keys;
+                    return Err(e.into());
+                }
+            };
+            delta.apply_to(&mut self.programmed);
+            stats
+        } else {
+            // New numbers for every identity and table, or new tables for an endpoint and a
+            // new identity for an address at once: switched over as a renumbering, so that no
+            // packet meets a table of one numbering and an identity of the other.
             let mut desired = (*compiled.maps).clone();
             drop(compiled.maps);
             for (key, value) in &mut desired.endpoints {
@@ -457,21 +475,6 @@ impl State {
             };
             self.renumbering = false;
             self.programmed = desired;
-            stats
-        } else {
-            let delta = MapDelta::between(&self.programmed, &compiled.maps, &keys, &binding);
-            // Our share of the compiled maps goes now, so the next compile updates them in
-            // place.
-            drop(compiled.maps);
-            let stats = match datapath.write(&delta) {
-                Ok(stats) => stats,
-                Err(e) => {
-                    // Written or not, these keys are compared again at the next sync.
-                    self.unsynced = keys;
-                    return Err(e.into());
-                }
-            };
-            delta.apply_to(&mut self.programmed);
             stats
         };
         // Written whole: this compile is the applied state now.

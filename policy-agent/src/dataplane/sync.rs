@@ -9,11 +9,13 @@
 //! 3. then endpoints (what points an endpoint at a new table: its rules are complete),
 //! 4. then the removals in the reverse order: endpoints, identities, rules.
 //!
-//! Policy and identity numbers are never reused (see `compiler::allocator`), so at every
+//! Policy and identity numbers are never reused (see `compiler::interner`), so at every
 //! moment each endpoint's tables refer to complete rule sets: a change is make-before-break,
 //! and a packet decided in the middle of a sync gets the old verdict or the new one
 //! (`tests/tests/models/write_order.rs` replays every intermediate state to hold this). A compile
-//! that renumbered everything is written as a renumbering instead (see [`super::renumber`]).
+//! that renumbered everything, and a delta that changes both an endpoint's tables and an
+//! address's identity ([`MapDelta::needs_switch`]), are written as a renumbering instead (see
+//! [`super::renumber`]).
 //! Last, the policy generation is bumped, so connections tracked under the old policy are
 //! checked against the new one at their next packet.
 
@@ -133,6 +135,30 @@ impl MapDelta {
             .chain(removed.endpoints.iter().map(MapWrite::RemoveEndpoint))
             .chain(removed.identities.iter().map(MapWrite::RemoveIdentity))
             .chain(removed.rules.iter().map(MapWrite::RemoveRule))
+    }
+
+    /// Whether single writes in the order of [`Self::writes`] could give a packet a third
+    /// verdict, so that the delta must be written as a switch of numbering (see
+    /// [`super::renumber`]) instead.
+    ///
+    /// That is when an endpoint already in `previous` gets new tables and some address's
+    /// identity changes in the same delta. Between the two writes, a packet from that address
+    /// to that endpoint is decided by the endpoint's old tables with the address's new
+    /// identity (or the reverse), which neither state holds: a table that is going away has
+    /// no entries for an identity only the new state has, so a Calico deny rule that selects
+    /// the address there stops matching it while the table's allow for its network set still
+    /// does. Each change alone is safe: unchanged tables get the new identities' entries
+    /// before any address takes them, and new tables have entries for every identity that
+    /// lives on.
+    pub fn needs_switch(&self, previous: &MapContents) -> bool {
+        let identities_change =
+            !self.written.identities.is_empty() || !self.removed.identities.is_empty();
+        identities_change
+            && self
+                .written
+                .endpoints
+                .keys()
+                .any(|key| previous.endpoints.contains_key(key))
     }
 
     /// Brings a copy of the maps' contents along.
@@ -379,6 +405,112 @@ mod tests {
         let delta = MapDelta::between(&previous, &desired, &keys, &Binding::default());
         assert_eq!(delta.written, maps(&[(2, 21)]));
         assert!(delta.removed.is_empty());
+    }
+
+    /// A namespace relabel that moves an endpoint from one Calico policy's table to
+    /// another's and gives a peer a new identity (the deny rules select its namespace's
+    /// labels) in the same compile (the failure CI's write-order property found): the plain
+    /// order would
+    /// let the peer through the dying table (no entry for its new identity, so the deny that
+    /// selects it misses and the allow of its block matches), so the delta is switched, and
+    /// the switch decides every intermediate state as the old policy or the new one.
+    #[test]
+    fn a_delta_moving_tables_and_identities_is_switched() {
+        use crate::{
+            compiler::{Compiler, Scope},
+            dataplane::renumber::{KernelMaps, renumbering_writes},
+            datastore::file::load_for_test,
+            replay::{self, Direction, Packet},
+        };
+        let cluster = |team: &str| {
+            let yaml = format!(
+                r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: x, labels: {{team: {team}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: db, namespace: x, labels: {{app: db}}}}
+spec: {{containers: [{{name: c, image: db}}]}}
+status: {{podIP: 10.0.0.10}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: bad, namespace: x, labels: {{app: bad}}}}
+spec: {{containers: [{{name: c, image: busybox}}]}}
+status: {{podIP: 10.0.0.11}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: team-a}}
+spec:
+  selector: app == 'db'
+  namespaceSelector: team == 'a'
+  ingress:
+    - {{action: Deny, source: {{selector: app == 'bad', namespaceSelector: team == 'a'}}}}
+    - {{action: Allow, source: {{nets: [10.0.0.0/8]}}}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: team-b}}
+spec:
+  selector: app == 'db'
+  namespaceSelector: team == 'b'
+  ingress:
+    - {{action: Deny, source: {{selector: app == 'bad', namespaceSelector: team == 'b'}}}}
+    - {{action: Allow, source: {{nets: [10.0.0.0/16]}}}}
+"#
+            );
+            load_for_test(&format!("switch-{team}"), &yaml).cluster
+        };
+        let scope = Scope {
+            node_name: None,
+            host_addrs: Vec::new(),
+        };
+        let packet = Packet {
+            src: "10.0.0.11".parse().expect("an address"),
+            dst: "10.0.0.10".parse().expect("an address"),
+            protocol: 6,
+            sport: 40000,
+            dport: 5432,
+        };
+        let mut compiler = Compiler::new();
+        let old = (*compiler.compile(&cluster("a"), &scope).maps).clone();
+        let compiled = compiler.compile(&cluster("b"), &scope);
+        assert!(!compiled.renumbered, "an incremental compile");
+        let new = (*compiled.maps).clone();
+        let allows = |maps: &MapContents| replay::allows(maps, &packet, Direction::ToEndpoint);
+        assert!(
+            !allows(&old) && !allows(&new),
+            "both policies deny the peer"
+        );
+
+        let delta = MapDelta::between(&old, &new, &compiled.changes, &Binding::default());
+        assert!(delta.needs_switch(&old));
+        // Why: written one at a time in the plain order, some state lets the peer in.
+        let mut maps = old.clone();
+        let third = delta.writes().any(|write| {
+            write.apply_to(&mut maps);
+            allows(&maps)
+        });
+        assert!(third, "the plain order passes through a third verdict");
+
+        let mut kernel = KernelMaps::default();
+        for write in renumbering_writes(&MapContents::default(), &old, 1, 0) {
+            kernel.apply(&write);
+        }
+        for write in renumbering_writes(&old, &new, 0, 1) {
+            kernel.apply(&write);
+            let endpoint = kernel
+                .endpoints
+                .get(&EndpointKey {
+                    addr: crate::compiler::identity_addr(packet.dst),
+                })
+                .map_or(0, |value| value.ingress.numbering);
+            assert!(!allows(&kernel.view(endpoint)), "after {write:?}");
+        }
+        assert_eq!(kernel.view(1), new);
     }
 
     fn rule(table: u32) -> LpmKey<RuleKey> {

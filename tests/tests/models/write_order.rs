@@ -8,8 +8,8 @@
 //! agent follows a datastore. After each compile, the kernel writes the agent would make are
 //! applied one at a time to a model of the kernel's maps (identities under two numberings,
 //! endpoints stamped with theirs): [`MapDelta::writes`] for an incremental compile,
-//! [`renumbering_writes`] for a rebuild, exactly what `Datapath::write` and
-//! `Datapath::write_renumbering` execute. After every write, the userspace replay of the
+//! [`renumbering_writes`] for a rebuild or a delta that [`MapDelta::needs_switch`], exactly
+//! what `Datapath::write` and `Datapath::write_renumbering` execute. After every write, the userspace replay of the
 //! programs' lookups decides each sampled flow at the sender's hook and at the receiver's,
 //! reading the identity slot of that endpoint's numbering as the programs do.
 //!
@@ -144,21 +144,26 @@ impl Follower {
         let compiled = self.compiler.compile(cluster, scope);
         let new = (*compiled.maps).clone();
         let first = self.synced == MapContents::default();
-        let (writes, counts, next) = if compiled.renumbered {
-            let writes = renumbering_writes(&self.synced, &new, self.numbering, self.numbering ^ 1);
-            (writes, counts.1, self.numbering ^ 1)
-        } else {
-            let delta = MapDelta::between(
-                &self.synced,
-                &compiled.maps,
-                &compiled.changes,
-                &Binding::default(),
-            );
+        // As the agent chooses (`State::sync`).
+        let delta = (!compiled.renumbered)
+            .then(|| {
+                MapDelta::between(
+                    &self.synced,
+                    &compiled.maps,
+                    &compiled.changes,
+                    &Binding::default(),
+                )
+            })
+            .filter(|delta| !delta.needs_switch(&self.synced));
+        let (writes, counts, next) = if let Some(delta) = delta {
             let writes = delta
                 .writes()
                 .map(|w| w.in_kernel(self.numbering))
                 .collect();
             (writes, counts.0, self.numbering)
+        } else {
+            let writes = renumbering_writes(&self.synced, &new, self.numbering, self.numbering ^ 1);
+            (writes, counts.1, self.numbering ^ 1)
         };
         drop(compiled);
         let transition = Transition {
