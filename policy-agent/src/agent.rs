@@ -167,6 +167,11 @@ pub async fn run(config: Config) -> Result<()> {
     datapath
         .set_log_denies(config.log_denies)
         .context("configuring flow events")?;
+    // Flow records (served with the web view) are of every decision, not only logged ones;
+    // set either way, as the maps may be a previous agent's.
+    datapath
+        .set_flow_events(config.ui_addr.is_some())
+        .context("configuring flow events")?;
     let scope = Scope {
         node_name: config.node_name.clone(),
         host_addrs: host_addresses().context("listing the node's addresses")?,
@@ -774,14 +779,7 @@ impl State {
             Ok(counts) => {
                 self.status.packets = counts
                     .into_iter()
-                    .map(|(name, c)| {
-                        let counts = crate::status::PacketCounts {
-                            allowed: c.allowed,
-                            denied: c.denied,
-                            malformed: c.malformed,
-                        };
-                        (name, counts)
-                    })
+                    .map(|(name, c)| (name, crate::status::PacketCounts::of(&c)))
                     .collect();
             }
             Err(e) => warn!(error = format!("{e:#}"), "reading packet counters"),
@@ -789,9 +787,7 @@ impl State {
         let total = self.status.packets.values().fold(
             crate::status::PacketCounts::default(),
             |mut total, c| {
-                total.allowed += c.allowed;
-                total.denied += c.denied;
-                total.malformed += c.malformed;
+                total.add(c);
                 total
             },
         );

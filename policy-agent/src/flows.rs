@@ -12,7 +12,10 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, RingBuf};
-use policy_common::flow::{FROM_ENDPOINT, FlowEvent};
+use policy_common::{
+    counters::drop_reason,
+    flow::{FROM_ENDPOINT, FlowEvent},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -101,10 +104,23 @@ pub fn address(bytes: [u8; 16]) -> IpAddr {
     }
 }
 
+/// Why a denied event's packet was dropped (`policy_common::counters::drop_reason`'s name);
+/// `None` for an allowed one.
+pub fn drop_reason(event: &FlowEvent) -> Option<&'static str> {
+    (event.allowed == 0).then(|| drop_reason::name(event.reason))
+}
+
 /// What decided an event, in words, when its table is known.
 pub fn decided_by(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> String {
     if event.table == 0 {
-        return "no rule entry (isolated, nothing allows)".to_owned();
+        return match (event.allowed, event.reason) {
+            (0, drop_reason::UNKNOWN_ENDPOINT) => "no endpoint has the address (unknown)",
+            (0, drop_reason::SPOOFED) => "the address is another interface's (spoofed)",
+            (0, drop_reason::FRAGMENT) => "a later fragment whose first was not allowed",
+            (0, _) => "no rule entry (isolated, nothing allows)",
+            _ => "no policy: the endpoint is not isolated (or the peer is its node)",
+        }
+        .to_owned();
     }
     let Some(names) = tables.get(&event.table) else {
         return format!("table {} rule_ref {:#x}", event.table, event.rule_ref);
@@ -132,7 +148,10 @@ pub fn render_text(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Str
     } else {
         "ingress"
     };
-    let verdict = if event.allowed != 0 { "allow" } else { "deny" };
+    let verdict = match drop_reason(event) {
+        None => "allow".to_owned(),
+        Some(reason) => format!("deny ({reason})"),
+    };
     format!(
         "{:>14.6} {direction:<7} {verdict:<5} proto {} {} -> {} port {} if {}: {}",
         event.time_ns as f64 / 1e9,
@@ -151,6 +170,7 @@ pub fn render_json(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Val
         "time_ns": event.time_ns,
         "direction": if event.direction == FROM_ENDPOINT { "egress" } else { "ingress" },
         "allowed": event.allowed != 0,
+        "reason": drop_reason(event),
         "protocol": event.protocol,
         "src": address(event.src).to_string(),
         "dst": address(event.dst).to_string(),

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use policy_common::counters::drop_reason;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
@@ -102,6 +103,7 @@ pub struct Health {
     ready_gauge: Gauge,
     conntrack_entries: Gauge,
     packets: Family<OutcomeLabel, Gauge>,
+    drops: Arc<DropsCollector>,
     watch: Arc<WatchCollector>,
 }
 
@@ -201,6 +203,8 @@ impl Health {
             "Packets the programs allowed, denied, or dropped as malformed, since they were loaded",
             packets.clone(),
         );
+        let drops = Arc::new(DropsCollector::default());
+        registry.register_collector(Box::new(drops.clone()));
         let watch = Arc::new(WatchCollector::default());
         registry.register_collector(Box::new(watch.clone()));
         Self {
@@ -225,6 +229,7 @@ impl Health {
             ready_gauge,
             conntrack_entries,
             packets,
+            drops,
             watch,
         }
     }
@@ -240,6 +245,14 @@ impl Health {
             self.packets
                 .get_or_create(&OutcomeLabel { outcome })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let mut drops = self.drops.totals.lock().unwrap_or_else(|e| e.into_inner());
+        for reason in drop_reason::ALL {
+            drops[usize::from(reason)] = packets
+                .drops
+                .get(drop_reason::name(reason))
+                .copied()
+                .unwrap_or(0);
         }
     }
 
@@ -393,6 +406,32 @@ fn gauge_value(n: usize) -> i64 {
 }
 
 /// Reads the watchers' counters at scrape time.
+/// `palisade_drops_total{reason}`: the datapath's drops by reason, summed over the node's
+/// interfaces, as last read. One series per reason, always (a fixed set).
+#[derive(Debug, Default)]
+struct DropsCollector {
+    totals: Mutex<[u64; drop_reason::COUNT]>,
+}
+
+impl Collector for DropsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = *self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let sample = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "drops",
+            "Packets the programs dropped since they were loaded, by reason (no_rule: isolated and no rule allowed it; deny_rule: a Deny rule or a tier's default; revoked: a tracked connection the policy no longer allows; unknown_endpoint; spoofed: an endpoint's address on another interface; fragment: a later fragment without its allowed first; malformed; capacity: state the datapath needed was lost)",
+            None,
+            sample.metric_type(),
+        )?;
+        for reason in drop_reason::ALL {
+            let labels = [("reason", drop_reason::name(reason))];
+            let metric = family.encode_family(&labels)?;
+            ConstCounter::new(totals[usize::from(reason)]).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 struct WatchCollector {
     progress: OnceLock<Arc<WatchProgress>>,
@@ -498,6 +537,10 @@ mod tests {
                 allowed: 10,
                 denied: 4,
                 malformed: 1,
+                drops: [("no_rule", 3), ("spoofed", 1), ("malformed", 1)]
+                    .into_iter()
+                    .map(|(reason, count)| (reason.to_string(), count))
+                    .collect(),
             },
         );
         health.watch_progress(Arc::new(WatchProgress::default()));
@@ -514,6 +557,10 @@ mod tests {
             "palisade_conntrack_entries 7",
             "palisade_packets{outcome=\"denied\"} 4",
             "palisade_packets{outcome=\"malformed\"} 1",
+            "palisade_drops_total{reason=\"no_rule\"} 3",
+            "palisade_drops_total{reason=\"spoofed\"} 1",
+            "palisade_drops_total{reason=\"malformed\"} 1",
+            "palisade_drops_total{reason=\"capacity\"} 0",
             "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",
             "palisade_datastore_watch_errors_total{resource=\"pods\"} 0",
         ] {

@@ -10,9 +10,10 @@
 use std::net::IpAddr;
 
 use policy_common::{
+    counters::drop_reason,
     endpoint::{EndpointKey, MAX_TABLES, lookup},
     identity,
-    rule::{RuleKey, action},
+    rule::{RuleKey, TIER_DEFAULT_RULE, action},
 };
 
 use crate::compiler::{LpmKey, MapContents, identity_addr};
@@ -56,6 +57,28 @@ pub enum Reason {
 pub struct Decision {
     pub allowed: bool,
     pub reason: Reason,
+}
+
+impl Decision {
+    /// Why the program drops the packet (`policy_common::counters::drop_reason`), as its
+    /// counters and flow events say: `None` when allowed. The replay decides a well-formed
+    /// first packet of a flow on its endpoint's own interface, so of the datapath's reasons it
+    /// gives those of policy and of an unknown endpoint.
+    pub fn drop_reason(&self) -> Option<u8> {
+        if self.allowed {
+            return None;
+        }
+        Some(match self.reason {
+            Reason::UnknownEndpoint => drop_reason::UNKNOWN_ENDPOINT,
+            // A Calico tier's default action is the implicit deny, as no rule at all is.
+            Reason::Rule { rule_ref, .. } if rule_ref & 0xffff != TIER_DEFAULT_RULE => {
+                drop_reason::DENY_RULE
+            }
+            Reason::Rule { .. } | Reason::NoRule | Reason::NotIsolated | Reason::Host => {
+                drop_reason::NO_RULE
+            }
+        })
+    }
 }
 
 /// Whether the program attached for `direction` would let `packet` through.

@@ -163,11 +163,46 @@ pub struct Refusal {
 
 /// What the programs did with the packets of one interface (`PALISADE_COUNTERS`, summed over
 /// CPUs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketCounts {
     pub allowed: u64,
+    /// Every drop but the malformed ones.
     pub denied: u64,
     pub malformed: u64,
+    /// Every drop by its reason's name (`policy_common::counters::drop_reason`), malformed
+    /// among them; reasons that dropped nothing are left out.
+    #[serde(default)]
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+impl PacketCounts {
+    /// The counts of the datapath's per-interface counters.
+    pub fn of(counters: &policy_common::counters::Counters) -> Self {
+        use policy_common::counters::drop_reason;
+        Self {
+            allowed: counters.allowed,
+            denied: counters.denied(),
+            malformed: counters.malformed(),
+            drops: drop_reason::ALL
+                .into_iter()
+                .filter(|reason| counters.drops[usize::from(*reason)] > 0)
+                .map(|reason| {
+                    let count = counters.drops[usize::from(reason)];
+                    (drop_reason::name(reason).to_string(), count)
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds `other`'s counts (another interface's).
+    pub fn add(&mut self, other: &PacketCounts) {
+        self.allowed += other.allowed;
+        self.denied += other.denied;
+        self.malformed += other.malformed;
+        for (reason, count) in &other.drops {
+            *self.drops.entry(reason.clone()).or_default() += count;
+        }
+    }
 }
 
 /// One rejected object (or file), with where and why.

@@ -1,8 +1,12 @@
 //! `PALISADE_FLOWS`: flow events from the datapath, read by `policy-agent flows`.
 //!
-//! A ring buffer. The programs write one [`FlowEvent`] when policy decides a packet and either
-//! the deciding entry carries [`crate::rule::flags::LOG`] (a Calico `Log` rule matched on the
-//! way to the decision) or the packet is denied and [`crate::config::LOG_DENIES`] is set.
+//! A ring buffer. The programs write one [`FlowEvent`] when policy decides a packet and the
+//! deciding entry carries [`crate::rule::flags::LOG`] (a Calico `Log` rule matched on the way
+//! to the decision), or the packet is denied and [`crate::config::LOG_DENIES`] is set, or
+//! [`crate::config::FLOW_EVENTS`] is set (the agent keeps flow records: every decision).
+//! Drops before policy (an unknown endpoint, a spoofed address, a fragment without its first)
+//! write one too under either setting, with their reason; malformed packets do not (their
+//! addresses may be half parsed) and are only counted.
 //! Only packets policy is asked about produce events (new flows, and tracked ones rechecked
 //! after a policy change), never packets of tracked connections, and each CPU writes at most
 //! [`EVENTS_PER_SECOND`] events a second ([`FlowBudget`]), so a flood costs the datapath a
@@ -34,7 +38,8 @@ pub struct FlowEvent {
     pub direction: u8,
     /// 1: allowed, 0: denied.
     pub allowed: u8,
-    pub _pad: u8,
+    /// Denied: why ([`crate::counters::drop_reason`]); 0 when allowed.
+    pub reason: u8,
     /// The interface the program ran on.
     pub ifindex: u32,
     /// The rule table that decided (0: none: the peer was unknown or no table had an entry).

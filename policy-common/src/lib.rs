@@ -77,8 +77,11 @@ pub mod config {
     /// Non-zero: every denied packet policy decides is written to `PALISADE_FLOWS`, not only
     /// those of `Log` rules (`policy-agent run --log-denies`).
     pub const LOG_DENIES: u32 = 1;
+    /// Non-zero: every packet policy decides is written to `PALISADE_FLOWS`, allowed or not,
+    /// for the agent's flow records (`policy-agent run --ui-port`).
+    pub const FLOW_EVENTS: u32 = 2;
     /// Number of slots.
-    pub const LEN: u32 = 2;
+    pub const LEN: u32 = 3;
 }
 
 /// Names of the programs in the eBPF object.

@@ -97,6 +97,12 @@ pub struct RuleValue {
     pub flags: u32,
 }
 
+/// [`RuleValue::rule_ref`]'s low half for a Calico tier's default action (the high half is
+/// the tier's first policy): the implicit deny at the end of a tier, not a rule.
+pub const TIER_DEFAULT_RULE: u32 = 0xffff;
+/// [`RuleValue::rule_ref`] of the profile's allow: no tier applied, or the last one passed.
+pub const PROFILE_RULE_REF: u32 = u32::MAX;
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C); u32, u32, u8, u8, u16: 12 bytes, no padding.
 unsafe impl aya::Pod for RuleKey {}

@@ -100,6 +100,9 @@ pub struct Flow {
     pub frame_len: u32,
     /// Not the parser's: what the program made of the parse (see `tc_verdict`).
     pub parsed: u32,
+    /// Not the parser's: why the decision dropped the packet
+    /// (`policy_common::counters::drop_reason`), set on every path that returns a deny.
+    pub drop_reason: u32,
     /// The parser's own scratch, not a result: where the IPv6 extension-header walk ended
     /// (offset, then the header there), passed through map memory (see `parse_ipv6`).
     pub walked: [u32; 2],

@@ -8,13 +8,14 @@ use policy_common::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
         INGRESS_CHECK, MASQUERADED_HAIRPIN, REVOKED, state,
     },
+    counters::drop_reason,
     endpoint::{
         EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, MAX_TABLES, PolicyList, kind, lookup,
     },
     flow::{self as flow_event, FlowEvent},
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
-    rule::{PREFIX_FULL, RuleKey, RuleValue, action, flags as rule_flags},
+    rule::{PREFIX_FULL, RuleKey, RuleValue, TIER_DEFAULT_RULE, action, flags as rule_flags},
     service::{ANY_BACKEND_PORT, BackendKey, HairpinKey, TransportAddr, frontend},
 };
 
@@ -69,7 +70,16 @@ pub enum Verdict {
     Allow,
     /// Allowed by policy as a new flow, and recorded as such.
     AllowNew,
+    /// Dropped; why is in the packet's `Flow::drop_reason`.
     Deny,
+}
+
+/// A drop for `reason` (`drop_reason`): recorded in the packet's scratch slot, where the
+/// program's counter and flow event read it (map memory: no verifier state per reason).
+#[inline(always)]
+pub fn deny(flow: &mut Flow, reason: u8) -> Verdict {
+    flow.drop_reason = u32::from(reason);
+    Verdict::Deny
 }
 
 /// `host`: the program runs on a host endpoint's interface, where packets of other
@@ -83,11 +93,7 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
     // After netfilter, packets of anyone but a local pod (remote pods' replies, the node's own
     // traffic, forwarded traffic) are not this hook's to judge.
     let after_nat = matches!(direction, Direction::AfterNat);
-    let not_ours = if host || after_nat {
-        Verdict::Allow
-    } else {
-        Verdict::Deny
-    };
+    let not_ours = host || after_nat;
     let endpoint_addr = if direction.egress() {
         flow.src
     } else {
@@ -108,7 +114,10 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
     let Some(endpoint) = found else {
         // Not an address of a known endpoint (spoofed, or not programmed yet): drop, unless
         // this is a host interface, where it is simply someone else's traffic.
-        return not_ours;
+        if not_ours {
+            return Verdict::Allow;
+        }
+        return deny_before_policy(flow, drop_reason::UNKNOWN_ENDPOINT, direction, ifindex);
     };
     if after_nat {
         // The sender's own interface checked the address (anti-spoofing) on the way in; only
@@ -119,7 +128,10 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
     } else if endpoint.ifindex != IFINDEX_UNBOUND && endpoint.ifindex != ifindex {
         // Another endpoint's address on this interface: spoofed on a pod's interface (drop),
         // another endpoint's traffic crossing a host interface (theirs to judge).
-        return not_ours;
+        if not_ours {
+            return Verdict::Allow;
+        }
+        return deny_before_policy(flow, drop_reason::SPOOFED, direction, ifindex);
     }
     match flow.fragment {
         // A later fragment follows its first fragment's verdict, or is dropped.
@@ -131,11 +143,26 @@ pub fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: bool) -
                 Some(first) if first.allowed == 1 && first.generation == current_generation() => {
                     Verdict::Allow
                 }
-                _ => Verdict::Deny,
+                _ => deny_before_policy(flow, drop_reason::FRAGMENT, direction, ifindex),
             }
         }
         Fragment::First(_) | Fragment::No => decide_first(flow, direction, endpoint, ifindex),
     }
+}
+
+/// A drop before policy was asked (its reason recorded as [`deny`] does), with its flow event
+/// when events of denies are on: policy's own drops write theirs where policy decides.
+/// Its own frame, beside the decision's deep call chain rather than on it (512 bytes of stack
+/// for the whole chain).
+#[inline(never)]
+fn deny_before_policy(flow: &mut Flow, reason: u8, direction: Direction, ifindex: u32) -> Verdict {
+    flow.drop_reason = u32::from(reason);
+    if events_for(false) {
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        palisade_emit(event_bits(direction, false), ifindex, 0, 0, now);
+    }
+    Verdict::Deny
 }
 
 /// The key a fragmented packet's first-fragment verdict is recorded under, at this hook.
@@ -168,7 +195,7 @@ fn decide_first(
     ifindex: u32,
 ) -> Verdict {
     let Some(keys) = PALISADE_TUPLES.get_ptr_mut(0) else {
-        return Verdict::Deny;
+        return deny(flow, drop_reason::CAPACITY);
     };
     // SAFETY: this CPU's slot; `decide_flow` uses its other fields.
     let keys = unsafe { &mut *keys };
@@ -222,7 +249,7 @@ fn decide_flow(
     // The flow's tuple and its reverse, in per-CPU map memory rather than on the stack
     // (512 bytes for the whole call chain), written field by field.
     let Some(keys) = PALISADE_TUPLES.get_ptr_mut(0) else {
-        return Verdict::Deny;
+        return deny(flow, drop_reason::CAPACITY);
     };
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let keys = unsafe { &mut *keys };
@@ -281,8 +308,8 @@ fn decide_flow(
         && unsafe { (*entry).flags } & MASQUERADED_HAIRPIN != 0
     {
         if !unmasquerade(flow, &keys.forward, entry, false, now) {
-            // We no longer know whose it is: the safe side.
-            return Verdict::Deny;
+            // We no longer know whose it is (its entry was evicted): the safe side.
+            return deny(flow, drop_reason::CAPACITY);
         }
         keys.fill(flow);
         forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
@@ -294,7 +321,7 @@ fn decide_flow(
             && unsafe { (*entry).flags } & MASQUERADED_HAIRPIN != 0
         {
             if !unmasquerade(flow, &keys.original, entry, true, now) {
-                return Verdict::Deny;
+                return deny(flow, drop_reason::CAPACITY);
             }
             keys.fill(flow);
             // The reply's original is now the pod's own flow to itself; the pod has no other
@@ -424,15 +451,21 @@ fn decide_flow(
     keys.question = u32::from(flow.protocol) | u32::from(egress != counterpart) << 8;
     let mut decided = Decided::default();
     let allowed = to_own_node || allows(endpoint, keys, &mut decided);
-    if decided.flags & rule_flags::LOG != 0 || (!allowed && log_denies()) {
-        let direction_bit = if egress {
-            u32::from(flow_event::FROM_ENDPOINT)
-        } else {
-            u32::from(flow_event::TO_ENDPOINT)
-        };
-        // `flow` is this CPU's scratch slot, where the event is read from.
+    // Why, if denied: a tracked flow re-checked is revoked; a new one met a Deny entry, or
+    // no entry at all.
+    // A Calico tier's default action is the implicit deny too, not a rule.
+    flow.drop_reason = u32::from(if !matches!(pending, Pending::New) {
+        drop_reason::REVOKED
+    } else if decided.table != 0 && decided.rule_ref & 0xffff != TIER_DEFAULT_RULE {
+        drop_reason::DENY_RULE
+    } else {
+        drop_reason::NO_RULE
+    });
+    if decided.flags & rule_flags::LOG != 0 || events_for(allowed) {
+        // `flow` is this CPU's scratch slot, where the event (and its drop reason) is read
+        // from.
         palisade_emit(
-            direction_bit | u32::from(allowed) << 8,
+            event_bits(direction, allowed),
             ifindex,
             decided.table,
             decided.rule_ref,
@@ -862,27 +895,42 @@ struct Decided {
     flags: u32,
 }
 
+/// Whether a decision with this outcome writes a flow event (beyond `Log` rules): every one
+/// when the agent keeps flow records, denies when it logs them.
 #[inline(always)]
-fn log_denies() -> bool {
-    PALISADE_CONFIG
-        .get(config::LOG_DENIES)
-        .is_some_and(|v| *v != 0)
+pub fn events_for(allowed: bool) -> bool {
+    let on = |slot| PALISADE_CONFIG.get(slot).is_some_and(|v| *v != 0);
+    on(config::FLOW_EVENTS) || (!allowed && on(config::LOG_DENIES))
+}
+
+/// [`palisade_emit`]'s first argument: the event's direction in the low byte, allowed in
+/// the next.
+#[inline(always)]
+pub fn event_bits(direction: Direction, allowed: bool) -> u32 {
+    let direction = if direction.egress() {
+        flow_event::FROM_ENDPOINT
+    } else {
+        flow_event::TO_ENDPOINT
+    };
+    u32::from(direction) | u32::from(allowed) << 8
 }
 
 /// Writes a flow event for the packet being decided (the `Flow` in this CPU's
 /// `PALISADE_SCRATCH` slot, as the decision left it), within this CPU's budget for the current
-/// second. `direction_and_allowed`: the event's direction in the low byte, allowed in the next;
-/// `table` and `rule_ref`: the entry that decided it (see `Decided`). Returns 0.
+/// second. `bits`: the event's direction and whether it was allowed (see [`event_bits`]);
+/// a denied one's reason is the slot's `drop_reason`. `table` and `rule_ref`: the entry that
+/// decided it (see `Decided`; 0 for drops before policy). Returns 0.
 ///
 /// A global function, verified once on its own (see [`palisade_table_verdict`]): it runs for
-/// a few packets only (Calico `Log` rules, `--log-denies`), but as a static function the
+/// new flows only, and only when asked (Calico `Log` rules, `--log-denies`, flow records), but
+/// as a static function the
 /// verifier walked it again for every state the decision reached it in, a fifth of what was
 /// left of the programs' verification. Hence scalar arguments, and the packet read from the
 /// scratch slot rather than passed by pointer.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn palisade_emit(
-    direction_and_allowed: u32,
+    bits: u32,
     ifindex: u32,
     table: u32,
     rule_ref: u32,
@@ -907,6 +955,7 @@ pub extern "C" fn palisade_emit(
         return 0;
     }
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
+    let allowed = ((bits >> 8) & 1) as u8;
     let event = FlowEvent {
         time_ns: now,
         src: flow.src,
@@ -918,9 +967,13 @@ pub extern "C" fn palisade_emit(
             flow.dport
         },
         protocol: flow.protocol,
-        direction: (direction_and_allowed & 0xff) as u8,
-        allowed: ((direction_and_allowed >> 8) & 1) as u8,
-        _pad: 0,
+        direction: (bits & 0xff) as u8,
+        allowed,
+        reason: if allowed == 0 {
+            flow.drop_reason as u8
+        } else {
+            0
+        },
         ifindex,
         table,
         rule_ref,

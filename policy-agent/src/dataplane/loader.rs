@@ -404,10 +404,29 @@ impl Datapath {
     /// Whether every denied packet policy decides writes a flow event, or only those of
     /// Calico `Log` rules.
     pub fn set_log_denies(&mut self, on: bool) -> Result<(), DataplaneError> {
+        self.set_config(policy_common::config::LOG_DENIES, on, "setting log-denies")
+    }
+
+    /// Whether every packet policy decides writes a flow event, allowed or not (for the
+    /// agent's flow records).
+    pub fn set_flow_events(&mut self, on: bool) -> Result<(), DataplaneError> {
+        self.set_config(
+            policy_common::config::FLOW_EVENTS,
+            on,
+            "setting flow events",
+        )
+    }
+
+    fn set_config(
+        &mut self,
+        slot: u32,
+        on: bool,
+        operation: &'static str,
+    ) -> Result<(), DataplaneError> {
         self.config
-            .set(policy_common::config::LOG_DENIES, u32::from(on), 0)
+            .set(slot, u32::from(on), 0)
             .map_err(|source| DataplaneError::MapUpdate {
-                operation: "setting log-denies",
+                operation,
                 map: map_names::CONFIG,
                 source,
             })
@@ -450,9 +469,7 @@ impl Datapath {
             })?;
             let total: &mut Counters = totals.entry(ifindex).or_default();
             for cpu in per_cpu.iter() {
-                total.allowed += cpu.allowed;
-                total.denied += cpu.denied;
-                total.malformed += cpu.malformed;
+                total.add(cpu);
             }
         }
         Ok(totals)

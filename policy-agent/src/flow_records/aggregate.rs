@@ -71,6 +71,8 @@ pub struct Observation {
     pub verdict: Verdict,
     /// The tier, policy and rule that decided, in words (see [`crate::flows::decided_by`]).
     pub decided_by: String,
+    /// Denied: why (`policy_common::counters::drop_reason`'s name).
+    pub reason: Option<&'static str>,
 }
 
 /// What a record is keyed by: what a reader filters and groups on.
@@ -83,6 +85,10 @@ pub struct RecordKey {
     pub reporter: Reporter,
     pub verdict: Verdict,
     pub decided_by: String,
+    /// Denied: why (`policy_common::counters::drop_reason`'s name: `no_rule`, `deny_rule`,
+    /// `revoked`, `unknown_endpoint`, `spoofed`, `fragment`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +157,7 @@ impl Aggregator {
             reporter: observation.reporter,
             verdict: observation.verdict,
             decided_by: observation.decided_by,
+            reason: observation.reason.map(str::to_owned),
         };
         let full = self.open.len() >= self.limits.max_records;
         match self.open.get_mut(&key) {
@@ -259,6 +266,7 @@ mod tests {
             reporter: Reporter::Ingress,
             verdict,
             decided_by: "default/web ingress[0]".to_owned(),
+            reason: None,
         }
     }
 

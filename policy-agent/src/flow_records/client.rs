@@ -138,9 +138,10 @@ fn is_pod(workload: &Workload, wanted: &str) -> bool {
 
 /// A record as a line of text.
 pub fn render_text(window: &Window, record: &Record) -> String {
-    let verdict = match record.key.verdict {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
+    let verdict = match (record.key.verdict, &record.key.reason) {
+        (Verdict::Allow, _) => "allow".to_owned(),
+        (Verdict::Deny, Some(reason)) => format!("deny ({reason})"),
+        (Verdict::Deny, None) => "deny".to_owned(),
     };
     let reporter = match record.key.reporter {
         super::aggregate::Reporter::Egress => "egress",
@@ -187,6 +188,7 @@ mod tests {
                 reporter: Reporter::Egress,
                 verdict,
                 decided_by: decided_by.to_owned(),
+                reason: None,
             },
             flows: 3,
             first_ns: 0,

@@ -129,6 +129,7 @@ pub fn observation(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Obs
             Verdict::Deny
         },
         decided_by: decided_by(event, tables),
+        reason: crate::flows::drop_reason(event),
     }
 }
 

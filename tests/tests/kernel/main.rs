@@ -9,6 +9,7 @@ mod conformance_bpf;
 mod connection_tracking;
 mod conntrack_fuzz;
 mod drift_repair;
+mod drop_reasons;
 mod flow_events;
 mod host_endpoints;
 mod kernel_datapath;

@@ -278,7 +278,7 @@ fn short_tcp_offsets_and_lying_udp_lengths_are_malformed() {
             .counters()
             .expect("reading counters")
             .values()
-            .map(|c| c.malformed)
+            .map(|c| c.malformed())
             .sum::<u64>()
     };
     let v4 = |protocol: u8, l4: &[u8]| {
@@ -369,7 +369,7 @@ fn every_outcome_is_counted_per_interface() {
             .expect("reading counters")
             .values()
             .fold((0, 0, 0), |(a, d, m), c| {
-                (a + c.allowed, d + c.denied, m + c.malformed)
+                (a + c.allowed, d + c.denied(), m + c.malformed())
             })
     };
     let before = totals(&lab);

@@ -1,6 +1,6 @@
-//! Flow records and the web view on real traffic (issue 21, first slices): an agent run with
-//! `--ui-port` reads the datapath's flow events, names both ends as workloads and aggregates
-//! them; the records `policy-agent flows --agent` prints, from inside the node namespace, are
+//! Flow records and the web view on real traffic (issue 21): an agent run with `--ui-port`
+//! has the datapath write an event for every new flow it decides, names both ends as
+//! workloads and aggregates them, with the reason of each drop; the records `policy-agent flows --agent` prints, from inside the node namespace, are
 //! the scenario's flows with the rule that decided each; and the page, opened in headless
 //! Chromium inside the node namespace, shows them, draws their edges and answers an explain
 //! question as `policy-agent explain` does. `examples/flow-records/scenario.yaml`.
@@ -54,8 +54,9 @@ fn the_agent_serves_named_records_of_its_flow_events() {
                 .lines()
                 .map(str::to_owned),
         );
-        if found(&lines, "shop/client", "allow").is_some()
-            && found(&lines, "shop/stranger", "deny").is_some()
+        if found(&lines, "shop/client", "allow", "ingress").is_some()
+            && found(&lines, "shop/stranger", "deny", "ingress").is_some()
+            && found(&lines, "shop/stranger", "allow", "egress").is_some()
         {
             break;
         }
@@ -92,19 +93,29 @@ fn the_agent_serves_named_records_of_its_flow_events() {
     assert!(failures.is_empty(), "failed: {failures:?}\n{log}");
     eprintln!("{}", lines.join("\n"));
 
-    let allowed = found(&lines, "shop/client", "allow").expect("the client's allowed flows");
+    let allowed = found(&lines, "shop/client", "allow", "ingress")
+        .expect("the client's allowed flows at web's ingress");
     assert_eq!(allowed["record"]["src"]["kind"], "pod");
-    assert_eq!(allowed["record"]["reporter"], "ingress");
     assert_eq!(allowed["record"]["protocol"], 6);
     assert_eq!(allowed["record"]["port"], 8000);
+    assert!(allowed["record"].get("reason").is_none(), "{allowed}");
     let by = allowed["record"]["decided_by"].as_str().unwrap_or_default();
     assert!(by.contains("audit-web"), "decided by {by}");
-    let denied = found(&lines, "shop/stranger", "deny").expect("the stranger's denied flows");
-    assert_eq!(denied["record"]["dst"]["name"], "web");
+    let denied = found(&lines, "shop/stranger", "deny", "ingress")
+        .expect("the stranger's denied flows at web's ingress");
     assert!(denied["record"]["flows"].as_u64().unwrap_or(0) >= 1);
-    // Nothing else was recorded between these pods: no allow for the stranger.
+    // The end of the tier: the implicit deny, not a Deny rule.
+    assert_eq!(denied["record"]["reason"], "no_rule", "{denied}");
+    // Every new flow is recorded, not only logged ones: the stranger's own egress check
+    // (no policy selects it) allowed what web's ingress then dropped.
+    let egress = found(&lines, "shop/stranger", "allow", "egress")
+        .expect("the stranger's flows at its own egress");
+    let by = egress["record"]["decided_by"].as_str().unwrap_or_default();
+    assert!(by.contains("not isolated"), "decided by {by}");
+    // Nothing else was recorded at web's ingress between these pods: no allow for the
+    // stranger.
     assert!(
-        found(&lines, "shop/stranger", "allow").is_none(),
+        found(&lines, "shop/stranger", "allow", "ingress").is_none(),
         "{lines:?}"
     );
 }
@@ -156,7 +167,9 @@ fn tempdir() -> std::path::PathBuf {
 }
 
 /// The first record line from `src` (`namespace/name`) to the web pod with `verdict`.
-fn found(lines: &[String], src: &str, verdict: &str) -> Option<Value> {
+/// The first record from `src` to the web pod with this verdict, reported by the check at
+/// `reporter` (`ingress`: web's, `egress`: the sender's).
+fn found(lines: &[String], src: &str, verdict: &str, reporter: &str) -> Option<Value> {
     let (namespace, name) = src.split_once('/')?;
     lines
         .iter()
@@ -167,5 +180,6 @@ fn found(lines: &[String], src: &str, verdict: &str) -> Option<Value> {
                 && record["src"]["name"] == name
                 && record["dst"]["name"] == "web"
                 && record["verdict"] == verdict
+                && record["reporter"] == reporter
         })
 }

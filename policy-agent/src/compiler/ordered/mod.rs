@@ -47,10 +47,9 @@ use crate::{
     model::{LabelSelector, NamespaceMatch},
 };
 
-/// `rule_ref` low half of a tier's default action (the high half is the tier's first policy).
-pub const TIER_DEFAULT_RULE: u32 = 0xffff;
-/// `rule_ref` of the profile's allow: no tier applied, or the last one passed.
-pub const PROFILE_RULE_REF: u32 = u32::MAX;
+/// The `rule_ref`s that name no rule, shared with the datapath (which tells a tier's default
+/// deny from a Deny rule).
+pub use policy_common::rule::{PROFILE_RULE_REF, TIER_DEFAULT_RULE};
 
 /// The rules of one endpoint direction, in Calico's evaluation order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
