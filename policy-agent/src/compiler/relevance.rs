@@ -346,7 +346,7 @@ fn calico_relevance(
                 .chain(&entity.not_nets)
                 .for_each(&mut block);
             // A Service's endpoint addresses are matched like nets (see
-            // `ordered::build::service_matches`).
+            // `ordered::build::policy_rules::service_matches`).
             if let Some(service) = &entity.services {
                 for addr in service_match::addresses(cluster, service) {
                     block(&IpNet::from(addr));
