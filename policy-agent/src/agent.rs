@@ -71,6 +71,10 @@ const RESCAN_RETRY_MAX: Duration = Duration::from_secs(5);
 /// second.
 const FLOW_POLL: Duration = Duration::from_millis(250);
 
+/// How often the per-rule counts are read for the web view (when it is served; otherwise
+/// with the other datapath figures, every [`INTERFACE_RESYNC`]).
+const RULE_HITS_POLL: Duration = Duration::from_secs(2);
+
 /// Which interfaces carry the programs.
 #[derive(Debug, Clone)]
 pub enum InterfaceSelection {
@@ -213,6 +217,7 @@ pub async fn run(config: Config) -> Result<()> {
         health: health.clone(),
         host_interfaces: Vec::new(),
         web: None,
+        rule_hits: Default::default(),
     };
     let mut flow_reader = None;
     if let Some(addr) = config.ui_addr {
@@ -264,6 +269,8 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let mut flow_poll = tokio::time::interval(FLOW_POLL);
     flow_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rule_poll = tokio::time::interval(RULE_HITS_POLL);
+    rule_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (retry_at, rescan_at) = (retry.at, rescan_retry.at);
         tokio::select! {
@@ -298,6 +305,9 @@ pub async fn run(config: Config) -> Result<()> {
                 if let (Some(reader), Some(web)) = (flow_reader.as_mut(), state.web.as_ref()) {
                     web.records.poll(reader, monotonic_ns());
                 }
+            }
+            _ = rule_poll.tick(), if state.web.is_some() => {
+                state.refresh_rule_hits(&datapath);
             }
             _ = next_tick(&mut resync) => {
                 state.resync(&mut datapath, config.status_file.as_ref());
@@ -411,6 +421,8 @@ struct State {
     health: Arc<Health>,
     /// This node's host endpoints, from the last compile.
     host_interfaces: Vec<crate::compiler::HostInterface>,
+    /// The datapath's per-rule counts, as totals per policy rule.
+    rule_hits: crate::rule_hits::RuleHitTotals,
 }
 
 impl State {
@@ -793,6 +805,23 @@ impl State {
         );
         self.health
             .datapath_stats(self.status.conntrack_entries, &total);
+        self.refresh_rule_hits(datapath);
+    }
+
+    /// Reads the datapath's per-rule counts into the totals, the status, the metrics and the
+    /// web view. Bounded work: one pass over the counted entries.
+    fn refresh_rule_hits(&mut self, datapath: &Datapath) {
+        match datapath.rule_hits() {
+            Ok(read) => {
+                self.rule_hits.update(read, &self.status.tables);
+                self.status.rule_hits = self.rule_hits.counts();
+                self.health.rule_hits(&self.status.rule_hits);
+                if let Some(web) = &self.web {
+                    web.set_rule_hits(self.status.rule_hits.clone());
+                }
+            }
+            Err(e) => warn!(error = format!("{e:#}"), "reading rule counters"),
+        }
     }
 
     fn report(&self, path: Option<&PathBuf>) {

@@ -71,6 +71,38 @@ impl FlowReader {
 pub struct TableNames {
     pub direction: String,
     pub policies: Vec<String>,
+    /// The same policies by kind, namespace and name: what per-rule counts are labelled with.
+    #[serde(default)]
+    pub members: Vec<PolicyRef>,
+}
+
+/// A policy as metrics label it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PolicyRef {
+    /// `NetworkPolicy` (Kubernetes), `projectcalico.org/NetworkPolicy`,
+    /// `GlobalNetworkPolicy`, an administrators' policy's kind, or `failsafe`.
+    pub kind: String,
+    /// Empty for cluster-wide policies.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PolicyRef {
+    pub fn of(name: &crate::compiler::PolicyName) -> Self {
+        use crate::compiler::PolicyKind;
+        let kind = match name.kind {
+            PolicyKind::Kubernetes => "NetworkPolicy".to_owned(),
+            PolicyKind::CalicoNetworkPolicy => "projectcalico.org/NetworkPolicy".to_owned(),
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy".to_owned(),
+            PolicyKind::Failsafe => "failsafe".to_owned(),
+            PolicyKind::Cluster(kind) => kind.to_string(),
+        };
+        Self {
+            kind,
+            namespace: name.namespace.clone(),
+            name: name.name.clone(),
+        }
+    }
 }
 
 /// Every table of a compile, named.
@@ -89,6 +121,7 @@ pub fn table_names(compiled: &crate::compiler::Compiled) -> BTreeMap<u32, TableN
                 names.entry(table.table).or_insert_with(|| TableNames {
                     direction: direction.to_owned(),
                     policies: policies.iter().map(ToString::to_string).collect(),
+                    members: policies.iter().map(PolicyRef::of).collect(),
                 });
             }
         }

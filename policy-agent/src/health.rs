@@ -45,6 +45,7 @@ use crate::{
     compiler::MapContents,
     datastore::kubernetes::{Resource, WatchProgress},
     http_server::{self, text},
+    rule_hits::RuleCount,
 };
 
 /// `/healthz` fails when the loop has not beaten for this long.
@@ -104,6 +105,7 @@ pub struct Health {
     conntrack_entries: Gauge,
     packets: Family<OutcomeLabel, Gauge>,
     drops: Arc<DropsCollector>,
+    rule_hits: Arc<RuleHitsCollector>,
     watch: Arc<WatchCollector>,
 }
 
@@ -205,6 +207,8 @@ impl Health {
         );
         let drops = Arc::new(DropsCollector::default());
         registry.register_collector(Box::new(drops.clone()));
+        let rule_hits = Arc::new(RuleHitsCollector::default());
+        registry.register_collector(Box::new(rule_hits.clone()));
         let watch = Arc::new(WatchCollector::default());
         registry.register_collector(Box::new(watch.clone()));
         Self {
@@ -230,6 +234,7 @@ impl Health {
             conntrack_entries,
             packets,
             drops,
+            rule_hits,
             watch,
         }
     }
@@ -254,6 +259,15 @@ impl Health {
                 .copied()
                 .unwrap_or(0);
         }
+    }
+
+    /// The per-rule totals, as last read.
+    pub fn rule_hits(&self, counts: &[RuleCount]) {
+        *self
+            .rule_hits
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = counts.to_vec();
     }
 
     fn since_start(&self) -> Duration {
@@ -432,6 +446,54 @@ impl Collector for DropsCollector {
     }
 }
 
+/// `palisade_rule_packets_total` and `palisade_rule_flows_total`, labelled `kind`,
+/// `namespace`, `name`, `rule`, `action`: one series per rule that decided a packet (see
+/// `crate::rule_hits`).
+#[derive(Debug, Default)]
+struct RuleHitsCollector {
+    counts: Mutex<Vec<RuleCount>>,
+}
+
+impl Collector for RuleHitsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        type Read = fn(&RuleCount) -> u64;
+        let families: [(&str, &str, Read); 2] = [
+            (
+                "rule_packets",
+                "Packets policy decided with each rule (a flow's first packet, re-checks after a policy change, untracked packets; not the later packets of a tracked connection)",
+                |c| c.counts.packets,
+            ),
+            (
+                "rule_flows",
+                "New tracked connections each rule allowed",
+                |c| c.counts.flows,
+            ),
+        ];
+        for (name, help, read) in families {
+            let sample = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, sample.metric_type())?;
+            for count in &counts {
+                let rule = &count.rule;
+                let labels = [
+                    ("kind", rule.policy.kind.as_str()),
+                    ("namespace", rule.policy.namespace.as_str()),
+                    ("name", rule.policy.name.as_str()),
+                    ("rule", rule.rule.as_str()),
+                    ("action", rule.action.as_str()),
+                ];
+                let metric = family.encode_family(&labels)?;
+                ConstCounter::new(read(count)).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 struct WatchCollector {
     progress: OnceLock<Arc<WatchProgress>>,
@@ -543,6 +605,21 @@ mod tests {
                     .collect(),
             },
         );
+        health.rule_hits(&[RuleCount {
+            rule: crate::rule_hits::RuleId {
+                policy: crate::flows::PolicyRef {
+                    kind: "NetworkPolicy".to_owned(),
+                    namespace: "shop".to_owned(),
+                    name: "web".to_owned(),
+                },
+                rule: "ingress[0]".to_owned(),
+                action: "allow".to_owned(),
+            },
+            counts: crate::rule_hits::Counts {
+                packets: 6,
+                flows: 5,
+            },
+        }]);
         health.watch_progress(Arc::new(WatchProgress::default()));
         health.set_ready();
         assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
@@ -561,6 +638,8 @@ mod tests {
             "palisade_drops_total{reason=\"spoofed\"} 1",
             "palisade_drops_total{reason=\"malformed\"} 1",
             "palisade_drops_total{reason=\"capacity\"} 0",
+            "palisade_rule_packets_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 6",
+            "palisade_rule_flows_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 5",
             "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",
             "palisade_datastore_watch_errors_total{resource=\"pods\"} 0",
         ] {

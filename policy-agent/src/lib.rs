@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod link_events;
 pub mod model;
 pub mod replay;
+pub mod rule_hits;
 pub mod serde_field;
 pub mod services;
 pub mod status;

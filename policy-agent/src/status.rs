@@ -37,6 +37,10 @@ pub struct Status {
     /// Packets seen per endpoint interface since the datapath was loaded.
     #[serde(default)]
     pub packets: std::collections::BTreeMap<String, PacketCounts>,
+    /// Packets and new flows each policy rule decided (see `crate::rule_hits`), for the rules
+    /// that decided any.
+    #[serde(default)]
+    pub rule_hits: Vec<crate::rule_hits::RuleCount>,
     /// The policies each rule table stands for, so that `policy-agent flows` can name what
     /// decided a flow event (the tables' numbers are this agent's own).
     #[serde(default)]

@@ -18,6 +18,7 @@ pub mod flow;
 pub mod fragment;
 pub mod identity;
 pub mod rule;
+pub mod rule_hits;
 pub mod service;
 
 /// Names of the maps in the eBPF object. They are also the file names of the pins under the
@@ -34,6 +35,8 @@ pub mod map_names {
     pub const CONFIG: &str = "PALISADE_CONFIG";
     pub const FLOWS: &str = "PALISADE_FLOWS";
     pub const FLOW_BUDGET: &str = "PALISADE_FLOW_BUDGET";
+    /// Packets decided per rule entry (see [`crate::rule_hits`]).
+    pub const RULE_HITS: &str = "PALISADE_RULE_HITS";
     /// Service frontends (see [`crate::service`]).
     pub const SERVICES: &str = "PALISADE_SERVICES";
     /// Which backends each frontend has.
@@ -48,7 +51,7 @@ pub mod map_names {
     pub const SERVICE_HAIRPINS: &str = "PALISADE_SERVICE_HAIRPINS";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         ENDPOINTS,
         IDENTITIES,
         ADDRESSES,
@@ -60,6 +63,7 @@ pub mod map_names {
         CONFIG,
         FLOWS,
         FLOW_BUDGET,
+        RULE_HITS,
         SERVICES,
         SERVICE_BACKENDS,
         SERVICE_PENDING,
@@ -117,6 +121,9 @@ pub mod capacity {
     pub const FRAGMENTS: u32 = 8192;
     /// Endpoint interfaces counted.
     pub const COUNTERS: u32 = 4096;
+    /// Rule entries counted (an LRU: beyond this, the entries not hit for longest go, with
+    /// what they had counted since the agent last read them).
+    pub const RULE_HITS: u32 = 65_536;
     /// Service frontends (ClusterIPs, external IPs, node ports) × ports.
     pub const SERVICES: u32 = 65_536;
     /// (frontend, backend) pairs.

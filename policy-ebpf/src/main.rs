@@ -37,6 +37,7 @@ use policy_common::{
     fragment::{FragmentKey, FragmentValue},
     identity::{IdentityKey, IdentitySlots},
     rule::{RuleKey, RuleValue},
+    rule_hits::{RuleHitKey, RuleHits},
     service::{BackendKey, FrontendValue, HairpinKey, TransportAddr},
 };
 
@@ -106,6 +107,14 @@ static PALISADE_FLOWS: RingBuf<FlowEvent, { flow_event::RING_BYTES as usize }> =
 /// Each CPU's flow-event budget for the current second.
 #[btf_map]
 static PALISADE_FLOW_BUDGET: PerCpuArray<FlowBudget, 1> = PerCpuArray::new();
+
+/// Packets decided per rule entry (see `policy_common::rule_hits`).
+#[btf_map]
+static PALISADE_RULE_HITS: LruPerCpuHashMap<
+    RuleHitKey,
+    RuleHits,
+    { capacity::RULE_HITS as usize },
+> = LruPerCpuHashMap::new();
 
 /// Service frontends (see `policy_common::service`).
 #[btf_map]

@@ -16,15 +16,16 @@ use policy_common::{
     fragment::{FragmentKey, FragmentValue},
     identity::{self, IdentityKey},
     rule::{PREFIX_FULL, RuleKey, RuleValue, TIER_DEFAULT_RULE, action, flags as rule_flags},
+    rule_hits::{RuleHitKey, RuleHits},
     service::{ANY_BACKEND_PORT, BackendKey, HairpinKey, TransportAddr, frontend},
 };
 
 use crate::{
     PALISADE_ADDRESSES, PALISADE_CONFIG, PALISADE_CONNTRACK, PALISADE_ENDPOINTS,
-    PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES, PALISADE_RULES,
-    PALISADE_RULES_EXACT, PALISADE_SCRATCH, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
-    PALISADE_SERVICE_HAIRPIN_PENDING, PALISADE_SERVICE_HAIRPINS, PALISADE_SERVICE_PENDING,
-    PALISADE_SERVICES, PALISADE_TUPLES,
+    PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_FRAGMENTS, PALISADE_IDENTITIES,
+    PALISADE_RULE_HITS, PALISADE_RULES, PALISADE_RULES_EXACT, PALISADE_SCRATCH,
+    PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS, PALISADE_SERVICE_HAIRPIN_PENDING,
+    PALISADE_SERVICE_HAIRPINS, PALISADE_SERVICE_PENDING, PALISADE_SERVICES, PALISADE_TUPLES,
     packet::{Flow, Fragment, tcp_flags},
 };
 
@@ -461,6 +462,17 @@ fn decide_flow(
     } else {
         drop_reason::NO_RULE
     });
+    if decided.table != 0 {
+        // SAFETY: as above.
+        let opens = allowed
+            && matches!(pending, Pending::New)
+            && unsafe { core::ptr::read_volatile(&keys.tracking) } & 4 != 0;
+        palisade_count_rule(
+            decided.table,
+            decided.rule_ref,
+            u32::from(allowed) | u32::from(opens) << 1,
+        );
+    }
     if decided.flags & rule_flags::LOG != 0 || events_for(allowed) {
         // `flow` is this CPU's scratch slot, where the event (and its drop reason) is read
         // from.
@@ -983,6 +995,38 @@ pub extern "C" fn palisade_emit(
     } else {
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
+    }
+    0
+}
+
+/// Counts a packet against the rule entry that decided it (`policy_common::rule_hits`):
+/// `outcome` has the verdict in bit 0 and, in bit 1, whether the packet opened a tracked
+/// connection. Returns 0. A global function with scalar arguments, verified once on its own
+/// (see [`palisade_table_verdict`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn palisade_count_rule(table: u32, rule_ref: u32, outcome: u32) -> u32 {
+    let key = RuleHitKey {
+        table,
+        rule_ref,
+        allowed: outcome & 1,
+    };
+    let opened = u64::from((outcome >> 1) & 1);
+    match PALISADE_RULE_HITS.get_ptr_mut(&key) {
+        Some(hits) => {
+            // SAFETY: this CPU's slot of a live entry; nothing else writes it concurrently.
+            let hits = unsafe { &mut *hits };
+            hits.packets += 1;
+            hits.flows += opened;
+        }
+        None => {
+            let hits = RuleHits {
+                packets: 1,
+                flows: opened,
+            };
+            // A failed insert only loses this count.
+            let _ = PALISADE_RULE_HITS.insert(&key, &hits, 0);
+        }
     }
     0
 }

@@ -19,6 +19,7 @@ use policy_common::{
     identity::{IdentityKey, IdentitySlots},
     map_names, program_names,
     rule::{PREFIX_FULL, RuleKey, RuleValue},
+    rule_hits::{RuleHitKey, RuleHits},
     service::{HairpinKey, TransportAddr},
 };
 
@@ -135,6 +136,7 @@ pub struct Datapath {
         policy_common::fragment::FragmentValue,
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
+    pub(super) rule_hits: PerCpuHashMap<MapData, RuleHitKey, RuleHits>,
     pub(super) config: Array<MapData, u32>,
     /// `PALISADE_SERVICES` and `PALISADE_SERVICE_BACKENDS`.
     pub(super) services: ServiceMapHandles,
@@ -223,8 +225,9 @@ struct KeptMap {
 /// Maps every agent builds afresh: its compiler numbers tables and identities from scratch,
 /// so writing them into the previous agent's maps would briefly mix two numberings.
 /// The flow-event ring and its budget go with them: the old programs write the old ring until
-/// they are detached, and `policy-agent flows` reads whichever is pinned.
-const POLICY_MAPS: [&str; 10] = [
+/// they are detached, and `policy-agent flows` reads whichever is pinned. So do the rule
+/// counters, keyed by table numbers.
+const POLICY_MAPS: [&str; 11] = [
     map_names::ENDPOINTS,
     map_names::IDENTITIES,
     map_names::ADDRESSES,
@@ -233,6 +236,7 @@ const POLICY_MAPS: [&str; 10] = [
     map_names::CONFIG,
     map_names::FLOWS,
     map_names::FLOW_BUDGET,
+    map_names::RULE_HITS,
     map_names::SERVICES,
     map_names::SERVICE_BACKENDS,
 ];
@@ -331,6 +335,7 @@ impl Datapath {
             conntrack: typed_map(&mut ebpf, map_names::CONNTRACK)?,
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
+            rule_hits: typed_map(&mut ebpf, map_names::RULE_HITS)?,
             config: typed_map(&mut ebpf, map_names::CONFIG)?,
             services: ServiceMapHandles {
                 frontends: typed_map(&mut ebpf, map_names::SERVICES)?,
@@ -468,6 +473,23 @@ impl Datapath {
                 source,
             })?;
             let total: &mut Counters = totals.entry(ifindex).or_default();
+            for cpu in per_cpu.iter() {
+                total.add(cpu);
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Packets decided per rule entry (and verdict), summed over CPUs.
+    pub fn rule_hits(&self) -> Result<BTreeMap<RuleHitKey, RuleHits>, DataplaneError> {
+        let mut totals = BTreeMap::new();
+        for entry in self.rule_hits.iter() {
+            let (key, per_cpu) = entry.map_err(|source| DataplaneError::MapUpdate {
+                operation: "iterate",
+                map: map_names::RULE_HITS,
+                source,
+            })?;
+            let total: &mut RuleHits = totals.entry(key).or_default();
             for cpu in per_cpu.iter() {
                 total.add(cpu);
             }

@@ -171,6 +171,7 @@ mod tests {
                 TableNames {
                     direction: "ingress".to_owned(),
                     policies: vec!["shop/knp.default.web".to_owned()],
+                    members: Vec::new(),
                 },
             )]),
         );

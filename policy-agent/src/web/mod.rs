@@ -6,6 +6,8 @@
 //!   with filters, a graph of which workloads talk to which, and an "explain this flow" panel.
 //! - `GET /flows?since=N`: the closed windows of flow records from N on and the open one, as
 //!   JSON ([`crate::flow_records::live::Snapshot`]); `policy-agent flows --agent` reads it.
+//! - `GET /rules`: the packets and new flows each policy rule decided, as JSON
+//!   ([`crate::rule_hits::RuleCount`]s).
 //! - `GET /explain?from=A&to=B&port=P&protocol=tcp&family=4`: the walk `policy-agent explain`
 //!   prints, as JSON, against the state the agent applied last.
 
@@ -27,14 +29,17 @@ use crate::{
     flow_records::FlowRecords,
     http_server::{self, text},
     model::Cluster,
+    rule_hits::RuleCount,
 };
 
 const PAGE: &str = include_str!("page.html");
 
-/// What the web view reads: the flow records, and the applied state for explanations.
+/// What the web view reads: the flow records, the per-rule counts, and the applied state for
+/// explanations.
 pub struct WebState {
     pub records: Arc<FlowRecords>,
     applied: Mutex<Option<(Arc<Cluster>, Scope)>>,
+    rule_hits: Mutex<Vec<RuleCount>>,
 }
 
 impl WebState {
@@ -42,7 +47,16 @@ impl WebState {
         Self {
             records,
             applied: Mutex::new(None),
+            rule_hits: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The per-rule totals, as last read.
+    pub fn set_rule_hits(&self, counts: Vec<RuleCount>) {
+        *self
+            .rule_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = counts;
     }
 
     /// The state just written whole: what explanations are about from now on.
@@ -86,6 +100,12 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
             };
             json(&state.records.snapshot(since))
         }
+        "/rules" => json(
+            &*state
+                .rule_hits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ),
         "/explain" => match explain(state, &query) {
             Ok(value) => json(&value),
             Err(message) => text(StatusCode::BAD_REQUEST, format!("{message}\n")),

@@ -19,6 +19,7 @@ mod map_capacity;
 mod neighbour_discovery;
 mod packet_fuzz;
 mod packet_shapes;
+mod rule_hits;
 mod service_datapath;
 mod source_ports;
 

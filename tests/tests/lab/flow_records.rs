@@ -83,6 +83,9 @@ fn the_agent_serves_named_records_of_its_flow_events() {
         "data-edge=\"shop/client -&gt; shop/web\"",
         "class=\"edge deny\" data-edge=\"shop/stranger -&gt; shop/web\"",
         "id=\"explain-verdict\">verdict: deny</p>",
+        // The rule hits: the allow rule and the end of the tier, counted in the kernel.
+        "data-rule=\"GlobalNetworkPolicy audit-web ingress[1] allow\"",
+        "data-rule=\"GlobalNetworkPolicy audit-web default deny\"",
         "ingress of shop/web: deny, by the default action of tier default",
     ] {
         assert!(
