@@ -488,21 +488,33 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         emit("empty", &shape, size, rules, floor);
 
         let cases = [
-            ("conntrack_hit", reply, true),
-            ("new_allowed", allowed, true),
-            ("new_denied_port", denied_port, false),
-            ("new_denied_peer", denied_peer, false),
+            ("conntrack_hit", reply, true, false),
+            ("new_allowed", allowed, true, false),
+            ("new_denied_port", denied_port, false, false),
+            ("new_denied_peer", denied_peer, false, false),
+            // The same with flow records on (`--ui-port`): every decision writes a flow event
+            // (within the per-CPU budget; past it, a counter increment), named `<case>+events`.
+            ("conntrack_hit", reply, true, true),
+            ("new_allowed", allowed, true, true),
+            ("new_denied_port", denied_port, false, true),
         ];
-        for (case, packet, expect_allowed) in cases {
+        for (base, packet, expect_allowed, events) in cases {
             if settings
                 .cases
                 .as_ref()
-                .is_some_and(|only| !only.iter().any(|c| c == case))
+                .is_some_and(|only| !only.iter().any(|c| c == base))
             {
                 continue;
             }
+            datapath.set_flow_events(events)?;
+            let case = if events {
+                format!("{base}+events")
+            } else {
+                base.to_owned()
+            };
+            let case = case.as_str();
             let mut samples = Vec::new();
-            if case == "new_allowed" {
+            if base == "new_allowed" {
                 // An allowed flow is tracked after its first packet, and its later packets
                 // take the tracked fast path, so repeating the packet would measure that. Each
                 // sample is one run on an empty connection table instead (the median of many
@@ -524,7 +536,7 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             }
             for _ in 0..settings.runs {
                 datapath.clear_conntrack()?;
-                if case == "conntrack_hit" {
+                if base == "conntrack_hit" {
                     let out = datapath.test_run(Direction::FromEndpoint, &opened.to_frame(), 1)?;
                     ensure!(out.allowed(), "the server's own connection was dropped");
                 }

@@ -2,8 +2,8 @@
 //!
 //! A ring buffer. The programs write one [`FlowEvent`] when policy decides a packet and the
 //! deciding entry carries [`crate::rule::flags::LOG`] (a Calico `Log` rule matched on the way
-//! to the decision), or the packet is denied and [`crate::config::LOG_DENIES`] is set, or
-//! [`crate::config::FLOW_EVENTS`] is set (the agent keeps flow records: every decision).
+//! to the decision), or the packet is denied and [`crate::config::events::DENIES`] is set, or
+//! [`crate::config::events::FLOWS`] is (the agent keeps flow records: every decision).
 //! Drops before policy (an unknown endpoint, a spoofed address, a fragment without its first)
 //! write one too under either setting, with their reason; malformed packets do not (their
 //! addresses may be half parsed) and are only counted.

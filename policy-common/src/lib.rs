@@ -78,14 +78,20 @@ pub mod config {
     /// The policy generation: bumped by the agent after every change it programs; tracked
     /// connections stamped with an older one are checked against policy again.
     pub const GENERATION: u32 = 0;
-    /// Non-zero: every denied packet policy decides is written to `PALISADE_FLOWS`, not only
-    /// those of `Log` rules (`policy-agent run --log-denies`).
-    pub const LOG_DENIES: u32 = 1;
-    /// Non-zero: every packet policy decides is written to `PALISADE_FLOWS`, allowed or not,
-    /// for the agent's flow records (`policy-agent run --ui-port`).
-    pub const FLOW_EVENTS: u32 = 2;
+    /// Which decisions write a flow event to `PALISADE_FLOWS` beyond those of `Log` rules:
+    /// bits of [`events`], one slot so that a decision reads one value.
+    pub const EVENTS: u32 = 1;
     /// Number of slots.
-    pub const LEN: u32 = 3;
+    pub const LEN: u32 = 2;
+
+    /// Bits of the [`EVENTS`] slot.
+    pub mod events {
+        /// Every denied packet policy decides (`policy-agent run --log-denies`).
+        pub const DENIES: u32 = 1;
+        /// Every packet policy decides, allowed or not, for the agent's flow records
+        /// (`policy-agent run --ui-port`).
+        pub const FLOWS: u32 = 1 << 1;
+    }
 }
 
 /// Names of the programs in the eBPF object.

@@ -911,8 +911,13 @@ struct Decided {
 /// when the agent keeps flow records, denies when it logs them.
 #[inline(always)]
 pub fn events_for(allowed: bool) -> bool {
-    let on = |slot| PALISADE_CONFIG.get(slot).is_some_and(|v| *v != 0);
-    on(config::FLOW_EVENTS) || (!allowed && on(config::LOG_DENIES))
+    let asked = PALISADE_CONFIG.get(config::EVENTS).copied().unwrap_or(0);
+    let wanted = if allowed {
+        config::events::FLOWS
+    } else {
+        config::events::FLOWS | config::events::DENIES
+    };
+    asked & wanted != 0
 }
 
 /// [`palisade_emit`]'s first argument: the event's direction in the low byte, allowed in
@@ -948,11 +953,7 @@ pub extern "C" fn palisade_emit(
     rule_ref: u32,
     now: u64,
 ) -> u32 {
-    let Some(flow) = PALISADE_SCRATCH.get_ptr(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot, which the program run that called us is using; read only.
-    let flow = unsafe { &*flow };
+    // The budget first: past it (a flood), this is all an event costs.
     let Some(budget) = PALISADE_FLOW_BUDGET.get_ptr_mut(0) else {
         return 0;
     };
@@ -966,6 +967,11 @@ pub extern "C" fn palisade_emit(
         budget.dropped += 1;
         return 0;
     }
+    let Some(flow) = PALISADE_SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, which the program run that called us is using; read only.
+    let flow = unsafe { &*flow };
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let allowed = ((bits >> 8) & 1) as u8;
     let event = FlowEvent {

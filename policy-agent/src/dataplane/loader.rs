@@ -12,7 +12,7 @@ use aya::{
     programs::SchedClassifier,
 };
 use policy_common::{
-    capacity,
+    capacity, config,
     conntrack::{ConntrackKey, ConntrackValue},
     counters::Counters,
     endpoint::{EndpointKey, EndpointPolicy},
@@ -409,32 +409,30 @@ impl Datapath {
     /// Whether every denied packet policy decides writes a flow event, or only those of
     /// Calico `Log` rules.
     pub fn set_log_denies(&mut self, on: bool) -> Result<(), DataplaneError> {
-        self.set_config(policy_common::config::LOG_DENIES, on, "setting log-denies")
+        self.set_events(config::events::DENIES, on, "setting log-denies")
     }
 
     /// Whether every packet policy decides writes a flow event, allowed or not (for the
     /// agent's flow records).
     pub fn set_flow_events(&mut self, on: bool) -> Result<(), DataplaneError> {
-        self.set_config(
-            policy_common::config::FLOW_EVENTS,
-            on,
-            "setting flow events",
-        )
+        self.set_events(config::events::FLOWS, on, "setting flow events")
     }
 
-    fn set_config(
+    /// Sets or clears `bit` of the `EVENTS` slot, keeping the others.
+    fn set_events(
         &mut self,
-        slot: u32,
+        bit: u32,
         on: bool,
         operation: &'static str,
     ) -> Result<(), DataplaneError> {
-        self.config
-            .set(slot, u32::from(on), 0)
-            .map_err(|source| DataplaneError::MapUpdate {
-                operation,
-                map: map_names::CONFIG,
-                source,
-            })
+        let map_err = |source| DataplaneError::MapUpdate {
+            operation,
+            map: map_names::CONFIG,
+            source,
+        };
+        let asked = self.config.get(&config::EVENTS, 0).map_err(map_err)?;
+        let asked = if on { asked | bit } else { asked & !bit };
+        self.config.set(config::EVENTS, asked, 0).map_err(map_err)
     }
 
     /// The tracked flows (original direction) and which checks allowed them.

@@ -189,6 +189,15 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     tables::decision_section(results, &mut md);
     md.push('\n');
     md.push_str(
+        "**With flow records on** (`--ui-port`): the same cases with the `events::FLOWS` setting, \
+         so that every decision writes a flow event to the ring (within each CPU's budget of \
+         2,000 a second; past it, a counter increment), measured in the same run. The drop \
+         reasons and the per-rule counters are always on (one per-CPU hash lookup per \
+         decision). Nanoseconds per packet:\n\n",
+    );
+    tables::events_section(results, &mut md);
+    md.push('\n');
+    md.push_str(
         "**With ClusterNetworkPolicies** (`-- --shape cluster`): the same server, N Admin-tier \
          ClusterNetworkPolicies, policy i accepting the client pod `client: c<i>` on one TCP \
          port (priority i), and a Baseline policy denying the server's ingress from every pod; \
@@ -308,6 +317,8 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
 pub fn console(results: &Results) -> String {
     let mut out = String::from("\nKernel decision cost (ns per packet)\n\n");
     tables::decision_section(results, &mut out);
+    out.push_str("\nWith flow records on (ns per packet)\n\n");
+    tables::events_section(results, &mut out);
     out.push_str("\nWith ClusterNetworkPolicies (ns per packet)\n\n");
     tables::cluster_decision_section(results, &mut out);
     out.push_str("\nReal traffic\n\n");

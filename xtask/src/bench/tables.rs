@@ -161,6 +161,60 @@ pub fn decision_section(results: &Results, out: &mut String) {
     }
 }
 
+/// The decision's cost with flow records on (`<case>+events`) beside the same case off, in the
+/// same run, and the goal: no more than 10% more per packet.
+pub fn events_section(results: &Results, out: &mut String) {
+    const CASES: [(&str, &str); 3] = [
+        ("conntrack_hit", "conntrack hit"),
+        ("new_allowed", "new allowed"),
+        ("new_denied_port", "new denied (port)"),
+    ];
+    let sizes = sizes(results.of_kind("decision"), "policies");
+    out.push_str("| policies |");
+    for (_, title) in CASES {
+        let _ = write!(out, " {title}: off | on | on ÷ off |");
+    }
+    out.push('\n');
+    out.push_str("|---:|");
+    for _ in CASES {
+        out.push_str("---:|---:|---:|");
+    }
+    out.push('\n');
+    let mut worst = [0.0f64; CASES.len()];
+    for &n in &sizes {
+        let _ = write!(out, "| {n} |");
+        for (i, (case, _)) in CASES.iter().enumerate() {
+            let off = decision(results, case, n);
+            let on = decision(results, &format!("{case}+events"), n);
+            if let (Some(off), Some(on)) = (off, on)
+                && off.median > 0.0
+            {
+                worst[i] = worst[i].max(on.median / off.median);
+            }
+            let _ = write!(
+                out,
+                " {} | {} | {} |",
+                cell(off, 0),
+                cell(on, 0),
+                ratio(on, off)
+            );
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for ((case, _), worst) in CASES.iter().zip(worst) {
+        if worst == 0.0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "- `{case}` with flow records on: at most {:+.0}% (goal ≤ +10%: **{}**).",
+            (worst - 1.0) * 100.0,
+            if worst <= 1.10 { "met" } else { "not met" },
+        );
+    }
+}
+
 /// Part 2 tables: one per metric, enforcers side by side, with same-run ratios.
 pub fn traffic_section(results: &Results, out: &mut String) {
     let sizes = sizes(results.of_kind("traffic"), "rules");
@@ -383,6 +437,14 @@ pub fn check_complete(results: &Results) -> anyhow::Result<()> {
                 .of_kind("decision_cluster")
                 .any(|v| v["case"] == case),
             "no kernel decision figure with ClusterNetworkPolicies for {case}"
+        );
+    }
+    for case in ["conntrack_hit", "new_allowed", "new_denied_port"] {
+        anyhow::ensure!(
+            results
+                .of_kind("decision")
+                .any(|v| v["case"] == format!("{case}+events")),
+            "no kernel decision figure with flow records on for {case}"
         );
     }
     for enforcer in ENFORCERS {
