@@ -189,6 +189,29 @@ fn decision_with(root: &Path, quick: bool, args: &[&str]) -> Result<Vec<Value>> 
     )
 }
 
+/// `cargo bench -p policy-agent --bench flow_records`: the flow records' memory under a flood
+/// of 1,000,000 distinct flows (100,000 for `--quick`, built by `cargo test`).
+pub fn flow_records(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    let mut cmd = cargo(root);
+    let subcommand = if quick { "test" } else { "bench" };
+    cmd.args([
+        subcommand,
+        "-p",
+        "policy-agent",
+        "--bench",
+        "flow_records",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    json_lines(
+        cmd,
+        "flow records under a flood",
+        Duration::from_secs(if quick { 120 } else { 300 }),
+    )
+}
+
 /// Where the binaries are: release for measuring, debug (what `cargo xtask test` builds) for
 /// the smoke run.
 pub fn profile_dir(quick: bool) -> &'static str {

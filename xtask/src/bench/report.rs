@@ -198,6 +198,14 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     tables::events_section(results, &mut md);
     md.push('\n');
     md.push_str(
+        "**The agent's flow records under a flood** (`cargo bench -p policy-agent --bench \
+         flow_records`): distinct flows, no two in one record, fed to the agent's aggregation \
+         as the ring hands them over, over five windows of event time; memory as counted by the \
+         bench's own allocator beyond what was allocated before the first event:\n\n",
+    );
+    tables::flow_records_section(results, &mut md);
+    md.push('\n');
+    md.push_str(
         "**With ClusterNetworkPolicies** (`-- --shape cluster`): the same server, N Admin-tier \
          ClusterNetworkPolicies, policy i accepting the client pod `client: c<i>` on one TCP \
          port (priority i), and a Baseline policy denying the server's ingress from every pod; \
@@ -319,6 +327,8 @@ pub fn console(results: &Results) -> String {
     tables::decision_section(results, &mut out);
     out.push_str("\nWith flow records on (ns per packet)\n\n");
     tables::events_section(results, &mut out);
+    out.push_str("\nFlow records under a flood\n\n");
+    tables::flow_records_section(results, &mut out);
     out.push_str("\nWith ClusterNetworkPolicies (ns per packet)\n\n");
     tables::cluster_decision_section(results, &mut out);
     out.push_str("\nReal traffic\n\n");

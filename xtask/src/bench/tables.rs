@@ -215,6 +215,29 @@ pub fn events_section(results: &Results, out: &mut String) {
     }
 }
 
+/// The flow records' memory and cost per event under a flood of distinct flows.
+pub fn flow_records_section(results: &Results, out: &mut String) {
+    out.push_str("| distinct flows | window | records per window | windows kept | peak memory | retained | records kept | flows counted as lost | agent time per event |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    #[expect(clippy::cast_precision_loss, reason = "byte counts are far below 2^52")]
+    for v in results.of_kind("flow_records_memory") {
+        let mib = |key: &str| size(v, key).map_or(0.0, |b| b as f64 / 1_048_576.0);
+        let _ = writeln!(
+            out,
+            "| {} | {} s | {} | {} | {:.1} MiB | {:.1} MiB | {} | {} | {:.0} ns |",
+            v["flows"],
+            v["window_s"],
+            v["max_records"],
+            v["keep_windows"],
+            mib("peak_bytes"),
+            mib("retained_bytes"),
+            v["records_kept"],
+            v["lost_in_kept_windows"],
+            num(v, "ns_per_event").unwrap_or(0.0),
+        );
+    }
+}
+
 /// Part 2 tables: one per metric, enforcers side by side, with same-run ratios.
 pub fn traffic_section(results: &Results, out: &mut String) {
     let sizes = sizes(results.of_kind("traffic"), "rules");
@@ -439,6 +462,12 @@ pub fn check_complete(results: &Results) -> anyhow::Result<()> {
             "no kernel decision figure with ClusterNetworkPolicies for {case}"
         );
     }
+    anyhow::ensure!(
+        results
+            .of_kind("flow_records_memory")
+            .any(|v| size(v, "peak_bytes").is_some()),
+        "no figure for the flow records under a flood"
+    );
     for case in ["conntrack_hit", "new_allowed", "new_denied_port"] {
         anyhow::ensure!(
             results
