@@ -218,6 +218,7 @@ pub async fn run(config: Config) -> Result<()> {
         host_interfaces: Vec::new(),
         web: None,
         rule_hits: Default::default(),
+        pending_compiler: Compiler::new(),
     };
     let mut flow_reader = None;
     if let Some(addr) = config.ui_addr {
@@ -423,6 +424,10 @@ struct State {
     host_interfaces: Vec<crate::compiler::HostInterface>,
     /// The datapath's per-rule counts, as totals per policy rule.
     rule_hits: crate::rule_hits::RuleHitTotals,
+    /// Compiles the cluster with its staged policies applied, for the flow records' pending
+    /// verdicts (only while the web view is served and staged policies exist; never written
+    /// to the kernel).
+    pending_compiler: Compiler,
 }
 
 impl State {
@@ -501,6 +506,16 @@ impl State {
                 crate::flow_records::Directory::of(&snapshot.cluster),
                 tables.clone(),
             );
+            let pending = snapshot.cluster.has_staged().then(|| {
+                let compiled = self
+                    .pending_compiler
+                    .compile(&snapshot.cluster.pending(), scope);
+                crate::flow_records::live::PendingView {
+                    tables: crate::flows::table_names(&compiled),
+                    maps: compiled.maps,
+                }
+            });
+            web.records.set_pending(pending);
             web.set_applied(Arc::new(snapshot.cluster.clone()), scope.clone());
         }
         self.status.tables = tables;

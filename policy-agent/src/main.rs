@@ -233,6 +233,11 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also the pending verdict: the same packet with the datastore's staged policies
+        /// (StagedGlobalNetworkPolicy, StagedNetworkPolicy, StagedKubernetesNetworkPolicy)
+        /// applied, which the datapath does not enforce.
+        #[arg(long)]
+        staged: bool,
     },
 }
 
@@ -349,6 +354,7 @@ fn main() -> Result<()> {
             protocol,
             family,
             json,
+            staged,
         } => {
             if family == 5 {
                 bail!("--family must be 4 or 6");
@@ -388,10 +394,31 @@ fn main() -> Result<()> {
                 dport: port,
             };
             let trace = verdict::explain(cluster, &scope, &packet)?;
-            if json {
-                println!("{}", verdict::render_json(&trace));
+            let pending = if staged {
+                Some(verdict::explain(&cluster.pending(), &scope, &packet)?)
             } else {
-                print!("{}", verdict::render_text(&trace));
+                None
+            };
+            match (json, &pending) {
+                (true, None) => println!("{}", verdict::render_json(&trace)),
+                (true, Some(pending)) => println!(
+                    "{}",
+                    serde_json::json!({
+                        "enforced": verdict::render_json(&trace),
+                        "pending": verdict::render_json(pending),
+                        "staged_policies": cluster.staged.len(),
+                    })
+                ),
+                (false, None) => print!("{}", verdict::render_text(&trace)),
+                (false, Some(pending)) => {
+                    println!("enforced:");
+                    print!("{}", verdict::render_text(&trace));
+                    println!(
+                        "\npending (with the {} staged policies applied; not enforced):",
+                        cluster.staged.len()
+                    );
+                    print!("{}", verdict::render_text(pending));
+                }
             }
             Ok(())
         }

@@ -47,8 +47,12 @@ pub enum Reason {
     NotIsolated,
     /// The peer is the node itself.
     Host,
-    /// A rule entry of the table in `slot` of the endpoint's list decided.
-    Rule { slot: usize, rule_ref: u32 },
+    /// A rule entry of `table`, in `slot` of the endpoint's list, decided.
+    Rule {
+        slot: usize,
+        table: u32,
+        rule_ref: u32,
+    },
     /// Isolated, and no table had a verdict.
     NoRule,
 }
@@ -148,6 +152,7 @@ pub fn decide(maps: &MapContents, packet: &Packet, direction: Direction) -> Deci
                 value.action == action::ALLOW,
                 Reason::Rule {
                     slot,
+                    table: table.table,
                     rule_ref: value.rule_ref,
                 },
             );

@@ -490,7 +490,7 @@ spec:
     // The last port comes from p19, a member of the merged last table.
     let decision =
         crate::replay::decide(maps, &tcp(FRONTEND, BACKEND, 1019), Direction::ToEndpoint);
-    let crate::replay::Reason::Rule { slot, rule_ref } = decision.reason else {
+    let crate::replay::Reason::Rule { slot, rule_ref, .. } = decision.reason else {
         panic!("decided by a rule: {decision:?}");
     };
     assert_eq!(
@@ -516,7 +516,7 @@ fn a_verdict_is_explained_by_the_policy_rule_that_made_it() {
         Direction::ToEndpoint,
     );
     assert!(decision.allowed);
-    let crate::replay::Reason::Rule { slot, rule_ref } = decision.reason else {
+    let crate::replay::Reason::Rule { slot, rule_ref, .. } = decision.reason else {
         panic!("decided by a rule: {decision:?}");
     };
     assert_eq!(

@@ -35,7 +35,10 @@ use super::{
 use crate::{
     calico::resources::{self as calico, CalicoResource},
     cluster_policy::{self, ApiKind, ClusterPolicy},
-    model::{Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert},
+    model::{
+        Cluster, EndpointSlice, Namespace, NetworkPolicy, Pod, Service, convert,
+        staged::{self, StagedKind, StagedPolicy},
+    },
     status::ObjectError,
 };
 
@@ -49,6 +52,7 @@ enum Object {
     EndpointSlice(EndpointSlice),
     Calico(CalicoResource),
     ClusterPolicy(ClusterPolicy),
+    Staged(StagedPolicy),
 }
 
 /// (kind, namespace, name): how objects are identified, as on an API server.
@@ -77,6 +81,11 @@ impl Object {
                 policy.kind.as_str().to_owned(),
                 String::new(),
                 policy.name.clone(),
+            ),
+            Object::Staged(staged) => (
+                calico_kind(staged.kind.as_str()),
+                staged.namespace.clone(),
+                staged.name.clone(),
             ),
         }
     }
@@ -192,6 +201,10 @@ impl FileDatastore {
                     Object::Calico(resource) => cluster.calico.insert(resource.clone()),
                     Object::ClusterPolicy(policy) => {
                         cluster.insert_cluster_policy(policy.clone());
+                    }
+                    Object::Staged(staged) => {
+                        let key = (staged.kind, staged.namespace.clone(), staged.name.clone());
+                        cluster.staged.insert(key, staged.clone());
                     }
                 }
             }
@@ -367,25 +380,25 @@ fn document_key(document: &serde_yaml::Value) -> Option<ObjectKey> {
     let metadata = document.get("metadata")?;
     let name = metadata.get("name")?.as_str()?.to_owned();
     let api_version = document.get("apiVersion").and_then(|v| v.as_str());
-    let calico_kind = (api_version == Some(calico::API_VERSION))
-        .then(|| calico::Kind::from_name(&kind))
-        .flatten();
-    if calico_kind.is_some() {
+    let calico_api = api_version == Some(calico::API_VERSION);
+    let calico_kind = calico_api.then(|| calico::Kind::from_name(&kind)).flatten();
+    let staged_kind = calico_api.then(|| StagedKind::from_name(&kind)).flatten();
+    if calico_kind.is_some() || staged_kind.is_some() {
         kind = self::calico_kind(&kind);
     }
-    let cluster_scoped = api_version.is_some_and(|v| ApiKind::from_api(v, &kind).is_some());
-    let namespace =
-        if kind == "Namespace" || cluster_scoped || calico_kind.is_some_and(|k| !k.is_namespaced())
-        {
-            String::new()
-        } else {
-            metadata
-                .get("namespace")
-                .and_then(|n| n.as_str())
-                .filter(|n| !n.is_empty())
-                .unwrap_or("default")
-                .to_owned()
-        };
+    let cluster_scoped = api_version.is_some_and(|v| ApiKind::from_api(v, &kind).is_some())
+        || calico_kind.is_some_and(|k| !k.is_namespaced())
+        || staged_kind.is_some_and(|k| !k.is_namespaced());
+    let namespace = if kind == "Namespace" || cluster_scoped {
+        String::new()
+    } else {
+        metadata
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_owned()
+    };
     Some((kind, namespace, name))
 }
 
@@ -432,9 +445,12 @@ fn parse_object(document: serde_yaml::Value) -> Result<Object, ParseError> {
                 .map(Object::EndpointSlice)
                 .map_err(convert_error)
         }
-        (calico::API_VERSION, _) => calico::parse_value(document)
-            .map(Object::Calico)
-            .map_err(|e| e.field_and_message()),
+        (calico::API_VERSION, kind) => match StagedKind::from_name(kind) {
+            Some(kind) => staged::parse_value(kind, document).map(Object::Staged),
+            None => calico::parse_value(document)
+                .map(Object::Calico)
+                .map_err(|e| e.field_and_message()),
+        },
         (api_version, kind) => match ApiKind::from_api(api_version, kind) {
             Some(kind) => cluster_policy::parse_value(kind, document)
                 .map(Object::ClusterPolicy)

@@ -74,6 +74,15 @@ pub struct Observation {
     pub decided_by: String,
     /// Denied: why (`policy_common::counters::drop_reason`'s name).
     pub reason: Option<&'static str>,
+    /// With staged policies in the datastore: the verdict with them applied.
+    pub pending: Option<Pending>,
+}
+
+/// The verdict a flow would get with the staged policies applied, and what would decide it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pending {
+    pub verdict: Verdict,
+    pub decided_by: String,
 }
 
 /// What a record is keyed by: what a reader filters and groups on.
@@ -90,6 +99,10 @@ pub struct RecordKey {
     /// `revoked`, `unknown_endpoint`, `spoofed`, `fragment`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With staged policies in the datastore: the pending verdict (see
+    /// `crate::model::staged`); absent without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +172,7 @@ impl Aggregator {
             verdict: observation.verdict,
             decided_by: observation.decided_by,
             reason: observation.reason.map(str::to_owned),
+            pending: observation.pending,
         };
         let full = self.open.len() >= self.limits.max_records;
         match self.open.get_mut(&key) {
@@ -268,6 +282,7 @@ mod tests {
             verdict,
             decided_by: "default/web ingress[0]".to_owned(),
             reason: None,
+            pending: None,
         }
     }
 

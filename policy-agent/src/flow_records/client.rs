@@ -147,8 +147,19 @@ pub fn render_text(window: &Window, record: &Record) -> String {
         super::aggregate::Reporter::Egress => "egress",
         super::aggregate::Reporter::Ingress => "ingress",
     };
+    let pending = record
+        .key
+        .pending
+        .as_ref()
+        .map_or(String::new(), |pending| {
+            let verdict = match pending.verdict {
+                Verdict::Allow => "allow",
+                Verdict::Deny => "deny",
+            };
+            format!("; staged: {verdict} by {}", pending.decided_by)
+        });
     format!(
-        "{:>10.1}s {} -> {} proto {} port {} {verdict} at {reporter}: {} ({} flows)",
+        "{:>10.1}s {} -> {} proto {} port {} {verdict} at {reporter}: {}{pending} ({} flows)",
         window.start_ns as f64 / 1e9,
         record.key.src,
         record.key.dst,
@@ -189,6 +200,7 @@ mod tests {
                 verdict,
                 decided_by: decided_by.to_owned(),
                 reason: None,
+                pending: None,
             },
             flows: 3,
             first_ns: 0,

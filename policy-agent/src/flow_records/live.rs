@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use policy_common::flow::{FROM_ENDPOINT, FlowEvent};
@@ -12,9 +12,21 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Directory,
-    aggregate::{Aggregator, Limits, Observation, Reporter, Verdict, Window},
+    aggregate::{Aggregator, Limits, Observation, Pending, Reporter, Verdict, Window},
 };
-use crate::flows::{FlowReader, TableNames, address, decided_by};
+use crate::{
+    compiler::MapContents,
+    flows::{FlowReader, TableNames, address, decided_by},
+    replay::{self, Direction, Packet, Reason},
+};
+
+/// The cluster with the staged policies applied, compiled (never written to the kernel): what
+/// pending verdicts are decided against, by the same replay of the programs' lookups that
+/// `policy-agent explain` and the tests use.
+pub struct PendingView {
+    pub maps: Arc<MapContents>,
+    pub tables: BTreeMap<u32, TableNames>,
+}
 
 /// Events read from the ring per poll, at most: a flood is drained over several polls (and
 /// beyond the ring's size, the datapath counts what it could not write).
@@ -24,12 +36,54 @@ struct State {
     aggregator: Aggregator,
     directory: Directory,
     tables: BTreeMap<u32, TableNames>,
+    /// With staged policies in the datastore.
+    pending: Option<PendingView>,
 }
 
 impl State {
     fn observe(&mut self, event: &FlowEvent) {
-        let observation = observation(event, &self.tables);
+        let mut observation = observation(event, &self.tables);
+        observation.pending = self.pending.as_ref().map(|view| pending(event, view));
         self.aggregator.observe(observation, &self.directory);
+    }
+}
+
+/// The verdict `event`'s packet would get at the same hook with the staged policies applied,
+/// and what would decide it, named as an event's deciding entry is.
+fn pending(event: &FlowEvent, view: &PendingView) -> Pending {
+    let packet = Packet {
+        src: address(event.src),
+        dst: address(event.dst),
+        protocol: event.protocol,
+        sport: event.sport,
+        dport: event.dport,
+    };
+    let direction = if event.direction == FROM_ENDPOINT {
+        Direction::FromEndpoint
+    } else {
+        Direction::ToEndpoint
+    };
+    let decision = replay::decide(&view.maps, &packet, direction);
+    let (table, rule_ref) = match decision.reason {
+        Reason::Rule {
+            table, rule_ref, ..
+        } => (table, rule_ref),
+        _ => (0, 0),
+    };
+    let decided = FlowEvent {
+        allowed: u8::from(decision.allowed),
+        reason: decision.drop_reason().unwrap_or(0),
+        table,
+        rule_ref,
+        ..*event
+    };
+    Pending {
+        verdict: if decision.allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        },
+        decided_by: decided_by(&decided, &view.tables),
     }
 }
 
@@ -55,6 +109,7 @@ impl FlowRecords {
                 aggregator: Aggregator::new(limits),
                 directory: Directory::default(),
                 tables: BTreeMap::new(),
+                pending: None,
             }),
         }
     }
@@ -68,6 +123,12 @@ impl FlowRecords {
         let mut state = self.lock();
         state.directory = directory;
         state.tables = tables;
+    }
+
+    /// The staged policies' compile, or `None` when the datastore has none: from now on every
+    /// record carries its pending verdict, or none.
+    pub fn set_pending(&self, pending: Option<PendingView>) {
+        self.lock().pending = pending;
     }
 
     /// Reads what is waiting in the ring into the records; closes a window that is due.
@@ -130,6 +191,7 @@ pub fn observation(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Obs
         },
         decided_by: decided_by(event, tables),
         reason: crate::flows::drop_reason(event),
+        pending: None,
     }
 }
 

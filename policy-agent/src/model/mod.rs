@@ -8,6 +8,7 @@ pub mod calico;
 pub mod convert;
 pub mod selector;
 pub mod services;
+pub mod staged;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -51,6 +52,9 @@ pub struct Cluster {
     pub services: BTreeMap<(String, String), Service>,
     /// Keyed by (namespace, name).
     pub endpoint_slices: BTreeMap<(String, String), EndpointSlice>,
+    /// Calico's staged policies, keyed by (kind, namespace, name): never enforced, read for
+    /// pending verdicts only (see [`staged`]; the compiler does not look at them).
+    pub staged: BTreeMap<(staged::StagedKind, String, String), staged::StagedPolicy>,
 }
 
 impl Cluster {
