@@ -22,6 +22,7 @@ mod cluster;
 use std::{
     fmt::Write as _,
     hint::black_box,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -527,12 +528,35 @@ fn full_compile(base: &Cluster, name: &str, scope: &Scope) -> (Compiler, MapCont
 
 /// Writes compiled maps into the real datapath (root), its policy maps created with the
 /// capacities they need (`run --rule-capacity`, `--identity-capacity`), and prints how long
-/// that took and the kernel memory each map holds (`memlock` of its fdinfo).
+/// that took and the kernel memory each map holds (`memlock` of its fdinfo). The maps are
+/// pinned under a directory of this process, removed afterwards or when interrupted.
 fn program(maps: &MapContents) -> anyhow::Result<()> {
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/palisade-calico-bench-{}",
+        std::process::id()
+    ));
+    // Interrupted (Ctrl-C, or xtask's time limit): remove the pinned maps before leaving.
+    let on_signal = pins.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = std::fs::remove_dir_all(&on_signal);
+        std::process::exit(130);
+    }) {
+        eprintln!("  no Ctrl-C cleanup ({e})");
+    }
+    let result = program_pinned(maps, &pins);
+    if let Err(e) = std::fs::remove_dir_all(&pins)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("  could not remove {}: {e}", pins.display());
+    }
+    result
+}
+
+/// [`program`], its maps pinned under `pins`.
+fn program_pinned(maps: &MapContents, pins: &Path) -> anyhow::Result<()> {
     use std::os::fd::{AsFd as _, AsRawFd as _};
 
     use aya::maps::MapData;
-    use palisade_tests::scratch::Pins;
     use policy_agent::dataplane::{Capacities, Datapath};
     use policy_common::{capacity, map_names, rule::PREFIX_FULL};
 
@@ -543,8 +567,7 @@ fn program(maps: &MapContents) -> anyhow::Result<()> {
         .count();
     let rules = u32::try_from(exact.max(maps.rules.len() - exact))?.max(capacity::RULES);
     let identities = u32::try_from(maps.identities.len())?.max(capacity::IDENTITIES);
-    let pins = Pins::new("calico-bench");
-    let mut datapath = Datapath::load_with(&pins.0, Capacities { rules, identities })?;
+    let mut datapath = Datapath::load_with(pins, Capacities { rules, identities })?;
     let started = Instant::now();
     let stats = datapath.apply(&MapContents::default(), maps)?;
     eprintln!(
@@ -559,7 +582,7 @@ fn program(maps: &MapContents) -> anyhow::Result<()> {
         map_names::IDENTITIES,
         map_names::ENDPOINTS,
     ] {
-        let data = MapData::from_pin(pins.0.join(map))?;
+        let data = MapData::from_pin(pins.join(map))?;
         let fdinfo = std::fs::read_to_string(format!(
             "/proc/self/fdinfo/{}",
             data.fd().as_fd().as_raw_fd()
@@ -580,7 +603,7 @@ fn ordered_sharing(maps: &MapContents) {
     use std::collections::{BTreeMap, BTreeSet};
 
     use policy_common::identity::ANY;
-    let ordered = palisade_tests::leftovers::ordered_tables(maps);
+    let ordered = maps.ordered_tables();
     // table -> peer -> its entries without the table and peer.
     // A peer's entries in one table, without the table and the peer: (prefix, protocol,
     // port, action, rule, flags).

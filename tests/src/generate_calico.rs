@@ -958,10 +958,10 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|e| panic!("generated an invalid resource: {e}\n{yaml}")))
                 .collect();
-            let mut world = CalicoWorld::from(&kubernetes);
-            for resource in &resources {
-                world.add(resource.clone());
-            }
+            // The model reads the resources from the YAML itself, applying Calico's defaults
+            // on its own rather than taking the ones the agent checked.
+            let mut world = CalicoWorld::read(&kubernetes, &yaml)
+                .unwrap_or_else(|e| panic!("the model cannot read the case: {e}\n{yaml}"));
             let mut yaml = yaml;
             // One object per kind and name, the last generated one: as the API server holds
             // them.
@@ -1003,9 +1003,10 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
 pub enum CalicoEdit {
     /// Deletes one of the case's Calico policies (none when it has none).
     RemovePolicy(prop::sample::Index),
-    /// Applies a generated policy: added, or replacing the one of the same name and
-    /// namespace.
-    PutPolicy(Box<CalicoResource>),
+    /// Applies a generated policy, given as its v3 YAML: added, or replacing the one of the
+    /// same name and namespace. The agent parses the YAML as it does a datastore's, the
+    /// model reads it as written.
+    PutPolicy(String),
     /// Replaces the CIDRs of one of the case's network sets (none when it has none), labels
     /// kept: the change a block list's updates make.
     SetNets(prop::sample::Index, Vec<ipnet::IpNet>),
@@ -1028,10 +1029,8 @@ pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
         any::<prop::sample::Index>().prop_map(CalicoEdit::RemovePolicy),
         (0usize..5).prop_flat_map(policy).prop_map(|document| {
             let yaml = serde_yaml::to_string(&document).unwrap_or_default();
-            match parse_documents(&yaml).pop() {
-                Some(Ok(resource)) => CalicoEdit::PutPolicy(Box::new(resource)),
-                other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
-            }
+            agent_policy(&yaml);
+            CalicoEdit::PutPolicy(yaml)
         }),
         (
             any::<prop::sample::Index>(),
@@ -1049,6 +1048,14 @@ pub fn calico_edit() -> impl Strategy<Value = CalicoEdit> {
             })
         }),
     ]
+}
+
+/// The one policy of `yaml` as the agent parses it (every generated one is valid).
+fn agent_policy(yaml: &str) -> CalicoResource {
+    match parse_documents(yaml).pop() {
+        Some(Ok(resource)) => resource,
+        other => panic!("generated an invalid policy: {other:?}\n{yaml}"),
+    }
 }
 
 /// A network set's key: namespace (none for global) and name.
@@ -1144,6 +1151,10 @@ impl CalicoCase {
             ));
             return;
         }
+        let put = match edit {
+            CalicoEdit::PutPolicy(yaml) => Some(agent_policy(yaml)),
+            _ => None,
+        };
         let removed = match edit {
             CalicoEdit::RemovePolicy(index) => {
                 let keys: Vec<_> = self.resources.iter().filter_map(policy_key).collect();
@@ -1152,7 +1163,7 @@ impl CalicoCase {
                 }
                 keys[index.index(keys.len())].clone()
             }
-            CalicoEdit::PutPolicy(resource) => match policy_key(resource.as_ref()) {
+            CalicoEdit::PutPolicy(_) => match put.as_ref().and_then(policy_key) {
                 Some(key) => key,
                 None => return,
             },
@@ -1173,12 +1184,17 @@ impl CalicoCase {
                 self.yaml
                     .push_str(&format!("# then deleted: {namespace}/{name}\n"));
             }
-            CalicoEdit::PutPolicy(resource) => {
-                self.resources.push(resource.as_ref().clone());
-                self.world.add(resource.as_ref().clone());
-                self.yaml.push_str(&format!(
-                    "# then applied {namespace}/{name}: {resource:?}\n"
-                ));
+            CalicoEdit::PutPolicy(yaml) => {
+                self.resources.extend(put);
+                self.world
+                    .extend_from_yaml(yaml)
+                    .unwrap_or_else(|e| panic!("the model cannot read a policy: {e}\n{yaml}"));
+                // Commented out, as the other edits are: the listing stays the first world.
+                self.yaml
+                    .push_str(&format!("# then applied {namespace}/{name}:\n"));
+                for line in yaml.lines() {
+                    self.yaml.push_str(&format!("#   {line}\n"));
+                }
             }
             CalicoEdit::SetNets(..)
             | CalicoEdit::SetEndpoints(..)

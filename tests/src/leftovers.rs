@@ -18,7 +18,7 @@ use policy_agent::{
     dataplane::{MapDelta, routes::Binding},
 };
 use policy_common::{
-    endpoint::{TableRef, lookup},
+    endpoint::lookup,
     identity,
     rule::{RuleKey, RuleValue},
 };
@@ -37,7 +37,7 @@ pub fn follow(synced: &mut MapContents, compiled: &Compiled) {
 
 /// (endpoints, identities, rule entries of unordered tables).
 pub fn counts(maps: &MapContents) -> (usize, usize, usize) {
-    let ordered = ordered_tables(maps);
+    let ordered = maps.ordered_tables();
     let unordered_rules = maps
         .rules
         .keys()
@@ -49,8 +49,9 @@ pub fn counts(maps: &MapContents) -> (usize, usize, usize) {
 /// Rule entries of a table no endpoint lists, (in an ordered table) of a peer identity no
 /// address carries, or source-port classes of a table that does not look them up.
 pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
-    let listed: BTreeSet<u32> = listed_tables(maps).map(|t| t.table).collect();
-    let with_source_ports: BTreeSet<u32> = listed_tables(maps)
+    let listed: BTreeSet<u32> = maps.listed_tables().map(|t| t.table).collect();
+    let with_source_ports: BTreeSet<u32> = maps
+        .listed_tables()
         .filter(|t| t.lookups & lookup::SOURCE_PORTS != 0)
         .map(|t| t.table)
         .collect();
@@ -60,7 +61,7 @@ pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
         .flat_map(|v| [v.pod_identity, v.cidr_identity])
         .chain([identity::ANY, identity::WORLD])
         .collect();
-    let ordered = ordered_tables(maps);
+    let ordered = maps.ordered_tables();
     maps.rules
         .iter()
         .filter(|(key, _)| {
@@ -74,20 +75,4 @@ pub fn orphans(maps: &MapContents) -> Vec<(LpmKey<RuleKey>, RuleValue)> {
         })
         .map(|(key, value)| (*key, *value))
         .collect()
-}
-
-/// The tables some endpoint lists that are ordered (Calico).
-pub fn ordered_tables(maps: &MapContents) -> BTreeSet<u32> {
-    listed_tables(maps)
-        .filter(|t| t.lookups & lookup::ORDERED != 0)
-        .map(|t| t.table)
-        .collect()
-}
-
-/// Every table reference of every endpoint, both directions.
-fn listed_tables(maps: &MapContents) -> impl Iterator<Item = TableRef> + '_ {
-    maps.endpoints
-        .values()
-        .flat_map(|e| [&e.ingress, &e.egress])
-        .flat_map(|list| list.tables.iter().take(list.count as usize).copied())
 }

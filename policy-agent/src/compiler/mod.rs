@@ -39,7 +39,7 @@ use std::{
 use ipnet::IpNet;
 use policy_common::{
     IPV4_MAPPED_PREFIX_BITS,
-    endpoint::{EndpointKey, EndpointPolicy},
+    endpoint::{EndpointKey, EndpointPolicy, TableRef, lookup},
     identity::{IdentityKey, IdentityValue},
     ipv4_mapped,
     rule::{RuleKey, RuleValue},
@@ -112,6 +112,24 @@ pub struct MapContents {
     pub endpoints: BTreeMap<EndpointKey, EndpointPolicy>,
     pub identities: BTreeMap<LpmKey<IdentityKey>, IdentityValue>,
     pub rules: BTreeMap<LpmKey<RuleKey>, RuleValue>,
+}
+
+impl MapContents {
+    /// Every table reference of every endpoint, both directions.
+    pub fn listed_tables(&self) -> impl Iterator<Item = TableRef> + '_ {
+        self.endpoints
+            .values()
+            .flat_map(|e| [&e.ingress, &e.egress])
+            .flat_map(|list| list.tables.iter().take(list.count as usize).copied())
+    }
+
+    /// The tables some endpoint lists that are ordered (Calico).
+    pub fn ordered_tables(&self) -> BTreeSet<u32> {
+        self.listed_tables()
+            .filter(|t| t.lookups & lookup::ORDERED != 0)
+            .map(|t| t.table)
+            .collect()
+    }
 }
 
 /// The keys of the entries a compile may have added, changed or removed: what the datapath

@@ -13,9 +13,7 @@
 //! validation also *defaults* (`types` from the rules present, the `default` tier, the
 //! namespace, a Service's namespace, the built-in tiers' order and action), and a defaulting
 //! bug read by both sides would be invisible to `compiler_vs_calico_model`. The model applies
-//! those defaults itself, from Calico's API reference ([`resources`] lists them). The one
-//! exception is [`CalicoWorld::add`], which takes an already checked resource for callers that
-//! hold nothing else (see `checked.rs`); worlds read from YAML never use it.
+//! those defaults itself, from Calico's API reference ([`resources`] lists them).
 //!
 //! Like [`crate::reference`] it is a test oracle: brute force, obviously right rather than fast,
 //! sharing no code with the agent's compiler or `policy_agent::model` (only the data types a
@@ -189,7 +187,6 @@
 //!   container port of the live pod at the destination address with that name, its own
 //!   protocol and number (never a non-pod destination).
 
-mod checked;
 mod eval;
 pub mod resources;
 mod trace;

@@ -8,7 +8,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use policy_agent::{
-    calico::resources::{CalicoResource, Protocol, parse_documents},
+    calico::resources::{Protocol, parse_documents},
     cluster_policy::{self, ApiKind, ClusterPolicy},
 };
 use serde_yaml::Value;
@@ -80,12 +80,6 @@ impl CalicoWorld {
         Ok(())
     }
 
-    /// Adds one resource *already checked and defaulted by the agent*: not independent of
-    /// its validation (see [`super::checked`]). Prefer [`CalicoWorld::add_document`].
-    pub fn add(&mut self, resource: CalicoResource) -> bool {
-        self.insert(resource.into())
-    }
-
     /// Reads a multi-document YAML file holding Calico v3 resources (through
     /// [`parse_documents`]), network-policy-api objects (through the agent's validation,
     /// [`cluster_policy::parse_value`]: the model needs valid objects, not their meaning) and
@@ -98,8 +92,8 @@ impl CalicoWorld {
     }
 
     /// The Kubernetes world `kubernetes` plus every object of `yaml` ([`CalicoWorld::from_yaml`]):
-    /// how the property tests rebuild a generated case's world from its YAML, so that the
-    /// model reads the Calico resources as written rather than as the agent checked them.
+    /// how a generated case's world is built from its YAML, so that the model reads the
+    /// Calico resources as written rather than as the agent checked them.
     pub fn read(kubernetes: &World, yaml: &str) -> Result<CalicoWorld, String> {
         let mut world = CalicoWorld::from(kubernetes);
         world.extend_from_yaml(yaml)?;

@@ -49,16 +49,6 @@ use proptest::{prelude::*, test_runner::TestCaseError};
 /// The default number of worlds of the first property (a quarter of it for the second).
 const CASES: u32 = 1600;
 
-/// `case` with the model's world read again from the case's YAML: the generator builds it
-/// from the resources the agent checked (and defaulted), which would hide a defaulting bug
-/// shared by the agent and the model; read from the YAML, the model applies Calico's
-/// defaults itself.
-fn read_by_the_model(mut case: CalicoCase) -> Result<CalicoCase, TestCaseError> {
-    case.world = CalicoWorld::read(&case.kubernetes_world(), &case.yaml)
-        .map_err(|e| TestCaseError::fail(format!("the model cannot read the case: {e}")))?;
-    Ok(case)
-}
-
 fn scope(case: &CalicoCase) -> Scope {
     Scope {
         node_name: None,
@@ -182,7 +172,6 @@ proptest! {
         picks in flow_picks(24),
         icmp in icmp_picks(8),
     ) {
-        let case = read_by_the_model(case)?;
         let cluster = case.agent_cluster();
         let maps = Compiler::new().compile(&cluster, &scope(&case)).maps;
         check_flows(&case, &cluster, &maps, &picks, &icmp, &SINGLE)?;
@@ -201,9 +190,9 @@ proptest! {
         picks in flow_picks(16),
         icmp in icmp_picks(4),
     ) {
-        // The edits of `calico_edit` reach the model as checked resources (see
-        // `CalicoWorld::add`); the world they start from is read by the model itself.
-        let mut case = read_by_the_model(case)?;
+        // The world and the edits of `calico_edit` reach the model as YAML, read by the
+        // model itself (`CalicoWorld::read`, `CalicoWorld::extend_from_yaml`).
+        let mut case = case;
         let mut compiler = Compiler::new();
         // What a sync that writes only the reported changes leaves in the maps.
         let mut synced = MapContents::default();
