@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 
 use palisade_tests::{
-    calico_reference::CalicoWorld,
     generate::flow_picks,
     generate_calico::{calico_case, icmp_picks},
     kernel::ProgrammedDatapath,
@@ -55,11 +54,8 @@ fn kernel_verdicts_agree_with_the_calico_model() {
     let result = runner.run(
         &(calico_case(), flow_picks(24), icmp_picks(8)),
         |(case, picks, icmp)| {
-            // The model reads the case's resources from its YAML, applying Calico's defaults
-            // itself, rather than taking the ones the agent checked.
-            let mut case = case;
-            case.world = CalicoWorld::read(&case.kubernetes_world(), &case.yaml)
-                .map_err(|e| TestCaseError::fail(format!("the model cannot read the case: {e}")))?;
+            // The generator's world is the model's own reading of the case's YAML (Calico's
+            // defaults applied by the model itself, not taken from the agent).
             let mut datapath = datapath.borrow_mut();
             let scope = Scope {
                 node_name: None,
