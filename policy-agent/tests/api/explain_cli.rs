@@ -141,6 +141,66 @@ fn explains_tiers_passes_and_the_deciding_rule() {
     assert!(text.contains("verdict: deny"), "{text}");
 }
 
+/// A staged Delete of web's only policy, and a staged deny in front of it: the enforced walk
+/// is unchanged, the pending one is the cluster with them applied.
+const STAGED: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: web-from-shop, namespace: shop}
+spec: {stagedAction: Delete}
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata: {name: quarantine-web}
+spec:
+  order: 10
+  selector: app == 'web'
+  types: [Ingress]
+  ingress:
+    - action: Deny
+      protocol: TCP
+      destination: {ports: [8080]}
+"#;
+
+#[test]
+fn staged_policies_give_a_pending_walk_beside_the_enforced_one() {
+    let dir = scratch("staged");
+    std::fs::write(dir.path().join("staged.yaml"), STAGED).expect("writing a manifest");
+    let args = [
+        "--from",
+        "shop/client",
+        "--to",
+        "shop/web",
+        "--port",
+        "8080",
+    ];
+    // Without --staged, the enforced walk only: staged policies change nothing.
+    let (ok, text) = explain(&dir, &args);
+    assert!(ok, "{text}");
+    assert!(text.contains("verdict: allow"), "{text}");
+    assert!(!text.contains("quarantine-web"), "{text}");
+
+    let (ok, text) = explain(&dir, &[&args[..], &["--staged"]].concat());
+    assert!(ok, "{text}");
+    let (enforced, pending) = text
+        .split_once("pending (with the 2 staged policies applied; not enforced):")
+        .expect("a pending section");
+    assert!(enforced.contains("verdict: allow"), "{text}");
+    assert!(
+        pending.contains("deny: GlobalNetworkPolicy quarantine-web ingress[0] (Deny)"),
+        "{text}"
+    );
+    assert!(pending.contains("verdict: deny"), "{text}");
+    assert!(!pending.contains("web-from-shop"), "{text}");
+
+    let (ok, json) = explain(&dir, &[&args[..], &["--staged", "--json"]].concat());
+    assert!(ok, "{json}");
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+    assert_eq!(value["enforced"]["allowed"], true);
+    assert_eq!(value["pending"]["allowed"], false);
+    assert_eq!(value["staged_policies"], 2);
+}
+
 #[test]
 fn bad_arguments_name_what_is_wrong() {
     let dir = scratch("errors");

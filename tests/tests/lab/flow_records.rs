@@ -27,53 +27,16 @@ fn the_agent_serves_named_records_of_its_flow_events() {
     let failures = lab.run_steps(&scenario.steps).expect("running the steps");
     // The windows are 1 s: read until both records are there, bounded.
     let node = topology::node_netns(lab.id());
-    let binary = agent::agent_binary().expect("the agent binary");
-    let started = Instant::now();
-    let mut lines = Vec::new();
-    while started.elapsed() < Duration::from_secs(15) {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &node])
-            .arg(&binary)
-            .args([
-                "flows",
-                "--agent",
-                "127.0.0.1:9098",
-                "--json",
-                "--seconds",
-                "2",
-            ])
-            .output()
-            .expect("running policy-agent flows");
-        assert!(
-            output.status.success(),
-            "policy-agent flows --agent: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        lines.extend(
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::to_owned),
-        );
-        if found(&lines, "shop/client", "allow", "ingress").is_some()
-            && found(&lines, "shop/stranger", "deny", "ingress").is_some()
-            && found(&lines, "shop/stranger", "allow", "egress").is_some()
-        {
-            break;
-        }
-    }
+    let lines = read_records(&node, |lines| {
+        found(lines, "shop/client", "allow", "ingress").is_some()
+            && found(lines, "shop/stranger", "deny", "ingress").is_some()
+            && found(lines, "shop/stranger", "allow", "egress").is_some()
+    });
     let page = browse(
         &node,
         "http://127.0.0.1:9098/?explain=shop/stranger,shop/web,8000,tcp",
         None,
     );
-    let screenshot = std::env::var_os("PALISADE_WEB_SCREENSHOT");
-    if let Some(path) = &screenshot {
-        browse(
-            &node,
-            "http://127.0.0.1:9098/?explain=shop/stranger,shop/web,8000,tcp",
-            Some(Path::new(path)),
-        );
-    }
     let log = lab.agent_log_tail().join("\n");
     lab.finish().expect("finishing the lab");
     // The page, after its scripts ran: the flow table, the graph's edges, the explanation.
@@ -123,9 +86,46 @@ fn the_agent_serves_named_records_of_its_flow_events() {
     );
 }
 
+/// The record lines `policy-agent flows --agent 127.0.0.1:9098 --json` prints inside the node
+/// namespace, read two seconds at a time until `enough` says so, for at most 15 s.
+pub(crate) fn read_records(node: &str, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let binary = agent::agent_binary().expect("the agent binary");
+    let started = Instant::now();
+    let mut lines = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let output = Command::new("ip")
+            .args(["netns", "exec", node])
+            .arg(&binary)
+            .args([
+                "flows",
+                "--agent",
+                "127.0.0.1:9098",
+                "--json",
+                "--seconds",
+                "2",
+            ])
+            .output()
+            .expect("running policy-agent flows");
+        assert!(
+            output.status.success(),
+            "policy-agent flows --agent: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        lines.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned),
+        );
+        if enough(&lines) {
+            break;
+        }
+    }
+    lines
+}
+
 /// The page's DOM after its scripts ran (and with `screenshot`, a PNG of it instead), from
 /// headless Chromium inside the node namespace. Bounded: 20 s.
-fn browse(node: &str, url: &str, screenshot: Option<&Path>) -> String {
+pub(crate) fn browse(node: &str, url: &str, screenshot: Option<&Path>) -> String {
     let profile = tempdir();
     let mut command = Command::new("ip");
     command.args([

@@ -8,6 +8,7 @@ mod crafted_packets;
 mod flow_records;
 mod invalid_manifest;
 mod lab_cleanup;
+mod observability;
 mod refused_policy;
 mod resync;
 mod seed;

@@ -72,6 +72,7 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
         "Namespace"
             | "Node"
             | "GlobalNetworkPolicy"
+            | "StagedGlobalNetworkPolicy"
             | "Tier"
             | "GlobalNetworkSet"
             | "HostEndpoint"
