@@ -157,6 +157,9 @@ fn object_name(document: &Value) -> Option<String> {
             "GlobalNetworkSet",
             "NetworkSet",
             "HostEndpoint",
+            "StagedGlobalNetworkPolicy",
+            "StagedNetworkPolicy",
+            "StagedKubernetesNetworkPolicy",
         ]
         .contains(&kind);
     // network-policy-api's kinds are cluster-scoped (under their own API versions only).
@@ -165,7 +168,10 @@ fn object_name(document: &Value) -> Option<String> {
         .and_then(Value::as_str)
         .is_some_and(|v| policy_agent::cluster_policy::ApiKind::from_api(v, kind).is_some());
     let namespaced = if calico {
-        matches!(kind, "NetworkPolicy" | "NetworkSet")
+        matches!(
+            kind,
+            "NetworkPolicy" | "NetworkSet" | "StagedNetworkPolicy" | "StagedKubernetesNetworkPolicy"
+        )
     } else {
         kind != "Namespace" && !cluster_scoped
     };
