@@ -9,7 +9,8 @@
 //! - `GET /rules`: the packets and new flows each policy rule decided, as JSON
 //!   ([`crate::rule_hits::RuleCount`]s).
 //! - `GET /explain?from=A&to=B&port=P&protocol=tcp&family=4`: the walk `policy-agent explain`
-//!   prints, as JSON, against the state the agent applied last.
+//!   prints, as JSON, against the state the agent applied last; with staged policies, the walk
+//!   with them applied under `pending` (`explain --staged`).
 
 use std::{
     collections::HashMap,
@@ -156,7 +157,14 @@ fn explain(state: &WebState, query: &HashMap<String, String>) -> Result<serde_js
         dport: number("port", 0)?,
     };
     let trace = verdict::explain(&cluster, &scope, &packet).map_err(|e| e.to_string())?;
-    Ok(verdict::render_json(&trace))
+    let mut answer = verdict::render_json(&trace);
+    // With staged policies, the walk they would give as well (`explain --staged`).
+    if cluster.has_staged() {
+        let pending =
+            verdict::explain(&cluster.pending(), &scope, &packet).map_err(|e| e.to_string())?;
+        answer["pending"] = verdict::render_json(&pending);
+    }
+    Ok(answer)
 }
 
 /// The query's `key=value` pairs, percent-decoded (`+` as a space, as forms send them).

@@ -170,7 +170,10 @@ fn object_name(document: &Value) -> Option<String> {
     let namespaced = if calico {
         matches!(
             kind,
-            "NetworkPolicy" | "NetworkSet" | "StagedNetworkPolicy" | "StagedKubernetesNetworkPolicy"
+            "NetworkPolicy"
+                | "NetworkSet"
+                | "StagedNetworkPolicy"
+                | "StagedKubernetesNetworkPolicy"
         )
     } else {
         kind != "Namespace" && !cluster_scoped

@@ -83,7 +83,11 @@ fn records_counters_and_staged_verdicts_on_real_traffic() {
         std::thread::sleep(Duration::from_millis(500));
         text = metrics(&node);
     }
-    let page = browse(&node, "http://127.0.0.1:9098/", None);
+    let page = browse(
+        &node,
+        "http://127.0.0.1:9098/?explain=shop/client,shop/api,9000,tcp",
+        None,
+    );
     // `PALISADE_WEB_SCREENSHOT=docs/web-view.png` redraws the README's picture from this page.
     if let Some(path) = std::env::var_os("PALISADE_WEB_SCREENSHOT") {
         browse(
@@ -140,6 +144,10 @@ fn records_counters_and_staged_verdicts_on_real_traffic() {
         "data-rule=\"GlobalNetworkPolicy api-ingress ingress[1] allow\"",
         "class=\"deny differs\"",
         "class=\"allow differs\"",
+        // The explain panel: enforced allow, pending deny by the staged api-ingress.
+        "id=\"explain-verdict\">verdict: allow</p>",
+        "id=\"explain-pending\">with the staged policies (not enforced): deny</p>",
+        "ingress of shop/api: deny, by the default action of tier default",
     ] {
         assert!(
             page.contains(expected),
