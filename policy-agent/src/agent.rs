@@ -826,6 +826,17 @@ impl State {
     /// Reads the datapath's per-rule counts into the totals, the status, the metrics and the
     /// web view. Bounded work: one pass over the counted entries.
     fn refresh_rule_hits(&mut self, datapath: &Datapath) {
+        // Flow observability's losses, with the counts it reads as often.
+        match datapath.flow_events_dropped() {
+            Ok(dropped) => {
+                let lost = self
+                    .web
+                    .as_ref()
+                    .map_or((0, 0), |web| web.records.lost_total());
+                self.health.flow_losses(dropped, lost);
+            }
+            Err(e) => warn!(error = format!("{e:#}"), "reading the flow event budget"),
+        }
         match datapath.rule_hits() {
             Ok(read) => {
                 self.rule_hits.update(read, &self.status.tables);

@@ -106,6 +106,7 @@ pub struct Health {
     packets: Family<OutcomeLabel, Gauge>,
     drops: Arc<DropsCollector>,
     rule_hits: Arc<RuleHitsCollector>,
+    flow_losses: Arc<FlowLossCollector>,
     watch: Arc<WatchCollector>,
 }
 
@@ -209,6 +210,8 @@ impl Health {
         registry.register_collector(Box::new(drops.clone()));
         let rule_hits = Arc::new(RuleHitsCollector::default());
         registry.register_collector(Box::new(rule_hits.clone()));
+        let flow_losses = Arc::new(FlowLossCollector::default());
+        registry.register_collector(Box::new(flow_losses.clone()));
         let watch = Arc::new(WatchCollector::default());
         registry.register_collector(Box::new(watch.clone()));
         Self {
@@ -235,6 +238,7 @@ impl Health {
             packets,
             drops,
             rule_hits,
+            flow_losses,
             watch,
         }
     }
@@ -259,6 +263,17 @@ impl Health {
                 .copied()
                 .unwrap_or(0);
         }
+    }
+
+    /// What flow observability lost, as last read: events the datapath did not write, and
+    /// flows the records' full windows did not hold (allowed, denied).
+    pub fn flow_losses(&self, events_dropped: u64, records_lost: (u64, u64)) {
+        *self
+            .flow_losses
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            [events_dropped, records_lost.0, records_lost.1];
     }
 
     /// The per-rule totals, as last read.
@@ -494,6 +509,41 @@ impl Collector for RuleHitsCollector {
     }
 }
 
+/// `palisade_flow_events_dropped_total` (events the datapath did not write: its per-CPU budget
+/// for the second spent, or the ring full) and `palisade_flow_records_lost_total{verdict}`
+/// (flows that found their window of records full): losses are counted, never silent.
+#[derive(Debug, Default)]
+struct FlowLossCollector {
+    counts: Mutex<[u64; 3]>,
+}
+
+impl Collector for FlowLossCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let [dropped, lost_allowed, lost_denied] =
+            *self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let sample = ConstCounter::new(0u64);
+        let events = encoder.encode_descriptor(
+            "flow_events_dropped",
+            "Flow events the datapath did not write since it was loaded (each CPU's budget of 2,000 a second spent, or the ring full)",
+            None,
+            sample.metric_type(),
+        )?;
+        ConstCounter::new(dropped).encode(events)?;
+        let mut records = encoder.encode_descriptor(
+            "flow_records_lost",
+            "Flows the agent's records did not hold because their window was full",
+            None,
+            sample.metric_type(),
+        )?;
+        for (verdict, count) in [("allow", lost_allowed), ("deny", lost_denied)] {
+            let labels = [("verdict", verdict)];
+            let metric = records.encode_family(&labels)?;
+            ConstCounter::new(count).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 struct WatchCollector {
     progress: OnceLock<Arc<WatchProgress>>,
@@ -620,6 +670,7 @@ mod tests {
                 flows: 5,
             },
         }]);
+        health.flow_losses(9, (1, 2));
         health.watch_progress(Arc::new(WatchProgress::default()));
         health.set_ready();
         assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
@@ -638,6 +689,8 @@ mod tests {
             "palisade_drops_total{reason=\"spoofed\"} 1",
             "palisade_drops_total{reason=\"malformed\"} 1",
             "palisade_drops_total{reason=\"capacity\"} 0",
+            "palisade_flow_events_dropped_total 9",
+            "palisade_flow_records_lost_total{verdict=\"deny\"} 2",
             "palisade_rule_packets_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 6",
             "palisade_rule_flows_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 5",
             "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",

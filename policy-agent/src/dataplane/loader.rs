@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapInfo, PerCpuHashMap},
+    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray, PerCpuHashMap},
     programs::SchedClassifier,
 };
 use policy_common::{
@@ -137,6 +137,7 @@ pub struct Datapath {
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
     pub(super) rule_hits: PerCpuHashMap<MapData, RuleHitKey, RuleHits>,
+    pub(super) flow_budget: PerCpuArray<MapData, policy_common::flow::FlowBudget>,
     pub(super) config: Array<MapData, u32>,
     /// `PALISADE_SERVICES` and `PALISADE_SERVICE_BACKENDS`.
     pub(super) services: ServiceMapHandles,
@@ -336,6 +337,7 @@ impl Datapath {
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
             rule_hits: typed_map(&mut ebpf, map_names::RULE_HITS)?,
+            flow_budget: typed_map(&mut ebpf, map_names::FLOW_BUDGET)?,
             config: typed_map(&mut ebpf, map_names::CONFIG)?,
             services: ServiceMapHandles {
                 frontends: typed_map(&mut ebpf, map_names::SERVICES)?,
@@ -493,6 +495,20 @@ impl Datapath {
             }
         }
         Ok(totals)
+    }
+
+    /// Flow events the programs did not write since they were loaded (each CPU's budget for
+    /// the second spent, or the ring full), summed over CPUs.
+    pub fn flow_events_dropped(&self) -> Result<u64, DataplaneError> {
+        let per_cpu = self
+            .flow_budget
+            .get(&0, 0)
+            .map_err(|source| DataplaneError::MapUpdate {
+                operation: "read",
+                map: map_names::FLOW_BUDGET,
+                source,
+            })?;
+        Ok(per_cpu.iter().map(|cpu| cpu.dropped).sum())
     }
 
     /// Packet counts per attached interface, by name.

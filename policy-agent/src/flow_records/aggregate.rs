@@ -133,6 +133,8 @@ pub struct Aggregator {
     start_ns: Option<u64>,
     open: HashMap<RecordKey, Record>,
     lost: (u64, u64),
+    /// Observations lost to full windows since the start (allowed, denied).
+    lost_total: (u64, u64),
     closed: VecDeque<Window>,
     /// Windows closed since the agent started (a reader's cursor).
     closed_total: u64,
@@ -149,6 +151,7 @@ impl Aggregator {
             start_ns: None,
             open: HashMap::new(),
             lost: (0, 0),
+            lost_total: (0, 0),
             closed: VecDeque::new(),
             closed_total: 0,
         }
@@ -181,8 +184,14 @@ impl Aggregator {
                 record.last_ns = record.last_ns.max(observation.time_ns);
             }
             None if full => match observation.verdict {
-                Verdict::Allow => self.lost.0 += 1,
-                Verdict::Deny => self.lost.1 += 1,
+                Verdict::Allow => {
+                    self.lost.0 += 1;
+                    self.lost_total.0 += 1;
+                }
+                Verdict::Deny => {
+                    self.lost.1 += 1;
+                    self.lost_total.1 += 1;
+                }
             },
             None => {
                 let time = observation.time_ns;
@@ -255,6 +264,11 @@ impl Aggregator {
             lost_allowed: self.lost.0,
             lost_denied: self.lost.1,
         }
+    }
+
+    /// Observations lost to full windows since the start: (allowed, denied).
+    pub fn lost_total(&self) -> (u64, u64) {
+        self.lost_total
     }
 
     /// Records held, open and closed: what the bound applies to.

@@ -152,6 +152,11 @@ impl FlowRecords {
         self.lock().observe(event);
     }
 
+    /// Flows lost to full windows since the start: (allowed, denied).
+    pub fn lost_total(&self) -> (u64, u64) {
+        self.lock().aggregator.lost_total()
+    }
+
     /// Closes a window that is due at `now_ns`.
     pub fn tick(&self, now_ns: u64) {
         self.lock().aggregator.tick(now_ns);
