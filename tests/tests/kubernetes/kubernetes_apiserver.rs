@@ -1,6 +1,7 @@
 //! An in-process stand-in for the Kubernetes API server (not a real one: none can run on these
 //! machines), for Namespaces, Pods, NetworkPolicies, Services and EndpointSlices
-//! (`discovery.k8s.io/v1`), Calico's custom resources (`crd.projectcalico.org/v1`) and
+//! (`discovery.k8s.io/v1`), Calico's custom resources (`crd.projectcalico.org/v1`, its staged
+//! policies among them) and
 //! network-policy-api's (`policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy,
 //! `policy.networking.k8s.io/v1alpha1` AdminNetworkPolicy and BaselineAdminNetworkPolicy):
 //! enough of the real list/watch protocol for kube-rs's watcher to run against it unchanged.
@@ -57,6 +58,10 @@ pub enum Kind {
     GlobalNetworkSet,
     NetworkSet,
     HostEndpoint,
+    /// Calico's staged policies (`crd.projectcalico.org/v1`).
+    StagedGlobalNetworkPolicy,
+    StagedNetworkPolicy,
+    StagedKubernetesNetworkPolicy,
     /// `policy.networking.k8s.io/v1alpha2`.
     ClusterNetworkPolicy,
     /// `policy.networking.k8s.io/v1alpha1`.
@@ -75,7 +80,7 @@ pub const ANP_API_VERSION: &str = "policy.networking.k8s.io/v1alpha1";
 pub const CUSTOM_API_VERSIONS: [&str; 3] = [CALICO_API_VERSION, CNP_API_VERSION, ANP_API_VERSION];
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
@@ -87,6 +92,9 @@ impl Kind {
         Kind::GlobalNetworkSet,
         Kind::NetworkSet,
         Kind::HostEndpoint,
+        Kind::StagedGlobalNetworkPolicy,
+        Kind::StagedNetworkPolicy,
+        Kind::StagedKubernetesNetworkPolicy,
         Kind::ClusterNetworkPolicy,
         Kind::AdminNetworkPolicy,
         Kind::BaselineAdminNetworkPolicy,
@@ -100,13 +108,17 @@ impl Kind {
         Kind::EndpointSlice,
     ];
 
-    pub const CALICO: [Kind; 6] = [
+    /// Calico's custom resources, its staged policies included.
+    pub const CALICO: [Kind; 9] = [
         Kind::GlobalNetworkPolicy,
         Kind::CalicoNetworkPolicy,
         Kind::Tier,
         Kind::GlobalNetworkSet,
         Kind::NetworkSet,
         Kind::HostEndpoint,
+        Kind::StagedGlobalNetworkPolicy,
+        Kind::StagedNetworkPolicy,
+        Kind::StagedKubernetesNetworkPolicy,
     ];
 
     /// network-policy-api's.
@@ -149,6 +161,9 @@ impl Kind {
             Kind::GlobalNetworkSet => "GlobalNetworkSet",
             Kind::NetworkSet => "NetworkSet",
             Kind::HostEndpoint => "HostEndpoint",
+            Kind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
+            Kind::StagedNetworkPolicy => "StagedNetworkPolicy",
+            Kind::StagedKubernetesNetworkPolicy => "StagedKubernetesNetworkPolicy",
             Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
             Kind::AdminNetworkPolicy => "AdminNetworkPolicy",
             Kind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
@@ -190,6 +205,13 @@ impl Kind {
             Kind::GlobalNetworkSet => ("crd.projectcalico.org", "globalnetworksets"),
             Kind::NetworkSet => ("crd.projectcalico.org", "networksets"),
             Kind::HostEndpoint => ("crd.projectcalico.org", "hostendpoints"),
+            Kind::StagedGlobalNetworkPolicy => {
+                ("crd.projectcalico.org", "stagedglobalnetworkpolicies")
+            }
+            Kind::StagedNetworkPolicy => ("crd.projectcalico.org", "stagednetworkpolicies"),
+            Kind::StagedKubernetesNetworkPolicy => {
+                ("crd.projectcalico.org", "stagedkubernetesnetworkpolicies")
+            }
             Kind::ClusterNetworkPolicy => ("policy.networking.k8s.io", "clusternetworkpolicies"),
             Kind::AdminNetworkPolicy => ("policy.networking.k8s.io", "adminnetworkpolicies"),
             Kind::BaselineAdminNetworkPolicy => {
@@ -207,6 +229,8 @@ impl Kind {
                 | Kind::EndpointSlice
                 | Kind::CalicoNetworkPolicy
                 | Kind::NetworkSet
+                | Kind::StagedNetworkPolicy
+                | Kind::StagedKubernetesNetworkPolicy
         )
     }
 

@@ -1,6 +1,6 @@
 //! The Kubernetes datastore: Pods (of every node: remote pods are peers), Namespaces,
 //! NetworkPolicies, Services and EndpointSlices (`discovery.k8s.io/v1`) from the API server, through kube-rs watchers feeding reflector stores, and
-//! Calico's custom resources and network-policy-api's ClusterNetworkPolicy,
+//! Calico's custom resources (its staged policies among them) and network-policy-api's ClusterNetworkPolicy,
 //! AdminNetworkPolicy and BaselineAdminNetworkPolicy where the API server serves them
 //! ([`calico`](self::calico), [`cluster_policy`](self::cluster_policy), both through
 //! [`crds`](self::crds)).
@@ -13,7 +13,8 @@
 //!
 //! [`KubernetesDatastore::load`] converts the stores' objects with the same `model::convert`
 //! functions the file datastore uses (and Calico's resources with the same
-//! `calico::resources::parse_value`, network-policy-api's with the same
+//! `calico::resources::parse_value`, its staged policies with the same
+//! `model::staged::parse_value`, network-policy-api's with the same
 //! `cluster_policy::parse_value`), so the two produce the same [`Snapshot`] for the same
 //! objects.
 
@@ -70,6 +71,7 @@ pub struct KubernetesDatastore {
     services: reflector::Store<core::Service>,
     endpoint_slices: reflector::Store<discovery::EndpointSlice>,
     calico: Vec<(crate::calico::resources::Kind, calico::Store)>,
+    staged: Vec<(crate::model::staged::StagedKind, calico::Store)>,
     cluster_policies: Vec<(crate::cluster_policy::ApiKind, cluster_policy::Store)>,
     converted: objects::Converted,
     progress: Arc<WatchProgress>,
@@ -107,8 +109,13 @@ impl KubernetesDatastore {
             progress.clone(),
             changes.clone(),
         );
-        let (calico, calico_task) =
-            calico::spawn(client.clone(), &options, progress.clone(), changes.clone());
+        let (
+            calico::Stores {
+                resources: calico,
+                staged,
+            },
+            calico_task,
+        ) = calico::spawn(client.clone(), &options, progress.clone(), changes.clone());
         let (cluster_policies, cluster_policy_tasks) =
             cluster_policy::spawn(client, &options, progress.clone(), changes);
         let mut tasks = vec![
@@ -127,6 +134,7 @@ impl KubernetesDatastore {
             services,
             endpoint_slices,
             calico,
+            staged,
             cluster_policies,
             converted: objects::Converted::default(),
             progress,
@@ -154,6 +162,11 @@ impl KubernetesDatastore {
             .iter()
             .map(|(kind, store)| (*kind, store.state()))
             .collect();
+        let staged: Vec<_> = self
+            .staged
+            .iter()
+            .map(|(kind, store)| (*kind, store.state()))
+            .collect();
         let cluster_policies: Vec<_> = self
             .cluster_policies
             .iter()
@@ -166,6 +179,7 @@ impl KubernetesDatastore {
             services: &self.services.state(),
             endpoint_slices: &self.endpoint_slices.state(),
             calico: &calico,
+            staged: &staged,
             cluster_policies: &cluster_policies,
         })
     }

@@ -5,7 +5,8 @@
 //! version is rejected keeps its last accepted version in force (as a failed update leaves the
 //! file datastore's old object in place). A deleted object is forgotten. Calico's custom
 //! resources go through [`calico::parse_value`] as the v3 documents they stand for, as the
-//! file datastore's v3 documents do; network-policy-api's through [`cluster_policy::parse_value`]
+//! file datastore's v3 documents do, and Calico's staged policies through
+//! [`staged::parse_value`] likewise (into [`Cluster::staged`]); network-policy-api's through [`cluster_policy::parse_value`]
 //! (and [`Cluster::insert_cluster_policy`], which adds the Calico translation the compiler
 //! reads), as the file datastore's do.
 
@@ -23,7 +24,10 @@ use crate::{
     calico::resources::{self as calico, CalicoResource, ResourceError},
     cluster_policy::{self, ApiKind, ClusterPolicy, ClusterPolicyError},
     datastore::Snapshot,
-    model::{self, Cluster, convert},
+    model::{
+        self, Cluster, convert,
+        staged::{self, StagedKind, StagedPolicy},
+    },
     status::ObjectError,
 };
 
@@ -35,6 +39,8 @@ enum Kind {
     Service,
     EndpointSlice,
     Calico(calico::Kind),
+    /// Calico's staged policies (`crd.projectcalico.org/v1`).
+    Staged(StagedKind),
     /// network-policy-api's kinds, named as written: no other kind shares their names.
     ClusterPolicy(ApiKind),
 }
@@ -50,6 +56,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Calico(kind) => calico_kind_name(kind),
+            Kind::Staged(kind) => staged_kind_name(kind),
             Kind::ClusterPolicy(kind) => kind.as_str(),
         }
     }
@@ -59,6 +66,7 @@ impl Kind {
             Kind::Namespace | Kind::ClusterPolicy(_) => false,
             Kind::Pod | Kind::NetworkPolicy | Kind::Service | Kind::EndpointSlice => true,
             Kind::Calico(kind) => kind.is_namespaced(),
+            Kind::Staged(kind) => kind.is_namespaced(),
         }
     }
 }
@@ -75,6 +83,18 @@ fn calico_kind_name(kind: calico::Kind) -> &'static str {
     }
 }
 
+/// How a Calico staged policy custom resource's kind is named in errors and in the snapshot
+/// digest: as Calico's other kinds are, with their API version.
+fn staged_kind_name(kind: StagedKind) -> &'static str {
+    match kind {
+        StagedKind::GlobalNetworkPolicy => "StagedGlobalNetworkPolicy (crd.projectcalico.org/v1)",
+        StagedKind::NetworkPolicy => "StagedNetworkPolicy (crd.projectcalico.org/v1)",
+        StagedKind::KubernetesNetworkPolicy => {
+            "StagedKubernetesNetworkPolicy (crd.projectcalico.org/v1)"
+        }
+    }
+}
+
 /// (kind, namespace, name); the namespace is empty for Namespaces.
 type Key = (Kind, String, String);
 
@@ -86,6 +106,7 @@ enum Object {
     Service(model::Service),
     EndpointSlice(model::EndpointSlice),
     Calico(CalicoResource),
+    Staged(StagedPolicy),
     ClusterPolicy(ClusterPolicy),
 }
 
@@ -126,6 +147,9 @@ impl From<ClusterPolicyError> for Rejection {
 /// Calico's stores' objects, by kind.
 pub(super) type CalicoObjects = [(calico::Kind, Vec<Arc<DynamicObject>>)];
 
+/// Calico's staged policies' stores' objects, by kind.
+pub(super) type StagedObjects = [(StagedKind, Vec<Arc<DynamicObject>>)];
+
 /// network-policy-api's stores' objects, by kind.
 pub(super) type ClusterPolicyObjects = [(ApiKind, Vec<Arc<DynamicObject>>)];
 
@@ -146,6 +170,7 @@ pub(super) struct Stores<'a> {
     pub services: &'a [Arc<core::Service>],
     pub endpoint_slices: &'a [Arc<discovery::EndpointSlice>],
     pub calico: &'a CalicoObjects,
+    pub staged: &'a StagedObjects,
     pub cluster_policies: &'a ClusterPolicyObjects,
 }
 
@@ -194,11 +219,24 @@ impl Converted {
         for (kind, objects) in stores.calico {
             for object in objects {
                 self.update(&mut previous, Kind::Calico(*kind), object.as_ref(), |o| {
-                    let document = to_v3(*kind, o).map_err(|e| Rejection {
+                    let document = to_v3(kind.as_str(), o).map_err(|e| Rejection {
                         field: None,
                         message: format!("converting to {}: {e}", calico::API_VERSION),
                     })?;
                     Ok(Object::Calico(calico::parse_value(document)?))
+                });
+            }
+        }
+        for (kind, objects) in stores.staged {
+            for object in objects {
+                self.update(&mut previous, Kind::Staged(*kind), object.as_ref(), |o| {
+                    let document = to_v3(kind.as_str(), o).map_err(|e| Rejection {
+                        field: None,
+                        message: format!("converting to {}: {e}", calico::API_VERSION),
+                    })?;
+                    staged::parse_value(*kind, document)
+                        .map(Object::Staged)
+                        .map_err(|(field, message)| Rejection { field, message })
                 });
             }
         }
@@ -246,6 +284,10 @@ impl Converted {
                         .insert((s.namespace.clone(), s.name.clone()), s.clone());
                 }
                 Some(Object::Calico(resource)) => cluster.calico.insert(resource.clone()),
+                Some(Object::Staged(policy)) => {
+                    let key = (policy.kind, policy.namespace.clone(), policy.name.clone());
+                    cluster.staged.insert(key, policy.clone());
+                }
                 Some(Object::ClusterPolicy(policy)) => {
                     cluster.insert_cluster_policy(policy.clone());
                 }
@@ -397,6 +439,7 @@ mod tests {
             services,
             endpoint_slices,
             calico: &[],
+            staged: &[],
             cluster_policies: &[],
         })
     }
@@ -576,6 +619,7 @@ mod tests {
                 services: &[],
                 endpoint_slices: &[],
                 calico: &[],
+                staged: &[],
                 cluster_policies: &objects,
             })
         };
@@ -653,6 +697,150 @@ mod tests {
         assert_eq!(
             second.digest,
             digest_versions([("ClusterNetworkPolicy", "", "guard", "3")])
+        );
+    }
+
+    fn staged(
+        kind: StagedKind,
+        namespace: Option<&str>,
+        name: &str,
+        version: &str,
+        spec: Value,
+    ) -> Arc<DynamicObject> {
+        let mut metadata = serde_json::json!({"name": name, "resourceVersion": version});
+        if let Some(namespace) = namespace {
+            metadata["namespace"] = serde_json::json!(namespace);
+        }
+        let object = serde_json::json!({
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": kind.as_str(),
+            "metadata": metadata,
+            "spec": spec,
+        });
+        Arc::new(serde_json::from_value(object).unwrap_or_else(|e| panic!("object: {e}")))
+    }
+
+    #[test]
+    fn staged_policies_are_read_and_a_rejected_update_keeps_the_last() {
+        use crate::model::staged::StagedChange;
+
+        let mut converted = Converted::default();
+        let mut snapshot = |objects: Vec<(StagedKind, Vec<Arc<DynamicObject>>)>| {
+            converted.snapshot(&Stores {
+                namespaces: &[],
+                pods: &[],
+                policies: &[],
+                services: &[],
+                endpoint_slices: &[],
+                calico: &[],
+                staged: &objects,
+                cluster_policies: &[],
+            })
+        };
+        let deny = |selector: &str| serde_json::json!({"selector": selector, "ingress": [{"action": "Deny"}]});
+        let first = snapshot(vec![
+            (
+                StagedKind::GlobalNetworkPolicy,
+                vec![staged(
+                    StagedKind::GlobalNetworkPolicy,
+                    None,
+                    "deny-db",
+                    "1",
+                    deny("app == 'db'"),
+                )],
+            ),
+            (
+                StagedKind::KubernetesNetworkPolicy,
+                vec![staged(
+                    StagedKind::KubernetesNetworkPolicy,
+                    Some("shop"),
+                    "web",
+                    "2",
+                    serde_json::json!({"stagedAction": "Delete"}),
+                )],
+            ),
+        ]);
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        let keys: Vec<_> = first.cluster.staged.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    StagedKind::GlobalNetworkPolicy,
+                    String::new(),
+                    "deny-db".to_owned()
+                ),
+                (
+                    StagedKind::KubernetesNetworkPolicy,
+                    "shop".to_owned(),
+                    "web".to_owned()
+                ),
+            ]
+        );
+        let delete = &first.cluster.staged[&keys[1]];
+        assert_eq!(delete.change, StagedChange::Delete);
+        // Staged policies are not enforced ones.
+        assert!(first.cluster.calico.policies.is_empty() && first.cluster.policies.is_empty());
+        assert_eq!(
+            first.digest,
+            digest_versions([
+                (
+                    "StagedGlobalNetworkPolicy (crd.projectcalico.org/v1)",
+                    "",
+                    "deny-db",
+                    "1"
+                ),
+                (
+                    "StagedKubernetesNetworkPolicy (crd.projectcalico.org/v1)",
+                    "shop",
+                    "web",
+                    "2"
+                ),
+            ])
+        );
+
+        // A selector that does not parse: reported with the object and field; the accepted
+        // version stays.
+        let second = snapshot(vec![(
+            StagedKind::GlobalNetworkPolicy,
+            vec![staged(
+                StagedKind::GlobalNetworkPolicy,
+                None,
+                "deny-db",
+                "3",
+                deny("app =="),
+            )],
+        )]);
+        let rejected: Vec<_> = second
+            .errors
+            .iter()
+            .map(|e| (e.source.as_str(), e.object.as_deref(), e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [(
+                "kubernetes",
+                Some("StagedGlobalNetworkPolicy (crd.projectcalico.org/v1) deny-db"),
+                Some("spec.selector")
+            )]
+        );
+        assert!(
+            second.errors[0]
+                .message
+                .ends_with("the previously accepted version stays in force")
+        );
+        let keys: Vec<_> = second.cluster.staged.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [(
+                StagedKind::GlobalNetworkPolicy,
+                String::new(),
+                "deny-db".to_owned()
+            )]
+        );
+        assert_eq!(
+            second.cluster.staged[&keys[0]],
+            first.cluster.staged[&keys[0]]
         );
     }
 

@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use super::Options;
-use crate::{calico::resources as calico, cluster_policy};
+use crate::{calico::resources as calico, cluster_policy, model::staged::StagedKind};
 
 /// The watched resources: a closed set, so metric labels stay bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,6 +45,11 @@ pub enum Resource {
     CalicoGlobalNetworkSets,
     CalicoNetworkSets,
     CalicoHostEndpoints,
+    /// Calico's staged policies (`crd.projectcalico.org/v1`), optional like the others:
+    /// StagedGlobalNetworkPolicy, StagedNetworkPolicy, StagedKubernetesNetworkPolicy.
+    CalicoStagedGlobalNetworkPolicies,
+    CalicoStagedNetworkPolicies,
+    CalicoStagedKubernetesNetworkPolicies,
     /// network-policy-api's administrators' policy (`policy.networking.k8s.io`, `v1alpha2` and
     /// `v1alpha1`); optional like Calico's (see [`super::cluster_policy`]).
     ClusterNetworkPolicies,
@@ -53,7 +58,7 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 14] = [
+    pub const ALL: [Resource; 17] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::NetworkPolicies,
@@ -65,6 +70,9 @@ impl Resource {
         Resource::CalicoGlobalNetworkSets,
         Resource::CalicoNetworkSets,
         Resource::CalicoHostEndpoints,
+        Resource::CalicoStagedGlobalNetworkPolicies,
+        Resource::CalicoStagedNetworkPolicies,
+        Resource::CalicoStagedKubernetesNetworkPolicies,
         Resource::ClusterNetworkPolicies,
         Resource::AdminNetworkPolicies,
         Resource::BaselineAdminNetworkPolicies,
@@ -87,6 +95,13 @@ impl Resource {
         Resource::CalicoHostEndpoints,
     ];
 
+    /// Calico's staged policies, in [`StagedKind::ALL`]'s order.
+    pub const STAGED: [Resource; 3] = [
+        Resource::CalicoStagedGlobalNetworkPolicies,
+        Resource::CalicoStagedNetworkPolicies,
+        Resource::CalicoStagedKubernetesNetworkPolicies,
+    ];
+
     /// The API's plural name, as RBAC and URLs spell it; custom resources' are qualified with
     /// their group (as `kubectl get` names them), so that Calico's `networkpolicies` and
     /// Kubernetes' stay distinct metric labels.
@@ -103,6 +118,13 @@ impl Resource {
             Resource::CalicoGlobalNetworkSets => "globalnetworksets.crd.projectcalico.org",
             Resource::CalicoNetworkSets => "networksets.crd.projectcalico.org",
             Resource::CalicoHostEndpoints => "hostendpoints.crd.projectcalico.org",
+            Resource::CalicoStagedGlobalNetworkPolicies => {
+                "stagedglobalnetworkpolicies.crd.projectcalico.org"
+            }
+            Resource::CalicoStagedNetworkPolicies => "stagednetworkpolicies.crd.projectcalico.org",
+            Resource::CalicoStagedKubernetesNetworkPolicies => {
+                "stagedkubernetesnetworkpolicies.crd.projectcalico.org"
+            }
             Resource::ClusterNetworkPolicies => "clusternetworkpolicies.policy.networking.k8s.io",
             Resource::AdminNetworkPolicies => "adminnetworkpolicies.policy.networking.k8s.io",
             Resource::BaselineAdminNetworkPolicies => {
@@ -119,6 +141,9 @@ impl Resource {
             | Resource::NetworkPolicies
             | Resource::Services
             | Resource::EndpointSlices
+            | Resource::CalicoStagedGlobalNetworkPolicies
+            | Resource::CalicoStagedNetworkPolicies
+            | Resource::CalicoStagedKubernetesNetworkPolicies
             | Resource::ClusterNetworkPolicies
             | Resource::AdminNetworkPolicies
             | Resource::BaselineAdminNetworkPolicies => None,
@@ -128,6 +153,18 @@ impl Resource {
             Resource::CalicoGlobalNetworkSets => Some(calico::Kind::GlobalNetworkSet),
             Resource::CalicoNetworkSets => Some(calico::Kind::NetworkSet),
             Resource::CalicoHostEndpoints => Some(calico::Kind::HostEndpoint),
+        }
+    }
+
+    /// The staged policy kind this resource holds, for Calico's staged policies.
+    pub fn staged_kind(self) -> Option<StagedKind> {
+        match self {
+            Resource::CalicoStagedGlobalNetworkPolicies => Some(StagedKind::GlobalNetworkPolicy),
+            Resource::CalicoStagedNetworkPolicies => Some(StagedKind::NetworkPolicy),
+            Resource::CalicoStagedKubernetesNetworkPolicies => {
+                Some(StagedKind::KubernetesNetworkPolicy)
+            }
+            _ => None,
         }
     }
 
