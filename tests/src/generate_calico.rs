@@ -15,6 +15,14 @@
 //! `kube-admin` and `kube-baseline` too. A sixteenth of the cases have no Calico tiers or
 //! policies, so that the translations alone make the tables ordered.
 //!
+//! A quarter of the cases ([`calico_case`]; every one of [`staged_calico_case`]) carry staged
+//! policies too (StagedGlobalNetworkPolicy, StagedNetworkPolicy,
+//! StagedKubernetesNetworkPolicy), as YAML beside the rest: `Set` ones copying one of the
+//! case's policies with some of its fields changed, or adding a new one; `Delete` ones naming
+//! one of the case's policies, or a kind, namespace and name that may name none. The agent
+//! reads them with `policy_agent::model::staged::parse_value` ([`CalicoCase::agent_cluster`]
+//! fills `Cluster::staged`), the model with its own reader.
+//!
 //! Resources are generated as v3 YAML and read with the agent's own parser, so only valid
 //! resources reach the tests; what the datastore refuses (a peer's named source port in an
 //! ingress rule) is never generated.
@@ -26,10 +34,14 @@ use crate::{
     calico_reference::CalicoWorld,
     generate::{NAMESPACES, agent_cluster, world},
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use policy_agent::{
     calico::resources::{CalicoResource, parse_documents},
     cluster_policy::{self, ApiKind, ClusterPolicy},
-    model::Cluster,
+    model::{
+        Cluster,
+        staged::{self, StagedKind},
+    },
 };
 
 /// A Kubernetes world with Calico resources, and their YAML (what a failure prints).
@@ -57,7 +69,38 @@ impl CalicoCase {
                 .endpoint_slices
                 .insert((slice.namespace.clone(), slice.name.clone()), slice);
         }
+        for policy in self.agent_staged() {
+            let key = (policy.kind, policy.namespace.clone(), policy.name.clone());
+            cluster.staged.insert(key, policy);
+        }
         cluster
+    }
+
+    /// The staged policies among the case's YAML, read by the agent's own reader
+    /// ([`staged::parse_value`], what its file datastore calls): one per kind, namespace and
+    /// name, the last one.
+    pub fn agent_staged(&self) -> Vec<staged::StagedPolicy> {
+        if !self.yaml.contains("kind: Staged") {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for document in serde_yaml::Deserializer::from_str(&self.yaml) {
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+                .unwrap_or_else(|e| panic!("the case's YAML: {e}\n{}", self.yaml));
+            let kind = value
+                .get("apiVersion")
+                .and_then(serde_yaml::Value::as_str)
+                .filter(|v| v.starts_with("projectcalico.org/"))
+                .and_then(|_| value.get("kind"))
+                .and_then(serde_yaml::Value::as_str)
+                .and_then(StagedKind::from_name);
+            if let Some(kind) = kind {
+                out.push(staged::parse_value(kind, value).unwrap_or_else(|e| {
+                    panic!("generated an invalid staged policy: {e:?}\n{}", self.yaml)
+                }));
+            }
+        }
+        out
     }
 }
 
@@ -499,15 +542,7 @@ fn policy(index: usize) -> impl Strategy<Value = Value> {
                         if let Some(s) = ns_selector.filter(|s| *s != "global()") {
                             spec["namespaceSelector"] = json!(s);
                         }
-                        // A global policy's `services` must name the namespace.
-                        for (list, side) in [("ingress", "source"), ("egress", "destination")] {
-                            for rule in spec[list].as_array_mut().into_iter().flatten() {
-                                let service = &mut rule[side]["services"];
-                                if service.is_object() && service.get("namespace").is_none() {
-                                    service["namespace"] = json!(NAMESPACES[0]);
-                                }
-                            }
-                        }
+                        name_service_namespaces(&mut spec);
                         "GlobalNetworkPolicy"
                     }
                 };
@@ -519,6 +554,278 @@ fn policy(index: usize) -> impl Strategy<Value = Value> {
                 })
             },
         )
+}
+
+/// A global policy's `services` must name the namespace: fills it in where it is missing
+/// (adding no field to a rule without `services`).
+fn name_service_namespaces(spec: &mut Value) {
+    for (list, side) in [("ingress", "source"), ("egress", "destination")] {
+        let rules = spec.get_mut(list).and_then(Value::as_array_mut);
+        for rule in rules.into_iter().flatten() {
+            let service = rule
+                .get_mut(side)
+                .and_then(|side| side.get_mut("services"))
+                .and_then(Value::as_object_mut);
+            if let Some(service) = service {
+                service
+                    .entry("namespace")
+                    .or_insert_with(|| json!(NAMESPACES[0]));
+            }
+        }
+    }
+}
+
+// ---- Staged policies ----
+
+/// One staged policy before the case's policies are known (see [`staged_documents`]).
+#[derive(Debug, Clone)]
+enum StagedPick {
+    /// `Set`: one of the case's policies (Calico or Kubernetes, picked), with the fields of
+    /// `mask` taken from a fresh policy of its kind (its rules, order, selector, types).
+    Change {
+        pick: prop::sample::Index,
+        mask: [bool; 5],
+        calico: Value,
+        kubernetes: Box<NetworkPolicy>,
+        explicit: bool,
+    },
+    /// `Set`: a policy of no enforced one's name.
+    New {
+        kubernetes: bool,
+        calico: Value,
+        fresh: Box<NetworkPolicy>,
+        explicit: bool,
+    },
+    /// `Delete` of one of the case's policies (picked), with its tier written out or not.
+    Delete {
+        pick: prop::sample::Index,
+        tier: bool,
+    },
+    /// `Delete` of a kind, namespace and name that may name no policy of the case (often
+    /// one of its names under another kind or namespace).
+    DeleteOther {
+        kind: StagedKind,
+        namespace: &'static str,
+        name: &'static str,
+    },
+}
+
+/// `count` staged picks; a new policy's index is `10 + i`, apart from the case's own.
+fn staged_picks(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<StagedPick>> {
+    count.prop_flat_map(|n| (0..n).map(staged_pick).collect::<Vec<_>>())
+}
+
+fn staged_pick(index: usize) -> impl Strategy<Value = StagedPick> {
+    let fresh = 10 + index;
+    prop_oneof![
+        4 => (
+            any::<prop::sample::Index>(),
+            any::<[bool; 5]>(),
+            policy(fresh),
+            crate::generate::policy(fresh),
+            any::<bool>(),
+        )
+            .prop_map(|(pick, mask, calico, kubernetes, explicit)| StagedPick::Change {
+                pick,
+                mask,
+                calico,
+                kubernetes: Box::new(kubernetes),
+                explicit,
+            }),
+        2 => (
+            any::<bool>(),
+            policy(fresh),
+            crate::generate::policy(fresh),
+            any::<bool>(),
+        )
+            .prop_map(|(kubernetes, calico, fresh, explicit)| StagedPick::New {
+                kubernetes,
+                calico,
+                fresh: Box::new(fresh),
+                explicit,
+            }),
+        2 => (any::<prop::sample::Index>(), any::<bool>())
+            .prop_map(|(pick, tier)| StagedPick::Delete { pick, tier }),
+        1 => (
+            select(StagedKind::ALL.to_vec()),
+            select(NAMESPACES.to_vec()),
+            select(vec!["p0", "p1", "security.p0", "np0", "np1", "gone"]),
+        )
+            .prop_map(|(kind, namespace, name)| StagedPick::DeleteOther {
+                kind,
+                namespace,
+                name,
+            }),
+    ]
+}
+
+/// A staged document of `kind` holding `document`'s metadata and spec (an enforced
+/// policy's, or just a name), with `stagedAction` written out when `action` is given.
+fn staged_document(kind: StagedKind, document: &Value, action: Option<&str>) -> Value {
+    let mut staged = document.clone();
+    staged["apiVersion"] = json!("projectcalico.org/v3");
+    staged["kind"] = json!(kind.as_str());
+    if !staged["spec"].is_object() {
+        staged["spec"] = json!({});
+    }
+    if let Some(action) = action {
+        staged["spec"]["stagedAction"] = json!(action);
+    }
+    staged
+}
+
+/// A Kubernetes NetworkPolicy as a document (apiVersion, kind, metadata, spec).
+fn kubernetes_document(np: &NetworkPolicy) -> Value {
+    serde_json::to_value(np).expect("a generated NetworkPolicy serializes")
+}
+
+/// The staged documents of `picks` over the case's Calico policies (`calico`, their
+/// documents) and Kubernetes NetworkPolicies: one per kind, namespace and name (the last).
+fn staged_documents(
+    picks: &[StagedPick],
+    calico: &[Value],
+    kubernetes: &[NetworkPolicy],
+) -> Vec<Value> {
+    let calico: Vec<&Value> = calico
+        .iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("GlobalNetworkPolicy" | "NetworkPolicy")
+            )
+        })
+        .collect();
+    let count = calico.len() + kubernetes.len();
+    let calico_kind = |document: &Value| {
+        if document["kind"] == "GlobalNetworkPolicy" {
+            StagedKind::GlobalNetworkPolicy
+        } else {
+            StagedKind::NetworkPolicy
+        }
+    };
+    let action = |explicit: bool| explicit.then_some("Set");
+    let mut out: Vec<Value> = Vec::new();
+    for pick in picks {
+        if count == 0 && matches!(pick, StagedPick::Change { .. } | StagedPick::Delete { .. }) {
+            // No policy to change or delete.
+            continue;
+        }
+        let document = match pick {
+            StagedPick::Change {
+                pick,
+                mask,
+                calico: fresh,
+                kubernetes: fresh_np,
+                explicit,
+            } => {
+                let at = pick.index(count);
+                if let Some(enforced) = calico.get(at) {
+                    let mut changed = (*enforced).clone();
+                    for (field, take) in ["ingress", "egress", "order", "selector", "types"]
+                        .into_iter()
+                        .zip(mask)
+                    {
+                        let spec = changed["spec"].as_object_mut().expect("a spec");
+                        match fresh["spec"].get(field) {
+                            Some(value) if *take => {
+                                spec.insert(field.to_owned(), value.clone());
+                            }
+                            None if *take => {
+                                spec.remove(field);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if enforced["kind"] == "GlobalNetworkPolicy" {
+                        name_service_namespaces(&mut changed["spec"]);
+                    }
+                    staged_document(calico_kind(enforced), &changed, action(*explicit))
+                } else {
+                    let mut np = kubernetes[at - calico.len()].clone();
+                    let (spec, fresh) = (
+                        np.spec.get_or_insert_with(Default::default),
+                        fresh_np.spec.clone().unwrap_or_default(),
+                    );
+                    if mask[0] {
+                        spec.ingress = fresh.ingress;
+                    }
+                    if mask[1] {
+                        spec.egress = fresh.egress;
+                    }
+                    if mask[2] {
+                        spec.policy_types = fresh.policy_types;
+                    }
+                    if mask[3] {
+                        spec.pod_selector = fresh.pod_selector;
+                    }
+                    staged_document(
+                        StagedKind::KubernetesNetworkPolicy,
+                        &kubernetes_document(&np),
+                        action(*explicit),
+                    )
+                }
+            }
+            StagedPick::New {
+                kubernetes: true,
+                fresh,
+                explicit,
+                ..
+            } => staged_document(
+                StagedKind::KubernetesNetworkPolicy,
+                &kubernetes_document(fresh),
+                action(*explicit),
+            ),
+            StagedPick::New {
+                calico: fresh,
+                explicit,
+                ..
+            } => staged_document(calico_kind(fresh), fresh, action(*explicit)),
+            StagedPick::Delete { pick, tier } => {
+                let at = pick.index(count);
+                let (kind, metadata, policy_tier) = match calico.get(at) {
+                    Some(enforced) => (
+                        calico_kind(enforced),
+                        enforced["metadata"].clone(),
+                        Some(enforced["spec"]["tier"].as_str().unwrap_or("default")),
+                    ),
+                    None => {
+                        let np = &kubernetes[at - calico.len()];
+                        (
+                            StagedKind::KubernetesNetworkPolicy,
+                            json!({ "name": np.metadata.name, "namespace": np.metadata.namespace }),
+                            None,
+                        )
+                    }
+                };
+                let mut spec = json!({ "stagedAction": "Delete" });
+                if let Some(policy_tier) = policy_tier.filter(|_| *tier) {
+                    spec["tier"] = json!(policy_tier);
+                }
+                staged_document(kind, &json!({ "metadata": metadata, "spec": spec }), None)
+            }
+            StagedPick::DeleteOther {
+                kind,
+                namespace,
+                name,
+            } => {
+                let mut metadata = json!({ "name": name });
+                if kind.is_namespaced() {
+                    metadata["namespace"] = json!(namespace);
+                }
+                staged_document(*kind, &json!({ "metadata": metadata }), Some("Delete"))
+            }
+        };
+        let key = |d: &Value| {
+            (
+                d["kind"].clone(),
+                d["metadata"]["namespace"].clone(),
+                d["metadata"]["name"].clone(),
+            )
+        };
+        out.retain(|d| key(d) != key(&document));
+        out.push(document);
+    }
+    out
 }
 
 // ---- Administrators' policy (network-policy-api) ----
@@ -917,8 +1224,21 @@ fn endpoint_slice(
 }
 
 /// A random world with Calico resources (and Kubernetes NetworkPolicies among them), and
-/// administrators' policy in most.
+/// administrators' policy in most; a quarter of them carry staged policies.
 pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
+    calico_case_with(prop_oneof![3 => Just(Vec::new()), 1 => staged_picks(1..4)])
+}
+
+/// A world of [`calico_case`]'s that carries one to four staged picks (a pick that would
+/// change or delete one of the case's policies when it has none is dropped, so a few cases
+/// have none staged).
+pub fn staged_calico_case() -> impl Strategy<Value = CalicoCase> {
+    calico_case_with(staged_picks(1..5))
+}
+
+fn calico_case_with(
+    staged: impl Strategy<Value = Vec<StagedPick>>,
+) -> impl Strategy<Value = CalicoCase> {
     let tiers = prop::collection::vec(tier(), 0..3);
     let policies = (1usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>());
     let sets = (0usize..3).prop_flat_map(|n| (0..n).map(network_set).collect::<Vec<_>>());
@@ -938,8 +1258,9 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
         1 => Just((Vec::new(), Vec::new())),
         15 => (tiers, policies),
     ];
-    (world(), calico, sets, slices, cluster).prop_map(
-        |(kubernetes, (tiers, policies), sets, slices, cluster)| {
+    (world(), calico, sets, slices, cluster, staged).prop_map(
+        |(kubernetes, (tiers, policies), sets, slices, cluster, staged)| {
+            let staged = staged_documents(&staged, &policies, &kubernetes.policies);
             let mut seen = std::collections::BTreeSet::new();
             let documents: Vec<Value> = tiers
                 .into_iter()
@@ -949,20 +1270,28 @@ pub fn calico_case() -> impl Strategy<Value = CalicoCase> {
                 .chain(policies)
                 .chain(sets)
                 .collect();
-            let yaml = documents
-                .iter()
-                .map(|d| serde_yaml::to_string(d).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("---\n");
+            let to_yaml = |documents: &[Value]| {
+                documents
+                    .iter()
+                    .map(|d| serde_yaml::to_string(d).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("---\n")
+            };
+            let mut yaml = to_yaml(&documents);
             let resources: Vec<CalicoResource> = parse_documents(&yaml)
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|e| panic!("generated an invalid resource: {e}\n{yaml}")))
                 .collect();
+            // The staged policies follow the enforced resources, read by each side with its
+            // own reader (the agent's in `CalicoCase::agent_cluster`).
+            if !staged.is_empty() {
+                yaml.push_str("---\n");
+                yaml.push_str(&to_yaml(&staged));
+            }
             // The model reads the resources from the YAML itself, applying Calico's defaults
             // on its own rather than taking the ones the agent checked.
             let mut world = CalicoWorld::read(&kubernetes, &yaml)
                 .unwrap_or_else(|e| panic!("the model cannot read the case: {e}\n{yaml}"));
-            let mut yaml = yaml;
             // One object per kind and name, the last generated one: as the API server holds
             // them.
             let mut cluster_documents: Vec<Value> = Vec::new();

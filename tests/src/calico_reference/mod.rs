@@ -152,6 +152,25 @@
 //!   policy's `notSelector`-only rule matches only owners in its own namespace.
 
 //!
+//! ## Staged policies and the pending verdict
+//! Source: the Calico v3 reference (StagedGlobalNetworkPolicy, StagedNetworkPolicy,
+//! StagedKubernetesNetworkPolicy) and libcalico-go's `ConvertStagedPolicyToEnforced`.
+//! Staged policies are read by the model ([`resources`]) and kept apart
+//! ([`CalicoWorld::staged`]): [`CalicoWorld::verdict`] never looks at them. Whether one is
+//! valid is asked of the agent (`policy_agent::model::staged::parse_value`), as for the other
+//! Calico resources; what it means is read from the YAML by the model.
+//! [`CalicoWorld::pending`] is the world with every staged change applied, the one the
+//! *pending* verdict is given on:
+//! * `stagedAction` omitted or `Set`: the policy, read as its enforced kind with that kind's
+//!   defaults, takes the place of the enforced policy of the same kind, namespace and name, or
+//!   is added beside the others. A StagedKubernetesNetworkPolicy stages a networking.k8s.io/v1
+//!   NetworkPolicy, evaluated as every Kubernetes NetworkPolicy is here (tier `default`,
+//!   order 1000).
+//! * `Delete`: the enforced policy of that kind, namespace and name is taken away (nothing
+//!   happens when there is none); the staged spec's `tier` is not part of the identity.
+//! * Kinds never meet: a StagedNetworkPolicy changes no Kubernetes NetworkPolicy of the same
+//!   namespace and name, nor a StagedGlobalNetworkPolicy a namespaced one.
+//!
 //! ## Administrators' policy (network-policy-api)
 //! Source: the network-policy-api v1alpha2 API reference (ClusterNetworkPolicy) and v1alpha1
 //! (AdminNetworkPolicy, BaselineAdminNetworkPolicy); where they leave placement among
@@ -197,7 +216,7 @@ mod tests;
 
 pub use self::{
     eval::{selector_matches, verdict},
-    resources::{Action, TierAction},
+    resources::{Action, StagedChange, StagedKind, StagedPolicy, StagedSet, TierAction},
     trace::{
         DecidedBy, Decision, Direction, EndpointId, EndpointTrace, PolicyId, PolicyKind,
         PolicyTrace, RuleTrace, Side, TierEnd, TierTrace,

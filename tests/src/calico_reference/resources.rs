@@ -22,6 +22,13 @@
 //!   Calico's fixed order and `Pass`, whatever a declaration says.
 //! * A network set's entry without a prefix length is its host prefix; CIDRs lose their host
 //!   bits.
+//!
+//! Staged policies (`StagedGlobalNetworkPolicy`, `StagedNetworkPolicy`,
+//! `StagedKubernetesNetworkPolicy`) are read here too, into [`StagedPolicy`], as Calico's API
+//! server converts them (`ConvertStagedPolicyToEnforced`): `spec.stagedAction` omitted is
+//! `Set`; with `Set` the document, without `stagedAction` and renamed to its enforced kind
+//! (GlobalNetworkPolicy, NetworkPolicy, or networking.k8s.io/v1 NetworkPolicy), is read exactly
+//! as that kind is, defaults included; with `Delete` only the kind, namespace and name count.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -169,6 +176,63 @@ pub struct NamedPort {
     pub protocol: u8,
 }
 
+/// The kind of policy a staged policy stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StagedKind {
+    /// A `StagedGlobalNetworkPolicy`.
+    GlobalNetworkPolicy,
+    /// A `StagedNetworkPolicy` (Calico's namespaced policy).
+    NetworkPolicy,
+    /// A `StagedKubernetesNetworkPolicy` (a networking.k8s.io/v1 NetworkPolicy).
+    KubernetesNetworkPolicy,
+}
+
+impl StagedKind {
+    /// The kind of a staged document, from its `kind`.
+    pub fn of_kind(kind: &str) -> Option<StagedKind> {
+        match kind {
+            "StagedGlobalNetworkPolicy" => Some(StagedKind::GlobalNetworkPolicy),
+            "StagedNetworkPolicy" => Some(StagedKind::NetworkPolicy),
+            "StagedKubernetesNetworkPolicy" => Some(StagedKind::KubernetesNetworkPolicy),
+            _ => None,
+        }
+    }
+}
+
+/// A staged policy: what it does to the enforced policy of its kind, namespace and name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedPolicy {
+    pub kind: StagedKind,
+    /// None for a `StagedGlobalNetworkPolicy`; a namespaced kind's namespace defaults to
+    /// `default`.
+    pub namespace: Option<String>,
+    pub name: String,
+    pub change: StagedChange,
+}
+
+impl StagedPolicy {
+    /// Whether `other` is the same staged object (kind, namespace and name): the API server
+    /// holds one of each.
+    pub fn same_object(&self, other: &StagedPolicy) -> bool {
+        (self.kind, &self.namespace, &self.name) == (other.kind, &other.namespace, &other.name)
+    }
+}
+
+/// `stagedAction`: `Set` puts the policy in place of the enforced one (or beside the others),
+/// `Delete` takes the enforced one away.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StagedChange {
+    Set(StagedSet),
+    Delete,
+}
+
+/// A staged `Set`'s policy, read as its enforced kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StagedSet {
+    Calico(Box<Policy>),
+    Kubernetes(Box<k8s_openapi::api::networking::v1::NetworkPolicy>),
+}
+
 /// One resource as the model reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
@@ -176,6 +240,8 @@ pub enum Resource {
     Tier(Tier),
     NetworkSet(NetworkSet),
     HostEndpoint(HostEndpoint),
+    /// A staged policy: kept apart from the enforced ones.
+    Staged(Box<StagedPolicy>),
 }
 
 // ---- raw: the YAML as written, only the fields the model reads ----
@@ -307,8 +373,66 @@ pub fn read(value: &Value) -> Result<Resource, String> {
         "Tier" => tier(typed(value)?).map(Resource::Tier),
         "GlobalNetworkSet" | "NetworkSet" => network_set(typed(value)?, namespaced),
         "HostEndpoint" => host_endpoint(typed(value)?),
-        other => Err(format!("the model does not read kind '{other}'")),
+        other => match StagedKind::of_kind(other) {
+            Some(kind) => staged(kind, value).map(|s| Resource::Staged(Box::new(s))),
+            None => Err(format!("the model does not read kind '{other}'")),
+        },
     }
+}
+
+/// A staged policy of `kind`: its `stagedAction` (`Set` when omitted), and with `Set` the
+/// document read as its enforced kind.
+fn staged(kind: StagedKind, value: &Value) -> Result<StagedPolicy, String> {
+    let meta: Meta = value
+        .get("metadata")
+        .cloned()
+        .map(serde_yaml::from_value)
+        .transpose()
+        .map_err(|e| format!("unreadable metadata: {e}"))?
+        .unwrap_or_default();
+    let namespaced = kind != StagedKind::GlobalNetworkPolicy;
+    let mut enforced = value.clone();
+    let action = match enforced
+        .get_mut("spec")
+        .and_then(Value::as_mapping_mut)
+        .and_then(|spec| spec.remove("stagedAction"))
+    {
+        None => "Set".to_owned(),
+        Some(Value::String(action)) => action,
+        Some(other) => return Err(format!("stagedAction {other:?}")),
+    };
+    let change = match action.as_str() {
+        "Delete" => StagedChange::Delete,
+        "Set" => {
+            let (api_version, enforced_kind) = match kind {
+                StagedKind::GlobalNetworkPolicy => ("projectcalico.org/v3", "GlobalNetworkPolicy"),
+                StagedKind::NetworkPolicy => ("projectcalico.org/v3", "NetworkPolicy"),
+                StagedKind::KubernetesNetworkPolicy => ("networking.k8s.io/v1", "NetworkPolicy"),
+            };
+            enforced["apiVersion"] = Value::String(api_version.to_owned());
+            enforced["kind"] = Value::String(enforced_kind.to_owned());
+            StagedChange::Set(match kind {
+                StagedKind::KubernetesNetworkPolicy => {
+                    let mut np: k8s_openapi::api::networking::v1::NetworkPolicy =
+                        serde_yaml::from_value(enforced)
+                            .map_err(|e| format!("unreadable NetworkPolicy: {e}"))?;
+                    // The namespace the staged object is in, written out: what it replaces.
+                    np.metadata.namespace = namespace(&meta, true);
+                    StagedSet::Kubernetes(Box::new(np))
+                }
+                StagedKind::GlobalNetworkPolicy | StagedKind::NetworkPolicy => {
+                    StagedSet::Calico(Box::new(policy(typed(&enforced)?, namespaced)?))
+                }
+            })
+        }
+        other => return Err(format!("stagedAction '{other}'")),
+    };
+    Ok(StagedPolicy {
+        kind,
+        namespace: namespace(&meta, namespaced),
+        name: name(&meta),
+        change,
+    })
 }
 
 fn typed<S: for<'de> Deserialize<'de>>(value: &Value) -> Result<Object<S>, String> {

@@ -10,11 +10,15 @@ use k8s_openapi::api::{
 use policy_agent::{
     calico::resources::{Protocol, parse_documents},
     cluster_policy::{self, ApiKind, ClusterPolicy},
+    model::staged as agent_staged,
 };
 use serde_yaml::Value;
 
-use super::resources::{self, HostEndpoint, NetworkSet, Policy, Resource, Tier};
-use crate::reference::World;
+use super::resources::{
+    self, HostEndpoint, NetworkSet, Policy, Resource, StagedChange, StagedKind, StagedPolicy,
+    StagedSet, Tier,
+};
+use crate::reference::{self, World};
 
 /// The order of the `default` tier when no Tier resource declares it (libcalico-go's
 /// `DefaultTierOrder`).
@@ -43,6 +47,10 @@ pub struct CalicoWorld {
     pub cluster_policies: Vec<ClusterPolicy>,
     /// The nodes' own addresses.
     pub node_addrs: Vec<IpAddr>,
+    /// Staged policies (StagedGlobalNetworkPolicy, StagedNetworkPolicy,
+    /// StagedKubernetesNetworkPolicy), one per kind, namespace and name: never part of the
+    /// verdict, only of [`CalicoWorld::pending`]'s.
+    pub staged: Vec<StagedPolicy>,
 }
 
 impl From<&World> for CalicoWorld {
@@ -67,21 +75,62 @@ impl CalicoWorld {
             Resource::Tier(t) => self.tiers.push(t),
             Resource::NetworkSet(s) => self.network_sets.push(s),
             Resource::HostEndpoint(h) => self.host_endpoints.push(h),
+            Resource::Staged(s) => {
+                // One staged object per kind, namespace and name, the last one applied (as the
+                // API server holds them).
+                self.staged.retain(|other| !other.same_object(&s));
+                self.staged.push(*s);
+            }
         }
         true
     }
 
+    /// The world as it would be with every staged policy applied, and none staged: what
+    /// pending verdicts are decided on. A staged `Set` takes the place of the enforced
+    /// policy of its kind (Calico GlobalNetworkPolicy, Calico NetworkPolicy or Kubernetes
+    /// NetworkPolicy), namespace and name, or is added when there is none; a `Delete` takes
+    /// that policy away (nothing, when there is none). Kinds never meet: a staged Calico
+    /// NetworkPolicy leaves a Kubernetes NetworkPolicy of the same name alone, and so on.
+    pub fn pending(&self) -> CalicoWorld {
+        let mut world = self.clone();
+        world.staged.clear();
+        for staged in &self.staged {
+            let name = staged.name.as_str();
+            match staged.kind {
+                StagedKind::GlobalNetworkPolicy | StagedKind::NetworkPolicy => world
+                    .policies
+                    .retain(|p| !(p.namespace == staged.namespace && p.name == name)),
+                StagedKind::KubernetesNetworkPolicy => world.k8s_policies.retain(|np| {
+                    !(Some(reference::namespace_of(&np.metadata)) == staged.namespace
+                        && np.metadata.name.as_deref() == Some(name))
+                }),
+            }
+            match &staged.change {
+                StagedChange::Delete => {}
+                StagedChange::Set(StagedSet::Calico(policy)) => {
+                    world.policies.push(policy.as_ref().clone());
+                }
+                StagedChange::Set(StagedSet::Kubernetes(np)) => {
+                    world.k8s_policies.push(np.as_ref().clone());
+                }
+            }
+        }
+        world
+    }
+
     /// Adds one Calico v3 resource (not a `List`) read from its YAML as written, with
-    /// Calico's defaults applied by the model ([`resources`]). The resource is assumed
-    /// valid: check it with the agent's `parse_documents` first, as
-    /// [`CalicoWorld::from_yaml`] does.
+    /// Calico's defaults applied by the model ([`resources`]); a staged policy is kept apart
+    /// from the enforced ones ([`CalicoWorld::staged`]). The resource is assumed valid: check
+    /// it with the agent's `parse_documents` (or, for a staged policy,
+    /// `policy_agent::model::staged::parse_value`) first, as [`CalicoWorld::from_yaml`] does.
     pub fn add_document(&mut self, value: &Value) -> Result<(), String> {
         self.insert(resources::read(value)?);
         Ok(())
     }
 
     /// Reads a multi-document YAML file holding Calico v3 resources (through
-    /// [`parse_documents`]), network-policy-api objects (through the agent's validation,
+    /// [`parse_documents`]; staged policies through `policy_agent::model::staged::parse_value`,
+    /// kept apart in [`CalicoWorld::staged`]), network-policy-api objects (through the agent's validation,
     /// [`cluster_policy::parse_value`]: the model needs valid objects, not their meaning) and
     /// Kubernetes `Namespace`, `Pod`, `NetworkPolicy` and `EndpointSlice` objects.
     /// Node addresses are not part of the file: set [`CalicoWorld::node_addrs`].
@@ -120,6 +169,17 @@ impl CalicoWorld {
             };
             let (api_version, kind) = (field("apiVersion"), field("kind"));
             let context = |e: &dyn fmt::Display| format!("document {} ({kind}): {e}", index + 1);
+            if api_version.starts_with("projectcalico.org/")
+                && let Some(staged) = agent_staged::StagedKind::from_name(&kind)
+            {
+                // A staged policy: whether it is valid is the agent's validation's question
+                // (`policy_agent::model::staged::parse_value`); what it means, the model's.
+                agent_staged::parse_value(staged, value.clone()).map_err(|(field, message)| {
+                    context(&format!("{}: {message}", field.unwrap_or_default()))
+                })?;
+                world.add_document(&value).map_err(|e| context(&e))?;
+                continue;
+            }
             if api_version.starts_with("projectcalico.org/") {
                 for resource in parse_documents(document) {
                     resource.map_err(|e| context(&e))?;

@@ -2,8 +2,9 @@
 //! the profile and the trace), `kubernetes.rs` (NetworkPolicies in tier `default`),
 //! `selectors.rs` (rule and policy selectors, network sets, namespaces, service accounts),
 //! `rule_fields.rs` (nets, ports, ICMP, ipVersion), `endpoints.rs` (node traffic and
-//! addresses that are not endpoints), `services.rs` (`services` matches) and
-//! `cluster_policy.rs` (administrators' policy). This file holds the world and the helpers
+//! addresses that are not endpoints), `services.rs` (`services` matches),
+//! `cluster_policy.rs` (administrators' policy) and `staged.rs` (staged policies and the
+//! pending world). This file holds the world and the helpers
 //! they share.
 
 mod cluster_policy;
@@ -12,6 +13,7 @@ mod kubernetes;
 mod rule_fields;
 mod selectors;
 mod services;
+mod staged;
 mod tiers;
 
 use std::{collections::BTreeMap, net::IpAddr};
