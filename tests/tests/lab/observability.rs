@@ -138,7 +138,11 @@ fn records_counters_and_staged_verdicts_on_real_traffic() {
         "{text}"
     );
     // Nothing was lost: a handful of flows, far below the budget and the windows' bound.
-    assert_eq!(sample(&text, "palisade_flow_events_dropped_total"), Some(0), "{text}");
+    assert_eq!(
+        sample(&text, "palisade_flow_events_dropped_total"),
+        Some(0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "palisade_flow_records_lost_total{verdict=\"deny\"}"),
         Some(0),
