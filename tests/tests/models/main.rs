@@ -6,6 +6,7 @@
 mod calico_reference;
 mod compiler_vs_calico_model;
 mod compiler_vs_model;
+mod deterministic_compile;
 mod host_endpoint_peers;
 mod staged_vs_model;
 mod write_order;

@@ -58,14 +58,18 @@ impl Engine {
                 v6: Some(false),
             },
         );
+        // Peers in number order (the maps they come from are hashed): the default cell's
+        // tie-break goes to the first peer, so the same state compiles to the same entries.
         let mut peers: Vec<(u32, usize)> = Vec::new();
-        let identities: Vec<u32> = self.members.keys().copied().collect();
+        let mut identities: Vec<u32> = self.members.keys().copied().collect();
+        identities.sort_unstable();
         for identity in identities {
             if let Some(cell) = self.ordered_pod_cell(&mut memo, &context, identity) {
                 peers.push((identity, cell));
             }
         }
-        let classes: Vec<u32> = self.cidr_classes.iter().map(|(class, _)| class).collect();
+        let mut classes: Vec<u32> = self.cidr_classes.iter().map(|(class, _)| class).collect();
+        classes.sort_unstable();
         for class in classes {
             if let Some(cell) = self.ordered_cidr_cell(&mut memo, &context, class) {
                 peers.push((class, cell));
