@@ -22,9 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use policy_common::counters::drop_reason;
 use prometheus_client::{
@@ -585,7 +583,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     http_server::serve(listener, "health/metrics", health, respond::<Incoming>).await;
 }
 
-fn respond<B>(health: &Health, request: &Request<B>) -> Response<Full<Bytes>> {
+fn respond<B>(health: &Health, request: &Request<B>) -> Response<http_server::Body> {
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned());
     }

@@ -5,11 +5,14 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
+
+/// A response's body: whole (most answers) or streamed (`/flows/stream`).
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// A client must send its request headers within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,7 +22,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve<S, F>(listener: TcpListener, what: &'static str, state: Arc<S>, respond: F)
 where
     S: Send + Sync + 'static,
-    F: Fn(&S, &Request<Incoming>) -> Response<Full<Bytes>> + Copy + Send + Sync + 'static,
+    F: Fn(&S, &Request<Incoming>) -> Response<Body> + Copy + Send + Sync + 'static,
 {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -50,8 +53,13 @@ where
 }
 
 /// A plain-text answer.
-pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(whole(Bytes::from(body.into())));
     *response.status_mut() = status;
     response
+}
+
+/// A body sent whole.
+pub fn whole(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
 }

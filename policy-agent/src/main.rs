@@ -457,35 +457,27 @@ async fn follow_records(
         since = snapshot.next;
         let mut out = std::io::stdout().lock();
         for window in &snapshot.closed {
+            if json {
+                // The lines `GET /flows/stream` sends; a window's losses are a line of their
+                // own, never silent.
+                for line in flow_records::client::json_lines(window, filter) {
+                    let record = line.get("record").is_some();
+                    if record && count.is_some_and(|c| printed >= c) {
+                        return Ok(());
+                    }
+                    writeln!(out, "{line}")?;
+                    printed += u64::from(record);
+                }
+                continue;
+            }
             for record in window.records.iter().filter(|r| filter.matches(r)) {
                 if count.is_some_and(|c| printed >= c) {
                     return Ok(());
                 }
-                let line = if json {
-                    serde_json::json!({
-                        "window_start_ns": window.start_ns,
-                        "window_end_ns": window.end_ns,
-                        "record": record,
-                    })
-                    .to_string()
-                } else {
-                    flow_records::client::render_text(window, record)
-                };
-                writeln!(out, "{line}")?;
+                writeln!(out, "{}", flow_records::client::render_text(window, record))?;
                 printed += 1;
             }
             if let Some(line) = flow_records::client::render_losses(window) {
-                // Losses are never silent; in JSON they are a line of their own.
-                let line = if json {
-                    serde_json::json!({
-                        "window_start_ns": window.start_ns,
-                        "lost_allowed": window.lost_allowed,
-                        "lost_denied": window.lost_denied,
-                    })
-                    .to_string()
-                } else {
-                    line
-                };
                 writeln!(out, "{line}")?;
             }
         }

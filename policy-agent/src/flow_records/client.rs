@@ -170,6 +170,34 @@ pub fn render_text(window: &Window, record: &Record) -> String {
     )
 }
 
+/// A closed window as the JSON lines `policy-agent flows --agent --json` prints and
+/// `GET /flows/stream` sends: one per record, then one for what the window lost, if anything
+/// (losses are never silent).
+pub fn json_lines<'a>(
+    window: &'a Window,
+    filter: &'a Filter,
+) -> impl Iterator<Item = serde_json::Value> + 'a {
+    let records = window
+        .records
+        .iter()
+        .filter(|r| filter.matches(r))
+        .map(|record| {
+            serde_json::json!({
+                "window_start_ns": window.start_ns,
+                "window_end_ns": window.end_ns,
+                "record": record,
+            })
+        });
+    let losses = (window.lost_allowed + window.lost_denied > 0).then(|| {
+        serde_json::json!({
+            "window_start_ns": window.start_ns,
+            "lost_allowed": window.lost_allowed,
+            "lost_denied": window.lost_denied,
+        })
+    });
+    records.chain(losses)
+}
+
 /// What a full window lost, as a line (none when nothing was lost).
 pub fn render_losses(window: &Window) -> Option<String> {
     (window.lost_allowed + window.lost_denied > 0).then(|| {

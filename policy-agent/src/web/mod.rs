@@ -6,6 +6,8 @@
 //!   with filters, a graph of which workloads talk to which, and an "explain this flow" panel.
 //! - `GET /flows?since=N`: the closed windows of flow records from N on and the open one, as
 //!   JSON ([`crate::flow_records::live::Snapshot`]); `policy-agent flows --agent` reads it.
+//! - `GET /flows/stream[?since=N]`: the same records as JSON lines, each window's as it
+//!   closes (from window N, or from the next one), for as long as the client reads.
 //! - `GET /rules`: the packets and new flows each policy rule decided, as JSON
 //!   ([`crate::rule_hits::RuleCount`]s).
 //! - `GET /explain?from=A&to=B&port=P&protocol=tcp&family=4`: the walk `policy-agent explain`
@@ -14,21 +16,26 @@
 
 use std::{
     collections::HashMap,
+    convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::{Frame, Incoming};
 use tokio::net::TcpListener;
 
 use crate::{
     calico::resources::Protocol,
     compiler::{Scope, trace::TracePacket},
     explain::verdict,
-    flow_records::FlowRecords,
-    http_server::{self, text},
+    flow_records::{
+        FlowRecords,
+        client::{Filter, json_lines},
+    },
+    http_server::{self, Body, text, whole},
     model::Cluster,
     rule_hits::RuleCount,
 };
@@ -78,14 +85,14 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>) {
     http_server::serve(listener, "web view", state, respond::<Incoming>).await;
 }
 
-fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
+fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Body> {
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     let query = query(request.uri().query());
     match request.uri().path() {
         "/" => with_type(
-            Response::new(Full::new(Bytes::from_static(PAGE.as_bytes()))),
+            Response::new(whole(Bytes::from_static(PAGE.as_bytes()))),
             "text/html; charset=utf-8",
         ),
         "/flows" => {
@@ -101,6 +108,19 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
             };
             json(&state.records.snapshot(since))
         }
+        "/flows/stream" => {
+            let since = match query.get("since").map(|v| v.parse::<u64>()) {
+                None => state.records.snapshot(u64::MAX).next,
+                Some(Ok(since)) => since,
+                Some(Err(e)) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("since: not a window number: {e}\n"),
+                    );
+                }
+            };
+            stream(state.records.clone(), since)
+        }
         "/rules" => json(
             &*state
                 .rule_hits
@@ -113,6 +133,37 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Full<Bytes>> {
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// How often `/flows/stream` looks for a newly closed window.
+const STREAM_POLL: Duration = Duration::from_millis(500);
+
+/// Every window closed from `since` on, as JSON lines (see
+/// [`crate::flow_records::client::json_lines`]), sent as each closes, for as long as the client
+/// reads: hyper stops polling the body when the connection goes.
+fn stream(records: Arc<FlowRecords>, since: u64) -> Response<Body> {
+    let frames = futures::stream::unfold((records, since), |(records, mut since)| async move {
+        loop {
+            let snapshot = records.snapshot(since);
+            since = snapshot.next;
+            let mut lines = String::new();
+            for window in &snapshot.closed {
+                for line in json_lines(window, &Filter::default()) {
+                    lines.push_str(&line.to_string());
+                    lines.push('\n');
+                }
+            }
+            if !lines.is_empty() {
+                let frame = Frame::data(Bytes::from(lines));
+                return Some((Ok::<_, Infallible>(frame), (records, since)));
+            }
+            tokio::time::sleep(STREAM_POLL).await;
+        }
+    });
+    with_type(
+        Response::new(StreamBody::new(frames).boxed()),
+        "application/x-ndjson",
+    )
 }
 
 /// `policy-agent explain` for the query's packet, against the applied state.
@@ -205,12 +256,9 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
+fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
-        Ok(body) => with_type(
-            Response::new(Full::new(Bytes::from(body))),
-            "application/json",
-        ),
+        Ok(body) => with_type(Response::new(whole(Bytes::from(body))), "application/json"),
         Err(e) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("encoding the answer: {e}\n"),
@@ -218,10 +266,7 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Full<Bytes>> {
     }
 }
 
-fn with_type(
-    mut response: Response<Full<Bytes>>,
-    content_type: &'static str,
-) -> Response<Full<Bytes>> {
+fn with_type(mut response: Response<Body>, content_type: &'static str) -> Response<Body> {
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),
@@ -289,6 +334,61 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         let (status, page) = get(&state, "/");
         assert_eq!(status, StatusCode::OK);
         assert!(page.contains("<title>Palisade"), "{page}");
+    }
+
+    #[test]
+    fn the_stream_sends_each_window_as_json_lines_when_it_closes() {
+        use policy_common::flow::{FlowEvent, TO_ENDPOINT};
+        let records = Arc::new(FlowRecords::new(Limits {
+            window: Duration::from_secs(1),
+            ..Limits::default()
+        }));
+        let state = WebState::new(records.clone());
+        let event = |time_ns, port| FlowEvent {
+            time_ns,
+            src: policy_common::ipv4_mapped([10, 0, 0, 1]),
+            dst: policy_common::ipv4_mapped([10, 0, 0, 2]),
+            dport: port,
+            protocol: 6,
+            direction: TO_ENDPOINT,
+            allowed: 1,
+            ..FlowEvent::default()
+        };
+        // Window 0 closes when window 1's first flow comes; window 1 is open.
+        records.record(&event(1, 80));
+        records.record(&event(1_500_000_000, 81));
+        let request = Request::get("/flows/stream?since=0")
+            .body(())
+            .expect("a request");
+        let response = respond(&state, &request);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "application/x-ndjson"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut body = response.into_body();
+        let mut next = || {
+            runtime.block_on(async {
+                let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                    .await
+                    .expect("a frame within 5 s")
+                    .expect("the stream goes on")
+                    .expect("a frame");
+                String::from_utf8(frame.into_data().expect("data").to_vec()).expect("UTF-8")
+            })
+        };
+        let lines = next();
+        let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one JSON line");
+        assert_eq!(line["record"]["port"], 80, "{lines}");
+        // The next frame is window 1, once it closes.
+        records.tick(3_000_000_000);
+        let lines = next();
+        let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one JSON line");
+        assert_eq!(line["record"]["port"], 81, "{lines}");
     }
 
     #[test]
