@@ -4,9 +4,9 @@
 //! policy decides. One crafted packet per reason, counted exactly.
 //! Privileged: needs root (a failure under CI=true).
 
-use std::net::IpAddr;
-
 use palisade_tests::{require_root, scratch::Scratch};
+
+use crate::shop::{ACK, BAD, CLIENT, PODS, SYN, WEB, ip, tcp};
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope, identity_addr},
     dataplane::Datapath,
@@ -19,26 +19,6 @@ use policy_common::{
     counters::{Counters, drop_reason},
     endpoint::EndpointKey,
 };
-
-const PODS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop, labels: {app: web}}
-spec: {containers: [{name: web, image: nginx}]}
-status: {podIP: 10.42.0.20}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: shop, labels: {app: client}}
-spec: {containers: [{name: c, image: busybox}]}
-status: {podIP: 10.42.0.21}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bad, namespace: shop, labels: {app: bad}}
-spec: {containers: [{name: c, image: busybox}]}
-status: {podIP: 10.42.0.22}
-"#;
 
 /// Web's ingress: `bad` is denied by a rule; TCP 8080 is allowed; anything else meets the
 /// tier's default action (the implicit deny, not a rule).
@@ -68,17 +48,6 @@ spec:
     - ports: [{port: 8080}]
 "#;
 
-const WEB: &str = "10.42.0.20";
-const CLIENT: &str = "10.42.0.21";
-const BAD: &str = "10.42.0.22";
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
-}
-
 fn load(scratch: &Scratch, policy: &str) -> Cluster {
     scratch.write("policy.yaml", policy);
     let snapshot = FileDatastore::new(&scratch.manifests)
@@ -86,21 +55,6 @@ fn load(scratch: &Scratch, policy: &str) -> Cluster {
         .expect("reading the manifests");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     snapshot.cluster
-}
-
-/// A TCP packet to web with these flags, and its frame.
-fn tcp(src: &str, dport: u16, flags: u8) -> (Packet, Vec<u8>) {
-    let packet = Packet {
-        src: ip(src),
-        dst: ip(WEB),
-        protocol: 6,
-        sport: 40_000,
-        dport,
-    };
-    let mut frame = packet.to_frame();
-    // Ethernet 14 + IPv4 20: the TCP flags are at byte 13 of the TCP header.
-    frame[14 + 20 + 13] = flags;
-    (packet, frame)
 }
 
 struct Node {
@@ -195,18 +149,18 @@ fn every_drop_is_counted_and_reported_under_its_reason() {
     let mut node = node(&scratch, CALICO);
 
     // Allowed: counted as allowed, and with flow events on it writes an event too.
-    let (packet, frame) = tcp(CLIENT, 8080, SYN);
+    let (packet, frame) = tcp(CLIENT, 40_000, 8080, SYN);
     assert_eq!(node.deliver(&frame), (true, None, vec![0]));
     assert_eq!(replayed(&node.maps, &packet), None);
 
     // The tier's default action: the implicit deny, no rule.
-    let (packet, frame) = tcp(CLIENT, 9999, SYN);
+    let (packet, frame) = tcp(CLIENT, 40_000, 9999, SYN);
     let no_rule = drop_reason::NO_RULE;
     assert_eq!(node.deliver(&frame), (false, Some(no_rule), vec![no_rule]));
     assert_eq!(replayed(&node.maps, &packet), Some(no_rule));
 
     // A Deny rule.
-    let (packet, frame) = tcp(BAD, 8080, SYN);
+    let (packet, frame) = tcp(BAD, 40_000, 8080, SYN);
     let deny = drop_reason::DENY_RULE;
     assert_eq!(node.deliver(&frame), (false, Some(deny), vec![deny]));
     assert_eq!(replayed(&node.maps, &packet), Some(deny));
@@ -224,21 +178,21 @@ fn every_drop_is_counted_and_reported_under_its_reason() {
     assert_eq!(replayed(&node.maps, &unknown), Some(reason));
 
     // A later fragment whose first fragment was never seen.
-    let (_, mut fragment) = tcp(CLIENT, 8080, SYN);
+    let (_, mut fragment) = tcp(CLIENT, 40_000, 8080, SYN);
     fragment[14 + 6..14 + 8].copy_from_slice(&0x0010u16.to_be_bytes());
     let reason = drop_reason::FRAGMENT;
     assert_eq!(node.deliver(&fragment), (false, Some(reason), vec![reason]));
 
     // Headers that do not parse: counted, no event (the addresses may be half read).
-    let (_, mut malformed) = tcp(CLIENT, 8080, SYN);
+    let (_, mut malformed) = tcp(CLIENT, 40_000, 8080, SYN);
     malformed[14] = 0x44;
     let reason = drop_reason::MALFORMED;
     assert_eq!(node.deliver(&malformed), (false, Some(reason), vec![]));
 
     // A connection the policy allowed, then no longer allows: cut at its next packet.
-    let (_, syn) = tcp(CLIENT, 8080, SYN);
+    let (_, syn) = tcp(CLIENT, 40_000, 8080, SYN);
     assert!(node.deliver(&syn).0);
-    let (_, ack) = tcp(CLIENT, 8080, ACK);
+    let (_, ack) = tcp(CLIENT, 40_000, 8080, ACK);
     assert_eq!(
         node.deliver(&ack),
         (true, None, vec![]),
@@ -265,7 +219,7 @@ fn every_drop_is_counted_and_reported_under_its_reason() {
         .expect("web is an endpoint")
         .ifindex = 424_242;
     node.program(&elsewhere);
-    let (_, frame) = tcp(CLIENT, 8081, SYN);
+    let (_, frame) = tcp(CLIENT, 40_000, 8081, SYN);
     let reason = drop_reason::SPOOFED;
     assert_eq!(node.deliver(&frame), (false, Some(reason), vec![reason]));
 }
@@ -278,10 +232,10 @@ fn a_networkpolicy_without_a_rule_for_the_packet_drops_it_as_no_rule() {
     let scratch = Scratch::new("drops", "kubernetes");
     scratch.write("pods.yaml", PODS);
     let mut node = node(&scratch, KUBERNETES);
-    let (packet, frame) = tcp(CLIENT, 8080, SYN);
+    let (packet, frame) = tcp(CLIENT, 40_000, 8080, SYN);
     assert_eq!(node.deliver(&frame), (true, None, vec![0]));
     assert_eq!(replayed(&node.maps, &packet), None);
-    let (packet, frame) = tcp(CLIENT, 9999, SYN);
+    let (packet, frame) = tcp(CLIENT, 40_000, 9999, SYN);
     let reason = drop_reason::NO_RULE;
     assert_eq!(node.deliver(&frame), (false, Some(reason), vec![reason]));
     assert_eq!(replayed(&node.maps, &packet), Some(reason));

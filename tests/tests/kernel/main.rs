@@ -21,6 +21,7 @@ mod packet_fuzz;
 mod packet_shapes;
 mod rule_hits;
 mod service_datapath;
+mod shop;
 mod source_ports;
 
 /// The agent binary, for the tests that run its commands (`flows`): see

@@ -4,37 +4,20 @@
 //! rule by policy, rule and action, exactly, from a known number of crafted packets.
 //! Privileged: needs root (a failure under CI=true).
 
-use std::net::IpAddr;
-
 use palisade_tests::{require_root, scratch::Scratch};
+
+use crate::shop::{ACK, BAD, CLIENT, PODS, SYN, tcp};
 use policy_agent::{
     compiler::{Compiler, Scope},
     dataplane::Datapath,
     datastore::file::FileDatastore,
     flows,
-    replay::{Direction, Packet},
+    replay::Direction,
     rule_hits::{Counts, RuleCount, RuleHitTotals},
 };
 
-const CLUSTER: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop, labels: {app: web}}
-spec: {containers: [{name: web, image: nginx}]}
-status: {podIP: 10.42.0.20}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: shop, labels: {app: client}}
-spec: {containers: [{name: c, image: busybox}]}
-status: {podIP: 10.42.0.21}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bad, namespace: shop, labels: {app: bad}}
-spec: {containers: [{name: c, image: busybox}]}
-status: {podIP: 10.42.0.22}
----
+/// Web's ingress (a Calico policy) and the client's egress (a Kubernetes one).
+const POLICIES: &str = r#"
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: web-ingress}
@@ -58,21 +41,9 @@ spec:
     - ports: [{port: 8080}]
 "#;
 
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-
-fn tcp(src: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
-    let mut frame = Packet {
-        src: ip(src),
-        dst: ip("10.42.0.20"),
-        protocol: 6,
-        sport,
-        dport,
-    }
-    .to_frame();
-    frame[14 + 20 + 13] = flags;
-    frame
+/// A TCP segment's frame (see [`tcp`]).
+fn frame(src: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    tcp(src, sport, dport, flags).1
 }
 
 fn counted(counts: &[RuleCount], kind: &str, name: &str, rule: &str, action: &str) -> Counts {
@@ -97,7 +68,8 @@ fn each_rule_counts_the_packets_it_decided_and_the_flows_it_opened() {
         return;
     }
     let scratch = Scratch::new("rule-hits", "counts");
-    scratch.write("cluster.yaml", CLUSTER);
+    scratch.write("pods.yaml", PODS);
+    scratch.write("policies.yaml", POLICIES);
     let snapshot = FileDatastore::new(&scratch.manifests)
         .load()
         .expect("reading the manifests");
@@ -118,40 +90,34 @@ fn each_rule_counts_the_packets_it_decided_and_the_flows_it_opened() {
     // Web's ingress: five new connections from the client, each its first packet only; then
     // three more packets of the last one (tracked: no policy lookup, not counted).
     for sport in 40_000..40_005 {
-        assert!(run(
-            Direction::ToEndpoint,
-            &tcp("10.42.0.21", sport, 8080, SYN)
-        ));
+        assert!(run(Direction::ToEndpoint, &frame(CLIENT, sport, 8080, SYN)));
     }
     for _ in 0..3 {
         assert!(run(
             Direction::ToEndpoint,
-            &tcp("10.42.0.21", 40_004, 8080, ACK)
+            &frame(CLIENT, 40_004, 8080, ACK)
         ));
     }
     // Four packets from `bad` (the Deny rule), two to a port nothing allows (the tier's
     // default action); a segment that cannot open a connection, allowed but opening none.
     for sport in 41_000..41_004 {
-        assert!(!run(
-            Direction::ToEndpoint,
-            &tcp("10.42.0.22", sport, 8080, SYN)
-        ));
+        assert!(!run(Direction::ToEndpoint, &frame(BAD, sport, 8080, SYN)));
     }
     for sport in 42_000..42_002 {
         assert!(!run(
             Direction::ToEndpoint,
-            &tcp("10.42.0.21", sport, 9999, SYN)
+            &frame(CLIENT, sport, 9999, SYN)
         ));
     }
     assert!(run(
         Direction::ToEndpoint,
-        &tcp("10.42.0.21", 43_000, 8080, ACK)
+        &frame(CLIENT, 43_000, 8080, ACK)
     ));
     // The client's egress (a Kubernetes policy): two connections out.
     for sport in 44_000..44_002 {
         assert!(run(
             Direction::FromEndpoint,
-            &tcp("10.42.0.21", sport, 8080, SYN)
+            &frame(CLIENT, sport, 8080, SYN)
         ));
     }
 
@@ -198,10 +164,7 @@ fn each_rule_counts_the_packets_it_decided_and_the_flows_it_opened() {
 
     // Read again after two more: only the new ones are added.
     for sport in 45_000..45_002 {
-        assert!(run(
-            Direction::ToEndpoint,
-            &tcp("10.42.0.21", sport, 8080, SYN)
-        ));
+        assert!(run(Direction::ToEndpoint, &frame(CLIENT, sport, 8080, SYN)));
     }
     totals.update(datapath.rule_hits().expect("reading the counters"), &tables);
     let counts = totals.counts();
