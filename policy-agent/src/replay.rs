@@ -2,10 +2,11 @@
 //!
 //! Tests use it to check the compiler without a kernel (and against an independent model of
 //! the policy semantics); `policy-agent explain` uses it to say which rule decided. It must
-//! mirror `policy-ebpf/src/verdict.rs` step by step: endpoint lookup, identity LPM lookup, then
-//! for each of the endpoint's tables in order the rule LPM lookups with the ordered identity
-//! (pod identity for pods, CIDR identity otherwise), the pod identity, the CIDR identity and
-//! ANY (those the table's lookup bits ask for).
+//! mirror the datapath step by step: the endpoint lookup (`policy-ebpf/src/decision.rs`), then
+//! the policy lookup (`policy-ebpf/src/policy.rs`): identity LPM lookup, then for each of the
+//! endpoint's tables in order the rule LPM lookups with the ordered identity (pod identity for
+//! pods, CIDR identity otherwise), the pod identity, the CIDR identity and ANY (those the
+//! table's lookup bits ask for).
 
 use std::net::IpAddr;
 

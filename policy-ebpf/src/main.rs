@@ -16,151 +16,50 @@
 //!   backend (see `policy_common::service`); everything else passes it.
 //!
 //! Every error path drops: a packet we cannot parse is a packet we cannot prove allowed.
+//!
+//! This file holds the programs, their common body ([`tc_verdict`]) and the per-interface
+//! counters ([`count`]). The rest, one concern per module:
+//!
+//! * `maps`: every map (`#[btf_map]` static);
+//! * `packet`: the parser, from an skb to a [`Flow`];
+//! * `decision`: the order of a packet's decision (`decide`), and its per-CPU state;
+//! * `conntrack`: connection tracking, and ICMP errors related to tracked flows;
+//! * `fragments`: a first fragment's verdict, followed by the later fragments;
+//! * `services`: Services and kube-proxy (deferred flows, masqueraded hairpins);
+//! * `policy`: the policy lookup (`palisade_table_verdict`, a global function);
+//! * `events`: drop reasons, flow events (`palisade_emit`), per-rule counts
+//!   (`palisade_count_rule`);
+//! * `protocol`: the protocol numbers they share.
 #![no_std]
 #![no_main]
 
+mod conntrack;
+mod decision;
+mod events;
+mod fragments;
+mod maps;
 mod packet;
-mod verdict;
+mod policy;
+mod protocol;
+mod services;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
-    macros::{btf_map, classifier},
+    macros::classifier,
     programs::TcContext,
 };
 use policy_common::{
-    capacity, config,
-    conntrack::{ConntrackKey, ConntrackValue},
     counters::{Counters, drop_reason},
-    endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND},
-    flow::{self as flow_event, FlowBudget, FlowEvent},
-    fragment::{FragmentKey, FragmentValue},
-    identity::{IdentityKey, IdentitySlots},
-    rule::{RuleKey, RuleValue},
-    rule_hits::{RuleHitKey, RuleHits},
-    service::{BackendKey, FrontendValue, HairpinKey, TransportAddr},
+    endpoint::{EndpointKey, IFINDEX_UNBOUND},
 };
 
 use crate::{
+    decision::{Direction, Verdict},
+    events::deny,
+    maps::{PALISADE_COUNTERS, PALISADE_ENDPOINTS, PALISADE_SCRATCH},
     packet::{Flow, Parsed},
-    verdict::{Direction, Verdict},
+    services::link_service_flow,
 };
-
-#[btf_map]
-static PALISADE_ENDPOINTS: HashMap<EndpointKey, EndpointPolicy, { capacity::ENDPOINTS as usize }> =
-    HashMap::new();
-
-#[btf_map]
-static PALISADE_IDENTITIES: LpmTrie<IdentityKey, IdentitySlots, { capacity::IDENTITIES as usize }> =
-    LpmTrie::new();
-
-/// The whole-address entries of the identity table (see `policy_common::identity`).
-#[btf_map]
-static PALISADE_ADDRESSES: HashMap<IdentityKey, IdentitySlots, { capacity::ADDRESSES as usize }> =
-    HashMap::new();
-
-#[btf_map]
-static PALISADE_RULES: LpmTrie<RuleKey, RuleValue, { capacity::RULES as usize }> = LpmTrie::new();
-
-/// The fully specified entries of the rule table (see `policy_common::rule`).
-#[btf_map]
-static PALISADE_RULES_EXACT: HashMap<RuleKey, RuleValue, { capacity::RULES_EXACT as usize }> =
-    HashMap::new();
-
-#[btf_map]
-static PALISADE_CONNTRACK: LruHashMap<
-    ConntrackKey,
-    ConntrackValue,
-    { capacity::CONNTRACK as usize },
-> = LruHashMap::new();
-
-#[btf_map]
-static PALISADE_FRAGMENTS: LruHashMap<
-    FragmentKey,
-    FragmentValue,
-    { capacity::FRAGMENTS as usize },
-> = LruHashMap::new();
-
-#[btf_map]
-static PALISADE_COUNTERS: LruPerCpuHashMap<u32, Counters, { capacity::COUNTERS as usize }> =
-    LruPerCpuHashMap::new();
-
-/// Where the parser writes the packet's description. A map value rather than the stack: it
-/// keeps the stack small, and the verifier does not track the contents of map memory, so the
-/// parser's many exit paths (each with its own constants) converge before the decision instead
-/// of multiplying its paths.
-#[btf_map]
-static PALISADE_SCRATCH: PerCpuArray<Flow, 1> = PerCpuArray::new();
-
-/// The tuple of the packet being decided and its reverse (see `verdict::Tuples`): map memory
-/// for the same reason as `PALISADE_SCRATCH`, and to keep them off the decision's stack.
-#[btf_map]
-static PALISADE_TUPLES: PerCpuArray<verdict::Tuples, 1> = PerCpuArray::new();
-
-#[btf_map]
-static PALISADE_CONFIG: Array<u32, { config::LEN as usize }> = Array::new();
-
-/// Flow events for `policy-agent flows` (see `policy_common::flow`).
-#[btf_map]
-static PALISADE_FLOWS: RingBuf<FlowEvent, { flow_event::RING_BYTES as usize }> = RingBuf::new();
-
-/// Each CPU's flow-event budget for the current second.
-#[btf_map]
-static PALISADE_FLOW_BUDGET: PerCpuArray<FlowBudget, 1> = PerCpuArray::new();
-
-/// Packets decided per rule entry (see `policy_common::rule_hits`).
-#[btf_map]
-static PALISADE_RULE_HITS: LruPerCpuHashMap<
-    RuleHitKey,
-    RuleHits,
-    { capacity::RULE_HITS as usize },
-> = LruPerCpuHashMap::new();
-
-/// Service frontends (see `policy_common::service`).
-#[btf_map]
-static PALISADE_SERVICES: HashMap<TransportAddr, FrontendValue, { capacity::SERVICES as usize }> =
-    HashMap::new();
-
-/// (frontend, backend) pairs: the value is 1.
-#[btf_map]
-static PALISADE_SERVICE_BACKENDS: HashMap<
-    BackendKey,
-    u32,
-    { capacity::SERVICE_BACKENDS as usize },
-> = HashMap::new();
-
-/// A pod socket's new flow to a frontend, until the translated flow is seen.
-#[btf_map]
-static PALISADE_SERVICE_PENDING: LruHashMap<
-    TransportAddr,
-    TransportAddr,
-    { capacity::SERVICE_PENDING as usize },
-> = LruHashMap::new();
-
-/// The backend of each allowed flow to a frontend, keyed by the flow as the pod sent it.
-#[btf_map]
-static PALISADE_SERVICE_FLOWS: LruHashMap<
-    ConntrackKey,
-    TransportAddr,
-    { capacity::SERVICE_FLOWS as usize },
-> = LruHashMap::new();
-
-/// A pod's new flow to a frontend that may send it back to the pod itself, by the packet's
-/// fingerprint: the value is the pod's source port.
-#[btf_map]
-static PALISADE_SERVICE_HAIRPIN_PENDING: LruHashMap<
-    HairpinKey,
-    u32,
-    { capacity::SERVICE_HAIRPIN_PENDING as usize },
-> = LruHashMap::new();
-
-/// The pod's own socket behind each masqueraded hairpin flow, keyed by the flow as delivered.
-#[btf_map]
-static PALISADE_SERVICE_HAIRPINS: LruHashMap<
-    ConntrackKey,
-    TransportAddr,
-    { capacity::SERVICE_HAIRPINS as usize },
-> = LruHashMap::new();
 
 #[classifier]
 pub fn palisade_from_endpoint(ctx: TcContext) -> i32 {
@@ -199,10 +98,10 @@ pub fn palisade_after_nat(ctx: TcContext) -> i32 {
     let flow = unsafe { &mut *flow };
     flow.frame_len = ctx.len();
     match packet::parse(&ctx, flow) {
-        Ok(Parsed::Ip) => match verdict::decide(flow, Direction::AfterNat, ifindex, false) {
+        Ok(Parsed::Ip) => match decision::decide(flow, Direction::AfterNat, ifindex, false) {
             Verdict::Allow => TC_ACT_UNSPEC,
             Verdict::AllowNew => {
-                verdict::link_service_flow(flow);
+                link_service_flow(flow);
                 TC_ACT_UNSPEC
             }
             Verdict::Deny => {
@@ -249,8 +148,8 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     let parsed = unsafe { core::ptr::read_volatile(&flow.parsed) };
     let verdict = match parsed {
         parsed::PLUMBING => Verdict::Allow,
-        parsed::DECIDE => verdict::decide(flow, direction, ifindex, host),
-        _ => verdict::deny(flow, drop_reason::MALFORMED),
+        parsed::DECIDE => decision::decide(flow, direction, ifindex, host),
+        _ => deny(flow, drop_reason::MALFORMED),
     };
     match verdict {
         // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
