@@ -152,6 +152,9 @@ pub extern "C" fn palisade_emit(
 /// `outcome` has the verdict in bit 0 and, in bit 1, whether the packet opened a tracked
 /// connection. Returns 0. A global function with scalar arguments, verified once on its own
 /// (see [`crate::policy::palisade_table_verdict`]).
+// The key and value are passed to the map helpers by reference, as the other lookups do: a
+// copy would take their size again on the stack.
+#[allow(clippy::needless_borrows_for_generic_args)]
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn palisade_count_rule(table: u32, rule_ref: u32, outcome: u32) -> u32 {
