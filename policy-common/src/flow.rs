@@ -53,6 +53,7 @@ pub struct FlowEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowBudget {
     pub window_start_ns: u64,
+    /// Events tried this second (written or not): what the budget bounds.
     pub written: u64,
     /// Events not written because the window's budget was spent or the ring was full.
     pub dropped: u64,

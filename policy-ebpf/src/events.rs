@@ -139,9 +139,10 @@ pub extern "C" fn palisade_emit(
         table,
         rule_ref,
     };
-    if PALISADE_FLOWS.output(event, 0).is_ok() {
-        budget.written += 1;
-    } else {
+    // The budget bounds attempts, not successes: with nobody reading, the ring stays full and
+    // every decision would otherwise pay for building an event and failing to reserve room.
+    budget.written += 1;
+    if PALISADE_FLOWS.output(event, 0).is_err() {
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
     }
