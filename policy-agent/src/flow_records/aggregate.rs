@@ -8,7 +8,7 @@
 //!
 //! Why these bounds: a record takes a few hundred bytes (two workload names, the rule that
 //! decided, counters, the map's overhead), so 10,000 records per window and 4 windows kept
-//! bound the aggregation at about 20 MB (19 MiB at the peak under a flood of 1,000,000 distinct
+//! bound the aggregation at about 22 MB (21.7 MiB at the peak under a flood of 1,000,000 distinct
 //! flows: `benches/flow_records.rs`), below what a node agent's DaemonSet requests, while a
 //! node's pods rarely have more than a few thousand distinct (peer, port, verdict) tuples in a
 //! quarter of a minute. A flood past that is an event in itself, and `lost_flows` says so.
