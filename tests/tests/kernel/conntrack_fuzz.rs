@@ -19,10 +19,10 @@
 //! --nocapture`: on 2026-12-07, 121,762 hook runs (29,728 packets past their sender's hook),
 //! 0 disagreements, 139 s on the 2-core machine with other work running.
 
-use std::{collections::HashMap, fmt::Write as _, net::Ipv4Addr, path::PathBuf};
+use std::{collections::HashMap, fmt::Write as _, net::Ipv4Addr};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use palisade_tests::require_root;
+use palisade_tests::{require_root, scratch::Scratch};
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
     dataplane::Datapath,
@@ -568,21 +568,20 @@ struct Node {
     datapath: Datapath,
     compiler: Compiler,
     maps: MapContents,
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    /// The manifests and pins, removed however the test ends (a failed load included).
+    scratch: Scratch,
 }
 
 impl Node {
     fn program(&mut self, policy: &Policy) {
-        std::fs::write(self.dir.join("world.yaml"), policy.manifests()).expect("manifests");
-        let snapshot = FileDatastore::new(&self.dir).load().expect("reading");
+        std::fs::write(
+            self.scratch.manifests.join("world.yaml"),
+            policy.manifests(),
+        )
+        .expect("manifests");
+        let snapshot = FileDatastore::new(&self.scratch.manifests)
+            .load()
+            .expect("reading");
         assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
         let maps = self
             .compiler
@@ -597,7 +596,7 @@ impl Node {
 
     fn clear_connections(&self) {
         for name in [map_names::CONNTRACK] {
-            let data = MapData::from_pin(self.pins.join(name)).expect("pinned map");
+            let data = MapData::from_pin(self.scratch.pins.join(name)).expect("pinned map");
             let mut map: BpfHashMap<MapData, ConntrackKey, ConntrackValue> =
                 BpfHashMap::try_from(Map::LruHashMap(data)).expect("a hash map");
             let keys: Vec<ConntrackKey> = map.keys().filter_map(Result::ok).collect();
@@ -628,16 +627,12 @@ fn connection_tracking_agrees_with_its_model() {
         Ok(seed) => vec![seed.parse().expect("PALISADE_CT_FUZZ_SEED: a number")],
         Err(_) => (1..=worlds).collect(),
     };
-    let id = std::process::id();
-    let dir = std::env::temp_dir().join(format!("palisade-ct-fuzz-{id}"));
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-ct-fuzz-{id}"));
+    let scratch = Scratch::new("ct-fuzz", "model");
     let mut node = Node {
-        datapath: Datapath::load(&pins).expect("loading the datapath"),
+        datapath: Datapath::load(&scratch.pins).expect("loading the datapath"),
         compiler: Compiler::new(),
         maps: MapContents::default(),
-        dir,
-        pins,
+        scratch,
     };
     let mut hooks = 0u64;
     let mut opened = 0u64;

@@ -12,8 +12,8 @@
 //! reachability probe). Both hooks, an isolated endpoint and one no policy selects.
 //! Privileged: needs root (a failure under CI=true).
 
-use palisade_tests::require_root;
-use std::{net::Ipv6Addr, path::PathBuf, sync::Arc};
+use palisade_tests::{require_root, scratch::Scratch};
+use std::{net::Ipv6Addr, sync::Arc};
 
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope, identity_addr},
@@ -65,39 +65,30 @@ const ELSEWHERE: u32 = 424_242;
 struct Lab {
     datapath: Datapath,
     programmed: MapContents,
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    /// The manifests and pins, removed however the test ends (a failed load included).
+    _scratch: Scratch,
 }
 
 fn lab(test: &str) -> Lab {
-    let id = format!("{}-{test}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("palisade-plumbing-{id}"));
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    std::fs::write(dir.join("cluster.yaml"), CLUSTER).expect("manifest");
-    let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-plumbing-{id}"));
-    let snapshot = FileDatastore::new(&dir).load().expect("reading manifests");
+    let scratch = Scratch::new("plumbing", test);
+    scratch.write("cluster.yaml", CLUSTER);
+    let snapshot = FileDatastore::new(&scratch.manifests)
+        .load()
+        .expect("reading manifests");
     assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
     let maps = Arc::unwrap_or_clone(
         Compiler::new()
             .compile(&snapshot.cluster, &Scope::default())
             .maps,
     );
-    let mut datapath = Datapath::load(&pins).expect("loading the datapath");
+    let mut datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
     datapath
         .apply(&MapContents::default(), &maps)
         .expect("programming");
     Lab {
         datapath,
         programmed: maps,
-        dir,
-        pins,
+        _scratch: scratch,
     }
 }
 

@@ -6,12 +6,9 @@
 //! is checked against the backend, not the frontend.
 //! Privileged: needs root (a failure under CI=true).
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    path::PathBuf,
-};
+use std::net::{IpAddr, Ipv4Addr};
 
-use palisade_tests::require_root;
+use palisade_tests::{require_root, scratch::Scratch};
 use policy_agent::{
     compiler::{Compiler, MapContents, Scope},
     dataplane::{Datapath, service_maps},
@@ -175,24 +172,14 @@ struct Node {
     compiler: Compiler,
     maps: MapContents,
     scope: Scope,
-    dir: PathBuf,
-    pins: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.pins);
-    }
+    /// The manifests and pins, removed however the test ends (a failed load included).
+    scratch: Scratch,
 }
 
 impl Node {
     fn new(test: &str) -> Self {
-        let id = format!("{}-{test}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("palisade-services-{id}"));
-        std::fs::create_dir_all(&dir).expect("manifest dir");
-        let pins = PathBuf::from(format!("/sys/fs/bpf/palisade-services-{id}"));
-        let datapath = Datapath::load(&pins).expect("loading the datapath");
+        let scratch = Scratch::new("services", test);
+        let datapath = Datapath::load(&scratch.pins).expect("loading the datapath");
         let mut node = Self {
             datapath,
             compiler: Compiler::new(),
@@ -201,8 +188,7 @@ impl Node {
                 node_name: None,
                 host_addrs: vec![NODE.into()],
             },
-            dir,
-            pins,
+            scratch,
         };
         node.write("cluster.yaml", CLUSTER);
         node.write("client-egress.yaml", CLIENT_EGRESS);
@@ -211,12 +197,12 @@ impl Node {
     }
 
     fn write(&self, name: &str, contents: &str) {
-        std::fs::write(self.dir.join(name), contents).expect("writing a manifest");
+        std::fs::write(self.scratch.manifests.join(name), contents).expect("writing a manifest");
     }
 
     /// Compiles and programs, as the agent does: policy maps, then the Service maps.
     fn sync(&mut self) {
-        let snapshot = FileDatastore::new(&self.dir)
+        let snapshot = FileDatastore::new(&self.scratch.manifests)
             .load()
             .expect("reading manifests");
         assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
@@ -656,7 +642,8 @@ fn a_pod_reaching_itself_through_its_own_service_is_judged_both_ways() {
 
     // The pod's ingress from itself is revoked: the connection is cut whichever side speaks
     // first, on the backend's side (its ingress) as on the client's.
-    std::fs::remove_file(node.dir.join("backend-ingress-self.yaml")).expect("removing");
+    std::fs::remove_file(node.scratch.manifests.join("backend-ingress-self.yaml"))
+        .expect("removing");
     node.sync();
     assert!(!third.reply(&node, ACK));
     assert!(!third.send(&node, ACK));
@@ -671,7 +658,8 @@ fn a_pod_reaching_itself_through_its_own_service_is_judged_both_ways() {
     };
     assert!(fourth.send(&node, SYN));
     assert!(fourth.reply(&node, SYN | ACK));
-    std::fs::remove_file(node.dir.join("backend-egress-self.yaml")).expect("removing");
+    std::fs::remove_file(node.scratch.manifests.join("backend-egress-self.yaml"))
+        .expect("removing");
     node.sync();
     assert!(!fourth.send(&node, ACK));
     assert!(!fourth.reply(&node, ACK));
