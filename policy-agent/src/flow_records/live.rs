@@ -152,6 +152,12 @@ impl FlowRecords {
         self.lock().observe(event);
     }
 
+    /// The number the next closed window will have (where a reader that wants only new
+    /// windows starts).
+    pub fn next_window(&self) -> u64 {
+        self.lock().aggregator.next_window()
+    }
+
     /// Flows lost to full windows since the start: (allowed, denied).
     pub fn lost_total(&self) -> (u64, u64) {
         self.lock().aggregator.lost_total()

@@ -95,32 +95,17 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Body> {
             Response::new(whole(Bytes::from_static(PAGE.as_bytes()))),
             "text/html; charset=utf-8",
         ),
-        "/flows" => {
-            let since = match query.get("since").map(|v| v.parse::<u64>()) {
-                None => 0,
-                Some(Ok(since)) => since,
-                Some(Err(e)) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("since: not a window number: {e}\n"),
-                    );
-                }
-            };
-            json(&state.records.snapshot(since))
-        }
-        "/flows/stream" => {
-            let since = match query.get("since").map(|v| v.parse::<u64>()) {
-                None => state.records.snapshot(u64::MAX).next,
-                Some(Ok(since)) => since,
-                Some(Err(e)) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("since: not a window number: {e}\n"),
-                    );
-                }
-            };
-            stream(state.records.clone(), since)
-        }
+        "/flows" => match since(&query) {
+            Ok(since) => json(&state.records.snapshot(since.unwrap_or(0))),
+            Err(message) => text(StatusCode::BAD_REQUEST, format!("{message}\n")),
+        },
+        "/flows/stream" => match since(&query) {
+            Ok(since) => {
+                let since = since.unwrap_or_else(|| state.records.next_window());
+                stream(state.records.clone(), since)
+            }
+            Err(message) => text(StatusCode::BAD_REQUEST, format!("{message}\n")),
+        },
         "/rules" => json(
             &*state
                 .rule_hits
@@ -133,6 +118,15 @@ fn respond<B>(state: &WebState, request: &Request<B>) -> Response<Body> {
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The query's `since` window number, if given, or why it is not one.
+fn since(query: &HashMap<String, String>) -> Result<Option<u64>, String> {
+    query
+        .get("since")
+        .map(|v| v.parse::<u64>())
+        .transpose()
+        .map_err(|e| format!("since: not a window number: {e}"))
 }
 
 /// How often `/flows/stream` looks for a newly closed window.
