@@ -38,6 +38,10 @@ pub const MASQUERADED_HAIRPIN: u32 = 1 << 2;
 /// one by one, but no other is recorded, so none can turn the other direction's packets into
 /// replies. It allows nothing by itself (its check bit never counts without `REVOKED` clear).
 pub const REVOKED: u32 = 1 << 3;
+/// The sender's own interface on this node recorded the tuple (its egress check, before any
+/// translation: not the check after netfilter, which sees kube-proxy's rewrite). Says who
+/// counts the connection's packets (see [`ConntrackValue::packets`]); allows nothing.
+pub const SENT_HERE: u32 = 1 << 4;
 
 /// Index of each check's generation stamp in [`ConntrackValue::generation`].
 pub const EGRESS_CHECK: usize = 0;
@@ -93,7 +97,23 @@ pub struct ConntrackValue {
     /// Policy generation at which each check ([`EGRESS_CHECK`], [`INGRESS_CHECK`]) last
     /// allowed the flow.
     pub generation: [u32; 2],
+    /// Packets of the tracked connection after the one its check decided, as sent
+    /// ([`ORIGINAL`]) and as replied ([`REPLY`]): counted once per entry, by the sender's own
+    /// interface if it met this tuple (the original's sender if [`SENT_HERE`] is set, the
+    /// reply's if [`ALLOWED_BY_INGRESS`] is), else by the receiver's, so a same-node
+    /// connection is not counted twice. A flow through a Service has two entries (as sent to
+    /// the frontend, as delivered to the backend), each counted in full. The decided packets
+    /// are in their flow events. Wrapping; readers take differences.
+    pub packets: [u32; 2],
+    /// Bytes of those packets as the interface carries them (the Ethernet header included, as
+    /// Cilium's and Calico's eBPF connection tables count them).
+    pub bytes: [u64; 2],
 }
+
+/// [`ConntrackValue::packets`] and [`ConntrackValue::bytes`]: the connection's direction.
+pub const ORIGINAL: usize = 0;
+/// See [`ORIGINAL`].
+pub const REPLY: usize = 1;
 
 impl ConntrackValue {
     /// Whether this is a tombstone ([`REVOKED`]) that still holds at `generation` and
@@ -126,5 +146,7 @@ impl ConntrackValue {
 // SAFETY: repr(C); 16 + 16 + 2 + 2 + 1 + 3 = 40 bytes, no padding.
 unsafe impl aya::Pod for ConntrackKey {}
 #[cfg(feature = "user")]
-// SAFETY: repr(C); u32, u32, u64, [u32; 2]: 24 bytes, no padding.
+// SAFETY: repr(C); u32, u32, u64, [u32; 2], [u32; 2], [u64; 2]: 48 bytes, no padding.
 unsafe impl aya::Pod for ConntrackValue {}
+
+const _: () = assert!(core::mem::size_of::<ConntrackValue>() == 48);

@@ -46,7 +46,24 @@ pub struct FlowEvent {
     pub table: u32,
     /// The deciding entry's `rule_ref` (see `policy_common::rule::RuleValue`).
     pub rule_ref: u32,
+    /// The decided packet's length as the interface carries it (see
+    /// `crate::conntrack::ConntrackValue::bytes`).
+    pub len: u32,
+    /// A pod's flow to a Service, decided after kube-proxy chose the backend (`dst`): the
+    /// frontend the pod addressed (cluster IP, node port or external address, IPv4-mapped
+    /// for IPv4) and its port; all zero otherwise.
+    pub service: [u8; 16],
+    pub service_port: u16,
+    /// [`OPENED`].
+    pub flags: u8,
+    pub _pad: [u8; 5],
 }
+
+/// [`FlowEvent::flags`]: the decision opened a tracked connection (its entry in
+/// `PALISADE_CONNTRACK` counts the connection's later packets from zero; see
+/// `crate::conntrack::ConntrackValue::packets`). Not set for a tracked connection re-checked
+/// after a policy change, whose entry holds what it counted before.
+pub const OPENED: u8 = 1;
 
 /// Per CPU: the current one-second window and what it spent.
 #[repr(C)]
@@ -60,10 +77,11 @@ pub struct FlowBudget {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C); u64, two [u8; 16], two u16, four u8, three u32: 64 bytes, no padding.
+// SAFETY: repr(C); u64, two [u8; 16], two u16, four u8, four u32, [u8; 16], u16, [u8; 6]:
+// 88 bytes, no padding.
 unsafe impl aya::Pod for FlowEvent {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), three u64s.
 unsafe impl aya::Pod for FlowBudget {}
 
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 88);

@@ -9,10 +9,14 @@
 
 use policy_common::{
     config,
-    conntrack::{ALLOWED_BY_EGRESS, ConntrackKey, ConntrackValue, REVOKED, state},
+    conntrack::{
+        ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, ORIGINAL, REPLY,
+        REVOKED, SENT_HERE, state,
+    },
 };
 
 use crate::{
+    decision::Direction,
     maps::{PALISADE_CONFIG, PALISADE_CONNTRACK},
     packet::{Flow, Fragment, tcp_flags},
     protocol::{ETH_HDR_LEN, IPPROTO_ICMP, IPPROTO_TCP},
@@ -53,6 +57,38 @@ pub(crate) fn track(entry: &mut ConntrackValue, flow: &Flow, reply: bool, now: u
     }
 }
 
+/// Counts a packet of a tracked connection that passed without a decision, if this check is
+/// the one that counts it (see `ConntrackValue::packets`): the sender's own interface always
+/// does; the receiver's does unless the sender's own interface met the same tuple (the
+/// entry's flags say so); the check after netfilter never does (the sender's interface came
+/// first, before kube-proxy's translation).
+#[inline(always)]
+pub(crate) fn count_passed(
+    entry: &mut ConntrackValue,
+    direction: Direction,
+    reply: bool,
+    len: u32,
+) {
+    let first_on_node = match direction {
+        Direction::FromEndpoint => true,
+        Direction::ToEndpoint => {
+            let sender_was_here = if reply { ALLOWED_BY_INGRESS } else { SENT_HERE };
+            entry.flags & sender_was_here == 0
+        }
+        Direction::AfterNat => false,
+    };
+    if !first_on_node {
+        return;
+    }
+    let (packets, bytes) = if reply {
+        (&mut entry.packets[REPLY], &mut entry.bytes[REPLY])
+    } else {
+        (&mut entry.packets[ORIGINAL], &mut entry.bytes[ORIGINAL])
+    };
+    *packets = packets.wrapping_add(1);
+    *bytes = bytes.wrapping_add(u64::from(len));
+}
+
 /// Records that a check allowed the flow at `generation`, so its later packets and replies
 /// pass. `check_and_index`: the check's flag bit, and its stamp index in bits 8 and up (five
 /// arguments is what a BPF subprogram can take).
@@ -83,6 +119,8 @@ pub(crate) fn remember(
         state: state::NEW,
         last_seen_ns: now,
         generation: [0; 2],
+        packets: [0; 2],
+        bytes: [0; 2],
     };
     value.generation[index] = generation;
     track(&mut value, flow, false, now);

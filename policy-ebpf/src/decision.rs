@@ -11,7 +11,7 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
     conntrack::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
-        INGRESS_CHECK, MASQUERADED_HAIRPIN, REVOKED, state,
+        INGRESS_CHECK, MASQUERADED_HAIRPIN, REVOKED, SENT_HERE, state,
     },
     counters::drop_reason,
     endpoint::{EndpointKey, EndpointPolicy, IFINDEX_UNBOUND, kind},
@@ -20,9 +20,10 @@ use policy_common::{
 };
 
 use crate::{
-    conntrack::{current_generation, related, remember, track},
+    conntrack::{count_passed, current_generation, related, remember, track},
     events::{
-        deny, deny_before_policy, event_bits, events_for, palisade_count_rule, palisade_emit,
+        OPENED, deny, deny_before_policy, event_bits, events_for, palisade_count_rule,
+        palisade_emit,
     },
     fragments::{self, fragment_key},
     maps::{PALISADE_CONNTRACK, PALISADE_ENDPOINTS, PALISADE_SERVICE_FLOWS, PALISADE_TUPLES},
@@ -280,6 +281,7 @@ fn decide_flow(
         {
             if value.generation[this_index] == generation {
                 track(value, flow, false, now);
+                count_passed(value, direction, false, flow.frame_len);
                 return Verdict::Allow;
             }
             pending = Pending::Forward;
@@ -311,6 +313,7 @@ fn decide_flow(
         {
             if value.generation[counterpart_index] == generation {
                 track(value, flow, true, now);
+                count_passed(value, direction, true, flow.frame_len);
                 return Verdict::Allow;
             }
             pending = Pending::Reply;
@@ -393,11 +396,11 @@ fn decide_flow(
     } else {
         drop_reason::NO_RULE
     });
+    // SAFETY: as above.
+    let opens = allowed
+        && matches!(pending, Pending::New)
+        && unsafe { core::ptr::read_volatile(&keys.tracking) } & 4 != 0;
     if decided.table != 0 {
-        // SAFETY: as above.
-        let opens = allowed
-            && matches!(pending, Pending::New)
-            && unsafe { core::ptr::read_volatile(&keys.tracking) } & 4 != 0;
         palisade_count_rule(
             decided.table,
             decided.rule_ref,
@@ -407,8 +410,9 @@ fn decide_flow(
     if decided.flags & rule_flags::LOG != 0 || events_for(allowed) {
         // `flow` is this CPU's scratch slot, where the event (and its drop reason) is read
         // from.
+        let opened = if opens { OPENED } else { 0 };
         palisade_emit(
-            event_bits(direction, allowed),
+            event_bits(direction, allowed) | opened,
             ifindex,
             decided.table,
             decided.rule_ref,
@@ -425,10 +429,16 @@ fn decide_flow(
                 // Allowed, but not a packet that opens a flow, or on a revoked tuple.
                 return Verdict::Allow;
             }
+            // The sender's own interface marks the tuple it met (who counts its packets).
+            let sent_here = if matches!(direction, Direction::FromEndpoint) {
+                SENT_HERE
+            } else {
+                0
+            };
             remember(
                 forward,
                 flow,
-                this_check | (this_index as u32) << 8,
+                this_check | sent_here | (this_index as u32) << 8,
                 generation,
                 now,
             );

@@ -8,8 +8,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
-    config,
-    flow::{self as flow_event, FlowEvent},
+    config, flow as flow_event,
     rule_hits::{RuleHitKey, RuleHits},
 };
 
@@ -20,6 +19,7 @@ use crate::{
     },
     packet::Flow,
     protocol::{IPPROTO_ICMP, IPPROTO_ICMPV6},
+    services::addressed_frontend,
 };
 
 /// A drop for `reason` (`drop_reason`): recorded in the packet's scratch slot, where the
@@ -63,16 +63,26 @@ pub(crate) fn events_for(allowed: bool) -> bool {
     asked & wanted != 0
 }
 
+/// [`event_bits`]: the check after netfilter decided (a pod's flow to a Service).
+const AFTER_NAT: u32 = 1 << 9;
+/// [`event_bits`]: the decision opened a tracked connection (`flow_event::OPENED`).
+pub(crate) const OPENED: u32 = 1 << 10;
+
 /// [`palisade_emit`]'s first argument: the event's direction in the low byte, allowed in
-/// the next.
+/// bit 8, [`AFTER_NAT`] in bit 9; the caller may add [`OPENED`].
 #[inline(always)]
 pub(crate) fn event_bits(direction: Direction, allowed: bool) -> u32 {
+    let after_nat = if matches!(direction, Direction::AfterNat) {
+        AFTER_NAT
+    } else {
+        0
+    };
     let direction = if direction.egress() {
         flow_event::FROM_ENDPOINT
     } else {
         flow_event::TO_ENDPOINT
     };
-    u32::from(direction) | u32::from(allowed) << 8
+    u32::from(direction) | u32::from(allowed) << 8 | after_nat
 }
 
 /// Writes a flow event for the packet being decided (the `Flow` in this CPU's
@@ -117,35 +127,57 @@ pub extern "C" fn palisade_emit(
     let flow = unsafe { &*flow };
     let icmp = flow.protocol == IPPROTO_ICMP || flow.protocol == IPPROTO_ICMPV6;
     let allowed = ((bits >> 8) & 1) as u8;
-    let event = FlowEvent {
-        time_ns: now,
-        src: flow.src,
-        dst: flow.dst,
-        sport: flow.sport,
-        dport: if icmp {
-            flow.icmp_type_code
-        } else {
-            flow.dport
-        },
-        protocol: flow.protocol,
-        direction: (bits & 0xff) as u8,
-        allowed,
-        reason: if allowed == 0 {
-            flow.drop_reason as u8
-        } else {
-            0
-        },
-        ifindex,
-        table,
-        rule_ref,
-    };
     // The budget bounds attempts, not successes: with nobody reading, the ring stays full and
     // every decision would otherwise pay for building an event and failing to reserve room.
     budget.written += 1;
-    if PALISADE_FLOWS.output(event, 0).is_err() {
+    // Written in place in the ring, field by field: an 88-byte event on this function's
+    // stack took the deepest call chain past the 512 bytes all of its frames share.
+    let Some(mut entry) = PALISADE_FLOWS.reserve(0) else {
         // The ring is full (no reader): the packet's verdict is unaffected.
         budget.dropped += 1;
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is the reserved record, ours until it is submitted; every field is
+    // written before it is.
+    unsafe {
+        (*event).time_ns = now;
+        (*event).src = flow.src;
+        (*event).dst = flow.dst;
+        (*event).sport = flow.sport;
+        (*event).dport = if icmp {
+            flow.icmp_type_code
+        } else {
+            flow.dport
+        };
+        (*event).protocol = flow.protocol;
+        (*event).direction = (bits & 0xff) as u8;
+        (*event).allowed = allowed;
+        (*event).reason = if allowed == 0 {
+            flow.drop_reason as u8
+        } else {
+            0
+        };
+        (*event).ifindex = ifindex;
+        (*event).table = table;
+        (*event).rule_ref = rule_ref;
+        (*event).len = flow.frame_len;
+        (*event).flags = if bits & OPENED != 0 {
+            flow_event::OPENED
+        } else {
+            0
+        };
+        (*event)._pad = [0; 5];
+        (*event).service = [0; 16];
+        (*event).service_port = 0;
+        if bits & AFTER_NAT != 0
+            && let Some(frontend) = addressed_frontend(flow)
+        {
+            (*event).service = frontend.addr;
+            (*event).service_port = frontend.port;
+        }
     }
+    entry.submit(0);
     0
 }
 

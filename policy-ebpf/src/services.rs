@@ -11,7 +11,8 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
     conntrack::{
-        ALLOWED_BY_EGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK, MASQUERADED_HAIRPIN, state,
+        ALLOWED_BY_EGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK, MASQUERADED_HAIRPIN,
+        SENT_HERE, state,
     },
     service::{ANY_BACKEND_PORT, BackendKey, HairpinKey, TransportAddr, frontend},
 };
@@ -231,7 +232,7 @@ pub(crate) fn link_service_flow(flow: &Flow) {
     remember(
         &sent,
         flow,
-        ALLOWED_BY_EGRESS | (EGRESS_CHECK as u32) << 8,
+        ALLOWED_BY_EGRESS | SENT_HERE | (EGRESS_CHECK as u32) << 8,
         generation,
         now,
     );
@@ -256,6 +257,8 @@ pub(crate) fn link_service_flow(flow: &Flow) {
             state: state::NEW,
             last_seen_ns: now,
             generation: [0; 2],
+            packets: [0; 2],
+            bytes: [0; 2],
         };
         // The socket first: a marker without it denies. A failed insert leaves the pod's
         // ingress judging the masquerade address (the node: allowed), as if no hairpin had
@@ -267,6 +270,34 @@ pub(crate) fn link_service_flow(flow: &Flow) {
             let _ = PALISADE_CONNTRACK.insert(delivered, marker, 0);
         }
     }
+}
+
+/// The frontend a pod's new flow addressed, at the check after netfilter: the pod's socket's
+/// pending frontend (see [`defer_to_service`]), if it has the packet's destination as a
+/// backend. For the flow's event, before [`link_service_flow`] takes the pending entry.
+#[inline(always)]
+pub(crate) fn addressed_frontend(flow: &Flow) -> Option<TransportAddr> {
+    let socket = TransportAddr {
+        addr: flow.src,
+        port: flow.sport,
+        protocol: flow.protocol,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let frontend = unsafe { PALISADE_SERVICE_PENDING.get(socket) }.copied()?;
+    let pair = BackendKey {
+        frontend,
+        backend: TransportAddr {
+            addr: flow.dst,
+            port: flow.dport,
+            protocol: flow.protocol,
+            _pad: 0,
+        },
+    };
+    // SAFETY: only presence is read.
+    unsafe { PALISADE_SERVICE_BACKENDS.get(pair) }
+        .is_some()
+        .then_some(frontend)
 }
 
 /// An ICMP error from a frontend without backends about a flow sent to it.

@@ -21,7 +21,10 @@ use policy_agent::{
     replay::Direction,
 };
 use policy_common::{
-    conntrack::{ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, REVOKED, state, timeout},
+    conntrack::{
+        ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, REVOKED, SENT_HERE,
+        state, timeout,
+    },
     ipv4_mapped, map_names,
 };
 
@@ -182,8 +185,9 @@ fn replies_pass_isolated_endpoints_and_tcp_state_is_followed() {
     assert!(node.send(&tcp(CLIENT, 40000, SERVER, 80, SYN)));
     let opened = node.entry(&flow).expect("tracked");
     assert_eq!(
-        opened.flags, 3,
-        "allowed by the client's egress and the server's ingress"
+        opened.flags,
+        ALLOWED_BY_EGRESS | ALLOWED_BY_INGRESS | SENT_HERE,
+        "allowed by the client's egress (on its own interface) and the server's ingress"
     );
     assert_eq!(opened.state, state::NEW);
     assert!(node.send(&tcp(SERVER, 80, CLIENT, 40000, SYN | ACK)));
@@ -199,6 +203,51 @@ fn replies_pass_isolated_endpoints_and_tcp_state_is_followed() {
     assert_eq!(node.entry(&flow).expect("tracked").state, state::CLOSING);
     assert!(node.send(&tcp(SERVER, 80, CLIENT, 40000, RST)));
     assert_eq!(node.entry(&flow).expect("tracked").state, state::CLOSED);
+    // Every packet after the decided SYN is counted once, though each passed two checks:
+    // the client's ACK and FIN; the server's SYN-ACK, ACK and RST.
+    let counted = node.entry(&flow).expect("tracked");
+    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u64;
+    assert_eq!(counted.packets, [2, 3]);
+    assert_eq!(counted.bytes, [2 * len, 3 * len]);
+}
+
+#[test]
+fn a_connection_with_one_end_on_the_node_is_counted_by_that_end() {
+    if !require_root("a_connection_with_one_end_on_the_node_is_counted_by_that_end") {
+        return;
+    }
+    let node = Node::new("counts");
+    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u64;
+    // The client's node: only the client's interface, both ways.
+    let flow = key(CLIENT, 40000, SERVER, 80, 6);
+    assert!(node.run(
+        Direction::FromEndpoint,
+        &tcp(CLIENT, 40000, SERVER, 80, SYN)
+    ));
+    assert!(node.run(
+        Direction::ToEndpoint,
+        &tcp(SERVER, 80, CLIENT, 40000, SYN | ACK)
+    ));
+    assert!(node.run(
+        Direction::FromEndpoint,
+        &tcp(CLIENT, 40000, SERVER, 80, ACK)
+    ));
+    assert!(node.run(Direction::ToEndpoint, &tcp(SERVER, 80, CLIENT, 40000, ACK)));
+    assert!(node.run(Direction::ToEndpoint, &tcp(SERVER, 80, CLIENT, 40000, ACK)));
+    let counted = node.entry(&flow).expect("tracked");
+    assert_eq!((counted.packets, counted.bytes), ([1, 3], [len, 3 * len]));
+    // The server's node: only the server's interface, both ways.
+    let flow = key(CLIENT, 40001, SERVER, 80, 6);
+    assert!(node.run(Direction::ToEndpoint, &tcp(CLIENT, 40001, SERVER, 80, SYN)));
+    assert!(node.run(
+        Direction::FromEndpoint,
+        &tcp(SERVER, 80, CLIENT, 40001, SYN | ACK)
+    ));
+    assert!(node.run(Direction::ToEndpoint, &tcp(CLIENT, 40001, SERVER, 80, ACK)));
+    assert!(node.run(Direction::ToEndpoint, &tcp(CLIENT, 40001, SERVER, 80, ACK)));
+    let counted = node.entry(&flow).expect("tracked");
+    assert_eq!(counted.flags & SENT_HERE, 0, "the sender is elsewhere");
+    assert_eq!((counted.packets, counted.bytes), ([2, 1], [2 * len, len]));
 }
 
 #[test]
@@ -511,7 +560,7 @@ fn errors_are_related_only_to_the_receivers_own_allowed_flows() {
     assert!(!node.send(&denied));
     assert!(
         node.entry(&key(CLIENT, 5501, SERVER, 53, 17))
-            .is_some_and(|e| e.flags == 1),
+            .is_some_and(|e| e.flags == ALLOWED_BY_EGRESS | SENT_HERE),
         "recorded by the client's egress alone"
     );
     let reversed = udp(SERVER, 53, CLIENT, 5501);

@@ -268,7 +268,7 @@ fn replies_to_allowed_connections_pass_isolated_endpoints_and_nothing_else_does(
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(
         entries[0].1.flags,
-        policy_common::conntrack::ALLOWED_BY_EGRESS
+        policy_common::conntrack::ALLOWED_BY_EGRESS | policy_common::conntrack::SENT_HERE
     );
 
     // A new connection from frontend to backend is still denied: only replies pass.
