@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench -p policy-agent --bench flow_records` (no root needed: the events are
 //! fed to `FlowRecords` as the ring would hand them over, over 75 s of event time, so that
-//! windows close as they would on a node and every kept window is full). Memory is counted by this binary's own
+//! windows close as they would on a node and every kept window is full; every allowed flow
+//! opens a connection that stays open, so the records follow as many as they may). Memory is counted by this binary's own
 //! allocator: what is allocated at the peak and what stays allocated at the end, beyond what
 //! was allocated before the first event. Prints one JSON line for `cargo xtask bench`.
 
@@ -16,10 +17,24 @@ use std::{
 };
 
 use policy_agent::{
-    flow_records::{Directory, FlowRecords, Limits},
+    flow_records::{Directory, FlowRecords, Limits, connections::ConnectionTable},
     flows::TableNames,
 };
-use policy_common::{flow::FlowEvent, ipv4_mapped};
+use policy_common::{
+    conntrack::{ConntrackKey, ConntrackValue},
+    flow::{FlowEvent, OPENED},
+    ipv4_mapped,
+};
+
+/// A connection table in which every connection stays open: the records follow as many as
+/// they may for the whole run (their bound's worst case).
+struct Open;
+
+impl ConnectionTable for Open {
+    fn entry(&self, _: &ConntrackKey) -> Option<ConntrackValue> {
+        Some(ConntrackValue::default())
+    }
+}
 
 /// The system allocator, counting the bytes allocated now and at the peak.
 struct Counting;
@@ -77,6 +92,7 @@ fn main() {
     for i in 0..flows {
         // Every flow its own record: a source address of its own (10.x.y.z).
         let src = Ipv4Addr::from(0x0a00_0000 | i);
+        let allowed = i % 3 != 0;
         let event = FlowEvent {
             time_ns: now,
             src: ipv4_mapped(src.octets()),
@@ -85,19 +101,20 @@ fn main() {
             dport: 8080,
             protocol: 6,
             direction: policy_common::flow::TO_ENDPOINT,
-            allowed: u8::from(i % 3 != 0),
-            reason: 0,
+            allowed: u8::from(allowed),
             ifindex: 7,
             table: 1,
-            rule_ref: 0,
+            len: 74,
+            flags: if allowed { OPENED } else { 0 },
+            ..FlowEvent::default()
         };
-        records.record(&event);
+        records.record(&event, Some(&Open));
         now += EVENT_GAP_NS;
         if i % 1000 == 0 {
-            records.tick(now);
+            records.close_due(&Open, now);
         }
     }
-    records.tick(now);
+    records.close_due(&Open, now);
     let took = started.elapsed();
     let peak = PEAK.load(Ordering::Relaxed) - before;
     let retained = ALLOCATED.load(Ordering::Relaxed) - before;
@@ -137,6 +154,7 @@ fn main() {
             "records_kept": kept,
             "lost_in_kept_windows": lost,
             "ns_per_event": ns_per_flow,
+            "connections_unfollowed": records.unfollowed(),
         })
     );
 }

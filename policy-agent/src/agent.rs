@@ -304,7 +304,7 @@ pub async fn run(config: Config) -> Result<()> {
             }
             _ = flow_poll.tick(), if flow_reader.is_some() => {
                 if let (Some(reader), Some(web)) = (flow_reader.as_mut(), state.web.as_ref()) {
-                    web.records.poll(reader, monotonic_ns());
+                    web.records.poll(reader, &datapath, monotonic_ns());
                 }
             }
             _ = rule_poll.tick(), if state.web.is_some() => {
@@ -502,8 +502,13 @@ impl State {
         // Written whole: this compile is the applied state now.
         self.applied.endpoints = endpoints;
         if let Some(web) = &self.web {
+            let services = crate::services::service_table(
+                &snapshot.cluster,
+                scope.node_name.as_deref(),
+                &scope.host_addrs,
+            );
             web.records.set_view(
-                crate::flow_records::Directory::of(&snapshot.cluster),
+                crate::flow_records::Directory::of(&snapshot.cluster).with_services(&services),
                 tables.clone(),
             );
             let pending = snapshot.cluster.has_staged().then(|| {
@@ -829,11 +834,10 @@ impl State {
         // Flow observability's losses, with the counts it reads as often.
         match datapath.flow_events_dropped() {
             Ok(dropped) => {
-                let lost = self
-                    .web
-                    .as_ref()
-                    .map_or((0, 0), |web| web.records.lost_total());
-                self.health.flow_losses(dropped, lost);
+                let (lost, unfollowed) = self.web.as_ref().map_or(((0, 0), 0), |web| {
+                    (web.records.lost_total(), web.records.unfollowed())
+                });
+                self.health.flow_losses(dropped, lost, unfollowed);
             }
             Err(e) => warn!(error = format!("{e:#}"), "reading the flow event budget"),
         }

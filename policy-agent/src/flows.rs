@@ -14,7 +14,7 @@ use std::{
 use aya::maps::{Map, MapData, RingBuf};
 use policy_common::{
     counters::drop_reason,
-    flow::{FROM_ENDPOINT, FlowEvent},
+    flow::{FROM_ENDPOINT, FlowEvent, OPENED},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -185,8 +185,11 @@ pub fn render_text(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Str
         None => "allow".to_owned(),
         Some(reason) => format!("deny ({reason})"),
     };
+    let service = service(event).map_or(String::new(), |(addr, port)| {
+        format!(" (addressed {})", std::net::SocketAddr::new(addr, port))
+    });
     format!(
-        "{:>14.6} {direction:<7} {verdict:<5} proto {} {} -> {} port {} if {}: {}",
+        "{:>14.6} {direction:<7} {verdict:<5} proto {} {} -> {} port {}{service} if {}: {}",
         event.time_ns as f64 / 1e9,
         event.protocol,
         address(event.src),
@@ -213,5 +216,13 @@ pub fn render_json(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Val
         "table": event.table,
         "rule_ref": event.rule_ref,
         "decided_by": decided_by(event, tables),
+        "len": event.len,
+        "opened": event.flags & OPENED != 0,
+        "service": service(event).map(|(addr, port)| json!({"addr": addr.to_string(), "port": port})),
     })
+}
+
+/// A pod's flow to a Service: the frontend it addressed (see `FlowEvent::service`).
+pub fn service(event: &FlowEvent) -> Option<(IpAddr, u16)> {
+    (event.service_port != 0).then(|| (address(event.service), event.service_port))
 }

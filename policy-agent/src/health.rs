@@ -263,15 +263,25 @@ impl Health {
         }
     }
 
-    /// What flow observability lost, as last read: events the datapath did not write, and
-    /// flows the records' full windows did not hold (allowed, denied).
-    pub fn flow_losses(&self, events_dropped: u64, records_lost: (u64, u64)) {
+    /// What flow observability lost, as last read: events the datapath did not write, flows
+    /// the records' full windows did not hold (allowed, denied), and connections opened while
+    /// the records followed as many as they may (their later packets go uncounted).
+    pub fn flow_losses(
+        &self,
+        events_dropped: u64,
+        records_lost: (u64, u64),
+        connections_unfollowed: u64,
+    ) {
         *self
             .flow_losses
             .counts
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            [events_dropped, records_lost.0, records_lost.1];
+            .unwrap_or_else(PoisonError::into_inner) = [
+            events_dropped,
+            records_lost.0,
+            records_lost.1,
+            connections_unfollowed,
+        ];
     }
 
     /// The per-rule totals, as last read.
@@ -509,15 +519,17 @@ impl Collector for RuleHitsCollector {
 
 /// `palisade_flow_events_dropped_total` (events the datapath did not write: its per-CPU budget
 /// for the second spent, or the ring full) and `palisade_flow_records_lost_total{verdict}`
-/// (flows that found their window of records full): losses are counted, never silent.
+/// (flows that found their window of records full) and
+/// `palisade_flow_connections_unfollowed_total` (connections whose later packets the records
+/// could not count: see `flow_records::connections`): losses are counted, never silent.
 #[derive(Debug, Default)]
 struct FlowLossCollector {
-    counts: Mutex<[u64; 3]>,
+    counts: Mutex<[u64; 4]>,
 }
 
 impl Collector for FlowLossCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let [dropped, lost_allowed, lost_denied] =
+        let [dropped, lost_allowed, lost_denied, unfollowed] =
             *self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let sample = ConstCounter::new(0u64);
         let events = encoder.encode_descriptor(
@@ -538,6 +550,13 @@ impl Collector for FlowLossCollector {
             let metric = records.encode_family(&labels)?;
             ConstCounter::new(count).encode(metric)?;
         }
+        let connections = encoder.encode_descriptor(
+            "flow_connections_unfollowed",
+            "Connections opened while the flow records followed as many as they may: their packets after the first are not in the records",
+            None,
+            sample.metric_type(),
+        )?;
+        ConstCounter::new(unfollowed).encode(connections)?;
         Ok(())
     }
 }
@@ -668,7 +687,7 @@ mod tests {
                 flows: 5,
             },
         }]);
-        health.flow_losses(9, (1, 2));
+        health.flow_losses(9, (1, 2), 3);
         health.watch_progress(Arc::new(WatchProgress::default()));
         health.set_ready();
         assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
@@ -689,6 +708,7 @@ mod tests {
             "palisade_drops_total{reason=\"capacity\"} 0",
             "palisade_flow_events_dropped_total 9",
             "palisade_flow_records_lost_total{verdict=\"deny\"} 2",
+            "palisade_flow_connections_unfollowed_total 3",
             "palisade_rule_packets_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 6",
             "palisade_rule_flows_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 5",
             "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",

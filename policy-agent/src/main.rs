@@ -201,6 +201,10 @@ enum Command {
     Compile {
         #[command(flatten)]
         source: Source,
+        /// A running agent's status file (its --status-file): show what it counted for each
+        /// rule (packets it decided, connections it opened).
+        #[arg(long)]
+        status_file: Option<PathBuf>,
     },
     /// Explain the verdict on one packet: every tier, policy and rule consulted for the
     /// source's egress and the destination's ingress, which one decided, and the verdict.
@@ -339,10 +343,28 @@ fn main() -> Result<()> {
             seconds,
             ..
         } => follow_flows(&bpffs, status_file.as_deref(), json, count, seconds),
-        Command::Compile { source } => {
+        Command::Compile {
+            source,
+            status_file,
+        } => {
             let (snapshot, scope) = load(&runtime, &source)?;
             let compiled = Compiler::new().compile(&snapshot.cluster, &scope);
             print!("{}", policy_agent::explain::render(&compiled));
+            let counted = match &status_file {
+                Some(path) => Some(
+                    policy_agent::status::Status::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .with_context(|| format!("{}: no status written yet", path.display()))?
+                        .rule_hits,
+                ),
+                None => None,
+            };
+            let tables = policy_agent::flows::table_names(&compiled);
+            let rules = policy_agent::rule_hits::rules_of(&compiled.maps, &tables);
+            print!(
+                "{}",
+                policy_agent::rule_hits::render_counts(&rules, counted.as_deref())
+            );
             Ok(())
         }
         Command::Explain {

@@ -12,12 +12,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use policy_common::{
-    rule::{PROFILE_RULE_REF, TIER_DEFAULT_RULE},
+    rule::{PROFILE_RULE_REF, TIER_DEFAULT_RULE, action},
     rule_hits::{RuleHitKey, RuleHits},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::flows::{PolicyRef, TableNames};
+use crate::{
+    compiler::MapContents,
+    flows::{PolicyRef, TableNames},
+};
 
 /// One rule of one policy, with the verdict its entries gave.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -106,6 +109,84 @@ impl RuleHitTotals {
             })
             .collect()
     }
+}
+
+/// Every rule the compiled maps can decide a packet with (their allow and deny entries),
+/// named through their tables as the kernel's counts are: what `policy-agent compile` lists
+/// the counts of.
+pub fn rules_of(maps: &MapContents, tables: &BTreeMap<u32, TableNames>) -> BTreeSet<RuleId> {
+    maps.rules
+        .iter()
+        .filter_map(|(key, value)| {
+            let allowed = match value.action {
+                action::ALLOW => 1,
+                action::DENY => 0,
+                _ => return None,
+            };
+            let key = RuleHitKey {
+                table: key.data.table,
+                rule_ref: value.rule_ref,
+                allowed,
+            };
+            rule_id(&key, tables)
+        })
+        .collect()
+}
+
+/// The rules of a compile with what a running agent counted for each (its status file's
+/// totals; a rule it has not counted shows 0), then the rules it counted that the compile
+/// does not have (a policy changed since). One line each, for `policy-agent compile`;
+/// without counts, the rules alone.
+pub fn render_counts(rules: &BTreeSet<RuleId>, counted: Option<&[RuleCount]>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let Some(counted) = counted else {
+        let _ = writeln!(
+            out,
+            "rules ({}; with --status-file of a running agent, what it counted for each):",
+            rules.len()
+        );
+        for rule in rules {
+            let _ = writeln!(out, "  {}", rule_label(rule));
+        }
+        return out;
+    };
+    let counts: BTreeMap<&RuleId, Counts> = counted.iter().map(|c| (&c.rule, c.counts)).collect();
+    let _ = writeln!(out, "rule counts ({} rules):", rules.len());
+    for rule in rules {
+        let c = counts.get(rule).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}  {} packets, {} flows",
+            rule_label(rule),
+            c.packets,
+            c.flows
+        );
+    }
+    for count in counted.iter().filter(|c| !rules.contains(&c.rule)) {
+        let _ = writeln!(
+            out,
+            "  {}  {} packets, {} flows (counted, not in this compile)",
+            rule_label(&count.rule),
+            count.counts.packets,
+            count.counts.flows
+        );
+    }
+    out
+}
+
+/// `KIND [NAMESPACE/]NAME RULE ACTION`, as the web view labels a rule.
+fn rule_label(rule: &RuleId) -> String {
+    let policy = &rule.policy;
+    if policy.kind == "profile" {
+        return format!("profile {}", rule.action);
+    }
+    let name = if policy.namespace.is_empty() {
+        policy.name.clone()
+    } else {
+        format!("{}/{}", policy.namespace, policy.name)
+    };
+    format!("{} {name} {} {}", policy.kind, rule.rule, rule.action)
 }
 
 /// The rule a kernel entry stands for, named through its table.

@@ -449,6 +449,12 @@ impl Datapath {
             })
     }
 
+    /// The entry of one tracked flow, if there is one (a failed read is none: the flow
+    /// records stop following it).
+    pub fn conntrack_entry(&self, key: &ConntrackKey) -> Option<ConntrackValue> {
+        self.conntrack.get(key, 0).ok()
+    }
+
     /// How many connections are tracked (entries in `PALISADE_CONNTRACK`).
     pub fn conntrack_occupancy(&self) -> Result<usize, DataplaneError> {
         let mut entries = 0;
@@ -643,4 +649,10 @@ where
         .take_map(name)
         .ok_or(DataplaneError::Missing { kind: "map", name })?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { name, source })
+}
+
+impl crate::flow_records::connections::ConnectionTable for Datapath {
+    fn entry(&self, key: &ConntrackKey) -> Option<ConntrackValue> {
+        self.conntrack_entry(key)
+    }
 }

@@ -21,7 +21,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::workloads::{Directory, Workload};
+use super::workloads::{Directory, ServiceRef, Workload};
 
 /// The aggregation's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,10 @@ pub struct Observation {
     pub reason: Option<&'static str>,
     /// With staged policies in the datastore: the verdict with them applied.
     pub pending: Option<Pending>,
+    /// The decided packet's length (bytes as the interface carries them).
+    pub len: u32,
+    /// A pod's flow to a Service: the frontend it addressed (address, port).
+    pub service: Option<(IpAddr, u16)>,
 }
 
 /// The verdict a flow would get with the staged policies applied, and what would decide it.
@@ -103,14 +107,48 @@ pub struct RecordKey {
     /// `crate::model::staged`); absent without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// The Service the client addressed, when the flow went through one (as Calico's flow
+    /// logs' `dest_service_*`): known where the client's egress was decided after kube-proxy's
+    /// translation, and on the backend's ingress when the client is on the same node.
+    /// Boxed: most records have none, and a record's key is in its window's map twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Box<ServiceRef>>,
+}
+
+/// Packets and bytes a record's flows carried, by who sent them: the record's source (its
+/// flows' first packets, and what their connections sent after) and its destination (the
+/// replies). Tracked connections' later packets come from the connection table (see
+/// [`super::connections`]); a denied or untracked flow counts its decided packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub src_packets: u64,
+    pub src_bytes: u64,
+    pub dst_packets: u64,
+    pub dst_bytes: u64,
+}
+
+impl Traffic {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.src_packets = self.src_packets.saturating_add(other.src_packets);
+        self.src_bytes = self.src_bytes.saturating_add(other.src_bytes);
+        self.dst_packets = self.dst_packets.saturating_add(other.dst_packets);
+        self.dst_bytes = self.dst_bytes.saturating_add(other.dst_bytes);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     #[serde(flatten)]
     pub key: RecordKey,
-    /// Flows (new flows and re-checks) the datapath reported.
+    /// Flows (new flows and re-checks) the datapath reported in the window; 0 for a
+    /// connection opened in an earlier window that carried traffic in this one.
     pub flows: u64,
+    #[serde(flatten)]
+    pub traffic: Traffic,
     pub first_ns: u64,
     pub last_ns: u64,
 }
@@ -157,15 +195,20 @@ impl Aggregator {
         }
     }
 
-    fn window_ns(&self) -> u64 {
+    /// The window's length.
+    pub fn window_ns(&self) -> u64 {
         u64::try_from(self.limits.window.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Adds one observation, naming its ends with `directory`. Closes the open window first
-    /// if the observation is past its end.
-    pub fn observe(&mut self, observation: Observation, directory: &Directory) {
+    /// if the observation is past its end. Returns the record's key (whether or not the window
+    /// had room for it), under which its connection's later traffic is added.
+    pub fn observe(&mut self, observation: Observation, directory: &Directory) -> RecordKey {
         self.tick(observation.time_ns);
-        self.start_ns.get_or_insert(observation.time_ns);
+        let service = observation
+            .service
+            .and_then(|(addr, port)| directory.service(addr, observation.protocol, port))
+            .map(Box::new);
         let key = RecordKey {
             src: directory.name(observation.src),
             dst: directory.name(observation.dst),
@@ -176,36 +219,78 @@ impl Aggregator {
             decided_by: observation.decided_by,
             reason: observation.reason.map(str::to_owned),
             pending: observation.pending,
+            service,
         };
-        let full = self.open.len() >= self.limits.max_records;
-        match self.open.get_mut(&key) {
-            Some(record) => {
-                record.flows += 1;
-                record.last_ns = record.last_ns.max(observation.time_ns);
-            }
-            None if full => match observation.verdict {
-                Verdict::Allow => {
-                    self.lost.0 += 1;
-                    self.lost_total.0 += 1;
-                }
-                Verdict::Deny => {
-                    self.lost.1 += 1;
-                    self.lost_total.1 += 1;
-                }
-            },
-            None => {
-                let time = observation.time_ns;
-                self.open.insert(
-                    key.clone(),
-                    Record {
-                        key,
-                        flows: 1,
-                        first_ns: time,
-                        last_ns: time,
-                    },
-                );
-            }
+        let traffic = Traffic {
+            src_packets: 1,
+            src_bytes: u64::from(observation.len),
+            ..Traffic::default()
+        };
+        if let Some(record) = self.record(&key, observation.time_ns) {
+            record.flows += 1;
+            record.traffic.add(&traffic);
         }
+        key
+    }
+
+    /// What a connection carried after its decided packet (see [`super::connections`]),
+    /// added to its record in the open window at `time_ns` (opened for it if it has none).
+    pub fn add_traffic(&mut self, key: &RecordKey, traffic: Traffic, time_ns: u64) {
+        if let Some(record) = self.record(key, time_ns) {
+            record.traffic.add(&traffic);
+        }
+    }
+
+    /// The open window's record for `key` at `time_ns`, made if the window has room; if it
+    /// has none, the observation is counted as lost (by verdict).
+    fn record(&mut self, key: &RecordKey, time_ns: u64) -> Option<&mut Record> {
+        self.start_ns.get_or_insert(time_ns);
+        if !self.open.contains_key(key) {
+            if self.open.len() >= self.limits.max_records {
+                match key.verdict {
+                    Verdict::Allow => {
+                        self.lost.0 += 1;
+                        self.lost_total.0 += 1;
+                    }
+                    Verdict::Deny => {
+                        self.lost.1 += 1;
+                        self.lost_total.1 += 1;
+                    }
+                }
+                return None;
+            }
+            self.open.insert(
+                key.clone(),
+                Record {
+                    key: key.clone(),
+                    flows: 0,
+                    traffic: Traffic::default(),
+                    first_ns: time_ns,
+                    last_ns: time_ns,
+                },
+            );
+        }
+        let record = self.open.get_mut(key)?;
+        record.last_ns = record.last_ns.max(time_ns);
+        Some(record)
+    }
+
+    /// Whether a window is open (something was observed since the last one closed).
+    pub fn is_open(&self) -> bool {
+        self.start_ns.is_some()
+    }
+
+    /// When the open window ends.
+    pub fn window_end(&self) -> Option<u64> {
+        self.start_ns
+            .map(|start| start.saturating_add(self.window_ns()))
+    }
+
+    /// Whether the open window ends at or before `now_ns` (the next [`Aggregator::tick`] or
+    /// observation closes it).
+    pub fn due(&self, now_ns: u64) -> bool {
+        self.start_ns
+            .is_some_and(|start| now_ns >= start.saturating_add(self.window_ns()))
     }
 
     /// Closes the open window if `now_ns` is past its end (call it periodically, so that a
@@ -297,6 +382,8 @@ mod tests {
             decided_by: "default/web ingress[0]".to_owned(),
             reason: None,
             pending: None,
+            len: 60,
+            service: None,
         }
     }
 

@@ -158,15 +158,26 @@ pub fn render_text(window: &Window, record: &Record) -> String {
             };
             format!("; staged: {verdict} by {}", pending.decided_by)
         });
+    let service = record
+        .key
+        .service
+        .as_ref()
+        .map_or(String::new(), |service| format!(" via {service}"));
+    let traffic = &record.traffic;
     format!(
-        "{:>10.1}s {} -> {} proto {} port {} {verdict} at {reporter}: {}{pending} ({} flows)",
+        "{:>10.1}s {} -> {}{service} proto {} port {} {verdict} at {reporter}: {}{pending} \
+         ({} flows; {} pkts {} B sent, {} pkts {} B replied)",
         window.start_ns as f64 / 1e9,
         record.key.src,
         record.key.dst,
         record.key.protocol,
         record.key.port,
         record.key.decided_by,
-        record.flows
+        record.flows,
+        traffic.src_packets,
+        traffic.src_bytes,
+        traffic.dst_packets,
+        traffic.dst_bytes,
     )
 }
 
@@ -229,8 +240,10 @@ mod tests {
                 decided_by: decided_by.to_owned(),
                 reason: None,
                 pending: None,
+                service: None,
             },
             flows: 3,
+            traffic: Default::default(),
             first_ns: 0,
             last_ns: 0,
         }

@@ -3,16 +3,21 @@
 //! ring or a copy of the windows, never across an await.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap, VecDeque},
+    net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
 };
 
-use policy_common::flow::{FROM_ENDPOINT, FlowEvent};
+use policy_common::{
+    conntrack::ConntrackKey,
+    flow::{FROM_ENDPOINT, FlowEvent, OPENED},
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
     Directory,
     aggregate::{Aggregator, Limits, Observation, Pending, Reporter, Verdict, Window},
+    connections::{ConnectionTable, Connections},
 };
 use crate::{
     compiler::MapContents,
@@ -38,13 +43,128 @@ struct State {
     tables: BTreeMap<u32, TableNames>,
     /// With staged policies in the datastore.
     pending: Option<PendingView>,
+    /// Allowed connections whose later packets are added to their records.
+    connections: Connections,
+    /// When the followed connections were last read.
+    collected_ns: u64,
+    services: RecentServices,
 }
 
 impl State {
-    fn observe(&mut self, event: &FlowEvent) {
+    fn observe(&mut self, event: &FlowEvent, table: Option<&dyn ConnectionTable>) {
+        if let Some(table) = table
+            && self.aggregator.due(event.time_ns)
+        {
+            // Before the observation closes the window: its connections' traffic first.
+            self.collect(table, event.time_ns);
+        }
         let mut observation = observation(event, &self.tables);
         observation.pending = self.pending.as_ref().map(|view| pending(event, view));
-        self.aggregator.observe(observation, &self.directory);
+        if observation.service.is_none() && event.direction != FROM_ENDPOINT {
+            observation.service = self.services.take(event);
+        } else if observation.service.is_some() {
+            self.services.remember(event);
+        }
+        let connection = followed_connection(event);
+        let record = self.aggregator.observe(observation, &self.directory);
+        if let (Some(table), Some(key)) = (table, connection) {
+            self.connections
+                .follow(key, record, event.flags & OPENED != 0, table);
+        }
+    }
+
+    /// Closes the window if it is due, after adding its connections' traffic. With no window
+    /// open but connections followed, reads them once a window's length has passed (their
+    /// traffic opens one).
+    fn close_due(&mut self, table: &dyn ConnectionTable, now_ns: u64) {
+        let quiet = !self.aggregator.is_open()
+            && !self.connections.is_empty()
+            && now_ns.saturating_sub(self.collected_ns) >= self.aggregator.window_ns();
+        if self.aggregator.due(now_ns) || quiet {
+            self.collect(table, now_ns);
+        }
+        self.aggregator.tick(now_ns);
+    }
+
+    /// Adds what the followed connections carried since the last read to the open window
+    /// (at the latest at its end, so that it lands in the window it belongs to).
+    fn collect(&mut self, table: &dyn ConnectionTable, now_ns: u64) {
+        let time = self
+            .aggregator
+            .window_end()
+            .map_or(now_ns, |end| now_ns.min(end.saturating_sub(1)));
+        self.connections.collect(table, &mut self.aggregator, time);
+        self.collected_ns = now_ns;
+    }
+}
+
+/// The connection table's entry that counts the packets after `event`'s (see
+/// [`super::connections`]): an allowed flow of a port protocol (ICMP echoes count only
+/// their decided packets), keyed as the decision recorded it; a pod's flow to a Service as
+/// the pod sent it, to the frontend.
+fn followed_connection(event: &FlowEvent) -> Option<ConntrackKey> {
+    const PORT_PROTOCOLS: [u8; 3] = [6, 17, 132];
+    if event.allowed == 0 || !PORT_PROTOCOLS.contains(&event.protocol) {
+        return None;
+    }
+    let (dst, dport) = if event.service_port != 0 {
+        (event.service, event.service_port)
+    } else {
+        (event.dst, event.dport)
+    };
+    Some(ConntrackKey {
+        src: event.src,
+        dst,
+        sport: event.sport,
+        dport,
+        protocol: event.protocol,
+        _pad: [0; 3],
+    })
+}
+
+/// Service flows' frontends by the tuple kube-proxy delivered, from the client's egress
+/// events, for the backend's ingress event that follows on the same node (its check cannot
+/// see the frontend; the client's, after the translation, does). Both events are written by
+/// the same CPU for the same packet, in this order. Bounded: the oldest go first.
+#[derive(Default)]
+struct RecentServices {
+    frontends: HashMap<ConntrackKey, (IpAddr, u16)>,
+    order: VecDeque<ConntrackKey>,
+}
+
+impl RecentServices {
+    /// Enough for the events of a few seconds at the datapath's budget.
+    const MAX: usize = 4096;
+
+    fn delivered(event: &FlowEvent) -> ConntrackKey {
+        ConntrackKey {
+            src: event.src,
+            dst: event.dst,
+            sport: event.sport,
+            dport: event.dport,
+            protocol: event.protocol,
+            _pad: [0; 3],
+        }
+    }
+
+    fn remember(&mut self, event: &FlowEvent) {
+        let key = Self::delivered(event);
+        let Some(frontend) = crate::flows::service(event) else {
+            return;
+        };
+        if self.frontends.insert(key, frontend).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.frontends.remove(&oldest);
+            }
+        }
+    }
+
+    fn take(&mut self, event: &FlowEvent) -> Option<(IpAddr, u16)> {
+        // (The key stays in `order` until it ages out; a stale position removes nothing.)
+        self.frontends.remove(&Self::delivered(event))
     }
 }
 
@@ -110,6 +230,9 @@ impl FlowRecords {
                 directory: Directory::default(),
                 tables: BTreeMap::new(),
                 pending: None,
+                connections: Connections::default(),
+                collected_ns: 0,
+                services: RecentServices::default(),
             }),
         }
     }
@@ -131,9 +254,10 @@ impl FlowRecords {
         self.lock().pending = pending;
     }
 
-    /// Reads what is waiting in the ring into the records; closes a window that is due.
+    /// Reads what is waiting in the ring into the records, following the connections they
+    /// open in `table`; closes a window that is due, with what its connections carried.
     /// Returns the events read.
-    pub fn poll(&self, reader: &mut FlowReader, now_ns: u64) -> usize {
+    pub fn poll(&self, reader: &mut FlowReader, table: &dyn ConnectionTable, now_ns: u64) -> usize {
         let mut state = self.lock();
         let mut read = 0;
         while read < MAX_EVENTS_PER_POLL {
@@ -141,15 +265,27 @@ impl FlowRecords {
                 break;
             };
             read += 1;
-            state.observe(&event);
+            state.observe(&event, Some(table));
         }
-        state.aggregator.tick(now_ns);
+        state.close_due(table, now_ns);
         read
     }
 
-    /// Feeds one event (tests, and readers other than the ring).
-    pub fn record(&self, event: &FlowEvent) {
-        self.lock().observe(event);
+    /// Feeds one event (tests, and readers other than the ring); with `table`, its
+    /// connection is followed there.
+    pub fn record(&self, event: &FlowEvent, table: Option<&dyn ConnectionTable>) {
+        self.lock().observe(event, table);
+    }
+
+    /// Closes the window if it is due at `now_ns`, after adding what the followed
+    /// connections carried (read from `table`).
+    pub fn close_due(&self, table: &dyn ConnectionTable, now_ns: u64) {
+        self.lock().close_due(table, now_ns);
+    }
+
+    /// Connections opened while the records followed as many as they may, since the start.
+    pub fn unfollowed(&self) -> u64 {
+        self.lock().connections.unfollowed()
     }
 
     /// The number the next closed window will have (where a reader that wants only new
@@ -203,6 +339,8 @@ pub fn observation(event: &FlowEvent, tables: &BTreeMap<u32, TableNames>) -> Obs
         decided_by: decided_by(event, tables),
         reason: crate::flows::drop_reason(event),
         pending: None,
+        len: event.len,
+        service: crate::flows::service(event),
     }
 }
 
@@ -248,9 +386,9 @@ mod tests {
                 },
             )]),
         );
-        records.record(&event(1, false));
-        records.record(&event(2, false));
-        records.record(&event(3, true));
+        records.record(&event(1, false), None);
+        records.record(&event(2, false), None);
+        records.record(&event(3, true), None);
         let snapshot = records.snapshot(0);
         assert_eq!((snapshot.first, snapshot.next), (0, 0));
         assert!(snapshot.closed.is_empty());

@@ -9,6 +9,8 @@
 //! - [`workloads`]: an address as a workload (pod, host endpoint, network set, or the address
 //!   itself), from the agent's view of the cluster.
 //! - [`aggregate`]: the window, the bound, and what is lost when the bound is hit.
+//! - [`connections`]: packets and bytes of the allowed connections, from the connection
+//!   table, added to their records window by window.
 //! - [`live`]: the agent's records while it runs, fed from the ring buffer.
 //!
 //! Served by [`crate::web`] (`GET /flows`, and the web view).
@@ -16,9 +18,10 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod connections;
 pub mod live;
 pub mod workloads;
 
 pub use aggregate::{Aggregator, Limits, Window};
 pub use live::FlowRecords;
-pub use workloads::{Directory, Workload};
+pub use workloads::{Directory, ServiceRef, Workload};

@@ -15,7 +15,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Cluster;
+use crate::{model::Cluster, services::ServiceTable};
 
 /// What a flow record names as one end of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,12 +69,29 @@ impl fmt::Display for Workload {
     }
 }
 
-/// Addresses to workloads, for one state of the cluster.
+/// A Service port a flow addressed: what Calico's flow logs call `dest_service_namespace`,
+/// `dest_service_name` and `dest_service_port` (the port's name, else its number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    pub port: String,
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service/{}/{}:{}", self.namespace, self.name, self.port)
+    }
+}
+
+/// Addresses to workloads, and frontends to Services, for one state of the cluster.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
     exact: HashMap<IpAddr, Workload>,
     /// Network sets' prefixes, longest first; ties by name (a stable answer).
     sets: Vec<(IpNet, Workload)>,
+    /// (address, protocol, port) of each frontend kube-proxy programs on this node.
+    services: HashMap<(IpAddr, u8, u16), ServiceRef>,
 }
 
 impl Directory {
@@ -123,7 +140,42 @@ impl Directory {
             .into_keys()
             .map(|(_, net, workload)| (net, workload))
             .collect();
-        Self { exact, sets }
+        Self {
+            exact,
+            sets,
+            services: HashMap::new(),
+        }
+    }
+
+    /// Names the frontends of `table` (what kube-proxy programs on this node: cluster IPs,
+    /// node ports, external addresses) as their Services.
+    pub fn with_services(mut self, table: &ServiceTable) -> Self {
+        self.services = table
+            .frontends
+            .iter()
+            .map(|(frontend, info)| {
+                let (namespace, name) = info.service.clone();
+                let port = if info.port_name.is_empty() {
+                    frontend.port.to_string()
+                } else {
+                    info.port_name.clone()
+                };
+                (
+                    (frontend.addr, frontend.protocol.number(), frontend.port),
+                    ServiceRef {
+                        namespace,
+                        name,
+                        port,
+                    },
+                )
+            })
+            .collect();
+        self
+    }
+
+    /// The Service whose frontend is `address`, `protocol`, `port`.
+    pub fn service(&self, address: IpAddr, protocol: u8, port: u16) -> Option<ServiceRef> {
+        self.services.get(&(address, protocol, port)).cloned()
     }
 
     /// The workload behind `address`.

@@ -349,8 +349,8 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
             ..FlowEvent::default()
         };
         // Window 0 closes when window 1's first flow comes; window 1 is open.
-        records.record(&event(1, 80));
-        records.record(&event(1_500_000_000, 81));
+        records.record(&event(1, 80), None);
+        records.record(&event(1_500_000_000, 81), None);
         let request = Request::get("/flows/stream?since=0")
             .body(())
             .expect("a request");

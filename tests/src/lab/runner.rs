@@ -836,6 +836,14 @@ impl Lab {
         Ok(report)
     }
 
+    /// Where each node's agent reads, pins, reports and logs, by node.
+    pub fn agent_paths(&self) -> Vec<(String, AgentPaths)> {
+        self.agents
+            .iter()
+            .map(|a| (a.node.clone(), a.paths.clone()))
+            .collect()
+    }
+
     /// The status file of each node's agent, by node (None: not written yet).
     pub fn agent_statuses(
         &self,
