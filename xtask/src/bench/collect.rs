@@ -42,9 +42,12 @@ impl Results {
         Ok(Self { lines })
     }
 
-    /// The compile bench's report: its stderr and stdout lines.
-    pub fn compile_report(&self) -> Option<(Vec<String>, Vec<String>)> {
-        let v = self.of_kind("compile_report").next()?;
+    /// A compiler bench's report (`compile` or `calico`): its stderr and stdout lines.
+    pub fn compile_report(&self, bench: &str) -> Option<(Vec<String>, Vec<String>)> {
+        // Reports from before the Calico bench was run name no bench: the compile bench's.
+        let v = self
+            .of_kind("compile_report")
+            .find(|v| v["bench"].as_str().unwrap_or("compile") == bench)?;
         let strings = |key: &str| -> Vec<String> {
             v[key]
                 .as_array()
@@ -243,43 +246,57 @@ pub fn netbench(root: &Path, part: &str, quick: bool) -> Result<Vec<Value>> {
 pub const COMPILE_BENCH: &str =
     "cargo bench -p policy-agent --bench compile -- --warm-up-time 1 --measurement-time 3";
 
+/// The Calico scale bench's command line (root: `CALICO_BENCH_PROGRAM=1` also writes the full
+/// compile into the real datapath, for each map's kernel memory).
+pub const CALICO_BENCH: &str = "CALICO_BENCH_PROGRAM=1 cargo bench -p policy-agent --bench calico -- --warm-up-time 1 --measurement-time 3";
+
 fn criterion_progress(line: &str) -> bool {
     let line = line.trim_start();
     line.starts_with("Benchmarking ") || line.starts_with("Warning: Unable to complete")
 }
 
-/// The compile bench's report (owned elsewhere), kept verbatim: its own lines on stderr (less
+/// A compiler bench's report (owned elsewhere), kept verbatim: its own lines on stderr (less
 /// criterion's progress lines, "Benchmarking …" and sample-count warnings) and criterion's
-/// estimates on stdout, as one `compile_report` line.
-pub fn compile_report(root: &Path) -> Result<Value> {
-    eprintln!("==> compiler at scale: {COMPILE_BENCH}");
+/// estimates on stdout, as one `compile_report` line naming the bench (`compile`, or `calico`
+/// with `program`: the map sizes and kernel memory of the real datapath too).
+pub fn compile_report(root: &Path, bench: &str) -> Result<Value> {
+    let (command, program) = match bench {
+        "calico" => (CALICO_BENCH, true),
+        _ => (COMPILE_BENCH, false),
+    };
+    eprintln!("==> compiler at scale: {command}");
     let mut cmd = cargo(root);
     cmd.args([
         "bench",
         "-p",
         "policy-agent",
         "--bench",
-        "compile",
+        bench,
         "--",
         "--warm-up-time",
         "1",
         "--measurement-time",
         "3",
     ]);
-    let out = cmd.output().context("running the compile bench")?;
+    if program {
+        cmd.env("CALICO_BENCH_PROGRAM", "1");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running the {bench} bench"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!("the compile bench failed ({}):\n{stderr}", out.status);
+        bail!("the {bench} bench failed ({}):\n{stderr}", out.status);
     }
     let report: Vec<String> = stderr
         .lines()
-        .skip_while(|l| !(l.trim_start().starts_with("Running") && l.contains("compile")))
+        .skip_while(|l| !(l.trim_start().starts_with("Running") && l.contains(bench)))
         .skip(1)
         .filter(|l| !criterion_progress(l) && !l.trim().is_empty())
         .map(str::to_owned)
         .collect();
     if report.is_empty() {
-        bail!("the compile bench printed no report on stderr");
+        bail!("the {bench} bench printed no report on stderr");
     }
     let estimates: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -287,7 +304,7 @@ pub fn compile_report(root: &Path) -> Result<Value> {
         .map(str::to_owned)
         .collect();
     Ok(
-        serde_json::json!({"kind": "compile_report", "command": COMPILE_BENCH,
+        serde_json::json!({"kind": "compile_report", "bench": bench, "command": command,
         "stderr": report, "stdout": estimates}),
     )
 }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use anyhow::Result;
 
 use super::{
-    collect::{COMPILE_BENCH, Results},
+    collect::{CALICO_BENCH, COMPILE_BENCH, Results},
     plot::{self, Series},
     tables::{self, DECISION_CASES, ENFORCERS, METRICS},
 };
@@ -296,11 +296,33 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
     tables::control_section(results, &mut md);
 
     md.push_str("## Compiler at scale\n\n");
-    match results.compile_report() {
+    compile_section(
+        results,
+        "compile",
+        COMPILE_BENCH,
+        "`policy-agent/benches/compile.rs`: Kubernetes NetworkPolicies",
+        &mut md,
+    );
+    md.push_str("\n## Calico at scale\n\n");
+    compile_section(
+        results,
+        "calico",
+        CALICO_BENCH,
+        "`policy-agent/benches/calico.rs`: 10,000 pods, 1,000 GlobalNetworkPolicies in 3 tiers, \
+         two GlobalNetworkSets of 5,000 CIDRs; the full compile also written into the real \
+         datapath, with each map's entries and kernel memory",
+        &mut md,
+    );
+    md
+}
+
+/// A compiler bench's report, verbatim: its own lines on stderr and criterion's estimates.
+fn compile_section(results: &Results, bench: &str, command: &str, what: &str, md: &mut String) {
+    match results.compile_report(bench) {
         Some((stderr, stdout)) => {
             let _ = writeln!(
                 md,
-                "`{COMPILE_BENCH}` (`policy-agent/benches/compile.rs`), its report on stderr verbatim \
+                "`{command}` ({what}), its report on stderr verbatim \
                  (criterion's progress lines left out):\n\n```text"
             );
             for line in &stderr {
@@ -315,10 +337,9 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
             md.push_str("```\n");
         }
         None => {
-            let _ = writeln!(md, "Not run in `--quick` mode (`{COMPILE_BENCH}`).");
+            let _ = writeln!(md, "Not run in `--quick` mode (`{command}`).");
         }
     }
-    md
 }
 
 /// What the console gets: the same tables without the prose.
