@@ -12,8 +12,8 @@
 //!
 //! Run: `cargo bench -p policy-agent --bench calico -- --warm-up-time 1 --measurement-time 3`.
 //! In the environment, `CALICO_BENCH_PROFILE=1`: only the full compile (for `perf record`);
-//! `CALICO_BENCH_PROGRAM=1` (root): the full compile written into the real datapath, with the
-//! time and the kernel memory of each map; `CALICO_BENCH_ALL_LOCAL=1`: also every pod an
+//! `CALICO_BENCH_PROGRAM=1` (root): first the full compile written into the real datapath, with
+//! the time and the kernel memory of each map, then the rest as without it; `CALICO_BENCH_ALL_LOCAL=1`: also every pod an
 //! endpoint (about 100 times the work and memory).
 
 #[path = "shared/cluster.rs"]
@@ -749,12 +749,13 @@ fn benches(c: &mut Criterion) {
         return;
     }
     if std::env::var_os("CALICO_BENCH_PROGRAM").is_some() {
+        // The kernel's side first (each map's entries and memory), then the report and
+        // criterion as without it.
         let (name, scope) = scopes()[0].clone();
         let (_, full, _) = full_compile(&base, name, &scope);
         if let Err(e) = program(&full) {
             eprintln!("  programming the datapath: {e:#}");
         }
-        return;
     }
     let fast = report(&base);
     let changed: Vec<(&str, Cluster)> = CHANGES
