@@ -79,6 +79,40 @@ fn metrics(node: &str) -> String {
         .expect("reading /metrics")
 }
 
+/// What `GET /flows/stream?since=0` streams inside the node namespace within `seconds`: the
+/// kept windows' records, then each window's as it closes (HTTP/1.0: the body is the lines
+/// themselves, no chunk framing).
+fn stream(node: &str, seconds: u64) -> Vec<String> {
+    Netns::open(node)
+        .expect("the node namespace")
+        .run(|| {
+            let mut stream = TcpStream::connect(("127.0.0.1", 9098))?;
+            stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+            stream.write_all(b"GET /flows/stream?since=0 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let started = Instant::now();
+            let mut body = Vec::new();
+            let mut buf = [0u8; 65536];
+            while started.elapsed() < Duration::from_secs(seconds) {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&body).into_owned())
+        })
+        .expect("entering the node namespace")
+        .expect("reading /flows/stream")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The value of the first sample of `metrics` whose line starts with `series`.
 fn sample(metrics: &str, series: &str) -> Option<u64> {
     metrics
@@ -127,6 +161,7 @@ fn records_counters_and_staged_verdicts_on_real_traffic() {
         std::thread::sleep(Duration::from_millis(500));
         text = metrics(&node);
     }
+    let streamed = stream(&node, 3);
     let page = browse(
         &node,
         "http://127.0.0.1:9098/?explain=shop/client,shop/api,9000,tcp",
@@ -222,6 +257,20 @@ fn records_counters_and_staged_verdicts_on_real_traffic() {
         (sum(&via, "src_packets"), sum(&via, "dst_packets"))
     };
     assert_eq!(both("egress"), both("ingress"));
+
+    // The HTTP stream: the same records, with their traces and the Service.
+    let streamed_web =
+        record(&streamed, "client", "web", "allow", "ingress").expect("client -> web streamed");
+    assert_eq!(
+        streamed_web["decided_by"], web["decided_by"],
+        "{streamed_web}"
+    );
+    assert!(
+        records(&streamed, "client", "api", "allow", "egress")
+            .iter()
+            .any(|r| r["service"]["name"] == "api"),
+        "{streamed:?}"
+    );
 
     // Packets and bytes each way: the connections' first packets, and what the connection
     // table counted after them (each packet once, though it passed both pods' checks).
