@@ -90,7 +90,9 @@ fn measure(root: &Path, quick: bool) -> Result<collect::Results> {
         .lines
         .extend(collect::netbench(root, "control", quick)?);
     if !quick {
-        results.lines.push(collect::compile_report(root, "compile")?);
+        results
+            .lines
+            .push(collect::compile_report(root, "compile")?);
         results.lines.push(collect::compile_report(root, "calico")?);
     }
     results
