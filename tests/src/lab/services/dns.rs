@@ -3,14 +3,21 @@
 //! the Services that exist at the time, and the query a probe with `dnsQuery` sends. Both are
 //! real DNS messages (RFC 1035, encoded and parsed by `simple-dns`).
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use simple_dns::{
     CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, ResourceRecord, TYPE,
     rdata::{A, AAAA, RData},
 };
 
-use super::DnsTable;
+/// Names the lab's DNS responders answer: `<service>.<namespace>.svc.cluster.local` → its
+/// ClusterIPs, for the Services that exist now.
+pub type DnsTable = Arc<RwLock<BTreeMap<String, Vec<IpAddr>>>>;
 
 const TTL: u32 = 5;
 const MAX_QUERIES: usize = 100_000;

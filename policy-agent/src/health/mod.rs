@@ -13,10 +13,15 @@
 //!
 //! Nothing here changes the agent's state, and the listener binds where the operator says
 //! (loopback by default).
+//!
+//! The metrics encoded at scrape time (drops by reason, per-rule counts, flow observability's
+//! losses, the watchers' counters) are in [`collectors`].
+
+mod collectors;
 
 use std::{
     sync::{
-        Arc, Mutex, OnceLock, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -26,10 +31,9 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use policy_common::counters::drop_reason;
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    encoding::EncodeLabelSet,
     metrics::{
-        counter::{ConstCounter, Counter},
+        counter::Counter,
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
@@ -39,9 +43,10 @@ use prometheus_client::{
 use tokio::net::TcpListener;
 use tracing::warn;
 
+use self::collectors::{DropsCollector, FlowLossCollector, RuleHitsCollector, WatchCollector};
 use crate::{
     compiler::MapContents,
-    datastore::kubernetes::{Resource, WatchProgress},
+    datastore::kubernetes::WatchProgress,
     http_server::{self, text},
     rule_hits::RuleCount,
 };
@@ -442,161 +447,6 @@ fn gauge_value(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Reads the watchers' counters at scrape time.
-/// `palisade_drops_total{reason}`: the datapath's drops by reason, summed over the node's
-/// interfaces, as last read. One series per reason, always (a fixed set).
-#[derive(Debug, Default)]
-struct DropsCollector {
-    totals: Mutex<[u64; drop_reason::COUNT]>,
-}
-
-impl Collector for DropsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let totals = *self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        let sample = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
-            "drops",
-            "Packets the programs dropped since they were loaded, by reason (no_rule: isolated and no rule allowed it; deny_rule: a Deny rule or a tier's default; revoked: a tracked connection the policy no longer allows; unknown_endpoint; spoofed: an endpoint's address on another interface; fragment: a later fragment without its allowed first; malformed; capacity: state the datapath needed was lost)",
-            None,
-            sample.metric_type(),
-        )?;
-        for reason in drop_reason::ALL {
-            let labels = [("reason", drop_reason::name(reason))];
-            let metric = family.encode_family(&labels)?;
-            ConstCounter::new(totals[usize::from(reason)]).encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
-/// `palisade_rule_packets_total` and `palisade_rule_flows_total`, labelled `kind`,
-/// `namespace`, `name`, `rule`, `action`: one series per rule that decided a packet (see
-/// `crate::rule_hits`).
-#[derive(Debug, Default)]
-struct RuleHitsCollector {
-    counts: Mutex<Vec<RuleCount>>,
-}
-
-impl Collector for RuleHitsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        type Read = fn(&RuleCount) -> u64;
-        let families: [(&str, &str, Read); 2] = [
-            (
-                "rule_packets",
-                "Packets policy decided with each rule (a flow's first packet, re-checks after a policy change, untracked packets; not the later packets of a tracked connection)",
-                |c| c.counts.packets,
-            ),
-            (
-                "rule_flows",
-                "New tracked connections each rule allowed",
-                |c| c.counts.flows,
-            ),
-        ];
-        for (name, help, read) in families {
-            let sample = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(name, help, None, sample.metric_type())?;
-            for count in &counts {
-                let rule = &count.rule;
-                let labels = [
-                    ("kind", rule.policy.kind.as_str()),
-                    ("namespace", rule.policy.namespace.as_str()),
-                    ("name", rule.policy.name.as_str()),
-                    ("rule", rule.rule.as_str()),
-                    ("action", rule.action.as_str()),
-                ];
-                let metric = family.encode_family(&labels)?;
-                ConstCounter::new(read(count)).encode(metric)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `palisade_flow_events_dropped_total` (events the datapath did not write: its per-CPU budget
-/// for the second spent, or the ring full) and `palisade_flow_records_lost_total{verdict}`
-/// (flows that found their window of records full) and
-/// `palisade_flow_connections_unfollowed_total` (connections whose later packets the records
-/// could not count: see `flow_records::connections`): losses are counted, never silent.
-#[derive(Debug, Default)]
-struct FlowLossCollector {
-    counts: Mutex<[u64; 4]>,
-}
-
-impl Collector for FlowLossCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let [dropped, lost_allowed, lost_denied, unfollowed] =
-            *self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let sample = ConstCounter::new(0u64);
-        let events = encoder.encode_descriptor(
-            "flow_events_dropped",
-            "Flow events the datapath did not write since it was loaded (each CPU's budget of 2,000 a second spent, or the ring full)",
-            None,
-            sample.metric_type(),
-        )?;
-        ConstCounter::new(dropped).encode(events)?;
-        let mut records = encoder.encode_descriptor(
-            "flow_records_lost",
-            "Flows the agent's records did not hold because their window was full",
-            None,
-            sample.metric_type(),
-        )?;
-        for (verdict, count) in [("allow", lost_allowed), ("deny", lost_denied)] {
-            let labels = [("verdict", verdict)];
-            let metric = records.encode_family(&labels)?;
-            ConstCounter::new(count).encode(metric)?;
-        }
-        let connections = encoder.encode_descriptor(
-            "flow_connections_unfollowed",
-            "Connections opened while the flow records followed as many as they may: their packets after the first are not in the records",
-            None,
-            sample.metric_type(),
-        )?;
-        ConstCounter::new(unfollowed).encode(connections)?;
-        Ok(())
-    }
-}
-
-#[derive(Debug, Default)]
-struct WatchCollector {
-    progress: OnceLock<Arc<WatchProgress>>,
-}
-
-impl Collector for WatchCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(progress) = self.progress.get() else {
-            return Ok(());
-        };
-        type Read = fn(&WatchProgress, Resource) -> u64;
-        let counters: [(&str, &str, Read); 2] = [
-            (
-                "datastore_lists",
-                "Full lists from the API server (first sync and relists)",
-                WatchProgress::lists,
-            ),
-            (
-                "datastore_watch_errors",
-                "Failed lists or watches (each retried with backoff)",
-                WatchProgress::errors,
-            ),
-        ];
-        for (name, help, read) in counters {
-            let sample = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(name, help, None, sample.metric_type())?;
-            for resource in Resource::ALL {
-                let labels = [("resource", resource.plural())];
-                let metric = family.encode_family(&labels)?;
-                ConstCounter::new(read(progress, resource)).encode(metric)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Serves the endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     http_server::serve(listener, "health/metrics", health, respond::<Incoming>).await;
@@ -632,176 +482,4 @@ fn respond<B>(health: &Health, request: &Request<B>) -> Response<http_server::Bo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get(health: &Health, path: &str) -> (StatusCode, String) {
-        let request = Request::get(path).body(()).unwrap_or_default();
-        let response = respond(health, &request);
-        let status = response.status();
-        let body =
-            futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-                .unwrap_or_default();
-        (status, body)
-    }
-
-    #[test]
-    fn ready_only_after_the_first_sync_and_metrics_follow_the_maps() {
-        let health = Health::new();
-        health.beat();
-        assert_eq!(get(&health, "/healthz").0, StatusCode::OK);
-        assert_eq!(get(&health, "/readyz").0, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(get(&health, "/metrics").1.contains("palisade_ready 0"));
-
-        let mut maps = MapContents::default();
-        maps.endpoints.insert(
-            policy_common::endpoint::EndpointKey { addr: [1; 16] },
-            policy_common::endpoint::EndpointPolicy::default(),
-        );
-        health.synced(&maps, 2, Duration::from_millis(3));
-        health.datapath_stats(
-            7,
-            &crate::status::PacketCounts {
-                allowed: 10,
-                denied: 4,
-                malformed: 1,
-                drops: [("no_rule", 3), ("spoofed", 1), ("malformed", 1)]
-                    .into_iter()
-                    .map(|(reason, count)| (reason.to_string(), count))
-                    .collect(),
-            },
-        );
-        health.rule_hits(&[RuleCount {
-            rule: crate::rule_hits::RuleId {
-                policy: crate::flows::PolicyRef {
-                    kind: "NetworkPolicy".to_owned(),
-                    namespace: "shop".to_owned(),
-                    name: "web".to_owned(),
-                },
-                rule: "ingress[0]".to_owned(),
-                action: "allow".to_owned(),
-            },
-            counts: crate::rule_hits::Counts {
-                packets: 6,
-                flows: 5,
-            },
-        }]);
-        health.flow_losses(9, (1, 2), 3);
-        health.watch_progress(Arc::new(WatchProgress::default()));
-        health.set_ready();
-        assert_eq!(get(&health, "/readyz").0, StatusCode::OK);
-        let (status, metrics) = get(&health, "/metrics");
-        assert_eq!(status, StatusCode::OK);
-        for line in [
-            "palisade_ready 1",
-            "palisade_syncs_total 1",
-            "palisade_rejected_objects 2",
-            "palisade_map_entries{map=\"endpoints\"} 1",
-            "palisade_map_entries{map=\"rules\"} 0",
-            "palisade_conntrack_entries 7",
-            "palisade_packets{outcome=\"denied\"} 4",
-            "palisade_packets{outcome=\"malformed\"} 1",
-            "palisade_drops_total{reason=\"no_rule\"} 3",
-            "palisade_drops_total{reason=\"spoofed\"} 1",
-            "palisade_drops_total{reason=\"malformed\"} 1",
-            "palisade_drops_total{reason=\"capacity\"} 0",
-            "palisade_flow_events_dropped_total 9",
-            "palisade_flow_records_lost_total{verdict=\"deny\"} 2",
-            "palisade_flow_connections_unfollowed_total 3",
-            "palisade_rule_packets_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 6",
-            "palisade_rule_flows_total{kind=\"NetworkPolicy\",namespace=\"shop\",name=\"web\",rule=\"ingress[0]\",action=\"allow\"} 5",
-            "palisade_datastore_lists_total{resource=\"networkpolicies\"} 0",
-            "palisade_datastore_watch_errors_total{resource=\"pods\"} 0",
-        ] {
-            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
-        }
-        assert_eq!(get(&health, "/other").0, StatusCode::NOT_FOUND);
-    }
-
-    #[test]
-    fn cluster_policies_and_attach_failures_are_counted() {
-        let health = Health::new();
-        let state = |kind: &str, accepted, enforced| crate::status::ClusterPolicyState {
-            kind: kind.to_owned(),
-            name: "p".to_owned(),
-            accepted,
-            enforced,
-            tier: None,
-            priority: None,
-            error: None,
-        };
-        health.attached(2, 1);
-        health.cluster_policies(&[
-            state("ClusterNetworkPolicy", true, true),
-            state("ClusterNetworkPolicy", true, true),
-            state("ClusterNetworkPolicy", false, true),
-            state("AdminNetworkPolicy", false, false),
-        ]);
-        let metrics = health.metrics();
-        for line in [
-            "palisade_cluster_policies{kind=\"ClusterNetworkPolicy\",state=\"accepted\"} 2",
-            "palisade_cluster_policies{kind=\"ClusterNetworkPolicy\",state=\"rejected_previous\"} 1",
-            "palisade_cluster_policies{kind=\"AdminNetworkPolicy\",state=\"rejected\"} 1",
-            "palisade_cluster_policies{kind=\"BaselineAdminNetworkPolicy\",state=\"accepted\"} 0",
-            "palisade_attached_interfaces 2",
-            "palisade_attach_failures 1",
-        ] {
-            assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
-        }
-    }
-
-    #[test]
-    fn a_stuck_loop_fails_liveness() {
-        let mut health = Health::new();
-        health.beat();
-        assert!(health.is_alive());
-        // As if the last beat were long ago.
-        health.skew = LIVENESS_STALE + Duration::from_secs(1);
-        assert!(!health.is_alive());
-        assert_eq!(get(&health, "/healthz").0, StatusCode::SERVICE_UNAVAILABLE);
-    }
-
-    #[test]
-    fn a_failing_sync_and_repaired_drift_are_reported() {
-        let health = Health::new();
-        health.beat();
-        health.synced(&MapContents::default(), 0, Duration::from_millis(1));
-        health.sync_failed("1 sync(s) in a row failed: map full".to_owned());
-        let (status, body) = get(&health, "/healthz");
-        // Alive (the applied state is enforced), with why the newer one is not.
-        assert_eq!(status, StatusCode::OK);
-        assert!(
-            body.contains("sync failing: 1 sync(s) in a row failed: map full"),
-            "{body}"
-        );
-        assert!(
-            body.contains("enforcing the state applied 0 s ago"),
-            "{body}"
-        );
-
-        let mut drift = crate::dataplane::Drift::default();
-        drift.rules.missing = 3;
-        drift.endpoints.changed = 1;
-        health.resynced(&drift);
-        let metrics = get(&health, "/metrics").1;
-        for line in [
-            "palisade_sync_failures_total 1",
-            "palisade_resyncs_total 1",
-            "palisade_drift_entries_total{map=\"rules\",kind=\"missing\"} 3",
-            "palisade_drift_entries_total{map=\"endpoints\",kind=\"changed\"} 1",
-        ] {
-            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
-        }
-        assert!(
-            metrics
-                .lines()
-                .any(|l| l.starts_with("palisade_applied_state_age_seconds ")),
-            "{metrics}"
-        );
-
-        // The next successful sync clears it.
-        health.synced(&MapContents::default(), 0, Duration::from_millis(1));
-        assert_eq!(get(&health, "/healthz").1, "ok\n");
-    }
-}
+mod tests;
