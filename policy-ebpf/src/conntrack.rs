@@ -89,9 +89,13 @@ pub(crate) fn count_passed(
     *bytes = bytes.wrapping_add(u64::from(len));
 }
 
+/// [`remember`]'s `check_and_index`: the caller looked the key up in this program run and
+/// found no entry, so there is none to merge with (one lookup fewer for a new flow).
+pub(crate) const KNOWN_ABSENT: u32 = 1 << 9;
+
 /// Records that a check allowed the flow at `generation`, so its later packets and replies
-/// pass. `check_and_index`: the check's flag bit, and its stamp index in bits 8 and up (five
-/// arguments is what a BPF subprogram can take).
+/// pass. `check_and_index`: the check's flag bits in the low byte, its stamp index in bit 8,
+/// and [`KNOWN_ABSENT`] (five arguments is what a BPF subprogram can take).
 #[inline(never)]
 pub(crate) fn remember(
     key: &ConntrackKey,
@@ -101,8 +105,17 @@ pub(crate) fn remember(
     now: u64,
 ) {
     let check = check_and_index & 0xff;
-    let index = if check_and_index >> 8 == 0 { 0 } else { 1 };
-    if let Some(entry) = PALISADE_CONNTRACK.get_ptr_mut(key) {
+    let index = if (check_and_index >> 8) & 1 == 0 {
+        0
+    } else {
+        1
+    };
+    let existing = if check_and_index & KNOWN_ABSENT != 0 {
+        None
+    } else {
+        PALISADE_CONNTRACK.get_ptr_mut(key)
+    };
+    if let Some(entry) = existing {
         // SAFETY: as in `decision::decide_flow`.
         let entry = unsafe { &mut *entry };
         // (A tombstone of an older policy is simply replaced.)

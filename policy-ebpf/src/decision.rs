@@ -20,7 +20,7 @@ use policy_common::{
 };
 
 use crate::{
-    conntrack::{count_passed, current_generation, related, remember, track},
+    conntrack::{KNOWN_ABSENT, count_passed, current_generation, related, remember, track},
     events::{
         OPENED, deny, deny_before_policy, event_bits, events_for, palisade_count_rule,
         palisade_emit,
@@ -234,6 +234,11 @@ fn decide_flow(
     } else {
         None
     };
+    if lookup_forward && forward_entry.is_none() {
+        // Nothing to merge with if the flow is remembered below: no second lookup then (kept
+        // only while the tuple stays the one looked up).
+        keys.tracking |= 8;
+    }
     let mut original_entry = None;
     let mut original_looked_up = !lookup_reply;
     if let Some(entry) = forward_entry
@@ -246,6 +251,9 @@ fn decide_flow(
         }
         keys.fill(flow);
         forward_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.forward);
+        if forward_entry.is_none() {
+            keys.tracking |= 8;
+        }
     } else if forward_entry.is_none() && lookup_reply {
         original_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.original);
         original_looked_up = true;
@@ -257,6 +265,8 @@ fn decide_flow(
                 return deny(flow, drop_reason::CAPACITY);
             }
             keys.fill(flow);
+            // A new tuple, not looked up.
+            keys.tracking &= !8;
             // The reply's original is now the pod's own flow to itself; the pod has no other
             // flow from the backend's port to its own client socket to find forward.
             original_entry = PALISADE_CONNTRACK.get_ptr_mut(&keys.original);
@@ -435,10 +445,16 @@ fn decide_flow(
             } else {
                 0
             };
+            // SAFETY: as above.
+            let absent = if unsafe { core::ptr::read_volatile(&keys.tracking) } & 8 != 0 {
+                KNOWN_ABSENT
+            } else {
+                0
+            };
             remember(
                 forward,
                 flow,
-                this_check | sent_here | (this_index as u32) << 8,
+                this_check | sent_here | absent | (this_index as u32) << 8,
                 generation,
                 now,
             );
@@ -503,7 +519,8 @@ pub(crate) struct Tuples {
     pub(crate) forward: ConntrackKey,
     pub(crate) original: ConntrackKey,
     /// Bits of the decision in progress, kept here rather than in registers (see
-    /// `decide_flow`): 1 look the tuple up, 2 look the reversed tuple up, 4 may open a flow.
+    /// `decide_flow`): 1 look the tuple up, 2 look the reversed tuple up, 4 may open a flow,
+    /// 8 the tuple was looked up and has no entry.
     pub(crate) tracking: u32,
     /// What policy is asked about the packet (see `policy::allows`): the protocol in the low byte,
     /// bit 8 set for the egress policy (else ingress); the source port in the high half of
