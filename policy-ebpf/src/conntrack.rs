@@ -86,7 +86,7 @@ pub(crate) fn count_passed(
         (&mut entry.packets[ORIGINAL], &mut entry.bytes[ORIGINAL])
     };
     *packets = packets.wrapping_add(1);
-    *bytes = bytes.wrapping_add(u64::from(len));
+    *bytes = bytes.wrapping_add(len);
 }
 
 /// [`remember`]'s `check_and_index`: the caller looked the key up in this program run and

@@ -5,9 +5,10 @@
 //! in the connection's entry (`policy_common::conntrack::ConntrackValue::packets`, once per
 //! entry however many of the node's checks a packet passes). So the agent *follows* each
 //! allowed connection an event opened: it remembers the entry's key and the record the
-//! connection belongs to, and each time a window closes it reads the entry and adds what it
-//! counted since the last read to that record of the closing window (a long connection adds to
-//! every window it is active in, as Calico's flow logs report it). A connection stops being
+//! connection belongs to, and every second (and as a window closes) it reads the entry and adds
+//! what it counted since the last read to that record of the open window (a long connection
+//! adds to every window it is active in, as Calico's flow logs report it; reading each second
+//! keeps the entry's 32-bit byte counters from wrapping between reads below 4 GiB/s). A connection stops being
 //! followed when its entry is gone (expired, evicted, or cut by a policy change).
 //!
 //! Which entry: the one the event's check recorded, keyed by the packet as it passed that
@@ -16,8 +17,8 @@
 //!
 //! Bounded: at most [`MAX_FOLLOWED`] connections at once (a few hundred bytes each); a
 //! connection opened past that is not followed and is counted in [`Connections::unfollowed`]
-//! (its record still counts its flow and first packet). Each window close costs one map lookup
-//! per followed connection.
+//! (its record still counts its flow and first packet). Each read costs one map lookup per
+//! followed connection.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -40,7 +41,7 @@ pub trait ConnectionTable {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Seen {
     packets: [u32; 2],
-    bytes: [u64; 2],
+    bytes: [u32; 2],
 }
 
 impl Seen {
@@ -56,9 +57,9 @@ impl Seen {
     fn since(&self, now: &Self) -> Traffic {
         Traffic {
             src_packets: u64::from(now.packets[ORIGINAL].wrapping_sub(self.packets[ORIGINAL])),
-            src_bytes: now.bytes[ORIGINAL].wrapping_sub(self.bytes[ORIGINAL]),
+            src_bytes: u64::from(now.bytes[ORIGINAL].wrapping_sub(self.bytes[ORIGINAL])),
             dst_packets: u64::from(now.packets[REPLY].wrapping_sub(self.packets[REPLY])),
-            dst_bytes: now.bytes[REPLY].wrapping_sub(self.bytes[REPLY]),
+            dst_bytes: u64::from(now.bytes[REPLY].wrapping_sub(self.bytes[REPLY])),
         }
     }
 }
@@ -212,7 +213,7 @@ mod tests {
     }
 
     impl Table {
-        fn set(&self, key: ConntrackKey, packets: [u32; 2], bytes: [u64; 2]) {
+        fn set(&self, key: ConntrackKey, packets: [u32; 2], bytes: [u32; 2]) {
             self.0.borrow_mut().insert(
                 key,
                 ConntrackValue {
@@ -322,7 +323,7 @@ mod tests {
             (2, 160)
         );
         // Counters wrap: the difference is still right.
-        table.set(key(2), [u32::MAX, 90], [u64::MAX, 9_000]);
+        table.set(key(2), [u32::MAX, 90], [u32::MAX, 9_000]);
         connections.collect(&table, &mut aggregator, 2 * SECOND);
         table.set(key(2), [1, 90], [9, 9_000]);
         connections.collect(&table, &mut aggregator, 3 * SECOND);

@@ -33,6 +33,9 @@ pub struct PendingView {
     pub tables: BTreeMap<u32, TableNames>,
 }
 
+/// How often the followed connections are read.
+const COLLECT_EVERY_NS: u64 = 1_000_000_000;
+
 /// Events read from the ring per poll, at most: a flood is drained over several polls (and
 /// beyond the ring's size, the datapath counts what it could not write).
 pub const MAX_EVENTS_PER_POLL: usize = 16_384;
@@ -73,14 +76,12 @@ impl State {
         }
     }
 
-    /// Closes the window if it is due, after adding its connections' traffic. With no window
-    /// open but connections followed, reads them once a window's length has passed (their
-    /// traffic opens one).
+    /// Reads the followed connections once a second (see [`super::connections`]) and before
+    /// a due window closes, then closes it.
     fn close_due(&mut self, table: &dyn ConnectionTable, now_ns: u64) {
-        let quiet = !self.aggregator.is_open()
-            && !self.connections.is_empty()
-            && now_ns.saturating_sub(self.collected_ns) >= self.aggregator.window_ns();
-        if self.aggregator.due(now_ns) || quiet {
+        let read_due = !self.connections.is_empty()
+            && now_ns.saturating_sub(self.collected_ns) >= COLLECT_EVERY_NS;
+        if self.aggregator.due(now_ns) || read_due {
             self.collect(table, now_ns);
         }
         self.aggregator.tick(now_ns);

@@ -206,7 +206,7 @@ fn replies_pass_isolated_endpoints_and_tcp_state_is_followed() {
     // Every packet after the decided SYN is counted once, though each passed two checks:
     // the client's ACK and FIN; the server's SYN-ACK, ACK and RST.
     let counted = node.entry(&flow).expect("tracked");
-    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u64;
+    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u32;
     assert_eq!(counted.packets, [2, 3]);
     assert_eq!(counted.bytes, [2 * len, 3 * len]);
 }
@@ -217,7 +217,7 @@ fn a_connection_with_one_end_on_the_node_is_counted_by_that_end() {
         return;
     }
     let node = Node::new("counts");
-    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u64;
+    let len = tcp(CLIENT, 40000, SERVER, 80, ACK).len() as u32;
     // The client's node: only the client's interface, both ways.
     let flow = key(CLIENT, 40000, SERVER, 80, 6);
     assert!(node.run(

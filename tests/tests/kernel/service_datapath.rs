@@ -724,7 +724,7 @@ fn a_flow_through_a_service_names_its_frontend_and_each_entry_counts_it_once() {
         &tcp(BACKEND_SVC, 80, CLIENT, 40001, ACK)
     ));
     assert!(drain().is_empty());
-    let len = translated.len() as u64;
+    let len = translated.len() as u32;
     let entries = node.datapath.conntrack_entries().expect("conntrack");
     let counted = |dst: Ipv4Addr, dport: u16| {
         let (_, value) = entries
