@@ -203,24 +203,16 @@ pub(crate) fn link_service_flow(flow: &Flow) {
     if flow.dport == ANY_BACKEND_PORT {
         return;
     }
-    // SAFETY: copied out at once.
-    let Some(frontend) = (unsafe { PALISADE_SERVICE_PENDING.get(socket) }).copied() else {
+    // The socket's pending frontend, if it has this backend (else it is another flow's).
+    let Some(frontend) = addressed_frontend(flow) else {
         return;
     };
-    let pair = BackendKey {
-        frontend,
-        backend: TransportAddr {
-            addr: flow.dst,
-            port: flow.dport,
-            protocol: flow.protocol,
-            _pad: 0,
-        },
+    let backend = TransportAddr {
+        addr: flow.dst,
+        port: flow.dport,
+        protocol: flow.protocol,
+        _pad: 0,
     };
-    // SAFETY: only presence is read.
-    if unsafe { PALISADE_SERVICE_BACKENDS.get(pair) }.is_none() {
-        // Not this frontend's backend: the socket's pending frontend is another flow's.
-        return;
-    }
     let sent = ConntrackKey {
         src: flow.src,
         dst: frontend.addr,
@@ -238,7 +230,7 @@ pub(crate) fn link_service_flow(flow: &Flow) {
     );
     // A failed insert leaves the flow checked against the frontend after a policy change:
     // cut, the safe side.
-    let _ = PALISADE_SERVICE_FLOWS.insert(sent, pair.backend, 0);
+    let _ = PALISADE_SERVICE_FLOWS.insert(sent, backend, 0);
     let _ = PALISADE_SERVICE_PENDING.remove(socket);
     if flow.src == flow.dst {
         // A pod's packet reaches its own interface's egress from itself only as a hairpin
