@@ -77,8 +77,8 @@ pub struct FlowBudget {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C); u64, two [u8; 16], two u16, four u8, four u32, [u8; 16], u16, [u8; 6]:
-// 88 bytes, no padding.
+// SAFETY: repr(C); u64, two [u8; 16], two u16, four u8, four u32, [u8; 16], u16, u8,
+// [u8; 5]: 88 bytes, no padding.
 unsafe impl aya::Pod for FlowEvent {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), three u64s.

@@ -289,8 +289,7 @@ impl Aggregator {
     /// Whether the open window ends at or before `now_ns` (the next [`Aggregator::tick`] or
     /// observation closes it).
     pub fn due(&self, now_ns: u64) -> bool {
-        self.start_ns
-            .is_some_and(|start| now_ns >= start.saturating_add(self.window_ns()))
+        self.window_end().is_some_and(|end| now_ns >= end)
     }
 
     /// Closes the open window if `now_ns` is past its end (call it periodically, so that a
@@ -363,14 +362,20 @@ impl Aggregator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
 
     const SECOND: u64 = 1_000_000_000;
 
-    fn observation(time_ns: u64, src: [u8; 4], port: u16, verdict: Verdict) -> Observation {
+    /// An observation of a TCP flow from `src` to 10.0.0.1 (the connections' tests use it too).
+    pub(in crate::flow_records) fn observation(
+        time_ns: u64,
+        src: [u8; 4],
+        port: u16,
+        verdict: Verdict,
+    ) -> Observation {
         Observation {
             time_ns,
             src: IpAddr::V4(Ipv4Addr::from(src)),

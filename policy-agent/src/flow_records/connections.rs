@@ -27,7 +27,8 @@ use policy_common::conntrack::{ConntrackKey, ConntrackValue, ORIGINAL, REPLY};
 use super::aggregate::{Aggregator, RecordKey, Reporter, Traffic};
 
 /// Most connections followed at once: a quarter of the connection table's capacity
-/// (`policy_common::capacity::CONNTRACK`), about 5 MB at the most.
+/// (`policy_common::capacity::CONNTRACK`); about 10 MiB when every one has a record of its own
+/// (`benches/flow_records.rs`), far less when they share records.
 pub const MAX_FOLLOWED: usize = 16_384;
 
 /// Where a followed connection's counts are read (the pinned `PALISADE_CONNTRACK`, or a
@@ -84,9 +85,10 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Follows the connection `key` for `record` (one per check that reported it). `opened`: the event's decision opened it, so
-    /// its entry counts from zero; otherwise (a connection re-checked after a policy change)
-    /// only what it counts from now on is added, read from `table`. A connection followed
+    /// Follows the connection `key` for `record` (one per check that reported it). `opened`:
+    /// the event's decision opened it, so its entry counts from zero; otherwise (a connection
+    /// re-checked after a policy change) only what it counts from now on is added, read from
+    /// `table`. A connection followed
     /// already moves to `record` (its new verdict and trace) and keeps its last read.
     pub fn follow(
         &mut self,
@@ -193,12 +195,12 @@ impl Connections {
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
+    use std::{cell::RefCell, collections::BTreeMap};
 
     use super::*;
     use crate::flow_records::{
         Directory, Limits,
-        aggregate::{Observation, Reporter, Verdict},
+        aggregate::{Verdict, tests::observation},
     };
 
     const SECOND: u64 = 1_000_000_000;
@@ -236,30 +238,16 @@ mod tests {
         }
     }
 
-    fn observation(time_ns: u64) -> Observation {
-        Observation {
-            time_ns,
-            src: IpAddr::from([10, 0, 0, 2]),
-            dst: IpAddr::from([10, 0, 0, 3]),
-            protocol: 6,
-            port: 80,
-            reporter: Reporter::Ingress,
-            verdict: Verdict::Allow,
-            decided_by: "default/web ingress[0]".to_owned(),
-            reason: None,
-            pending: None,
-            len: 60,
-            service: None,
-        }
-    }
-
     #[test]
     fn a_long_connection_adds_what_it_counted_to_each_window() {
         let table = Table::default();
         let directory = Directory::default();
         let mut aggregator = Aggregator::new(Limits::default());
         let mut connections = Connections::default();
-        let record = aggregator.observe(observation(0), &directory);
+        let record = aggregator.observe(
+            observation(0, [10, 0, 0, 2], 80, Verdict::Allow),
+            &directory,
+        );
         table.set(key(1), [0, 0], [0, 0]);
         connections.follow(key(1), record.clone(), true, &table);
 
@@ -310,7 +298,10 @@ mod tests {
         let mut aggregator = Aggregator::new(Limits::default());
         let mut connections = Connections::default();
         table.set(key(2), [100, 90], [10_000, 9_000]);
-        let record = aggregator.observe(observation(0), &directory);
+        let record = aggregator.observe(
+            observation(0, [10, 0, 0, 2], 80, Verdict::Allow),
+            &directory,
+        );
         connections.follow(key(2), record, false, &table);
         table.set(key(2), [101, 90], [10_100, 9_000]);
         connections.collect(&table, &mut aggregator, SECOND);
@@ -340,7 +331,10 @@ mod tests {
         let directory = Directory::default();
         let mut aggregator = Aggregator::new(Limits::default());
         let mut connections = Connections::default();
-        let record = aggregator.observe(observation(0), &directory);
+        let record = aggregator.observe(
+            observation(0, [10, 0, 0, 2], 80, Verdict::Allow),
+            &directory,
+        );
         for sport in 0..=MAX_FOLLOWED as u32 + 9 {
             let sport = u16::try_from(sport % 65_536).expect("in range");
             connections.follow(key(sport), record.clone(), true, &table);

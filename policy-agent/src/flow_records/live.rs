@@ -11,6 +11,7 @@ use std::{
 use policy_common::{
     conntrack::ConntrackKey,
     flow::{FROM_ENDPOINT, FlowEvent, OPENED},
+    rule::protocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +65,7 @@ impl State {
         let mut observation = observation(event, &self.tables);
         observation.pending = self.pending.as_ref().map(|view| pending(event, view));
         if observation.service.is_none() && event.direction != FROM_ENDPOINT {
-            observation.service = self.services.take(event);
+            observation.service = self.services.frontend(event);
         } else if observation.service.is_some() {
             self.services.remember(event);
         }
@@ -104,23 +105,28 @@ impl State {
 /// their decided packets), keyed as the decision recorded it; a pod's flow to a Service as
 /// the pod sent it, to the frontend.
 fn followed_connection(event: &FlowEvent) -> Option<ConntrackKey> {
-    const PORT_PROTOCOLS: [u8; 3] = [6, 17, 132];
+    const PORT_PROTOCOLS: [u8; 3] = [protocol::TCP, protocol::UDP, protocol::SCTP];
     if event.allowed == 0 || !PORT_PROTOCOLS.contains(&event.protocol) {
         return None;
     }
-    let (dst, dport) = if event.service_port != 0 {
-        (event.service, event.service_port)
-    } else {
-        (event.dst, event.dport)
-    };
-    Some(ConntrackKey {
+    let mut key = tuple(event);
+    if event.service_port != 0 {
+        key.dst = event.service;
+        key.dport = event.service_port;
+    }
+    Some(key)
+}
+
+/// `event`'s packet as a connection table key (as the check that decided it met it).
+fn tuple(event: &FlowEvent) -> ConntrackKey {
+    ConntrackKey {
         src: event.src,
-        dst,
+        dst: event.dst,
         sport: event.sport,
-        dport,
+        dport: event.dport,
         protocol: event.protocol,
         _pad: [0; 3],
-    })
+    }
 }
 
 /// Service flows' frontends by the tuple kube-proxy delivered, from the client's egress
@@ -137,22 +143,11 @@ impl RecentServices {
     /// Enough for the events of a few seconds at the datapath's budget.
     const MAX: usize = 4096;
 
-    fn delivered(event: &FlowEvent) -> ConntrackKey {
-        ConntrackKey {
-            src: event.src,
-            dst: event.dst,
-            sport: event.sport,
-            dport: event.dport,
-            protocol: event.protocol,
-            _pad: [0; 3],
-        }
-    }
-
     fn remember(&mut self, event: &FlowEvent) {
-        let key = Self::delivered(event);
         let Some(frontend) = crate::flows::service(event) else {
             return;
         };
+        let key = tuple(event);
         if self.frontends.insert(key, frontend).is_none() {
             self.order.push_back(key);
         }
@@ -163,9 +158,10 @@ impl RecentServices {
         }
     }
 
-    fn take(&mut self, event: &FlowEvent) -> Option<(IpAddr, u16)> {
-        // (The key stays in `order` until it ages out; a stale position removes nothing.)
-        self.frontends.remove(&Self::delivered(event))
+    /// Kept, not taken, until it ages out: each key is in `order` once, and a later ingress
+    /// event of the same packet's flow (a re-check) names the Service too.
+    fn frontend(&self, event: &FlowEvent) -> Option<(IpAddr, u16)> {
+        self.frontends.get(&tuple(event)).copied()
     }
 }
 
