@@ -7,7 +7,6 @@
 //! Kept apart from the steps it calls because this is where the verifier's cost is decided:
 //! which state goes through map memory ([`Tuples`]), and the single call of policy.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
     conntrack::{
         ALLOWED_BY_EGRESS, ALLOWED_BY_INGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK,
@@ -20,6 +19,7 @@ use policy_common::{
 };
 
 use crate::{
+    clock::now_ns,
     conntrack::{KNOWN_ABSENT, count_passed, current_generation, related, remember, track},
     events::{
         OPENED, deny, deny_before_policy, event_bits, events_for, palisade_count_rule,
@@ -169,8 +169,7 @@ fn decide_flow(
     } else {
         ALLOWED_BY_INGRESS
     };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now_ns();
     let generation = current_generation();
     let (this_index, counterpart_check, counterpart_index) = if egress {
         // We send: a reply we send answers what came in through our ingress check.

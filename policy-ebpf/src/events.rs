@@ -6,13 +6,13 @@
 //! Apart from the decision because the two global functions here are verified once on their
 //! own, outside the decision's states, and keep their exported names.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
     config, flow as flow_event,
     rule_hits::{RuleHitKey, RuleHits},
 };
 
 use crate::{
+    clock::now_ns,
     decision::{Direction, Verdict},
     maps::{
         PALISADE_CONFIG, PALISADE_FLOW_BUDGET, PALISADE_FLOWS, PALISADE_RULE_HITS, PALISADE_SCRATCH,
@@ -43,8 +43,7 @@ pub(crate) fn deny_before_policy(
 ) -> Verdict {
     flow.drop_reason = u32::from(reason);
     if events_for(false) {
-        // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = now_ns();
         palisade_emit(event_bits(direction, false), ifindex, 0, 0, now);
     }
     Verdict::Deny

@@ -29,10 +29,12 @@
 //! * `policy`: the policy lookup (`palisade_table_verdict`, a global function);
 //! * `events`: drop reasons, flow events (`palisade_emit`), per-rule counts
 //!   (`palisade_count_rule`);
+//! * `clock`: the time entries and events are stamped with;
 //! * `protocol`: the protocol numbers they share.
 #![no_std]
 #![no_main]
 
+mod clock;
 mod conntrack;
 mod decision;
 mod events;

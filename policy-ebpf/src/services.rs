@@ -8,7 +8,6 @@
 //! Apart from the decision because none of it is policy: it only changes which tuple the
 //! decision judges, and when.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use policy_common::{
     conntrack::{
         ALLOWED_BY_EGRESS, ConntrackKey, ConntrackValue, EGRESS_CHECK, MASQUERADED_HAIRPIN,
@@ -18,6 +17,7 @@ use policy_common::{
 };
 
 use crate::{
+    clock::now_ns,
     conntrack::{current_generation, remember, track},
     maps::{
         PALISADE_CONNTRACK, PALISADE_SERVICE_BACKENDS, PALISADE_SERVICE_FLOWS,
@@ -191,8 +191,7 @@ pub(crate) fn unmasquerade(
 /// after the decision, to keep it out of the decision's stack.
 #[inline(never)]
 pub(crate) fn link_service_flow(flow: &Flow) {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = now_ns();
     let generation = current_generation();
     let socket = TransportAddr {
         addr: flow.src,
