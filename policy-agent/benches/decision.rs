@@ -16,10 +16,13 @@
 //! `--shape cluster` replaces the NetworkPolicies with ClusterNetworkPolicies (see
 //! [`Shape::Cluster`]); its figures are JSON lines of kind `decision_cluster`.
 
+#[path = "shared/raw_bpf.rs"]
+#[allow(dead_code, reason = "the step-cost bench uses the rest")]
+mod raw_bpf;
+
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -34,6 +37,7 @@ use policy_agent::{
     },
     replay::{Direction, Packet},
 };
+use raw_bpf::Program;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 /// `Packet::to_frame` always uses source port 40000: a reply to a flow whose two ports are
@@ -373,7 +377,7 @@ fn emit(case: &str, shape: &str, size: usize, rules: usize, mut samples: Vec<f64
 }
 
 fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
-    let empty = EmptyProgram::load().context("loading the empty tc program")?;
+    let empty = Program::empty().context("loading the empty tc program")?;
     let mut datapath = Datapath::load(pins)?;
     let mut programmed = MapContents::default();
     let scope = Scope {
@@ -486,6 +490,26 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
             shape = format!("{shape}+{}", front.name());
         }
         emit("empty", &shape, size, rules, floor);
+        // The floor of a single run, taken as `new_allowed`'s samples are (each run after
+        // the connection table is cleared): the timer's own cost and the caches the clearing
+        // left cold, which a new flow's single run pays on top of its decision.
+        if settings
+            .cases
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|c| c == "new_allowed"))
+        {
+            let mut singles_floor = Vec::new();
+            for _ in 0..settings.runs {
+                let mut singles = Vec::with_capacity(SINGLE_RUNS);
+                for _ in 0..SINGLE_RUNS {
+                    datapath.clear_conntrack()?;
+                    singles.push(ns(empty.test_run(&frame, 1)?));
+                }
+                singles.sort_by(f64::total_cmp);
+                singles_floor.push(singles[singles.len() / 2]);
+            }
+            emit("empty_single", &shape, size, rules, singles_floor);
+        }
 
         let cases = [
             ("conntrack_hit", reply, true, false),
@@ -565,112 +589,4 @@ fn ns(d: Duration) -> f64 {
     #[expect(clippy::cast_precision_loss, reason = "values far below 2^52 ns")]
     let n = d.as_nanos() as f64;
     n
-}
-
-/// A two-instruction `BPF_PROG_TYPE_SCHED_CLS` program (`r0 = TC_ACT_UNSPEC; exit`), loaded
-/// with the raw bpf() system call so that the floor shares nothing with our object or loader.
-struct EmptyProgram {
-    fd: OwnedFd,
-}
-
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
-
-/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD; the kernel zero-extends the rest.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-}
-
-/// `union bpf_attr`'s `test` member.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, correctly laid out bpf_attr prefix of the given size; every
-    // pointer in it refers to memory that outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr).cast::<libc::c_void>(),
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-impl EmptyProgram {
-    fn load() -> anyhow::Result<Self> {
-        // mov64 r0, -1 (imm sign-extended: TC_ACT_UNSPEC); exit.
-        let insns: [u64; 2] = [
-            u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
-            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-        ];
-        let license = c"GPL";
-        let mut name = [0u8; 16];
-        name[..11].copy_from_slice(b"bench_empty");
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_SCHED_CLS,
-            insn_cnt: 2,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            prog_name: name,
-            ..ProgLoadAttr::default()
-        };
-        let fd = bpf(BPF_PROG_LOAD, &mut attr).context("BPF_PROG_LOAD")?;
-        let fd = i32::try_from(fd).context("program fd out of range")?;
-        // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn test_run(&self, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
-        let mut attr = TestRunAttr {
-            prog_fd: u32::try_from(self.fd.as_raw_fd()).context("negative fd")?,
-            data_size_in: u32::try_from(frame.len()).context("frame too long")?,
-            data_in: frame.as_ptr() as u64,
-            repeat,
-            ..TestRunAttr::default()
-        };
-        bpf(BPF_PROG_TEST_RUN, &mut attr).context("BPF_PROG_TEST_RUN on the empty program")?;
-        if attr.retval != u32::MAX {
-            bail!("the empty program returned {} instead of -1", attr.retval);
-        }
-        Ok(Duration::from_nanos(u64::from(attr.duration)))
-    }
 }

@@ -215,6 +215,29 @@ pub fn flow_records(root: &Path, quick: bool) -> Result<Vec<Value>> {
     )
 }
 
+/// `cargo bench -p policy-agent --bench step_costs`: what each step of the decision costs
+/// alone (one map lookup, update or helper), and the steps of the conntrack hit's path.
+pub fn step_costs(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    let mut cmd = cargo(root);
+    let subcommand = if quick { "test" } else { "bench" };
+    cmd.args([
+        subcommand,
+        "-p",
+        "policy-agent",
+        "--bench",
+        "step_costs",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    json_lines(
+        cmd,
+        "the decision's steps",
+        Duration::from_secs(if quick { 120 } else { 300 }),
+    )
+}
+
 /// Where the binaries are: release for measuring, debug (what `cargo xtask test` builds) for
 /// the smoke run.
 pub fn profile_dir(quick: bool) -> &'static str {

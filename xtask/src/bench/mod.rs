@@ -79,6 +79,7 @@ fn measure(root: &Path, quick: bool) -> Result<collect::Results> {
     results
         .lines
         .extend(collect::decision_cluster(root, quick)?);
+    results.lines.extend(collect::step_costs(root, quick)?);
     results.lines.extend(collect::flow_records(root, quick)?);
     results
         .lines

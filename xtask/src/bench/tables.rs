@@ -129,6 +129,30 @@ pub fn decision_section(results: &Results, out: &mut String) {
             v["policies"], v["limit_s"], v["policies"],
         );
     }
+    let above_floor: Vec<f64> = sizes
+        .iter()
+        .filter_map(|&n| {
+            Some(
+                decision(results, "new_allowed", n)?.median
+                    - decision(results, "empty_single", n)?.median,
+            )
+        })
+        .collect();
+    if let (Some(lo), Some(hi)) = (
+        above_floor.iter().copied().reduce(f64::min),
+        above_floor.iter().copied().reduce(f64::max),
+    ) {
+        let floor = sizes
+            .iter()
+            .filter_map(|&n| decision(results, "empty_single", n).map(|s| s.median))
+            .fold(0.0f64, f64::max);
+        let _ = writeln!(
+            out,
+            "- `new_allowed` less the single-run floor (the empty program timed as its single \
+             runs are, each after the connection table is cleared: at most {floor:.0} ns): \
+             {lo:.0}–{hi:.0} ns."
+        );
+    }
     for case in ["new_allowed", "new_denied_port", "new_denied_peer"] {
         let medians: Vec<f64> = sizes
             .iter()
@@ -158,6 +182,72 @@ pub fn decision_section(results: &Results, out: &mut String) {
             if spread <= 15.0 { "met" } else { "not met" },
             if worst_ratio <= 3.0 { "met" } else { "not met" },
         );
+    }
+}
+
+/// Each step alone (`step`), and for each path the bench lists (`step_path`) the sum of its
+/// steps set beside the measured whole at the fewest policies, less the empty program.
+pub fn steps_section(results: &Results, out: &mut String) {
+    let step = |name: &str| {
+        results
+            .of_kind("step")
+            .find(|v| v["step"] == name)
+            .and_then(|v| {
+                let samples: Vec<f64> = v["samples_ns"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .collect();
+                summarize(&samples)
+            })
+    };
+    out.push_str("| step | stands for | ns |\n|:---|:---|---:|\n");
+    for v in results.of_kind("step") {
+        let name = v["step"].as_str().unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "| `{name}` | {} | {} |",
+            v["stands_for"].as_str().unwrap_or(""),
+            cell(step(name), 1)
+        );
+    }
+    out.push('\n');
+    let fewest = sizes(results.of_kind("decision"), "policies")
+        .first()
+        .copied();
+    for path in results.of_kind("step_path") {
+        let case = path["case"].as_str().unwrap_or("?");
+        let mut sum = 0.0;
+        let mut parts = Vec::new();
+        for entry in path["steps"].as_array().into_iter().flatten() {
+            let (Some(name), Some(count)) = (entry[0].as_str(), entry[1].as_f64()) else {
+                continue;
+            };
+            let Some(cost) = step(name) else { continue };
+            sum += count * cost.median;
+            parts.push(format!("{count:.0} × `{name}`"));
+        }
+        let measured = fewest.and_then(|n| {
+            Some((
+                n,
+                decision(results, case, n)?.median - decision(results, "empty", n)?.median,
+            ))
+        });
+        let _ = write!(
+            out,
+            "- `{case}` takes {}: **{sum:.0} ns** of steps",
+            parts.join(", ")
+        );
+        if let Some((n, whole)) = measured {
+            let _ = write!(
+                out,
+                ", of the {whole:.0} ns it measures above the empty program at {n} policies; the \
+                 other {:.0} ns are the parser, the decision's own instructions and the calls \
+                 between its functions",
+                whole - sum
+            );
+        }
+        out.push_str(".\n");
     }
 }
 
@@ -462,6 +552,10 @@ pub fn check_complete(results: &Results) -> anyhow::Result<()> {
             "no kernel decision figure with ClusterNetworkPolicies for {case}"
         );
     }
+    anyhow::ensure!(
+        results.of_kind("step").next().is_some() && results.of_kind("step_path").next().is_some(),
+        "no figure for the decision's steps"
+    );
     anyhow::ensure!(
         results
             .of_kind("flow_records_memory")
