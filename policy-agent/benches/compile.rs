@@ -30,7 +30,7 @@ fn add_policy(cluster: &mut Cluster) {
     }
     cluster
         .policies
-        .insert((np.namespace.clone(), np.name.clone()), np);
+        .insert((np.namespace.clone(), np.name.clone()), np.into());
 }
 
 fn report(base: &Cluster) {

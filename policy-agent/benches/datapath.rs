@@ -57,7 +57,7 @@ fn cluster(policies: usize) -> Cluster {
     let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
     cluster
         .pods
-        .insert(("default".into(), "server".into()), server);
+        .insert(("default".into(), "server".into()), server.into());
     for i in 0..policies {
         let client = pod(
             format!("client-{i}"),
@@ -67,7 +67,7 @@ fn cluster(policies: usize) -> Cluster {
         );
         cluster
             .pods
-            .insert(("default".into(), client.name.clone()), client);
+            .insert(("default".into(), client.name.clone()), client.into());
         let selector = |k: &str, v: String| LabelSelector {
             requirements: vec![Requirement::In {
                 key: k.to_owned(),
@@ -94,7 +94,7 @@ fn cluster(policies: usize) -> Cluster {
         };
         cluster
             .policies
-            .insert(("default".into(), np.name.clone()), np);
+            .insert(("default".into(), np.name.clone()), np.into());
     }
     cluster
 }

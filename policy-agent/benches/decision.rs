@@ -236,7 +236,7 @@ fn cluster_policies(cluster: &mut Cluster, policies: usize) -> anyhow::Result<()
         );
         cluster
             .pods
-            .insert(("default".into(), client.name.clone()), client);
+            .insert(("default".into(), client.name.clone()), client.into());
     }
     let stranger = pod(
         "stranger".into(),
@@ -246,7 +246,7 @@ fn cluster_policies(cluster: &mut Cluster, policies: usize) -> anyhow::Result<()
     );
     cluster
         .pods
-        .insert(("default".into(), stranger.name.clone()), stranger);
+        .insert(("default".into(), stranger.name.clone()), stranger.into());
     Ok(())
 }
 
@@ -262,7 +262,7 @@ fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow
     let server = pod("server".into(), &[("app", "server".into())], SERVER, "here");
     cluster
         .pods
-        .insert(("default".into(), "server".into()), server);
+        .insert(("default".into(), "server".into()), server.into());
     if shape == Shape::Cluster {
         cluster_policies(&mut cluster, policies)?;
         return Ok(cluster);
@@ -278,7 +278,7 @@ fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow
                 );
                 cluster
                     .pods
-                    .insert(("default".into(), client.name.clone()), client);
+                    .insert(("default".into(), client.name.clone()), client.into());
                 Peer::Pods {
                     namespaces: NamespaceMatch::Exactly("default".into()),
                     pods: selector("client", format!("c{i}")),
@@ -306,7 +306,7 @@ fn cluster(policies: usize, shape: Shape, calico: Option<CalicoFront>) -> anyhow
         };
         cluster
             .policies
-            .insert(("default".into(), np.name.clone()), np);
+            .insert(("default".into(), np.name.clone()), np.into());
     }
     Ok(cluster)
 }

@@ -302,19 +302,19 @@ pub fn agent_cluster(world: &World) -> Cluster {
     let mut cluster = Cluster::default();
     for ns in &world.namespaces {
         let ns = convert::namespace(ns).expect("generated namespaces are valid");
-        cluster.namespaces.insert(ns.name.clone(), ns);
+        cluster.namespaces.insert(ns.name.clone(), ns.into());
     }
     for pod in &world.pods {
         let pod = convert::pod(pod).expect("generated pods are valid");
         cluster
             .pods
-            .insert((pod.namespace.clone(), pod.name.clone()), pod);
+            .insert((pod.namespace.clone(), pod.name.clone()), pod.into());
     }
     for np in &world.policies {
         let np = convert::network_policy(np).expect("generated policies are valid");
         cluster
             .policies
-            .insert((np.namespace.clone(), np.name.clone()), np);
+            .insert((np.namespace.clone(), np.name.clone()), np.into());
     }
     cluster
 }

@@ -272,7 +272,7 @@ pub fn kubernetes_cluster() -> Cluster {
         let name = format!("ns-{ns}");
         cluster.namespaces.insert(
             name.clone(),
-            Namespace {
+            (Namespace {
                 name: name.clone(),
                 labels: labels(&[
                     ("kubernetes.io/metadata.name", name.clone()),
@@ -282,19 +282,20 @@ pub fn kubernetes_cluster() -> Cluster {
                         if ns.is_multiple_of(3) { "prod" } else { "dev" }.to_owned(),
                     ),
                 ]),
-            },
+            })
+            .into(),
         );
         for j in 0..PODS_PER_NAMESPACE {
             let p = pod(ns, j);
             cluster
                 .pods
-                .insert((p.namespace.clone(), p.name.clone()), p);
+                .insert((p.namespace.clone(), p.name.clone()), p.into());
         }
         for k in 0..POLICIES_PER_NAMESPACE {
             let np = kubernetes_policy(ns, k);
             cluster
                 .policies
-                .insert((np.namespace.clone(), np.name.clone()), np);
+                .insert((np.namespace.clone(), np.name.clone()), np.into());
         }
     }
     cluster
@@ -313,10 +314,12 @@ pub fn touched(before: &MapContents, after: &MapContents) -> usize {
 
 /// One local pod's labels change.
 pub fn relabel(cluster: &mut Cluster) {
-    let pod = cluster
-        .pods
-        .get_mut(&("ns-7".to_owned(), "pod-7".to_owned()))
-        .expect("pod exists");
+    let pod = std::sync::Arc::make_mut(
+        cluster
+            .pods
+            .get_mut(&("ns-7".to_owned(), "pod-7".to_owned()))
+            .expect("pod exists"),
+    );
     // pod-7 of ns-7 runs on node-7; app-8 is what np-1 of ns-7 selects: the pod changes its
     // shape.
     pod.labels.insert("app".into(), "app-8".into());

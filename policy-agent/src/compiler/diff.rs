@@ -1,6 +1,10 @@
 //! What changed between two versions of the cluster, object by object.
+//!
+//! Objects are shared between versions (`model::Cluster`), so the comparison is mostly of
+//! pointers: an object both versions share is unchanged without looking into it, and only
+//! objects a datastore made anew are compared field by field.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use crate::model::Cluster;
 
@@ -35,8 +39,8 @@ impl Changes {
 
 /// One pass over both (sorted) maps.
 fn changed_keys<K: Ord + Clone, V: PartialEq>(
-    old: &BTreeMap<K, V>,
-    new: &BTreeMap<K, V>,
+    old: &BTreeMap<K, Arc<V>>,
+    new: &BTreeMap<K, Arc<V>>,
 ) -> Vec<K> {
     let mut changed = Vec::new();
     let mut old_iter = old.iter().peekable();
@@ -62,7 +66,7 @@ fn changed_keys<K: Ord + Clone, V: PartialEq>(
                     new_iter.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    if vo != vn {
+                    if !Arc::ptr_eq(vo, vn) && vo != vn {
                         changed.push((*ko).clone());
                     }
                     old_iter.next();
@@ -74,11 +78,12 @@ fn changed_keys<K: Ord + Clone, V: PartialEq>(
     changed
 }
 
-fn sync<K: Ord + Clone, V: Clone>(copy: &mut BTreeMap<K, V>, new: &BTreeMap<K, V>, keys: &[K]) {
+/// Brings `copy` to `new` at `keys`, sharing `new`'s objects.
+fn sync<K: Ord + Clone, V>(copy: &mut BTreeMap<K, Arc<V>>, new: &BTreeMap<K, Arc<V>>, keys: &[K]) {
     for key in keys {
         match new.get(key) {
             Some(value) => {
-                copy.insert(key.clone(), value.clone());
+                copy.insert(key.clone(), Arc::clone(value));
             }
             None => {
                 copy.remove(key);
@@ -91,13 +96,29 @@ fn sync<K: Ord + Clone, V: Clone>(copy: &mut BTreeMap<K, V>, new: &BTreeMap<K, V
 mod tests {
     use super::*;
 
+    fn map(entries: &[(u32, char)]) -> BTreeMap<u32, Arc<char>> {
+        entries.iter().map(|&(k, v)| (k, Arc::new(v))).collect()
+    }
+
     #[test]
     fn finds_added_removed_and_changed_keys() {
-        let old = BTreeMap::from([(1, 'a'), (2, 'b'), (3, 'c')]);
-        let new = BTreeMap::from([(2, 'b'), (3, 'x'), (4, 'd')]);
+        let old = map(&[(1, 'a'), (2, 'b'), (3, 'c')]);
+        let new = map(&[(2, 'b'), (3, 'x'), (4, 'd')]);
         assert_eq!(changed_keys(&old, &new), vec![1, 3, 4]);
         let mut copy = old.clone();
         sync(&mut copy, &new, &[1, 3, 4]);
         assert_eq!(copy, new);
+        // The copy now shares the new objects: comparing them looks at pointers only.
+        assert!(Arc::ptr_eq(&copy[&3], &new[&3]));
+        assert!(changed_keys(&copy, &new).is_empty());
+    }
+
+    #[test]
+    fn equal_objects_made_apart_are_unchanged() {
+        // A datastore that converts an unchanged object again makes a new allocation.
+        let old = map(&[(1, 'a')]);
+        let new = map(&[(1, 'a')]);
+        assert!(!Arc::ptr_eq(&old[&1], &new[&1]));
+        assert!(changed_keys(&old, &new).is_empty());
     }
 }

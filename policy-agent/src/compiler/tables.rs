@@ -303,7 +303,7 @@ fn kubernetes_spec(pod: &Pod, cluster: &Cluster, cache: &mut ContentCache) -> En
         .policies
         .range((pod.namespace.clone(), String::new())..)
         .take_while(|((ns, _), _)| *ns == pod.namespace)
-        .map(|(_, policy)| policy)
+        .map(|(_, policy)| policy.as_ref())
         .filter(|policy| policy.pod_selector.matches(&pod.labels))
         .collect();
     EndpointSpec {

@@ -91,7 +91,7 @@ fn cluster(manifests: &[&str]) -> Cluster {
                     let pod = convert::pod(&pod).expect("valid pod");
                     cluster
                         .pods
-                        .insert((pod.namespace.clone(), pod.name.clone()), pod);
+                        .insert((pod.namespace.clone(), pod.name.clone()), pod.into());
                 }
                 Some("NetworkPolicy") => {
                     let np: networking::NetworkPolicy =
@@ -99,12 +99,12 @@ fn cluster(manifests: &[&str]) -> Cluster {
                     let np = convert::network_policy(&np).expect("valid policy");
                     cluster
                         .policies
-                        .insert((np.namespace.clone(), np.name.clone()), np);
+                        .insert((np.namespace.clone(), np.name.clone()), np.into());
                 }
                 Some("Namespace") => {
                     let ns: core::Namespace = serde_yaml::from_value(value).expect("ns");
                     let ns = convert::namespace(&ns).expect("valid namespace");
-                    cluster.namespaces.insert(ns.name.clone(), ns);
+                    cluster.namespaces.insert(ns.name.clone(), ns.into());
                 }
                 other => panic!("unexpected kind {other:?}"),
             }
@@ -321,10 +321,12 @@ fn a_label_change_rewrites_only_the_moved_address() {
     let mut compiler = Compiler::new();
     let mut cluster = cluster(&[PODS, DENY_ALL_INGRESS_TO_BACKEND, ALLOW_FRONTEND_TO_BACKEND]);
     let before = compiler.compile(&cluster, &Scope::default()).maps;
-    let other = cluster
-        .pods
-        .get_mut(&("default".to_owned(), "other".to_owned()))
-        .expect("other pod");
+    let other = std::sync::Arc::make_mut(
+        cluster
+            .pods
+            .get_mut(&("default".to_owned(), "other".to_owned()))
+            .expect("other pod"),
+    );
     other.labels.insert("app".into(), "frontend".into());
     let after = compiler.compile(&cluster, &Scope::default()).maps;
     assert!(allows(
@@ -545,6 +547,7 @@ fn adding_a_policy_touches_only_its_own_entries_and_its_endpoints() {
         .policies
         .get(&("default".to_owned(), "allow-frontend-to-backend".to_owned()))
         .expect("policy")
+        .as_ref()
         .clone();
     added.name = "allow-frontend-to-backend-9000".into();
     if let Some(rule) = added.ingress.as_mut().and_then(|r| r.first_mut()) {
@@ -556,7 +559,7 @@ fn adding_a_policy_touches_only_its_own_entries_and_its_endpoints() {
     }
     cluster
         .policies
-        .insert((added.namespace.clone(), added.name.clone()), added);
+        .insert((added.namespace.clone(), added.name.clone()), added.into());
     let after = compiler.compile(&cluster, &Scope::default()).maps;
     assert_eq!(before.identities, after.identities, "no identity moves");
     let new_rules: Vec<_> = after

@@ -167,4 +167,5 @@ pub fn owner(cluster: &Cluster, ip: IpAddr) -> Option<&Pod> {
         .pods
         .values()
         .find(|pod| pod.is_endpoint() && pod.ips.contains(&ip))
+        .map(AsRef::as_ref)
 }

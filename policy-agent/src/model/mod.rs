@@ -13,6 +13,7 @@ pub mod staged;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -36,11 +37,14 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
-    pub namespaces: BTreeMap<String, Namespace>,
+    // Namespaces, pods and policies are shared (`Arc`): a datastore's snapshots, and the
+    // compiler's copy of the last one, hold the same unchanged objects, so that copying a
+    // cluster is cheap and comparing two (`compiler::diff`) skips what both share.
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
     /// Keyed by (namespace, name).
-    pub pods: BTreeMap<(String, String), Pod>,
+    pub pods: BTreeMap<(String, String), Arc<Pod>>,
     /// Keyed by (namespace, name).
-    pub policies: BTreeMap<(String, String), NetworkPolicy>,
+    pub policies: BTreeMap<(String, String), Arc<NetworkPolicy>>,
     /// Calico's own resources (`projectcalico.org/v3`); empty on clusters without them. Holds
     /// the translations of `cluster_policies` too (see [`Cluster::insert_cluster_policy`]).
     pub calico: CalicoObjects,

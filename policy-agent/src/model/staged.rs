@@ -12,6 +12,8 @@
 //! the enforced kind's own validation; with `Delete`, every field of the spec but `tier` must
 //! be empty.
 
+use std::sync::Arc;
+
 use serde_yaml::Value;
 
 use super::{Cluster, NetworkPolicy, convert};
@@ -192,7 +194,7 @@ impl Cluster {
             match (&staged.change, staged.kind) {
                 (StagedChange::Set(spec), _) => match spec.as_ref() {
                     StagedSpec::Kubernetes(np) => {
-                        pending.policies.insert(key, np.clone());
+                        pending.policies.insert(key, Arc::new(np.clone()));
                     }
                     StagedSpec::Calico(resource) => pending.calico.insert(resource.clone()),
                 },
@@ -234,7 +236,7 @@ mod tests {
         };
         cluster
             .policies
-            .insert(("shop".into(), "web".into()), np.clone());
+            .insert(("shop".into(), "web".into()), np.clone().into());
         let widened = parse_value(
             StagedKind::KubernetesNetworkPolicy,
             document(
@@ -252,7 +254,7 @@ mod tests {
         );
         let pending = cluster.pending();
         assert_eq!(pending.policies.len(), 1);
-        assert_ne!(pending.policies[&("shop".into(), "web".into())], np);
+        assert_ne!(*pending.policies[&("shop".into(), "web".into())], np);
         assert!(!pending.has_staged());
 
         let delete = parse_value(

@@ -152,7 +152,7 @@ async fn staged_policies_are_read_applied_by_pending_and_followed_through_watche
     assert!(pending.staged.is_empty());
     assert_ne!(pending, *cluster);
     assert_ne!(pending.policies[&web_policy], cluster.policies[&web_policy]);
-    assert_eq!(pending.policies[&web_policy], *widened);
+    assert_eq!(*pending.policies[&web_policy], *widened);
     let calico_keys: Vec<_> = pending.calico.policies.keys().cloned().collect();
     assert_eq!(calico_keys, std::slice::from_ref(&allow_web_policy));
     // Nothing else differs.
@@ -160,7 +160,7 @@ async fn staged_policies_are_read_applied_by_pending_and_followed_through_watche
     expected.staged.clear();
     expected
         .policies
-        .insert(web_policy.clone(), widened.clone());
+        .insert(web_policy.clone(), widened.clone().into());
     expected.calico.policies = pending.calico.policies.clone();
     assert_eq!(pending, expected);
 

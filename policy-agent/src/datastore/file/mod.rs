@@ -19,6 +19,7 @@ use std::{
     collections::BTreeMap,
     io,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use k8s_openapi::api::{
@@ -176,17 +177,20 @@ impl FileDatastore {
                 origin.insert(key, file);
                 match object {
                     Object::Namespace(ns) => {
-                        cluster.namespaces.insert(ns.name.clone(), ns.clone());
+                        cluster
+                            .namespaces
+                            .insert(ns.name.clone(), Arc::new(ns.clone()));
                     }
                     Object::Pod(p) => {
                         cluster
                             .pods
-                            .insert((p.namespace.clone(), p.name.clone()), p.clone());
+                            .insert((p.namespace.clone(), p.name.clone()), Arc::new(p.clone()));
                     }
                     Object::NetworkPolicy(np) => {
-                        cluster
-                            .policies
-                            .insert((np.namespace.clone(), np.name.clone()), np.clone());
+                        cluster.policies.insert(
+                            (np.namespace.clone(), np.name.clone()),
+                            Arc::new(np.clone()),
+                        );
                     }
                     Object::Service(s) => {
                         cluster

@@ -100,9 +100,10 @@ type Key = (Kind, String, String);
 
 #[derive(Debug, Clone)]
 enum Object {
-    Namespace(model::Namespace),
-    Pod(model::Pod),
-    NetworkPolicy(model::NetworkPolicy),
+    // Shared with every snapshot that holds them unchanged (see `model::Cluster`).
+    Namespace(Arc<model::Namespace>),
+    Pod(Arc<model::Pod>),
+    NetworkPolicy(Arc<model::NetworkPolicy>),
     Service(model::Service),
     EndpointSlice(model::EndpointSlice),
     Calico(CalicoResource),
@@ -186,19 +187,21 @@ impl Converted {
         for ns in stores.namespaces {
             self.update(&mut previous, Kind::Namespace, ns.as_ref(), |o| {
                 convert::namespace(o)
-                    .map(Object::Namespace)
+                    .map(|ns| Object::Namespace(Arc::new(ns)))
                     .map_err(Rejection::from)
             });
         }
         for pod in stores.pods {
             self.update(&mut previous, Kind::Pod, pod.as_ref(), |o| {
-                convert::pod(o).map(Object::Pod).map_err(Rejection::from)
+                convert::pod(o)
+                    .map(|pod| Object::Pod(Arc::new(pod)))
+                    .map_err(Rejection::from)
             });
         }
         for np in stores.policies {
             self.update(&mut previous, Kind::NetworkPolicy, np.as_ref(), |o| {
                 convert::network_policy(o)
-                    .map(Object::NetworkPolicy)
+                    .map(|np| Object::NetworkPolicy(Arc::new(np)))
                     .map_err(Rejection::from)
             });
         }
