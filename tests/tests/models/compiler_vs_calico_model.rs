@@ -44,7 +44,10 @@ use policy_agent::{
     model::Cluster,
     replay::{self, Direction, Packet},
 };
-use proptest::{prelude::*, test_runner::TestCaseError};
+use proptest::{
+    prelude::*,
+    test_runner::{FailurePersistence, FileFailurePersistence, TestCaseError},
+};
 
 /// The default number of worlds of the first property (a quarter of it for the second).
 const CASES: u32 = 1600;
@@ -163,8 +166,17 @@ fn check_flows(
     Ok(())
 }
 
+/// Saved failures, replayed first. Named outright: by default proptest looks for them beside
+/// the test binary's root (`tests/models/main.rs`), not beside this file.
+fn saved_failures() -> Option<Box<dyn FailurePersistence>> {
+    Some(Box::new(FileFailurePersistence::Direct(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/models/compiler_vs_calico_model.proptest-regressions"
+    ))))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES), failure_persistence: saved_failures(), ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_ordered_tables_agree_with_the_calico_model(
@@ -180,7 +192,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES) / 4, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases_from_env(CASES) / 4, failure_persistence: saved_failures(), ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_ordered_compiles_agree_with_the_model_and_leave_nothing_behind(

@@ -28,7 +28,7 @@ use policy_agent::{
 };
 use proptest::{
     prelude::*,
-    test_runner::{Config, TestCaseError, TestError, TestRunner},
+    test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner},
 };
 
 fn scope(world: &World) -> Scope {
@@ -92,8 +92,12 @@ where
 {
     let mut runner = TestRunner::new(Config {
         cases,
-        // Saved failures (`compiler_vs_model.proptest-regressions`) are replayed first.
-        source_file: Some(file!()),
+        // Saved failures are replayed first. Named outright: by default proptest looks for
+        // them beside the test binary's root (`tests/models/main.rs`), not beside this file.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/models/compiler_vs_model.proptest-regressions"
+        )))),
         ..Config::default()
     });
     match runner.run(&strategy, test) {

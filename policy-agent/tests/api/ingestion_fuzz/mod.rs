@@ -23,7 +23,7 @@
 //! Inputs are bounded ([`MAX_INPUT`] bytes per file). `cargo test` runs a short pass
 //! ([`DEFAULT_CASES`] per generator, about 10 s in a debug build);
 //! `PALISADE_INGEST_FUZZ_CASES=N` runs N per generator (20,000 took 9 minutes). Failures are
-//! saved in `ingestion_fuzz.proptest-regressions` beside this file and replayed first.
+//! saved in `../ingestion_fuzz.proptest-regressions` and replayed first.
 
 mod checks;
 mod fixed_inputs;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::scratch_dir;
 use policy_agent::{calico::selector::Selector, datastore::file::FileDatastore};
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 
 use super::checks::{check_errors, check_kept};
 use super::generators::{Encoding, arbitrary_document, encode, mutated_case};
@@ -25,6 +25,12 @@ fn config() -> ProptestConfig {
         cases: cases(),
         // Shrinking a slow input repeatedly would itself take minutes.
         max_shrink_iters: 256,
+        // Saved failures are replayed first. Named outright: by default proptest looks for
+        // them beside the test crate's root (`tests/api/main.rs`), not beside this module.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/api/ingestion_fuzz.proptest-regressions"
+        )))),
         ..ProptestConfig::default()
     }
 }
