@@ -94,7 +94,7 @@ fn steps() -> Vec<Step> {
         },
         Step {
             name: "percpu_array_lookup",
-            stands_for: "PALISADE_SCRATCH, PALISADE_TUPLES",
+            stands_for: "PALISADE_SCRATCH, PALISADE_TUPLES, PALISADE_COUNTER_SLOTS",
             map: map(raw_bpf::PERCPU_ARRAY, 4, 256, 1),
             op: Op::Lookup { hit: true },
         },
@@ -174,7 +174,7 @@ fn steps() -> Vec<Step> {
         },
         Step {
             name: "lru_percpu_lookup_counters",
-            stands_for: "PALISADE_COUNTERS",
+            stands_for: "PALISADE_COUNTERS (interfaces without a counter slot)",
             map: map(
                 raw_bpf::LRU_PERCPU_HASH,
                 4,

@@ -102,7 +102,16 @@ pub struct EndpointPolicy {
     pub ingress: PolicyList,
     /// Checked for packets the endpoint sends.
     pub egress: PolicyList,
+    /// The slot of `PALISADE_COUNTER_SLOTS` that counts the packets of the endpoint's
+    /// interface (`ifindex`): a per-CPU array, cheaper on every packet than
+    /// `PALISADE_COUNTERS`' hash, where the packets of interfaces without a slot (and those
+    /// of no endpoint) are counted by ifindex. [`NO_COUNTER_SLOT`] until the agent binds the
+    /// endpoint (the compiler leaves it so).
+    pub counter_slot: u32,
 }
+
+/// [`EndpointPolicy::counter_slot`] of an endpoint counted in `PALISADE_COUNTERS` instead.
+pub const NO_COUNTER_SLOT: u32 = 0;
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only byte arrays and u32s, no padding.

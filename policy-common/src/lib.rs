@@ -32,6 +32,8 @@ pub mod map_names {
     pub const CONNTRACK: &str = "PALISADE_CONNTRACK";
     pub const FRAGMENTS: &str = "PALISADE_FRAGMENTS";
     pub const COUNTERS: &str = "PALISADE_COUNTERS";
+    /// Per-interface counters by slot (see `endpoint::EndpointPolicy::counter_slot`).
+    pub const COUNTER_SLOTS: &str = "PALISADE_COUNTER_SLOTS";
     pub const CONFIG: &str = "PALISADE_CONFIG";
     pub const FLOWS: &str = "PALISADE_FLOWS";
     pub const FLOW_BUDGET: &str = "PALISADE_FLOW_BUDGET";
@@ -51,7 +53,7 @@ pub mod map_names {
     pub const SERVICE_HAIRPINS: &str = "PALISADE_SERVICE_HAIRPINS";
 
     /// Every map the agent pins.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         ENDPOINTS,
         IDENTITIES,
         ADDRESSES,
@@ -60,6 +62,7 @@ pub mod map_names {
         CONNTRACK,
         FRAGMENTS,
         COUNTERS,
+        COUNTER_SLOTS,
         CONFIG,
         FLOWS,
         FLOW_BUDGET,
@@ -127,6 +130,10 @@ pub mod capacity {
     pub const FRAGMENTS: u32 = 8192;
     /// Endpoint interfaces counted.
     pub const COUNTERS: u32 = 4096;
+    /// Slots of `PALISADE_COUNTER_SLOTS`, slot 0 unused: endpoint interfaces counted in a
+    /// per-CPU array (72 bytes a slot and CPU). Beyond these, interfaces are counted in
+    /// `PALISADE_COUNTERS`.
+    pub const COUNTER_SLOTS: u32 = 1024;
     /// Rule entries counted (an LRU: beyond this, the entries not hit for longest go, with
     /// what they had counted since the agent last read them).
     pub const RULE_HITS: u32 = 65_536;

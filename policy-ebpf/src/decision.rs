@@ -114,6 +114,9 @@ pub(crate) fn decide(flow: &mut Flow, direction: Direction, ifindex: u32, host: 
             return Verdict::Allow;
         }
         return deny_before_policy(flow, drop_reason::SPOOFED, direction, ifindex);
+    } else if endpoint.ifindex == ifindex {
+        // The endpoint's own interface: its packets are counted in the slot the agent gave it.
+        flow.counter_slot = endpoint.counter_slot;
     }
     match flow.fragment {
         // A later fragment follows its first fragment's verdict, or is dropped.

@@ -58,7 +58,7 @@ use policy_common::{
 use crate::{
     decision::{Direction, Verdict},
     events::deny,
-    maps::{PALISADE_COUNTERS, PALISADE_ENDPOINTS, PALISADE_SCRATCH},
+    maps::{PALISADE_COUNTER_SLOTS, PALISADE_COUNTERS, PALISADE_ENDPOINTS, PALISADE_SCRATCH},
     packet::{Flow, Parsed},
     services::link_service_flow,
 };
@@ -111,7 +111,7 @@ pub fn palisade_after_nat(ctx: TcContext) -> i32 {
                 // SAFETY: only the ifindex is read.
                 let sender = unsafe { PALISADE_ENDPOINTS.get(EndpointKey { addr: flow.src }) }
                     .map_or(ifindex, |e| e.ifindex);
-                count(sender, u32::from(dropped_for(flow)));
+                count(sender, 0, u32::from(dropped_for(flow)));
                 TC_ACT_SHOT
             }
         },
@@ -131,6 +131,7 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     // SAFETY: this CPU's slot, used by nothing else during the program run.
     let flow = unsafe { &mut *flow };
     flow.frame_len = ctx.len();
+    flow.counter_slot = 0;
     // What the packet is, through map memory (`flow.parsed`): the verifier does not track it,
     // so every kind of packet policy decides reaches the one `decide` call in one state, not
     // one walk of the decision per kind (which would take the program past its budget).
@@ -156,11 +157,11 @@ fn tc_verdict(ctx: &TcContext, direction: Direction, host: bool) -> i32 {
     match verdict {
         // TC_ACT_UNSPEC is TCX_NEXT: let any program after ours (a CNI's) have its say.
         Verdict::Allow | Verdict::AllowNew => {
-            count(ifindex, ALLOWED);
+            count(ifindex, counter_slot(flow), ALLOWED);
             TC_ACT_UNSPEC
         }
         Verdict::Deny => {
-            count(ifindex, u32::from(dropped_for(flow)));
+            count(ifindex, counter_slot(flow), u32::from(dropped_for(flow)));
             TC_ACT_SHOT
         }
     }
@@ -177,6 +178,14 @@ fn dropped_for(flow: &Flow) -> u8 {
     } else {
         drop_reason::CAPACITY
     }
+}
+
+/// The slot of the interface's counters the decision found (0: none), read back from map
+/// memory (volatile, as the verifier sees it).
+#[inline(always)]
+fn counter_slot(flow: &Flow) -> u32 {
+    // SAFETY: a field of this CPU's scratch slot.
+    unsafe { core::ptr::read_volatile(&flow.counter_slot) }
 }
 
 /// Whether on-link neighbour discovery carrying a routable address
@@ -217,13 +226,21 @@ mod parsed {
 const ALLOWED: u32 = u32::MAX;
 
 /// Counts the packet for its interface on this CPU (no atomics needed: per-CPU slots):
-/// [`ALLOWED`], or dropped for a `drop_reason`. Not inlined: a new interface's zeroed
-/// counters are built on the stack (72 bytes), in a frame beside the decision's call chain
-/// rather than under it (512 bytes of stack for the whole chain). Plain integer arguments:
-/// an `Option` is two registers, and a call with `None` leaves the second unset, which the
-/// verifier refuses to read.
+/// [`ALLOWED`], or dropped for a `drop_reason`; in the interface's `counter_slot` if it has
+/// one (non-zero), else by its ifindex. Not inlined: a new interface's zeroed counters are
+/// built on the stack (72 bytes), in a frame beside the decision's call chain rather than
+/// under it (512 bytes of stack for the whole chain). Plain integer arguments: an `Option`
+/// is two registers, and a call with `None` leaves the second unset, which the verifier
+/// refuses to read.
 #[inline(never)]
-fn count(ifindex: u32, outcome: u32) {
+fn count(ifindex: u32, counter_slot: u32, outcome: u32) {
+    if counter_slot != 0
+        && let Some(slot) = PALISADE_COUNTER_SLOTS.get_ptr_mut(counter_slot)
+    {
+        // SAFETY: as below.
+        add(unsafe { &mut *slot }, outcome);
+        return;
+    }
     let slot = match PALISADE_COUNTERS.get_ptr_mut(ifindex) {
         Some(slot) => slot,
         None => {
@@ -238,7 +255,11 @@ fn count(ifindex: u32, outcome: u32) {
     };
     // SAFETY: a per-CPU slot of this CPU, valid for the program run; nothing else writes it
     // concurrently.
-    let counters = unsafe { &mut *slot };
+    add(unsafe { &mut *slot }, outcome);
+}
+
+#[inline(always)]
+fn add(counters: &mut Counters, outcome: u32) {
     if outcome == ALLOWED {
         counters.allowed += 1;
     } else if let Some(drops) = counters.drops.get_mut(outcome as usize) {

@@ -100,6 +100,10 @@ pub struct Flow {
     pub frame_len: u32,
     /// Not the parser's: what the program made of the parse (see `tc_verdict`).
     pub parsed: u32,
+    /// Not the parser's: the slot of the interface's counters (see
+    /// `EndpointPolicy::counter_slot`), set by the decision once it found the endpoint bound
+    /// to the interface; 0 before.
+    pub counter_slot: u32,
     /// Not the parser's: why the decision dropped the packet
     /// (`policy_common::counters::drop_reason`), set on every path that returns a deny.
     pub drop_reason: u32,

@@ -8,11 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     compiler::{Compiler, MapChanges, MapContents, Scope},
-    dataplane::{
-        Attachment, Datapath, DataplaneError, MapDelta, fault,
-        routes::{self, Binding},
-        service_maps,
-    },
+    dataplane::{Attachment, Datapath, DataplaneError, MapDelta, fault, routes, service_maps},
     datastore::Datastore,
     health::Health,
     status::Status,
@@ -85,7 +81,13 @@ impl State {
                 routes.insert(*ip, host.interface.clone());
             }
         }
-        let binding = Binding::of(&routes);
+        let binding = match datapath.binding(&routes) {
+            Ok(binding) => binding,
+            Err(e) => {
+                self.unsynced = keys;
+                return Err(e.into());
+            }
+        };
         let endpoints = compiled.maps.endpoints.clone();
         let delta = (!compiled.renumbered && !self.renumbering)
             .then(|| MapDelta::between(&self.programmed, &compiled.maps, &keys, &binding))
@@ -392,7 +394,8 @@ impl State {
                 .collect(),
             ..MapChanges::default()
         };
-        let delta = MapDelta::between(&self.programmed, applied, &keys, &Binding::of(routes));
+        let binding = datapath.binding(routes)?;
+        let delta = MapDelta::between(&self.programmed, applied, &keys, &binding);
         if delta.is_empty() {
             return Ok(false);
         }

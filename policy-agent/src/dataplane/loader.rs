@@ -29,7 +29,9 @@ use tracing::{info, warn};
 
 use super::{
     DataplaneError,
+    counter_slots::CounterSlots,
     pins::{AttachedLink, LINKS_DIR, Role, STAGING_DIR, remove_pin},
+    routes::Binding,
     services::ServiceMapHandles,
     split_table::SplitTable,
     verifier,
@@ -136,6 +138,9 @@ pub struct Datapath {
         policy_common::fragment::FragmentValue,
     >,
     pub(super) counters: PerCpuHashMap<MapData, u32, Counters>,
+    /// `PALISADE_COUNTER_SLOTS`, and which interface each slot counts.
+    pub(super) slot_counters: PerCpuArray<MapData, Counters>,
+    pub(super) counter_slots: CounterSlots,
     pub(super) rule_hits: PerCpuHashMap<MapData, RuleHitKey, RuleHits>,
     pub(super) flow_budget: PerCpuArray<MapData, policy_common::flow::FlowBudget>,
     pub(super) config: Array<MapData, u32>,
@@ -170,7 +175,7 @@ pub struct Datapath {
 /// (and fragments, and counts) outlive a restart, so established connections keep working.
 /// They hold addresses and ports, none of the compiler's numbers. Each with the layout this
 /// build gives it, which a previous agent's pin must have to be reused.
-const KEPT_MAPS: [KeptMap; 7] = [
+const KEPT_MAPS: [KeptMap; 8] = [
     KeptMap {
         name: map_names::CONNTRACK,
         key_size: size_of::<ConntrackKey>(),
@@ -188,6 +193,14 @@ const KEPT_MAPS: [KeptMap; 7] = [
         key_size: size_of::<u32>(),
         value_size: size_of::<Counters>(),
         max_entries: capacity::COUNTERS,
+    },
+    // Which interface each slot counts is read back from the previous agent's endpoint
+    // entries (`previous_counter_slots`).
+    KeptMap {
+        name: map_names::COUNTER_SLOTS,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<Counters>(),
+        max_entries: capacity::COUNTER_SLOTS,
     },
     // Connection state of flows to Services, like the connections themselves.
     KeptMap {
@@ -282,6 +295,10 @@ impl Datapath {
             loader.map_pin_path(map.name, path);
         }
         let previous_generation = previous_generation(&pin_dir.join(map_names::CONFIG));
+        let counter_slots = CounterSlots::taken_over(
+            capacity::COUNTER_SLOTS,
+            previous_counter_slots(&pin_dir.join(map_names::ENDPOINTS)),
+        );
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(DataplaneError::Load)?;
         // The host endpoints' programs are loaded when a host endpoint's interface is first
         // attached: most nodes have none, and each program costs the verifier seconds.
@@ -336,6 +353,8 @@ impl Datapath {
             conntrack: typed_map(&mut ebpf, map_names::CONNTRACK)?,
             fragments: typed_map(&mut ebpf, map_names::FRAGMENTS)?,
             counters: typed_map(&mut ebpf, map_names::COUNTERS)?,
+            slot_counters: typed_map(&mut ebpf, map_names::COUNTER_SLOTS)?,
+            counter_slots,
             rule_hits: typed_map(&mut ebpf, map_names::RULE_HITS)?,
             flow_budget: typed_map(&mut ebpf, map_names::FLOW_BUDGET)?,
             config: typed_map(&mut ebpf, map_names::CONFIG)?,
@@ -469,7 +488,8 @@ impl Datapath {
         Ok(entries)
     }
 
-    /// Packet counts per endpoint interface (ifindex), summed over CPUs.
+    /// Packet counts per endpoint interface (ifindex), summed over CPUs: those counted by
+    /// ifindex and those counted in the interface's slot.
     pub fn counters(&self) -> Result<BTreeMap<u32, Counters>, DataplaneError> {
         let mut totals = BTreeMap::new();
         for entry in self.counters.iter() {
@@ -483,7 +503,62 @@ impl Datapath {
                 total.add(cpu);
             }
         }
+        for (ifindex, slot) in self.counter_slots.iter() {
+            let per_cpu =
+                self.slot_counters
+                    .get(&slot, 0)
+                    .map_err(|source| DataplaneError::MapUpdate {
+                        operation: "read",
+                        map: map_names::COUNTER_SLOTS,
+                        source,
+                    })?;
+            let total: &mut Counters = totals.entry(ifindex).or_default();
+            for cpu in per_cpu.iter() {
+                total.add(cpu);
+            }
+        }
         Ok(totals)
+    }
+
+    /// The endpoints' binding to the interfaces `routes` names (address to interface), with
+    /// each interface's counter slot: slots are given to interfaces that have none (their
+    /// counters zeroed first) and taken back from interfaces that are gone.
+    pub fn binding(
+        &mut self,
+        routes: &BTreeMap<std::net::IpAddr, String>,
+    ) -> Result<Binding, DataplaneError> {
+        let binding = Binding::of(routes);
+        let given = self.counter_slots.assign(&binding.interfaces(), |ifindex| {
+            nix::net::if_::if_indextoname(ifindex).is_ok()
+        });
+        for slot in given {
+            let cpus = aya::util::nr_cpus()
+                .map_err(|(_, source)| DataplaneError::ZeroCounterSlot { slot, source })?;
+            let zeroed = aya::maps::PerCpuValues::try_from(vec![Counters::default(); cpus])
+                .map_err(|source| DataplaneError::ZeroCounterSlot { slot, source })?;
+            self.slot_counters.set(slot, zeroed, 0).map_err(|source| {
+                DataplaneError::MapUpdate {
+                    operation: "zero a slot",
+                    map: map_names::COUNTER_SLOTS,
+                    source,
+                }
+            })?;
+        }
+        Ok(binding.with_counter_slots(&self.counter_slots))
+    }
+
+    /// `maps` with each endpoint address bound as [`Datapath::binding`] binds it.
+    pub fn bind_endpoints(
+        &mut self,
+        maps: &MapContents,
+        routes: &BTreeMap<std::net::IpAddr, String>,
+    ) -> Result<MapContents, DataplaneError> {
+        let binding = self.binding(routes)?;
+        let mut bound = maps.clone();
+        for (key, value) in &mut bound.endpoints {
+            *value = binding.bind(key, *value);
+        }
+        Ok(bound)
     }
 
     /// Packets decided per rule entry (and verdict), summed over CPUs.
@@ -607,6 +682,24 @@ fn discard_if_incompatible(path: &Path, map: &KeptMap) -> Result<(), DataplaneEr
 }
 
 /// The generation a previous agent left in its pinned `PALISADE_CONFIG`, if there is one.
+/// (ifindex, counter slot) of the previous agent's endpoint entries (none without its pin, or
+/// with a layout this build does not read).
+fn previous_counter_slots(path: &Path) -> Vec<(u32, u32)> {
+    let Ok(data) = MapData::from_pin(path) else {
+        return Vec::new();
+    };
+    let Ok(endpoints) =
+        HashMap::<MapData, EndpointKey, EndpointPolicy>::try_from(aya::maps::Map::HashMap(data))
+    else {
+        return Vec::new();
+    };
+    endpoints
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, value)| (value.ifindex, value.counter_slot))
+        .collect()
+}
+
 fn previous_generation(path: &Path) -> Option<u32> {
     let data = MapData::from_pin(path).ok()?;
     let config: Array<MapData, u32> = Array::try_from(aya::maps::Map::Array(data)).ok()?;

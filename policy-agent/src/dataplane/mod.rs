@@ -2,6 +2,7 @@
 //! interfaces, and keep the maps equal to the compiler's output.
 
 mod attach;
+pub mod counter_slots;
 pub mod fault;
 mod loader;
 mod pins;
@@ -64,6 +65,12 @@ pub enum DataplaneError {
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
+    },
+    #[error("zeroing slot {slot} of {map} (one value per possible CPU)", map = policy_common::map_names::COUNTER_SLOTS)]
+    ZeroCounterSlot {
+        slot: u32,
+        #[source]
+        source: io::Error,
     },
     #[error("listing network interfaces")]
     Interfaces(#[source] nix::Error),

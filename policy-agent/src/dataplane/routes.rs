@@ -14,8 +14,9 @@ use std::{
 };
 
 use nix::net::if_::if_nametoindex;
-use policy_common::endpoint::{EndpointKey, EndpointPolicy};
+use policy_common::endpoint::{EndpointKey, EndpointPolicy, NO_COUNTER_SLOT};
 
+use super::counter_slots::CounterSlots;
 use crate::compiler::{MapContents, identity_addr};
 
 /// Host routes (`/32`, `/128`) through the interfaces `wanted` accepts: address → interface
@@ -84,10 +85,12 @@ pub fn endpoint_interfaces(
         .collect()
 }
 
-/// Which interface each routed endpoint address is bound to.
+/// Which interface each routed endpoint address is bound to, and which slot counts each such
+/// interface's packets (see `counter_slots`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Binding {
     ifindex_of: BTreeMap<EndpointKey, u32>,
+    slot_of: BTreeMap<u32, u32>,
 }
 
 impl Binding {
@@ -104,13 +107,40 @@ impl Binding {
                 );
             }
         }
-        Self { ifindex_of }
+        Self {
+            ifindex_of,
+            slot_of: BTreeMap::new(),
+        }
+    }
+
+    /// The interfaces endpoint addresses are bound to.
+    pub fn interfaces(&self) -> BTreeSet<u32> {
+        self.ifindex_of.values().copied().collect()
+    }
+
+    /// The same binding, with each interface's counter slot.
+    pub fn with_counter_slots(mut self, slots: &CounterSlots) -> Self {
+        self.slot_of = self
+            .interfaces()
+            .into_iter()
+            .map(|ifindex| (ifindex, slots.slot_of(ifindex)))
+            .filter(|&(_, slot)| slot != NO_COUNTER_SLOT)
+            .collect();
+        self
     }
 
     /// A compiled endpoint entry as the map holds it. Unrouted addresses keep what the
-    /// compiler gave them: unbound for pods, bound to no interface for host endpoints.
+    /// compiler gave them: unbound for pods, bound to no interface for host endpoints, and
+    /// counted by ifindex.
     pub fn bind(&self, key: &EndpointKey, mut value: EndpointPolicy) -> EndpointPolicy {
-        value.ifindex = self.ifindex_of.get(key).copied().unwrap_or(value.ifindex);
+        if let Some(&ifindex) = self.ifindex_of.get(key) {
+            value.ifindex = ifindex;
+            value.counter_slot = self
+                .slot_of
+                .get(&ifindex)
+                .copied()
+                .unwrap_or(NO_COUNTER_SLOT);
+        }
         value
     }
 }

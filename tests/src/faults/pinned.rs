@@ -134,9 +134,17 @@ fn host_addresses() -> anyhow::Result<Vec<IpAddr>> {
 }
 
 /// How two map contents differ, per map: (only in `have`, only in `want`, different values).
+/// Endpoints' counter slots are the running agent's to give, not a compile's: `want`'s are
+/// taken from `have`.
 pub fn differences(have: &MapContents, want: &MapContents) -> Vec<String> {
     let mut out = Vec::new();
-    diff("endpoints", &have.endpoints, &want.endpoints, &mut out);
+    let mut want_endpoints = want.endpoints.clone();
+    for (key, value) in &mut want_endpoints {
+        if let Some(had) = have.endpoints.get(key) {
+            value.counter_slot = had.counter_slot;
+        }
+    }
+    diff("endpoints", &have.endpoints, &want_endpoints, &mut out);
     diff("identities", &have.identities, &want.identities, &mut out);
     diff("rules", &have.rules, &want.rules, &mut out);
     out

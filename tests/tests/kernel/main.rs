@@ -8,6 +8,7 @@
 mod conformance_bpf;
 mod connection_tracking;
 mod conntrack_fuzz;
+mod counter_slots;
 mod drift_repair;
 mod drop_reasons;
 mod flow_events;

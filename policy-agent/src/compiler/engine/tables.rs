@@ -7,8 +7,8 @@ use std::{collections::BTreeSet, net::IpAddr, sync::Arc};
 
 use policy_common::{
     endpoint::{
-        EndpointKey, EndpointPolicy, IFINDEX_NONE, IFINDEX_UNBOUND, MAX_TABLES, PolicyList,
-        TableRef, kind as endpoint_kind, lookup,
+        EndpointKey, EndpointPolicy, IFINDEX_NONE, IFINDEX_UNBOUND, MAX_TABLES, NO_COUNTER_SLOT,
+        PolicyList, TableRef, kind as endpoint_kind, lookup,
     },
     identity as reserved,
 };
@@ -50,6 +50,7 @@ impl Engine {
                     },
                     ingress,
                     egress,
+                    counter_slot: NO_COUNTER_SLOT,
                 },
                 spec,
                 tables,
