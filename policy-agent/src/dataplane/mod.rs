@@ -7,6 +7,7 @@ pub mod fault;
 mod loader;
 mod pins;
 mod readback;
+mod recorded;
 pub mod renumber;
 pub mod routes;
 mod services;

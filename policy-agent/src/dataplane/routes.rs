@@ -6,6 +6,10 @@
 //! `/proc/net/route` and `/proc/net/ipv6_route` of the agent's network namespace (the kernel's
 //! main routing table). The same routes tell the agent, by default, which interfaces to attach
 //! to: the ones its endpoints' addresses are routed through ([`endpoint_interfaces`]).
+//!
+//! [`Datapath::binding`] turns routes into the [`Binding`] the agent writes endpoint entries
+//! with: each address's interface, and the slot that counts the interface's packets
+//! (`counter_slots`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -14,9 +18,13 @@ use std::{
 };
 
 use nix::net::if_::if_nametoindex;
-use policy_common::endpoint::{EndpointKey, EndpointPolicy, NO_COUNTER_SLOT};
+use policy_common::{
+    counters::Counters,
+    endpoint::{EndpointKey, EndpointPolicy, NO_COUNTER_SLOT},
+    map_names,
+};
 
-use super::counter_slots::CounterSlots;
+use super::{DataplaneError, counter_slots::CounterSlots, loader::Datapath};
 use crate::compiler::{MapContents, identity_addr};
 
 /// Host routes (`/32`, `/128`) through the interfaces `wanted` accepts: address → interface
@@ -154,6 +162,49 @@ pub fn bind_endpoints(maps: &MapContents, routes: &BTreeMap<IpAddr, String>) -> 
         *value = binding.bind(key, *value);
     }
     bound
+}
+
+impl Datapath {
+    /// The endpoints' binding to the interfaces `routes` names (address to interface), with
+    /// each interface's counter slot: slots are given to interfaces that have none (their
+    /// counters zeroed first) and taken back from interfaces that are gone.
+    pub fn binding(
+        &mut self,
+        routes: &BTreeMap<std::net::IpAddr, String>,
+    ) -> Result<Binding, DataplaneError> {
+        let binding = Binding::of(routes);
+        let given = self.counter_slots.assign(&binding.interfaces(), |ifindex| {
+            nix::net::if_::if_indextoname(ifindex).is_ok()
+        });
+        for slot in given {
+            let cpus = aya::util::nr_cpus()
+                .map_err(|(_, source)| DataplaneError::ZeroCounterSlot { slot, source })?;
+            let zeroed = aya::maps::PerCpuValues::try_from(vec![Counters::default(); cpus])
+                .map_err(|source| DataplaneError::ZeroCounterSlot { slot, source })?;
+            self.slot_counters.set(slot, zeroed, 0).map_err(|source| {
+                DataplaneError::MapUpdate {
+                    operation: "zero a slot",
+                    map: map_names::COUNTER_SLOTS,
+                    source,
+                }
+            })?;
+        }
+        Ok(binding.with_counter_slots(&self.counter_slots))
+    }
+
+    /// `maps` with each endpoint address bound as [`Datapath::binding`] binds it.
+    pub fn bind_endpoints(
+        &mut self,
+        maps: &MapContents,
+        routes: &BTreeMap<std::net::IpAddr, String>,
+    ) -> Result<MapContents, DataplaneError> {
+        let binding = self.binding(routes)?;
+        let mut bound = maps.clone();
+        for (key, value) in &mut bound.endpoints {
+            *value = binding.bind(key, *value);
+        }
+        Ok(bound)
+    }
 }
 
 #[cfg(test)]
