@@ -171,70 +171,50 @@ pub fn decision_cluster(root: &Path, quick: bool) -> Result<Vec<Value>> {
 }
 
 fn decision_with(root: &Path, quick: bool, args: &[&str]) -> Result<Vec<Value>> {
-    let mut cmd = cargo(root);
-    let subcommand = if quick { "test" } else { "bench" };
-    cmd.args([
-        subcommand,
-        "-p",
-        "policy-agent",
-        "--bench",
-        "decision",
-        "--",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    cmd.args(args);
-    json_lines(
-        cmd,
-        "kernel decision cost",
-        Duration::from_secs(if quick { 120 } else { 600 }),
-    )
+    agent_bench(root, quick, "decision", args, "kernel decision cost", 600)
 }
 
 /// `cargo bench -p policy-agent --bench flow_records`: the flow records' memory under a flood
 /// of 1,000,000 distinct flows (100,000 for `--quick`, built by `cargo test`).
 pub fn flow_records(root: &Path, quick: bool) -> Result<Vec<Value>> {
-    let mut cmd = cargo(root);
-    let subcommand = if quick { "test" } else { "bench" };
-    cmd.args([
-        subcommand,
-        "-p",
-        "policy-agent",
-        "--bench",
+    agent_bench(
+        root,
+        quick,
         "flow_records",
-        "--",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    json_lines(
-        cmd,
+        &[],
         "flow records under a flood",
-        Duration::from_secs(if quick { 120 } else { 300 }),
+        300,
     )
 }
 
 /// `cargo bench -p policy-agent --bench step_costs`: what each step of the decision costs
 /// alone (one map lookup, update or helper), and the steps of the conntrack hit's path.
 pub fn step_costs(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    agent_bench(root, quick, "step_costs", &[], "the decision's steps", 300)
+}
+
+/// The JSON lines of `cargo bench -p policy-agent --bench NAME -- ARGS`, within `limit_s`
+/// seconds; for `--quick`, of the same program built by `cargo test` (debug, as CI has
+/// already built the crate) with `--quick`, within two minutes.
+fn agent_bench(
+    root: &Path,
+    quick: bool,
+    name: &str,
+    args: &[&str],
+    what: &str,
+    limit_s: u64,
+) -> Result<Vec<Value>> {
     let mut cmd = cargo(root);
     let subcommand = if quick { "test" } else { "bench" };
-    cmd.args([
-        subcommand,
-        "-p",
-        "policy-agent",
-        "--bench",
-        "step_costs",
-        "--",
-    ]);
+    cmd.args([subcommand, "-p", "policy-agent", "--bench", name, "--"]);
     if quick {
         cmd.arg("--quick");
     }
+    cmd.args(args);
     json_lines(
         cmd,
-        "the decision's steps",
-        Duration::from_secs(if quick { 120 } else { 300 }),
+        what,
+        Duration::from_secs(if quick { 120 } else { limit_s }),
     )
 }
 
