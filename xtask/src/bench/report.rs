@@ -320,7 +320,7 @@ pub fn markdown(results: &Results, quick: bool, plots: &[(String, String)]) -> S
         results,
         "calico",
         CALICO_BENCH,
-        "`policy-agent/benches/calico.rs`: 10,000 pods, 1,000 GlobalNetworkPolicies in 3 tiers, \
+        "`policy-agent/benches/calico/`: 10,000 pods, 1,000 GlobalNetworkPolicies in 3 tiers, \
          two GlobalNetworkSets of 5,000 CIDRs; the full compile also written into the real \
          datapath, with each map's entries and kernel memory",
         &mut md,
