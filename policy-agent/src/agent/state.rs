@@ -110,11 +110,8 @@ impl State {
             // New numbers for every identity and table, or new tables for an endpoint and a
             // new identity for an address at once: switched over as a renumbering, so that no
             // packet meets a table of one numbering and an identity of the other.
-            let mut desired = (*compiled.maps).clone();
+            let desired = binding.bind_all((*compiled.maps).clone());
             drop(compiled.maps);
-            for (key, value) in &mut desired.endpoints {
-                *value = binding.bind(key, *value);
-            }
             self.renumbering = true;
             let stats = match datapath.write_renumbering(&self.programmed, &desired) {
                 Ok(stats) => stats,

@@ -151,17 +151,20 @@ impl Binding {
         }
         value
     }
+
+    /// `maps` with every endpoint entry bound ([`Binding::bind`]).
+    pub fn bind_all(&self, mut maps: MapContents) -> MapContents {
+        for (key, value) in &mut maps.endpoints {
+            *value = self.bind(key, *value);
+        }
+        maps
+    }
 }
 
 /// `maps` with each endpoint address bound to the interface its host route goes through;
 /// addresses without such a route stay unbound.
 pub fn bind_endpoints(maps: &MapContents, routes: &BTreeMap<IpAddr, String>) -> MapContents {
-    let binding = Binding::of(routes);
-    let mut bound = maps.clone();
-    for (key, value) in &mut bound.endpoints {
-        *value = binding.bind(key, *value);
-    }
-    bound
+    Binding::of(routes).bind_all(maps.clone())
 }
 
 impl Datapath {
@@ -170,24 +173,30 @@ impl Datapath {
     /// counters zeroed first) and taken back from interfaces that are gone.
     pub fn binding(
         &mut self,
-        routes: &BTreeMap<std::net::IpAddr, String>,
+        routes: &BTreeMap<IpAddr, String>,
     ) -> Result<Binding, DataplaneError> {
         let binding = Binding::of(routes);
         let given = self.counter_slots.assign(&binding.interfaces(), |ifindex| {
             nix::net::if_::if_indextoname(ifindex).is_ok()
         });
-        for slot in given {
-            let cpus = aya::util::nr_cpus()
-                .map_err(|(_, source)| DataplaneError::ZeroCounterSlot { slot, source })?;
-            let zeroed = aya::maps::PerCpuValues::try_from(vec![Counters::default(); cpus])
-                .map_err(|source| DataplaneError::ZeroCounterSlot { slot, source })?;
-            self.slot_counters.set(slot, zeroed, 0).map_err(|source| {
-                DataplaneError::MapUpdate {
-                    operation: "zero a slot",
-                    map: map_names::COUNTER_SLOTS,
+        if let Some(&first) = given.first() {
+            // The possible CPUs, counted once for every slot given.
+            let cpus =
+                aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::ZeroCounterSlot {
+                    slot: first,
                     source,
-                }
-            })?;
+                })?;
+            for slot in given {
+                let zeroed = aya::maps::PerCpuValues::try_from(vec![Counters::default(); cpus])
+                    .map_err(|source| DataplaneError::ZeroCounterSlot { slot, source })?;
+                self.slot_counters.set(slot, zeroed, 0).map_err(|source| {
+                    DataplaneError::MapUpdate {
+                        operation: "zero a slot",
+                        map: map_names::COUNTER_SLOTS,
+                        source,
+                    }
+                })?;
+            }
         }
         Ok(binding.with_counter_slots(&self.counter_slots))
     }
@@ -196,14 +205,9 @@ impl Datapath {
     pub fn bind_endpoints(
         &mut self,
         maps: &MapContents,
-        routes: &BTreeMap<std::net::IpAddr, String>,
+        routes: &BTreeMap<IpAddr, String>,
     ) -> Result<MapContents, DataplaneError> {
-        let binding = self.binding(routes)?;
-        let mut bound = maps.clone();
-        for (key, value) in &mut bound.endpoints {
-            *value = binding.bind(key, *value);
-        }
-        Ok(bound)
+        Ok(self.binding(routes)?.bind_all(maps.clone()))
     }
 }
 
