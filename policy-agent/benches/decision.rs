@@ -505,13 +505,9 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
         {
             let mut singles_floor = Vec::new();
             for _ in 0..settings.runs {
-                let mut singles = Vec::with_capacity(SINGLE_RUNS);
-                for _ in 0..SINGLE_RUNS {
-                    datapath.clear_conntrack()?;
-                    singles.push(ns(empty.test_run(&frame, 1)?));
-                }
-                singles.sort_by(f64::total_cmp);
-                singles_floor.push(singles[singles.len() / 2]);
+                singles_floor.push(single_runs_median(&mut datapath, |_| {
+                    Ok(ns(empty.test_run(&frame, 1)?))
+                })?);
             }
             emit("empty_single", &shape, size, rules, singles_floor);
         }
@@ -550,15 +546,11 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
                 // single runs; it includes the kernel timer's own few tens of ns).
                 let frame = packet.to_frame();
                 for _ in 0..settings.runs {
-                    let mut singles = Vec::with_capacity(SINGLE_RUNS);
-                    for _ in 0..SINGLE_RUNS {
-                        datapath.clear_conntrack()?;
+                    samples.push(single_runs_median(&mut datapath, |datapath| {
                         let verdict = datapath.test_run(Direction::ToEndpoint, &frame, 1)?;
                         ensure!(verdict.allowed(), "{case} at {size} policies was dropped");
-                        singles.push(ns(verdict.per_run));
-                    }
-                    singles.sort_by(f64::total_cmp);
-                    samples.push(singles[singles.len() / 2]);
+                        Ok(ns(verdict.per_run))
+                    })?);
                 }
                 emit(case, &shape, size, rules, samples);
                 continue;
@@ -588,6 +580,21 @@ fn run(pins: &Path, settings: &Settings) -> anyhow::Result<()> {
 
 /// Single runs per sample of a case that cannot be repeated in the kernel (a new allowed flow).
 const SINGLE_RUNS: usize = 2001;
+
+/// The median of [`SINGLE_RUNS`] timings by `run` (ns), each taken on an empty connection
+/// table.
+fn single_runs_median(
+    datapath: &mut Datapath,
+    mut run: impl FnMut(&Datapath) -> anyhow::Result<f64>,
+) -> anyhow::Result<f64> {
+    let mut singles = Vec::with_capacity(SINGLE_RUNS);
+    for _ in 0..SINGLE_RUNS {
+        datapath.clear_conntrack()?;
+        singles.push(run(datapath)?);
+    }
+    singles.sort_by(f64::total_cmp);
+    Ok(singles[singles.len() / 2])
+}
 
 fn ns(d: Duration) -> f64 {
     // Durations here are nanoseconds to microseconds: f64 is exact.
